@@ -1,0 +1,100 @@
+//! Dense inputs: `[epochs, examples, classes]` arrays (numpy arrays, memory maps, `.npy` files).
+
+use crate::error::{Error, Result};
+use crate::kernel::fold_rows;
+use crate::math::Real;
+use crate::options::{NanPolicy, Task};
+use crate::state::State;
+use rayon::prelude::*;
+
+/// Examples per parallel task. Their state (88 KiB) stays in L2 while every epoch streams past.
+pub const BLOCK: usize = 1024;
+
+/// One epoch of model outputs for every slot of a state, row-major `[slots, slot_columns]`.
+#[derive(Debug, Clone, Copy)]
+pub struct EpochView<'a, T> {
+    /// The epoch's number (its position in the training run), used for ordering and reporting.
+    pub epoch: u32,
+    pub values: &'a [T],
+}
+
+/// Checks integer labels against the task and converts them to per-slot `u32` labels.
+///
+/// Multi-class: one label per example in `0..n_classes` (`0..=1` for one-column binary output).
+/// Multi-label: `n_classes` 0/1 targets per example, example-major.
+pub fn validate_labels(labels: &[i64], task: Task) -> Result<Vec<u32>> {
+    let values = task.label_values();
+    let per = task.slots_per_example() as u64;
+    labels
+        .iter()
+        .enumerate()
+        .map(|(i, &y)| {
+            if (0..values as i64).contains(&y) {
+                Ok(y as u32)
+            } else {
+                Err(Error::LabelOutOfRange {
+                    example: i as u64 / per,
+                    label: y,
+                    n_classes: values,
+                    max: values - 1,
+                })
+            }
+        })
+        .collect()
+}
+
+/// Folds whole epochs into `state`, in parallel over blocks of examples. Epochs must be given
+/// in increasing order and be later than anything the state already holds. On error the state
+/// is partly updated; callers that must stay consistent fold into a fresh state and merge.
+pub fn accumulate<T: Real>(
+    state: &mut State,
+    epochs: &[EpochView<'_, T>],
+    labels: &[u32],
+    nan_policy: NanPolicy,
+) -> Result<()> {
+    let cols = state.task().slot_columns() as usize;
+    let kind = state.kind();
+    let n_slots = state.slots().len();
+    if labels.len() != n_slots {
+        return Err(Error::invalid(format!("{} labels for {} examples", labels.len(), n_slots)));
+    }
+    for w in epochs.windows(2) {
+        if w[1].epoch <= w[0].epoch {
+            return Err(Error::invalid(format!(
+                "epochs must be strictly increasing, got {} then {}",
+                w[0].epoch, w[1].epoch
+            )));
+        }
+    }
+    for ev in epochs {
+        if ev.values.len() != n_slots * cols {
+            return Err(Error::invalid(format!(
+                "epoch {} has {} values, expected {} examples x {} columns",
+                ev.epoch,
+                ev.values.len(),
+                n_slots,
+                cols
+            )));
+        }
+    }
+    let per = state.task().slots_per_example() as u64;
+    state.slots_mut().par_chunks_mut(BLOCK).enumerate().try_for_each_init(Vec::new, |scratch, (b, slots)| {
+        let lo = b * BLOCK;
+        let hi = lo + slots.len();
+        for ev in epochs {
+            fold_rows(
+                kind,
+                nan_policy,
+                ev.epoch,
+                &ev.values[lo * cols..hi * cols],
+                cols,
+                &labels[lo..hi],
+                slots,
+                lo as u64,
+                scratch,
+            )
+            .map_err(|e| e.slot_to_example(per))?;
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,315 @@
+//! Branch-free `exp` and `ln` that LLVM can vectorize when called in a loop over lanes.
+//!
+//! `f32::exp` and `f64::ln` from std are calls into libm, which stop auto-vectorization and
+//! dominate a softmax over short class axes. The functions here are classic range reductions
+//! (Cody–Waite for `exp`, Cephes / fdlibm for `ln`) written with selects instead of branches.
+//! Their accuracy is pinned by tests at the bottom of this file: within a few ulp of std.
+
+use std::ops::{Add, Div, Mul, Neg, Sub};
+
+/// The floating-point element types the engine reads: `f32` and `f64`.
+pub trait Real:
+    Copy
+    + Send
+    + Sync
+    + PartialOrd
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+    + Neg<Output = Self>
+    + std::fmt::Debug
+    + 'static
+{
+    const ZERO: Self;
+    const ONE: Self;
+    const NEG_INFINITY: Self;
+    /// Machine epsilon; probability inputs clip the gold probability to it before `ln` (as
+    /// scikit-learn's `log_loss` does) so one exact zero does not make the mean loss infinite.
+    const EPSILON: Self;
+    /// Smallest positive normal number; `ln_fast` is only defined from here up.
+    const MIN_POSITIVE: Self;
+    /// Name used in error messages (`"float32"` / `"float64"`).
+    const DTYPE: &'static str;
+
+    fn from_f64(x: f64) -> Self;
+    fn from_u32(x: u32) -> Self;
+    fn to_f64(self) -> f64;
+    fn is_finite(self) -> bool;
+    /// `e^x`; exactly 1 at 0, 0 below the smallest normal result, accurate to a few ulp.
+    fn exp_fast(self) -> Self;
+    /// Natural log of a positive normal number, accurate to a few ulp.
+    fn ln_fast(self) -> Self;
+    #[inline(always)]
+    fn max_(self, other: Self) -> Self {
+        if other > self { other } else { self }
+    }
+}
+
+impl Real for f32 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    const NEG_INFINITY: Self = f32::NEG_INFINITY;
+    const EPSILON: Self = f32::EPSILON;
+    const MIN_POSITIVE: Self = f32::MIN_POSITIVE;
+    const DTYPE: &'static str = "float32";
+
+    #[inline(always)]
+    fn from_f64(x: f64) -> Self {
+        x as f32
+    }
+    #[inline(always)]
+    fn from_u32(x: u32) -> Self {
+        x as f32
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    #[inline(always)]
+    fn is_finite(self) -> bool {
+        // Written as a comparison (NaN fails it) so it vectorizes to one compare.
+        self.abs() <= f32::MAX
+    }
+
+    #[inline(always)]
+    fn exp_fast(self) -> Self {
+        const LOG2E: f32 = std::f32::consts::LOG2_E;
+        // 1.5 * 2^23: adding it rounds to the nearest integer and leaves that integer in the
+        // low mantissa bits, which avoids a float->int conversion that does not vectorize.
+        const SHIFTER: f32 = 12_582_912.0;
+        const LN2_HI: f32 = 0.693_359_4;
+        const LN2_LO: f32 = -2.121_944_4e-4;
+        let x = self.clamp(-87.0, 88.0);
+        let t = x * LOG2E + SHIFTER;
+        let n = t - SHIFTER;
+        let k = (t.to_bits() as i32).wrapping_sub(SHIFTER.to_bits() as i32);
+        let r = x - n * LN2_HI - n * LN2_LO;
+        // Cephes expf minimax polynomial on |r| <= ln2/2.
+        let r2 = r * r;
+        let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2)
+            * r
+            + 1.666_666_5e-1)
+            * r
+            + 5.000_000_1e-1;
+        let y = p * r2 + r + 1.0;
+        let scale = f32::from_bits(((k + 127) as u32) << 23);
+        let out = y * scale;
+        if self < -87.0 { 0.0 } else { out }
+    }
+
+    #[inline(always)]
+    fn ln_fast(self) -> Self {
+        const SQRT_HALF: f32 = std::f32::consts::FRAC_1_SQRT_2;
+        let bits = self.to_bits();
+        let mut e = ((bits >> 23) as i32 - 126) as f32;
+        // Mantissa scaled into [0.5, 1).
+        let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f00_0000);
+        let small = m < SQRT_HALF;
+        e = if small { e - 1.0 } else { e };
+        let x = if small { m + m - 1.0 } else { m - 1.0 };
+        let z = x * x;
+        // Cephes logf polynomial.
+        let mut y = ((((((((7.037_683_6e-2 * x - 1.151_461e-1) * x + 1.167_699_9e-1) * x
+            - 1.242_014_1e-1)
+            * x
+            + 1.424_932_3e-1)
+            * x
+            - 1.666_805_8e-1)
+            * x
+            + 2.000_071_4e-1)
+            * x
+            - 2.499_999_4e-1)
+            * x
+            + 3.333_333_1e-1)
+            * x
+            * z;
+        y += e * -2.121_944_4e-4;
+        y += -0.5 * z;
+        x + y + e * 0.693_359_4
+    }
+}
+
+impl Real for f64 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    const NEG_INFINITY: Self = f64::NEG_INFINITY;
+    const EPSILON: Self = f64::EPSILON;
+    const MIN_POSITIVE: Self = f64::MIN_POSITIVE;
+    const DTYPE: &'static str = "float64";
+
+    #[inline(always)]
+    fn from_f64(x: f64) -> Self {
+        x
+    }
+    #[inline(always)]
+    fn from_u32(x: u32) -> Self {
+        x as f64
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self
+    }
+    #[inline(always)]
+    fn is_finite(self) -> bool {
+        self.abs() <= f64::MAX
+    }
+
+    #[inline(always)]
+    fn exp_fast(self) -> Self {
+        const LOG2E: f64 = std::f64::consts::LOG2_E;
+        // 1.5 * 2^52, see the f32 version.
+        const SHIFTER: f64 = 6_755_399_441_055_744.0;
+        const LN2_HI: f64 = 6.931_471_803_691_238_2e-1;
+        const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+        let x = self.clamp(-708.0, 709.0);
+        let t = x * LOG2E + SHIFTER;
+        let n = t - SHIFTER;
+        let k = (t.to_bits() as i64).wrapping_sub(SHIFTER.to_bits() as i64);
+        let r = x - n * LN2_HI - n * LN2_LO;
+        // Taylor series of e^r to degree 13: truncation error < 2e-16 for |r| <= ln2/2.
+        const C: [f64; 14] = [
+            1.0,
+            1.0,
+            1.0 / 2.0,
+            1.0 / 6.0,
+            1.0 / 24.0,
+            1.0 / 120.0,
+            1.0 / 720.0,
+            1.0 / 5040.0,
+            1.0 / 40320.0,
+            1.0 / 362_880.0,
+            1.0 / 3_628_800.0,
+            1.0 / 39_916_800.0,
+            1.0 / 479_001_600.0,
+            1.0 / 6_227_020_800.0,
+        ];
+        let mut p = C[13];
+        let mut i = 13;
+        while i > 0 {
+            i -= 1;
+            p = p * r + C[i];
+        }
+        let scale = f64::from_bits(((k + 1023) as u64) << 52);
+        let out = p * scale;
+        if self < -708.0 { 0.0 } else { out }
+    }
+
+    #[inline(always)]
+    fn ln_fast(self) -> Self {
+        // fdlibm e_log.c, with the branches turned into selects.
+        const LN2_HI: f64 = 6.931_471_803_691_238_2e-1;
+        const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+        const LG1: f64 = 6.666_666_666_666_735e-1;
+        const LG2: f64 = 3.999_999_999_940_942e-1;
+        const LG3: f64 = 2.857_142_874_366_239e-1;
+        const LG4: f64 = 2.222_219_843_214_978_4e-1;
+        const LG5: f64 = 1.818_357_216_161_805e-1;
+        const LG6: f64 = 1.531_383_769_920_937_3e-1;
+        const LG7: f64 = 1.479_819_860_511_658_6e-1;
+        let bits = self.to_bits();
+        let mut k = ((bits >> 52) as i64 - 1023) as f64;
+        // Mantissa scaled into [1, 2), then into [sqrt(1/2), sqrt(2)).
+        let m = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000);
+        let big = m > std::f64::consts::SQRT_2;
+        let m = if big { m * 0.5 } else { m };
+        k = if big { k + 1.0 } else { k };
+        let f = m - 1.0;
+        let hfsq = 0.5 * f * f;
+        let s = f / (2.0 + f);
+        let z = s * s;
+        let w = z * z;
+        let t1 = w * (LG2 + w * (LG4 + w * LG6));
+        let t2 = z * (LG1 + w * (LG3 + w * (LG5 + w * LG7)));
+        let r = t2 + t1;
+        k * LN2_HI - ((hfsq - (s * (hfsq + r) + k * LN2_LO)) - f)
+    }
+}
+
+/// `ln(1 + x)` for `x >= 0`, accurate also for tiny `x` (Goldberg's trick).
+#[inline(always)]
+pub fn ln_1p(x: f64) -> f64 {
+    let u = 1.0 + x;
+    let d = u - 1.0;
+    // When 1 + x rounds to 1, ln(1 + x) == x to working precision.
+    let safe_d = if d == 0.0 { 1.0 } else { d };
+    let v = u.ln_fast() * (x / safe_d);
+    if d == 0.0 { x } else { v }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ulps32(a: f32, b: f32) -> i64 {
+        (a.to_bits() as i64 - b.to_bits() as i64).abs()
+    }
+    fn rel64(a: f64, b: f64) -> f64 {
+        ((a - b) / b).abs()
+    }
+
+    #[test]
+    fn exp_f32_matches_std() {
+        let mut worst = 0;
+        let mut x = -86.9f32;
+        while x < 88.0 {
+            let e = ulps32(x.exp_fast(), (x as f64).exp() as f32);
+            worst = worst.max(e);
+            x += 0.000_37;
+        }
+        assert!(worst <= 2, "worst error {worst} ulp");
+        assert_eq!(0.0f32.exp_fast(), 1.0);
+        assert_eq!((-100.0f32).exp_fast(), 0.0);
+        assert_eq!(f32::NEG_INFINITY.exp_fast(), 0.0);
+    }
+
+    #[test]
+    fn exp_f64_matches_std() {
+        let mut worst = 0.0f64;
+        let mut x = -707.0f64;
+        while x < 709.0 {
+            worst = worst.max(rel64(x.exp_fast(), x.exp()));
+            x += 0.000_731;
+        }
+        assert!(worst < 5e-16, "worst relative error {worst}");
+        assert_eq!(0.0f64.exp_fast(), 1.0);
+        assert_eq!((-1000.0f64).exp_fast(), 0.0);
+    }
+
+    #[test]
+    fn ln_f32_matches_std() {
+        let mut worst = 0;
+        let mut x = f32::MIN_POSITIVE;
+        while x < 1e30 {
+            let want = (x as f64).ln() as f32;
+            worst = worst.max(ulps32(x.ln_fast(), want));
+            x *= 1.000_13;
+        }
+        assert!(worst <= 2, "worst error {worst} ulp");
+        assert_eq!(1.0f32.ln_fast(), 0.0);
+    }
+
+    #[test]
+    fn ln_f64_matches_std() {
+        let mut worst = 0.0f64;
+        let mut x = 1e-300f64;
+        while x < 1e300 {
+            let want = x.ln();
+            if want != 0.0 {
+                worst = worst.max(rel64(x.ln_fast(), want));
+            }
+            x *= 1.000_61;
+        }
+        assert!(worst < 3e-16, "worst relative error {worst}");
+        assert_eq!(1.0f64.ln_fast(), 0.0);
+    }
+
+    #[test]
+    fn ln_1p_is_accurate_near_zero() {
+        for &x in &[0.0, 1e-300, 1e-20, 1e-12, 3e-8, 1e-4, 0.5, 1.0, 7.0, 1e10] {
+            let got = ln_1p(x);
+            let want = f64::ln_1p(x);
+            assert!(got == want || rel64(got, want) < 4e-16, "x={x}: {got} vs {want}");
+        }
+    }
+}

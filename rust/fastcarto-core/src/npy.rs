@@ -1,0 +1,107 @@
+//! `.npy` files, memory-mapped: the operating system pages epochs in as the kernel reads them,
+//! so a file larger than RAM works and nothing is copied.
+
+use crate::error::{Error, Result};
+use memmap2::Mmap;
+use ndarray::{ArrayView3, Ix3};
+use ndarray_npy::{ViewNpyError, ViewNpyExt};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// An open, memory-mapped `.npy` file of shape `[epochs, examples, classes]`.
+pub struct MappedNpy {
+    path: PathBuf,
+    map: Mmap,
+    dtype: NpyDtype,
+}
+
+/// Element types fastcarto reads from `.npy` files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NpyDtype {
+    F32,
+    F64,
+}
+
+/// A typed, zero-copy view of a mapped file.
+pub enum NpyView<'a> {
+    F32(ArrayView3<'a, f32>),
+    F64(ArrayView3<'a, f64>),
+}
+
+impl MappedNpy {
+    /// Maps `path` and checks its header: 3-d, little-endian float32/float64, C order, complete.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let file = File::open(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+        // SAFETY: the map is read-only. If another process truncates the file while it is mapped,
+        // reads fault; that is the documented contract of memory-mapped input.
+        let map = unsafe { Mmap::map(&file) }.map_err(|source| Error::Io { path: path.clone(), source })?;
+        #[cfg(unix)]
+        let _ = map.advise(memmap2::Advice::Sequential);
+        let format = |reason: String| Error::Format { path: path.clone(), reason };
+        let dtype = match ArrayView3::<f32>::view_npy(&map) {
+            Ok(_) => NpyDtype::F32,
+            Err(ViewNpyError::WrongDescriptor(_)) => match ArrayView3::<f64>::view_npy(&map) {
+                Ok(_) => NpyDtype::F64,
+                Err(ViewNpyError::WrongDescriptor(d)) => {
+                    return Err(format(format!("dtype {d} is not supported; save float32 or float64 outputs")));
+                }
+                Err(e) => return Err(format(describe(e))),
+            },
+            Err(e) => return Err(format(describe(e))),
+        };
+        let this = MappedNpy { path, map, dtype };
+        let standard = match this.view()? {
+            NpyView::F32(v) => v.is_standard_layout(),
+            NpyView::F64(v) => v.is_standard_layout(),
+        };
+        if !standard {
+            return Err(this.format_error("the array is stored in Fortran order; save it with C order".into()));
+        }
+        Ok(this)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn dtype(&self) -> NpyDtype {
+        self.dtype
+    }
+
+    /// The mapped array.
+    pub fn view(&self) -> Result<NpyView<'_>> {
+        let err = |e| self.format_error(describe(e));
+        Ok(match self.dtype {
+            NpyDtype::F32 => NpyView::F32(ArrayView3::<f32>::view_npy(&self.map).map_err(err)?),
+            NpyDtype::F64 => NpyView::F64(ArrayView3::<f64>::view_npy(&self.map).map_err(err)?),
+        })
+    }
+
+    fn format_error(&self, reason: String) -> Error {
+        Error::Format { path: self.path.clone(), reason }
+    }
+}
+
+fn describe(e: ViewNpyError) -> String {
+    match e {
+        ViewNpyError::WrongNdim(want, got) => format!(
+            "expected a 3-d array [epochs, examples, classes], found {got} dimensions{}",
+            want.map_or(String::new(), |_| String::new())
+        ),
+        ViewNpyError::MissingBytes(n) => format!("the file is truncated: {n} bytes of data are missing"),
+        ViewNpyError::ExtraBytes(n) => format!("the file has {n} bytes after the array data"),
+        ViewNpyError::NonNativeEndian => "the array is big-endian; save it in native byte order".into(),
+        ViewNpyError::MisalignedData => "the array data is not aligned for its dtype".into(),
+        other => format!("not a readable .npy file: {other}"),
+    }
+}
+
+/// Shape check used by callers that take `[E, N, C]` views.
+pub fn dims(v: &NpyView<'_>) -> (usize, usize, usize) {
+    let d: Ix3 = match v {
+        NpyView::F32(a) => a.raw_dim(),
+        NpyView::F64(a) => a.raw_dim(),
+    };
+    (d[0], d[1], d[2])
+}

@@ -1,0 +1,182 @@
+//! States to and from Arrow, so they can be pickled, saved, and moved between processes and
+//! machines, then merged. The schema is versioned; loading validates every invariant, so a
+//! corrupted or hand-edited state is an error rather than wrong metrics.
+
+use crate::error::{Error, Result};
+use crate::options::{Kind, Task};
+use crate::state::{ExampleState, NONE, State};
+use arrow_array::{Array, ArrayRef, Float64Array, RecordBatch, UInt32Array};
+use arrow_schema::{DataType, Field, Schema};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+const VERSION: &str = "1";
+const F64_FIELDS: [&str; 6] = ["mean", "m2", "sum_margin", "sum_el2n", "sum_loss", "sum_entropy"];
+const U32_FIELDS: [&str; 10] = [
+    "n",
+    "n_correct",
+    "n_confident",
+    "forgetting",
+    "first_epoch",
+    "last_epoch",
+    "first_learned",
+    "stable_from",
+    "final_pred",
+    "label",
+];
+
+fn f64_of(s: &ExampleState, i: usize) -> f64 {
+    [s.mean, s.m2, s.sum_margin, s.sum_el2n, s.sum_loss, s.sum_entropy][i]
+}
+
+fn u32_of(s: &ExampleState, i: usize) -> u32 {
+    [
+        s.n,
+        s.n_correct,
+        s.n_confident,
+        s.forgetting,
+        s.first_epoch,
+        s.last_epoch,
+        s.first_learned,
+        s.stable_from,
+        s.final_pred,
+        s.label,
+    ][i]
+}
+
+/// The state as one record batch, one row per slot, with the problem description in metadata.
+pub fn to_record_batch(state: &State) -> Result<RecordBatch> {
+    let slots = state.slots();
+    let mut fields = Vec::new();
+    let mut cols: Vec<ArrayRef> = Vec::new();
+    for (i, name) in F64_FIELDS.iter().enumerate() {
+        fields.push(Field::new(*name, DataType::Float64, false));
+        cols.push(Arc::new(Float64Array::from_iter_values(slots.iter().map(|s| f64_of(s, i)))));
+    }
+    for (i, name) in U32_FIELDS.iter().enumerate() {
+        fields.push(Field::new(*name, DataType::UInt32, false));
+        cols.push(Arc::new(UInt32Array::from_iter_values(slots.iter().map(|s| u32_of(s, i)))));
+    }
+    let (task, n_classes) = match state.task() {
+        Task::MultiClass { n_classes } => ("multiclass", n_classes),
+        Task::MultiLabel { n_classes } => ("multilabel", n_classes),
+    };
+    let meta = HashMap::from([
+        ("fastcarto.state_version".to_string(), VERSION.to_string()),
+        ("fastcarto.kind".to_string(), state.kind().as_str().to_string()),
+        ("fastcarto.task".to_string(), task.to_string()),
+        ("fastcarto.n_classes".to_string(), n_classes.to_string()),
+        ("fastcarto.allow_label_change".to_string(), state.allows_label_change().to_string()),
+    ]);
+    Ok(RecordBatch::try_new(Arc::new(Schema::new_with_metadata(fields, meta)), cols)?)
+}
+
+fn bad(msg: impl std::fmt::Display) -> Error {
+    Error::invalid(format!("not a fastcarto state: {msg}"))
+}
+
+/// Rebuilds a state from [`to_record_batch`]'s output, checking the schema and every invariant.
+pub fn from_record_batch(batch: &RecordBatch) -> Result<State> {
+    let meta = batch.schema_ref().metadata();
+    let get = |k: &str| meta.get(k).ok_or_else(|| bad(format!("metadata key {k:?} is missing")));
+    let version = get("fastcarto.state_version")?;
+    if version != VERSION {
+        return Err(bad(format!("state version {version} is not supported (this build reads {VERSION})")));
+    }
+    let kind: Kind = get("fastcarto.kind")?.parse()?;
+    let n_classes: u32 = get("fastcarto.n_classes")?.parse().map_err(|_| bad("n_classes is not an integer"))?;
+    let task = match get("fastcarto.task")?.as_str() {
+        "multiclass" => Task::MultiClass { n_classes },
+        "multilabel" => Task::MultiLabel { n_classes },
+        other => return Err(bad(format!("unknown task {other:?}"))),
+    };
+    let allow = get("fastcarto.allow_label_change")? == "true";
+    let column = |name: &str| {
+        batch.column_by_name(name).ok_or_else(|| bad(format!("column {name:?} is missing"))).and_then(|c| {
+            if c.null_count() > 0 { Err(bad(format!("column {name:?} has nulls"))) } else { Ok(c) }
+        })
+    };
+    let mut f = Vec::new();
+    for name in F64_FIELDS {
+        let c = column(name)?;
+        f.push(c.as_any().downcast_ref::<Float64Array>().ok_or_else(|| bad(format!("{name:?} is not float64")))?);
+    }
+    let mut u = Vec::new();
+    for name in U32_FIELDS {
+        let c = column(name)?;
+        u.push(c.as_any().downcast_ref::<UInt32Array>().ok_or_else(|| bad(format!("{name:?} is not uint32")))?);
+    }
+    let rows = batch.num_rows();
+    let per = task.slots_per_example() as usize;
+    if n_classes == 0 || rows % per != 0 {
+        return Err(bad(format!("{rows} rows do not fit {per} slots per example")));
+    }
+    let labels = task.label_values();
+    let preds = task.slot_columns().max(2);
+    let mut slots = Vec::with_capacity(rows);
+    for r in 0..rows {
+        let s = ExampleState {
+            mean: f[0].value(r),
+            m2: f[1].value(r),
+            sum_margin: f[2].value(r),
+            sum_el2n: f[3].value(r),
+            sum_loss: f[4].value(r),
+            sum_entropy: f[5].value(r),
+            n: u[0].value(r),
+            n_correct: u[1].value(r),
+            n_confident: u[2].value(r),
+            forgetting: u[3].value(r),
+            first_epoch: u[4].value(r),
+            last_epoch: u[5].value(r),
+            first_learned: u[6].value(r),
+            stable_from: u[7].value(r),
+            final_pred: u[8].value(r),
+            label: u[9].value(r),
+        };
+        check_invariants(&s, labels, preds).map_err(|why| bad(format!("row {r}: {why}")))?;
+        slots.push(s);
+    }
+    Ok(State::new(0, task, kind)?.with_label_changes(allow).with_slots(slots))
+}
+
+fn check_invariants(s: &ExampleState, labels: u32, preds: u32) -> std::result::Result<(), String> {
+    if s.n == 0 {
+        return if *s == ExampleState::EMPTY { Ok(()) } else { Err("an empty slot carries values".into()) };
+    }
+    let epochs = s.first_epoch != NONE && s.last_epoch != NONE && s.first_epoch <= s.last_epoch;
+    let span_ok = epochs && (s.last_epoch - s.first_epoch) as u64 + 1 >= s.n as u64;
+    let in_span = |e: u32| e == NONE || (s.first_epoch <= e && e <= s.last_epoch);
+    let checks = [
+        (span_ok, "epoch span does not fit the count"),
+        (s.n_correct <= s.n && s.n_confident <= s.n && s.forgetting < s.n, "counts exceed the epochs"),
+        (in_span(s.first_learned) && in_span(s.stable_from), "epochs outside the observed span"),
+        ((s.first_learned == NONE) == (s.n_correct == 0), "first_learned disagrees with n_correct"),
+        (s.label < labels && s.final_pred < preds, "label or prediction out of range"),
+        ((0.0..=1.0).contains(&s.mean) && s.m2 >= 0.0 && s.m2.is_finite(), "mean or m2 out of range"),
+    ];
+    match checks.iter().find(|(ok, _)| !ok) {
+        Some((_, why)) => Err((*why).to_string()),
+        None => Ok(()),
+    }
+}
+
+/// The state as Arrow IPC stream bytes (what `pickle` stores).
+pub fn to_ipc_bytes(state: &State) -> Result<Vec<u8>> {
+    let batch = to_record_batch(state)?;
+    let mut buf = Vec::new();
+    let mut w = arrow_ipc::writer::StreamWriter::try_new(&mut buf, batch.schema_ref())?;
+    w.write(&batch)?;
+    w.finish()?;
+    drop(w);
+    Ok(buf)
+}
+
+/// Reads [`to_ipc_bytes`]'s output.
+pub fn from_ipc_bytes(bytes: &[u8]) -> Result<State> {
+    let reader = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)?;
+    let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
+    match batches.as_slice() {
+        [batch] => from_record_batch(batch),
+        _ => Err(bad(format!("expected one record batch, found {}", batches.len()))),
+    }
+}

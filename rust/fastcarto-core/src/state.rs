@@ -1,0 +1,393 @@
+//! Per-example streaming state: fixed size, updated one epoch at a time, and mergeable.
+//!
+//! Every metric is a function of an [`ExampleState`]. Two states of the same example merge
+//! exactly when one covers strictly later epochs than the other (Chan et al.'s pairwise update
+//! for the mean and the sum of squared deviations; order-aware bookkeeping for forgetting), and a
+//! state that saw nothing is the identity. Threads, shards, files and machines all reuse
+//! [`ExampleState::merge`].
+
+use crate::error::{Error, Result};
+use crate::options::{Kind, Task};
+use rayon::prelude::*;
+
+/// Marks an epoch or class that does not exist (never learned, never observed, ...).
+pub const NONE: u32 = u32::MAX;
+
+/// What one epoch's output says about one example.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Observation {
+    /// Probability of the gold label.
+    pub gold_prob: f64,
+    /// Gold score minus the largest other score (logits, or probabilities for `kind="probs"`).
+    pub margin: f64,
+    /// L2 norm of `p - onehot(gold)`.
+    pub el2n: f64,
+    /// Cross-entropy `-ln p(gold)`.
+    pub loss: f64,
+    /// Predictive entropy `-sum p ln p`.
+    pub entropy: f64,
+    /// Predicted class (first maximum wins ties).
+    pub pred: u32,
+}
+
+/// Everything fastcarto remembers about one example: 88 bytes, whatever the number of epochs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[repr(C)]
+pub struct ExampleState {
+    /// Running mean of p(gold) (Welford / Chan).
+    pub mean: f64,
+    /// Sum of squared deviations of p(gold) from the mean.
+    pub m2: f64,
+    pub sum_margin: f64,
+    pub sum_el2n: f64,
+    pub sum_loss: f64,
+    pub sum_entropy: f64,
+    /// Epochs observed.
+    pub n: u32,
+    /// Epochs where the prediction was the gold label.
+    pub n_correct: u32,
+    /// Epochs where p(gold) > 0.5 (Data-IQ's notion of correct).
+    pub n_confident: u32,
+    /// Correct-to-wrong transitions between consecutive observed epochs.
+    pub forgetting: u32,
+    pub first_epoch: u32,
+    pub last_epoch: u32,
+    /// First epoch predicted correctly, or [`NONE`].
+    pub first_learned: u32,
+    /// First epoch from which every later observed epoch is correct, or [`NONE`].
+    pub stable_from: u32,
+    /// Prediction at the last observed epoch, or [`NONE`].
+    pub final_pred: u32,
+    /// Gold label, or [`NONE`] before the first observation.
+    pub label: u32,
+}
+
+impl Default for ExampleState {
+    fn default() -> Self {
+        Self::EMPTY
+    }
+}
+
+impl ExampleState {
+    /// The state of an example nothing is known about; the identity of [`merge`](Self::merge).
+    pub const EMPTY: ExampleState = ExampleState {
+        mean: 0.0,
+        m2: 0.0,
+        sum_margin: 0.0,
+        sum_el2n: 0.0,
+        sum_loss: 0.0,
+        sum_entropy: 0.0,
+        n: 0,
+        n_correct: 0,
+        n_confident: 0,
+        forgetting: 0,
+        first_epoch: NONE,
+        last_epoch: NONE,
+        first_learned: NONE,
+        stable_from: NONE,
+        final_pred: NONE,
+        label: NONE,
+    };
+
+    /// The state after a single observation.
+    #[inline(always)]
+    pub fn single(epoch: u32, label: u32, obs: &Observation) -> Self {
+        let correct = obs.pred == label;
+        let learned = if correct { epoch } else { NONE };
+        ExampleState {
+            mean: obs.gold_prob,
+            m2: 0.0,
+            sum_margin: obs.margin,
+            sum_el2n: obs.el2n,
+            sum_loss: obs.loss,
+            sum_entropy: obs.entropy,
+            n: 1,
+            n_correct: correct as u32,
+            n_confident: (obs.gold_prob > 0.5) as u32,
+            forgetting: 0,
+            first_epoch: epoch,
+            last_epoch: epoch,
+            first_learned: learned,
+            stable_from: learned,
+            final_pred: obs.pred,
+            label,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// Correct at its first observed epoch.
+    fn starts_correct(&self) -> bool {
+        self.first_learned == self.first_epoch
+    }
+
+    /// Correct at its last observed epoch.
+    fn ends_correct(&self) -> bool {
+        self.stable_from != NONE
+    }
+
+    /// Adds one observation that must be later than every epoch seen so far.
+    #[inline(always)]
+    pub fn observe(&mut self, example: u64, epoch: u32, label: u32, obs: &Observation) -> Result<()> {
+        *self = Self::merge_ordered(example, self, &Self::single(epoch, label, obs), false)?;
+        Ok(())
+    }
+
+    /// Combines two states of the same example. Exact for counts; floats agree with a single
+    /// pass to rounding. Fails when the epochs overlap (a duplicate) or interleave (forgetting
+    /// would depend on an order neither state knows), or when the labels differ.
+    pub fn merge(example: u64, a: &Self, b: &Self, allow_label_change: bool) -> Result<Self> {
+        if a.n == 0 {
+            return Ok(*b);
+        }
+        if b.n == 0 {
+            return Ok(*a);
+        }
+        if a.last_epoch < b.first_epoch {
+            Self::merge_ordered(example, a, b, allow_label_change)
+        } else if b.last_epoch < a.first_epoch {
+            Self::merge_ordered(example, b, a, allow_label_change)
+        } else if a.first_epoch == a.last_epoch
+            && b.first_epoch == b.last_epoch
+            && a.first_epoch == b.first_epoch
+        {
+            Err(Error::DuplicateObservation { epoch: a.first_epoch, example })
+        } else {
+            Err(Error::InterleavedEpochs {
+                example,
+                first_a: a.first_epoch,
+                last_a: a.last_epoch,
+                first_b: b.first_epoch,
+                last_b: b.last_epoch,
+            })
+        }
+    }
+
+    /// `early` covers strictly earlier epochs than `late` (or one of them is empty).
+    #[inline(always)]
+    fn merge_ordered(example: u64, early: &Self, late: &Self, allow_label_change: bool) -> Result<Self> {
+        if early.n == 0 {
+            return Ok(*late);
+        }
+        if late.n == 0 {
+            return Ok(*early);
+        }
+        if late.first_epoch <= early.last_epoch {
+            return Err(if late.first_epoch == early.last_epoch {
+                Error::DuplicateObservation { epoch: late.first_epoch, example }
+            } else {
+                Error::EpochOutOfOrder { example, epoch: late.first_epoch, last: early.last_epoch }
+            });
+        }
+        if early.label != late.label && !allow_label_change {
+            return Err(Error::LabelChanged { example, old: early.label, new: late.label });
+        }
+        let n = early.n + late.n;
+        let (na, nb, nf) = (early.n as f64, late.n as f64, n as f64);
+        let delta = late.mean - early.mean;
+        let mean = early.mean + delta * (nb / nf);
+        let m2 = early.m2 + late.m2 + delta * delta * (na * nb / nf);
+        let forgotten_at_seam = (early.ends_correct() && !late.starts_correct()) as u32;
+        let stable_from = if late.stable_from == late.first_epoch && early.ends_correct() {
+            early.stable_from
+        } else {
+            late.stable_from
+        };
+        Ok(ExampleState {
+            mean,
+            m2,
+            sum_margin: early.sum_margin + late.sum_margin,
+            sum_el2n: early.sum_el2n + late.sum_el2n,
+            sum_loss: early.sum_loss + late.sum_loss,
+            sum_entropy: early.sum_entropy + late.sum_entropy,
+            n,
+            n_correct: early.n_correct + late.n_correct,
+            n_confident: early.n_confident + late.n_confident,
+            forgetting: early.forgetting + late.forgetting + forgotten_at_seam,
+            first_epoch: early.first_epoch,
+            last_epoch: late.last_epoch,
+            first_learned: if early.first_learned != NONE { early.first_learned } else { late.first_learned },
+            stable_from,
+            final_pred: late.final_pred,
+            label: late.label,
+        })
+    }
+}
+
+/// The state of every example (or every (example, class) slot for multi-label tasks).
+#[derive(Debug, Clone, PartialEq)]
+pub struct State {
+    pub(crate) task: Task,
+    pub(crate) kind: Kind,
+    /// Accept a label that changes between epochs, keeping the latest (the `aum` package does).
+    pub(crate) allow_label_change: bool,
+    pub(crate) slots: Vec<ExampleState>,
+}
+
+impl State {
+    /// A state for `n_examples` examples that have seen nothing yet.
+    pub fn new(n_examples: usize, task: Task, kind: Kind) -> Result<Self> {
+        let c = task.output_columns();
+        if c == 0 {
+            return Err(Error::invalid("the number of classes must be at least 1"));
+        }
+        let n_slots = n_examples
+            .checked_mul(task.slots_per_example() as usize)
+            .ok_or_else(|| Error::invalid("too many examples"))?;
+        Ok(State { task, kind, allow_label_change: false, slots: vec![ExampleState::EMPTY; n_slots] })
+    }
+
+    pub(crate) fn with_slots(mut self, slots: Vec<ExampleState>) -> Self {
+        self.slots = slots;
+        self
+    }
+
+    pub fn with_label_changes(mut self, allow: bool) -> Self {
+        self.allow_label_change = allow;
+        self
+    }
+
+    pub fn task(&self) -> Task {
+        self.task
+    }
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+    pub fn allows_label_change(&self) -> bool {
+        self.allow_label_change
+    }
+    /// Number of examples (not slots).
+    pub fn n_examples(&self) -> usize {
+        self.slots.len() / self.task.slots_per_example() as usize
+    }
+    pub fn slots(&self) -> &[ExampleState] {
+        &self.slots
+    }
+    pub(crate) fn slots_mut(&mut self) -> &mut [ExampleState] {
+        &mut self.slots
+    }
+    /// Latest epoch observed for any example, if any.
+    pub fn last_epoch(&self) -> Option<u32> {
+        self.slots.par_iter().filter(|s| s.n > 0).map(|s| s.last_epoch).max()
+    }
+
+    fn check_compatible(&self, other: &State) -> Result<()> {
+        if self.task != other.task {
+            return Err(Error::Incompatible(format!("tasks differ ({:?} vs {:?})", self.task, other.task)));
+        }
+        if self.kind != other.kind {
+            return Err(Error::Incompatible(format!(
+                "kinds differ ({} vs {})",
+                self.kind.as_str(),
+                other.kind.as_str()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Merges a state of the same examples (same length) into this one. Nothing changes on error.
+    pub fn merge(&mut self, other: &State) -> Result<()> {
+        self.check_compatible(other)?;
+        if self.slots.len() != other.slots.len() {
+            return Err(Error::Incompatible(format!(
+                "they cover {} and {} examples; use an index to merge a subset",
+                self.n_examples(),
+                other.n_examples()
+            )));
+        }
+        let per = self.task.slots_per_example() as u64;
+        let allow = self.allow_label_change || other.allow_label_change;
+        let merged: Vec<ExampleState> = self
+            .slots
+            .par_iter()
+            .zip(other.slots.par_iter())
+            .enumerate()
+            .map(|(i, (a, b))| ExampleState::merge(i as u64 / per, a, b, allow))
+            .collect::<Result<_>>()?;
+        self.slots = merged;
+        Ok(())
+    }
+
+    /// Merges `other`, whose example `i` is this state's example `index[i]`. Nothing changes on
+    /// error, including when `index` repeats an example.
+    pub fn merge_at(&mut self, other: &State, index: &[u64]) -> Result<()> {
+        self.check_compatible(other)?;
+        let n = self.n_examples() as u64;
+        if index.len() != other.n_examples() {
+            return Err(Error::invalid(format!(
+                "index has {} entries but the update has {} examples",
+                index.len(),
+                other.n_examples()
+            )));
+        }
+        let mut seen = vec![0u64; (n as usize).div_ceil(64)];
+        for &ix in index {
+            if ix >= n {
+                return Err(Error::invalid(format!("index {ix} is out of range for {n} examples")));
+            }
+            let (w, bit) = ((ix / 64) as usize, 1u64 << (ix % 64));
+            if seen[w] & bit != 0 {
+                return Err(Error::invalid(format!("index {ix} appears more than once in one update")));
+            }
+            seen[w] |= bit;
+        }
+        let per = self.task.slots_per_example() as usize;
+        let allow = self.allow_label_change || other.allow_label_change;
+        let mut merged = Vec::with_capacity(other.slots.len());
+        for (i, &ix) in index.iter().enumerate() {
+            for c in 0..per {
+                let dst = ix as usize * per + c;
+                merged.push(ExampleState::merge(ix, &self.slots[dst], &other.slots[i * per + c], allow)?);
+            }
+        }
+        for (i, &ix) in index.iter().enumerate() {
+            let dst = ix as usize * per;
+            self.slots[dst..dst + per].copy_from_slice(&merged[i * per..(i + 1) * per]);
+        }
+        Ok(())
+    }
+
+    /// Appends the examples of `other` after this state's (shards of different examples).
+    pub fn concat(&mut self, other: &State) -> Result<()> {
+        self.check_compatible(other)?;
+        self.allow_label_change |= other.allow_label_change;
+        self.slots.extend_from_slice(&other.slots);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obs(g: f64, pred: u32) -> Observation {
+        Observation { gold_prob: g, margin: g - 0.5, el2n: 1.0 - g, loss: -g.ln(), entropy: 0.1, pred }
+    }
+
+    #[test]
+    fn observe_counts_forgetting_and_stability() {
+        // correct pattern 1 0 1 1 for label 0
+        let mut s = ExampleState::EMPTY;
+        for (e, (g, p)) in [(0.9, 0), (0.2, 1), (0.8, 0), (0.7, 0)].into_iter().enumerate() {
+            s.observe(0, e as u32, 0, &obs(g, p)).unwrap();
+        }
+        assert_eq!(s.n, 4);
+        assert_eq!(s.n_correct, 3);
+        assert_eq!(s.forgetting, 1);
+        assert_eq!(s.first_learned, 0);
+        assert_eq!(s.stable_from, 2);
+        assert_eq!(s.final_pred, 0);
+        assert!((s.mean - 0.65).abs() < 1e-15);
+    }
+
+    #[test]
+    fn duplicates_and_out_of_order_are_errors() {
+        let mut s = ExampleState::EMPTY;
+        s.observe(3, 5, 0, &obs(0.5, 0)).unwrap();
+        assert!(matches!(s.observe(3, 5, 0, &obs(0.5, 0)), Err(Error::DuplicateObservation { epoch: 5, example: 3 })));
+        assert!(matches!(s.observe(3, 4, 0, &obs(0.5, 0)), Err(Error::EpochOutOfOrder { .. })));
+        assert!(matches!(s.observe(3, 6, 1, &obs(0.5, 0)), Err(Error::LabelChanged { old: 0, new: 1, .. })));
+    }
+}
