@@ -39,7 +39,7 @@ pub use result::{FinalizeOptions, finalize};
 pub use state::{ExampleState, Observation, State};
 
 use math::Real;
-use ndarray::{ArrayView3, Axis};
+use ndarray::{ArrayView2, ArrayView3, Axis};
 
 /// Computes the state of every example from a dense `[epochs, examples, columns]` array.
 ///
@@ -55,40 +55,93 @@ pub fn compute_dense<T: Real>(
     nan_policy: NanPolicy,
     threads: Option<usize>,
 ) -> Result<State> {
+    let numbered = epochs
+        .iter()
+        .map(|&e| u32::try_from(e).map(|n| (e, n)).map_err(|_| Error::invalid("too many epochs")))
+        .collect::<Result<Vec<_>>>()?;
+    let mut state = State::new(array.dim().1, task, kind)?;
+    fold_array(&mut state, array, &numbered, labels, nan_policy, threads)?;
+    Ok(state)
+}
+
+/// Folds the selected `(position, epoch number)` slices of `array` into `state`.
+fn fold_array<T: Real>(
+    state: &mut State,
+    array: ArrayView3<'_, T>,
+    epochs: &[(usize, u32)],
+    labels: &[i64],
+    nan_policy: NanPolicy,
+    threads: Option<usize>,
+) -> Result<()> {
+    let task = state.task();
     let (n_epochs, n_examples, cols) = array.dim();
     if cols as u32 != task.output_columns() {
         return Err(Error::invalid(format!(
-            "the array has {cols} columns per example but the task has {} classes",
+            "the outputs have {cols} columns per example but the task has {} classes",
             task.output_columns()
         )));
     }
-    if n_examples == 0 || cols == 0 {
-        return Err(Error::Empty(format!("no examples to map (array shape [{n_epochs}, {n_examples}, {cols}])")));
+    if n_examples == 0 {
+        return Err(Error::Empty(format!("no examples (outputs of shape [{n_epochs}, 0, {cols}])")));
+    }
+    if n_examples != state.n_examples() {
+        return Err(Error::invalid(format!("{n_examples} rows of outputs for {} examples", state.n_examples())));
     }
     if epochs.is_empty() {
         return Err(Error::Empty("no epochs selected".into()));
     }
-    if labels.len() != n_examples * task.slots_per_example() as usize {
+    let per = task.slots_per_example() as usize;
+    if labels.len() != n_examples * per {
         return Err(Error::invalid(format!(
-            "labels describe {} examples but the array has {n_examples}",
-            labels.len() / task.slots_per_example() as usize
+            "labels have {} entries, expected {} ({} examples{})",
+            labels.len(),
+            n_examples * per,
+            n_examples,
+            if per > 1 { format!(" x {per} classes") } else { String::new() }
         )));
     }
     let labels = validate_labels(labels, task)?;
     let mut views = Vec::with_capacity(epochs.len());
-    for &e in epochs {
+    for &(e, epoch) in epochs {
         if e >= n_epochs {
             return Err(Error::invalid(format!("epoch {e} is out of range for {n_epochs} epochs")));
         }
-        let epoch = u32::try_from(e).map_err(|_| Error::invalid("too many epochs"))?;
         let values = array
             .index_axis_move(Axis(0), e)
             .to_slice()
             .ok_or_else(|| Error::invalid("each epoch must be a C-contiguous [examples, classes] block"))?;
         views.push(EpochView { epoch, values });
     }
-    let mut state = State::new(n_examples, task, kind)?;
     let rows = n_examples * epochs.len();
-    parallel::run(threads, rows, || accumulate(&mut state, &views, &labels, nan_policy))??;
-    Ok(state)
+    parallel::run(threads, rows, || accumulate(state, &views, &labels, nan_policy))?
+}
+
+impl State {
+    /// Adds one epoch's outputs (`[rows, classes]`) to the state, as a training loop would after
+    /// each batch or epoch. Without `index` the rows are all examples in order; with it, row `i`
+    /// is example `index[i]`. All-or-nothing: on any error the state is unchanged.
+    #[allow(clippy::too_many_arguments)]
+    pub fn update<T: Real>(
+        &mut self,
+        outputs: ArrayView2<'_, T>,
+        labels: &[i64],
+        epoch: u32,
+        index: Option<&[u64]>,
+        nan_policy: NanPolicy,
+        threads: Option<usize>,
+    ) -> Result<()> {
+        let rows = outputs.nrows();
+        if index.is_none() && rows != self.n_examples() {
+            return Err(Error::invalid(format!(
+                "{rows} rows of outputs for {} examples; pass index= to update a subset",
+                self.n_examples()
+            )));
+        }
+        let mut fresh = State::new(rows, self.task(), self.kind())?.with_label_changes(self.allows_label_change());
+        fold_array(&mut fresh, outputs.insert_axis(Axis(0)), &[(0, epoch)], labels, nan_policy, threads)?;
+        match index {
+            None => self.merge(&fresh),
+            Some(index) => self.merge_at(&fresh, index),
+        }
+    }
 }

@@ -1,14 +1,17 @@
 //! Thread pools: sized by the caller's `threads`, else `FASTCARTO_NUM_THREADS`, else all cores.
 //!
-//! A pool is built per call and dropped afterwards rather than kept global, so a process that
-//! forks (multiprocessing, Dask workers) never inherits a pool whose threads did not survive.
+//! Pools are cached per size and per process: a child created by `fork` (multiprocessing, Dask
+//! workers) sees a different process id and builds its own, instead of waiting forever on
+//! worker threads that did not survive the fork. Rayon's global pool is never used.
 
 use crate::error::{Error, Result};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Environment variable read when no thread count is given.
 pub const THREADS_ENV: &str = "FASTCARTO_NUM_THREADS";
 
-/// Below this many rows a call runs on the calling thread: spawning costs more than it saves.
+/// Below this many rows a call runs on one thread: splitting costs more than it saves.
 pub const MIN_PARALLEL_ROWS: usize = 1 << 15;
 
 /// Resolves the number of worker threads.
@@ -25,14 +28,35 @@ pub fn thread_count(threads: Option<usize>) -> Result<usize> {
     Ok(std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-/// Runs `f` on a pool of `threads` workers (inline when one thread, or when `rows` is small).
+type PoolCache = Mutex<(u32, HashMap<usize, Arc<rayon::ThreadPool>>)>;
+
+fn pool(threads: usize) -> Result<Arc<rayon::ThreadPool>> {
+    static POOLS: OnceLock<PoolCache> = OnceLock::new();
+    let cache = POOLS.get_or_init(|| Mutex::new((std::process::id(), HashMap::new())));
+    let mut guard = cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let pid = std::process::id();
+    if guard.0 != pid {
+        // Forked: the cached pools' threads belong to the parent. Forget them without dropping
+        // (dropping would try to signal threads that do not exist in this process).
+        std::mem::forget(std::mem::take(&mut guard.1));
+        guard.0 = pid;
+    }
+    if let Some(p) = guard.1.get(&threads) {
+        return Ok(p.clone());
+    }
+    let p = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("fastcarto-{i}"))
+        .build()
+        .map_err(|e| Error::invalid(format!("could not start {threads} threads: {e}")))?;
+    let p = Arc::new(p);
+    guard.1.insert(threads, p.clone());
+    Ok(p)
+}
+
+/// Runs `f` on a pool of `threads` workers (one worker when `rows` is small).
 pub fn run<R: Send>(threads: Option<usize>, rows: usize, f: impl FnOnce() -> R + Send) -> Result<R> {
     let t = thread_count(threads)?;
     let t = if rows < MIN_PARALLEL_ROWS { 1 } else { t };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(t)
-        .thread_name(|i| format!("fastcarto-{i}"))
-        .build()
-        .map_err(|e| Error::invalid(format!("could not start {t} threads: {e}")))?;
-    Ok(pool.install(f))
+    Ok(pool(t)?.install(f))
 }

@@ -83,6 +83,10 @@ fn correctness(s: &ExampleState) -> f64 {
 
 /// Builds the metrics table. `ids` (one per example) replaces the default ids `0..n_examples`.
 pub fn finalize(state: &State, ids: Option<ArrayRef>, opts: FinalizeOptions) -> Result<RecordBatch> {
+    crate::parallel::run(None, state.slots().len(), || build_table(state, ids, opts))?
+}
+
+fn build_table(state: &State, ids: Option<ArrayRef>, opts: FinalizeOptions) -> Result<RecordBatch> {
     let n_examples = state.n_examples();
     let per = state.task().slots_per_example() as usize;
     let ddof = opts.ddof;

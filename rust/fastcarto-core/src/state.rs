@@ -270,7 +270,10 @@ impl State {
     }
     /// Latest epoch observed for any example, if any.
     pub fn last_epoch(&self) -> Option<u32> {
-        self.slots.par_iter().filter(|s| s.n > 0).map(|s| s.last_epoch).max()
+        let slots = &self.slots;
+        crate::parallel::run(None, slots.len(), || slots.par_iter().filter(|s| s.n > 0).map(|s| s.last_epoch).max())
+            .ok()
+            .flatten()
     }
 
     fn check_compatible(&self, other: &State) -> Result<()> {
@@ -299,13 +302,14 @@ impl State {
         }
         let per = self.task.slots_per_example() as u64;
         let allow = self.allow_label_change || other.allow_label_change;
-        let merged: Vec<ExampleState> = self
-            .slots
-            .par_iter()
-            .zip(other.slots.par_iter())
-            .enumerate()
-            .map(|(i, (a, b))| ExampleState::merge(i as u64 / per, a, b, allow))
-            .collect::<Result<_>>()?;
+        let (mine, theirs) = (&self.slots, &other.slots);
+        let merged: Vec<ExampleState> = crate::parallel::run(None, mine.len(), || {
+            mine.par_iter()
+                .zip(theirs.par_iter())
+                .enumerate()
+                .map(|(i, (a, b))| ExampleState::merge(i as u64 / per, a, b, allow))
+                .collect::<Result<_>>()
+        })??;
         self.slots = merged;
         Ok(())
     }

@@ -1,1 +1,253 @@
-// placeholder
+//! `fastcarto._core`: the Python face of `fastcarto-core`.
+//!
+//! Nothing here computes: functions borrow numpy buffers (zero-copy), release the GIL around the
+//! engine, and convert results and errors. The public, documented API is the `fastcarto`
+//! Python package that wraps this module.
+
+mod errors;
+
+use errors::to_py;
+use fastcarto_core::npy::{MappedNpy, NpyView, dims};
+use fastcarto_core::{Compat, FinalizeOptions, Kind, NanPolicy, State, Task, serialize};
+use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use pyo3_arrow::PyRecordBatch;
+use pyo3_arrow::input::AnyRecordBatch;
+use std::path::PathBuf;
+
+fn parse<T: std::str::FromStr<Err = fastcarto_core::Error>>(s: &str) -> PyResult<T> {
+    s.parse().map_err(to_py)
+}
+
+fn task_of(n_classes: u32, multilabel: bool) -> Task {
+    if multilabel { Task::MultiLabel { n_classes } } else { Task::MultiClass { n_classes } }
+}
+
+fn dtype_error(obj: &Bound<'_, PyAny>, what: &str) -> PyErr {
+    let dtype = obj.getattr("dtype").map(|d| d.to_string()).unwrap_or_else(|_| "unknown".into());
+    PyTypeError::new_err(format!("{what} must be a float32 or float64 numpy array, got dtype {dtype}"))
+}
+
+/// The state of every example: what `fastcarto.Accumulator` and `fastcarto.DataMap` hold.
+#[pyclass(name = "State", module = "fastcarto._core")]
+struct PyState {
+    inner: State,
+}
+
+#[pymethods]
+impl PyState {
+    /// A state for `n_examples` examples that have seen nothing.
+    #[staticmethod]
+    #[pyo3(signature = (n_examples, n_classes, *, kind, multilabel=false, allow_label_change=false))]
+    fn empty(n_examples: usize, n_classes: u32, kind: &str, multilabel: bool, allow_label_change: bool) -> PyResult<Self> {
+        let state = State::new(n_examples, task_of(n_classes, multilabel), parse(kind)?).map_err(to_py)?;
+        Ok(PyState { inner: state.with_label_changes(allow_label_change) })
+    }
+
+    /// Folds one epoch's `[rows, classes]` outputs in (all-or-nothing).
+    #[pyo3(signature = (outputs, labels, *, epoch, index=None, nan_policy="raise", threads=None))]
+    fn update(
+        &mut self,
+        py: Python<'_>,
+        outputs: &Bound<'_, PyAny>,
+        labels: PyReadonlyArray1<'_, i64>,
+        epoch: u32,
+        index: Option<PyReadonlyArray1<'_, u64>>,
+        nan_policy: &str,
+        threads: Option<usize>,
+    ) -> PyResult<()> {
+        let nan: NanPolicy = parse(nan_policy)?;
+        let labels = labels.as_slice().map_err(|_| PyValueError::new_err("labels must be contiguous"))?;
+        let index = match &index {
+            Some(ix) => Some(ix.as_slice().map_err(|_| PyValueError::new_err("index must be contiguous"))?),
+            None => None,
+        };
+        let state = &mut self.inner;
+        if let Ok(a) = outputs.extract::<PyReadonlyArray2<'_, f32>>() {
+            let view = a.as_array();
+            py.detach(|| state.update(view, labels, epoch, index, nan, threads)).map_err(to_py)
+        } else if let Ok(a) = outputs.extract::<PyReadonlyArray2<'_, f64>>() {
+            let view = a.as_array();
+            py.detach(|| state.update(view, labels, epoch, index, nan, threads)).map_err(to_py)
+        } else {
+            Err(dtype_error(outputs, "outputs"))
+        }
+    }
+
+    /// Merges another state of the same examples (later epochs, or other examples) into this one.
+    fn merge(&mut self, py: Python<'_>, other: PyRef<'_, PyState>) -> PyResult<()> {
+        let other = &other.inner;
+        let state = &mut self.inner;
+        py.detach(|| state.merge(other)).map_err(to_py)
+    }
+
+    /// The metrics table as a `pyarrow.RecordBatch`.
+    #[pyo3(signature = (*, compat=None, ddof=0))]
+    fn finalize<'py>(&self, py: Python<'py>, compat: Option<&str>, ddof: u32) -> PyResult<Bound<'py, PyAny>> {
+        let compat: Option<Compat> = compat.map(parse).transpose()?;
+        let state = &self.inner;
+        let batch =
+            py.detach(|| fastcarto_core::finalize(state, None, FinalizeOptions { compat, ddof })).map_err(to_py)?;
+        PyRecordBatch::new(batch).into_pyarrow(py)
+    }
+
+    /// The raw state as a `pyarrow.RecordBatch` (one row per example slot).
+    fn to_arrow<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let batch = serialize::to_record_batch(&self.inner).map_err(to_py)?;
+        PyRecordBatch::new(batch).into_pyarrow(py)
+    }
+
+    /// Rebuilds a state from `to_arrow()`'s output (any Arrow record batch or stream).
+    #[staticmethod]
+    fn from_arrow(data: AnyRecordBatch) -> PyResult<Self> {
+        let table = data.into_table()?;
+        let (batches, schema) = table.into_inner();
+        let batch = arrow_concat(&schema, &batches)?;
+        Ok(PyState { inner: serialize::from_record_batch(&batch).map_err(to_py)? })
+    }
+
+    /// Arrow IPC stream bytes of the raw state.
+    fn to_ipc<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let bytes = serialize::to_ipc_bytes(&self.inner).map_err(to_py)?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    #[staticmethod]
+    fn from_ipc(data: &[u8]) -> PyResult<Self> {
+        Ok(PyState { inner: serialize::from_ipc_bytes(data).map_err(to_py)? })
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (Bound<'py, PyBytes>,))> {
+        let ctor = slf.get_type().getattr("from_ipc")?;
+        Ok((ctor, (slf.borrow().to_ipc(slf.py())?,)))
+    }
+
+    #[getter]
+    fn n_examples(&self) -> usize {
+        self.inner.n_examples()
+    }
+    #[getter]
+    fn n_classes(&self) -> u32 {
+        self.inner.task().output_columns()
+    }
+    #[getter]
+    fn multilabel(&self) -> bool {
+        matches!(self.inner.task(), Task::MultiLabel { .. })
+    }
+    #[getter]
+    fn kind(&self) -> &'static str {
+        self.inner.kind().as_str()
+    }
+    #[getter]
+    fn allow_label_change(&self) -> bool {
+        self.inner.allows_label_change()
+    }
+    /// Latest epoch observed for any example, or None.
+    #[getter]
+    fn last_epoch(&self, py: Python<'_>) -> Option<u32> {
+        let state = &self.inner;
+        py.detach(|| state.last_epoch())
+    }
+}
+
+fn arrow_concat(
+    schema: &arrow_schema::SchemaRef,
+    batches: &[arrow_array::RecordBatch],
+) -> PyResult<arrow_array::RecordBatch> {
+    arrow_select::concat::concat_batches(schema, batches).map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+/// Computes the state of every example from an in-memory `[epochs, examples, classes]` array.
+#[pyfunction]
+#[pyo3(signature = (outputs, labels, *, kind, epochs, multilabel=false, nan_policy="raise", threads=None))]
+#[allow(clippy::too_many_arguments)]
+fn compute_array(
+    py: Python<'_>,
+    outputs: &Bound<'_, PyAny>,
+    labels: PyReadonlyArray1<'_, i64>,
+    kind: &str,
+    epochs: Vec<usize>,
+    multilabel: bool,
+    nan_policy: &str,
+    threads: Option<usize>,
+) -> PyResult<PyState> {
+    let kind: Kind = parse(kind)?;
+    let nan: NanPolicy = parse(nan_policy)?;
+    let labels = labels.as_slice().map_err(|_| PyValueError::new_err("labels must be contiguous"))?;
+    let run = |c: usize| task_of(c as u32, multilabel);
+    let state = if let Ok(a) = outputs.extract::<PyReadonlyArray3<'_, f32>>() {
+        let (view, task) = (a.as_array(), run(a.shape()[2]));
+        py.detach(|| fastcarto_core::compute_dense(view, &epochs, labels, task, kind, nan, threads))
+    } else if let Ok(a) = outputs.extract::<PyReadonlyArray3<'_, f64>>() {
+        let (view, task) = (a.as_array(), run(a.shape()[2]));
+        py.detach(|| fastcarto_core::compute_dense(view, &epochs, labels, task, kind, nan, threads))
+    } else {
+        return Err(dtype_error(outputs, "outputs"));
+    };
+    Ok(PyState { inner: state.map_err(to_py)? })
+}
+
+/// Shape `(epochs, examples, classes)` and dtype name of a `.npy` file, read from its header.
+#[pyfunction]
+fn inspect_npy(py: Python<'_>, path: PathBuf) -> PyResult<((usize, usize, usize), &'static str)> {
+    py.detach(|| {
+        let map = MappedNpy::open(&path)?;
+        let view = map.view()?;
+        let name = match view {
+            NpyView::F32(_) => "float32",
+            NpyView::F64(_) => "float64",
+        };
+        Ok((dims(&view), name))
+    })
+    .map_err(to_py)
+}
+
+/// Computes the state of every example from a memory-mapped `.npy` file.
+#[pyfunction]
+#[pyo3(signature = (path, labels, *, kind, epochs, multilabel=false, nan_policy="raise", threads=None))]
+#[allow(clippy::too_many_arguments)]
+fn compute_npy(
+    py: Python<'_>,
+    path: PathBuf,
+    labels: PyReadonlyArray1<'_, i64>,
+    kind: &str,
+    epochs: Vec<usize>,
+    multilabel: bool,
+    nan_policy: &str,
+    threads: Option<usize>,
+) -> PyResult<PyState> {
+    let kind: Kind = parse(kind)?;
+    let nan: NanPolicy = parse(nan_policy)?;
+    let labels = labels.as_slice().map_err(|_| PyValueError::new_err("labels must be contiguous"))?;
+    let state = py.detach(|| {
+        let map = MappedNpy::open(&path)?;
+        let view = map.view()?;
+        let task = task_of(dims(&view).2 as u32, multilabel);
+        match view {
+            NpyView::F32(v) => fastcarto_core::compute_dense(v, &epochs, labels, task, kind, nan, threads),
+            NpyView::F64(v) => fastcarto_core::compute_dense(v, &epochs, labels, task, kind, nan, threads),
+        }
+    });
+    Ok(PyState { inner: state.map_err(to_py)? })
+}
+
+/// Number of worker threads a call with `threads=None` uses (honours FASTCARTO_NUM_THREADS).
+#[pyfunction]
+#[pyo3(signature = (threads=None))]
+fn thread_count(threads: Option<usize>) -> PyResult<usize> {
+    fastcarto_core::parallel::thread_count(threads).map_err(to_py)
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<PyState>()?;
+    m.add_function(wrap_pyfunction!(compute_array, m)?)?;
+    m.add_function(wrap_pyfunction!(compute_npy, m)?)?;
+    m.add_function(wrap_pyfunction!(inspect_npy, m)?)?;
+    m.add_function(wrap_pyfunction!(thread_count, m)?)?;
+    errors::register(m)?;
+    Ok(())
+}

@@ -1,0 +1,209 @@
+"""`Accumulator`: the data map built inside a training loop, one batch or epoch at a time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+
+from . import _core
+from ._datamap import DataMap
+from ._inputs import (
+    COMPATS,
+    KINDS,
+    NAN_POLICIES,
+    Compat,
+    Kind,
+    NanPolicy,
+    as_float_array,
+    as_index,
+    as_labels,
+    check_choice,
+    check_threads,
+)
+
+
+class Accumulator:
+    """Streaming training-dynamics state for ``n_examples`` examples.
+
+    Memory is fixed (88 bytes per example) whatever the number of epochs: past epochs are
+    never kept. Call :meth:`update` with each epoch's outputs (whole epochs, or minibatches with
+    their example ``index``), and :meth:`finalize` whenever a map is wanted. Two accumulators of
+    the same examples merge exactly (:meth:`merge`), so shards, workers and resumed runs combine.
+    Accumulators pickle, and convert to and from Arrow (:meth:`to_arrow`).
+
+    Parameters
+    ----------
+    n_examples, n_classes:
+        Size of the training set and number of output columns (1 for a binary model with one
+        logit or probability of the positive class).
+    kind:
+        ``"logits"`` or ``"probs"``; declared, never guessed.
+    multilabel:
+        ``True`` for independent per-class sigmoid outputs with 0/1 targets of shape
+        ``(rows, n_classes)``; metrics are then per (example, class) pair.
+    compat:
+        Published convention for :meth:`finalize` (see :func:`fastcarto.compute`). ``"aum"``
+        also accepts targets that change between updates, as the ``aum`` package does.
+    nan_policy, threads:
+        As in :func:`fastcarto.compute`.
+
+    Examples
+    --------
+    >>> import numpy as np, fastcarto
+    >>> acc = fastcarto.Accumulator(n_examples=4, n_classes=3, kind="logits")
+    >>> rng = np.random.default_rng(0)
+    >>> labels = np.array([0, 1, 2, 0])
+    >>> for epoch in range(3):
+    ...     for idx in (np.array([0, 2]), np.array([1, 3])):   # two minibatches
+    ...         acc.update(rng.normal(size=(2, 3)).astype(np.float32), labels[idx],
+    ...                    index=idx, epoch=epoch)
+    >>> acc.finalize().to_pandas()["n_epochs"].tolist()
+    [3, 3, 3, 3]
+    """
+
+    __slots__ = ("_compat", "_nan_policy", "_state", "_threads")
+
+    def __init__(
+        self,
+        n_examples: int,
+        n_classes: int,
+        *,
+        kind: Kind,
+        multilabel: bool = False,
+        compat: Compat | None = None,
+        nan_policy: NanPolicy = "raise",
+        threads: int | None = None,
+    ) -> None:
+        check_choice("kind", kind, KINDS)
+        check_choice("compat", compat, COMPATS, optional=True)
+        check_choice("nan_policy", nan_policy, NAN_POLICIES)
+        check_threads(threads)
+        for name, value in (("n_examples", n_examples), ("n_classes", n_classes)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self._state = _core.State.empty(
+            n_examples, n_classes, kind=kind, multilabel=multilabel, allow_label_change=compat == "aum"
+        )
+        self._compat = compat
+        self._nan_policy = nan_policy
+        self._threads = threads
+
+    @property
+    def n_examples(self) -> int:
+        return self._state.n_examples
+
+    @property
+    def n_classes(self) -> int:
+        return self._state.n_classes
+
+    @property
+    def kind(self) -> str:
+        return self._state.kind
+
+    @property
+    def multilabel(self) -> bool:
+        return self._state.multilabel
+
+    @property
+    def compat(self) -> str | None:
+        return self._compat
+
+    @property
+    def last_epoch(self) -> int | None:
+        """The latest epoch any example has seen, or None before the first update."""
+        return self._state.last_epoch
+
+    def update(self, outputs: Any, labels: Any, *, epoch: int | None = None, index: Any = None) -> None:
+        """Adds one epoch's outputs for some or all examples.
+
+        ``outputs`` has shape ``(rows, n_classes)`` (or ``(rows,)`` when ``n_classes == 1``);
+        ``labels`` one label per row (``(rows, n_classes)`` targets for multi-label). Without
+        ``index`` the rows are examples ``0..n_examples`` and ``epoch`` defaults to the one after
+        the latest seen; with ``index`` (minibatches) ``epoch`` is required. The update is
+        all-or-nothing: after an error the accumulator is unchanged.
+        """
+        arr = as_float_array(outputs, ndim=1 if self.n_classes == 1 and _ndim(outputs) == 1 else 2, what="outputs")
+        if arr.ndim == 1:
+            arr = arr.reshape(-1, 1)
+        rows = arr.shape[0]
+        if arr.shape[1] != self.n_classes:
+            raise ValueError(f"outputs have {arr.shape[1]} columns but the accumulator has {self.n_classes} classes")
+        flat, multilabel = as_labels(labels, n_examples=rows, n_classes=self.n_classes)
+        if multilabel != self.multilabel:
+            raise ValueError(
+                "labels of shape (rows, classes) need Accumulator(..., multilabel=True)"
+                if multilabel
+                else "a multi-label accumulator needs targets of shape (rows, classes)"
+            )
+        ix = None if index is None else as_index(index, rows=rows)
+        if epoch is None:
+            if ix is not None:
+                raise ValueError("pass epoch= when updating a subset of examples with index=")
+            last = self._state.last_epoch
+            epoch = 0 if last is None else last + 1
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch < 2**32 - 1:
+            raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
+        self._state.update(arr, flat, epoch=epoch, index=ix, nan_policy=self._nan_policy, threads=self._threads)
+
+    def merge(self, other: Accumulator) -> None:
+        """Folds ``other`` (same examples; later epochs, or other examples) into this one, exactly."""
+        if not isinstance(other, Accumulator):
+            raise TypeError(f"can only merge another Accumulator, got {type(other).__name__}")
+        self._state.merge(other._state)
+
+    def finalize(self, *, ddof: int = 0) -> DataMap:
+        """The data map of everything seen so far (the accumulator stays usable)."""
+        table = self._state.finalize(compat=self._compat, ddof=ddof)
+        return DataMap(table, kind=self.kind, compat=self._compat)
+
+    def to_arrow(self) -> pa.RecordBatch:
+        """The raw per-example state as an Arrow record batch (see :meth:`from_arrow`)."""
+        return self._state.to_arrow()
+
+    @classmethod
+    def from_arrow(
+        cls,
+        data: Any,
+        *,
+        compat: Compat | None = None,
+        nan_policy: NanPolicy = "raise",
+        threads: int | None = None,
+    ) -> Accumulator:
+        """Rebuilds an accumulator from :meth:`to_arrow`'s output (any Arrow batch or stream)."""
+        check_choice("compat", compat, COMPATS, optional=True)
+        check_choice("nan_policy", nan_policy, NAN_POLICIES)
+        check_threads(threads)
+        self = cls.__new__(cls)
+        self._state = _core.State.from_arrow(data)
+        self._compat = compat
+        self._nan_policy = nan_policy
+        self._threads = threads
+        return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "state": self._state.to_ipc(),
+            "compat": self._compat,
+            "nan_policy": self._nan_policy,
+            "threads": self._threads,
+        }
+
+    def __setstate__(self, data: dict[str, Any]) -> None:
+        self._state = _core.State.from_ipc(data["state"])
+        self._compat = data["compat"]
+        self._nan_policy = data["nan_policy"]
+        self._threads = data["threads"]
+
+    def __repr__(self) -> str:
+        last = self.last_epoch
+        seen = "no epochs yet" if last is None else f"up to epoch {last}"
+        return (
+            f"Accumulator({self.n_examples:,} examples, {self.n_classes} classes, {self.kind}"
+            f"{', multilabel' if self.multilabel else ''}; {seen})"
+        )
+
+
+def _ndim(obj: Any) -> int:
+    shape = getattr(obj, "shape", None)
+    return len(shape) if shape is not None else 2

@@ -1,0 +1,157 @@
+"""Turning what users pass (arrays, memory maps, tensors, paths, label lists) into what the
+engine takes, with a clear error for everything else. No arithmetic on outputs happens here."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import numpy as np
+import numpy.typing as npt
+
+Kind = Literal["logits", "probs"]
+Compat = Literal["cartography", "aum", "dataiq", "toneva"]
+NanPolicy = Literal["raise", "omit"]
+EpochSelection = Union[int, slice, Sequence[int], None]
+
+KINDS = ("logits", "probs")
+COMPATS = ("cartography", "aum", "dataiq", "toneva")
+NAN_POLICIES = ("raise", "omit")
+
+
+def check_choice(name: str, value: object, choices: Sequence[str], *, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if value not in choices:
+        options = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{name} must be one of {options}; got {value!r}")
+
+
+def check_threads(threads: int | None) -> None:
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise ValueError(f"threads must be a positive integer or None; got {threads!r}")
+
+
+def as_float_array(obj: Any, *, ndim: int, what: str) -> npt.NDArray[np.floating[Any]]:
+    """A float32/float64 numpy view of ``obj`` (numpy array, memmap, CPU tensor, nested list).
+
+    Zero-copy whenever ``obj`` already is such an array with contiguous rows; otherwise the
+    smallest copy that makes it one.
+    """
+    if isinstance(obj, (str, os.PathLike)):
+        raise TypeError(f"{what}: expected an array here, got a path")
+    try:
+        arr = np.asarray(obj)
+    except Exception as exc:  # e.g. a tensor that requires grad
+        raise TypeError(
+            f"{what} could not be read as an array ({exc}); pass a numpy array or a CPU tensor "
+            "(detach it first)"
+        ) from exc
+    if arr.dtype.kind != "f" or arr.dtype.itemsize not in (4, 8):
+        raise TypeError(
+            f"{what} must hold float32 or float64 values, got dtype {arr.dtype}; "
+            "convert with .astype(np.float32)"
+        )
+    if arr.ndim != ndim:
+        hint = ""
+        if ndim == 3 and arr.ndim == 2:
+            hint = "; for a single epoch add an epoch axis (outputs[None]) or use Accumulator.update"
+        raise ValueError(f"{what} must have {ndim} dimensions, got shape {arr.shape}{hint}")
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    # The engine reads each epoch as one C-contiguous [examples, classes] block.
+    inner_ok = arr.ndim < 2 or (
+        arr.strides[-1] == arr.itemsize and (arr.ndim < 2 or arr.strides[-2] == arr.shape[-1] * arr.itemsize)
+    )
+    if not inner_ok:
+        arr = np.ascontiguousarray(arr)
+    return arr
+
+
+def as_labels(labels: Any, *, n_examples: int, n_classes: int) -> tuple[npt.NDArray[np.int64], bool]:
+    """Integer labels as a flat int64 array, and whether they are multi-label targets."""
+    if labels is None:
+        raise ValueError("labels are required: pass one integer label per example")
+    arr = np.asarray(labels)
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.int64)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"labels must be integers, got dtype {arr.dtype}")
+    if arr.ndim == 1:
+        multilabel = False
+        if arr.shape[0] != n_examples:
+            raise ValueError(f"got {arr.shape[0]} labels for {n_examples} examples")
+    elif arr.ndim == 2:
+        multilabel = True
+        if arr.shape != (n_examples, n_classes):
+            raise ValueError(
+                f"multi-label targets must have shape (examples, classes) = ({n_examples}, {n_classes}), "
+                f"got {arr.shape}"
+            )
+        bad = (arr != 0) & (arr != 1)
+        if bad.any():
+            i, c = np.argwhere(bad)[0]
+            raise _label_error(f"multi-label target of example {i}, class {c} is {arr[i, c]}; expected 0 or 1")
+    else:
+        raise ValueError(f"labels must have shape (examples,) or (examples, classes), got {arr.shape}")
+    if arr.dtype == np.uint64 and arr.size and arr.max() > np.iinfo(np.int64).max:
+        raise _label_error(f"label {arr.max()} is out of range for {n_classes} classes")
+    return np.ascontiguousarray(arr.reshape(-1), dtype=np.int64), multilabel
+
+
+def _label_error(msg: str) -> Exception:
+    from ._core import LabelError
+
+    return LabelError(msg)
+
+
+def as_index(index: Any, *, rows: int) -> npt.NDArray[np.uint64]:
+    arr = np.asarray(index)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"index must hold integers, got dtype {arr.dtype}")
+    if arr.shape != (rows,):
+        raise ValueError(f"index must have one entry per row ({rows}), got shape {arr.shape}")
+    if arr.dtype.kind == "i" and arr.size and arr.min() < 0:
+        raise ValueError(f"index contains a negative value ({arr.min()})")
+    return np.ascontiguousarray(arr, dtype=np.uint64)
+
+
+def resolve_epochs(epochs: EpochSelection, n_epochs: int) -> list[int]:
+    """Positions along the epoch axis selected by ``epochs`` (see ``compute``)."""
+    if epochs is None:
+        return list(range(n_epochs))
+    if isinstance(epochs, bool):
+        raise TypeError("epochs must be an int, a slice or a sequence of ints, not a bool")
+    if isinstance(epochs, (int, np.integer)):
+        k = int(epochs)
+        if not 1 <= k <= n_epochs:
+            raise ValueError(f"epochs={k} selects the first {k} epochs, but there are {n_epochs}")
+        return list(range(k))
+    if isinstance(epochs, slice):
+        chosen = list(range(n_epochs))[epochs]
+        if chosen != sorted(set(chosen)):
+            raise ValueError("epochs must select epochs in increasing order (a positive slice step)")
+    else:
+        chosen = []
+        for e in epochs:
+            if isinstance(e, bool) or not isinstance(e, (int, np.integer)):
+                raise TypeError(f"epochs must hold integers, got {e!r}")
+            e = int(e)
+            if not -n_epochs <= e < n_epochs:
+                raise ValueError(f"epoch {e} is out of range for {n_epochs} epochs")
+            chosen.append(e % n_epochs)
+        if any(b <= a for a, b in zip(chosen, chosen[1:])):
+            raise ValueError(f"epochs must be strictly increasing without repeats, got {list(epochs)}")
+    if not chosen:
+        from ._core import EmptyInputError
+
+        raise EmptyInputError(f"the epoch selection {epochs!r} is empty (there are {n_epochs} epochs)")
+    return chosen
+
+
+def as_path(source: Any) -> Path | None:
+    if isinstance(source, (str, os.PathLike)):
+        return Path(source)
+    return None
