@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from . import _core
@@ -19,6 +20,8 @@ from ._inputs import (
     as_index,
     as_labels,
     check_choice,
+    check_ddof,
+    check_epoch,
     check_threads,
 )
 
@@ -123,9 +126,11 @@ class Accumulator:
         the latest seen; with ``index`` (minibatches) ``epoch`` is required. The update is
         all-or-nothing: after an error the accumulator is unchanged.
         """
-        arr = as_float_array(outputs, ndim=1 if self.n_classes == 1 and _ndim(outputs) == 1 else 2, what="outputs")
-        if arr.ndim == 1:
-            arr = arr.reshape(-1, 1)
+        if self.n_classes == 1 and np.ndim(outputs) == 1:
+            # One logit / probability per row: the (rows, 1) column the engine reads.
+            arr = as_float_array(np.asarray(outputs)[:, None], ndim=2, what="outputs")
+        else:
+            arr = as_float_array(outputs, ndim=2, what="outputs")
         rows = arr.shape[0]
         if arr.shape[1] != self.n_classes:
             raise ValueError(f"outputs have {arr.shape[1]} columns but the accumulator has {self.n_classes} classes")
@@ -142,8 +147,7 @@ class Accumulator:
                 raise ValueError("pass epoch= when updating a subset of examples with index=")
             last = self._state.last_epoch
             epoch = 0 if last is None else last + 1
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch < 2**32 - 1:
-            raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
+        epoch = check_epoch(epoch)
         self._state.update(arr, flat, epoch=epoch, index=ix, nan_policy=self._nan_policy, threads=self._threads)
 
     def merge(self, other: Accumulator) -> None:
@@ -154,7 +158,8 @@ class Accumulator:
 
     def finalize(self, *, ddof: int = 0) -> DataMap:
         """The data map of everything seen so far (the accumulator stays usable)."""
-        table = self._state.finalize(compat=self._compat, ddof=ddof)
+        check_ddof(ddof)
+        table = self._state.finalize(compat=self._compat, ddof=int(ddof))
         return DataMap(table, kind=self.kind, compat=self._compat)
 
     def to_arrow(self) -> pa.RecordBatch:
@@ -203,7 +208,3 @@ class Accumulator:
             f"{', multilabel' if self.multilabel else ''}; {seen})"
         )
 
-
-def _ndim(obj: Any) -> int:
-    shape = getattr(obj, "shape", None)
-    return len(shape) if shape is not None else 2

@@ -18,6 +18,7 @@ from ._inputs import (
     as_labels,
     as_path,
     check_choice,
+    check_ddof,
     check_threads,
     resolve_epochs,
 )
@@ -89,8 +90,7 @@ def compute(
     check_choice("compat", compat, COMPATS, optional=True)
     check_choice("nan_policy", nan_policy, NAN_POLICIES)
     check_threads(threads)
-    if isinstance(ddof, bool) or not isinstance(ddof, int) or ddof < 0:
-        raise ValueError(f"ddof must be a non-negative integer, got {ddof!r}")
+    check_ddof(ddof)
 
     path = as_path(source)
     if path is not None:
@@ -110,4 +110,4 @@ def compute(
         state = _core.compute_array(
             arr, flat, kind=kind, epochs=chosen, multilabel=multilabel, nan_policy=nan_policy, threads=threads
         )
-    return DataMap(state.finalize(compat=compat, ddof=ddof), kind=kind, compat=compat)
+    return DataMap(state.finalize(compat=compat, ddof=int(ddof)), kind=kind, compat=compat)

@@ -104,11 +104,10 @@ class DataMap:
             lo, hi = int(epochs.min()), int(epochs.max())
             parts.append(f"{hi} epochs" if lo == hi else f"{lo}-{hi} epochs")
         stats = []
-        if "confidence" in self.columns and n:
-            conf = self["confidence"]
-            stats.append(f"confidence {np.nanmean(conf):.3f}")
-        if "variability" in self.columns and n:
-            stats.append(f"variability {np.nanmean(self['variability']):.3f}")
+        for name in ("confidence", "variability"):
+            values = self[name] if name in self.columns else np.empty(0)
+            if np.isfinite(values).any():
+                stats.append(f"{name} {np.nanmean(values):.3f}")
         if "never_learned" in self.columns and n:
             stats.append(f"never learned {100 * float(np.mean(self['never_learned'])):.1f}%")
         tail = f"; mean {', '.join(stats)}" if stats else ""

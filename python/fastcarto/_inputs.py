@@ -29,6 +29,17 @@ def check_choice(name: str, value: object, choices: Sequence[str], *, optional: 
         raise ValueError(f"{name} must be one of {options}; got {value!r}")
 
 
+def check_ddof(ddof: int) -> None:
+    if isinstance(ddof, bool) or not isinstance(ddof, (int, np.integer)) or not 0 <= ddof < 2**32:
+        raise ValueError(f"ddof must be a non-negative integer, got {ddof!r}")
+
+
+def check_epoch(epoch: object) -> int:
+    if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or not 0 <= epoch < 2**32 - 1:
+        raise ValueError(f"epoch must be a non-negative integer below 2**32 - 1, got {epoch!r}")
+    return int(epoch)
+
+
 def check_threads(threads: int | None) -> None:
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
         raise ValueError(f"threads must be a positive integer or None; got {threads!r}")
@@ -62,9 +73,7 @@ def as_float_array(obj: Any, *, ndim: int, what: str) -> npt.NDArray[np.floating
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
     # The engine reads each epoch as one C-contiguous [examples, classes] block.
-    inner_ok = arr.ndim < 2 or (
-        arr.strides[-1] == arr.itemsize and (arr.ndim < 2 or arr.strides[-2] == arr.shape[-1] * arr.itemsize)
-    )
+    inner_ok = arr.strides[-1] == arr.itemsize and (arr.ndim < 2 or arr.strides[-2] == arr.shape[-1] * arr.itemsize)
     if not inner_ok:
         arr = np.ascontiguousarray(arr)
     return arr

@@ -45,6 +45,10 @@ pub enum Error {
     #[error("example {example} receives epoch {epoch} after epoch {last}; feed epochs in increasing order or merge separate states")]
     EpochOutOfOrder { example: u64, epoch: u32, last: u32 },
 
+    /// Memory for the per-example state could not be allocated.
+    #[error("not enough memory for {what} ({bytes} bytes)")]
+    OutOfMemory { what: String, bytes: u128 },
+
     /// Shapes, dtypes or option values that do not fit together.
     #[error("{0}")]
     InvalidInput(String),
@@ -71,24 +75,41 @@ pub enum Error {
 }
 
 impl Error {
+    /// Rewrites the example index an error names.
+    pub fn map_example(self, f: impl Fn(u64) -> u64) -> Self {
+        match self {
+            Error::NonFinite { epoch, example, value } => Error::NonFinite { epoch, example: f(example), value },
+            Error::InvalidProbabilities { epoch, example, reason } => {
+                Error::InvalidProbabilities { epoch, example: f(example), reason }
+            }
+            Error::LabelOutOfRange { example, label, n_classes, max } => {
+                Error::LabelOutOfRange { example: f(example), label, n_classes, max }
+            }
+            Error::LabelChanged { example, old, new } => Error::LabelChanged { example: f(example), old, new },
+            Error::DuplicateObservation { epoch, example } => Error::DuplicateObservation { epoch, example: f(example) },
+            Error::EpochOutOfOrder { example, epoch, last } => Error::EpochOutOfOrder { example: f(example), epoch, last },
+            Error::InterleavedEpochs { example, first_a, last_a, first_b, last_b } => {
+                Error::InterleavedEpochs { example: f(example), first_a, last_a, first_b, last_b }
+            }
+            other => other,
+        }
+    }
+
     /// Rewrites a slot index into an example index (multi-label states hold several slots per
     /// example), so messages name the example the user knows.
     pub fn slot_to_example(self, slots_per_example: u64) -> Self {
         if slots_per_example == 1 {
             return self;
         }
-        let ex = |i: u64| i / slots_per_example;
-        match self {
-            Error::NonFinite { epoch, example, value } => Error::NonFinite { epoch, example: ex(example), value },
+        let self_ = match self {
             Error::InvalidProbabilities { epoch, example, reason } => Error::InvalidProbabilities {
                 epoch,
-                example: ex(example),
+                example,
                 reason: format!("{reason} (class {})", example % slots_per_example),
             },
-            Error::DuplicateObservation { epoch, example } => Error::DuplicateObservation { epoch, example: ex(example) },
-            Error::EpochOutOfOrder { example, epoch, last } => Error::EpochOutOfOrder { example: ex(example), epoch, last },
             other => other,
-        }
+        };
+        self_.map_example(|slot| slot / slots_per_example)
     }
 
     pub(crate) fn invalid(msg: impl Into<String>) -> Self {

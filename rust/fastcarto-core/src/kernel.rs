@@ -12,21 +12,43 @@ use crate::options::{Kind, NanPolicy};
 use crate::state::{ExampleState, Observation};
 use multiversion::multiversion;
 
-/// Rows handled together; 8 fills an AVX2 register with f32 and an AVX-512 one with f64.
-pub(crate) const LANES: usize = 8;
+/// Rows handled together. The lane loops below run over a *runtime* count (at most `GROUP`), so
+/// LLVM's loop vectorizer (not the fragile SLP vectorizer, which gave up on fully unrolled
+/// 8-lane code) turns each into AVX2 / AVX-512 / NEON instructions plus a short remainder.
+pub(crate) const GROUP: usize = 64;
 
 /// Tolerance on `|sum(p) - 1|` for probability rows: float rounding over `c` terms plus 1e-3.
 pub fn prob_sum_tolerance<T: Real>(c: usize) -> f64 {
     1e-3 + 4.0 * c as f64 * T::EPSILON.to_f64()
 }
 
-/// Per-lane results of one group of rows.
+/// Per-row results of one group, structure of arrays.
 struct Lanes {
-    obs: [Observation; LANES],
+    gold_prob: [f64; GROUP],
+    margin: [f64; GROUP],
+    el2n: [f64; GROUP],
+    loss: [f64; GROUP],
+    entropy: [f64; GROUP],
+    pred: [u32; GROUP],
     /// Any non-finite value in the row.
-    non_finite: [bool; LANES],
+    non_finite: [bool; GROUP],
     /// For probabilities: a value outside [0, 1] or a sum too far from 1.
-    invalid: [bool; LANES],
+    invalid: [bool; GROUP],
+}
+
+impl Lanes {
+    fn new() -> Box<Self> {
+        Box::new(Lanes {
+            gold_prob: [0.0; GROUP],
+            margin: [0.0; GROUP],
+            el2n: [0.0; GROUP],
+            loss: [0.0; GROUP],
+            entropy: [0.0; GROUP],
+            pred: [0; GROUP],
+            non_finite: [false; GROUP],
+            invalid: [false; GROUP],
+        })
+    }
 }
 
 /// Observes `labels.len()` consecutive rows of one epoch (`rows` is row-major with `cols`
@@ -53,27 +75,31 @@ pub(crate) fn fold_rows<T: Real>(
     debug_assert_eq!(slots.len(), labels.len());
     // One-column binary outputs are read as the two-column equivalent.
     let eff = cols.max(2);
-    scratch.resize(eff * LANES, T::ZERO);
+    scratch.resize(eff * GROUP, T::ZERO);
+    let mut lanes = Lanes::new();
     let n = labels.len();
     let mut start = 0;
     while start < n {
-        let take = (n - start).min(LANES);
-        let mut gold = [T::ZERO; LANES];
-        transpose(kind, &rows[start * cols..(start + take) * cols], cols, take, scratch);
-        for l in 0..take {
-            gold[l] = T::from_u32(labels[start + l]);
+        let g = (n - start).min(GROUP);
+        let mut gold = [T::ZERO; GROUP];
+        transpose(kind, &rows[start * cols..(start + g) * cols], cols, g, scratch);
+        for (dst, &y) in gold[..g].iter_mut().zip(&labels[start..start + g]) {
+            *dst = T::from_u32(y);
         }
-        let lanes = match kind {
-            Kind::Logits => observe_logits(scratch, eff, &gold),
-            Kind::Probs => observe_probs(scratch, eff, &gold),
-        };
-        for l in 0..take {
+        match kind {
+            Kind::Logits => observe_logits(scratch, eff, g, &gold, &mut lanes),
+            Kind::Probs => observe_probs(scratch, eff, g, &gold, &mut lanes),
+        }
+        for l in 0..g {
             let i = start + l;
             let example = first_example + i as u64;
             if lanes.non_finite[l] || lanes.invalid[l] {
                 let row = &rows[i * cols..(i + 1) * cols];
                 if lanes.non_finite[l] {
                     if nan_policy == NanPolicy::Omit {
+                        if slots[i].n == 0 {
+                            slots[i].label = labels[i];
+                        }
                         continue;
                     }
                     let value = row.iter().find(|v| !v.is_finite()).map_or(f64::NAN, |v| v.to_f64());
@@ -81,152 +107,169 @@ pub(crate) fn fold_rows<T: Real>(
                 }
                 return Err(Error::InvalidProbabilities { epoch, example, reason: describe_invalid_probs(row) });
             }
-            slots[i].observe(example, epoch, labels[i], &lanes.obs[l])?;
+            let obs = Observation {
+                gold_prob: lanes.gold_prob[l],
+                margin: lanes.margin[l],
+                el2n: lanes.el2n[l],
+                loss: lanes.loss[l],
+                entropy: lanes.entropy[l],
+                pred: lanes.pred[l],
+            };
+            slots[i].observe(example, epoch, labels[i], &obs)?;
         }
-        start += take;
+        start += g;
     }
     Ok(())
 }
 
-/// Copies `take` rows into `out[k * LANES + lane]`, padding missing lanes with the first row and
-/// expanding one-column outputs to two columns (`[0, z]` for logits, `[1 - p, p]` for probs,
-/// which give the same softmax, margin and argmax as the one-column reading).
+/// Copies `g` rows into `out[k * GROUP + lane]`, expanding one-column outputs to two columns
+/// (`[0, z]` for logits, `[1 - p, p]` for probs, which give the same softmax, margin and argmax
+/// as the one-column reading).
 #[inline(always)]
-fn transpose<T: Real>(kind: Kind, rows: &[T], cols: usize, take: usize, out: &mut [T]) {
-    for l in 0..LANES {
-        let src = if l < take { l } else { 0 };
-        let row = &rows[src * cols..(src + 1) * cols];
-        if cols == 1 {
-            let x = row[0];
+fn transpose<T: Real>(kind: Kind, rows: &[T], cols: usize, g: usize, out: &mut [T]) {
+    if cols == 1 {
+        for l in 0..g {
+            let x = rows[l];
             out[l] = match kind {
                 Kind::Logits => T::ZERO,
                 Kind::Probs => T::ONE - x,
             };
-            out[LANES + l] = x;
-        } else {
-            for (k, &v) in row.iter().enumerate() {
-                out[k * LANES + l] = v;
+            out[GROUP + l] = x;
+        }
+        return;
+    }
+    for (l, row) in rows.chunks_exact(cols).enumerate() {
+        for (k, &v) in row.iter().enumerate() {
+            out[k * GROUP + l] = v;
+        }
+    }
+}
+
+#[inline(always)]
+fn lanes_of<T: Real>(zt: &[T], k: usize, g: usize) -> &[T] {
+    &zt[k * GROUP..k * GROUP + g]
+}
+
+#[inline(always)]
+fn observe_logits<T: Real>(zt: &[T], cols: usize, g: usize, gold: &[T; GROUP], out: &mut Lanes) {
+    let gold = &gold[..g];
+    let mut max = [T::NEG_INFINITY; GROUP];
+    let mut arg = [T::ZERO; GROUP];
+    let mut z_gold = [T::ZERO; GROUP];
+    let mut max_other = [T::NEG_INFINITY; GROUP];
+    let mut finite = [true; GROUP];
+    {
+        let (max, arg, z_gold, max_other, finite) =
+            (&mut max[..g], &mut arg[..g], &mut z_gold[..g], &mut max_other[..g], &mut finite[..g]);
+        for k in 0..cols {
+            let kf = T::from_u32(k as u32);
+            let z = lanes_of(zt, k, g);
+            for l in 0..g {
+                let v = z[l];
+                finite[l] &= v.is_finite();
+                let greater = v > max[l];
+                max[l] = if greater { v } else { max[l] };
+                arg[l] = if greater { kf } else { arg[l] };
+                let is_gold = kf == gold[l];
+                z_gold[l] = if is_gold { v } else { z_gold[l] };
+                max_other[l] = max_other[l].max_(if is_gold { T::NEG_INFINITY } else { v });
             }
         }
     }
-}
-
-#[inline(always)]
-fn lane_block<T: Real>(zt: &[T], k: usize) -> &[T; LANES] {
-    zt[k * LANES..(k + 1) * LANES].try_into().expect("scratch holds LANES values per class")
-}
-
-#[inline(always)]
-fn observe_logits<T: Real>(zt: &[T], cols: usize, gold: &[T; LANES]) -> Lanes {
-    let mut max = [T::NEG_INFINITY; LANES];
-    let mut arg = [T::ZERO; LANES];
-    let mut z_gold = [T::ZERO; LANES];
-    let mut max_other = [T::NEG_INFINITY; LANES];
-    let mut finite = [true; LANES];
-    for k in 0..cols {
-        let kf = T::from_u32(k as u32);
-        let z = lane_block(zt, k);
-        for l in 0..LANES {
-            let v = z[l];
-            finite[l] &= v.is_finite();
-            let greater = v > max[l];
-            max[l] = if greater { v } else { max[l] };
-            arg[l] = if greater { kf } else { arg[l] };
-            let is_gold = kf == gold[l];
-            z_gold[l] = if is_gold { v } else { z_gold[l] };
-            max_other[l] = max_other[l].max_(if is_gold { T::NEG_INFINITY } else { v });
-        }
-    }
     // rest = sum of exp(z - max) over all classes but the (first) argmax, whose term is exactly 1.
-    let mut rest = [T::ZERO; LANES];
-    let mut tilt = [T::ZERO; LANES];
-    let mut sq_other = [T::ZERO; LANES];
-    let mut e_gold = [T::ZERO; LANES];
-    for k in 0..cols {
-        let kf = T::from_u32(k as u32);
-        let z = lane_block(zt, k);
-        for l in 0..LANES {
-            let d = z[l] - max[l];
-            let e = d.exp_fast();
-            rest[l] = rest[l] + if kf == arg[l] { T::ZERO } else { e };
-            tilt[l] = tilt[l] + e * (-d);
-            let is_gold = kf == gold[l];
-            sq_other[l] = sq_other[l] + if is_gold { T::ZERO } else { e * e };
-            e_gold[l] = e_gold[l] + if is_gold { e } else { T::ZERO };
+    let mut rest = [T::ZERO; GROUP];
+    let mut tilt = [T::ZERO; GROUP];
+    let mut sq_other = [T::ZERO; GROUP];
+    let mut e_gold = [T::ZERO; GROUP];
+    {
+        let (max, arg) = (&max[..g], &arg[..g]);
+        let (rest, tilt, sq_other, e_gold) = (&mut rest[..g], &mut tilt[..g], &mut sq_other[..g], &mut e_gold[..g]);
+        for k in 0..cols {
+            let kf = T::from_u32(k as u32);
+            let z = lanes_of(zt, k, g);
+            for l in 0..g {
+                let d = z[l] - max[l];
+                let e = d.exp_fast();
+                rest[l] = rest[l] + if kf == arg[l] { T::ZERO } else { e };
+                // e == 0 when d overflowed to -inf: its term is 0, not 0 * inf.
+                tilt[l] = tilt[l] + if e > T::ZERO { e * (-d) } else { T::ZERO };
+                let is_gold = kf == gold[l];
+                sq_other[l] = sq_other[l] + if is_gold { T::ZERO } else { e * e };
+                e_gold[l] = e_gold[l] + if is_gold { e } else { T::ZERO };
+            }
         }
     }
-    let mut obs = [EMPTY_OBS; LANES];
-    for l in 0..LANES {
+    for l in 0..g {
         let rest = rest[l].to_f64();
         let s = 1.0 + rest;
         let ln_s = ln_1p(rest);
         let eg = e_gold[l].to_f64();
         let one_minus_g = (rest + (1.0 - eg)) / s;
         let sq = sq_other[l].to_f64() / (s * s);
-        obs[l] = Observation {
-            gold_prob: eg / s,
-            margin: z_gold[l].to_f64() - max_other[l].to_f64(),
-            el2n: (one_minus_g * one_minus_g + sq).sqrt(),
-            loss: ln_s + (max[l].to_f64() - z_gold[l].to_f64()),
-            entropy: ln_s + tilt[l].to_f64() / s,
-            pred: arg[l].to_f64() as u32,
-        };
+        out.gold_prob[l] = eg / s;
+        out.margin[l] = z_gold[l].to_f64() - max_other[l].to_f64();
+        out.el2n[l] = (one_minus_g * one_minus_g + sq).sqrt();
+        out.loss[l] = ln_s + (max[l].to_f64() - z_gold[l].to_f64());
+        out.entropy[l] = ln_s + tilt[l].to_f64() / s;
+        out.pred[l] = arg[l].to_f64() as u32;
+        out.non_finite[l] = !finite[l];
+        out.invalid[l] = false;
     }
-    Lanes { obs, non_finite: finite.map(|f| !f), invalid: [false; LANES] }
 }
 
 #[inline(always)]
-fn observe_probs<T: Real>(zt: &[T], cols: usize, gold: &[T; LANES]) -> Lanes {
-    let mut sum = [T::ZERO; LANES];
-    let mut max = [T::NEG_INFINITY; LANES];
-    let mut arg = [T::ZERO; LANES];
-    let mut p_gold = [T::ZERO; LANES];
-    let mut max_other = [T::NEG_INFINITY; LANES];
-    let mut entropy = [T::ZERO; LANES];
-    let mut sq_other = [T::ZERO; LANES];
-    let mut finite = [true; LANES];
-    let mut in_range = [true; LANES];
-    for k in 0..cols {
-        let kf = T::from_u32(k as u32);
-        let z = lane_block(zt, k);
-        for l in 0..LANES {
-            let v = z[l];
-            finite[l] &= v.is_finite();
-            in_range[l] &= v >= T::ZERO && v <= T::ONE;
-            sum[l] = sum[l] + v;
-            let greater = v > max[l];
-            max[l] = if greater { v } else { max[l] };
-            arg[l] = if greater { kf } else { arg[l] };
-            let is_gold = kf == gold[l];
-            p_gold[l] = if is_gold { v } else { p_gold[l] };
-            max_other[l] = max_other[l].max_(if is_gold { T::NEG_INFINITY } else { v });
-            // 0 ln 0 = 0; subnormal p contribute less than 1e-36 and are outside ln_fast's domain.
-            let plogp = if v >= T::MIN_POSITIVE { v * v.ln_fast() } else { T::ZERO };
-            entropy[l] = entropy[l] - plogp;
-            sq_other[l] = sq_other[l] + if is_gold { T::ZERO } else { v * v };
+fn observe_probs<T: Real>(zt: &[T], cols: usize, g: usize, gold: &[T; GROUP], out: &mut Lanes) {
+    let gold = &gold[..g];
+    let mut sum = [T::ZERO; GROUP];
+    let mut max = [T::NEG_INFINITY; GROUP];
+    let mut arg = [T::ZERO; GROUP];
+    let mut p_gold = [T::ZERO; GROUP];
+    let mut max_other = [T::NEG_INFINITY; GROUP];
+    let mut entropy = [T::ZERO; GROUP];
+    let mut sq_other = [T::ZERO; GROUP];
+    let mut finite = [true; GROUP];
+    let mut in_range = [true; GROUP];
+    {
+        let (sum, max, arg, p_gold, max_other) =
+            (&mut sum[..g], &mut max[..g], &mut arg[..g], &mut p_gold[..g], &mut max_other[..g]);
+        let (entropy, sq_other, finite, in_range) =
+            (&mut entropy[..g], &mut sq_other[..g], &mut finite[..g], &mut in_range[..g]);
+        for k in 0..cols {
+            let kf = T::from_u32(k as u32);
+            let z = lanes_of(zt, k, g);
+            for l in 0..g {
+                let v = z[l];
+                finite[l] &= v.is_finite();
+                in_range[l] &= v >= T::ZERO && v <= T::ONE;
+                sum[l] = sum[l] + v;
+                let greater = v > max[l];
+                max[l] = if greater { v } else { max[l] };
+                arg[l] = if greater { kf } else { arg[l] };
+                let is_gold = kf == gold[l];
+                p_gold[l] = if is_gold { v } else { p_gold[l] };
+                max_other[l] = max_other[l].max_(if is_gold { T::NEG_INFINITY } else { v });
+                // 0 ln 0 = 0; subnormal p contribute less than 1e-36 and are outside ln_fast's domain.
+                let plogp = if v >= T::MIN_POSITIVE { v * v.ln_fast() } else { T::ZERO };
+                entropy[l] = entropy[l] - plogp;
+                sq_other[l] = sq_other[l] + if is_gold { T::ZERO } else { v * v };
+            }
         }
     }
     let tol = prob_sum_tolerance::<T>(cols);
-    let mut obs = [EMPTY_OBS; LANES];
-    let mut invalid = [false; LANES];
-    for l in 0..LANES {
-        let g = p_gold[l].to_f64();
-        let one_minus_g = 1.0 - g;
-        invalid[l] = !in_range[l] || (sum[l].to_f64() - 1.0).abs() > tol;
-        obs[l] = Observation {
-            gold_prob: g,
-            margin: g - max_other[l].to_f64(),
-            el2n: (one_minus_g * one_minus_g + sq_other[l].to_f64()).sqrt(),
-            loss: -(g.max(T::EPSILON.to_f64())).ln_fast(),
-            entropy: entropy[l].to_f64(),
-            pred: arg[l].to_f64() as u32,
-        };
+    let eps = T::EPSILON.to_f64();
+    for l in 0..g {
+        let gp = p_gold[l].to_f64();
+        let one_minus_g = 1.0 - gp;
+        out.gold_prob[l] = gp;
+        out.margin[l] = gp - max_other[l].to_f64();
+        out.el2n[l] = (one_minus_g * one_minus_g + sq_other[l].to_f64()).sqrt();
+        out.loss[l] = -(gp.max(eps)).ln_fast();
+        out.entropy[l] = entropy[l].to_f64();
+        out.pred[l] = arg[l].to_f64() as u32;
+        out.non_finite[l] = !finite[l];
+        out.invalid[l] = !in_range[l] || (sum[l].to_f64() - 1.0).abs() > tol;
     }
-    Lanes { obs, non_finite: finite.map(|f| !f), invalid }
 }
-
-const EMPTY_OBS: Observation =
-    Observation { gold_prob: 0.0, margin: 0.0, el2n: 0.0, loss: 0.0, entropy: 0.0, pred: 0 };
 
 fn describe_invalid_probs<T: Real>(row: &[T]) -> String {
     if let Some((k, v)) = row.iter().enumerate().find(|(_, v)| !(**v >= T::ZERO && **v <= T::ONE)) {

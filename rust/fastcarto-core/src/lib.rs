@@ -119,7 +119,9 @@ fn fold_array<T: Real>(
 impl State {
     /// Adds one epoch's outputs (`[rows, classes]`) to the state, as a training loop would after
     /// each batch or epoch. Without `index` the rows are all examples in order; with it, row `i`
-    /// is example `index[i]`. All-or-nothing: on any error the state is unchanged.
+    /// is example `index[i]`. Epochs may arrive in any order as long as each example sees each
+    /// epoch once and never an epoch between two it already has (merging orders them exactly).
+    /// All-or-nothing: on any error the state is unchanged.
     #[allow(clippy::too_many_arguments)]
     pub fn update<T: Real>(
         &mut self,
@@ -138,7 +140,12 @@ impl State {
             )));
         }
         let mut fresh = State::new(rows, self.task(), self.kind())?.with_label_changes(self.allows_label_change());
-        fold_array(&mut fresh, outputs.insert_axis(Axis(0)), &[(0, epoch)], labels, nan_policy, threads)?;
+        fold_array(&mut fresh, outputs.insert_axis(Axis(0)), &[(0, epoch)], labels, nan_policy, threads)
+            .map_err(|e| match index {
+                // Errors name rows of this update; report the example the caller knows.
+                Some(index) => e.map_example(|row| index.get(row as usize).copied().unwrap_or(row)),
+                None => e,
+            })?;
         match index {
             None => self.merge(&fresh),
             Some(index) => self.merge_at(&fresh, index),

@@ -32,6 +32,10 @@ impl MappedNpy {
     /// Maps `path` and checks its header: 3-d, little-endian float32/float64, C order, complete.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
+        if path.is_dir() {
+            let source = std::io::Error::new(std::io::ErrorKind::IsADirectory, "is a directory, not a .npy file");
+            return Err(Error::Io { path, source });
+        }
         let file = File::open(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
         // SAFETY: the map is read-only. If another process truncates the file while it is mapped,
         // reads fault; that is the documented contract of memory-mapped input.

@@ -54,6 +54,18 @@ fn pool(threads: usize) -> Result<Arc<rayon::ThreadPool>> {
     Ok(p)
 }
 
+/// Runs `f` on the default pool, falling back to all cores if `FASTCARTO_NUM_THREADS` is
+/// malformed: for work whose result does not depend on the thread count (merging, building
+/// tables), so a bad variable is reported by the calls that take `threads`, not here.
+pub fn run_default<R: Send>(rows: usize, f: impl FnOnce() -> R + Send) -> R {
+    let t = thread_count(None).unwrap_or_else(|_| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let t = if rows < MIN_PARALLEL_ROWS { 1 } else { t };
+    match pool(t) {
+        Ok(p) => p.install(f),
+        Err(_) => f(),
+    }
+}
+
 /// Runs `f` on a pool of `threads` workers (one worker when `rows` is small).
 pub fn run<R: Send>(threads: Option<usize>, rows: usize, f: impl FnOnce() -> R + Send) -> Result<R> {
     let t = thread_count(threads)?;

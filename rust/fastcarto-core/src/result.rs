@@ -83,7 +83,7 @@ fn correctness(s: &ExampleState) -> f64 {
 
 /// Builds the metrics table. `ids` (one per example) replaces the default ids `0..n_examples`.
 pub fn finalize(state: &State, ids: Option<ArrayRef>, opts: FinalizeOptions) -> Result<RecordBatch> {
-    crate::parallel::run(None, state.slots().len(), || build_table(state, ids, opts))?
+    crate::parallel::run_default(state.slots().len(), || build_table(state, ids, opts))
 }
 
 fn build_table(state: &State, ids: Option<ArrayRef>, opts: FinalizeOptions) -> Result<RecordBatch> {

@@ -141,7 +141,15 @@ pub fn from_record_batch(batch: &RecordBatch) -> Result<State> {
 
 fn check_invariants(s: &ExampleState, labels: u32, preds: u32) -> std::result::Result<(), String> {
     if s.n == 0 {
-        return if *s == ExampleState::EMPTY { Ok(()) } else { Err("an empty slot carries values".into()) };
+        // An example whose observations were all omitted still knows its label.
+        let unlabeled = ExampleState { label: crate::state::NONE, ..*s };
+        return if unlabeled != ExampleState::EMPTY {
+            Err("an empty slot carries values".into())
+        } else if s.label != NONE && s.label >= labels {
+            Err("label out of range".into())
+        } else {
+            Ok(())
+        };
     }
     let epochs = s.first_epoch != NONE && s.last_epoch != NONE && s.first_epoch <= s.last_epoch;
     let span_ok = epochs && (s.last_epoch - s.first_epoch) as u64 + 1 >= s.n as u64;

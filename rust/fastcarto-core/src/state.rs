@@ -129,10 +129,56 @@ impl ExampleState {
     }
 
     /// Adds one observation that must be later than every epoch seen so far.
+    ///
+    /// The hot path of the engine. The arithmetic is `merge` with a single-observation state,
+    /// written out (same expressions, so the same bits) without building that state.
     #[inline(always)]
     pub fn observe(&mut self, example: u64, epoch: u32, label: u32, obs: &Observation) -> Result<()> {
-        *self = Self::merge_ordered(example, self, &Self::single(epoch, label, obs), false)?;
+        if self.n == 0 {
+            *self = Self::single(epoch, label, obs);
+            return Ok(());
+        }
+        if epoch <= self.last_epoch || label != self.label {
+            return Err(self.observe_error(example, epoch, label));
+        }
+        let n = self.n + 1;
+        let (na, nf) = (self.n as f64, n as f64);
+        let delta = obs.gold_prob - self.mean;
+        self.mean += delta * (1.0 / nf);
+        self.m2 += delta * delta * (na / nf);
+        self.sum_margin += obs.margin;
+        self.sum_el2n += obs.el2n;
+        self.sum_loss += obs.loss;
+        self.sum_entropy += obs.entropy;
+        self.n = n;
+        let correct = obs.pred == label;
+        self.n_correct += correct as u32;
+        self.n_confident += (obs.gold_prob > 0.5) as u32;
+        if correct {
+            if self.first_learned == NONE {
+                self.first_learned = epoch;
+            }
+            if self.stable_from == NONE {
+                self.stable_from = epoch;
+            }
+        } else {
+            self.forgetting += self.ends_correct() as u32;
+            self.stable_from = NONE;
+        }
+        self.last_epoch = epoch;
+        self.final_pred = obs.pred;
         Ok(())
+    }
+
+    #[cold]
+    fn observe_error(&self, example: u64, epoch: u32, label: u32) -> Error {
+        if epoch == self.last_epoch {
+            Error::DuplicateObservation { epoch, example }
+        } else if epoch < self.last_epoch {
+            Error::EpochOutOfOrder { example, epoch, last: self.last_epoch }
+        } else {
+            Error::LabelChanged { example, old: self.label, new: label }
+        }
     }
 
     /// Combines two states of the same example. Exact for counts; floats agree with a single
@@ -149,11 +195,8 @@ impl ExampleState {
             Self::merge_ordered(example, a, b, allow_label_change)
         } else if b.last_epoch < a.first_epoch {
             Self::merge_ordered(example, b, a, allow_label_change)
-        } else if a.first_epoch == a.last_epoch
-            && b.first_epoch == b.last_epoch
-            && a.first_epoch == b.first_epoch
-        {
-            Err(Error::DuplicateObservation { epoch: a.first_epoch, example })
+        } else if let Some(epoch) = shared_endpoint(a, b) {
+            Err(Error::DuplicateObservation { epoch, example })
         } else {
             Err(Error::InterleavedEpochs {
                 example,
@@ -216,6 +259,12 @@ impl ExampleState {
     }
 }
 
+/// An epoch both states certainly observed: an endpoint of one span that is an endpoint of the
+/// other, or the only epoch of a single-epoch state that is an endpoint of the other.
+fn shared_endpoint(a: &ExampleState, b: &ExampleState) -> Option<u32> {
+    [a.first_epoch, a.last_epoch].into_iter().find(|&e| e == b.first_epoch || e == b.last_epoch)
+}
+
 /// The state of every example (or every (example, class) slot for multi-label tasks).
 #[derive(Debug, Clone, PartialEq)]
 pub struct State {
@@ -236,7 +285,13 @@ impl State {
         let n_slots = n_examples
             .checked_mul(task.slots_per_example() as usize)
             .ok_or_else(|| Error::invalid("too many examples"))?;
-        Ok(State { task, kind, allow_label_change: false, slots: vec![ExampleState::EMPTY; n_slots] })
+        let mut slots = Vec::new();
+        slots.try_reserve_exact(n_slots).map_err(|_| Error::OutOfMemory {
+            what: format!("the state of {n_examples} examples"),
+            bytes: n_slots as u128 * std::mem::size_of::<ExampleState>() as u128,
+        })?;
+        slots.resize(n_slots, ExampleState::EMPTY);
+        Ok(State { task, kind, allow_label_change: false, slots })
     }
 
     pub(crate) fn with_slots(mut self, slots: Vec<ExampleState>) -> Self {
@@ -270,10 +325,7 @@ impl State {
     }
     /// Latest epoch observed for any example, if any.
     pub fn last_epoch(&self) -> Option<u32> {
-        let slots = &self.slots;
-        crate::parallel::run(None, slots.len(), || slots.par_iter().filter(|s| s.n > 0).map(|s| s.last_epoch).max())
-            .ok()
-            .flatten()
+        self.slots.iter().filter(|s| s.n > 0).map(|s| s.last_epoch).max()
     }
 
     fn check_compatible(&self, other: &State) -> Result<()> {
@@ -303,13 +355,13 @@ impl State {
         let per = self.task.slots_per_example() as u64;
         let allow = self.allow_label_change || other.allow_label_change;
         let (mine, theirs) = (&self.slots, &other.slots);
-        let merged: Vec<ExampleState> = crate::parallel::run(None, mine.len(), || {
+        let merged: Vec<ExampleState> = crate::parallel::run_default(mine.len(), || {
             mine.par_iter()
                 .zip(theirs.par_iter())
                 .enumerate()
                 .map(|(i, (a, b))| ExampleState::merge(i as u64 / per, a, b, allow))
                 .collect::<Result<_>>()
-        })??;
+        })?;
         self.slots = merged;
         Ok(())
     }

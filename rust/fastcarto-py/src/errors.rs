@@ -3,10 +3,13 @@
 //! Hierarchy (all importable from `fastcarto`): `FastcartoError(ValueError)` and below it
 //! `NonFiniteError`, `InvalidProbabilitiesError`, `LabelError`, `EpochOrderError` (duplicate
 //! or out-of-order epochs), `IncompatibleStateError`, `FileFormatError`, `EmptyInputError`.
-//! Unreadable paths raise the builtin `OSError` subclasses (`FileNotFoundError`, ...).
+//! Unreadable paths raise the builtin `OSError` subclasses (`FileNotFoundError`, ...), and a
+//! state too large to allocate raises `MemoryError`.
 
 use fastcarto_core::Error;
-use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyPermissionError, PyValueError};
+use pyo3::exceptions::{
+    PyFileNotFoundError, PyIsADirectoryError, PyMemoryError, PyOSError, PyPermissionError, PyValueError,
+};
 use pyo3::prelude::*;
 
 pyo3::create_exception!(fastcarto, FastcartoError, PyValueError, "Base class of fastcarto's errors.");
@@ -44,8 +47,10 @@ pub fn to_py(err: Error) -> PyErr {
         Error::Io { source, .. } => match source.kind() {
             std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(msg),
             std::io::ErrorKind::PermissionDenied => PyPermissionError::new_err(msg),
+            std::io::ErrorKind::IsADirectory => PyIsADirectoryError::new_err(msg),
             _ => PyOSError::new_err(msg),
         },
+        Error::OutOfMemory { .. } => PyMemoryError::new_err(msg),
         Error::InvalidInput(_) | Error::Arrow(_) => FastcartoError::new_err(msg),
     }
 }

@@ -1,0 +1,487 @@
+"""The ``fastcarto`` command line: the data map of a saved training run, written to a file.
+
+``fastcarto map OUTPUTS --labels LABELS --kind logits -o OUT`` reads model outputs saved as a
+``.npy`` file of shape ``(epochs, examples, classes)`` (memory-mapped, never read whole), computes
+every metric with :func:`fastcarto.compute`, and writes the table as Parquet, CSV, Feather/Arrow
+or JSON lines, chosen by the suffix of ``OUT`` (``-`` writes CSV to standard output).
+
+Errors in the input (missing files, wrong dtypes, bad labels, NaN in the outputs, ...) end the
+command with one line ``fastcarto: error: ...`` on standard error and exit status 2; set
+``FASTCARTO_DEBUG=1`` to see the Python traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, NoReturn
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from ._datamap import DataMap
+    from ._inputs import EpochSelection
+
+__all__ = ["main"]
+
+PROG = "fastcarto"
+
+#: Exit status of a successful run.
+EXIT_OK = 0
+#: Exit status of an unexpected failure (a bug in fastcarto, or in something it calls).
+EXIT_FAILURE = 1
+#: Exit status of a usage error or bad input: the command line or the files must change.
+EXIT_USAGE = 2
+#: Exit status after Ctrl-C (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
+
+#: Output formats by file suffix (lower case); ``-`` writes CSV to standard output.
+OUTPUT_FORMATS = {
+    ".parquet": "Parquet",
+    ".csv": "CSV",
+    ".feather": "Feather (Arrow IPC file)",
+    ".arrow": "Arrow IPC file",
+    ".jsonl": "JSON lines",
+}
+LABEL_SUFFIXES = (".npy", ".txt", ".csv")
+
+_EXAMPLES = """\
+examples:
+  # the data map of a classifier's saved logits, as Parquet
+  fastcarto map logits.npy --labels labels.npy --kind logits -o datamap.parquet
+
+  # allenai/cartography's td_metrics after 5 epochs (burn-out), as CSV
+  fastcarto map probs.npy --labels labels.txt --kind probs --compat cartography \\
+      --epochs 5 -o td_metrics.csv
+
+  # every other epoch, skipping NaN outputs, CSV on standard output
+  fastcarto map logits.npy --labels labels.npy --kind logits --epochs ::2 \\
+      --nan-policy omit -o - | head
+"""
+
+_DESCRIPTION = """\
+Compute per-example training-dynamics metrics (dataset cartography, forgetting
+events, area under the margin, ...) from model outputs saved during training."""
+
+_MAP_DESCRIPTION = """\
+Compute the data map of a training run saved as a .npy file of model outputs,
+shape (epochs, examples, classes), float32 or float64, and write it to OUT.
+The file is memory-mapped and streamed, never read into memory whole."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line: ``fastcarto: error: ...``."""
+
+    def error(self, message: str) -> NoReturn:
+        """Reports a usage error on one line of standard error and exits with status 2."""
+        self.exit(EXIT_USAGE, f"{PROG}: error: {message} (see '{self.prog} --help')\n")
+
+
+def parse_epochs(spec: str) -> EpochSelection:
+    """Parses an ``--epochs`` value into what :func:`fastcarto.compute` takes as ``epochs``.
+
+    ``"5"`` is the first 5 epochs; ``"1:"``, ``"1:8"``, ``"::2"`` or ``"-3:"`` are Python slices of
+    the epoch axis; ``"0,2,4"`` lists epoch indices (increasing).
+
+    >>> parse_epochs("5"), parse_epochs("1:8:2"), parse_epochs("0,2,4")
+    (5, slice(1, 8, 2), [0, 2, 4])
+    """
+    text = spec.strip()
+
+    def integer(part: str) -> int:
+        try:
+            return int(part.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"invalid epochs {spec!r}: {part.strip()!r} is not an integer; use a count ('5'), "
+                "a slice ('1:', '1:8', '::2') or a list ('0,2,4')"
+            ) from None
+
+    if ":" in text:
+        parts = text.split(":")
+        if len(parts) > 3:
+            raise argparse.ArgumentTypeError(f"invalid epochs {spec!r}: a slice has at most two ':'")
+        start, stop, step = (
+            integer(p) if p.strip() else None for p in [*parts, *[""] * (3 - len(parts))]
+        )
+        if step == 0:
+            raise argparse.ArgumentTypeError(f"invalid epochs {spec!r}: the slice step cannot be 0")
+        return slice(start, stop, step)
+    if "," in text:
+        items = text.split(",")
+        if items and not items[-1].strip():  # tolerate a trailing comma: "3,"
+            items.pop()
+        return [integer(p) for p in items]
+    if not text:
+        raise argparse.ArgumentTypeError("invalid epochs '': give a count, a slice or a list")
+    count = integer(text)
+    if count < 1:
+        raise argparse.ArgumentTypeError(
+            f"invalid epochs {spec!r}: a count of epochs must be at least 1"
+        )
+    return count
+
+
+def _bounded_int(minimum: int, what: str) -> Callable[[str], int]:
+    """An argparse ``type`` for integers of at least ``minimum``."""
+
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{what} must be at least {minimum}, got {value}")
+        return value
+
+    return convert
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``fastcarto`` command and its subcommands."""
+    from . import __version__
+    from ._inputs import COMPATS, KINDS, NAN_POLICIES
+
+    parser = _Parser(
+        prog=PROG,
+        description=_DESCRIPTION,
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    m = commands.add_parser(
+        "map",
+        help="compute the data map of saved model outputs and write it to a file",
+        description=_MAP_DESCRIPTION,
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    m.add_argument(
+        "outputs",
+        metavar="OUTPUTS",
+        help="model outputs: a .npy file of shape (epochs, examples, classes), float32 or float64",
+    )
+    m.add_argument(
+        "--labels",
+        required=True,
+        metavar="LABELS",
+        help="one integer label per example: a .npy file of shape (examples,), or a .txt/.csv "
+        "file with one integer per line; or 0/1 multi-label targets, a .npy file (or comma "
+        "separated .csv) of shape (examples, classes)",
+    )
+    m.add_argument(
+        "--kind",
+        required=True,
+        choices=KINDS,
+        help="what OUTPUTS holds: logits (softmax, or sigmoid for one column) or probabilities",
+    )
+    m.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="where to write the table; the format follows the suffix: "
+        + ", ".join(OUTPUT_FORMATS)
+        + "; '-' writes CSV to standard output",
+    )
+    m.add_argument(
+        "--compat",
+        choices=COMPATS,
+        help="reproduce a published implementation's conventions and column names",
+    )
+    m.add_argument(
+        "--epochs",
+        type=parse_epochs,
+        metavar="SPEC",
+        help="which epochs to use: a count '5' (the first 5), a slice '1:', '1:8', '::2', or a "
+        "list '0,2,4'; write negative starts as --epochs=-3:",
+    )
+    m.add_argument(
+        "--nan-policy",
+        choices=NAN_POLICIES,
+        default="raise",
+        help="'raise' (default) stops at the first NaN/inf; 'omit' skips those observations",
+    )
+    m.add_argument(
+        "--ddof",
+        type=_bounded_int(0, "--ddof"),
+        default=0,
+        metavar="N",
+        help="delta degrees of freedom of variability (default 0, the population std)",
+    )
+    m.add_argument(
+        "--threads",
+        type=_bounded_int(1, "--threads"),
+        metavar="N",
+        help="worker threads (default: FASTCARTO_NUM_THREADS or all cores)",
+    )
+    m.add_argument(
+        "-q", "--quiet", action="store_true", help="print nothing on standard error on success"
+    )
+    m.set_defaults(handler=_run_map)
+    return parser
+
+
+# --------------------------------------------------------------------------------------------
+# map
+
+
+def output_format(out: str) -> str:
+    """The lower-case suffix naming the format of ``out`` (``".csv"`` for ``-``).
+
+    Raises ``ValueError`` for a suffix with no writer.
+    """
+    if out == "-":
+        return ".csv"
+    suffix = Path(out).suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        known = ", ".join(OUTPUT_FORMATS)
+        got = f"suffix {suffix!r}" if suffix else "no suffix"
+        raise ValueError(f"{out}: unknown output format ({got}); use one of {known}, or '-'")
+    return suffix
+
+
+def read_labels(path: str) -> npt.NDArray[Any]:
+    """Labels from a ``.npy`` file (any shape; checked by ``compute``) or a text file.
+
+    A ``.txt`` file holds whitespace-separated integers and a ``.csv`` file comma-separated ones,
+    one example per line: a single column gives labels of shape ``(examples,)``, several columns
+    multi-label targets of shape ``(examples, classes)``.
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in LABEL_SUFFIXES:
+        raise ValueError(
+            f"{path}: unsupported labels file; use a .npy file, or a .txt/.csv file with one "
+            "integer per line"
+        )
+    _check_readable_file(p)
+    if suffix == ".npy":
+        try:
+            labels: npt.NDArray[Any] = np.load(p, allow_pickle=False)
+        except ValueError as exc:  # not a .npy file, object arrays, ...
+            raise ValueError(f"{path}: not a readable .npy file of labels ({exc})") from None
+        if not isinstance(labels, np.ndarray):
+            raise ValueError(f"{path}: not a .npy array of labels")
+        return labels
+    with warnings.catch_warnings():
+        # An empty file is an error below, not a UserWarning on stderr.
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            table = np.loadtxt(
+                p, dtype=np.int64, delimiter="," if suffix == ".csv" else None, ndmin=2
+            )
+        except ValueError as exc:
+            raise ValueError(f"{path}: expected one integer label per line ({exc})") from None
+    if table.size == 0:
+        raise ValueError(f"{path}: the labels file is empty")
+    return table[:, 0] if table.shape[1] == 1 else table
+
+
+def _check_readable_file(path: Path) -> None:
+    """Raises the ``OSError`` users expect for a missing path or a directory."""
+    if not path.exists():
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+
+
+def _check_output_dir(out: str) -> None:
+    """Fails before any work is done when ``out`` cannot be created."""
+    if out == "-":
+        return
+    p = Path(out)
+    if p.is_dir():
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), out)
+    parent = p.parent
+    if not parent.is_dir():
+        raise FileNotFoundError(errno.ENOENT, "No such directory", str(parent))
+
+
+def write_table(dm: DataMap, out: str, stdout: IO[str] | None = None) -> None:
+    """Writes ``dm`` to ``out`` in the format its suffix names (CSV on ``stdout`` for ``-``).
+
+    Files are written next to ``out`` under a temporary name and renamed into place, so a failed
+    or interrupted run never leaves a truncated table behind.
+    """
+    suffix = output_format(out)
+    if out == "-":
+        _write_csv_stream(dm, stdout if stdout is not None else sys.stdout)
+        return
+    target = Path(out)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        _WRITERS[suffix](dm, tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_parquet(dm: DataMap, path: Path) -> None:
+    import pyarrow.parquet as pq  # type: ignore[import-untyped,unused-ignore]
+
+    pq.write_table(dm.to_arrow(), path)
+
+
+def _write_csv(dm: DataMap, path: Path) -> None:
+    import pyarrow.csv as pcsv  # type: ignore[import-untyped,unused-ignore]
+
+    pcsv.write_csv(dm.to_arrow(), path)
+
+
+def _write_feather(dm: DataMap, path: Path) -> None:
+    import pyarrow.feather as feather  # type: ignore[import-untyped,unused-ignore]
+
+    # Uncompressed: readable by every Arrow implementation, and memory-mappable.
+    feather.write_feather(dm.to_arrow(), path, compression="uncompressed")
+
+
+def _write_jsonl(dm: DataMap, path: Path) -> None:
+    # 15 significant digits is the most pandas writes; non-finite floats become null.
+    dm.to_pandas().to_json(path, orient="records", lines=True, double_precision=15)
+
+
+def _write_csv_stream(dm: DataMap, stream: IO[str]) -> None:
+    import pyarrow.csv as pcsv  # type: ignore[import-untyped,unused-ignore]
+
+    stream.flush()
+    binary = getattr(stream, "buffer", None)
+    if binary is not None:
+        pcsv.write_csv(dm.to_arrow(), binary)
+        binary.flush()
+    else:  # a text-only stream (io.StringIO, ...)
+        import pyarrow as pa  # type: ignore[import-untyped,unused-ignore]
+
+        sink = pa.BufferOutputStream()
+        pcsv.write_csv(dm.to_arrow(), sink)
+        stream.write(sink.getvalue().to_pybytes().decode("utf-8"))
+        stream.flush()
+
+
+_WRITERS: dict[str, Callable[[DataMap, Path], None]] = {
+    ".parquet": _write_parquet,
+    ".csv": _write_csv,
+    ".feather": _write_feather,
+    ".arrow": _write_feather,
+    ".jsonl": _write_jsonl,
+}
+
+
+def _run_map(args: argparse.Namespace) -> int:
+    """``fastcarto map``: compute the data map and write it."""
+    from ._compute import compute
+
+    out: str = args.output
+    output_format(out)  # fail on a bad OUT before the (possibly long) computation
+    _check_output_dir(out)
+    outputs = Path(args.outputs)
+    _check_readable_file(outputs)
+    labels = read_labels(args.labels)
+
+    dm = compute(
+        outputs,
+        labels,
+        kind=args.kind,
+        compat=args.compat,
+        epochs=args.epochs,
+        nan_policy=args.nan_policy,
+        ddof=args.ddof,
+        threads=args.threads,
+    )
+    write_table(dm, out)
+    if not args.quiet:
+        where = "standard output" if out == "-" else out
+        print(f"{PROG}: {dm!r} -> {where}", file=sys.stderr)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------
+# entry point
+
+
+def _message(exc: BaseException) -> str:
+    """A one-line description of ``exc`` for a CLI user."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}"
+    else:
+        text = str(exc) or type(exc).__name__
+    # Engine messages name Python keyword arguments; point at the equivalent option instead.
+    text = text.replace('pass nan_policy="omit"', "pass --nan-policy omit")
+    return " ".join(text.split())  # one line, whatever the message holds
+
+
+def _debug() -> bool:
+    return os.environ.get("FASTCARTO_DEBUG", "").strip() not in ("", "0")
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the ``fastcarto`` command with ``argv`` (default ``sys.argv[1:]``).
+
+    Returns the exit status instead of exiting: 0 on success, 2 for a usage error or bad input
+    (one line ``fastcarto: error: ...`` on standard error), 130 after Ctrl-C and 1 for an
+    unexpected failure. With ``FASTCARTO_DEBUG=1`` in the environment, exceptions propagate
+    with their traceback.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version and usage errors
+        code = exc.code
+        if code is None or isinstance(code, int):
+            return code or EXIT_OK
+        print(code, file=sys.stderr)
+        return EXIT_FAILURE
+
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        if _debug():
+            raise
+        return _fail("interrupted", EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        # The reader of standard output went away (`fastcarto map ... -o - | head`): stop
+        # quietly, and keep Python from complaining again when it flushes stdout at exit.
+        if _debug():
+            raise
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return EXIT_FAILURE
+    except (ValueError, TypeError, OSError) as exc:  # FastcartoError is a ValueError
+        if _debug():
+            raise
+        return _fail(_message(exc), EXIT_USAGE)
+    except Exception as exc:
+        if _debug():
+            raise
+        return _fail(
+            f"unexpected {type(exc).__name__}: {_message(exc)} "
+            "(run with FASTCARTO_DEBUG=1 for the traceback)",
+            EXIT_FAILURE,
+        )
+    except BaseException as exc:
+        # A Rust panic surfaces as pyo3's PanicException, a BaseException; SystemExit passes.
+        if isinstance(exc, (SystemExit, GeneratorExit)) or _debug():
+            raise
+        return _fail(
+            f"internal error ({type(exc).__name__}): {_message(exc)} "
+            "(run with FASTCARTO_DEBUG=1 for the traceback)",
+            EXIT_FAILURE,
+        )
