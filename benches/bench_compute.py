@@ -23,8 +23,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import fastcarto  # noqa: E402
-from numpy_baseline import numpy_metrics  # noqa: E402
+import fastcarto
+from numpy_baseline import numpy_metrics
 
 
 def best_of(fn: Callable[[], object], repeat: int) -> float:
@@ -47,7 +47,9 @@ def softmax32(logits: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--examples", type=int, default=1_000_000)
     ap.add_argument("--classes", type=int, default=10)
@@ -66,19 +68,25 @@ def main() -> None:
 
     threads = args.threads
     results: dict[str, float] = {}
-    results["numpy_logits"] = best_of(lambda: numpy_metrics(logits, labels, "logits"), max(1, args.repeat // 2))
+    results["numpy_logits"] = best_of(
+        lambda: numpy_metrics(logits, labels, "logits"), max(1, args.repeat // 2)
+    )
     results["fastcarto_logits"] = best_of(
         lambda: fastcarto.compute(logits, labels, kind="logits", threads=threads), args.repeat
     )
-    results["numpy_probs"] = best_of(lambda: numpy_metrics(probs, labels, "probs"), max(1, args.repeat // 2))
+    results["numpy_probs"] = best_of(
+        lambda: numpy_metrics(probs, labels, "probs"), max(1, args.repeat // 2)
+    )
     results["fastcarto_probs"] = best_of(
         lambda: fastcarto.compute(probs, labels, kind="probs", threads=threads), args.repeat
     )
     results["np_sum_probs"] = best_of(lambda: np.sum(probs), args.repeat)
 
     used = fastcarto._core.thread_count(threads)
-    print(f"E={e} N={n:,} C={c} float32, {rows:,} rows, fastcarto threads={used}, "
-          f"{os.cpu_count()} cpus, {platform.processor() or platform.machine()}")
+    print(
+        f"E={e} N={n:,} C={c} float32, {rows:,} rows, fastcarto threads={used}, "
+        f"{os.cpu_count()} cpus, {platform.processor() or platform.machine()}"
+    )
     print(f"{'method':<28}{'seconds':>10}{'rows/s':>16}")
     for name, t in results.items():
         print(f"{name:<28}{t:>10.4f}{rows / t:>16,.0f}")
@@ -89,9 +97,19 @@ def main() -> None:
     print(f"fastcarto / numpy speed-up, probs:  {speedup_probs:.1f}x")
     print(f"fastcarto probs time / np.sum time: {probs_vs_sum:.2f}")
     if args.json:
-        args.json.write_text(json.dumps({"shape": [e, n, c], "threads": used, "seconds": results,
-                                         "speedup_logits": speedup_logits, "speedup_probs": speedup_probs,
-                                         "probs_over_np_sum": probs_vs_sum}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "shape": [e, n, c],
+                    "threads": used,
+                    "seconds": results,
+                    "speedup_logits": speedup_logits,
+                    "speedup_probs": speedup_probs,
+                    "probs_over_np_sum": probs_vs_sum,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -86,7 +86,11 @@ class Accumulator:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         self._state = _core.State.empty(
-            n_examples, n_classes, kind=kind, multilabel=multilabel, allow_label_change=compat == "aum"
+            n_examples,
+            n_classes,
+            kind=kind,
+            multilabel=multilabel,
+            allow_label_change=compat == "aum",
         )
         self._compat = compat
         self._nan_policy = nan_policy
@@ -117,7 +121,9 @@ class Accumulator:
         """The latest epoch any example has seen, or None before the first update."""
         return self._state.last_epoch
 
-    def update(self, outputs: Any, labels: Any, *, epoch: int | None = None, index: Any = None) -> None:
+    def update(
+        self, outputs: Any, labels: Any, *, epoch: int | None = None, index: Any = None
+    ) -> None:
         """Adds one epoch's outputs for some or all examples.
 
         ``outputs`` has shape ``(rows, n_classes)`` (or ``(rows,)`` when ``n_classes == 1``);
@@ -133,7 +139,10 @@ class Accumulator:
             arr = as_float_array(outputs, ndim=2, what="outputs")
         rows = arr.shape[0]
         if arr.shape[1] != self.n_classes:
-            raise ValueError(f"outputs have {arr.shape[1]} columns but the accumulator has {self.n_classes} classes")
+            raise ValueError(
+                f"outputs have {arr.shape[1]} columns but the accumulator has "
+                f"{self.n_classes} classes"
+            )
         flat, multilabel = as_labels(labels, n_examples=rows, n_classes=self.n_classes)
         if multilabel != self.multilabel:
             raise ValueError(
@@ -148,10 +157,16 @@ class Accumulator:
             last = self._state.last_epoch
             epoch = 0 if last is None else last + 1
         epoch = check_epoch(epoch)
-        self._state.update(arr, flat, epoch=epoch, index=ix, nan_policy=self._nan_policy, threads=self._threads)
+        self._state.update(
+            arr, flat, epoch=epoch, index=ix, nan_policy=self._nan_policy, threads=self._threads
+        )
 
     def merge(self, other: Accumulator) -> None:
-        """Folds ``other`` (same examples; later epochs, or other examples) into this one, exactly."""
+        """Folds ``other`` into this one, exactly.
+
+        ``other`` covers the same examples: other epochs (that neither overlap nor interleave
+        with this one's, per example), or other examples.
+        """
         if not isinstance(other, Accumulator):
             raise TypeError(f"can only merge another Accumulator, got {type(other).__name__}")
         self._state.merge(other._state)
@@ -207,4 +222,3 @@ class Accumulator:
             f"Accumulator({self.n_examples:,} examples, {self.n_classes} classes, {self.kind}"
             f"{', multilabel' if self.multilabel else ''}; {seen})"
         )
-

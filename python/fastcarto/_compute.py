@@ -83,8 +83,8 @@ def compute(
     >>> dm = fastcarto.compute(logits, labels, kind="logits")
     >>> dm.to_pandas().columns[:5].tolist()
     ['id', 'label', 'confidence', 'variability', 'correctness']
-    >>> fastcarto.compute(logits, labels, kind="logits", compat="cartography").columns
-    ['guid', 'index', 'threshold_closeness', 'confidence', 'variability', 'correctness', 'forgetfulness']
+    >>> fastcarto.compute(logits, labels, kind="logits", compat="cartography").columns[:4]
+    ['guid', 'index', 'threshold_closeness', 'confidence']
     """
     check_choice("kind", kind, KINDS)
     check_choice("compat", compat, COMPATS, optional=True)
@@ -100,7 +100,13 @@ def compute(
         flat, multilabel = as_labels(labels, n_examples=n_examples, n_classes=n_classes)
         chosen = resolve_epochs(epochs, n_epochs)
         state = _core.compute_npy(
-            path, flat, kind=kind, epochs=chosen, multilabel=multilabel, nan_policy=nan_policy, threads=threads
+            path,
+            flat,
+            kind=kind,
+            epochs=chosen,
+            multilabel=multilabel,
+            nan_policy=nan_policy,
+            threads=threads,
         )
     else:
         arr = as_float_array(source, ndim=3, what="outputs")
@@ -108,6 +114,12 @@ def compute(
         flat, multilabel = as_labels(labels, n_examples=n_examples, n_classes=n_classes)
         chosen = resolve_epochs(epochs, n_epochs)
         state = _core.compute_array(
-            arr, flat, kind=kind, epochs=chosen, multilabel=multilabel, nan_policy=nan_policy, threads=threads
+            arr,
+            flat,
+            kind=kind,
+            epochs=chosen,
+            multilabel=multilabel,
+            nan_policy=nan_policy,
+            threads=threads,
         )
     return DataMap(state.finalize(compat=compat, ddof=int(ddof)), kind=kind, compat=compat)

@@ -7,6 +7,23 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+__all__ = [
+    "EmptyInputError",
+    "EpochOrderError",
+    "FastcartoError",
+    "FileFormatError",
+    "IncompatibleStateError",
+    "InvalidProbabilitiesError",
+    "LabelError",
+    "NonFiniteError",
+    "State",
+    "__version__",
+    "compute_array",
+    "compute_npy",
+    "inspect_npy",
+    "thread_count",
+]
+
 __version__: str
 
 class FastcartoError(ValueError): ...
@@ -22,7 +39,12 @@ class EmptyInputError(FastcartoError): ...
 class State:
     @staticmethod
     def empty(
-        n_examples: int, n_classes: int, *, kind: str, multilabel: bool = False, allow_label_change: bool = False
+        n_examples: int,
+        n_classes: int,
+        *,
+        kind: str,
+        multilabel: bool = False,
+        allow_label_change: bool = False,
     ) -> State: ...
     def update(
         self,

@@ -36,7 +36,9 @@ class DataMap:
 
     __slots__ = ("_compat", "_kind", "_table")
 
-    def __init__(self, table: pa.Table | pa.RecordBatch, *, kind: str, compat: str | None = None) -> None:
+    def __init__(
+        self, table: pa.Table | pa.RecordBatch, *, kind: str, compat: str | None = None
+    ) -> None:
         if isinstance(table, pa.RecordBatch):
             table = pa.Table.from_batches([table])
         self._table: pa.Table = table
@@ -58,7 +60,7 @@ class DataMap:
         return list(self._table.column_names)
 
     def __len__(self) -> int:
-        return self._table.num_rows
+        return int(self._table.num_rows)
 
     def __getitem__(self, column: str) -> np.ndarray[Any, Any]:
         """One column as a numpy array (nullable integer columns become float with NaN)."""
@@ -67,7 +69,7 @@ class DataMap:
         col = self._table.column(column)
         if col.null_count:
             col = col.cast(pa.float64())
-        return col.to_numpy()
+        return np.asarray(col.to_numpy())
 
     def to_arrow(self) -> pa.Table:
         """The metrics as a ``pyarrow.Table`` (no copy)."""

@@ -3,10 +3,11 @@ engine takes, with a clear error for everything else. No arithmetic on outputs h
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -14,14 +15,16 @@ import numpy.typing as npt
 Kind = Literal["logits", "probs"]
 Compat = Literal["cartography", "aum", "dataiq", "toneva"]
 NanPolicy = Literal["raise", "omit"]
-EpochSelection = Union[int, slice, Sequence[int], None]
+EpochSelection = int | slice | Sequence[int] | None
 
 KINDS = ("logits", "probs")
 COMPATS = ("cartography", "aum", "dataiq", "toneva")
 NAN_POLICIES = ("raise", "omit")
 
 
-def check_choice(name: str, value: object, choices: Sequence[str], *, optional: bool = False) -> None:
+def check_choice(
+    name: str, value: object, choices: Sequence[str], *, optional: bool = False
+) -> None:
     if optional and value is None:
         return
     if value not in choices:
@@ -35,13 +38,19 @@ def check_ddof(ddof: int) -> None:
 
 
 def check_epoch(epoch: object) -> int:
-    if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or not 0 <= epoch < 2**32 - 1:
+    if (
+        isinstance(epoch, bool)
+        or not isinstance(epoch, (int, np.integer))
+        or not 0 <= epoch < 2**32 - 1
+    ):
         raise ValueError(f"epoch must be a non-negative integer below 2**32 - 1, got {epoch!r}")
     return int(epoch)
 
 
 def check_threads(threads: int | None) -> None:
-    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+    if threads is not None and (
+        not isinstance(threads, int) or isinstance(threads, bool) or threads < 1
+    ):
         raise ValueError(f"threads must be a positive integer or None; got {threads!r}")
 
 
@@ -68,18 +77,24 @@ def as_float_array(obj: Any, *, ndim: int, what: str) -> npt.NDArray[np.floating
     if arr.ndim != ndim:
         hint = ""
         if ndim == 3 and arr.ndim == 2:
-            hint = "; for a single epoch add an epoch axis (outputs[None]) or use Accumulator.update"
+            hint = (
+                "; for a single epoch add an epoch axis (outputs[None]) or use Accumulator.update"
+            )
         raise ValueError(f"{what} must have {ndim} dimensions, got shape {arr.shape}{hint}")
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
     # The engine reads each epoch as one C-contiguous [examples, classes] block.
-    inner_ok = arr.strides[-1] == arr.itemsize and (arr.ndim < 2 or arr.strides[-2] == arr.shape[-1] * arr.itemsize)
+    inner_ok = arr.strides[-1] == arr.itemsize and (
+        arr.ndim < 2 or arr.strides[-2] == arr.shape[-1] * arr.itemsize
+    )
     if not inner_ok:
         arr = np.ascontiguousarray(arr)
     return arr
 
 
-def as_labels(labels: Any, *, n_examples: int, n_classes: int) -> tuple[npt.NDArray[np.int64], bool]:
+def as_labels(
+    labels: Any, *, n_examples: int, n_classes: int
+) -> tuple[npt.NDArray[np.int64], bool]:
     """Integer labels as a flat int64 array, and whether they are multi-label targets."""
     if labels is None:
         raise ValueError("labels are required: pass one integer label per example")
@@ -96,15 +111,20 @@ def as_labels(labels: Any, *, n_examples: int, n_classes: int) -> tuple[npt.NDAr
         multilabel = True
         if arr.shape != (n_examples, n_classes):
             raise ValueError(
-                f"multi-label targets must have shape (examples, classes) = ({n_examples}, {n_classes}), "
+                f"multi-label targets must have shape (examples, classes) = "
+                f"({n_examples}, {n_classes}), "
                 f"got {arr.shape}"
             )
         bad = (arr != 0) & (arr != 1)
         if bad.any():
             i, c = np.argwhere(bad)[0]
-            raise _label_error(f"multi-label target of example {i}, class {c} is {arr[i, c]}; expected 0 or 1")
+            raise _label_error(
+                f"multi-label target of example {i}, class {c} is {arr[i, c]}; expected 0 or 1"
+            )
     else:
-        raise ValueError(f"labels must have shape (examples,) or (examples, classes), got {arr.shape}")
+        raise ValueError(
+            f"labels must have shape (examples,) or (examples, classes), got {arr.shape}"
+        )
     if arr.dtype == np.uint64 and arr.size and arr.max() > np.iinfo(np.int64).max:
         raise _label_error(f"label {arr.max()} is out of range for {n_classes} classes")
     return np.ascontiguousarray(arr.reshape(-1), dtype=np.int64), multilabel
@@ -141,7 +161,9 @@ def resolve_epochs(epochs: EpochSelection, n_epochs: int) -> list[int]:
     if isinstance(epochs, slice):
         chosen = list(range(n_epochs))[epochs]
         if chosen != sorted(set(chosen)):
-            raise ValueError("epochs must select epochs in increasing order (a positive slice step)")
+            raise ValueError(
+                "epochs must select epochs in increasing order (a positive slice step)"
+            )
     else:
         chosen = []
         for e in epochs:
@@ -151,12 +173,16 @@ def resolve_epochs(epochs: EpochSelection, n_epochs: int) -> list[int]:
             if not -n_epochs <= e < n_epochs:
                 raise ValueError(f"epoch {e} is out of range for {n_epochs} epochs")
             chosen.append(e % n_epochs)
-        if any(b <= a for a, b in zip(chosen, chosen[1:])):
-            raise ValueError(f"epochs must be strictly increasing without repeats, got {list(epochs)}")
+        if any(b <= a for a, b in itertools.pairwise(chosen)):
+            raise ValueError(
+                f"epochs must be strictly increasing without repeats, got {list(epochs)}"
+            )
     if not chosen:
         from ._core import EmptyInputError
 
-        raise EmptyInputError(f"the epoch selection {epochs!r} is empty (there are {n_epochs} epochs)")
+        raise EmptyInputError(
+            f"the epoch selection {epochs!r} is empty (there are {n_epochs} epochs)"
+        )
     return chosen
 
 

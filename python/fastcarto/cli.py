@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import re
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -107,7 +108,9 @@ def parse_epochs(spec: str) -> EpochSelection:
     if ":" in text:
         parts = text.split(":")
         if len(parts) > 3:
-            raise argparse.ArgumentTypeError(f"invalid epochs {spec!r}: a slice has at most two ':'")
+            raise argparse.ArgumentTypeError(
+                f"invalid epochs {spec!r}: a slice has at most two ':'"
+            )
         start, stop, step = (
             integer(p) if p.strip() else None for p in [*parts, *[""] * (3 - len(parts))]
         )
@@ -266,6 +269,9 @@ def read_labels(path: str) -> npt.NDArray[Any]:
         )
     _check_readable_file(p)
     if suffix == ".npy":
+        with open(p, "rb") as f:
+            if f.read(6) != b"\x93NUMPY":
+                raise ValueError(f"{path}: not a .npy file (no .npy header)")
         try:
             labels: npt.NDArray[Any] = np.load(p, allow_pickle=False)
         except ValueError as exc:  # not a .npy file, object arrays, ...
@@ -304,7 +310,9 @@ def _check_output_dir(out: str) -> None:
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), out)
     parent = p.parent
     if not parent.is_dir():
-        raise FileNotFoundError(errno.ENOENT, "No such directory", str(parent))
+        raise FileNotFoundError(
+            errno.ENOENT, f"cannot write here, directory {str(parent)!r} does not exist", out
+        )
 
 
 def write_table(dm: DataMap, out: str, stdout: IO[str] | None = None) -> None:
@@ -315,13 +323,22 @@ def write_table(dm: DataMap, out: str, stdout: IO[str] | None = None) -> None:
     """
     suffix = output_format(out)
     if out == "-":
-        _write_csv_stream(dm, stdout if stdout is not None else sys.stdout)
+        try:
+            _write_csv_stream(dm, stdout if stdout is not None else sys.stdout)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            reason = os.strerror(exc.errno) if exc.errno else _message(exc)
+            raise OSError(exc.errno, f"cannot write the table: {reason}", "<stdout>") from exc
         return
     target = Path(out)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         _WRITERS[suffix](dm, tmp)
         os.replace(tmp, target)
+    except OSError as exc:  # name what the user asked for, not the temporary file
+        reason = os.strerror(exc.errno) if exc.errno else _message(exc)
+        raise OSError(exc.errno, f"cannot write the table: {reason}", out) from exc
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -384,6 +401,10 @@ def _run_map(args: argparse.Namespace) -> int:
     output_format(out)  # fail on a bad OUT before the (possibly long) computation
     _check_output_dir(out)
     outputs = Path(args.outputs)
+    if outputs.suffix.lower() != ".npy":
+        raise ValueError(
+            f"{outputs}: OUTPUTS must be a .npy file of shape (epochs, examples, classes)"
+        )
     _check_readable_file(outputs)
     labels = read_labels(args.labels)
 
@@ -414,9 +435,20 @@ def _message(exc: BaseException) -> str:
         text = f"{exc.filename}: {exc.strerror}"
     else:
         text = str(exc) or type(exc).__name__
-    # Engine messages name Python keyword arguments; point at the equivalent option instead.
-    text = text.replace('pass nan_policy="omit"', "pass --nan-policy omit")
+    # Messages of the Python API name keyword arguments; point at the equivalent option instead.
+    text = _KEYWORD.sub(lambda m: f"--{m[1].replace('_', '-')} {m[2]}", text)
+    text = _SLICE.sub(_slice_spec, text)
     return " ".join(text.split())  # one line, whatever the message holds
+
+
+_KEYWORD = re.compile(r"\b(kind|compat|nan_policy|epochs)=\"?([\w-]+)\"?")
+_SLICE = re.compile(r"\bslice\((-?\d+|None), (-?\d+|None), (-?\d+|None)\)")
+
+
+def _slice_spec(match: re.Match[str]) -> str:
+    """``slice(1, None, 2)`` written as the ``--epochs`` spec it came from, ``'1::2'``."""
+    start, stop, step = ("" if g == "None" else g for g in match.groups())
+    return repr(f"{start}:{stop}" + (f":{step}" if step else ""))
 
 
 def _debug() -> bool:
@@ -461,7 +493,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
-        except (OSError, ValueError):
+        except Exception:  # no real stdout (captured, closed, None): nothing to silence
             pass
         return EXIT_FAILURE
     except (ValueError, TypeError, OSError) as exc:  # FastcartoError is a ValueError

@@ -20,10 +20,13 @@ fn main() {
     if kind == Kind::Probs {
         for row in data.chunks_mut(c) {
             let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-            let s: f32 = row.iter_mut().map(|v| {
-                *v = (*v - m).exp();
-                *v
-            }).sum();
+            let s: f32 = row
+                .iter_mut()
+                .map(|v| {
+                    *v = (*v - m).exp();
+                    *v
+                })
+                .sum();
             row.iter_mut().for_each(|v| *v /= s);
         }
     }
@@ -32,12 +35,26 @@ fn main() {
     let epochs: Vec<usize> = (0..e).collect();
     for _ in 0..std::env::var("REPS").map_or(3, |r| r.parse().unwrap()) {
         let t = Instant::now();
-        let state = compute_dense(arr, &epochs, &labels, Task::MultiClass { n_classes: c as u32 }, kind, NanPolicy::Raise, Some(threads))
-            .expect("compute");
+        let state = compute_dense(
+            arr,
+            &epochs,
+            &labels,
+            Task::MultiClass { n_classes: c as u32 },
+            kind,
+            NanPolicy::Raise,
+            Some(threads),
+        )
+        .expect("compute");
         let t1 = t.elapsed();
         let t = Instant::now();
         let table = finalize(&state, None, FinalizeOptions::default()).expect("finalize");
         let t2 = t.elapsed();
-        println!("compute {:.3}s ({:.1} M rows/s)  finalize {:.3}s  rows {}", t1.as_secs_f64(), (e * n) as f64 / t1.as_secs_f64() / 1e6, t2.as_secs_f64(), table.num_rows());
+        println!(
+            "compute {:.3}s ({:.1} M rows/s)  finalize {:.3}s  rows {}",
+            t1.as_secs_f64(),
+            (e * n) as f64 / t1.as_secs_f64() / 1e6,
+            t2.as_secs_f64(),
+            table.num_rows()
+        );
     }
 }

@@ -1,9 +1,10 @@
 //! Dense inputs: `[epochs, examples, classes]` arrays (numpy arrays, memory maps, `.npy` files).
 
 use crate::error::{Error, Result};
-use crate::kernel::fold_rows;
+use crate::kernel::{RunState, fold_epoch};
 use crate::math::Real;
 use crate::options::{NanPolicy, Task};
+use crate::state::ExampleState;
 use crate::state::State;
 use rayon::prelude::*;
 
@@ -32,12 +33,7 @@ pub fn validate_labels(labels: &[i64], task: Task) -> Result<Vec<u32>> {
             if (0..values as i64).contains(&y) {
                 Ok(y as u32)
             } else {
-                Err(Error::LabelOutOfRange {
-                    example: i as u64 / per,
-                    label: y,
-                    n_classes: values,
-                    max: values - 1,
-                })
+                Err(Error::LabelOutOfRange { example: i as u64 / per, label: y, n_classes: values, max: values - 1 })
             }
         })
         .collect()
@@ -78,23 +74,37 @@ pub fn accumulate<T: Real>(
         }
     }
     let per = state.task().slots_per_example() as u64;
-    state.slots_mut().par_chunks_mut(BLOCK).enumerate().try_for_each_init(Vec::new, |scratch, (b, slots)| {
-        let lo = b * BLOCK;
-        let hi = lo + slots.len();
-        for ev in epochs {
-            fold_rows(
-                kind,
-                nan_policy,
-                ev.epoch,
-                &ev.values[lo * cols..hi * cols],
-                cols,
-                &labels[lo..hi],
-                slots,
-                lo as u64,
-                scratch,
-            )
-            .map_err(|e| e.slot_to_example(per))?;
-        }
-        Ok(())
-    })
+    let allow = state.allows_label_change();
+    state.slots_mut().par_chunks_mut(BLOCK).enumerate().try_for_each_init(
+        || (Vec::new(), RunState::default()),
+        |(scratch, run), (b, slots)| {
+            let lo = b * BLOCK;
+            let hi = lo + slots.len();
+            let labels = &labels[lo..hi];
+            run.reset(slots.len());
+            for ev in epochs {
+                fold_epoch(
+                    kind,
+                    nan_policy,
+                    ev.epoch,
+                    &ev.values[lo * cols..hi * cols],
+                    cols,
+                    labels,
+                    run,
+                    lo as u64,
+                    scratch,
+                )
+                .map_err(|e| e.slot_to_example(per))?;
+            }
+            for (i, slot) in slots.iter_mut().enumerate() {
+                let seen = run.example(i, labels[i]);
+                *slot = if slot.is_empty() && seen.is_empty() {
+                    seen
+                } else {
+                    ExampleState::merge(lo as u64 + i as u64, slot, &seen, allow).map_err(|e| e.slot_to_example(per))?
+                };
+            }
+            Ok(())
+        },
+    )
 }

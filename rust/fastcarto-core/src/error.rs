@@ -19,7 +19,9 @@ pub enum Error {
     NonFinite { epoch: u32, example: u64, value: f64 },
 
     /// `kind="probs"` but a row is not a probability distribution.
-    #[error("invalid probabilities at epoch {epoch}, example {example}: {reason}; if these are logits, pass kind=\"logits\"")]
+    #[error(
+        "invalid probabilities at epoch {epoch}, example {example}: {reason}; if these are logits, pass kind=\"logits\""
+    )]
     InvalidProbabilities { epoch: u32, example: u64, reason: String },
 
     /// A label is negative or not smaller than the number of classes.
@@ -27,7 +29,9 @@ pub enum Error {
     LabelOutOfRange { example: u64, label: i64, n_classes: u32, max: u32 },
 
     /// The same example carries two different labels.
-    #[error("example {example} has label {new} but was recorded with label {old} before; labels must not change between epochs")]
+    #[error(
+        "example {example} has label {new} but was recorded with label {old} before; labels must not change between epochs"
+    )]
     LabelChanged { example: u64, old: u32, new: u32 },
 
     /// The same (epoch, example) was observed twice.
@@ -42,7 +46,9 @@ pub enum Error {
     InterleavedEpochs { example: u64, first_a: u32, last_a: u32, first_b: u32, last_b: u32 },
 
     /// An observation arrives for an epoch earlier than one already recorded.
-    #[error("example {example} receives epoch {epoch} after epoch {last}; feed epochs in increasing order or merge separate states")]
+    #[error(
+        "example {example} receives epoch {epoch} after epoch {last}; feed epochs in increasing order or merge separate states"
+    )]
     EpochOutOfOrder { example: u64, epoch: u32, last: u32 },
 
     /// Memory for the per-example state could not be allocated.
@@ -86,8 +92,12 @@ impl Error {
                 Error::LabelOutOfRange { example: f(example), label, n_classes, max }
             }
             Error::LabelChanged { example, old, new } => Error::LabelChanged { example: f(example), old, new },
-            Error::DuplicateObservation { epoch, example } => Error::DuplicateObservation { epoch, example: f(example) },
-            Error::EpochOutOfOrder { example, epoch, last } => Error::EpochOutOfOrder { example: f(example), epoch, last },
+            Error::DuplicateObservation { epoch, example } => {
+                Error::DuplicateObservation { epoch, example: f(example) }
+            }
+            Error::EpochOutOfOrder { example, epoch, last } => {
+                Error::EpochOutOfOrder { example: f(example), epoch, last }
+            }
             Error::InterleavedEpochs { example, first_a, last_a, first_b, last_b } => {
                 Error::InterleavedEpochs { example: f(example), first_a, last_a, first_b, last_b }
             }

@@ -9,7 +9,7 @@
 use crate::error::{Error, Result};
 use crate::math::{Real, ln_1p};
 use crate::options::{Kind, NanPolicy};
-use crate::state::{ExampleState, Observation};
+use crate::state::{ExampleState, NONE};
 use multiversion::multiversion;
 
 /// Rows handled together. The lane loops below run over a *runtime* count (at most `GROUP`), so
@@ -22,6 +22,80 @@ pub fn prob_sum_tolerance<T: Real>(c: usize) -> f64 {
     1e-3 + 4.0 * c as f64 * T::EPSILON.to_f64()
 }
 
+/// The state of a run of consecutive examples while epochs stream past, as structure of arrays
+/// so the per-epoch update is vector code. Folded into the per-example [`ExampleState`]s once at
+/// the end of the run, which keeps the scalar, 88-byte-stride work out of the per-row path.
+#[derive(Default)]
+pub(crate) struct RunState {
+    mean: Vec<f64>,
+    m2: Vec<f64>,
+    sum_margin: Vec<f64>,
+    sum_el2n: Vec<f64>,
+    sum_loss: Vec<f64>,
+    sum_entropy: Vec<f64>,
+    n: Vec<u32>,
+    n_correct: Vec<u32>,
+    n_confident: Vec<u32>,
+    forgetting: Vec<u32>,
+    first_epoch: Vec<u32>,
+    first_learned: Vec<u32>,
+    stable_from: Vec<u32>,
+    last_epoch: Vec<u32>,
+    final_pred: Vec<u32>,
+}
+
+impl RunState {
+    /// Empties the run and sizes it for `len` examples.
+    pub(crate) fn reset(&mut self, len: usize) {
+        for v in [&mut self.mean, &mut self.m2, &mut self.sum_margin, &mut self.sum_el2n, &mut self.sum_loss] {
+            v.clear();
+            v.resize(len, 0.0);
+        }
+        self.sum_entropy.clear();
+        self.sum_entropy.resize(len, 0.0);
+        for v in [&mut self.n, &mut self.n_correct, &mut self.n_confident, &mut self.forgetting] {
+            v.clear();
+            v.resize(len, 0);
+        }
+        for v in [
+            &mut self.first_epoch,
+            &mut self.first_learned,
+            &mut self.stable_from,
+            &mut self.last_epoch,
+            &mut self.final_pred,
+        ] {
+            v.clear();
+            v.resize(len, NONE);
+        }
+    }
+
+    /// The run's example `i` as an [`ExampleState`] carrying `label`.
+    pub(crate) fn example(&self, i: usize, label: u32) -> ExampleState {
+        if self.n[i] == 0 {
+            // Nothing observed (every epoch omitted): keep the label the caller gave.
+            return ExampleState { label, ..ExampleState::EMPTY };
+        }
+        ExampleState {
+            mean: self.mean[i],
+            m2: self.m2[i],
+            sum_margin: self.sum_margin[i],
+            sum_el2n: self.sum_el2n[i],
+            sum_loss: self.sum_loss[i],
+            sum_entropy: self.sum_entropy[i],
+            n: self.n[i],
+            n_correct: self.n_correct[i],
+            n_confident: self.n_confident[i],
+            forgetting: self.forgetting[i],
+            first_epoch: self.first_epoch[i],
+            last_epoch: self.last_epoch[i],
+            first_learned: self.first_learned[i],
+            stable_from: self.stable_from[i],
+            final_pred: self.final_pred[i],
+            label,
+        }
+    }
+}
+
 /// Per-row results of one group, structure of arrays.
 struct Lanes {
     gold_prob: [f64; GROUP],
@@ -30,10 +104,8 @@ struct Lanes {
     loss: [f64; GROUP],
     entropy: [f64; GROUP],
     pred: [u32; GROUP],
-    /// Any non-finite value in the row.
-    non_finite: [bool; GROUP],
-    /// For probabilities: a value outside [0, 1] or a sum too far from 1.
-    invalid: [bool; GROUP],
+    /// The row needs a closer look: a non-finite value, or (probabilities) an invalid row.
+    flagged: [bool; GROUP],
 }
 
 impl Lanes {
@@ -45,81 +117,118 @@ impl Lanes {
             loss: [0.0; GROUP],
             entropy: [0.0; GROUP],
             pred: [0; GROUP],
-            non_finite: [false; GROUP],
-            invalid: [false; GROUP],
+            flagged: [false; GROUP],
         })
     }
 }
 
-/// Observes `labels.len()` consecutive rows of one epoch (`rows` is row-major with `cols`
-/// columns) and folds each into the matching entry of `slots`. `first_example` is the index of
+/// Observes one epoch of `labels.len()` consecutive rows (`rows` is row-major with `cols`
+/// columns) and folds each into the matching entry of `run`. `first_example` is the index of
 /// the first row, for error messages. `scratch` is reused between calls.
 #[allow(clippy::too_many_arguments)]
-#[multiversion(targets(
-    "x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+fma",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
-pub(crate) fn fold_rows<T: Real>(
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+pub(crate) fn fold_epoch<T: Real>(
     kind: Kind,
     nan_policy: NanPolicy,
     epoch: u32,
     rows: &[T],
     cols: usize,
     labels: &[u32],
-    slots: &mut [ExampleState],
+    run: &mut RunState,
     first_example: u64,
     scratch: &mut Vec<T>,
 ) -> Result<()> {
     debug_assert_eq!(rows.len(), labels.len() * cols);
-    debug_assert_eq!(slots.len(), labels.len());
+    debug_assert_eq!(run.n.len(), labels.len());
     // One-column binary outputs are read as the two-column equivalent.
     let eff = cols.max(2);
     scratch.resize(eff * GROUP, T::ZERO);
     let mut lanes = Lanes::new();
+    let mut keep = [true; GROUP];
     let n = labels.len();
     let mut start = 0;
     while start < n {
         let g = (n - start).min(GROUP);
-        let mut gold = [T::ZERO; GROUP];
+        let labels = &labels[start..start + g];
+        let mut gold = [0u32; GROUP];
+        gold[..g].copy_from_slice(labels);
         transpose(kind, &rows[start * cols..(start + g) * cols], cols, g, scratch);
-        for (dst, &y) in gold[..g].iter_mut().zip(&labels[start..start + g]) {
-            *dst = T::from_u32(y);
-        }
         match kind {
             Kind::Logits => observe_logits(scratch, eff, g, &gold, &mut lanes),
             Kind::Probs => observe_probs(scratch, eff, g, &gold, &mut lanes),
         }
-        for l in 0..g {
+        keep[..g].fill(true);
+        for l in (0..g).filter(|&l| lanes.flagged[l]) {
             let i = start + l;
+            let row = &rows[i * cols..(i + 1) * cols];
             let example = first_example + i as u64;
-            if lanes.non_finite[l] || lanes.invalid[l] {
-                let row = &rows[i * cols..(i + 1) * cols];
-                if lanes.non_finite[l] {
-                    if nan_policy == NanPolicy::Omit {
-                        if slots[i].n == 0 {
-                            slots[i].label = labels[i];
-                        }
-                        continue;
-                    }
-                    let value = row.iter().find(|v| !v.is_finite()).map_or(f64::NAN, |v| v.to_f64());
-                    return Err(Error::NonFinite { epoch, example, value });
+            if let Some(v) = row.iter().find(|v| !v.is_finite()) {
+                if nan_policy == NanPolicy::Omit {
+                    keep[l] = false;
+                    continue;
                 }
+                return Err(Error::NonFinite { epoch, example, value: v.to_f64() });
+            }
+            if kind == Kind::Probs {
                 return Err(Error::InvalidProbabilities { epoch, example, reason: describe_invalid_probs(row) });
             }
-            let obs = Observation {
-                gold_prob: lanes.gold_prob[l],
-                margin: lanes.margin[l],
-                el2n: lanes.el2n[l],
-                loss: lanes.loss[l],
-                entropy: lanes.entropy[l],
-                pred: lanes.pred[l],
-            };
-            slots[i].observe(example, epoch, labels[i], &obs)?;
         }
+        update_run(run, start, g, epoch, &gold, &lanes, &keep);
         start += g;
     }
     Ok(())
+}
+
+/// Welford / Chan update of `g` consecutive examples of the run with one epoch's observations.
+/// Starting from an empty slot the same expressions give exactly the single-observation state.
+#[inline(always)]
+fn update_run(
+    run: &mut RunState,
+    start: usize,
+    g: usize,
+    epoch: u32,
+    gold: &[u32; GROUP],
+    o: &Lanes,
+    keep: &[bool; GROUP],
+) {
+    let r = start..start + g;
+    let (mean, m2) = (&mut run.mean[r.clone()], &mut run.m2[r.clone()]);
+    let (s_margin, s_el2n) = (&mut run.sum_margin[r.clone()], &mut run.sum_el2n[r.clone()]);
+    let (s_loss, s_entropy) = (&mut run.sum_loss[r.clone()], &mut run.sum_entropy[r.clone()]);
+    let n = &mut run.n[r.clone()];
+    for l in 0..g {
+        let k = keep[l];
+        let na = n[l] as f64;
+        let nf = na + 1.0;
+        let delta = o.gold_prob[l] - mean[l];
+        let new_mean = mean[l] + delta * (1.0 / nf);
+        let new_m2 = m2[l] + delta * delta * (na / nf);
+        mean[l] = if k { new_mean } else { mean[l] };
+        m2[l] = if k { new_m2 } else { m2[l] };
+        s_margin[l] += if k { o.margin[l] } else { 0.0 };
+        s_el2n[l] += if k { o.el2n[l] } else { 0.0 };
+        s_loss[l] += if k { o.loss[l] } else { 0.0 };
+        s_entropy[l] += if k { o.entropy[l] } else { 0.0 };
+    }
+    let (n_correct, n_confident) = (&mut run.n_correct[r.clone()], &mut run.n_confident[r.clone()]);
+    let (forgetting, first_epoch) = (&mut run.forgetting[r.clone()], &mut run.first_epoch[r.clone()]);
+    let (first_learned, stable_from) = (&mut run.first_learned[r.clone()], &mut run.stable_from[r.clone()]);
+    let (last_epoch, final_pred) = (&mut run.last_epoch[r.clone()], &mut run.final_pred[r]);
+    for l in 0..g {
+        let k = keep[l];
+        let correct = o.pred[l] == gold[l];
+        let was_correct = stable_from[l] != NONE;
+        first_epoch[l] = if k && n[l] == 0 { epoch } else { first_epoch[l] };
+        n[l] += k as u32;
+        n_correct[l] += (k && correct) as u32;
+        n_confident[l] += (k && o.gold_prob[l] > 0.5) as u32;
+        forgetting[l] += (k && was_correct && !correct) as u32;
+        first_learned[l] = if k && correct && first_learned[l] == NONE { epoch } else { first_learned[l] };
+        let stable = if correct { if was_correct { stable_from[l] } else { epoch } } else { NONE };
+        stable_from[l] = if k { stable } else { stable_from[l] };
+        last_epoch[l] = if k { epoch } else { last_epoch[l] };
+        final_pred[l] = if k { o.pred[l] } else { final_pred[l] };
+    }
 }
 
 /// Copies `g` rows into `out[k * GROUP + lane]`, expanding one-column outputs to two columns
@@ -150,124 +259,144 @@ fn lanes_of<T: Real>(zt: &[T], k: usize, g: usize) -> &[T] {
     &zt[k * GROUP..k * GROUP + g]
 }
 
+/// `if v is finite { 0 } else { 1 }`, as a float so it accumulates with `max` in vector code.
 #[inline(always)]
-fn observe_logits<T: Real>(zt: &[T], cols: usize, g: usize, gold: &[T; GROUP], out: &mut Lanes) {
-    let gold = &gold[..g];
+fn non_finite<T: Real>(v: T) -> T {
+    if v.is_finite() { T::ZERO } else { T::ONE }
+}
+
+#[inline(always)]
+fn observe_logits<T: Real>(zt: &[T], cols: usize, g: usize, gold: &[u32; GROUP], out: &mut Lanes) {
+    // Pass 1: max, first argmax, second largest, and whether anything is non-finite.
     let mut max = [T::NEG_INFINITY; GROUP];
     let mut arg = [T::ZERO; GROUP];
-    let mut z_gold = [T::ZERO; GROUP];
-    let mut max_other = [T::NEG_INFINITY; GROUP];
-    let mut finite = [true; GROUP];
+    let mut second = [T::NEG_INFINITY; GROUP];
+    let mut bad = [T::ZERO; GROUP];
     {
-        let (max, arg, z_gold, max_other, finite) =
-            (&mut max[..g], &mut arg[..g], &mut z_gold[..g], &mut max_other[..g], &mut finite[..g]);
+        let (max, arg, second, bad) = (&mut max[..g], &mut arg[..g], &mut second[..g], &mut bad[..g]);
         for k in 0..cols {
             let kf = T::from_u32(k as u32);
             let z = lanes_of(zt, k, g);
             for l in 0..g {
                 let v = z[l];
-                finite[l] &= v.is_finite();
+                bad[l] = bad[l].max_(non_finite(v));
                 let greater = v > max[l];
+                second[l] = if greater { max[l] } else { second[l].max_(v) };
                 max[l] = if greater { v } else { max[l] };
                 arg[l] = if greater { kf } else { arg[l] };
-                let is_gold = kf == gold[l];
-                z_gold[l] = if is_gold { v } else { z_gold[l] };
-                max_other[l] = max_other[l].max_(if is_gold { T::NEG_INFINITY } else { v });
             }
         }
     }
-    // rest = sum of exp(z - max) over all classes but the (first) argmax, whose term is exactly 1.
+    // Pass 2: rest = sum of exp(z - max) over all classes but the (first) argmax, whose term is
+    // exactly 1; tilt = sum of exp(z - max) (max - z); sq_rest = sum of squares of the rest.
     let mut rest = [T::ZERO; GROUP];
     let mut tilt = [T::ZERO; GROUP];
-    let mut sq_other = [T::ZERO; GROUP];
-    let mut e_gold = [T::ZERO; GROUP];
+    let mut sq_rest = [T::ZERO; GROUP];
     {
         let (max, arg) = (&max[..g], &arg[..g]);
-        let (rest, tilt, sq_other, e_gold) = (&mut rest[..g], &mut tilt[..g], &mut sq_other[..g], &mut e_gold[..g]);
+        let (rest, tilt, sq_rest) = (&mut rest[..g], &mut tilt[..g], &mut sq_rest[..g]);
         for k in 0..cols {
             let kf = T::from_u32(k as u32);
             let z = lanes_of(zt, k, g);
             for l in 0..g {
                 let d = z[l] - max[l];
                 let e = d.exp_fast();
-                rest[l] = rest[l] + if kf == arg[l] { T::ZERO } else { e };
+                let other = kf != arg[l];
+                rest[l] = rest[l] + if other { e } else { T::ZERO };
+                sq_rest[l] = sq_rest[l] + if other { e * e } else { T::ZERO };
                 // e == 0 when d overflowed to -inf: its term is 0, not 0 * inf.
                 tilt[l] = tilt[l] + if e > T::ZERO { e * (-d) } else { T::ZERO };
-                let is_gold = kf == gold[l];
-                sq_other[l] = sq_other[l] + if is_gold { T::ZERO } else { e * e };
-                e_gold[l] = e_gold[l] + if is_gold { e } else { T::ZERO };
             }
         }
     }
+    let mut z_gold = [T::ZERO; GROUP];
     for l in 0..g {
+        z_gold[l] = zt[gold[l] as usize * GROUP + l];
+    }
+    for l in 0..g {
+        let is_arg = gold[l] as f64 == arg[l].to_f64();
         let rest = rest[l].to_f64();
         let s = 1.0 + rest;
+        let inv_s = 1.0 / s;
         let ln_s = ln_1p(rest);
-        let eg = e_gold[l].to_f64();
-        let one_minus_g = (rest + (1.0 - eg)) / s;
-        let sq = sq_other[l].to_f64() / (s * s);
-        out.gold_prob[l] = eg / s;
-        out.margin[l] = z_gold[l].to_f64() - max_other[l].to_f64();
-        out.el2n[l] = (one_minus_g * one_minus_g + sq).sqrt();
-        out.loss[l] = ln_s + (max[l].to_f64() - z_gold[l].to_f64());
-        out.entropy[l] = ln_s + tilt[l].to_f64() / s;
+        let gap = max[l].to_f64() - z_gold[l].to_f64();
+        let eg = if is_arg { 1.0 } else { (-gap).exp_fast() };
+        // 1 - p(gold) and the squares of the other classes, without cancellation.
+        let others = rest + (1.0 - eg);
+        let sq_other = sq_rest[l].to_f64() + if is_arg { 0.0 } else { 1.0 - eg * eg };
+        let one_minus_g = others * inv_s;
+        let max_other = if is_arg { second[l] } else { max[l] };
+        out.gold_prob[l] = eg * inv_s;
+        out.margin[l] = z_gold[l].to_f64() - max_other.to_f64();
+        out.el2n[l] = (one_minus_g * one_minus_g + sq_other * inv_s * inv_s).sqrt();
+        out.loss[l] = ln_s + gap;
+        out.entropy[l] = ln_s + tilt[l].to_f64() * inv_s;
         out.pred[l] = arg[l].to_f64() as u32;
-        out.non_finite[l] = !finite[l];
-        out.invalid[l] = false;
+        out.flagged[l] = bad[l] > T::ZERO;
     }
 }
 
 #[inline(always)]
-fn observe_probs<T: Real>(zt: &[T], cols: usize, g: usize, gold: &[T; GROUP], out: &mut Lanes) {
-    let gold = &gold[..g];
+fn observe_probs<T: Real>(zt: &[T], cols: usize, g: usize, gold: &[u32; GROUP], out: &mut Lanes) {
     let mut sum = [T::ZERO; GROUP];
     let mut max = [T::NEG_INFINITY; GROUP];
     let mut arg = [T::ZERO; GROUP];
-    let mut p_gold = [T::ZERO; GROUP];
-    let mut max_other = [T::NEG_INFINITY; GROUP];
+    let mut second = [T::NEG_INFINITY; GROUP];
+    let mut lowest = [T::ONE; GROUP];
     let mut entropy = [T::ZERO; GROUP];
-    let mut sq_other = [T::ZERO; GROUP];
-    let mut finite = [true; GROUP];
-    let mut in_range = [true; GROUP];
+    let mut sq = [T::ZERO; GROUP];
+    let mut bad = [T::ZERO; GROUP];
     {
-        let (sum, max, arg, p_gold, max_other) =
-            (&mut sum[..g], &mut max[..g], &mut arg[..g], &mut p_gold[..g], &mut max_other[..g]);
-        let (entropy, sq_other, finite, in_range) =
-            (&mut entropy[..g], &mut sq_other[..g], &mut finite[..g], &mut in_range[..g]);
+        let (sum, max, arg, second, lowest) =
+            (&mut sum[..g], &mut max[..g], &mut arg[..g], &mut second[..g], &mut lowest[..g]);
+        let (entropy, sq, bad) = (&mut entropy[..g], &mut sq[..g], &mut bad[..g]);
         for k in 0..cols {
             let kf = T::from_u32(k as u32);
             let z = lanes_of(zt, k, g);
             for l in 0..g {
                 let v = z[l];
-                finite[l] &= v.is_finite();
-                in_range[l] &= v >= T::ZERO && v <= T::ONE;
+                bad[l] = bad[l].max_(non_finite(v));
+                lowest[l] = if v < lowest[l] { v } else { lowest[l] };
                 sum[l] = sum[l] + v;
                 let greater = v > max[l];
+                second[l] = if greater { max[l] } else { second[l].max_(v) };
                 max[l] = if greater { v } else { max[l] };
                 arg[l] = if greater { kf } else { arg[l] };
-                let is_gold = kf == gold[l];
-                p_gold[l] = if is_gold { v } else { p_gold[l] };
-                max_other[l] = max_other[l].max_(if is_gold { T::NEG_INFINITY } else { v });
                 // 0 ln 0 = 0; subnormal p contribute less than 1e-36 and are outside ln_fast's domain.
                 let plogp = if v >= T::MIN_POSITIVE { v * v.ln_fast() } else { T::ZERO };
                 entropy[l] = entropy[l] - plogp;
-                sq_other[l] = sq_other[l] + if is_gold { T::ZERO } else { v * v };
+            }
+        }
+        // Squares of every class but the argmax: a second, short pass once the argmax is known,
+        // so the sum never has to subtract a dominant term.
+        for k in 0..cols {
+            let kf = T::from_u32(k as u32);
+            let z = lanes_of(zt, k, g);
+            for l in 0..g {
+                let v = z[l];
+                sq[l] = sq[l] + if kf != arg[l] { v * v } else { T::ZERO };
             }
         }
     }
     let tol = prob_sum_tolerance::<T>(cols);
     let eps = T::EPSILON.to_f64();
     for l in 0..g {
-        let gp = p_gold[l].to_f64();
+        let gp = zt[gold[l] as usize * GROUP + l].to_f64();
+        let is_arg = gold[l] as f64 == arg[l].to_f64();
         let one_minus_g = 1.0 - gp;
+        // Squares of every class but gold: swap gold's term for the argmax's, as a product of
+        // nonnegative factors (no cancellation).
+        let top = max[l].to_f64();
+        let sq_other = sq[l].to_f64() + if is_arg { 0.0 } else { (top - gp) * (top + gp) };
+        let max_other = if is_arg { second[l] } else { max[l] };
         out.gold_prob[l] = gp;
-        out.margin[l] = gp - max_other[l].to_f64();
-        out.el2n[l] = (one_minus_g * one_minus_g + sq_other[l].to_f64()).sqrt();
+        out.margin[l] = gp - max_other.to_f64();
+        out.el2n[l] = (one_minus_g * one_minus_g + sq_other).sqrt();
         out.loss[l] = -(gp.max(eps)).ln_fast();
         out.entropy[l] = entropy[l].to_f64();
         out.pred[l] = arg[l].to_f64() as u32;
-        out.non_finite[l] = !finite[l];
-        out.invalid[l] = !in_range[l] || (sum[l].to_f64() - 1.0).abs() > tol;
+        out.flagged[l] =
+            bad[l] > T::ZERO || lowest[l] < T::ZERO || max[l] > T::ONE || (sum[l].to_f64() - 1.0).abs() > tol;
     }
 }
 

@@ -140,12 +140,13 @@ impl State {
             )));
         }
         let mut fresh = State::new(rows, self.task(), self.kind())?.with_label_changes(self.allows_label_change());
-        fold_array(&mut fresh, outputs.insert_axis(Axis(0)), &[(0, epoch)], labels, nan_policy, threads)
-            .map_err(|e| match index {
+        fold_array(&mut fresh, outputs.insert_axis(Axis(0)), &[(0, epoch)], labels, nan_policy, threads).map_err(
+            |e| match index {
                 // Errors name rows of this update; report the example the caller knows.
                 Some(index) => e.map_example(|row| index.get(row as usize).copied().unwrap_or(row)),
                 None => e,
-            })?;
+            },
+        )?;
         match index {
             None => self.merge(&fresh),
             Some(index) => self.merge_at(&fresh, index),

@@ -5,6 +5,9 @@
 //! (Cody–Waite for `exp`, Cephes / fdlibm for `ln`) written with selects instead of branches.
 //! Their accuracy is pinned by tests at the bottom of this file: within a few ulp of std.
 
+// Coefficients are kept digit for digit as published (Cephes, fdlibm), so they can be checked.
+#![allow(clippy::excessive_precision)]
+
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
 /// The floating-point element types the engine reads: `f32` and `f64`.
@@ -87,8 +90,7 @@ impl Real for f32 {
         let r = x - n * LN2_HI - n * LN2_LO;
         // Cephes expf minimax polynomial on |r| <= ln2/2.
         let r2 = r * r;
-        let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2)
-            * r
+        let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
             + 1.666_666_5e-1)
             * r
             + 5.000_000_1e-1;
@@ -110,9 +112,7 @@ impl Real for f32 {
         let x = if small { m + m - 1.0 } else { m - 1.0 };
         let z = x * x;
         // Cephes logf polynomial.
-        let mut y = ((((((((7.037_683_6e-2 * x - 1.151_461e-1) * x + 1.167_699_9e-1) * x
-            - 1.242_014_1e-1)
-            * x
+        let mut y = ((((((((7.037_683_6e-2 * x - 1.151_461e-1) * x + 1.167_699_9e-1) * x - 1.242_014_1e-1) * x
             + 1.424_932_3e-1)
             * x
             - 1.666_805_8e-1)

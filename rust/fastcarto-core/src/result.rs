@@ -147,9 +147,7 @@ fn build_table(state: &State, ids: Option<ArrayRef>, opts: FinalizeOptions) -> R
             b.f64("confidence", |s| s.mean);
             b.f64("variability", variability);
             b.i64("correctness", |s| s.n_correct as i64);
-            b.i64("forgetfulness", |s| {
-                if s.n_correct == 0 { CARTOGRAPHY_NEVER_LEARNED } else { s.forgetting as i64 }
-            });
+            b.i64("forgetfulness", |s| if s.n_correct == 0 { CARTOGRAPHY_NEVER_LEARNED } else { s.forgetting as i64 });
         }
         Some(Compat::Aum) => {
             b.f64("aum", |s| mean(s.sum_margin, s));

@@ -92,9 +92,10 @@ pub fn from_record_batch(batch: &RecordBatch) -> Result<State> {
     };
     let allow = get("fastcarto.allow_label_change")? == "true";
     let column = |name: &str| {
-        batch.column_by_name(name).ok_or_else(|| bad(format!("column {name:?} is missing"))).and_then(|c| {
-            if c.null_count() > 0 { Err(bad(format!("column {name:?} has nulls"))) } else { Ok(c) }
-        })
+        batch
+            .column_by_name(name)
+            .ok_or_else(|| bad(format!("column {name:?} is missing")))
+            .and_then(|c| if c.null_count() > 0 { Err(bad(format!("column {name:?} has nulls"))) } else { Ok(c) })
     };
     let mut f = Vec::new();
     for name in F64_FIELDS {
@@ -179,8 +180,14 @@ pub fn to_ipc_bytes(state: &State) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Reads [`to_ipc_bytes`]'s output.
+/// Reads [`to_ipc_bytes`]'s output. Corrupted bytes are an error, never a panic: arrow-ipc's
+/// flatbuffer decoding can panic on malformed input, so that panic is caught here.
 pub fn from_ipc_bytes(bytes: &[u8]) -> Result<State> {
+    std::panic::catch_unwind(|| decode_ipc(bytes))
+        .unwrap_or_else(|_| Err(bad("the bytes are not a valid Arrow IPC stream (corrupted or truncated)")))
+}
+
+fn decode_ipc(bytes: &[u8]) -> Result<State> {
     let reader = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)?;
     let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
     match batches.as_slice() {

@@ -185,6 +185,10 @@ impl ExampleState {
     /// pass to rounding. Fails when the epochs overlap (a duplicate) or interleave (forgetting
     /// would depend on an order neither state knows), or when the labels differ.
     pub fn merge(example: u64, a: &Self, b: &Self, allow_label_change: bool) -> Result<Self> {
+        if a.n == 0 && b.n == 0 {
+            // Neither observed anything; keep whichever label is known (all epochs omitted).
+            return Ok(if a.label != NONE { *a } else { *b });
+        }
         if a.n == 0 {
             return Ok(*b);
         }

@@ -11,6 +11,8 @@
 //! accumulates with Welford's update and the reference with two passes. `p(gold) > 0.5`
 //! (`n_confident`) may go either way within 1e-12 (f64) / 1e-6 (f32) of 0.5.
 
+#![allow(clippy::needless_range_loop)] // the reference is written with obvious index loops on purpose
+
 mod common;
 
 use common::*;
@@ -215,7 +217,12 @@ fn check_against_reference<T: Real>(
                 prop_assert!(
                     conf_lo <= a && a <= conf_hi,
                     "slot {}: n_confident {} outside {}..={}\n got  {:?}\n want {:?}",
-                    i, a, conf_lo, conf_hi, g, w
+                    i,
+                    a,
+                    conf_lo,
+                    conf_hi,
+                    g,
+                    w
                 );
             } else {
                 prop_assert_eq!(a, b, "slot {} field {}\n got  {:?}\n want {:?}", i, name, g, w);
@@ -227,7 +234,14 @@ fn check_against_reference<T: Real>(
             prop_assert!(
                 ok,
                 "slot {} field {} ({}): got {:e}, want {:e} (rel diff {:e})\n got  {:?}\n want {:?}",
-                i, F64_NAMES[f], T::DTYPE, a, b, (a - b).abs() / b.abs(), g, w
+                i,
+                F64_NAMES[f],
+                T::DTYPE,
+                a,
+                b,
+                (a - b).abs() / b.abs(),
+                g,
+                w
             );
         }
     }
@@ -377,8 +391,12 @@ fn thread_count_does_not_change_a_bit() {
         let all = case.all_epochs();
         let one = case.dense_threads::<f64>(&all, Some(1));
         for threads in [2, 3] {
-            check_states_identical(&case.dense_threads::<f64>(&all, Some(threads)), &one, &format!("f64, {threads} threads"))
-                .unwrap();
+            check_states_identical(
+                &case.dense_threads::<f64>(&all, Some(threads)),
+                &one,
+                &format!("f64, {threads} threads"),
+            )
+            .unwrap();
         }
         check_against_reference::<f64>(&one, &reference::<f64>(&case, &all, F64.band), &F64).unwrap();
 
@@ -403,9 +421,13 @@ fn raise_names_the_value_in_a_parallel_run() {
         let mut arr = case.array::<f32>();
         arr[[e, i, 2]] = f32::NAN;
         for threads in [1, 2] {
-            let err = compute_dense(arr.view(), &[0, 1], &case.labels, case.task, case.kind, NanPolicy::Raise, Some(threads))
-                .unwrap_err();
-            assert!(matches!(err, Error::NonFinite { epoch, example, .. } if (epoch, example) == (e as u32, i as u64)), "{err:?}");
+            let err =
+                compute_dense(arr.view(), &[0, 1], &case.labels, case.task, case.kind, NanPolicy::Raise, Some(threads))
+                    .unwrap_err();
+            assert!(
+                matches!(err, Error::NonFinite { epoch, example, .. } if (epoch, example) == (e as u32, i as u64)),
+                "{err:?}"
+            );
         }
     }
 }
@@ -440,15 +462,15 @@ fn omit_skips_rows_and_leaves_unobserved_slots_empty() {
 #[test]
 fn edge_rows_match_the_reference() {
     let rows: Vec<(Vec<f64>, i64)> = vec![
-        (vec![0.0, 0.0, 0.0], 1),                 // all tied: first max wins (pred 0)
-        (vec![1.0, 3.0, 3.0], 2),                 // gold tied for the max, not first
-        (vec![1.0, 3.0, 3.0], 1),                 // gold is the first max
-        (vec![1e4, -1e4, 0.0], 0),                // huge, gold on top
-        (vec![1e4, -1e4, 0.0], 1),                // huge, gold at the bottom: p(gold) underflows
-        (vec![40.0, 0.0, 0.0], 0),                // p(gold) within 1e-17 of 1
+        (vec![0.0, 0.0, 0.0], 1),  // all tied: first max wins (pred 0)
+        (vec![1.0, 3.0, 3.0], 2),  // gold tied for the max, not first
+        (vec![1.0, 3.0, 3.0], 1),  // gold is the first max
+        (vec![1e4, -1e4, 0.0], 0), // huge, gold on top
+        (vec![1e4, -1e4, 0.0], 1), // huge, gold at the bottom: p(gold) underflows
+        (vec![40.0, 0.0, 0.0], 0), // p(gold) within 1e-17 of 1
         (vec![-1e4, -1e4 + 1e-3, -1e4 + 2e-3], 2),
-        (vec![720.0, 0.0, 0.0], 1),               // exp underflows to 0 in the kernel, not in std
-        (vec![5e-324, 0.0, -5e-324], 0),          // subnormal logits
+        (vec![720.0, 0.0, 0.0], 1),      // exp underflows to 0 in the kernel, not in std
+        (vec![5e-324, 0.0, -5e-324], 0), // subnormal logits
     ];
     for (row, y) in rows {
         for f32_input in [false, true] {
@@ -487,7 +509,8 @@ fn edge_rows_match_the_reference() {
     ];
     for (task, kind, row, y) in cases {
         for f32_input in [false, true] {
-            let case = Case { e: 1, n: 1, c: row.len(), task, kind, labels: vec![y], values: row.clone(), with_nan: false };
+            let case =
+                Case { e: 1, n: 1, c: row.len(), task, kind, labels: vec![y], values: row.clone(), with_nan: false };
             let res = if f32_input {
                 check_against_reference::<f32>(&case.dense::<f32>(&[0]), &reference::<f32>(&case, &[0], F32.band), &F32)
             } else {

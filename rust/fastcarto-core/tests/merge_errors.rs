@@ -389,8 +389,16 @@ fn run3() -> (Array3<f64>, Vec<i64>, State) {
     let (e, n, c) = (5, 20, 3);
     let x = Array3::from_shape_fn((e, n, c), |(ep, i, k)| ((ep * 7 + i * 3 + k * 5) % 11) as f64 * 0.37 - 1.5);
     let y: Vec<i64> = (0..n as i64).map(|i| i % 3).collect();
-    let s = compute_dense(x.view(), &[0, 1, 2], &y, Task::MultiClass { n_classes: 3 }, Kind::Logits, NanPolicy::Raise, None)
-        .unwrap();
+    let s = compute_dense(
+        x.view(),
+        &[0, 1, 2],
+        &y,
+        Task::MultiClass { n_classes: 3 },
+        Kind::Logits,
+        NanPolicy::Raise,
+        None,
+    )
+    .unwrap();
     (x, y, s)
 }
 
@@ -430,7 +438,10 @@ fn update_with_index_names_the_example_of_a_label_out_of_range() {
     let mut labels: Vec<i64> = idx.iter().map(|&i| y[i]).collect();
     labels[1] = 7; // row 1 is example 4
     let err = s.update(out.view(), &labels, 3, Some(&[11, 4, 17]), NanPolicy::Raise, None).unwrap_err();
-    assert!(matches!(err, Error::LabelOutOfRange { example: 4, label: 7, .. }), "expected example 4, got {err:?}: {err}");
+    assert!(
+        matches!(err, Error::LabelOutOfRange { example: 4, label: 7, .. }),
+        "expected example 4, got {err:?}: {err}"
+    );
 }
 
 #[test]
@@ -438,13 +449,17 @@ fn update_with_index_names_the_example_of_invalid_probabilities() {
     let (_, y, _) = run3();
     let p = Array3::from_shape_fn((2, 20, 3), |(_, _, k)| [0.2, 0.3, 0.5][k]);
     let mut s =
-        compute_dense(p.view(), &[0], &y, Task::MultiClass { n_classes: 3 }, Kind::Probs, NanPolicy::Raise, None).unwrap();
+        compute_dense(p.view(), &[0], &y, Task::MultiClass { n_classes: 3 }, Kind::Probs, NanPolicy::Raise, None)
+            .unwrap();
     let idx = [11usize, 4, 17];
     let mut out = epoch_rows(&p, 1, &idx);
     out[[2, 2]] = 0.9; // row 2 (example 17) sums to 1.4
     let labels: Vec<i64> = idx.iter().map(|&i| y[i]).collect();
     let err = s.update(out.view(), &labels, 1, Some(&[11, 4, 17]), NanPolicy::Raise, None).unwrap_err();
-    assert!(matches!(err, Error::InvalidProbabilities { epoch: 1, example: 17, .. }), "expected example 17, got {err:?}: {err}");
+    assert!(
+        matches!(err, Error::InvalidProbabilities { epoch: 1, example: 17, .. }),
+        "expected example 17, got {err:?}: {err}"
+    );
 }
 
 /// A training loop calling `update` twice for the same epoch: the (epoch, example) pair is
@@ -456,14 +471,18 @@ fn update_repeating_the_last_epoch_is_a_duplicate() {
     let out = epoch_rows(&x, 2, &(0..20).collect::<Vec<_>>());
     let err = s.update(out.view(), &y, 2, None, NanPolicy::Raise, None).unwrap_err();
     assert_eq!(s, before);
-    assert!(matches!(err, Error::DuplicateObservation { epoch: 2, .. }), "expected a duplicate at epoch 2, got {err:?}: {err}");
+    assert!(
+        matches!(err, Error::DuplicateObservation { epoch: 2, .. }),
+        "expected a duplicate at epoch 2, got {err:?}: {err}"
+    );
 }
 
 #[test]
 fn update_repeating_the_only_epoch_is_a_duplicate() {
     let (x, y, _) = run3();
     let mut s =
-        compute_dense(x.view(), &[0], &y, Task::MultiClass { n_classes: 3 }, Kind::Logits, NanPolicy::Raise, None).unwrap();
+        compute_dense(x.view(), &[0], &y, Task::MultiClass { n_classes: 3 }, Kind::Logits, NanPolicy::Raise, None)
+            .unwrap();
     let out = epoch_rows(&x, 0, &(0..20).collect::<Vec<_>>());
     let err = s.update(out.view(), &y, 0, None, NanPolicy::Raise, None).unwrap_err();
     assert!(matches!(err, Error::DuplicateObservation { epoch: 0, example: 0 }), "{err:?}");
@@ -478,10 +497,8 @@ fn update_minibatch_repeating_an_example_in_one_epoch_names_it() {
     let before = s.clone();
     let err = s.update(epoch_rows(&x, 3, &[9]).view(), &[y[9]], 3, Some(&[9]), NanPolicy::Raise, None).unwrap_err();
     assert_eq!(s, before);
-    let names_9 = matches!(
-        err,
-        Error::DuplicateObservation { example: 9, .. } | Error::InterleavedEpochs { example: 9, .. }
-    );
+    let names_9 =
+        matches!(err, Error::DuplicateObservation { example: 9, .. } | Error::InterleavedEpochs { example: 9, .. });
     assert!(names_9, "{err:?}");
 }
 
@@ -489,7 +506,8 @@ fn update_minibatch_repeating_an_example_in_one_epoch_names_it() {
 fn merging_two_single_observations_of_one_epoch_is_a_duplicate() {
     let (x, y, _) = run3();
     let one = |e: usize| {
-        compute_dense(x.view(), &[e], &y, Task::MultiClass { n_classes: 3 }, Kind::Logits, NanPolicy::Raise, None).unwrap()
+        compute_dense(x.view(), &[e], &y, Task::MultiClass { n_classes: 3 }, Kind::Logits, NanPolicy::Raise, None)
+            .unwrap()
     };
     let mut a = one(1);
     let err = a.merge(&one(1)).unwrap_err();

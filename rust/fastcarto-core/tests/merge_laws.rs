@@ -8,8 +8,8 @@
 mod common;
 
 use common::*;
-use fastcarto_core::math::Real;
 use fastcarto_core::State;
+use fastcarto_core::math::Real;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
@@ -232,4 +232,26 @@ fn forgetting_and_stability_across_seams() {
             }
         }
     }
+}
+
+/// An example whose every observation was omitted still knows its label (the state says so
+/// since `nan_policy = omit` keeps it); merging the identity must not drop it, from either side.
+#[test]
+fn the_identity_keeps_the_label_of_an_unobserved_example() {
+    let task = fastcarto_core::Task::MultiClass { n_classes: 2 };
+    let kind = fastcarto_core::Kind::Logits;
+    let x = ndarray::Array3::<f64>::from_shape_vec((1, 1, 2), vec![f64::NAN, 0.0]).unwrap();
+    let s =
+        fastcarto_core::compute_dense(x.view(), &[0], &[1], task, kind, fastcarto_core::NanPolicy::Omit, None).unwrap();
+    assert_eq!((s.slots()[0].n, s.slots()[0].label), (0, 1));
+    let empty = State::new(1, task, kind).unwrap();
+    let mut right = s.clone();
+    right.merge(&empty).unwrap();
+    let mut left = empty.clone();
+    left.merge(&s).unwrap();
+    assert_eq!(left, s, "empty.merge(s)");
+    assert_eq!(right, s, "s.merge(empty)");
+    let mut at = s.clone();
+    at.merge_at(&empty, &[0]).unwrap();
+    assert_eq!(at, s, "s.merge_at(empty, [0])");
 }

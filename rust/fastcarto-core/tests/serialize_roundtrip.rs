@@ -104,7 +104,9 @@ fn with_metadata(batch: &RecordBatch, key: &str, value: Option<&str>) -> RecordB
 
 fn must_reject(batch: &RecordBatch, what: &str) -> Result<(), TestCaseError> {
     match from_record_batch(batch) {
-        Ok(s) => Err(TestCaseError::fail(format!("{what}: accepted, giving {:?}", &s.slots()[..s.slots().len().min(3)]))),
+        Ok(s) => {
+            Err(TestCaseError::fail(format!("{what}: accepted, giving {:?}", &s.slots()[..s.slots().len().min(3)])))
+        }
         Err(_) => Ok(()),
     }
 }
@@ -334,7 +336,9 @@ proptest! {
 
 #[test]
 fn empty_and_zero_example_states_round_trip() {
-    for task in [Task::MultiClass { n_classes: 1 }, Task::MultiClass { n_classes: 4 }, Task::MultiLabel { n_classes: 3 }] {
+    for task in
+        [Task::MultiClass { n_classes: 1 }, Task::MultiClass { n_classes: 4 }, Task::MultiLabel { n_classes: 3 }]
+    {
         for kind in [Kind::Logits, Kind::Probs] {
             for n in [0, 1, 7] {
                 let s = State::new(n, task, kind).unwrap().with_label_changes(n == 7);
@@ -375,4 +379,15 @@ fn ipc_streams_without_exactly_one_batch_are_rejected() {
     )
     .unwrap();
     assert!(from_record_batch(&other).is_err());
+}
+
+/// The smallest corruption found to crash the reader: one bit of the schema message of a
+/// one-example state (arrow-ipc 59.3 `fb_to_schema` unwraps the optional `fields`). A corrupted
+/// pickle must be an error, not a panic.
+#[test]
+fn one_flipped_bit_in_the_schema_is_an_error() {
+    let s = State::new(1, Task::MultiClass { n_classes: 2 }, Kind::Logits).unwrap();
+    let mut bytes = to_ipc_bytes(&s).unwrap();
+    bytes[23] ^= 0x01;
+    assert!(from_ipc_bytes(&bytes).is_err());
 }

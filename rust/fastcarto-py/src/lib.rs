@@ -41,13 +41,20 @@ impl PyState {
     /// A state for `n_examples` examples that have seen nothing.
     #[staticmethod]
     #[pyo3(signature = (n_examples, n_classes, *, kind, multilabel=false, allow_label_change=false))]
-    fn empty(n_examples: usize, n_classes: u32, kind: &str, multilabel: bool, allow_label_change: bool) -> PyResult<Self> {
+    fn empty(
+        n_examples: usize,
+        n_classes: u32,
+        kind: &str,
+        multilabel: bool,
+        allow_label_change: bool,
+    ) -> PyResult<Self> {
         let state = State::new(n_examples, task_of(n_classes, multilabel), parse(kind)?).map_err(to_py)?;
         Ok(PyState { inner: state.with_label_changes(allow_label_change) })
     }
 
     /// Folds one epoch's `[rows, classes]` outputs in (all-or-nothing).
     #[pyo3(signature = (outputs, labels, *, epoch, index=None, nan_policy="raise", threads=None))]
+    #[allow(clippy::too_many_arguments)]
     fn update(
         &mut self,
         py: Python<'_>,

@@ -35,8 +35,7 @@ impl Case {
         self.task.slots_per_example() as usize
     }
     pub fn array<T: Real>(&self) -> Array3<T> {
-        Array3::from_shape_vec((self.e, self.n, self.c), self.values.iter().map(|&v| T::from_f64(v)).collect())
-            .unwrap()
+        Array3::from_shape_vec((self.e, self.n, self.c), self.values.iter().map(|&v| T::from_f64(v)).collect()).unwrap()
     }
     /// Epoch `e`'s rows of the examples in `examples`, in that order, as a `[rows, c]` array.
     pub fn rows<T: Real>(&self, e: usize, examples: &[usize]) -> Array2<T> {
@@ -244,7 +243,9 @@ pub fn case(d: Dims) -> impl Strategy<Value = Case> {
             let seeds = vec(row_seed(c), e * n);
             (Just((e, n, c, task, kind, with_nan)), labels, seeds)
         })
-        .prop_map(|((e, n, c, task, kind, with_nan), labels, seeds)| build_case(e, n, c, task, kind, with_nan, labels, &seeds))
+        .prop_map(|((e, n, c, task, kind, with_nan), labels, seeds)| {
+            build_case(e, n, c, task, kind, with_nan, labels, &seeds)
+        })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -355,8 +356,8 @@ pub fn check_states_identical(got: &State, want: &State, what: &str) -> Result<(
     prop_assert_eq!(got.allows_label_change(), want.allows_label_change(), "{}: allow_label_change", what);
     prop_assert_eq!(got.slots().len(), want.slots().len(), "{}: slots", what);
     for (i, (g, w)) in got.slots().iter().zip(want.slots()).enumerate() {
-        let same = counts(g) == counts(w)
-            && floats(g).iter().zip(floats(w).iter()).all(|(a, b)| a.to_bits() == b.to_bits());
+        let same =
+            counts(g) == counts(w) && floats(g).iter().zip(floats(w).iter()).all(|(a, b)| a.to_bits() == b.to_bits());
         prop_assert!(same, "{}: slot {} differs\n got  {:?}\n want {:?}", what, i, g, w);
     }
     Ok(())
