@@ -8,7 +8,8 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let kind: Kind = args.next().unwrap_or_else(|| "logits".into()).parse().expect("kind");
     let threads: usize = args.next().map_or(1, |t| t.parse().expect("threads"));
-    let (e, n, c) = (10usize, 1_000_000usize, 10usize);
+    let n: usize = std::env::var("N").map_or(1_000_000, |v| v.parse().unwrap());
+    let (e, c) = (10usize, 10usize);
     let mut seed = 0x9e3779b97f4a7c15u64;
     let mut next = || {
         seed ^= seed << 13;

@@ -247,11 +247,7 @@ fn transpose<T: Real>(kind: Kind, rows: &[T], cols: usize, g: usize, out: &mut [
         }
         return;
     }
-    for (l, row) in rows.chunks_exact(cols).enumerate() {
-        for (k, &v) in row.iter().enumerate() {
-            out[k * GROUP + l] = v;
-        }
-    }
+    T::transpose_group(rows, cols, g, out);
 }
 
 #[inline(always)]
@@ -272,14 +268,21 @@ fn observe_logits<T: Real>(zt: &[T], cols: usize, g: usize, gold: &[u32; GROUP],
     let mut arg = [T::ZERO; GROUP];
     let mut second = [T::NEG_INFINITY; GROUP];
     let mut bad = [T::ZERO; GROUP];
+    let mut z_gold = [T::ZERO; GROUP];
+    let mut goldf = [T::ZERO; GROUP];
+    for l in 0..g {
+        goldf[l] = T::from_u32(gold[l]);
+    }
     {
         let (max, arg, second, bad) = (&mut max[..g], &mut arg[..g], &mut second[..g], &mut bad[..g]);
+        let (z_gold, goldf) = (&mut z_gold[..g], &goldf[..g]);
         for k in 0..cols {
             let kf = T::from_u32(k as u32);
             let z = lanes_of(zt, k, g);
             for l in 0..g {
                 let v = z[l];
                 bad[l] = bad[l].max_(non_finite(v));
+                z_gold[l] = if kf == goldf[l] { v } else { z_gold[l] };
                 let greater = v > max[l];
                 second[l] = if greater { max[l] } else { second[l].max_(v) };
                 max[l] = if greater { v } else { max[l] };
@@ -309,29 +312,27 @@ fn observe_logits<T: Real>(zt: &[T], cols: usize, g: usize, gold: &[u32; GROUP],
             }
         }
     }
-    let mut z_gold = [T::ZERO; GROUP];
+    // Per-row finish in the input's precision (every exponential of the row already is);
+    // only the results are widened to f64 for accumulation.
     for l in 0..g {
-        z_gold[l] = zt[gold[l] as usize * GROUP + l];
-    }
-    for l in 0..g {
-        let is_arg = gold[l] as f64 == arg[l].to_f64();
-        let rest = rest[l].to_f64();
-        let s = 1.0 + rest;
-        let inv_s = 1.0 / s;
+        let is_arg = goldf[l] == arg[l];
+        let rest = rest[l];
+        let s = T::ONE + rest;
+        let inv_s = T::ONE / s;
         let ln_s = ln_1p(rest);
-        let gap = max[l].to_f64() - z_gold[l].to_f64();
-        let eg = if is_arg { 1.0 } else { (-gap).exp_fast() };
+        let gap = max[l] - z_gold[l];
+        let eg = if is_arg { T::ONE } else { (-gap).exp_fast() };
         // 1 - p(gold) and the squares of the other classes, without cancellation.
-        let others = rest + (1.0 - eg);
-        let sq_other = sq_rest[l].to_f64() + if is_arg { 0.0 } else { 1.0 - eg * eg };
+        let others = rest + (T::ONE - eg);
+        let sq_other = sq_rest[l] + if is_arg { T::ZERO } else { T::ONE - eg * eg };
         let one_minus_g = others * inv_s;
         let max_other = if is_arg { second[l] } else { max[l] };
-        out.gold_prob[l] = eg * inv_s;
+        out.gold_prob[l] = (eg * inv_s).to_f64();
         out.margin[l] = z_gold[l].to_f64() - max_other.to_f64();
-        out.el2n[l] = (one_minus_g * one_minus_g + sq_other * inv_s * inv_s).sqrt();
-        out.loss[l] = ln_s + gap;
-        out.entropy[l] = ln_s + tilt[l].to_f64() * inv_s;
-        out.pred[l] = arg[l].to_f64() as u32;
+        out.el2n[l] = (one_minus_g * one_minus_g + sq_other * inv_s * inv_s).sqrt().to_f64();
+        out.loss[l] = ln_s.to_f64() + gap.to_f64();
+        out.entropy[l] = (ln_s + tilt[l] * inv_s).to_f64();
+        out.pred[l] = arg[l].to_u32();
         out.flagged[l] = bad[l] > T::ZERO;
     }
 }
@@ -378,25 +379,24 @@ fn observe_probs<T: Real>(zt: &[T], cols: usize, g: usize, gold: &[u32; GROUP], 
             }
         }
     }
-    let tol = prob_sum_tolerance::<T>(cols);
-    let eps = T::EPSILON.to_f64();
+    let tol = T::from_f64(prob_sum_tolerance::<T>(cols));
     for l in 0..g {
-        let gp = zt[gold[l] as usize * GROUP + l].to_f64();
-        let is_arg = gold[l] as f64 == arg[l].to_f64();
-        let one_minus_g = 1.0 - gp;
+        let gp = zt[gold[l] as usize * GROUP + l];
+        let is_arg = T::from_u32(gold[l]) == arg[l];
+        let one_minus_g = T::ONE - gp;
         // Squares of every class but gold: swap gold's term for the argmax's, as a product of
         // nonnegative factors (no cancellation).
-        let top = max[l].to_f64();
-        let sq_other = sq[l].to_f64() + if is_arg { 0.0 } else { (top - gp) * (top + gp) };
+        let top = max[l];
+        let sq_other = sq[l] + if is_arg { T::ZERO } else { (top - gp) * (top + gp) };
         let max_other = if is_arg { second[l] } else { max[l] };
-        out.gold_prob[l] = gp;
-        out.margin[l] = gp - max_other.to_f64();
-        out.el2n[l] = (one_minus_g * one_minus_g + sq_other).sqrt();
-        out.loss[l] = -(gp.max(eps)).ln_fast();
+        let sum_off = sum[l] - T::ONE;
+        out.gold_prob[l] = gp.to_f64();
+        out.margin[l] = gp.to_f64() - max_other.to_f64();
+        out.el2n[l] = (one_minus_g * one_minus_g + sq_other).sqrt().to_f64();
+        out.loss[l] = -(gp.max_(T::EPSILON).ln_fast()).to_f64();
         out.entropy[l] = entropy[l].to_f64();
-        out.pred[l] = arg[l].to_f64() as u32;
-        out.flagged[l] =
-            bad[l] > T::ZERO || lowest[l] < T::ZERO || max[l] > T::ONE || (sum[l].to_f64() - 1.0).abs() > tol;
+        out.pred[l] = arg[l].to_u32();
+        out.flagged[l] = bad[l] > T::ZERO || lowest[l] < T::ZERO || max[l] > T::ONE || sum_off > tol || -sum_off > tol;
     }
 }
 

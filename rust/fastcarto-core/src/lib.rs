@@ -20,6 +20,7 @@
 //! assert_eq!(table.num_rows(), 3);
 //! ```
 
+pub(crate) mod alloc;
 pub mod dense;
 pub mod error;
 pub(crate) mod kernel;
@@ -30,6 +31,7 @@ pub mod parallel;
 pub mod result;
 pub mod serialize;
 pub mod state;
+pub(crate) mod transpose;
 
 pub use dense::{EpochView, accumulate, validate_labels};
 pub use error::{Error, Result};

@@ -38,11 +38,19 @@ pub trait Real:
     fn from_f64(x: f64) -> Self;
     fn from_u32(x: u32) -> Self;
     fn to_f64(self) -> f64;
+    /// Truncating conversion of a small nonnegative integral value (class indices).
+    fn to_u32(self) -> u32;
+    fn sqrt(self) -> Self;
     fn is_finite(self) -> bool;
     /// `e^x`; exactly 1 at 0, 0 below the smallest normal result, accurate to a few ulp.
     fn exp_fast(self) -> Self;
     /// Natural log of a positive normal number, accurate to a few ulp.
     fn ln_fast(self) -> Self;
+    /// `out[k * GROUP + l] = rows[l * cols + k]` for `g` rows (see `transpose`).
+    #[inline(always)]
+    fn transpose_group(rows: &[Self], cols: usize, g: usize, out: &mut [Self]) {
+        crate::transpose::scalar(rows, cols, g, out);
+    }
     #[inline(always)]
     fn max_(self, other: Self) -> Self {
         if other > self { other } else { self }
@@ -50,6 +58,11 @@ pub trait Real:
 }
 
 impl Real for f32 {
+    #[inline(always)]
+    fn transpose_group(rows: &[Self], cols: usize, g: usize, out: &mut [Self]) {
+        crate::transpose::f32_rows(rows, cols, g, out);
+    }
+
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
     const NEG_INFINITY: Self = f32::NEG_INFINITY;
@@ -68,6 +81,14 @@ impl Real for f32 {
     #[inline(always)]
     fn to_f64(self) -> f64 {
         self as f64
+    }
+    #[inline(always)]
+    fn to_u32(self) -> u32 {
+        self as u32
+    }
+    #[inline(always)]
+    fn sqrt(self) -> Self {
+        f32::sqrt(self)
     }
     #[inline(always)]
     fn is_finite(self) -> bool {
@@ -151,6 +172,14 @@ impl Real for f64 {
         self
     }
     #[inline(always)]
+    fn to_u32(self) -> u32 {
+        self as u32
+    }
+    #[inline(always)]
+    fn sqrt(self) -> Self {
+        f64::sqrt(self)
+    }
+    #[inline(always)]
     fn is_finite(self) -> bool {
         self.abs() <= f64::MAX
     }
@@ -228,13 +257,14 @@ impl Real for f64 {
 
 /// `ln(1 + x)` for `x >= 0`, accurate also for tiny `x` (Goldberg's trick).
 #[inline(always)]
-pub fn ln_1p(x: f64) -> f64 {
-    let u = 1.0 + x;
-    let d = u - 1.0;
+pub fn ln_1p<T: Real>(x: T) -> T {
+    let u = T::ONE + x;
+    let d = u - T::ONE;
     // When 1 + x rounds to 1, ln(1 + x) == x to working precision.
-    let safe_d = if d == 0.0 { 1.0 } else { d };
+    let tiny = d == T::ZERO;
+    let safe_d = if tiny { T::ONE } else { d };
     let v = u.ln_fast() * (x / safe_d);
-    if d == 0.0 { x } else { v }
+    if tiny { x } else { v }
 }
 
 #[cfg(test)]
@@ -308,6 +338,9 @@ mod tests {
     fn ln_1p_is_accurate_near_zero() {
         for &x in &[0.0, 1e-300, 1e-20, 1e-12, 3e-8, 1e-4, 0.5, 1.0, 7.0, 1e10] {
             let got = ln_1p(x);
+            let got32 = ln_1p(x as f32) as f64;
+            let want32 = (x as f32 as f64).ln_1p();
+            assert!(got32 == want32 || ((got32 - want32) / want32).abs() < 4e-7, "f32 x={x}: {got32} vs {want32}");
             let want = f64::ln_1p(x);
             assert!(got == want || rel64(got, want) < 4e-16, "x={x}: {got} vs {want}");
         }

@@ -50,11 +50,11 @@ struct Builder<'a> {
 
 impl<'a> Builder<'a> {
     fn f64(&mut self, name: &str, f: impl Fn(&ExampleState) -> f64 + Sync + Send) {
-        let v: Vec<f64> = self.slots.par_iter().map(|s| if s.n == 0 { f64::NAN } else { f(s) }).collect();
+        let v: Vec<f64> = crate::alloc::collect(self.slots.par_iter().map(|s| if s.n == 0 { f64::NAN } else { f(s) }));
         self.push(name, DataType::Float64, false, Arc::new(Float64Array::from(v)));
     }
     fn i64(&mut self, name: &str, f: impl Fn(&ExampleState) -> i64 + Sync + Send) {
-        let v: Vec<i64> = self.slots.par_iter().map(f).collect();
+        let v: Vec<i64> = crate::alloc::collect(self.slots.par_iter().map(f));
         self.push(name, DataType::Int64, false, Arc::new(Int64Array::from(v)));
     }
     /// A u32 field where [`NONE`] means missing.

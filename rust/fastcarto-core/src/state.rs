@@ -289,8 +289,7 @@ impl State {
         let n_slots = n_examples
             .checked_mul(task.slots_per_example() as usize)
             .ok_or_else(|| Error::invalid("too many examples"))?;
-        let mut slots = Vec::new();
-        slots.try_reserve_exact(n_slots).map_err(|_| Error::OutOfMemory {
+        let mut slots = crate::alloc::with_capacity(n_slots).map_err(|_| Error::OutOfMemory {
             what: format!("the state of {n_examples} examples"),
             bytes: n_slots as u128 * std::mem::size_of::<ExampleState>() as u128,
         })?;

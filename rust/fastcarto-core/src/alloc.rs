@@ -1,0 +1,49 @@
+//! Large buffers (per-example state, result columns) backed by transparent huge pages.
+//!
+//! Touching fresh memory costs a page fault per 4 KiB page; on virtual machines that is the
+//! slowest part of building a map for millions of examples (measured here: 0.3–4 GB/s).
+//! Asking the kernel for 2 MiB pages (`MADV_HUGEPAGE`, honoured when transparent huge pages are
+//! in `madvise` or `always` mode) cuts the faults 512-fold. A hint only: it never fails.
+
+use rayon::prelude::*;
+
+/// Below this a buffer is not worth advising.
+const HUGE_MIN_BYTES: usize = 4 << 20;
+
+/// An empty vector with room for `len` elements, advised to use huge pages.
+pub(crate) fn with_capacity<T>(len: usize) -> std::result::Result<Vec<T>, std::collections::TryReserveError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len)?;
+    advise_huge(&mut v);
+    Ok(v)
+}
+
+/// `par_iter().map(f).collect()` into a huge-page-advised vector.
+pub(crate) fn collect<I, T>(iter: I) -> Vec<T>
+where
+    I: IndexedParallelIterator<Item = T>,
+    T: Send,
+{
+    let mut v = with_capacity(iter.len()).unwrap_or_default();
+    iter.collect_into_vec(&mut v);
+    v
+}
+
+fn advise_huge<T>(v: &mut Vec<T>) {
+    let bytes = v.capacity() * std::mem::size_of::<T>();
+    if bytes < HUGE_MIN_BYTES {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        const PAGE: usize = 2 << 20;
+        let start = v.as_mut_ptr() as usize;
+        let aligned = start.next_multiple_of(PAGE);
+        let end = (start + bytes) / PAGE * PAGE;
+        if end > aligned {
+            // SAFETY: the range lies inside this vector's own, not yet initialized allocation;
+            // MADV_HUGEPAGE only changes how the kernel backs it.
+            unsafe { libc::madvise(aligned as *mut libc::c_void, end - aligned, libc::MADV_HUGEPAGE) };
+        }
+    }
+}
