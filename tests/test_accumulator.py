@@ -1240,3 +1240,18 @@ def test_fork_after_parallel_use_does_not_deadlock() -> None:
     assert proc.exitcode == 0
     # and the parent's pools still work
     assert_maps_equal(fastcarto.compute(x, y, kind="logits", threads=2), expected, exact=True)
+
+
+def test_from_arrow_compat_decides_whether_labels_may_change() -> None:
+    x, y = make_run(23, 2, 6, 3)
+    y2 = (y + 1) % 3
+    aum = Accumulator(6, 3, kind="logits", compat="aum")
+    aum.update(x[0], y)
+    restored_plain = Accumulator.from_arrow(aum.to_arrow())
+    with pytest.raises(LabelError):
+        restored_plain.update(x[1], y2)
+    plain = Accumulator(6, 3, kind="logits")
+    plain.update(x[0], y)
+    restored_aum = Accumulator.from_arrow(plain.to_arrow(), compat="aum")
+    restored_aum.update(x[1], y2)
+    assert restored_aum.finalize()["sample_id"].tolist() == list(range(6))

@@ -190,12 +190,18 @@ class Accumulator:
         nan_policy: NanPolicy = "raise",
         threads: int | None = None,
     ) -> Accumulator:
-        """Rebuilds an accumulator from :meth:`to_arrow`'s output (any Arrow batch or stream)."""
+        """Rebuilds an accumulator from :meth:`to_arrow`'s output (any Arrow batch or stream).
+
+        ``compat`` applies from now on, as in the constructor (``"aum"`` accepts labels that
+        change between updates).
+        """
         check_choice("compat", compat, COMPATS, optional=True)
         check_choice("nan_policy", nan_policy, NAN_POLICIES)
         check_threads(threads)
         self = cls.__new__(cls)
         self._state = _core.State.from_arrow(data)
+        # The convention chosen now decides, as in the constructor.
+        self._state.allow_label_change = compat == "aum"
         self._compat = compat
         self._nan_policy = nan_policy
         self._threads = threads

@@ -307,6 +307,10 @@ impl State {
         self
     }
 
+    pub fn set_label_changes(&mut self, allow: bool) {
+        self.allow_label_change = allow;
+    }
+
     pub fn task(&self) -> Task {
         self.task
     }

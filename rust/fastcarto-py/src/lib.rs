@@ -147,9 +147,14 @@ impl PyState {
     fn kind(&self) -> &'static str {
         self.inner.kind().as_str()
     }
+    /// Whether labels may change between epochs, keeping the latest (the `aum` package does).
     #[getter]
     fn allow_label_change(&self) -> bool {
         self.inner.allows_label_change()
+    }
+    #[setter]
+    fn set_allow_label_change(&mut self, allow: bool) {
+        self.inner.set_label_changes(allow);
     }
     /// Latest epoch observed for any example, or None.
     #[getter]
