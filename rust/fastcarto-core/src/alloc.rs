@@ -5,8 +5,6 @@
 //! Asking the kernel for 2 MiB pages (`MADV_HUGEPAGE`, honoured when transparent huge pages are
 //! in `madvise` or `always` mode) cuts the faults 512-fold. A hint only: it never fails.
 
-use rayon::prelude::*;
-
 /// Below this a buffer is not worth advising.
 const HUGE_MIN_BYTES: usize = 4 << 20;
 
@@ -16,17 +14,6 @@ pub(crate) fn with_capacity<T>(len: usize) -> std::result::Result<Vec<T>, std::c
     v.try_reserve_exact(len)?;
     advise_huge(&mut v);
     Ok(v)
-}
-
-/// `par_iter().map(f).collect()` into a huge-page-advised vector.
-pub(crate) fn collect<I, T>(iter: I) -> Vec<T>
-where
-    I: IndexedParallelIterator<Item = T>,
-    T: Send,
-{
-    let mut v = with_capacity(iter.len()).unwrap_or_default();
-    iter.collect_into_vec(&mut v);
-    v
 }
 
 fn advise_huge<T>(v: &mut Vec<T>) {

@@ -293,7 +293,8 @@ impl State {
             what: format!("the state of {n_examples} examples"),
             bytes: n_slots as u128 * std::mem::size_of::<ExampleState>() as u128,
         })?;
-        slots.resize(n_slots, ExampleState::EMPTY);
+        // Filled in parallel: on a large state this first touch is page-fault bound.
+        crate::parallel::run_default(n_slots, || slots.par_extend(rayon::iter::repeat_n(ExampleState::EMPTY, n_slots)));
         Ok(State { task, kind, allow_label_change: false, slots })
     }
 
