@@ -68,6 +68,10 @@ enum Buf<F, I, B> {
     Bool(B),
 }
 
+/// Whole output columns, and one task's mutable share of them.
+type Owned = Buf<Vec<f64>, Vec<i64>, Vec<bool>>;
+type Share<'b> = Buf<&'b mut [f64], &'b mut [i64], &'b mut [bool]>;
+
 struct Builder<'a> {
     slots: &'a [ExampleState],
     fields: Vec<Field>,
@@ -99,7 +103,7 @@ impl<'a> Builder<'a> {
     fn finish(self) -> (Vec<Field>, Vec<ArrayRef>) {
         let Builder { slots, fields, specs } = self;
         let n = slots.len();
-        let mut bufs: Vec<Buf<Vec<f64>, Vec<i64>, Vec<bool>>> = specs
+        let mut bufs: Vec<Owned> = specs
             .iter()
             .map(|spec| match spec {
                 Spec::Ready(_) => Buf::None,
@@ -112,7 +116,7 @@ impl<'a> Builder<'a> {
         let n_chunks = n.div_ceil(CHUNK);
         {
             // Cut every buffer into the same chunks, then regroup them per task.
-            let mut parts: Vec<std::vec::IntoIter<Buf<&mut [f64], &mut [i64], &mut [bool]>>> = bufs
+            let mut parts: Vec<std::vec::IntoIter<Share<'_>>> = bufs
                 .iter_mut()
                 .map(|b| {
                     let v: Vec<_> = match b {
