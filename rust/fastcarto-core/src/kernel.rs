@@ -255,6 +255,15 @@ fn lanes_of<T: Real>(zt: &[T], k: usize, g: usize) -> &[T] {
     &zt[k * GROUP..k * GROUP + g]
 }
 
+/// Running maximum, first argmax (ties keep the earlier class) and second largest, one lane.
+#[inline(always)]
+fn track_top<T: Real>(v: T, class: T, max: &mut T, arg: &mut T, second: &mut T) {
+    let greater = v > *max;
+    *second = if greater { *max } else { second.max_(v) };
+    *max = if greater { v } else { *max };
+    *arg = if greater { class } else { *arg };
+}
+
 /// `if v is finite { 0 } else { 1 }`, as a float so it accumulates with `max` in vector code.
 #[inline(always)]
 fn non_finite<T: Real>(v: T) -> T {
@@ -283,10 +292,7 @@ fn observe_logits<T: Real>(zt: &[T], cols: usize, g: usize, gold: &[u32; GROUP],
                 let v = z[l];
                 bad[l] = bad[l].max_(non_finite(v));
                 z_gold[l] = if kf == goldf[l] { v } else { z_gold[l] };
-                let greater = v > max[l];
-                second[l] = if greater { max[l] } else { second[l].max_(v) };
-                max[l] = if greater { v } else { max[l] };
-                arg[l] = if greater { kf } else { arg[l] };
+                track_top(v, kf, &mut max[l], &mut arg[l], &mut second[l]);
             }
         }
     }
@@ -359,10 +365,7 @@ fn observe_probs<T: Real>(zt: &[T], cols: usize, g: usize, gold: &[u32; GROUP], 
                 bad[l] = bad[l].max_(non_finite(v));
                 lowest[l] = if v < lowest[l] { v } else { lowest[l] };
                 sum[l] = sum[l] + v;
-                let greater = v > max[l];
-                second[l] = if greater { max[l] } else { second[l].max_(v) };
-                max[l] = if greater { v } else { max[l] };
-                arg[l] = if greater { kf } else { arg[l] };
+                track_top(v, kf, &mut max[l], &mut arg[l], &mut second[l]);
                 // 0 ln 0 = 0; subnormal p contribute less than 1e-36 and are outside ln_fast's domain.
                 let plogp = if v >= T::MIN_POSITIVE { v * v.ln_fast() } else { T::ZERO };
                 entropy[l] = entropy[l] - plogp;

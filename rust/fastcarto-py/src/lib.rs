@@ -21,6 +21,11 @@ fn parse<T: std::str::FromStr<Err = fastcarto_core::Error>>(s: &str) -> PyResult
     s.parse().map_err(to_py)
 }
 
+/// A contiguous view of a 1-d numpy array argument.
+fn contiguous<'a, T: numpy::Element>(a: &'a PyReadonlyArray1<'_, T>, what: &str) -> PyResult<&'a [T]> {
+    a.as_slice().map_err(|_| PyValueError::new_err(format!("{what} must be contiguous")))
+}
+
 fn task_of(n_classes: u32, multilabel: bool) -> Task {
     if multilabel { Task::MultiLabel { n_classes } } else { Task::MultiClass { n_classes } }
 }
@@ -66,9 +71,9 @@ impl PyState {
         threads: Option<usize>,
     ) -> PyResult<()> {
         let nan: NanPolicy = parse(nan_policy)?;
-        let labels = labels.as_slice().map_err(|_| PyValueError::new_err("labels must be contiguous"))?;
+        let labels = contiguous(&labels, "labels")?;
         let index = match &index {
-            Some(ix) => Some(ix.as_slice().map_err(|_| PyValueError::new_err("index must be contiguous"))?),
+            Some(ix) => Some(contiguous(ix, "index")?),
             None => None,
         };
         let state = &mut self.inner;
@@ -187,7 +192,7 @@ fn compute_array(
 ) -> PyResult<PyState> {
     let kind: Kind = parse(kind)?;
     let nan: NanPolicy = parse(nan_policy)?;
-    let labels = labels.as_slice().map_err(|_| PyValueError::new_err("labels must be contiguous"))?;
+    let labels = contiguous(&labels, "labels")?;
     let run = |c: usize| task_of(c as u32, multilabel);
     let state = if let Ok(a) = outputs.extract::<PyReadonlyArray3<'_, f32>>() {
         let (view, task) = (a.as_array(), run(a.shape()[2]));
@@ -232,7 +237,7 @@ fn compute_npy(
 ) -> PyResult<PyState> {
     let kind: Kind = parse(kind)?;
     let nan: NanPolicy = parse(nan_policy)?;
-    let labels = labels.as_slice().map_err(|_| PyValueError::new_err("labels must be contiguous"))?;
+    let labels = contiguous(&labels, "labels")?;
     let state = py.detach(|| {
         let map = MappedNpy::open(&path)?;
         let view = map.view()?;
