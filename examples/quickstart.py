@@ -25,11 +25,11 @@ def simulate(n_examples: int, n_epochs: int, n_classes: int, seed: int = 0):
     labels = true.copy()
     flipped = rng.random(n_examples) < 0.05
     labels[flipped] = (true[flipped] + rng.integers(1, n_classes, flipped.sum())) % n_classes
-    difficulty = rng.gamma(2.0, 1.0, n_examples)  # how slowly an example is learned
+    difficulty = 0.5 + rng.gamma(2.0, 1.0, n_examples)  # how slowly an example is learned
     logits = rng.normal(0.0, 1.0, (n_epochs, n_examples, n_classes)).astype(np.float32)
     for e in range(n_epochs):
         progress = (e + 1) / n_epochs
-        strength = 8.0 * progress / difficulty + rng.normal(0.0, 0.8, n_examples)
+        strength = 6.0 * progress / difficulty + rng.normal(0.0, 0.8, n_examples)
         logits[e, np.arange(n_examples), true] += strength.astype(np.float32)
     return logits, labels, flipped
 
