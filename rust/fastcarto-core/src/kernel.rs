@@ -7,7 +7,7 @@
 //! Per-row results are finished in `f64` and accumulated in `f64`.
 
 use crate::error::{Error, Result};
-use crate::math::{Real, ln_1p};
+use crate::math::{Real, ln_1p_with};
 use crate::options::{Kind, NanPolicy};
 use crate::state::{ExampleState, NONE};
 use multiversion::multiversion;
@@ -153,9 +153,11 @@ pub(crate) fn fold_epoch<T: Real>(
         let mut gold = [0u32; GROUP];
         gold[..g].copy_from_slice(labels);
         transpose(kind, &rows[start * cols..(start + g) * cols], cols, g, scratch);
+        // Fused multiply-adds in the exp/ln polynomials where this clone may use them.
+        const FMA: bool = multiversion::target::target_cfg_f!(target_feature = "fma");
         match kind {
-            Kind::Logits => observe_logits(scratch, eff, g, &gold, &mut lanes),
-            Kind::Probs => observe_probs(scratch, eff, g, &gold, &mut lanes),
+            Kind::Logits => observe_logits::<T, FMA>(scratch, eff, g, &gold, &mut lanes),
+            Kind::Probs => observe_probs::<T, FMA>(scratch, eff, g, &gold, &mut lanes),
         }
         keep[..g].fill(true);
         for l in (0..g).filter(|&l| lanes.flagged[l]) {
@@ -271,7 +273,7 @@ fn non_finite<T: Real>(v: T) -> T {
 }
 
 #[inline(always)]
-fn observe_logits<T: Real>(zt: &[T], cols: usize, g: usize, gold: &[u32; GROUP], out: &mut Lanes) {
+fn observe_logits<T: Real, const FMA: bool>(zt: &[T], cols: usize, g: usize, gold: &[u32; GROUP], out: &mut Lanes) {
     // Pass 1: max, first argmax, second largest, and whether anything is non-finite.
     let mut max = [T::NEG_INFINITY; GROUP];
     let mut arg = [T::ZERO; GROUP];
@@ -309,7 +311,7 @@ fn observe_logits<T: Real>(zt: &[T], cols: usize, g: usize, gold: &[u32; GROUP],
             let z = lanes_of(zt, k, g);
             for l in 0..g {
                 let d = z[l] - max[l];
-                let e = d.exp_fast();
+                let e = d.exp_with::<FMA>();
                 let other = kf != arg[l];
                 rest[l] = rest[l] + if other { e } else { T::ZERO };
                 sq_rest[l] = sq_rest[l] + if other { e * e } else { T::ZERO };
@@ -325,9 +327,9 @@ fn observe_logits<T: Real>(zt: &[T], cols: usize, g: usize, gold: &[u32; GROUP],
         let rest = rest[l];
         let s = T::ONE + rest;
         let inv_s = T::ONE / s;
-        let ln_s = ln_1p(rest);
+        let ln_s = ln_1p_with::<T, FMA>(rest);
         let gap = max[l] - z_gold[l];
-        let eg = if is_arg { T::ONE } else { (-gap).exp_fast() };
+        let eg = if is_arg { T::ONE } else { (-gap).exp_with::<FMA>() };
         // 1 - p(gold) and the squares of the other classes, without cancellation.
         let others = rest + (T::ONE - eg);
         let sq_other = sq_rest[l] + if is_arg { T::ZERO } else { T::ONE - eg * eg };
@@ -344,7 +346,7 @@ fn observe_logits<T: Real>(zt: &[T], cols: usize, g: usize, gold: &[u32; GROUP],
 }
 
 #[inline(always)]
-fn observe_probs<T: Real>(zt: &[T], cols: usize, g: usize, gold: &[u32; GROUP], out: &mut Lanes) {
+fn observe_probs<T: Real, const FMA: bool>(zt: &[T], cols: usize, g: usize, gold: &[u32; GROUP], out: &mut Lanes) {
     let mut sum = [T::ZERO; GROUP];
     let mut max = [T::NEG_INFINITY; GROUP];
     let mut arg = [T::ZERO; GROUP];
@@ -367,7 +369,7 @@ fn observe_probs<T: Real>(zt: &[T], cols: usize, g: usize, gold: &[u32; GROUP], 
                 sum[l] = sum[l] + v;
                 track_top(v, kf, &mut max[l], &mut arg[l], &mut second[l]);
                 // 0 ln 0 = 0; subnormal p contribute less than 1e-36 and are outside ln_fast's domain.
-                let plogp = if v >= T::MIN_POSITIVE { v * v.ln_fast() } else { T::ZERO };
+                let plogp = if v >= T::MIN_POSITIVE { v * v.ln_with::<FMA>() } else { T::ZERO };
                 entropy[l] = entropy[l] - plogp;
             }
         }
@@ -396,7 +398,7 @@ fn observe_probs<T: Real>(zt: &[T], cols: usize, g: usize, gold: &[u32; GROUP], 
         out.gold_prob[l] = gp.to_f64();
         out.margin[l] = gp.to_f64() - max_other.to_f64();
         out.el2n[l] = (one_minus_g * one_minus_g + sq_other).sqrt().to_f64();
-        out.loss[l] = -(gp.max_(T::EPSILON).ln_fast()).to_f64();
+        out.loss[l] = -(gp.max_(T::EPSILON).ln_with::<FMA>()).to_f64();
         out.entropy[l] = entropy[l].to_f64();
         out.pred[l] = arg[l].to_u32();
         out.flagged[l] = bad[l] > T::ZERO || lowest[l] < T::ZERO || max[l] > T::ONE || sum_off > tol || -sum_off > tol;

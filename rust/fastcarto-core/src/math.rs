@@ -43,9 +43,19 @@ pub trait Real:
     fn sqrt(self) -> Self;
     fn is_finite(self) -> bool;
     /// `e^x`; exactly 1 at 0, 0 below the smallest normal result, accurate to a few ulp.
-    fn exp_fast(self) -> Self;
-    /// Natural log of a positive normal number, accurate to a few ulp.
-    fn ln_fast(self) -> Self;
+    /// `FMA` fuses the polynomial's multiply-adds: only for code compiled with FMA enabled.
+    fn exp_with<const FMA: bool>(self) -> Self;
+    /// Natural log of a positive normal number, accurate to a few ulp (`FMA` as for `exp_with`).
+    fn ln_with<const FMA: bool>(self) -> Self;
+    fn mul_add_(self, b: Self, c: Self) -> Self;
+    #[inline(always)]
+    fn exp_fast(self) -> Self {
+        self.exp_with::<false>()
+    }
+    #[inline(always)]
+    fn ln_fast(self) -> Self {
+        self.ln_with::<false>()
+    }
     /// `out[k * GROUP + l] = rows[l * cols + k]` for `g` rows (see `transpose`).
     #[inline(always)]
     fn transpose_group(rows: &[Self], cols: usize, g: usize, out: &mut [Self]) {
@@ -97,7 +107,13 @@ impl Real for f32 {
     }
 
     #[inline(always)]
-    fn exp_fast(self) -> Self {
+    fn mul_add_(self, b: Self, c: Self) -> Self {
+        self.mul_add(b, c)
+    }
+
+    #[inline(always)]
+    fn exp_with<const FMA: bool>(self) -> Self {
+        let fma = |a: f32, b: f32, c: f32| if FMA { a.mul_add_(b, c) } else { a * b + c };
         const LOG2E: f32 = std::f32::consts::LOG2_E;
         // 1.5 * 2^23: adding it rounds to the nearest integer and leaves that integer in the
         // low mantissa bits, which avoids a float->int conversion that does not vectorize.
@@ -108,21 +124,22 @@ impl Real for f32 {
         let t = x * LOG2E + SHIFTER;
         let n = t - SHIFTER;
         let k = (t.to_bits() as i32).wrapping_sub(SHIFTER.to_bits() as i32);
-        let r = x - n * LN2_HI - n * LN2_LO;
+        let r = fma(-n, LN2_LO, fma(-n, LN2_HI, x));
         // Cephes expf minimax polynomial on |r| <= ln2/2.
         let r2 = r * r;
-        let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
-            + 1.666_666_5e-1)
-            * r
-            + 5.000_000_1e-1;
-        let y = p * r2 + r + 1.0;
+        let mut p = 1.987_569_1e-4;
+        for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1] {
+            p = fma(p, r, c);
+        }
+        let y = fma(p, r2, r) + 1.0;
         let scale = f32::from_bits(((k + 127) as u32) << 23);
         let out = y * scale;
         if self < -87.0 { 0.0 } else { out }
     }
 
     #[inline(always)]
-    fn ln_fast(self) -> Self {
+    fn ln_with<const FMA: bool>(self) -> Self {
+        let fma = |a: f32, b: f32, c: f32| if FMA { a.mul_add_(b, c) } else { a * b + c };
         const SQRT_HALF: f32 = std::f32::consts::FRAC_1_SQRT_2;
         let bits = self.to_bits();
         let mut e = ((bits >> 23) as i32 - 126) as f32;
@@ -133,18 +150,20 @@ impl Real for f32 {
         let x = if small { m + m - 1.0 } else { m - 1.0 };
         let z = x * x;
         // Cephes logf polynomial.
-        let mut y = ((((((((7.037_683_6e-2 * x - 1.151_461e-1) * x + 1.167_699_9e-1) * x - 1.242_014_1e-1) * x
-            + 1.424_932_3e-1)
-            * x
-            - 1.666_805_8e-1)
-            * x
-            + 2.000_071_4e-1)
-            * x
-            - 2.499_999_4e-1)
-            * x
-            + 3.333_333_1e-1)
-            * x
-            * z;
+        let mut p = 7.037_683_6e-2;
+        for c in [
+            -1.151_461e-1,
+            1.167_699_9e-1,
+            -1.242_014_1e-1,
+            1.424_932_3e-1,
+            -1.666_805_8e-1,
+            2.000_071_4e-1,
+            -2.499_999_4e-1,
+            3.333_333_1e-1,
+        ] {
+            p = fma(p, x, c);
+        }
+        let mut y = p * x * z;
         y += e * -2.121_944_4e-4;
         y += -0.5 * z;
         x + y + e * 0.693_359_4
@@ -185,7 +204,13 @@ impl Real for f64 {
     }
 
     #[inline(always)]
-    fn exp_fast(self) -> Self {
+    fn mul_add_(self, b: Self, c: Self) -> Self {
+        self.mul_add(b, c)
+    }
+
+    #[inline(always)]
+    fn exp_with<const FMA: bool>(self) -> Self {
+        let fma = |a: f64, b: f64, c: f64| if FMA { a.mul_add_(b, c) } else { a * b + c };
         const LOG2E: f64 = std::f64::consts::LOG2_E;
         // 1.5 * 2^52, see the f32 version.
         const SHIFTER: f64 = 6_755_399_441_055_744.0;
@@ -195,7 +220,7 @@ impl Real for f64 {
         let t = x * LOG2E + SHIFTER;
         let n = t - SHIFTER;
         let k = (t.to_bits() as i64).wrapping_sub(SHIFTER.to_bits() as i64);
-        let r = x - n * LN2_HI - n * LN2_LO;
+        let r = fma(-n, LN2_LO, fma(-n, LN2_HI, x));
         // Taylor series of e^r to degree 13: truncation error < 2e-16 for |r| <= ln2/2.
         const C: [f64; 14] = [
             1.0,
@@ -217,7 +242,7 @@ impl Real for f64 {
         let mut i = 13;
         while i > 0 {
             i -= 1;
-            p = p * r + C[i];
+            p = fma(p, r, C[i]);
         }
         let scale = f64::from_bits(((k + 1023) as u64) << 52);
         let out = p * scale;
@@ -225,7 +250,8 @@ impl Real for f64 {
     }
 
     #[inline(always)]
-    fn ln_fast(self) -> Self {
+    fn ln_with<const FMA: bool>(self) -> Self {
+        let fma = |a: f64, b: f64, c: f64| if FMA { a.mul_add_(b, c) } else { a * b + c };
         // fdlibm e_log.c, with the branches turned into selects.
         const LN2_HI: f64 = 6.931_471_803_691_238_2e-1;
         const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
@@ -248,8 +274,8 @@ impl Real for f64 {
         let s = f / (2.0 + f);
         let z = s * s;
         let w = z * z;
-        let t1 = w * (LG2 + w * (LG4 + w * LG6));
-        let t2 = z * (LG1 + w * (LG3 + w * (LG5 + w * LG7)));
+        let t1 = w * fma(w, fma(w, LG6, LG4), LG2);
+        let t2 = z * fma(w, fma(w, fma(w, LG7, LG5), LG3), LG1);
         let r = t2 + t1;
         k * LN2_HI - ((hfsq - (s * (hfsq + r) + k * LN2_LO)) - f)
     }
@@ -258,12 +284,18 @@ impl Real for f64 {
 /// `ln(1 + x)` for `x >= 0`, accurate also for tiny `x` (Goldberg's trick).
 #[inline(always)]
 pub fn ln_1p<T: Real>(x: T) -> T {
+    ln_1p_with::<T, false>(x)
+}
+
+/// [`ln_1p`] with fused multiply-adds when `FMA` (see [`Real::exp_with`]).
+#[inline(always)]
+pub fn ln_1p_with<T: Real, const FMA: bool>(x: T) -> T {
     let u = T::ONE + x;
     let d = u - T::ONE;
     // When 1 + x rounds to 1, ln(1 + x) == x to working precision.
     let tiny = d == T::ZERO;
     let safe_d = if tiny { T::ONE } else { d };
-    let v = u.ln_fast() * (x / safe_d);
+    let v = u.ln_with::<FMA>() * (x / safe_d);
     if tiny { x } else { v }
 }
 
@@ -283,8 +315,8 @@ mod tests {
         let mut worst = 0;
         let mut x = -86.9f32;
         while x < 88.0 {
-            let e = ulps32(x.exp_fast(), (x as f64).exp() as f32);
-            worst = worst.max(e);
+            let want = (x as f64).exp() as f32;
+            worst = worst.max(ulps32(x.exp_fast(), want)).max(ulps32(x.exp_with::<true>(), want));
             x += 0.000_37;
         }
         assert!(worst <= 2, "worst error {worst} ulp");
@@ -298,7 +330,7 @@ mod tests {
         let mut worst = 0.0f64;
         let mut x = -707.0f64;
         while x < 709.0 {
-            worst = worst.max(rel64(x.exp_fast(), x.exp()));
+            worst = worst.max(rel64(x.exp_fast(), x.exp())).max(rel64(x.exp_with::<true>(), x.exp()));
             x += 0.000_731;
         }
         assert!(worst < 5e-16, "worst relative error {worst}");
@@ -312,7 +344,7 @@ mod tests {
         let mut x = f32::MIN_POSITIVE;
         while x < 1e30 {
             let want = (x as f64).ln() as f32;
-            worst = worst.max(ulps32(x.ln_fast(), want));
+            worst = worst.max(ulps32(x.ln_fast(), want)).max(ulps32(x.ln_with::<true>(), want));
             x *= 1.000_13;
         }
         assert!(worst <= 2, "worst error {worst} ulp");
@@ -326,7 +358,7 @@ mod tests {
         while x < 1e300 {
             let want = x.ln();
             if want != 0.0 {
-                worst = worst.max(rel64(x.ln_fast(), want));
+                worst = worst.max(rel64(x.ln_fast(), want)).max(rel64(x.ln_with::<true>(), want));
             }
             x *= 1.000_61;
         }
