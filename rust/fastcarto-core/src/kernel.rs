@@ -1,10 +1,11 @@
 //! The hot loop: one epoch's outputs for a run of consecutive examples, folded into their state.
 //!
-//! Rows are taken `LANES` at a time and transposed (structure of arrays), so every per-class
-//! step — max, `exp`, masked sums — is one vector instruction across `LANES` examples. Softmax
+//! Rows are taken `GROUP` at a time and transposed (structure of arrays), so every per-class
+//! step — max, `exp`, masked sums — is one vector instruction across many examples. Softmax
 //! quantities are formed so that nothing cancels: `ln s` is `ln_1p` of the sum of the non-argmax
 //! terms, `1 - p(gold)` is built from the same sum, and `-ln p(gold) = ln s + (max - z_gold)`.
-//! Per-row results are finished in `f64` and accumulated in `f64`.
+//! Each row is finished in the input's precision; every per-epoch value is accumulated in `f64`,
+//! in a structure-of-arrays [`RunState`] that is folded into the per-example states at the end.
 
 use crate::error::{Error, Result};
 use crate::math::{Real, ln_1p_with};
