@@ -98,11 +98,8 @@ pub fn accumulate<T: Real>(
             }
             for (i, slot) in slots.iter_mut().enumerate() {
                 let seen = run.example(i, labels[i]);
-                *slot = if slot.is_empty() && seen.is_empty() {
-                    seen
-                } else {
-                    ExampleState::merge(lo as u64 + i as u64, slot, &seen, allow).map_err(|e| e.slot_to_example(per))?
-                };
+                *slot = ExampleState::merge(lo as u64 + i as u64, slot, &seen, allow)
+                    .map_err(|e| e.slot_to_example(per))?;
             }
             Ok(())
         },

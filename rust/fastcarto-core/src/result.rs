@@ -23,26 +23,6 @@ pub struct FinalizeOptions {
     pub ddof: u32,
 }
 
-/// Column names of the default table, in order (multi-label tables add `class` after `id`).
-pub const DEFAULT_COLUMNS: [&str; 16] = [
-    "id",
-    "label",
-    "confidence",
-    "variability",
-    "correctness",
-    "forgetting",
-    "never_learned",
-    "first_learned",
-    "stable_from",
-    "aum",
-    "threshold_closeness",
-    "el2n",
-    "loss",
-    "entropy",
-    "final_pred",
-    "n_epochs",
-];
-
 /// Slots per parallel task when building the table; their states stay in cache while every
 /// column is computed, so the 88-byte states are read from memory once, not once per column.
 const CHUNK: usize = 1 << 14;

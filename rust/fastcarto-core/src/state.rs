@@ -128,57 +128,12 @@ impl ExampleState {
         self.stable_from != NONE
     }
 
-    /// Adds one observation that must be later than every epoch seen so far.
-    ///
-    /// The hot path of the engine. The arithmetic is `merge` with a single-observation state,
-    /// written out (same expressions, so the same bits) without building that state.
-    #[inline(always)]
+    /// Adds one observation that must be later than every epoch seen so far: `merge` with a
+    /// single-observation state (the engine's bulk path, `kernel::RunState`, applies the same
+    /// arithmetic to whole runs of examples at once).
     pub fn observe(&mut self, example: u64, epoch: u32, label: u32, obs: &Observation) -> Result<()> {
-        if self.n == 0 {
-            *self = Self::single(epoch, label, obs);
-            return Ok(());
-        }
-        if epoch <= self.last_epoch || label != self.label {
-            return Err(self.observe_error(example, epoch, label));
-        }
-        let n = self.n + 1;
-        let (na, nf) = (self.n as f64, n as f64);
-        let delta = obs.gold_prob - self.mean;
-        self.mean += delta * (1.0 / nf);
-        self.m2 += delta * delta * (na / nf);
-        self.sum_margin += obs.margin;
-        self.sum_el2n += obs.el2n;
-        self.sum_loss += obs.loss;
-        self.sum_entropy += obs.entropy;
-        self.n = n;
-        let correct = obs.pred == label;
-        self.n_correct += correct as u32;
-        self.n_confident += (obs.gold_prob > 0.5) as u32;
-        if correct {
-            if self.first_learned == NONE {
-                self.first_learned = epoch;
-            }
-            if self.stable_from == NONE {
-                self.stable_from = epoch;
-            }
-        } else {
-            self.forgetting += self.ends_correct() as u32;
-            self.stable_from = NONE;
-        }
-        self.last_epoch = epoch;
-        self.final_pred = obs.pred;
+        *self = Self::merge_ordered(example, self, &Self::single(epoch, label, obs), false)?;
         Ok(())
-    }
-
-    #[cold]
-    fn observe_error(&self, example: u64, epoch: u32, label: u32) -> Error {
-        if epoch == self.last_epoch {
-            Error::DuplicateObservation { epoch, example }
-        } else if epoch < self.last_epoch {
-            Error::EpochOutOfOrder { example, epoch, last: self.last_epoch }
-        } else {
-            Error::LabelChanged { example, old: self.label, new: label }
-        }
     }
 
     /// Combines two states of the same example. Exact for counts; floats agree with a single
