@@ -25,6 +25,7 @@ from ._core import (
 )
 from ._core import __version__ as __version__
 from ._datamap import DataMap
+from ._recorder import Recorder
 
 __all__ = [
     "Accumulator",
@@ -37,5 +38,6 @@ __all__ = [
     "InvalidProbabilitiesError",
     "LabelError",
     "NonFiniteError",
+    "Recorder",
     "compute",
 ]

@@ -1,0 +1,1015 @@
+"""`Recorder`: training dynamics written to disk from inside a training loop, crash-safe.
+
+Rows are buffered (a bounded amount) and published as *segments*: complete Arrow IPC stream
+files of fastcarto's long table, each written to a dot-named temporary file, synced, and renamed
+into place, so a directory only ever holds complete segments whatever instant the training
+process dies at. The format and the guarantee are described in ``docs/recorder.md``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.ipc
+
+from . import _core
+from ._accumulator import Accumulator
+from ._datamap import DataMap
+from ._inputs import KINDS, Kind, check_choice, check_ddof, check_epoch
+
+Mode = Literal["create", "append", "overwrite"]
+IdType = Literal["int64", "string"]
+
+FORMAT = "long-table/1"
+"""Value of the ``fastcarto.format`` schema metadata key of every segment."""
+
+MODES = ("create", "append", "overwrite")
+ID_TYPES = ("int64", "string")
+DEFAULT_BUFFER_BYTES = 64 * 1024 * 1024
+# Rows per Arrow record batch inside a segment: large enough that per-batch overhead vanishes,
+# small enough that readers can process a segment's batches in parallel.
+BATCH_ROWS = 65_536
+
+_SEGMENT = re.compile(r"^epoch-(\d+)-(?:shard-(\d+)-)?part-(\d+)\.arrows$")
+_TEMPORARY = re.compile(r"^\.epoch-\d+-(?:shard-(\d+)-)?part-\d+\.arrows\.tmp$")
+# Files that `fastcarto.compute(directory)` reads (names starting with "." are ignored).
+_DATA_SUFFIXES = (".arrows", ".arrow", ".feather", ".parquet")
+# DLPack device types numpy can read: CPU, CUDA pinned host memory, ROCm host, CUDA managed.
+_HOST_DEVICES = (1, 3, 11, 13)
+_DEVICE_NAMES = {2: "CUDA", 4: "OpenCL", 7: "Vulkan", 8: "Metal", 10: "ROCm", 14: "oneAPI"}
+
+
+@dataclass
+class _Chunk:
+    """Rows of one epoch waiting in the buffer (ids: int64 numpy array or Arrow strings)."""
+
+    ids: npt.NDArray[np.int64] | pa.Array
+    labels: npt.NDArray[np.int64]
+    outputs: npt.NDArray[np.floating[Any]]
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.ids.nbytes + self.labels.nbytes + self.outputs.nbytes)
+
+    def slice(self, start: int, stop: int) -> _Chunk:
+        return _Chunk(self.ids[start:stop], self.labels[start:stop], self.outputs[start:stop])
+
+    def owned(self) -> _Chunk:
+        """A copy that shares no memory with the caller's arrays (Arrow strings are ours)."""
+        ids = self.ids.copy() if isinstance(self.ids, np.ndarray) else self.ids
+        return _Chunk(ids, self.labels.copy(), self.outputs.copy())
+
+
+class Recorder:
+    """Writes a model's outputs on training examples to a directory, from inside any training
+    loop, so that :func:`fastcarto.compute` can map them later, even after a crash.
+
+    Call :meth:`record` with each minibatch's example ids, outputs (logits or probabilities)
+    and labels. Rows are copied into a buffer of at most ``buffer_bytes`` and published as
+    *segments* in ``path``: Arrow IPC stream files named
+    ``epoch-{epoch:06d}-part-{seq:05d}.arrows``, one epoch per segment, each holding fastcarto's
+    long table (columns ``epoch``, ``id``, ``label`` and ``logits`` / ``probs``). A segment is
+    written to a temporary file whose name starts with ``"."`` (readers ignore such names),
+    flushed to disk and renamed into place, so however the process dies (even ``SIGKILL``), the
+    directory holds complete segments only: everything published before the crash is readable.
+    The buffer is published when it is full, when the epoch changes, and on :meth:`end_epoch`,
+    :meth:`flush`, :meth:`close` and on leaving a ``with`` block.
+
+    With ``accumulator=True`` every recorded batch also updates a live
+    :class:`fastcarto.Accumulator`, so :meth:`datamap` gives the map after any epoch without
+    reading anything back; that needs integer ids ``0..n_examples-1`` and ``n_examples``.
+
+    Parameters
+    ----------
+    path:
+        Directory of the segments (created if missing).
+    kind:
+        ``"logits"`` or ``"probs"``; names the outputs column.
+    n_classes:
+        Output columns per row; taken from the first :meth:`record` call when omitted.
+        ``1`` is a binary model's single logit / positive-class probability (labels 0/1), and
+        then 1-D outputs are accepted too.
+    n_examples:
+        Size of the training set. When given, ids must be integers in ``[0, n_examples)``, and
+        duplicate ids within an epoch are found with one byte per example. Required for a live
+        accumulator.
+    ids:
+        ``"int64"`` or ``"string"``; taken from the first :meth:`record` call when omitted.
+    mode:
+        ``"create"`` (default) refuses a directory that already holds segments or other data
+        files, so that two runs are never silently mixed; ``"append"`` adds segments to those of
+        an earlier run (same kind, classes, id type and float type; numbering continues);
+        ``"overwrite"`` deletes the earlier run's segments first.
+    resume_epoch:
+        With ``mode="append"``: the first epoch this run records. Segments of that epoch and
+        later (left by the run being resumed, possibly a partial epoch) are deleted first.
+    buffer_bytes, buffer_rows:
+        Publish a segment when the buffered rows reach this many bytes (default 64 MiB) or rows
+        (default: no row limit). Larger segments mean fewer files; smaller ones lose less in a
+        crash.
+    accumulator:
+        ``True`` to keep a live :class:`fastcarto.Accumulator` (``kind``, ``n_examples``,
+        ``n_classes``), or an existing one to update. With ``mode="append"`` and ``True``, the
+        new accumulator first reads the segments already there.
+    float_dtype:
+        ``"float32"`` or ``"float64"`` for the outputs column; by default the first call's
+        (float16 is widened to float32). Later calls are converted to it.
+    shard:
+        For several processes recording into one directory (one per data-parallel rank, each
+        with its own examples): the shard number goes into the file names
+        (``epoch-000003-shard-001-part-00000.arrows``), and ``mode`` checks and deletes only
+        this shard's segments.
+    compression:
+        ``None`` (default; segments can be memory-mapped), ``"lz4"`` or ``"zstd"`` (Arrow IPC
+        buffer compression).
+    fsync:
+        Sync each segment and the directory to disk before and after publishing it (default).
+        ``False`` is faster and still never shows a partial segment after the *process* dies,
+        but a power loss or kernel crash may then lose or truncate recent segments.
+    check_duplicates:
+        Refuse an id recorded twice in the current epoch (see :meth:`record`). Without
+        ``n_examples`` this keeps the current epoch's ids in a set (about 60-100 bytes per id).
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np, fastcarto
+    >>> rng = np.random.default_rng(0)
+    >>> labels = np.array([0, 1, 2, 1, 0, 2])
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     with fastcarto.Recorder(tmp, kind="logits", n_examples=6, accumulator=True) as rec:
+    ...         for epoch in range(3):
+    ...             for idx in np.array_split(rng.permutation(6), 2):    # two minibatches
+    ...                 logits = rng.normal(size=(len(idx), 3)).astype(np.float32)
+    ...                 rec.record(epoch, idx, logits, labels[idx])
+    ...             rec.end_epoch(epoch)
+    ...     print(rec)
+    ...     print(sorted(p.name for p in rec.segments)[:2])
+    ...     print(rec.datamap().to_pandas()["n_epochs"].tolist())
+    Recorder(..., logits, 3 classes, int64 ids; closed, 3 segments, 18 rows written)
+    ['epoch-000000-part-00000.arrows', 'epoch-000001-part-00000.arrows']
+    [3, 3, 3, 3, 3, 3]
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        kind: Kind,
+        n_classes: int | None = None,
+        n_examples: int | None = None,
+        ids: IdType | None = None,
+        mode: Mode = "create",
+        resume_epoch: int | None = None,
+        buffer_bytes: int = DEFAULT_BUFFER_BYTES,
+        buffer_rows: int | None = None,
+        accumulator: bool | Accumulator | None = None,
+        float_dtype: str | np.dtype[Any] | type | None = None,
+        shard: int | None = None,
+        compression: Literal["lz4", "zstd"] | None = None,
+        fsync: bool = True,
+        check_duplicates: bool = True,
+    ) -> None:
+        check_choice("kind", kind, KINDS)
+        check_choice("mode", mode, MODES)
+        check_choice("ids", ids, ID_TYPES, optional=True)
+        check_choice("compression", compression, ("lz4", "zstd"), optional=True)
+        _check_positive("n_classes", n_classes, optional=True)
+        _check_positive("n_examples", n_examples, optional=True)
+        _check_positive("buffer_bytes", buffer_bytes)
+        _check_positive("buffer_rows", buffer_rows, optional=True)
+        if shard is not None and (
+            isinstance(shard, bool) or not isinstance(shard, int) or shard < 0
+        ):
+            raise ValueError(f"shard must be a non-negative integer or None, got {shard!r}")
+        if resume_epoch is not None:
+            if mode != "append":
+                raise ValueError("resume_epoch= only applies with mode='append'")
+            resume_epoch = check_epoch(resume_epoch)
+
+        self._path = Path(path)
+        self._kind: str = kind
+        self._n_classes = n_classes
+        self._n_examples = n_examples
+        self._id_type: str | None = ids
+        self._float: np.dtype[Any] | None = None
+        if float_dtype is not None:
+            dt = np.dtype(float_dtype)
+            if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+                raise TypeError(f"float_dtype must be float32 or float64, got {dt}")
+            self._float = dt
+        self._buffer_bytes = int(buffer_bytes)
+        self._buffer_rows = None if buffer_rows is None else int(buffer_rows)
+        self._shard = shard
+        self._fsync = bool(fsync)
+        self._check_duplicates = bool(check_duplicates)
+        self._write_options = pa.ipc.IpcWriteOptions(compression=compression)
+
+        self._acc: Accumulator | None = None
+        feed_existing = False
+        if isinstance(accumulator, Accumulator):
+            self._acc = self._adopt_accumulator(accumulator)
+        elif accumulator is True:
+            if n_examples is None:
+                raise ValueError(
+                    "a live accumulator needs n_examples= (ids are example positions "
+                    "0..n_examples-1)"
+                )
+            feed_existing = mode == "append"
+        elif accumulator not in (None, False):
+            raise TypeError(
+                f"accumulator must be True, False, None or a fastcarto.Accumulator, "
+                f"got {type(accumulator).__name__}"
+            )
+        self._live = accumulator is True or isinstance(accumulator, Accumulator)
+        if self._live and self._id_type == "string":
+            raise ValueError(
+                "a live accumulator needs integer ids 0..n_examples-1, not ids='string'"
+            )
+
+        # Buffer and bookkeeping.
+        self._chunks: list[_Chunk] = []
+        self._buf_epoch: int | None = None
+        self._buf_rows = 0
+        self._buf_bytes = 0
+        self._cur_epoch: int | None = None  # the epoch duplicates are tracked for
+        self._seen_mask: npt.NDArray[np.bool_] | None = None
+        self._seen_set: set[Any] = set()
+        self._next_part: dict[int, int] = {}
+        self._segments: list[Path] = []
+        self._rows_written = 0
+        self._closed = False
+        self._schema: pa.Schema | None = None
+
+        existing = self._prepare_directory(mode, resume_epoch)
+        if self._acc is None and accumulator is True:
+            # n_examples was checked above; n_classes may still be unknown (made on first use).
+            self._make_accumulator()
+        if feed_existing and existing:
+            self._feed_accumulator(existing)
+
+    # ----------------------------------------------------------------------------------------
+    # public API
+
+    @property
+    def path(self) -> Path:
+        """The directory segments are published in."""
+        return self._path
+
+    @property
+    def kind(self) -> str:
+        return self._kind
+
+    @property
+    def n_classes(self) -> int | None:
+        """Output columns per row, or None before the first :meth:`record`."""
+        return self._n_classes
+
+    @property
+    def n_examples(self) -> int | None:
+        return self._n_examples
+
+    @property
+    def ids(self) -> str | None:
+        """``"int64"`` or ``"string"``, or None before the first :meth:`record`."""
+        return self._id_type
+
+    @property
+    def float_dtype(self) -> np.dtype[Any] | None:
+        """The outputs column's float type, or None before the first :meth:`record`."""
+        return self._float
+
+    @property
+    def segments(self) -> list[Path]:
+        """Segments this recorder has published, in order (not those of an earlier run)."""
+        return list(self._segments)
+
+    @property
+    def rows_written(self) -> int:
+        """Rows in the segments this recorder has published."""
+        return self._rows_written
+
+    @property
+    def rows_buffered(self) -> int:
+        """Rows recorded but not yet published (lost if the process dies now)."""
+        return self._buf_rows
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def accumulator(self) -> Accumulator | None:
+        """The live accumulator (``accumulator=``), or None."""
+        return self._acc
+
+    def record(self, epoch: int, ids: Any, outputs: Any, labels: Any) -> None:
+        """Records one minibatch: the model's outputs on some examples at ``epoch``.
+
+        Parameters
+        ----------
+        epoch:
+            Non-negative integer. Record epochs one after the other: a new epoch publishes the
+            previous epoch's buffered rows (a segment never mixes epochs).
+        ids:
+            Shape ``(rows,)``: integer ids (int64 range; ``[0, n_examples)`` when
+            ``n_examples`` is set) or strings, the same type in every call.
+        outputs:
+            Shape ``(rows, classes)`` float32/float64 logits or probabilities (float16 is
+            widened): a numpy array, or any CPU tensor, read through DLPack (``__dlpack__``) or
+            ``__array__`` without importing its framework. GPU tensors are refused: pass
+            ``t.detach().cpu()``. The values are copied, so the caller may reuse its buffers.
+        labels:
+            Shape ``(rows,)`` integer labels in ``[0, classes)`` (0/1 for one output column).
+
+        Every row is checked before anything is kept: shapes, dtypes, a class count that
+        matches earlier calls, finite outputs, probabilities that lie in [0, 1] and sum to 1
+        (``kind="probs"``), labels in range, and ids not seen before in this epoch (within the
+        call, and across the epoch's calls while ``check_duplicates`` is on). A call that raises
+        records nothing. Labels that change between epochs, and duplicates across separate runs
+        of an epoch, are found by the reader (or by the live accumulator).
+        """
+        self._check_open()
+        epoch = check_epoch(epoch)
+        arr, n_classes, float_dt = self._outputs(outputs)
+        rows = arr.shape[0]
+        lab = self._labels(labels, rows, n_classes)
+        id_arr, id_type = self._ids(ids, rows)
+        new_epoch = epoch != self._cur_epoch
+        self._check_finite(arr, epoch, id_arr)
+        if self._kind == "probs":
+            self._check_probabilities(arr, epoch, id_arr)
+        self._check_duplicates_of(id_arr, new_epoch, epoch)
+
+        # Everything is valid: commit, in an order that keeps the accumulator and the files
+        # consistent (the previous epoch is published before the new rows touch anything).
+        if self._buf_epoch is not None and self._buf_epoch != epoch:
+            self._flush()
+        first = self._schema is None
+        if first:
+            previous = (self._n_classes, self._float, self._id_type, self._acc)
+            self._n_classes, self._float, self._id_type = n_classes, float_dt, id_type
+            if self._live and self._acc is None:
+                self._make_accumulator()
+        if self._acc is not None and rows:
+            assert isinstance(id_arr, np.ndarray)
+            try:
+                self._acc.update(arr, lab, epoch=epoch, index=id_arr)
+            except BaseException:
+                if first:
+                    self._n_classes, self._float, self._id_type, self._acc = previous
+                raise
+        if first:
+            self._schema = self._make_schema()
+        if new_epoch:
+            self._cur_epoch = epoch
+            self._reset_seen()
+        self._mark_seen(id_arr)
+        if rows:
+            self._buffer(epoch, _Chunk(id_arr, lab, arr))
+
+    def end_epoch(self, epoch: int | None = None) -> None:
+        """Publishes the buffered rows: call after an epoch's last :meth:`record`.
+
+        ``epoch``, when given, must be the epoch of the buffered rows (a check that the loop
+        and the recorder agree).
+        """
+        self._check_open()
+        if epoch is not None:
+            epoch = check_epoch(epoch)
+            if self._buf_epoch is not None and self._buf_epoch != epoch:
+                raise ValueError(
+                    f"end_epoch({epoch}) but the buffered rows are of epoch {self._buf_epoch}"
+                )
+        self._flush()
+
+    def flush(self) -> None:
+        """Publishes the buffered rows as a segment now (nothing happens when none are)."""
+        self._check_open()
+        self._flush()
+
+    def close(self) -> None:
+        """Publishes the buffered rows and closes the recorder (calling it again does nothing)."""
+        if self._closed:
+            return
+        try:
+            self._flush()
+        finally:
+            self._closed = True
+
+    def datamap(self, *, ddof: int = 0) -> DataMap:
+        """The map of everything recorded so far, from the live accumulator (no reading)."""
+        if self._acc is None:
+            if self._live:
+                raise _core.EmptyInputError("nothing has been recorded yet")
+            raise ValueError(
+                "datamap() needs a live accumulator: create the recorder with accumulator=True "
+                "(and n_examples=), or read the directory back with fastcarto.compute"
+            )
+        check_ddof(ddof)
+        return self._acc.finalize(ddof=ddof)
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Rows recorded before an exception in the training loop are valid: keep them.
+        self.close()
+
+    def __repr__(self) -> str:
+        parts = [repr(str(self._path)), self._kind]
+        if self._n_classes is not None:
+            parts.append(f"{self._n_classes} classes")
+        if self._id_type is not None:
+            parts.append(f"{self._id_type} ids")
+        state = "closed" if self._closed else "open"
+        n = len(self._segments)
+        status = f"{state}, {n} segment{'s' if n != 1 else ''}, {self._rows_written:,} rows written"
+        if self._buf_rows:
+            status += f", {self._buf_rows:,} buffered"
+        return f"Recorder({', '.join(parts)}; {status})"
+
+    # ----------------------------------------------------------------------------------------
+    # input conversion and checks (no state changes)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError(f"the recorder of {self._path} is closed")
+
+    def _outputs(self, outputs: Any) -> tuple[npt.NDArray[np.floating[Any]], int, np.dtype[Any]]:
+        arr = _host_array(outputs, "outputs")
+        if arr.dtype.kind != "f" or arr.dtype.itemsize not in (2, 4, 8):
+            raise TypeError(
+                f"outputs must hold float32 or float64 values, got dtype {arr.dtype}; "
+                "convert with .float() / .astype(np.float32)"
+            )
+        if arr.ndim == 1 and self._n_classes == 1:
+            arr = arr[:, None]
+        if arr.ndim != 2:
+            hint = ""
+            if arr.ndim == 1:
+                hint = (
+                    "; for a binary model with one output column pass n_classes=1 to the "
+                    "Recorder or outputs[:, None]"
+                )
+            raise ValueError(f"outputs must have shape (rows, classes), got {arr.shape}{hint}")
+        n_classes = int(arr.shape[1])
+        if n_classes < 1:
+            raise ValueError(f"outputs must have at least one column, got shape {arr.shape}")
+        if self._n_classes is not None and n_classes != self._n_classes:
+            raise ValueError(
+                f"outputs have {n_classes} columns but the recorder has {self._n_classes} "
+                "classes (the class count cannot change within a recording)"
+            )
+        target = self._float
+        if target is None:
+            target = (
+                np.dtype(np.float32) if arr.dtype.itemsize == 2 else arr.dtype.newbyteorder("=")
+            )
+        if arr.dtype != target:
+            arr = arr.astype(target)
+        return np.ascontiguousarray(arr), n_classes, target
+
+    def _labels(self, labels: Any, rows: int, n_classes: int) -> npt.NDArray[np.int64]:
+        if labels is None:
+            raise ValueError("labels are required: pass one integer label per row")
+        arr = _host_array(labels, "labels")
+        if arr.dtype == np.bool_:
+            arr = arr.astype(np.int64)
+        if arr.dtype.kind not in "iu":
+            raise TypeError(f"labels must be integers, got dtype {arr.dtype}")
+        if arr.ndim == 2 and arr.shape == (rows, n_classes) and n_classes > 1:
+            raise NotImplementedError(
+                "multi-label targets of shape (rows, classes) cannot be recorded yet; use "
+                "fastcarto.Accumulator(..., multilabel=True) in the training loop instead"
+            )
+        if arr.shape != (rows,):
+            raise ValueError(
+                f"labels must have shape (rows,) = ({rows},) to match outputs, got {arr.shape}"
+            )
+        limit = max(n_classes, 2)
+        if rows:
+            bad = (arr < 0) | (arr >= limit)
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise _core.LabelError(
+                    f"label {arr[i]} in row {i} is out of range for {n_classes} "
+                    f"class{'es' if n_classes > 1 else ''} (valid: 0..={limit - 1})"
+                )
+        return np.ascontiguousarray(arr, dtype=np.int64)
+
+    def _ids(self, ids: Any, rows: int) -> tuple[npt.NDArray[np.int64] | pa.Array, str]:
+        if ids is None:
+            raise ValueError("ids are required: pass one id per row")
+        if isinstance(ids, pa.ChunkedArray):
+            ids = ids.combine_chunks()
+        if isinstance(ids, pa.Array):
+            if pa.types.is_integer(ids.type):
+                if ids.null_count:
+                    raise ValueError("ids contain nulls")
+                arr: Any = ids.to_numpy(zero_copy_only=False)
+            elif pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type):
+                arr = ids.cast(pa.string())
+            else:
+                raise TypeError(f"ids must be integers or strings, got Arrow type {ids.type}")
+        elif isinstance(ids, (list, tuple)) and ids and all(isinstance(v, str) for v in ids):
+            arr = pa.array(ids, type=pa.string())
+        else:
+            arr = _host_array(ids, "ids")
+            if arr.dtype.kind in "UO":
+                if arr.ndim != 1:
+                    raise ValueError(f"ids must have shape (rows,) = ({rows},), got {arr.shape}")
+                try:
+                    arr = pa.array(arr, type=pa.string(), from_pandas=False)
+                except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+                    raise TypeError(f"ids must be integers or strings ({exc})") from exc
+        if isinstance(arr, pa.Array):
+            if len(arr) != rows:
+                raise ValueError(f"got {len(arr)} ids for {rows} rows of outputs")
+            if arr.null_count:
+                raise ValueError("ids contain None / null values")
+            id_type = "string"
+        else:
+            if arr.dtype.kind not in "iu" or arr.dtype == np.bool_:
+                what = "non-integer numbers" if arr.dtype.kind == "f" else f"dtype {arr.dtype}"
+                raise TypeError(f"ids must be integers or strings, got {what}")
+            if arr.shape != (rows,):
+                raise ValueError(f"ids must have shape (rows,) = ({rows},), got {arr.shape}")
+            if rows and arr.dtype == np.uint64 and arr.max() > np.iinfo(np.int64).max:
+                raise ValueError(f"id {arr.max()} does not fit in int64")
+            arr = np.ascontiguousarray(arr, dtype=np.int64)
+            id_type = "int64"
+            if self._n_examples is not None and rows:
+                bad = (arr < 0) | (arr >= self._n_examples)
+                if bad.any():
+                    i = int(np.argmax(bad))
+                    raise ValueError(
+                        f"id {arr[i]} in row {i} is out of range: with n_examples="
+                        f"{self._n_examples} ids are example positions 0..{self._n_examples - 1}"
+                    )
+        if self._id_type is not None and id_type != self._id_type:
+            raise TypeError(
+                f"ids are {id_type} but the recorder records {self._id_type} ids "
+                "(the id type cannot change within a recording)"
+            )
+        if id_type == "string" and self._live:
+            raise TypeError("a live accumulator needs integer ids 0..n_examples-1, got string ids")
+        return arr, id_type
+
+    def _check_finite(
+        self, arr: npt.NDArray[np.floating[Any]], epoch: int, ids: npt.NDArray[np.int64] | pa.Array
+    ) -> None:
+        finite = np.isfinite(arr)
+        if not finite.all():
+            row, col = (int(v) for v in np.argwhere(~finite)[0])
+            raise _core.NonFiniteError(
+                f"non-finite output {arr[row, col]} at epoch {epoch}, id {_id_at(ids, row)} "
+                f"(row {row} of this batch, column {col})"
+            )
+
+    def _check_probabilities(
+        self, arr: npt.NDArray[np.floating[Any]], epoch: int, ids: npt.NDArray[np.int64] | pa.Array
+    ) -> None:
+        if not arr.size:
+            return
+        outside = (arr < 0) | (arr > 1)
+        if outside.any():
+            row, col = (int(v) for v in np.argwhere(outside)[0])
+            reason = f"value {arr[row, col]} in column {col} is outside [0, 1]"
+        elif arr.shape[1] > 1:
+            # The engine's tolerance: float rounding over C terms plus 1e-3.
+            tol = 1e-3 + 4.0 * arr.shape[1] * float(np.finfo(arr.dtype).eps)
+            off = np.abs(arr.sum(axis=1, dtype=np.float64) - 1.0) > tol
+            if not off.any():
+                return
+            row = int(np.argmax(off))
+            total = float(arr[row].sum(dtype=np.float64))
+            reason = f"the row sums to {total} (tolerance {tol:.1e})"
+        else:
+            return
+        raise _core.InvalidProbabilitiesError(
+            f"invalid probabilities at epoch {epoch}, id {_id_at(ids, row)} (row {row} of this "
+            f'batch): {reason}; if these are logits, pass kind="logits"'
+        )
+
+    def _check_duplicates_of(
+        self, ids: npt.NDArray[np.int64] | pa.Array, new_epoch: bool, epoch: int
+    ) -> None:
+        rows = len(ids)
+        if not rows:
+            return
+        if isinstance(ids, np.ndarray):
+            order = np.sort(ids, kind="stable")
+            same = order[1:] == order[:-1]
+            if same.any():
+                dup: Any = order[1:][same][0]
+                raise _core.FastcartoError(
+                    f"id {dup} appears twice in this batch at epoch {epoch} (duplicate rows)"
+                )
+        elif len(ids.unique()) != rows:
+            seen: set[str] = set()
+            for value in ids.to_pylist():
+                if value in seen:
+                    raise _core.FastcartoError(
+                        f"id {value!r} appears twice in this batch at epoch {epoch} "
+                        "(duplicate rows)"
+                    )
+                seen.add(value)
+        if new_epoch or not self._check_duplicates:
+            return
+        if self._seen_mask is not None and isinstance(ids, np.ndarray):
+            hit = self._seen_mask[ids]
+            if hit.any():
+                dup = ids[int(np.argmax(hit))]
+                raise _core.FastcartoError(
+                    f"id {dup} was already recorded at epoch {epoch} (duplicate rows)"
+                )
+        else:
+            values = ids.tolist() if isinstance(ids, np.ndarray) else ids.to_pylist()
+            if not self._seen_set.isdisjoint(values):
+                dup = next(v for v in values if v in self._seen_set)
+                raise _core.FastcartoError(
+                    f"id {dup!r} was already recorded at epoch {epoch} (duplicate rows)"
+                )
+
+    def _reset_seen(self) -> None:
+        self._seen_set = set()
+        if self._check_duplicates and self._n_examples is not None:
+            if self._seen_mask is None:
+                self._seen_mask = np.zeros(self._n_examples, dtype=np.bool_)
+            else:
+                self._seen_mask.fill(False)
+
+    def _mark_seen(self, ids: npt.NDArray[np.int64] | pa.Array) -> None:
+        if not self._check_duplicates:
+            return
+        if self._seen_mask is not None and isinstance(ids, np.ndarray):
+            self._seen_mask[ids] = True
+        else:
+            self._seen_set.update(ids.tolist() if isinstance(ids, np.ndarray) else ids.to_pylist())
+
+    # ----------------------------------------------------------------------------------------
+    # accumulator
+
+    def _adopt_accumulator(self, acc: Accumulator) -> Accumulator:
+        if acc.kind != self._kind:
+            raise ValueError(f"the accumulator is for {acc.kind} but the recorder for {self._kind}")
+        if acc.multilabel:
+            raise NotImplementedError("the recorder does not record multi-label targets yet")
+        if self._n_examples is None:
+            self._n_examples = acc.n_examples
+        elif self._n_examples != acc.n_examples:
+            raise ValueError(
+                f"n_examples={self._n_examples} but the accumulator has {acc.n_examples} examples"
+            )
+        if self._n_classes is None:
+            self._n_classes = acc.n_classes
+        elif self._n_classes != acc.n_classes:
+            raise ValueError(
+                f"n_classes={self._n_classes} but the accumulator has {acc.n_classes} classes"
+            )
+        return acc
+
+    def _make_accumulator(self) -> None:
+        if self._n_classes is not None and self._n_examples is not None:
+            kind: Kind = "logits" if self._kind == "logits" else "probs"
+            self._acc = Accumulator(self._n_examples, self._n_classes, kind=kind)
+
+    def _feed_accumulator(self, segments: list[Path]) -> None:
+        """Updates the new live accumulator with an earlier run's segments (mode='append')."""
+        if self._id_type == "string":
+            raise ValueError(
+                "a live accumulator needs integer ids, but the existing segments have string ids"
+            )
+        acc = self._acc
+        if acc is None:
+            return
+        keyed = sorted(segments, key=lambda p: _segment_key(p.name))
+        col = self._kind
+        for seg in keyed:
+            with pa.OSFile(str(seg), "rb") as f, pa.ipc.open_stream(f) as reader:
+                for batch in reader:
+                    if not batch.num_rows:
+                        continue
+                    epochs = batch.column("epoch").to_numpy()
+                    values = batch.column(col).flatten().to_numpy()
+                    outputs = values.reshape(batch.num_rows, acc.n_classes)
+                    acc.update(
+                        outputs,
+                        batch.column("label").to_numpy(),
+                        epoch=int(epochs[0]),
+                        index=batch.column("id").to_numpy(),
+                    )
+
+    # ----------------------------------------------------------------------------------------
+    # the directory
+
+    def _prepare_directory(self, mode: str, resume_epoch: int | None) -> list[Path]:
+        """Checks (and in mode 'overwrite' / resume, cleans) the directory; returns the
+        segments of an earlier run that this recorder continues (mode 'append')."""
+        if self._path.exists() and not self._path.is_dir():
+            raise NotADirectoryError(f"{self._path} exists and is not a directory")
+        if not self._path.exists():
+            self._path.mkdir(parents=True)
+            if self._fsync:
+                _fsync_dir(self._path.parent)
+            return []
+        ours: list[Path] = []
+        foreign: list[Path] = []
+        stale: list[Path] = []
+        for entry in sorted(self._path.iterdir()):
+            name = entry.name
+            m = _SEGMENT.match(name)
+            if m:
+                shard = _shard_of(m.group(2))
+                if shard == self._shard:
+                    ours.append(entry)
+                elif self._shard is None or shard is None:
+                    foreign.append(entry)  # a sharded and an unsharded recording
+                continue
+            t = _TEMPORARY.match(name)
+            if t and _shard_of(t.group(1)) == self._shard:
+                stale.append(entry)  # a crashed run's unpublished segment
+            elif not name.startswith(".") and name.lower().endswith(_DATA_SUFFIXES):
+                foreign.append(entry)
+        if foreign:
+            shown = ", ".join(p.name for p in foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise FileExistsError(
+                f"{self._path} holds data files the recorder did not write ({shown}); "
+                "fastcarto.compute would read them along with the recording: choose another "
+                "directory"
+            )
+        removed = False
+        for tmp in stale:
+            tmp.unlink(missing_ok=True)
+            removed = True
+        if ours and mode == "create":
+            epochs = sorted({_segment_key(p.name)[0] for p in ours})
+            raise FileExistsError(
+                f"{self._path} already holds {len(ours)} recorded segments (epochs "
+                f"{epochs[0]}..{epochs[-1]}); pass mode='append' to add to them, "
+                "mode='overwrite' to replace them, or choose another directory"
+            )
+        if mode == "overwrite" or resume_epoch is not None:
+            keep = []
+            for seg in ours:
+                if mode == "overwrite" or _segment_key(seg.name)[0] >= (resume_epoch or 0):
+                    seg.unlink()
+                    removed = True
+                else:
+                    keep.append(seg)
+            ours = keep
+        if removed and self._fsync:
+            _fsync_dir(self._path)
+        for seg in ours:
+            epoch, part = _segment_key(seg.name)
+            self._next_part[epoch] = max(self._next_part.get(epoch, 0), part + 1)
+            self._adopt_schema(seg)
+        return ours
+
+    def _adopt_schema(self, seg: Path) -> None:
+        """Takes (or checks against) an earlier run's segment schema, for mode='append'."""
+        try:
+            with pa.OSFile(str(seg), "rb") as f, pa.ipc.open_stream(f) as reader:
+                schema = reader.schema
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise _core.FileFormatError(f"{seg}: not a readable segment ({exc})") from exc
+        meta = schema.metadata or {}
+        kind = meta.get(b"fastcarto.kind", b"").decode()
+        if kind != self._kind or self._kind not in schema.names:
+            raise _core.FileFormatError(
+                f"{seg} records {kind or 'unknown'} outputs, but this recorder {self._kind}"
+            )
+        out = schema.field(self._kind).type
+        n_classes, float_dt = int(out.list_size), np.dtype(out.value_type.to_pandas_dtype())
+        id_type = "string" if pa.types.is_string(schema.field("id").type) else "int64"
+        for name, mine, theirs in (
+            ("classes", self._n_classes, n_classes),
+            ("float type", self._float, float_dt),
+            ("id type", self._id_type, id_type),
+        ):
+            if mine is not None and mine != theirs:
+                raise _core.FileFormatError(
+                    f"{seg} has {theirs} for its {name}, but this recorder {mine}; append only "
+                    "to a recording of the same shape"
+                )
+        self._n_classes, self._float, self._id_type = n_classes, float_dt, id_type
+        if self._live and id_type == "string":
+            raise ValueError(
+                "a live accumulator needs integer ids, but the existing segments have string ids"
+            )
+        self._schema = self._make_schema()
+
+    def _make_schema(self) -> pa.Schema:
+        assert self._n_classes is not None and self._float is not None
+        value = pa.float32() if self._float == np.float32 else pa.float64()
+        return pa.schema(
+            [
+                pa.field("epoch", pa.int64(), nullable=False),
+                pa.field("id", pa.string() if self._id_type == "string" else pa.int64(), False),
+                pa.field("label", pa.int64(), nullable=False),
+                pa.field(self._kind, pa.list_(value, self._n_classes), nullable=False),
+            ],
+            metadata={"fastcarto.format": FORMAT, "fastcarto.kind": self._kind},
+        )
+
+    # ----------------------------------------------------------------------------------------
+    # buffering and publishing
+
+    def _buffer(self, epoch: int, chunk: _Chunk) -> None:
+        """Adds ``chunk`` (possibly views of the caller's arrays), publishing full buffers."""
+        n = len(chunk)
+        row_bytes = chunk.nbytes / n
+        start = 0
+        borrowed = False
+        while start < n:
+            room = self._room(row_bytes)
+            if room <= 0:
+                if self._buf_rows:
+                    self._flush()
+                    continue
+                room = 1  # one row larger than the whole buffer
+            take = min(room, n - start)
+            piece = chunk if take == n else chunk.slice(start, start + take)
+            self._chunks.append(piece)
+            self._buf_epoch = epoch
+            self._buf_rows += take
+            self._buf_bytes += piece.nbytes
+            start += take
+            borrowed = True
+            if self._room(row_bytes) <= 0:
+                self._flush()
+                borrowed = False
+        if borrowed:
+            # The caller may reuse its arrays once we return: keep a copy of what stays.
+            self._chunks[-1] = self._chunks[-1].owned()
+
+    def _room(self, row_bytes: float) -> int:
+        room = math.floor((self._buffer_bytes - self._buf_bytes) / row_bytes)
+        if self._buffer_rows is not None:
+            room = min(room, self._buffer_rows - self._buf_rows)
+        return room
+
+    def _flush(self) -> None:
+        if not self._buf_rows:
+            return
+        assert self._buf_epoch is not None and self._schema is not None
+        epoch = self._buf_epoch
+        part = self._next_part.get(epoch, 0)
+        shard = "" if self._shard is None else f"shard-{self._shard:03d}-"
+        name = f"epoch-{epoch:06d}-{shard}part-{part:05d}.arrows"
+        final = self._path / name
+        tmp = self._path / f".{name}.tmp"
+        try:
+            with open(tmp, "wb") as f:
+                with pa.ipc.new_stream(f, self._schema, options=self._write_options) as writer:
+                    for batch in self._batches(epoch):
+                        writer.write_batch(batch)
+                f.flush()
+                if self._fsync:
+                    os.fsync(f.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            # Nothing is published; the rows stay buffered for a later flush.
+            tmp.unlink(missing_ok=True)
+            raise
+        if self._fsync:
+            _fsync_dir(self._path)
+        self._next_part[epoch] = part + 1
+        self._segments.append(final)
+        self._rows_written += self._buf_rows
+        self._chunks = []
+        self._buf_rows = 0
+        self._buf_bytes = 0
+        self._buf_epoch = None
+
+    def _batches(self, epoch: int) -> Iterator[pa.RecordBatch]:
+        """The buffered rows as record batches of about ``BATCH_ROWS`` rows."""
+        pending: list[_Chunk] = []
+        rows = 0
+        for chunk in self._chunks:
+            for start in range(0, len(chunk), BATCH_ROWS):
+                piece = chunk.slice(start, start + BATCH_ROWS)
+                pending.append(piece)
+                rows += len(piece)
+                if rows >= BATCH_ROWS:
+                    yield self._batch(epoch, pending)
+                    pending, rows = [], 0
+        if pending:
+            yield self._batch(epoch, pending)
+
+    def _batch(self, epoch: int, chunks: list[_Chunk]) -> pa.RecordBatch:
+        assert self._schema is not None and self._n_classes is not None
+        if len(chunks) == 1:
+            labels, outputs, ids = chunks[0].labels, chunks[0].outputs, chunks[0].ids
+        else:
+            labels = np.concatenate([c.labels for c in chunks])
+            outputs = np.concatenate([c.outputs for c in chunks])
+            if isinstance(chunks[0].ids, np.ndarray):
+                ids = np.concatenate([c.ids for c in chunks])
+            else:
+                ids = pa.concat_arrays([c.ids for c in chunks])
+        n = labels.shape[0]
+        value_type = self._schema.field(self._kind).type
+        columns = [
+            pa.array(np.full(n, epoch, dtype=np.int64)),
+            ids if isinstance(ids, pa.Array) else pa.array(ids),
+            pa.array(labels),
+            pa.FixedSizeListArray.from_arrays(pa.array(outputs.reshape(-1)), type=value_type),
+        ]
+        return pa.RecordBatch.from_arrays(columns, schema=self._schema)
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def _check_positive(name: str, value: object, *, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _host_array(obj: Any, what: str) -> npt.NDArray[Any]:
+    """A numpy view (or copy) of ``obj``: numpy arrays as they are, framework tensors through
+    DLPack or ``__array__`` (no framework is imported), sequences through ``np.asarray``."""
+    if isinstance(obj, np.ndarray):
+        return obj
+    if isinstance(obj, (str, bytes, os.PathLike)):
+        raise TypeError(f"{what}: expected an array or a tensor, got {type(obj).__name__}")
+    device = getattr(obj, "__dlpack_device__", None)
+    if device is not None and hasattr(obj, "__dlpack__"):
+        try:
+            device_type, device_id = (int(v) for v in device())
+        except Exception as exc:
+            raise TypeError(f"{what}: could not query the tensor's device ({exc})") from exc
+        if device_type not in _HOST_DEVICES:
+            name = _DEVICE_NAMES.get(device_type, f"non-CPU (DLPack device type {device_type})")
+            raise TypeError(
+                f"{what} live on a {name} device (device {device_id}); the recorder reads host "
+                "memory: pass tensor.detach().cpu() (it copies the values anyway)"
+            )
+        try:
+            return np.from_dlpack(obj)
+        except Exception as exc:
+            # e.g. bfloat16, which numpy does not have, or a tensor that requires grad.
+            if hasattr(obj, "__array__"):
+                try:
+                    return np.asarray(obj)
+                except Exception:
+                    pass
+            raise TypeError(
+                f"{what} could not be read through DLPack ({exc}); pass a numpy array or a CPU "
+                "tensor (detach it first; convert bfloat16 with .float())"
+            ) from exc
+    try:
+        return np.asarray(obj)
+    except Exception as exc:
+        raise TypeError(
+            f"{what} could not be read as an array ({exc}); pass a numpy array or a CPU tensor "
+            "(detach it first)"
+        ) from exc
+
+
+def _id_at(ids: npt.NDArray[np.int64] | pa.Array, row: int) -> str:
+    return str(ids[row]) if isinstance(ids, np.ndarray) else repr(ids[row].as_py())
+
+
+def _shard_of(group: str | None) -> int | None:
+    return None if group is None else int(group)
+
+
+def _segment_key(name: str) -> tuple[int, int]:
+    m = _SEGMENT.match(name)
+    assert m is not None
+    return int(m.group(1)), int(m.group(3))
+
+
+def _fsync_dir(path: Path) -> None:
+    """Makes a rename (or creation) in ``path`` durable; a no-op where directories cannot be
+    opened (Windows, where the rename is durable once the file's data is)."""
+    if os.name == "nt":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
