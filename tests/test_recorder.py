@@ -219,7 +219,12 @@ def test_binary_single_column_and_probs(tmp_path: Path) -> None:
     probs = np.array([[0.2, 0.8], [0.5, 0.5]], dtype=np.float32)
     with Recorder(tmp_path / "p", kind="probs") as rec:
         rec.record(0, ["a", "b"], probs, [1, 0])
-    assert read_back(tmp_path / "p").column("id").to_pylist() == ["a", "b"]
+        rec.record(1, np.array(["a", "b"]), probs, [1, 0])  # numpy unicode
+        rec.record(2, pa.array(["b", "a"]), probs, pa.array([0, 1]))  # Arrow arrays
+        rec.record(3, [], np.empty((0, 2)), [])  # an empty batch records nothing
+    table = read_back(tmp_path / "p")
+    assert table.column("id").to_pylist() == ["a", "b", "a", "b", "b", "a"]
+    assert table.column("label").to_pylist() == [1, 0, 1, 0, 0, 1]
 
 
 def test_options_compression_shard_no_fsync(tmp_path: Path) -> None:

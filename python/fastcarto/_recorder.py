@@ -491,7 +491,7 @@ class Recorder:
         if labels is None:
             raise ValueError("labels are required: pass one integer label per row")
         arr = _host_array(labels, "labels")
-        if arr.dtype == np.bool_:
+        if arr.dtype == np.bool_ or (arr.size == 0 and arr.dtype.kind == "f"):  # or `[]`
             arr = arr.astype(np.int64)
         if arr.dtype.kind not in "iu":
             raise TypeError(f"labels must be integers, got dtype {arr.dtype}")
@@ -533,6 +533,8 @@ class Recorder:
             arr = pa.array(ids, type=pa.string())
         else:
             arr = _host_array(ids, "ids")
+            if arr.size == 0 and arr.dtype.kind == "f":  # `[]`
+                arr = arr.astype(np.int64)
             if arr.dtype.kind in "UO":
                 if arr.ndim != 1:
                     raise ValueError(f"ids must have shape (rows,) = ({rows},), got {arr.shape}")
@@ -565,6 +567,10 @@ class Recorder:
                         f"{self._n_examples} ids are example positions 0..{self._n_examples - 1}"
                     )
         if self._id_type is not None and id_type != self._id_type:
+            if rows == 0:  # an empty batch has no id type of its own
+                if self._id_type == "string":
+                    return pa.array([], pa.string()), "string"
+                return np.zeros(0, dtype=np.int64), "int64"
             raise TypeError(
                 f"ids are {id_type} but the recorder records {self._id_type} ids "
                 "(the id type cannot change within a recording)"
