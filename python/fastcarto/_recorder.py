@@ -155,11 +155,9 @@ class Recorder:
     ...                 logits = rng.normal(size=(len(idx), 3)).astype(np.float32)
     ...                 rec.record(epoch, idx, logits, labels[idx])
     ...             rec.end_epoch(epoch)
-    ...     print(rec)
-    ...     print(sorted(p.name for p in rec.segments)[:2])
-    ...     print(rec.datamap().to_pandas()["n_epochs"].tolist())
-    Recorder(..., logits, 3 classes, int64 ids; closed, 3 segments, 18 rows written)
-    ['epoch-000000-part-00000.arrows', 'epoch-000001-part-00000.arrows']
+    ...     print(rec.rows_written, [p.name for p in rec.segments][:2])
+    ...     print(rec.datamap().to_pandas()["n_epochs"].tolist())   # the live map
+    18 ['epoch-000000-part-00000.arrows', 'epoch-000001-part-00000.arrows']
     [3, 3, 3, 3, 3, 3]
     """
 
