@@ -7,6 +7,8 @@
 //! [`ExampleState::merge`].
 
 use crate::error::{Error, Result};
+#[cfg(test)]
+use crate::error::Example;
 use crate::options::{Kind, Task};
 use rayon::prelude::*;
 
@@ -155,10 +157,10 @@ impl ExampleState {
         } else if b.last_epoch < a.first_epoch {
             Self::merge_ordered(example, b, a, allow_label_change)
         } else if let Some(epoch) = shared_endpoint(a, b) {
-            Err(Error::DuplicateObservation { epoch, example })
+            Err(Error::DuplicateObservation { epoch, example: example.into() })
         } else {
             Err(Error::InterleavedEpochs {
-                example,
+                example: example.into(),
                 first_a: a.first_epoch,
                 last_a: a.last_epoch,
                 first_b: b.first_epoch,
@@ -178,13 +180,13 @@ impl ExampleState {
         }
         if late.first_epoch <= early.last_epoch {
             return Err(if late.first_epoch == early.last_epoch {
-                Error::DuplicateObservation { epoch: late.first_epoch, example }
+                Error::DuplicateObservation { epoch: late.first_epoch, example: example.into() }
             } else {
-                Error::EpochOutOfOrder { example, epoch: late.first_epoch, last: early.last_epoch }
+                Error::EpochOutOfOrder { example: example.into(), epoch: late.first_epoch, last: early.last_epoch }
             });
         }
         if early.label != late.label && !allow_label_change {
-            return Err(Error::LabelChanged { example, old: early.label, new: late.label });
+            return Err(Error::LabelChanged { example: example.into(), old: early.label, new: late.label });
         }
         let n = early.n + late.n;
         let (na, nb, nf) = (early.n as f64, late.n as f64, n as f64);
@@ -405,7 +407,7 @@ mod tests {
     fn duplicates_and_out_of_order_are_errors() {
         let mut s = ExampleState::EMPTY;
         s.observe(3, 5, 0, &obs(0.5, 0)).unwrap();
-        assert!(matches!(s.observe(3, 5, 0, &obs(0.5, 0)), Err(Error::DuplicateObservation { epoch: 5, example: 3 })));
+        assert!(matches!(s.observe(3, 5, 0, &obs(0.5, 0)), Err(Error::DuplicateObservation { epoch: 5, example: Example::Index(3) })));
         assert!(matches!(s.observe(3, 4, 0, &obs(0.5, 0)), Err(Error::EpochOutOfOrder { .. })));
         assert!(matches!(s.observe(3, 6, 1, &obs(0.5, 0)), Err(Error::LabelChanged { old: 0, new: 1, .. })));
     }

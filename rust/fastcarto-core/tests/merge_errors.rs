@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use fastcarto_core::error::Example;
 use fastcarto_core::{Error, Kind, NanPolicy, State, Task, compute_dense};
 use ndarray::{Array2, Array3};
 use proptest::prelude::*;
@@ -37,16 +38,16 @@ fn overlapping(e: usize, x: (usize, usize, usize, usize)) -> ((usize, usize), (u
 fn check_overlap_error(err: &Error, a: (usize, usize), b: (usize, usize), n: usize) -> Result<(), TestCaseError> {
     let single_same = a.1 - a.0 == 1 && b.1 - b.0 == 1 && a.0 == b.0;
     let (lo, hi) = (a.0.max(b.0) as u32, (a.1.min(b.1) - 1) as u32);
-    match *err {
+    match err {
         Error::DuplicateObservation { epoch, example } => {
-            prop_assert!((example as usize) < n, "{err}");
-            prop_assert!(lo <= epoch && epoch <= hi, "duplicate epoch {} outside the overlap {}..={}", epoch, lo, hi);
+            prop_assert!((example.index().unwrap() as usize) < n, "{err}");
+            prop_assert!(lo <= *epoch && *epoch <= hi, "duplicate epoch {} outside the overlap {}..={}", epoch, lo, hi);
         }
         Error::InterleavedEpochs { example, first_a, last_a, first_b, last_b } => {
             prop_assert!(!single_same, "two single observations of one epoch must be a duplicate, got {}", err);
-            prop_assert!((example as usize) < n, "{err}");
+            prop_assert!((example.index().unwrap() as usize) < n, "{err}");
             prop_assert_eq!(
-                (first_a, last_a, first_b, last_b),
+                (*first_a, *last_a, *first_b, *last_b),
                 (a.0 as u32, a.1 as u32 - 1, b.0 as u32, b.1 as u32 - 1),
                 "{}",
                 err
@@ -140,12 +141,12 @@ proptest! {
         let late = relabelled.dense::<f64>(&all[k..]);
         let per = case.per();
         let check = |err: &Error| -> Result<(), TestCaseError> {
-            match *err {
+            match err {
                 Error::LabelChanged { example, old, new } => {
-                    let ex = example as usize;
+                    let ex = example.index().unwrap() as usize;
                     prop_assert!(ex < case.n, "{}", err);
                     let matches = (ex * per..(ex + 1) * per).any(|s| {
-                        changed[s] && case.labels[s] == old as i64 && relabelled.labels[s] == new as i64
+                        changed[s] && case.labels[s] == *old as i64 && relabelled.labels[s] == *new as i64
                     });
                     prop_assert!(matches, "{} does not match a changed slot", err);
                 }
@@ -210,9 +211,9 @@ proptest! {
 
         let mut s = base.clone();
         let err = fail("merge_at", s.merge_at(&update, &as_u64(&idx)))?;
-        let names_last = match err {
+        let names_last = match &err {
             Error::DuplicateObservation { example, .. } | Error::InterleavedEpochs { example, .. } => {
-                example == idx[m - 1] as u64
+                *example == idx[m - 1] as u64
             }
             _ => false,
         };
@@ -412,7 +413,7 @@ fn update_without_index_names_the_example() {
     let mut out = epoch_rows(&x, 3, &(0..20).collect::<Vec<_>>());
     out[[19, 1]] = f64::NAN;
     let err = s.update(out.view(), &y, 3, None, NanPolicy::Raise, None).unwrap_err();
-    assert!(matches!(err, Error::NonFinite { epoch: 3, example: 19, .. }), "{err:?}");
+    assert!(matches!(err, Error::NonFinite { epoch: 3, example: Example::Index(19), .. }), "{err:?}");
 }
 
 /// With an index, row `r` of the update is example `index[r]`; errors must name the example the
@@ -427,7 +428,7 @@ fn update_with_index_names_the_example_of_a_non_finite_row() {
     let before = s.clone();
     let err = s.update(out.view(), &labels, 3, Some(&[11, 4, 17]), NanPolicy::Raise, None).unwrap_err();
     assert_eq!(s, before);
-    assert!(matches!(err, Error::NonFinite { epoch: 3, example: 17, .. }), "expected example 17, got {err:?}: {err}");
+    assert!(matches!(err, Error::NonFinite { epoch: 3, example: Example::Index(17), .. }), "expected example 17, got {err:?}: {err}");
 }
 
 #[test]
@@ -439,7 +440,7 @@ fn update_with_index_names_the_example_of_a_label_out_of_range() {
     labels[1] = 7; // row 1 is example 4
     let err = s.update(out.view(), &labels, 3, Some(&[11, 4, 17]), NanPolicy::Raise, None).unwrap_err();
     assert!(
-        matches!(err, Error::LabelOutOfRange { example: 4, label: 7, .. }),
+        matches!(err, Error::LabelOutOfRange { example: Example::Index(4), label: 7, .. }),
         "expected example 4, got {err:?}: {err}"
     );
 }
@@ -457,7 +458,7 @@ fn update_with_index_names_the_example_of_invalid_probabilities() {
     let labels: Vec<i64> = idx.iter().map(|&i| y[i]).collect();
     let err = s.update(out.view(), &labels, 1, Some(&[11, 4, 17]), NanPolicy::Raise, None).unwrap_err();
     assert!(
-        matches!(err, Error::InvalidProbabilities { epoch: 1, example: 17, .. }),
+        matches!(err, Error::InvalidProbabilities { epoch: 1, example: Example::Index(17), .. }),
         "expected example 17, got {err:?}: {err}"
     );
 }
@@ -485,7 +486,7 @@ fn update_repeating_the_only_epoch_is_a_duplicate() {
             .unwrap();
     let out = epoch_rows(&x, 0, &(0..20).collect::<Vec<_>>());
     let err = s.update(out.view(), &y, 0, None, NanPolicy::Raise, None).unwrap_err();
-    assert!(matches!(err, Error::DuplicateObservation { epoch: 0, example: 0 }), "{err:?}");
+    assert!(matches!(err, Error::DuplicateObservation { epoch: 0, example: Example::Index(0) }), "{err:?}");
 }
 
 #[test]
@@ -498,7 +499,7 @@ fn update_minibatch_repeating_an_example_in_one_epoch_names_it() {
     let err = s.update(epoch_rows(&x, 3, &[9]).view(), &[y[9]], 3, Some(&[9]), NanPolicy::Raise, None).unwrap_err();
     assert_eq!(s, before);
     let names_9 =
-        matches!(err, Error::DuplicateObservation { example: 9, .. } | Error::InterleavedEpochs { example: 9, .. });
+        matches!(err, Error::DuplicateObservation { example: Example::Index(9), .. } | Error::InterleavedEpochs { example: Example::Index(9), .. });
     assert!(names_9, "{err:?}");
 }
 
@@ -524,16 +525,16 @@ fn multilabel_errors_name_the_example() {
     let task = Task::MultiLabel { n_classes: c as u32 };
     x[[1, 3, 2]] = f64::INFINITY;
     let err = compute_dense(x.view(), &[0, 1], &y, task, Kind::Logits, NanPolicy::Raise, Some(1)).unwrap_err();
-    assert!(matches!(err, Error::NonFinite { epoch: 1, example: 3, value } if value == f64::INFINITY), "{err:?}");
+    assert!(matches!(err, Error::NonFinite { epoch: 1, example: Example::Index(3), value } if value == f64::INFINITY), "{err:?}");
     let mut bad = y.clone();
     bad[3 * c + 1] = 2;
     let err = compute_dense(x.view(), &[0], &bad, task, Kind::Logits, NanPolicy::Raise, Some(1)).unwrap_err();
-    assert!(matches!(err, Error::LabelOutOfRange { example: 3, label: 2, .. }), "{err:?}");
+    assert!(matches!(err, Error::LabelOutOfRange { example: Example::Index(3), label: 2, .. }), "{err:?}");
     let s = compute_dense(x.view(), &[0, 1], &y, task, Kind::Logits, NanPolicy::Omit, Some(1)).unwrap();
     let mut t = compute_dense(x.view(), &[1], &y, task, Kind::Logits, NanPolicy::Omit, Some(1)).unwrap();
     let err = t.merge(&s).unwrap_err();
     assert!(
-        matches!(err, Error::DuplicateObservation { example, .. } | Error::InterleavedEpochs { example, .. } if (example as usize) < n),
+        matches!(&err, Error::DuplicateObservation { example, .. } | Error::InterleavedEpochs { example, .. } if (example.index().unwrap() as usize) < n),
         "{err:?}"
     );
 }

@@ -34,7 +34,7 @@ pyo3::create_exception!(fastcarto, EmptyInputError, FastcartoError, "There is no
 /// Converts an engine error into the matching Python exception.
 pub fn to_py(err: Error) -> PyErr {
     let msg = err.to_string();
-    match err {
+    match err.root() {
         Error::NonFinite { .. } => NonFiniteError::new_err(msg),
         Error::InvalidProbabilities { .. } => InvalidProbabilitiesError::new_err(msg),
         Error::LabelOutOfRange { .. } | Error::LabelChanged { .. } => LabelError::new_err(msg),
@@ -51,7 +51,7 @@ pub fn to_py(err: Error) -> PyErr {
             _ => PyOSError::new_err(msg),
         },
         Error::OutOfMemory { .. } => PyMemoryError::new_err(msg),
-        Error::InvalidInput(_) | Error::Arrow(_) => FastcartoError::new_err(msg),
+        Error::InvalidInput(_) | Error::Arrow(_) | Error::Located { .. } => FastcartoError::new_err(msg),
     }
 }
 
