@@ -25,9 +25,13 @@ from ._core import (
 )
 from ._core import __version__ as __version__
 from ._datamap import DataMap
+from ._label_issues import threshold_samples
+from ._plots import plot_trajectories, trajectories
 from ._recorder import Recorder
+from ._regions import REGIONS, RegionRule
 
 __all__ = [
+    "REGIONS",
     "Accumulator",
     "DataMap",
     "EmptyInputError",
@@ -39,5 +43,9 @@ __all__ = [
     "LabelError",
     "NonFiniteError",
     "Recorder",
+    "RegionRule",
     "compute",
+    "plot_trajectories",
+    "threshold_samples",
+    "trajectories",
 ]

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 if TYPE_CHECKING:
     import pandas as pd
     import polars as pl
+    from matplotlib.figure import Figure
+
+    from ._plots import PlotMode
+    from ._regions import RegionRule
 
 # Integer columns that are missing for some examples (never learned, wrong at the end, ...):
 # pandas gets them as nullable Int64 rather than float64 with NaN.
@@ -114,3 +121,266 @@ class DataMap:
             stats.append(f"never learned {100 * float(np.mean(self['never_learned'])):.1f}%")
         tail = f"; mean {', '.join(stats)}" if stats else ""
         return f"DataMap({', '.join(parts)}{tail})"
+
+    # ----------------------------------------------------------------------------------------
+    # regions, selection and queries (rules in fastcarto._regions; see docs/datamaps.md)
+
+    def regions(self, rule: RegionRule | None = None) -> pd.Series:
+        """The region of every example: ``easy-to-learn``, ``ambiguous`` or ``hard-to-learn``.
+
+        The default :class:`fastcarto.RegionRule` calls the third of the examples with the
+        highest variability ambiguous (as Swayamdipta et al. select their 33% most ambiguous),
+        and splits the rest at confidence 0.5: easy-to-learn above, hard-to-learn below. Pass
+        ``RegionRule(variability_quantile=..., variability=..., confidence=...)`` to change it.
+        Examples with no finite confidence/variability get no region (NA).
+
+        Returns a categorical ``pandas.Series`` named ``region``, aligned with the map's rows.
+
+        >>> import numpy as np, fastcarto
+        >>> p = np.array([[[.9, .1], [.2, .8], [.6, .4]], [[.95, .05], [.9, .1], [.3, .7]]])
+        >>> dm = fastcarto.compute(p, [0, 0, 1], kind="probs")
+        >>> dm.regions().tolist()
+        ['easy-to-learn', 'ambiguous', 'easy-to-learn']
+        >>> dm.regions(fastcarto.RegionRule(variability=1.0, confidence=0.6)).tolist()
+        ['easy-to-learn', 'hard-to-learn', 'hard-to-learn']
+        """
+        import pandas as pd
+
+        from ._regions import REGIONS, region_codes
+
+        codes = region_codes(self, rule)
+        return pd.Series(
+            pd.Categorical.from_codes(codes, categories=REGIONS), name="region", copy=False
+        )
+
+    def select(
+        self, metric: str, fraction: float, *, worst: bool = False, both_ends: bool = False
+    ) -> DataMap:
+        """A fixed fraction of the examples ranked by one metric, as allenai/cartography selects
+        training subsets (``cartography/selection/train_dy_filtering.py``).
+
+        Ranking, as that code's ``consider_ascending_order``: lowest first for ``confidence``
+        and ``correctness`` (hard-to-learn), highest first for ``variability`` (ambiguous),
+        ``threshold_closeness`` and ``forgetfulness`` (never-learned examples count as the most
+        forgotten, like cartography's 1000). fastcarto adds ``forgetting`` (raw count, highest
+        first), ``aum`` (lowest first), ``el2n``, ``loss`` and ``entropy`` (highest first).
+        ``worst=True`` reverses the order (``metric="confidence", worst=True`` gives the
+        easy-to-learn subset). ``both_ends=True`` takes 70% of the selection from the top of the
+        ranking and the rest from the bottom, as cartography does.
+
+        Returns the selected rows, in ranking order, as a :class:`DataMap`
+        (``.select(...)["id"]`` gives the ids). Deliberate differences from cartography: exactly
+        ``int(fraction * len(self))`` rows (its writer takes ``head(n + 1)``, one row more),
+        ties ranked in row order (a stable sort; pandas' default sort is not stable), and
+        examples whose metric is NaN (never observed) never selected.
+
+        >>> import numpy as np, fastcarto
+        >>> p = np.array([[[.9, .1], [.2, .8], [.6, .4], [.5, .5]]] * 2)
+        >>> dm = fastcarto.compute(p, [0, 0, 0, 1], kind="probs")
+        >>> dm.select("confidence", 0.5)["id"].tolist()
+        [1, 3]
+        >>> dm.select("confidence", 0.5, worst=True)["id"].tolist()
+        [0, 2]
+        """
+        from ._regions import select_rows, subset
+
+        return subset(self, select_rows(self, metric, fraction, worst=worst, both_ends=both_ends))
+
+    def query(
+        self,
+        *,
+        region: str | Iterable[str] | None = None,
+        rule: RegionRule | None = None,
+        **conditions: Any,
+    ) -> DataMap:
+        """The examples meeting every condition, as a :class:`DataMap` (row order kept).
+
+        Each keyword names a column: ``(lo, hi)`` keeps ``lo <= value < hi`` (a half-open
+        interval; ``None`` leaves an end open, so ``(0.9, None)`` includes 1.0), a number keeps
+        equal values (``forgetting=0``, ``label=3``), ``True``/``False`` tests a boolean column
+        (``never_learned=True``). Missing values (NaN, null) never match an interval or number.
+        ``region=`` keeps one region or several (by ``rule``, default :class:`RegionRule`).
+        ``forgetfulness`` (cartography's) may be queried even when the table has no such column.
+
+        >>> import numpy as np, fastcarto
+        >>> p = np.array([[[.9, .1], [.2, .8], [.6, .4], [.5, .5]]] * 2)
+        >>> dm = fastcarto.compute(p, [0, 0, 0, 1], kind="probs")
+        >>> dm.query(confidence=(None, 0.3), never_learned=True)["id"].tolist()
+        [1]
+        >>> dm.query(confidence=(0.5, 0.9))["id"].tolist()
+        [2, 3]
+        """
+        from ._regions import query_mask, subset
+
+        return subset(self, query_mask(self, conditions, region=region, rule=rule))
+
+    # ----------------------------------------------------------------------------------------
+    # label issues (fastcarto._label_issues)
+
+    def label_issues(
+        self, *, threshold_mask: npt.ArrayLike | None = None, percentile: float = 99.0
+    ) -> pd.DataFrame:
+        """Which labels look wrong, from the training dynamics alone.
+
+        One row per row of the map, in the same order, with cleanlab Datalab's column names:
+        ``id`` (``class`` for multi-label maps), ``is_label_issue``, ``label_score`` in [0, 1]
+        (lower = more likely mislabeled), ``given_label``, ``predicted_label`` (the prediction
+        at the last epoch, ``final_pred``) and ``suggested_label`` (``predicted_label`` where
+        flagged, else ``given_label``).
+
+        **Default rule**: flagged when the AUM is below 0, i.e. averaged over the epochs the
+        given label's score was below the best other class's (logit margin for
+        ``kind="logits"``, probability margin for ``kind="probs"``). ``label_score`` is the AUM
+        mapped monotonically onto [0, 1] with 0.5 at AUM 0: ``1 / (1 + exp(-aum))`` for logits,
+        ``(aum + 1) / 2`` for probabilities (cleanlab's normalized margin, averaged over
+        epochs), so the default flags are exactly ``label_score < 0.5``.
+
+        **Threshold samples** (Pleiss et al., 2020): for a map computed from a run trained on
+        :func:`fastcarto.threshold_samples`' targets, pass its ``mask``: examples whose AUM is
+        below the ``percentile`` (default 99th) of the threshold samples' AUM are flagged. The
+        threshold samples are not judged (``is_label_issue`` False, ``label_score`` NaN,
+        ``suggested_label`` NA). Examples never observed are not flagged (``label_score`` NaN).
+
+        >>> import numpy as np, fastcarto
+        >>> p = np.array([[[.9, .1], [.2, .8], [.6, .4]]] * 3)
+        >>> issues = fastcarto.compute(p, [0, 0, 1], kind="probs").label_issues()
+        >>> issues[["is_label_issue", "suggested_label"]].values.tolist()
+        [[False, 0], [True, 1], [True, 0]]
+        >>> issues["label_score"].round(3).tolist()
+        [0.9, 0.2, 0.4]
+        """
+        from ._label_issues import label_issues
+
+        return label_issues(self, threshold_mask=threshold_mask, percentile=percentile)
+
+    def aum_threshold(self, threshold_mask: npt.ArrayLike, *, percentile: float = 99.0) -> float:
+        """The mislabeling threshold of Pleiss et al. (2020): the ``percentile`` (default 99th)
+        of the AUM of the threshold samples ``threshold_mask`` (see
+        :func:`fastcarto.threshold_samples`; a boolean mask or row positions)."""
+        from ._label_issues import aum_threshold
+
+        return aum_threshold(self, threshold_mask, percentile=percentile)
+
+    def class_summary(
+        self,
+        *,
+        rule: RegionRule | None = None,
+        threshold_mask: npt.ArrayLike | None = None,
+        percentile: float = 99.0,
+    ) -> pd.DataFrame:
+        """Per-class label quality, like cleanlab Datalab's ``classes_by_label_quality``.
+
+        One row per given label (per ``class`` for multi-label maps): ``examples``,
+        ``label_issues`` (by :meth:`label_issues`), ``label_noise`` (their fraction), the count
+        in each region (by :meth:`regions`), ``mean_confidence`` and ``mean_label_score``;
+        sorted by ``label_noise``, worst first. Threshold samples are left out.
+        """
+        from ._label_issues import class_summary
+
+        return class_summary(self, rule=rule, threshold_mask=threshold_mask, percentile=percentile)
+
+    def report(
+        self,
+        *,
+        rule: RegionRule | None = None,
+        threshold_mask: npt.ArrayLike | None = None,
+        percentile: float = 99.0,
+    ) -> str:
+        """A short text summary: region counts and rule, label issues, never-learned and
+        forgotten examples, and the classes with the most label issues."""
+        from ._label_issues import report
+
+        return report(self, rule=rule, threshold_mask=threshold_mask, percentile=percentile)
+
+    # ----------------------------------------------------------------------------------------
+    # plots (fastcarto._plots; matplotlib is imported only when one is drawn)
+
+    def plot(
+        self,
+        *,
+        by_class: bool = False,
+        mode: PlotMode = "auto",
+        max_points: int = 50_000,
+        seed: int = 0,
+        rule: RegionRule | None = None,
+        title: str | None = None,
+        save: str | os.PathLike[str] | None = None,
+    ) -> Figure:
+        """The data map of Swayamdipta et al. (2020): variability (x) against confidence (y),
+        coloured by correctness, with marginal histograms and the three regions of ``rule``.
+
+        ``mode="auto"`` draws every example as a rasterized point up to ``max_points``, and a
+        deterministic random subsample (``seed``) of ``max_points`` above; ``"density"`` bins
+        all examples on a grid coloured by their mean correctness. The figure says which, and
+        the histograms always count every example. ``by_class=True`` draws one panel per class
+        instead (same axes, thresholds of the whole map). ``save`` writes the figure (PNG, PDF,
+        SVG, ... by suffix). Returns the ``matplotlib.figure.Figure``.
+        """
+        from ._plots import plot_datamap
+
+        return plot_datamap(
+            self,
+            by_class=by_class,
+            mode=mode,
+            max_points=max_points,
+            seed=seed,
+            rule=rule,
+            title=title,
+            save=save,
+        )
+
+    def plot_aum(
+        self,
+        *,
+        threshold_mask: npt.ArrayLike | None = None,
+        percentile: float = 99.0,
+        bins: int = 60,
+        title: str | None = None,
+        save: str | os.PathLike[str] | None = None,
+    ) -> Figure:
+        """Histogram of the AUM with the mislabeling threshold: the threshold samples' and the
+        other examples' AUM apart, and the ``percentile`` threshold, when ``threshold_mask`` is
+        given; else the default rule's AUM = 0."""
+        from ._plots import plot_aum
+
+        return plot_aum(
+            self,
+            threshold_mask=threshold_mask,
+            percentile=percentile,
+            bins=bins,
+            title=title,
+            save=save,
+        )
+
+    def plot_forgetting(
+        self,
+        *,
+        log: bool = False,
+        title: str | None = None,
+        save: str | os.PathLike[str] | None = None,
+    ) -> Figure:
+        """How many examples were forgotten 0, 1, 2, ... times (Toneva et al., 2019), with the
+        never-learned examples as a bar of their own."""
+        from ._plots import plot_forgetting
+
+        return plot_forgetting(self, log=log, title=title, save=save)
+
+    def plot_trajectories(
+        self,
+        ids: npt.ArrayLike,
+        source: Any,
+        *,
+        labels: npt.ArrayLike | None = None,
+        title: str | None = None,
+        save: str | os.PathLike[str] | None = None,
+    ) -> Figure:
+        """p(gold) over the epochs for ``ids``, read back from ``source`` (the outputs this
+        map was computed from; see :func:`fastcarto.plot_trajectories`). ``labels`` default to
+        this map's ``label`` column for array and ``.npy`` sources."""
+        from ._plots import is_table_source, plot_trajectories
+
+        if labels is None and not is_table_source(source):
+            if "label" not in self.columns or "class" in self.columns:
+                raise ValueError("pass labels= (this map has no single-label 'label' column)")
+            labels = self.to_arrow().column("label").to_numpy(zero_copy_only=False)
+        return plot_trajectories(ids, source, labels, kind=self.kind, title=title, save=save)  # type: ignore[arg-type]

@@ -1,9 +1,13 @@
 """The ``fastcarto`` command line: the data map of a saved training run, written to a file.
 
-``fastcarto map OUTPUTS --labels LABELS --kind logits -o OUT`` reads model outputs saved as a
-``.npy`` file of shape ``(epochs, examples, classes)`` (memory-mapped, never read whole), computes
-every metric with :func:`fastcarto.compute`, and writes the table as Parquet, CSV, Feather/Arrow
-or JSON lines, chosen by the suffix of ``OUT`` (``-`` writes CSV to standard output).
+``fastcarto map SOURCE --labels LABELS --kind logits -o OUT [--plot map.png]`` reads model
+outputs saved as a ``.npy`` file of shape ``(epochs, examples, classes)`` (memory-mapped, never
+read whole), computes every metric with :func:`fastcarto.compute`, and writes the table as
+Parquet, CSV, Feather/Arrow or JSON lines, chosen by the suffix of ``OUT`` (``-`` writes CSV to
+standard output). ``fastcarto select`` writes the examples of one region (or a cartography-style
+fraction ranked by one metric), ``fastcarto issues`` the likely label errors, and
+``fastcarto demo`` runs the whole job on scikit-learn's digits with flipped labels. Every
+command reads SOURCE the same way (:func:`_compute_source`).
 
 Errors in the input (missing files, wrong dtypes, bad labels, NaN in the outputs, ...) end the
 command with one line ``fastcarto: error: ...`` on standard error and exit status 2; set
@@ -55,8 +59,22 @@ LABEL_SUFFIXES = (".npy", ".txt", ".csv")
 
 _EXAMPLES = """\
 examples:
+  # the whole job on a built-in example (needs scikit-learn): map, picture, label issues
+  fastcarto demo --out demo-out
+
   # the data map of a classifier's saved logits, as Parquet
   fastcarto map logits.npy --labels labels.npy --kind logits -o datamap.parquet
+
+  # ... and its picture (PNG, PDF or SVG)
+  fastcarto map logits.npy --labels labels.npy --kind logits -o datamap.parquet --plot map.png
+
+  # the hard-to-learn examples (often mislabeled), or the 33% most ambiguous
+  fastcarto select logits.npy --labels labels.npy --kind logits --region hard-to-learn -o hard.csv
+  fastcarto select logits.npy --labels labels.npy --kind logits --region ambiguous \\
+      --fraction 0.33 -o ambiguous.csv
+
+  # likely label errors, most likely first
+  fastcarto issues logits.npy --labels labels.npy --kind logits -o label_issues.csv
 
   # allenai/cartography's td_metrics after 5 epochs (burn-out), as CSV
   fastcarto map probs.npy --labels labels.txt --kind probs --compat cartography \\
@@ -74,7 +92,58 @@ events, area under the margin, ...) from model outputs saved during training."""
 _MAP_DESCRIPTION = """\
 Compute the data map of a training run saved as a .npy file of model outputs,
 shape (epochs, examples, classes), float32 or float64, and write it to OUT.
-The file is memory-mapped and streamed, never read into memory whole."""
+The file is memory-mapped and streamed, never read into memory whole.
+--plot also draws the map (variability against confidence, coloured by
+correctness, with the three regions)."""
+
+_SELECT_DESCRIPTION = """\
+Write the examples of one region of the data map, or a fixed fraction of all
+examples ranked by one metric as allenai/cartography selects training subsets.
+
+--region R alone: every example the region rule puts in R (ambiguous: the
+third with the highest variability; of the rest, easy-to-learn: confidence >=
+0.5, else hard-to-learn; change it with --variability-quantile,
+--variability-threshold, --confidence-threshold).
+--region R --fraction F: the fraction F of all examples ranked as Swayamdipta et
+al. select R (ambiguous: highest variability first; hard-to-learn: lowest
+confidence first; easy-to-learn: highest confidence first).
+--metric M --fraction F [--worst] [--both-ends]: cartography's selection by M.
+The selected rows are written with every metric and their region, in
+selection order."""
+
+_SELECT_EXAMPLES = """\
+examples:
+  fastcarto select logits.npy --labels labels.npy --kind logits --region hard-to-learn -o hard.csv
+  fastcarto select logits.npy --labels labels.npy --kind logits --region ambiguous \\
+      --fraction 0.33 -o ambiguous.parquet
+  fastcarto select probs.npy --labels labels.npy --kind probs --metric variability \\
+      --fraction 0.25 --both-ends -o subset.csv
+"""
+
+_ISSUES_DESCRIPTION = """\
+Write the examples whose label looks wrong, from the training dynamics alone:
+flagged when the area under the margin (AUM) is below 0 (the given label was on
+average not the model's top class), or, with --threshold-mask, below the 99th
+percentile of the AUM of threshold samples (Pleiss et al., 2020). Columns: id,
+is_label_issue, label_score (0..1, lower = more likely wrong), given_label,
+predicted_label, suggested_label. Only flagged examples are written, most
+likely first, unless --all."""
+
+_ISSUES_EXAMPLES = """\
+examples:
+  fastcarto issues logits.npy --labels labels.npy --kind logits -o label_issues.csv
+  fastcarto issues logits.npy --labels targets.npy --kind logits \\
+      --threshold-mask threshold_mask.npy -o label_issues.csv
+"""
+
+_DEMO_DESCRIPTION = """\
+Run fastcarto's main job on a built-in example: train a small neural network
+(scikit-learn's MLPClassifier, one partial_fit per epoch) on scikit-learn's
+handwritten digits with a known fraction of labels flipped, record its outputs
+every epoch, compute the data map, and write into DIR: datamap.png,
+metrics.parquet, label_issues.csv, report.txt and the recorded dynamics.
+Prints the region counts and how many flipped labels were found. Needs
+scikit-learn: python -m pip install 'fastcarto[demo]'."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -150,7 +219,7 @@ def _bounded_int(minimum: int, what: str) -> Callable[[str], int]:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``fastcarto`` command and its subcommands."""
     from . import __version__
-    from ._inputs import COMPATS, KINDS, NAN_POLICIES
+    from ._regions import REGIONS, SELECT_ASCENDING
 
     parser = _Parser(
         prog=PROG,
@@ -168,12 +237,122 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_source_arguments(m, compat=True)
+    _add_output_argument(m, "the table")
     m.add_argument(
+        "--plot",
+        metavar="IMAGE",
+        help="also draw the data map to IMAGE (.png, .pdf or .svg); not with --compat",
+    )
+    _add_quiet_argument(m)
+    m.set_defaults(handler=_run_map)
+
+    sel = commands.add_parser(
+        "select",
+        help="write the examples of one region, or a fraction ranked by one metric",
+        description=_SELECT_DESCRIPTION,
+        epilog=_SELECT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_source_arguments(sel)
+    _add_output_argument(sel, "the selected examples")
+    how = sel.add_mutually_exclusive_group(required=True)
+    how.add_argument("--region", choices=REGIONS, help="the region to select")
+    how.add_argument(
+        "--metric",
+        choices=tuple(SELECT_ASCENDING),
+        help="rank every example by this metric (needs --fraction)",
+    )
+    sel.add_argument(
+        "--fraction",
+        type=_fraction,
+        metavar="F",
+        help="select int(F * examples) examples, ranked (0 <= F <= 1)",
+    )
+    sel.add_argument("--worst", action="store_true", help="with --metric: rank from the other end")
+    sel.add_argument(
+        "--both-ends",
+        action="store_true",
+        help="with --metric: 70%% of the selection from the top of the ranking, the rest from "
+        "the bottom (as allenai/cartography)",
+    )
+    _add_rule_arguments(sel)
+    _add_quiet_argument(sel)
+    sel.set_defaults(handler=_run_select)
+
+    iss = commands.add_parser(
+        "issues",
+        help="write the examples whose label looks wrong",
+        description=_ISSUES_DESCRIPTION,
+        epilog=_ISSUES_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_source_arguments(iss)
+    _add_output_argument(iss, "the label issues")
+    iss.add_argument(
+        "--threshold-mask",
+        metavar="MASK",
+        help="a .npy boolean mask (or .txt/.csv of 0/1) of the AUM threshold samples of this "
+        "run, from fastcarto.threshold_samples()",
+    )
+    iss.add_argument(
+        "--percentile",
+        type=float,
+        default=99.0,
+        metavar="P",
+        help="with --threshold-mask: flag examples below this percentile of the threshold "
+        "samples' AUM (default 99)",
+    )
+    iss.add_argument(
+        "--all", action="store_true", help="write every example (in id order), not only flagged"
+    )
+    _add_quiet_argument(iss)
+    iss.set_defaults(handler=_run_issues)
+
+    demo = commands.add_parser(
+        "demo",
+        help="run the whole job on scikit-learn's digits with flipped labels",
+        description=_DEMO_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.add_argument(
+        "--out",
+        default="fastcarto-demo",
+        metavar="DIR",
+        help="directory to write into (created; default ./fastcarto-demo)",
+    )
+    demo.add_argument(
+        "--noise",
+        type=_fraction,
+        default=0.2,
+        metavar="F",
+        help="fraction of labels flipped to another class (default 0.2)",
+    )
+    demo.add_argument(
+        "--epochs",
+        type=_bounded_int(2, "--epochs"),
+        default=30,
+        metavar="N",
+        help="training epochs (default 30)",
+    )
+    demo.add_argument(
+        "--seed", type=_bounded_int(0, "--seed"), default=0, metavar="N", help="random seed"
+    )
+    _add_quiet_argument(demo)
+    demo.set_defaults(handler=_run_demo)
+    return parser
+
+
+def _add_source_arguments(p: argparse.ArgumentParser, *, compat: bool = False) -> None:
+    """SOURCE and how to read it: the same for every command that computes a map."""
+    from ._inputs import COMPATS, KINDS, NAN_POLICIES
+
+    p.add_argument(
         "outputs",
-        metavar="OUTPUTS",
+        metavar="SOURCE",
         help="model outputs: a .npy file of shape (epochs, examples, classes), float32 or float64",
     )
-    m.add_argument(
+    p.add_argument(
         "--labels",
         required=True,
         metavar="LABELS",
@@ -181,57 +360,98 @@ def build_parser() -> argparse.ArgumentParser:
         "file with one integer per line; or 0/1 multi-label targets, a .npy file (or comma "
         "separated .csv) of shape (examples, classes)",
     )
-    m.add_argument(
+    p.add_argument(
         "--kind",
         required=True,
         choices=KINDS,
-        help="what OUTPUTS holds: logits (softmax, or sigmoid for one column) or probabilities",
+        help="what SOURCE holds: logits (softmax, or sigmoid for one column) or probabilities",
     )
-    m.add_argument(
-        "-o",
-        "--output",
-        required=True,
-        metavar="OUT",
-        help="where to write the table; the format follows the suffix: "
-        + ", ".join(OUTPUT_FORMATS)
-        + "; '-' writes CSV to standard output",
-    )
-    m.add_argument(
-        "--compat",
-        choices=COMPATS,
-        help="reproduce a published implementation's conventions and column names",
-    )
-    m.add_argument(
+    if compat:
+        p.add_argument(
+            "--compat",
+            choices=COMPATS,
+            help="reproduce a published implementation's conventions and column names",
+        )
+    p.add_argument(
         "--epochs",
         type=parse_epochs,
         metavar="SPEC",
         help="which epochs to use: a count '5' (the first 5), a slice '1:', '1:8', '::2', or a "
         "list '0,2,4'; write negative starts as --epochs=-3:",
     )
-    m.add_argument(
+    p.add_argument(
         "--nan-policy",
         choices=NAN_POLICIES,
         default="raise",
         help="'raise' (default) stops at the first NaN/inf; 'omit' skips those observations",
     )
-    m.add_argument(
+    p.add_argument(
         "--ddof",
         type=_bounded_int(0, "--ddof"),
         default=0,
         metavar="N",
         help="delta degrees of freedom of variability (default 0, the population std)",
     )
-    m.add_argument(
+    p.add_argument(
         "--threads",
         type=_bounded_int(1, "--threads"),
         metavar="N",
         help="worker threads (default: FASTCARTO_NUM_THREADS or all cores)",
     )
-    m.add_argument(
+
+
+def _add_output_argument(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help=f"where to write {what}; the format follows the suffix: "
+        + ", ".join(OUTPUT_FORMATS)
+        + "; '-' writes CSV to standard output",
+    )
+
+
+def _add_quiet_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
         "-q", "--quiet", action="store_true", help="print nothing on standard error on success"
     )
-    m.set_defaults(handler=_run_map)
-    return parser
+
+
+def _add_rule_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--variability-quantile",
+        type=_fraction,
+        default=2 / 3,
+        metavar="Q",
+        help="region rule: examples at or above this quantile of variability are ambiguous "
+        "(default 2/3: the top third)",
+    )
+    p.add_argument(
+        "--variability-threshold",
+        type=float,
+        metavar="V",
+        help="region rule: a fixed variability threshold instead of the quantile",
+    )
+    p.add_argument(
+        "--confidence-threshold",
+        type=float,
+        default=0.5,
+        metavar="C",
+        help="region rule: of the others, confidence >= C is easy-to-learn, below "
+        "hard-to-learn (default 0.5)",
+    )
+
+
+def _fraction(text: str) -> float:
+    """An argparse ``type`` for numbers in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
 
 
 # --------------------------------------------------------------------------------------------
@@ -393,35 +613,194 @@ _WRITERS: dict[str, Callable[[DataMap, Path], None]] = {
 }
 
 
-def _run_map(args: argparse.Namespace) -> int:
-    """``fastcarto map``: compute the data map and write it."""
+def _compute_source(args: argparse.Namespace) -> DataMap:
+    """The data map of SOURCE as the source options describe it: the one place where every
+    command reads its input."""
     from ._compute import compute
 
-    out: str = args.output
-    output_format(out)  # fail on a bad OUT before the (possibly long) computation
-    _check_output_dir(out)
     outputs = Path(args.outputs)
     if outputs.suffix.lower() != ".npy":
         raise ValueError(
-            f"{outputs}: OUTPUTS must be a .npy file of shape (epochs, examples, classes)"
+            f"{outputs}: SOURCE must be a .npy file of shape (epochs, examples, classes)"
         )
     _check_readable_file(outputs)
     labels = read_labels(args.labels)
-
-    dm = compute(
+    return compute(
         outputs,
         labels,
         kind=args.kind,
-        compat=args.compat,
+        compat=getattr(args, "compat", None),
         epochs=args.epochs,
         nan_policy=args.nan_policy,
         ddof=args.ddof,
         threads=args.threads,
     )
-    write_table(dm, out)
+
+
+def _check_output(out: str) -> None:
+    """Fails on a bad OUT before the (possibly long) computation."""
+    output_format(out)
+    _check_output_dir(out)
+
+
+#: Figure formats ``--plot`` writes, by suffix.
+PLOT_FORMATS = (".png", ".pdf", ".svg")
+
+
+def _check_plot(path: str) -> None:
+    suffix = Path(path).suffix.lower()
+    if suffix not in PLOT_FORMATS:
+        got = f"suffix {suffix!r}" if suffix else "no suffix"
+        raise ValueError(
+            f"{path}: unknown image format ({got}); use one of {', '.join(PLOT_FORMATS)}"
+        )
+    _check_output_dir(path)
+
+
+def _report(args: argparse.Namespace, message: str) -> None:
     if not args.quiet:
-        where = "standard output" if out == "-" else out
-        print(f"{PROG}: {dm!r} -> {where}", file=sys.stderr)
+        print(f"{PROG}: {message}", file=sys.stderr)
+
+
+def _where(out: str) -> str:
+    return "standard output" if out == "-" else out
+
+
+def _run_map(args: argparse.Namespace) -> int:
+    """``fastcarto map``: compute the data map and write it (and its picture)."""
+    out: str = args.output
+    _check_output(out)
+    if args.plot is not None:
+        if args.compat is not None:
+            raise ValueError(
+                "--plot draws fastcarto's own columns; it cannot be combined with --compat"
+            )
+        _check_plot(args.plot)
+
+    dm = _compute_source(args)
+    write_table(dm, out)
+    _report(args, f"{dm!r} -> {_where(out)}")
+    if args.plot is not None:
+        _save_figure(dm.plot(), args.plot)
+        _report(args, f"data map -> {args.plot}")
+    return EXIT_OK
+
+
+def _save_figure(fig: Any, path: str) -> None:
+    """Writes ``fig`` under a temporary name and renames it into place."""
+    target = Path(path)
+    tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp{target.suffix}")
+    try:
+        fig.savefig(tmp, dpi=150)
+        os.replace(tmp, target)
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else _message(exc)
+        raise OSError(exc.errno, f"cannot write the figure: {reason}", path) from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _with_columns(dm: DataMap, table: Any) -> DataMap:
+    """A :class:`DataMap` around ``table`` (any Arrow table), for the table writers."""
+    from ._datamap import DataMap
+
+    return DataMap(table, kind=dm.kind, compat=dm.compat)
+
+
+def _rule(args: argparse.Namespace) -> Any:
+    from ._regions import RegionRule
+
+    return RegionRule(
+        variability_quantile=args.variability_quantile,
+        variability=args.variability_threshold,
+        confidence=args.confidence_threshold,
+    )
+
+
+def _run_select(args: argparse.Namespace) -> int:
+    """``fastcarto select``: the examples of a region, or a ranked fraction."""
+    import pyarrow as pa
+
+    from ._regions import REGION_SELECTION, select_rows
+
+    out: str = args.output
+    if args.metric is not None and args.fraction is None:
+        raise ValueError("--metric needs --fraction (the share of examples to select)")
+    if args.region is not None and (args.worst or args.both_ends):
+        raise ValueError("--worst and --both-ends go with --metric, not --region")
+    rule = _rule(args)
+    _check_output(out)
+
+    dm = _compute_source(args)
+    regions = dm.regions(rule)
+    if args.region is not None and args.fraction is None:
+        rows = np.flatnonzero((regions == args.region).to_numpy())
+        how = f"region {args.region} ({rule.describe(dm['variability'])})"
+    else:
+        if args.region is not None:
+            metric, worst = REGION_SELECTION[args.region]
+            both_ends = False
+            how = f"{args.region}: {args.fraction:g} of the examples by {metric}"
+        else:
+            metric, worst, both_ends = args.metric, args.worst, args.both_ends
+            how = f"{args.fraction:g} of the examples by {metric}"
+            how += " (worst)" if worst else ""
+            how += " (both ends)" if both_ends else ""
+        rows = select_rows(dm, metric, args.fraction, worst=worst, both_ends=both_ends)
+    table = dm.to_arrow().take(pa.array(rows, type=pa.int64()))
+    region_column = pa.array(regions.astype(object).to_numpy()[rows], type=pa.string())
+    selected = _with_columns(dm, table.append_column("region", region_column))
+    write_table(selected, out)
+    _report(args, f"selected {len(rows):,} of {len(dm):,} examples, {how} -> {_where(out)}")
+    return EXIT_OK
+
+
+def _run_issues(args: argparse.Namespace) -> int:
+    """``fastcarto issues``: the examples whose label looks wrong."""
+    import pyarrow as pa
+
+    out: str = args.output
+    if args.threshold_mask is None and args.percentile != 99.0:
+        raise ValueError("--percentile applies with --threshold-mask")
+    if not 0.0 <= args.percentile <= 100.0:
+        raise ValueError(f"--percentile must lie in [0, 100], got {args.percentile:g}")
+    _check_output(out)
+    mask = None
+    if args.threshold_mask is not None:
+        mask = read_labels(args.threshold_mask)
+        if mask.ndim != 1 or not np.isin(mask, (0, 1)).all():
+            raise ValueError(
+                f"{args.threshold_mask}: the threshold mask must hold one 0/1 (or boolean) "
+                "value per example"
+            )
+        mask = mask.astype(bool)
+
+    dm = _compute_source(args)
+    issues = dm.label_issues(threshold_mask=mask, percentile=args.percentile)
+    n_flagged = int(issues["is_label_issue"].sum())
+    if not args.all:
+        issues = issues[issues["is_label_issue"]].sort_values("label_score", kind="stable")
+    table = pa.Table.from_pandas(issues, preserve_index=False)
+    write_table(_with_columns(dm, table), out)
+    _report(
+        args,
+        f"{n_flagged:,} of {len(dm):,} examples flagged as label issues"
+        f" ({100 * n_flagged / max(len(dm), 1):.1f}%) -> {_where(out)}",
+    )
+    return EXIT_OK
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    """``fastcarto demo``: the whole job on scikit-learn's digits."""
+    from ._demo import run_demo
+
+    run_demo(
+        args.out,
+        noise=args.noise,
+        epochs=args.epochs,
+        seed=args.seed,
+        stream=None if args.quiet else sys.stdout,
+    )
     return EXIT_OK
 
 

@@ -1,0 +1,274 @@
+"""``fastcarto demo``: the main job end to end on a dataset that ships with scikit-learn.
+
+Trains a small neural network (``MLPClassifier``, one ``partial_fit`` pass per epoch) on the
+8x8 handwritten digits with a known fraction of labels flipped, records its logits every epoch
+with :class:`fastcarto.Recorder`, computes the data map, and writes the picture, the metrics
+and the label issues. The flipped labels are known, so the demo reports how many the label-issue
+rule found. ``benches/eval_label_noise.py`` and the tests reuse the helpers here.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ._datamap import DataMap
+
+#: The network of the demo: one hidden layer of this many ReLU units.
+HIDDEN_UNITS = 128
+BATCH_SIZE = 64
+LEARNING_RATE = 1e-3
+
+
+def _sklearn() -> Any:
+    try:
+        import sklearn
+    except ImportError:
+        raise ImportError(
+            "fastcarto demo needs scikit-learn: python -m pip install 'fastcarto[demo]'"
+        ) from None
+    return sklearn
+
+
+def noisy_digits(
+    noise: float, seed: int = 0
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """scikit-learn's digits (1,797 8x8 images, 10 classes) scaled to [0, 1], with a fraction
+    ``noise`` of the labels flipped uniformly to another class.
+
+    Returns ``(X, noisy_labels, true_labels)``.
+    """
+    _sklearn()
+    from sklearn.datasets import load_digits
+
+    if not 0.0 <= noise <= 1.0:
+        raise ValueError(f"noise must lie in [0, 1], got {noise!r}")
+    x, y = load_digits(return_X_y=True)
+    x = np.asarray(x, dtype=np.float64) / 16.0
+    y = np.asarray(y, dtype=np.int64)
+    n_classes = int(y.max()) + 1
+    rng = np.random.default_rng(seed)
+    flipped = rng.choice(y.size, size=round(noise * y.size), replace=False)
+    noisy = y.copy()
+    noisy[flipped] = (y[flipped] + rng.integers(1, n_classes, size=flipped.size)) % n_classes
+    return x, noisy, y
+
+
+def mlp_logits(clf: Any, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
+    """The pre-softmax outputs (logits) of a fitted ``MLPClassifier`` on ``x``: its forward
+    pass from the public ``coefs_`` / ``intercepts_`` without the output activation
+    (``predict_proba`` is their softmax)."""
+    hidden: dict[str, Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]] = {
+        "relu": lambda a: np.maximum(a, 0.0),
+        "tanh": np.tanh,
+        "logistic": lambda a: 1.0 / (1.0 + np.exp(-a)),
+        "identity": lambda a: a,
+    }
+    act = hidden[clf.activation]
+    a = x
+    for w, b in zip(clf.coefs_[:-1], clf.intercepts_[:-1], strict=True):
+        a = act(a @ w + b)
+    return np.asarray(a @ clf.coefs_[-1] + clf.intercepts_[-1], dtype=np.float32)
+
+
+def train_epochs(
+    x: npt.NDArray[np.float64],
+    labels: npt.NDArray[np.int64],
+    *,
+    epochs: int,
+    seed: int = 0,
+    n_classes: int | None = None,
+) -> Any:
+    """Yields ``(epoch, logits on x)`` after each epoch (one ``partial_fit`` pass) of an
+    ``MLPClassifier`` trained on ``(x, labels)``."""
+    _sklearn()
+    from sklearn.neural_network import MLPClassifier
+
+    classes = np.arange(n_classes if n_classes is not None else int(labels.max()) + 1)
+    clf = MLPClassifier(
+        hidden_layer_sizes=(HIDDEN_UNITS,),
+        batch_size=BATCH_SIZE,
+        learning_rate_init=LEARNING_RATE,
+        random_state=seed,
+    )
+    for epoch in range(epochs):
+        clf.partial_fit(x, labels, classes=classes)
+        yield epoch, mlp_logits(clf, x)
+
+
+def train_and_map(
+    x: npt.NDArray[np.float64],
+    labels: npt.NDArray[np.int64],
+    *,
+    epochs: int,
+    seed: int = 0,
+    n_classes: int | None = None,
+    record_to: str | os.PathLike[str] | None = None,
+) -> DataMap:
+    """Trains as :func:`train_epochs` and returns the data map of the run.
+
+    RECORDING happens here, and only here. With ``record_to``, every epoch's logits are written
+    with :class:`fastcarto.Recorder` (Arrow IPC segments in that directory) and the map comes
+    from the recorder's live accumulator; without, an :class:`fastcarto.Accumulator` is updated
+    directly. (Once ``fastcarto.compute`` reads recorder directories, the map could equally be
+    ``fastcarto.compute(record_to, kind="logits")``.)
+    """
+    from ._accumulator import Accumulator
+    from ._recorder import Recorder
+
+    n_out = n_classes if n_classes is not None else int(labels.max()) + 1
+    ids = np.arange(labels.size)
+    if record_to is None:
+        acc = Accumulator(n_examples=labels.size, n_classes=n_out, kind="logits")
+        for epoch, logits in train_epochs(x, labels, epochs=epochs, seed=seed, n_classes=n_out):
+            acc.update(logits, labels, epoch=epoch)
+        return acc.finalize()
+    with Recorder(
+        record_to,
+        kind="logits",
+        n_classes=n_out,
+        n_examples=labels.size,
+        mode="overwrite",
+        accumulator=True,
+    ) as rec:
+        for epoch, logits in train_epochs(x, labels, epochs=epochs, seed=seed, n_classes=n_out):
+            rec.record(epoch, ids, logits, labels)
+        return rec.datamap()
+
+
+@dataclass
+class DemoResult:
+    """What :func:`run_demo` computed and wrote."""
+
+    datamap: DataMap
+    issues: pd.DataFrame
+    flipped: npt.NDArray[np.bool_]
+    precision: float
+    recall: float
+    files: list[Path]
+
+
+def precision_recall(
+    flagged: npt.NDArray[np.bool_], truth: npt.NDArray[np.bool_]
+) -> tuple[float, float]:
+    """Precision and recall of ``flagged`` against the known ``truth``."""
+    hits = int(np.sum(flagged & truth))
+    precision = hits / int(flagged.sum()) if flagged.any() else float("nan")
+    recall = hits / int(truth.sum()) if truth.any() else float("nan")
+    return precision, recall
+
+
+def run_demo(
+    out: str | os.PathLike[str],
+    *,
+    noise: float = 0.2,
+    epochs: int = 30,
+    seed: int = 0,
+    stream: IO[str] | None = sys.stdout,
+) -> DemoResult:
+    """Runs the demo and writes its files into ``out`` (created if missing)."""
+
+    def say(text: str) -> None:
+        if stream is not None:
+            print(text, file=stream, flush=True)
+
+    out_dir = Path(out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"{out_dir}: exists and is not a directory")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    x, noisy, true = noisy_digits(noise, seed)
+    flipped = noisy != true
+    say(
+        f"digits: {noisy.size:,} 8x8 images of handwritten digits (scikit-learn), "
+        f"{int(flipped.sum()):,} labels ({100 * flipped.mean():.0f}%) flipped to another digit"
+    )
+    say(
+        f"training an MLP ({HIDDEN_UNITS} hidden units) for {epochs} epochs, one partial_fit "
+        "each, recording its logits on every training example after each epoch ..."
+    )
+    start = time.perf_counter()
+    dynamics = out_dir / "dynamics"
+    dm = train_and_map(x, noisy, epochs=epochs, seed=seed, record_to=dynamics)
+    say(f"  done in {time.perf_counter() - start:.1f} s -> {dynamics}/")
+    say("")
+    say(dm.report())
+
+    issues = dm.label_issues()
+    flagged = issues["is_label_issue"].to_numpy(dtype=bool)
+    precision, recall = precision_recall(flagged, flipped)
+    say("")
+    say(
+        f"flipped labels found: {int((flagged & flipped).sum()):,} of {int(flipped.sum()):,} "
+        f"(recall {100 * recall:.1f}%); {int(flagged.sum()):,} flagged, "
+        f"{int((flagged & flipped).sum()):,} of them really flipped "
+        f"(precision {100 * precision:.1f}%)"
+    )
+    codes = np.asarray(dm.regions().cat.codes)
+    hard = codes == 2
+    if hard.any():
+        say(
+            f"hard-to-learn region: {int(hard.sum()):,} examples, "
+            f"{100 * float(flipped[hard].mean()):.0f}% of them flipped "
+            f"(vs {100 * float(flipped.mean()):.0f}% overall)"
+        )
+
+    files = _write_outputs(dm, issues, true, flipped, dynamics, out_dir)
+    say("")
+    say(f"wrote {', '.join(str(f) for f in files)}")
+    return DemoResult(dm, issues, flipped, precision, recall, files)
+
+
+def _write_outputs(
+    dm: DataMap,
+    issues: pd.DataFrame,
+    true: npt.NDArray[np.int64],
+    flipped: npt.NDArray[np.bool_],
+    dynamics: Path,
+    out_dir: Path,
+) -> list[Path]:
+    import pyarrow.parquet as pq
+
+    files = []
+    path = out_dir / "datamap.png"
+    dm.plot(
+        title=f"Data map of an MLP on digits with {100 * flipped.mean():.0f}% flipped labels",
+        save=path,
+    )
+    files.append(path)
+
+    path = out_dir / "metrics.parquet"
+    pq.write_table(dm.to_arrow(), path)
+    files.append(path)
+
+    path = out_dir / "label_issues.csv"
+    table = issues.assign(true_label=true, flipped=flipped)
+    table.to_csv(path, index=False)
+    files.append(path)
+
+    path = out_dir / "report.txt"
+    path.write_text(dm.report() + "\n", encoding="utf-8")
+    files.append(path)
+
+    # p(gold) of a few flagged and a few unflagged examples, read back from the recording.
+    flagged = issues["is_label_issue"].to_numpy(dtype=bool)
+    ids = [*np.flatnonzero(flagged & flipped)[:3], *np.flatnonzero(~flagged)[:2]]
+    path = out_dir / "trajectories.png"
+    dm.plot_trajectories(
+        [int(i) for i in ids],
+        dynamics,
+        title="p(gold) per epoch: three flagged (flipped) and two unflagged examples",
+        save=path,
+    )
+    files.append(path)
+    return files

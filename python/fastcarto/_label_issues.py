@@ -1,0 +1,297 @@
+"""Label issues from training dynamics: the default AUM rule, AUM threshold samples (Pleiss et
+al., 2020), per-class summaries and the text report.
+
+The scores are transforms of columns the engine computed (``aum``, ``confidence``, ...); nothing
+here re-derives a training-dynamics metric.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ._regions import REGIONS, RegionRule, region_codes, require
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ._datamap import DataMap
+
+#: Percentile of the threshold samples' AUM used as the mislabeling threshold (Pleiss et al.).
+DEFAULT_PERCENTILE = 99.0
+
+
+def threshold_samples(
+    labels: npt.ArrayLike,
+    n_classes: int,
+    *,
+    seed: int | np.random.Generator | None = None,
+    exclude: npt.ArrayLike | None = None,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """Training targets with AUM threshold samples (Pleiss et al., 2020, section 3).
+
+    A random ``N // (n_classes + 1)`` of the examples are given the label ``n_classes``, an
+    extra class that no example really belongs to: they are mislabeled on purpose. Train with
+    ``n_classes + 1`` outputs on the returned targets, compute the map from that run, then
+    :meth:`DataMap.label_issues` with ``threshold_mask=mask`` flags the examples whose AUM is
+    below the 99th percentile of the threshold samples' AUM.
+
+    The threshold samples themselves are not judged in that run. Pleiss et al. train a second
+    time with a different subset: pass ``exclude=mask`` of the first run to draw a disjoint one.
+
+    Parameters
+    ----------
+    labels:
+        One integer label in ``0..n_classes-1`` per example.
+    n_classes:
+        The number of real classes ``C``; the extra class is ``C``.
+    seed:
+        Seed (or ``numpy.random.Generator``) of the random subset.
+    exclude:
+        Boolean mask of examples never chosen (e.g. the previous run's threshold samples).
+
+    Returns
+    -------
+    (targets, mask)
+        ``targets`` (int64, the labels with the chosen examples set to ``n_classes``) and the
+        boolean ``mask`` of the chosen examples.
+
+    Examples
+    --------
+    >>> import numpy as np, fastcarto
+    >>> targets, mask = fastcarto.threshold_samples(np.arange(12) % 3, 3, seed=0)
+    >>> int(mask.sum()), sorted(set(targets[mask].tolist()))
+    (3, [3])
+    >>> bool((targets[~mask] == (np.arange(12) % 3)[~mask]).all())
+    True
+    """
+    y = np.asarray(labels)
+    if y.ndim != 1:
+        raise ValueError(f"labels must have shape (examples,), got {y.shape}")
+    if y.dtype.kind not in "iu":
+        raise TypeError(f"labels must be integers, got dtype {y.dtype}")
+    if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)):
+        raise TypeError(f"n_classes must be an integer, got {n_classes!r}")
+    if n_classes < 1:
+        raise ValueError(f"n_classes must be at least 1, got {n_classes}")
+    if y.size and (y.min() < 0 or y.max() >= n_classes):
+        bad = y.min() if y.min() < 0 else y.max()
+        raise ValueError(f"label {bad} is out of range for {n_classes} classes")
+    candidates = np.arange(y.size)
+    if exclude is not None:
+        ex = np.asarray(exclude)
+        if ex.dtype != np.bool_ or ex.shape != y.shape:
+            raise ValueError(f"exclude must be a boolean mask of shape {y.shape}")
+        candidates = candidates[~ex]
+    k = y.size // (int(n_classes) + 1)
+    if k == 0:
+        raise ValueError(f"{y.size} examples are too few for threshold samples: N // (C + 1) = 0")
+    if k > candidates.size:
+        raise ValueError(
+            f"need {k} threshold samples but only {candidates.size} examples are not excluded"
+        )
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(candidates, size=k, replace=False)
+    mask = np.zeros(y.size, dtype=bool)
+    mask[chosen] = True
+    targets = y.astype(np.int64, copy=True)
+    targets[mask] = int(n_classes)
+    return targets, mask
+
+
+def _threshold_mask(dm: DataMap, threshold_mask: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+    if "class" in dm.columns:
+        raise ValueError("threshold samples apply to single-label maps, not multi-label ones")
+    mask = np.asarray(threshold_mask)
+    if mask.dtype != np.bool_:
+        if mask.dtype.kind not in "iu":
+            raise TypeError("threshold_mask must be a boolean mask or integer row positions")
+        positions = mask
+        mask = np.zeros(len(dm), dtype=bool)
+        mask[positions] = True
+    if mask.shape != (len(dm),):
+        raise ValueError(
+            f"threshold_mask must have one entry per example ({len(dm)}), got shape {mask.shape}"
+        )
+    if not mask.any():
+        raise ValueError("threshold_mask selects no example")
+    labels = dm["label"]
+    chosen = np.unique(labels[mask])
+    top = np.nanmax(labels)
+    if chosen.size != 1 or chosen[0] != top:
+        raise ValueError(
+            "threshold samples must all carry the extra class (the largest label, "
+            f"{top:g}) in the map; they carry {', '.join(f'{c:g}' for c in chosen[:5])}. "
+            "Compute the map from the run trained on threshold_samples()'s targets"
+        )
+    return mask
+
+
+def aum_threshold(
+    dm: DataMap, threshold_mask: npt.ArrayLike, *, percentile: float = DEFAULT_PERCENTILE
+) -> float:
+    """The ``percentile`` of the threshold samples' AUM (see :meth:`DataMap.aum_threshold`)."""
+    require(dm, "aum_threshold", "aum", "label")
+    if not 0.0 <= percentile <= 100.0:
+        raise ValueError(f"percentile must lie in [0, 100], got {percentile!r}")
+    mask = _threshold_mask(dm, threshold_mask)
+    aum = dm["aum"][mask]
+    aum = aum[np.isfinite(aum)]
+    if aum.size == 0:
+        raise ValueError("no threshold sample has an AUM (none was observed)")
+    return float(np.percentile(aum, percentile))
+
+
+def label_scores(dm: DataMap) -> npt.NDArray[np.float64]:
+    """``label_score``: the AUM mapped monotonically onto [0, 1], 0.5 at AUM = 0."""
+    aum = np.asarray(dm["aum"], dtype=np.float64)
+    if dm.kind == "probs":
+        # The probability margin lies in [-1, 1]; (m + 1) / 2 is cleanlab's normalized_margin,
+        # here averaged over epochs.
+        return np.clip((aum + 1.0) / 2.0, 0.0, 1.0)
+    # Logistic of the mean logit margin, written with tanh (no overflow for large |aum|).
+    return 0.5 * (1.0 + np.tanh(0.5 * aum))
+
+
+def label_issues(
+    dm: DataMap,
+    *,
+    threshold_mask: npt.ArrayLike | None = None,
+    percentile: float = DEFAULT_PERCENTILE,
+) -> pd.DataFrame:
+    """See :meth:`DataMap.label_issues`."""
+    import pandas as pd
+
+    require(dm, "label_issues", "id", "label", "aum", "final_pred")
+    aum = np.asarray(dm["aum"], dtype=np.float64)
+    score = label_scores(dm)
+    observed = np.isfinite(aum)
+    if threshold_mask is None:
+        flagged = observed & (aum < 0.0)
+    else:
+        mask = _threshold_mask(dm, threshold_mask)
+        threshold = aum_threshold(dm, mask, percentile=percentile)
+        flagged = observed & (aum < threshold) & ~mask
+        score = np.where(mask, np.nan, score)
+    table = dm.to_arrow()
+    given = pd.array(table.column("label").to_pylist(), dtype="Int64")
+    predicted = pd.array(table.column("final_pred").to_pylist(), dtype="Int64")
+    suggested = predicted.copy()
+    suggested[~flagged] = given[~flagged]
+    if threshold_mask is not None:
+        suggested[mask] = pd.NA
+    out: dict[str, Any] = {"id": table.column("id").to_pandas()}
+    if "class" in table.column_names:
+        out["class"] = table.column("class").to_pandas()
+    out.update(
+        is_label_issue=flagged,
+        label_score=score,
+        given_label=given,
+        predicted_label=predicted,
+        suggested_label=suggested,
+    )
+    return pd.DataFrame(out)
+
+
+def class_summary(
+    dm: DataMap,
+    *,
+    rule: RegionRule | None = None,
+    threshold_mask: npt.ArrayLike | None = None,
+    percentile: float = DEFAULT_PERCENTILE,
+) -> pd.DataFrame:
+    """See :meth:`DataMap.class_summary`."""
+    import pandas as pd
+
+    issues = label_issues(dm, threshold_mask=threshold_mask, percentile=percentile)
+    by = "class" if "class" in dm.columns else "label"
+    keys = np.asarray(dm[by], dtype=np.float64)
+    keep = np.isfinite(keys)
+    if threshold_mask is not None:
+        keep &= ~_threshold_mask(dm, threshold_mask)
+    codes = region_codes(dm, rule)
+    confidence = np.asarray(dm["confidence"], dtype=np.float64)
+    score = issues["label_score"].to_numpy(dtype=np.float64)
+    flagged = issues["is_label_issue"].to_numpy(dtype=bool)
+    classes, inverse = np.unique(keys[keep].astype(np.int64), return_inverse=True)
+    k = classes.size
+
+    def per_class(values: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
+        return np.bincount(inverse, weights=values[keep], minlength=k).astype(np.float64)
+
+    def mean_per_class(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        finite = np.isfinite(values)
+        total = np.bincount(inverse, weights=np.where(finite, values, 0.0)[keep], minlength=k)
+        count = np.bincount(inverse, weights=finite[keep].astype(np.float64), minlength=k)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return total / count
+
+    examples = np.bincount(inverse, minlength=k)
+    n_issues = per_class(flagged.astype(np.float64)).astype(np.int64)
+    table: dict[str, Any] = {
+        by: classes,
+        "examples": examples,
+        "label_issues": n_issues,
+        "label_noise": n_issues / np.maximum(examples, 1),
+    }
+    for code, region in enumerate(REGIONS):
+        table[region] = per_class((codes == code).astype(np.float64)).astype(np.int64)
+    table["mean_confidence"] = mean_per_class(confidence)
+    table["mean_label_score"] = mean_per_class(score)
+    df = pd.DataFrame(table)
+    df = df.sort_values(["label_noise", by], ascending=[False, True], kind="stable")
+    return df.reset_index(drop=True)
+
+
+def report(
+    dm: DataMap,
+    *,
+    rule: RegionRule | None = None,
+    threshold_mask: npt.ArrayLike | None = None,
+    percentile: float = DEFAULT_PERCENTILE,
+) -> str:
+    """See :meth:`DataMap.report`."""
+    rule = rule or RegionRule()
+    n = len(dm)
+    unit = "rows" if "class" in dm.columns else "examples"
+    lines = [repr(dm)]
+    codes = region_codes(dm, rule)
+    counts = [int((codes == i).sum()) for i in range(len(REGIONS))]
+    parts = [f"{r} {c:,} ({_pct(c, n)})" for r, c in zip(REGIONS, counts, strict=True)]
+    none = int((codes < 0).sum())
+    if none:
+        parts.append(f"no region (not observed) {none:,}")
+    lines.append("regions: " + ", ".join(parts))
+    lines.append("  rule: " + rule.describe(dm["variability"]))
+    issues = label_issues(dm, threshold_mask=threshold_mask, percentile=percentile)
+    flagged = int(issues["is_label_issue"].sum())
+    if threshold_mask is None:
+        how = "mean margin (AUM) < 0: the given label was on average not the top class"
+    else:
+        thr = aum_threshold(dm, threshold_mask, percentile=percentile)
+        how = f"AUM < {thr:.4g}, the {percentile:g}th percentile of the threshold samples"
+    lines.append(f"label issues: {flagged:,} of {n:,} {unit} ({_pct(flagged, n)}); {how}")
+    if "forgetting" in dm.columns and "never_learned" in dm.columns:
+        never = int(np.sum(dm["never_learned"]))
+        forgotten = int(np.sum(np.asarray(dm["forgetting"]) > 0))
+        lines.append(
+            f"never learned: {never:,} ({_pct(never, n)}); forgotten at least once: "
+            f"{forgotten:,} ({_pct(forgotten, n)})"
+        )
+    summary = class_summary(dm, rule=rule, threshold_mask=threshold_mask, percentile=percentile)
+    worst = summary[summary["label_issues"] > 0].head(3)
+    if len(worst) and len(summary) > 1:
+        by = summary.columns[0]
+        text = ", ".join(
+            f"{int(row[by])} ({int(row['label_issues']):,} of {int(row['examples']):,}, "
+            f"{100 * row['label_noise']:.1f}%)"
+            for _, row in worst.iterrows()
+        )
+        lines.append(f"classes with the most label issues: {text}")
+    return "\n".join(lines)
+
+
+def _pct(count: int, total: int) -> str:
+    return f"{100 * count / total:.1f}%" if total else "-"
