@@ -23,11 +23,14 @@
 pub(crate) mod alloc;
 pub mod dense;
 pub mod error;
+pub mod keyed;
+pub mod long;
 pub(crate) mod kernel;
 pub mod math;
 pub mod npy;
 pub mod options;
 pub mod parallel;
+pub mod read;
 pub mod result;
 pub mod serialize;
 pub mod state;

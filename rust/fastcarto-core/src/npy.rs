@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use memmap2::Mmap;
-use ndarray::{ArrayView3, Ix3};
+use ndarray::{ArrayView2, ArrayView3, ArrayViewD, Axis, Ix3};
 use ndarray_npy::{ViewNpyError, ViewNpyExt};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -13,6 +13,7 @@ pub struct MappedNpy {
     path: PathBuf,
     map: Mmap,
     dtype: NpyDtype,
+    ndim: usize,
 }
 
 /// Element types fastcarto reads from `.npy` files.
@@ -31,6 +32,15 @@ pub enum NpyView<'a> {
 impl MappedNpy {
     /// Maps `path` and checks its header: 3-d, little-endian float32/float64, C order, complete.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_ndim(path, 3)
+    }
+
+    /// Maps one epoch's `[examples, classes]` array; [`view`](Self::view) gives it as `[1, N, C]`.
+    pub fn open_epoch(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_ndim(path, 2)
+    }
+
+    fn open_ndim(path: impl AsRef<Path>, ndim: usize) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         if path.is_dir() {
             let source = std::io::Error::new(std::io::ErrorKind::IsADirectory, "is a directory, not a .npy file");
@@ -43,9 +53,13 @@ impl MappedNpy {
         #[cfg(unix)]
         let _ = map.advise(memmap2::Advice::Sequential);
         let format = |reason: String| Error::Format { path: path.clone(), reason };
-        let dtype = match ArrayView3::<f32>::view_npy(&map) {
+        let dtype = match ArrayViewD::<f32>::view_npy(&map) {
+            Ok(v) if v.ndim() != ndim => return Err(format(describe(ViewNpyError::WrongNdim(Some(ndim), v.ndim())))),
             Ok(_) => NpyDtype::F32,
-            Err(ViewNpyError::WrongDescriptor(_)) => match ArrayView3::<f64>::view_npy(&map) {
+            Err(ViewNpyError::WrongDescriptor(_)) => match ArrayViewD::<f64>::view_npy(&map) {
+                Ok(v) if v.ndim() != ndim => {
+                    return Err(format(describe(ViewNpyError::WrongNdim(Some(ndim), v.ndim()))));
+                }
                 Ok(_) => NpyDtype::F64,
                 Err(ViewNpyError::WrongDescriptor(d)) => {
                     return Err(format(format!("dtype {d} is not supported; save float32 or float64 outputs")));
@@ -54,7 +68,7 @@ impl MappedNpy {
             },
             Err(e) => return Err(format(describe(e))),
         };
-        let this = MappedNpy { path, map, dtype };
+        let this = MappedNpy { path, map, dtype, ndim };
         let standard = match this.view()? {
             NpyView::F32(v) => v.is_standard_layout(),
             NpyView::F64(v) => v.is_standard_layout(),
@@ -76,9 +90,11 @@ impl MappedNpy {
     /// The mapped array.
     pub fn view(&self) -> Result<NpyView<'_>> {
         let err = |e| self.format_error(describe(e));
-        Ok(match self.dtype {
-            NpyDtype::F32 => NpyView::F32(ArrayView3::<f32>::view_npy(&self.map).map_err(err)?),
-            NpyDtype::F64 => NpyView::F64(ArrayView3::<f64>::view_npy(&self.map).map_err(err)?),
+        Ok(match (self.dtype, self.ndim) {
+            (NpyDtype::F32, 3) => NpyView::F32(ArrayView3::<f32>::view_npy(&self.map).map_err(err)?),
+            (NpyDtype::F64, 3) => NpyView::F64(ArrayView3::<f64>::view_npy(&self.map).map_err(err)?),
+            (NpyDtype::F32, _) => NpyView::F32(ArrayView2::<f32>::view_npy(&self.map).map_err(err)?.insert_axis(Axis(0))),
+            (NpyDtype::F64, _) => NpyView::F64(ArrayView2::<f64>::view_npy(&self.map).map_err(err)?.insert_axis(Axis(0))),
         })
     }
 
@@ -89,10 +105,12 @@ impl MappedNpy {
 
 fn describe(e: ViewNpyError) -> String {
     match e {
-        ViewNpyError::WrongNdim(want, got) => format!(
-            "expected a 3-d array [epochs, examples, classes], found {got} dimensions{}",
-            want.map_or(String::new(), |_| String::new())
-        ),
+        ViewNpyError::WrongNdim(Some(2), got) => {
+            format!("expected a 2-d array [examples, classes] (one epoch), found {got} dimensions")
+        }
+        ViewNpyError::WrongNdim(_, got) => {
+            format!("expected a 3-d array [epochs, examples, classes], found {got} dimensions")
+        }
         ViewNpyError::MissingBytes(n) => format!("the file is truncated: {n} bytes of data are missing"),
         ViewNpyError::ExtraBytes(n) => format!("the file has {n} bytes after the array data"),
         ViewNpyError::NonNativeEndian => "the array is big-endian; save it in native byte order".into(),

@@ -13,7 +13,10 @@ use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3, PyUntypedArray
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use pyo3_arrow::PyRecordBatch;
+use fastcarto_core::long::Columns;
+use fastcarto_core::parallel;
+use fastcarto_core::read::{self, EpochFilter, FileFormat, ReadOptions};
+use pyo3_arrow::{PyArray, PyRecordBatch};
 use pyo3_arrow::input::AnyRecordBatch;
 use std::path::PathBuf;
 
@@ -96,12 +99,19 @@ impl PyState {
     }
 
     /// The metrics table as a `pyarrow.RecordBatch`.
-    #[pyo3(signature = (*, compat=None, ddof=0))]
-    fn finalize<'py>(&self, py: Python<'py>, compat: Option<&str>, ddof: u32) -> PyResult<Bound<'py, PyAny>> {
+    #[pyo3(signature = (*, compat=None, ddof=0, ids=None))]
+    fn finalize<'py>(
+        &self,
+        py: Python<'py>,
+        compat: Option<&str>,
+        ddof: u32,
+        ids: Option<PyArray>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let compat: Option<Compat> = compat.map(parse).transpose()?;
         let state = &self.inner;
+        let ids = ids.map(|a| a.into_inner().0);
         let batch =
-            py.detach(|| fastcarto_core::finalize(state, None, FinalizeOptions { compat, ddof })).map_err(to_py)?;
+            py.detach(|| fastcarto_core::finalize(state, ids, FinalizeOptions { compat, ddof })).map_err(to_py)?;
         PyRecordBatch::new(batch).into_pyarrow(py)
     }
 
@@ -250,6 +260,146 @@ fn compute_npy(
     Ok(PyState { inner: state.map_err(to_py)? })
 }
 
+/// Which epochs a read keeps: `("all",)`, `("range", start, stop_or_None, step)` or
+/// `("list", [epochs])`.
+fn epoch_filter(spec: &Bound<'_, PyAny>) -> PyResult<EpochFilter> {
+    let kind: String = spec.get_item(0)?.extract()?;
+    match kind.as_str() {
+        "all" => Ok(EpochFilter::All),
+        "range" => Ok(EpochFilter::Range {
+            start: spec.get_item(1)?.extract()?,
+            stop: spec.get_item(2)?.extract()?,
+            step: spec.get_item(3)?.extract()?,
+        }),
+        "list" => Ok(EpochFilter::List(spec.get_item(1)?.extract()?)),
+        other => Err(PyValueError::new_err(format!("unknown epoch selection {other:?}"))),
+    }
+}
+
+fn read_options<'a>(
+    kind: &str,
+    columns: (String, String, String, Option<String>),
+    nan_policy: &str,
+    epochs: &Bound<'_, PyAny>,
+    require_complete: bool,
+    progress: Option<&'a (dyn Fn(u64, u64, u64) + Sync)>,
+) -> PyResult<ReadOptions<'a>> {
+    let (epoch, id, label, outputs) = columns;
+    Ok(ReadOptions {
+        kind: parse(kind)?,
+        columns: Columns { epoch, id, label, outputs },
+        nan_policy: parse(nan_policy)?,
+        epochs: epoch_filter(epochs)?,
+        require_complete,
+        progress,
+    })
+}
+
+/// Calls a Python progress callback `(bytes_done, bytes_total, rows)` from engine threads.
+fn progress_fn(cb: &Option<Py<PyAny>>) -> Option<impl Fn(u64, u64, u64) + Sync + '_> {
+    cb.as_ref().map(|cb| {
+        move |done: u64, total: u64, rows: u64| {
+            // A failing progress bar must not abort the read.
+            Python::attach(|py| drop(cb.call1(py, (done, total, rows))));
+        }
+    })
+}
+
+/// Reads a keyed long table (file, directory or glob) into (state, ids).
+#[pyfunction]
+#[pyo3(signature = (source, *, kind, columns, nan_policy, epochs, require_complete, progress=None, threads=None))]
+#[allow(clippy::too_many_arguments)]
+fn read_path<'py>(
+    py: Python<'py>,
+    source: &str,
+    kind: &str,
+    columns: (String, String, String, Option<String>),
+    nan_policy: &str,
+    epochs: &Bound<'py, PyAny>,
+    require_complete: bool,
+    progress: Option<Py<PyAny>>,
+    threads: Option<usize>,
+) -> PyResult<(PyState, Py<PyAny>)> {
+    let cb = progress_fn(&progress);
+    let cb = cb.as_ref().map(|f| f as &(dyn Fn(u64, u64, u64) + Sync));
+    let opts = read_options(kind, columns, nan_policy, epochs, require_complete, cb)?;
+    let read = py
+        .detach(|| parallel::run(threads, usize::MAX, || read::read_path(source, &opts)?.into_state()))
+        .map_err(to_py)?
+        .map_err(to_py)?;
+    let (state, ids) = read;
+    let ids = PyArray::from_array_ref(ids).to_pyarrow(py)?.unbind();
+    Ok((PyState { inner: state }, ids))
+}
+
+/// Reads a keyed long table from an Arrow stream (anything with `__arrow_c_stream__`).
+#[pyfunction]
+#[pyo3(signature = (data, *, kind, columns, nan_policy, epochs, require_complete, progress=None, threads=None))]
+#[allow(clippy::too_many_arguments)]
+fn read_stream<'py>(
+    py: Python<'py>,
+    data: AnyRecordBatch,
+    kind: &str,
+    columns: (String, String, String, Option<String>),
+    nan_policy: &str,
+    epochs: &Bound<'py, PyAny>,
+    require_complete: bool,
+    progress: Option<Py<PyAny>>,
+    threads: Option<usize>,
+) -> PyResult<(PyState, Py<PyAny>)> {
+    let cb = progress_fn(&progress);
+    let cb = cb.as_ref().map(|f| f as &(dyn Fn(u64, u64, u64) + Sync));
+    let opts = read_options(kind, columns, nan_policy, epochs, require_complete, cb)?;
+    let reader = data.into_reader()?;
+    let read = py
+        .detach(|| parallel::run(threads, usize::MAX, || read::read_batches(reader, &opts)?.into_state()))
+        .map_err(to_py)?
+        .map_err(to_py)?;
+    let (state, ids) = read;
+    let ids = PyArray::from_array_ref(ids).to_pyarrow(py)?.unbind();
+    Ok((PyState { inner: state }, ids))
+}
+
+/// The data files of a source: `[(path, format, epoch_in_name or None, size)]`.
+#[pyfunction]
+fn discover(py: Python<'_>, source: &str) -> PyResult<Vec<(PathBuf, &'static str, Option<u32>, u64)>> {
+    let files = py.detach(|| read::discover(source)).map_err(to_py)?;
+    Ok(files
+        .into_iter()
+        .map(|f| {
+            let format = match f.format {
+                FileFormat::IpcFile => "ipc-file",
+                FileFormat::IpcStream => "ipc-stream",
+                FileFormat::Parquet => "parquet",
+                FileFormat::CartographyJsonl => "cartography-jsonl",
+                FileFormat::Npy => "npy",
+            };
+            (f.path, format, f.name_epoch, f.size)
+        })
+        .collect())
+}
+
+/// Folds one `.npy` file per epoch (`[(path, epoch)]`, every file `[examples, classes]`).
+#[pyfunction]
+#[pyo3(signature = (files, labels, *, kind, nan_policy="raise", threads=None))]
+fn compute_npy_epochs(
+    py: Python<'_>,
+    files: Vec<(PathBuf, u32)>,
+    labels: PyReadonlyArray1<'_, i64>,
+    kind: &str,
+    nan_policy: &str,
+    threads: Option<usize>,
+) -> PyResult<PyState> {
+    let kind: Kind = parse(kind)?;
+    let nan: NanPolicy = parse(nan_policy)?;
+    let labels = contiguous(&labels, "labels")?;
+    let state = py
+        .detach(|| parallel::run(threads, usize::MAX, || read::read_npy_epochs(&files, labels, None, kind, nan)))
+        .map_err(to_py)?
+        .map_err(to_py)?;
+    Ok(PyState { inner: state })
+}
+
 /// Number of worker threads a call with `threads=None` uses (honours FASTCARTO_NUM_THREADS).
 #[pyfunction]
 #[pyo3(signature = (threads=None))]
@@ -265,6 +415,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(compute_npy, m)?)?;
     m.add_function(wrap_pyfunction!(inspect_npy, m)?)?;
     m.add_function(wrap_pyfunction!(thread_count, m)?)?;
+    m.add_function(wrap_pyfunction!(read_path, m)?)?;
+    m.add_function(wrap_pyfunction!(read_stream, m)?)?;
+    m.add_function(wrap_pyfunction!(discover, m)?)?;
+    m.add_function(wrap_pyfunction!(compute_npy_epochs, m)?)?;
     errors::register(m)?;
     Ok(())
 }

@@ -1,0 +1,441 @@
+//! Examples known by id: rows of a long table arrive in any order, in any number of batches,
+//! and fold into one fixed-size state per distinct id.
+//!
+//! Ids map to dense slots. Non-negative integer ids that are dense enough (dataset indices, the
+//! common case) are their own slot, with no hashing; anything else goes through a hash table
+//! that stores only slot numbers. The states live in fixed-size chunks so the store grows
+//! without copying, and each batch's rows are bucketed by chunk before they are merged: the
+//! random scatter of shuffled ids then stays within a few megabytes at a time, and the chunks
+//! are merged in parallel.
+
+use crate::dense::{EpochView, accumulate, validate_labels};
+use crate::error::{Error, Example, Result};
+use crate::long::{Ids, LongBatch, Outputs};
+use crate::options::{Kind, NanPolicy, Task};
+use crate::state::{ExampleState, NONE, State};
+use arrow_array::{Array, ArrayRef, Int64Array, StringArray};
+use hashbrown::HashTable;
+use rayon::prelude::*;
+use std::collections::BTreeSet;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+
+/// States per chunk: 5.5 MiB, so one chunk's scatter stays in L2/L3.
+const CHUNK_BITS: u32 = 16;
+const CHUNK: usize = 1 << CHUNK_BITS;
+/// Direct (id = slot) addressing may waste at most this many slots beyond twice the examples.
+const DIRECT_SLACK: u64 = 1 << 20;
+
+fn hasher() -> foldhash::fast::FixedState {
+    foldhash::fast::FixedState::with_seed(0x5eed_ca27)
+}
+
+/// How ids become slots.
+enum Index {
+    /// Ids are non-negative integers used as slots; nothing has been seen yet when `None`.
+    Direct,
+    Int { table: HashTable<u32>, ids: Vec<i64> },
+    Str { table: HashTable<u32>, ids: Vec<Box<str>> },
+}
+
+/// The states of every example seen so far, keyed by the examples' ids.
+pub struct KeyedState {
+    task: Task,
+    kind: Kind,
+    nan_policy: NanPolicy,
+    allow_label_change: bool,
+    index: Index,
+    /// Whether ids are strings (fixed by the first batch).
+    string_ids: Option<bool>,
+    chunks: Vec<Vec<ExampleState>>,
+    /// Slots in use (for direct addressing: largest id + 1).
+    len: usize,
+    /// Slots that have seen at least one row.
+    present: u64,
+    epochs: BTreeSet<u32>,
+    rows: u64,
+}
+
+impl KeyedState {
+    pub fn new(kind: Kind, nan_policy: NanPolicy) -> Self {
+        KeyedState {
+            task: Task::MultiClass { n_classes: 0 },
+            kind,
+            nan_policy,
+            allow_label_change: false,
+            index: Index::Direct,
+            string_ids: None,
+            chunks: Vec::new(),
+            len: 0,
+            present: 0,
+            epochs: BTreeSet::new(),
+            rows: 0,
+        }
+    }
+
+    pub fn with_label_changes(mut self, allow: bool) -> Self {
+        self.allow_label_change = allow;
+        self
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+    /// Distinct examples seen.
+    pub fn n_examples(&self) -> u64 {
+        self.present
+    }
+    /// Rows folded in.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+    /// The distinct epochs seen, in increasing order.
+    pub fn epochs(&self) -> impl Iterator<Item = u32> + '_ {
+        self.epochs.iter().copied()
+    }
+    pub fn n_classes(&self) -> Option<u32> {
+        match self.task.output_columns() {
+            0 => None,
+            c => Some(c),
+        }
+    }
+
+    /// Folds the rows of `batch` for which `keep(epoch)` holds. Rows of several epochs are
+    /// folded epoch by epoch, in increasing order. On error the state may be partly updated.
+    pub fn fold(&mut self, batch: &LongBatch, keep: &dyn Fn(u32) -> bool) -> Result<()> {
+        if batch.rows == 0 {
+            return Ok(());
+        }
+        self.check_shape(batch)?;
+        let rows: Vec<u32>;
+        match batch.epochs.range(batch.rows) {
+            Some((lo, hi)) if lo == hi => {
+                if keep(lo) {
+                    self.fold_epoch(batch, lo, None)?;
+                }
+            }
+            _ => {
+                // Several epochs in one batch: fold each epoch's rows in epoch order.
+                let mut order: Vec<u32> = (0..batch.rows as u32).collect();
+                order.sort_by_key(|&r| batch.epochs.get(r as usize));
+                rows = order;
+                for run in rows.chunk_by(|&a, &b| batch.epochs.get(a as usize) == batch.epochs.get(b as usize)) {
+                    let epoch = batch.epochs.get(run[0] as usize);
+                    if keep(epoch) {
+                        self.fold_epoch(batch, epoch, Some(run))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_shape(&mut self, batch: &LongBatch) -> Result<()> {
+        let c = batch.n_classes as u32;
+        match self.task.output_columns() {
+            0 => self.task = Task::MultiClass { n_classes: c },
+            known if known != c => {
+                return Err(Error::invalid(format!(
+                    "rows have {c} output columns here but {known} in earlier batches; the class count must not change"
+                )));
+            }
+            _ => {}
+        }
+        match self.string_ids {
+            None => self.string_ids = Some(batch.ids.is_string()),
+            Some(s) if s != batch.ids.is_string() => {
+                return Err(Error::invalid(format!(
+                    "ids are {} here but were {} in earlier batches",
+                    if batch.ids.is_string() { "strings" } else { "integers" },
+                    if s { "strings" } else { "integers" }
+                )));
+            }
+            _ => {}
+        }
+        let values = match &batch.outputs {
+            Outputs::F32(v) => v.len(),
+            Outputs::F64(v) => v.len(),
+        };
+        if values != batch.rows * batch.n_classes || batch.labels.len() != batch.rows {
+            return Err(Error::invalid("columns of a batch have different lengths"));
+        }
+        Ok(())
+    }
+
+    /// Folds the rows of one epoch (`rows`: which ones, in batch order; `None`: all).
+    fn fold_epoch(&mut self, batch: &LongBatch, epoch: u32, rows: Option<&[u32]>) -> Result<()> {
+        // Errors name rows of this epoch's run; report the id the user knows.
+        let pick = |i: u64| rows.map_or(i as usize, |r| r[i as usize] as usize);
+        self.fold_epoch_rows(batch, epoch, rows).map_err(|e| e.name_example(|i| Example::Id(batch.ids.display(pick(i)))))
+    }
+
+    fn fold_epoch_rows(&mut self, batch: &LongBatch, epoch: u32, rows: Option<&[u32]>) -> Result<()> {
+        let n = rows.map_or(batch.rows, <[u32]>::len);
+        let labels: Vec<i64> = match rows {
+            None => batch.labels.clone(),
+            Some(r) => r.iter().map(|&i| batch.labels[i as usize]).collect(),
+        };
+        let labels = validate_labels(&labels, self.task)?;
+        // Observations of this epoch, one single-epoch state per row, in row order.
+        let mut seen = State::new(n, self.task, self.kind)?;
+        let c = batch.n_classes;
+        match &batch.outputs {
+            Outputs::F32(v) => fold_rows(&mut seen, v, c, rows, epoch, &labels, self.nan_policy)?,
+            Outputs::F64(v) => fold_rows(&mut seen, v, c, rows, epoch, &labels, self.nan_policy)?,
+        }
+        let slots = self.assign(&batch.ids, rows)?;
+        self.scatter(&slots, seen.slots())?;
+        self.epochs.insert(epoch);
+        self.rows += n as u64;
+        Ok(())
+    }
+
+    /// The slot of every row, creating slots for new ids.
+    fn assign(&mut self, ids: &Ids, rows: Option<&[u32]>) -> Result<Vec<u32>> {
+        let pick = |i: usize| rows.map_or(i, |r| r[i] as usize);
+        let n = rows.map_or(ids_len(ids), <[u32]>::len);
+        if let (Index::Direct, Ids::Int(a)) = (&self.index, ids) {
+            let max = (0..n).map(|i| a.value(pick(i))).max().unwrap_or(0);
+            let min = (0..n).map(|i| a.value(pick(i))).min().unwrap_or(0);
+            let limit = 2 * (self.present + n as u64) + DIRECT_SLACK;
+            if min >= 0 && (max as u64) < limit.min(NONE as u64) {
+                self.grow(max as usize + 1)?;
+                return Ok((0..n).map(|i| a.value(pick(i)) as u32).collect());
+            }
+            self.to_hashed();
+        }
+        if let (Index::Direct, Ids::Str(_)) = (&self.index, ids) {
+            self.to_hashed();
+            self.index = Index::Str { table: HashTable::new(), ids: Vec::new() };
+        }
+        let h = hasher();
+        let mut out = Vec::with_capacity(n);
+        let start = self.len;
+        match (&mut self.index, ids) {
+            (Index::Int { table, ids: known }, Ids::Int(a)) => {
+                for i in 0..n {
+                    let id = a.value(pick(i));
+                    let hash = h.hash_one(id);
+                    let slot = *table
+                        .entry(hash, |&s| known[s as usize] == id, |&s| h.hash_one(known[s as usize]))
+                        .or_insert_with(|| {
+                            known.push(id);
+                            (known.len() - 1) as u32
+                        })
+                        .get();
+                    out.push(slot);
+                }
+                self.len = known.len();
+            }
+            (Index::Str { table, ids: known }, Ids::Str(a)) => {
+                for i in 0..n {
+                    let id = a.value(pick(i));
+                    let hash = h.hash_one(id);
+                    let slot = *table
+                        .entry(hash, |&s| &*known[s as usize] == id, |&s| h.hash_one(&*known[s as usize]))
+                        .or_insert_with(|| {
+                            known.push(id.into());
+                            (known.len() - 1) as u32
+                        })
+                        .get();
+                    out.push(slot);
+                }
+                self.len = known.len();
+            }
+            _ => unreachable!("check_shape keeps the id type fixed"),
+        }
+        if self.len >= NONE as usize {
+            return Err(Error::invalid(format!("more than {} distinct ids", NONE - 1)));
+        }
+        let len = self.len;
+        self.len = start;
+        self.grow(len)?;
+        Ok(out)
+    }
+
+    /// Leaves direct addressing: the ids seen so far become hash-table entries, keeping slots.
+    fn to_hashed(&mut self) {
+        if !matches!(self.index, Index::Direct) {
+            return;
+        }
+        let h = hasher();
+        let mut table = HashTable::with_capacity(self.len);
+        let mut ids = Vec::with_capacity(self.len);
+        let mut states = Vec::new();
+        for (slot, s) in self.chunks.iter().flatten().take(self.len).enumerate() {
+            if s.n > 0 || s.label != NONE {
+                let id = slot as i64;
+                let new = ids.len() as u32;
+                ids.push(id);
+                table.insert_unique(h.hash_one(id), new, |&s: &u32| h.hash_one(ids_at(&ids, s)));
+                states.push(*s);
+            }
+        }
+        self.chunks.clear();
+        self.len = 0;
+        self.grow_unchecked(states.len());
+        for (i, s) in states.into_iter().enumerate() {
+            self.chunks[i >> CHUNK_BITS][i & (CHUNK - 1)] = s;
+        }
+        self.index = Index::Int { table, ids };
+    }
+
+    fn grow(&mut self, len: usize) -> Result<()> {
+        if len > self.len {
+            let bytes = (len.div_ceil(CHUNK) * CHUNK) as u128 * std::mem::size_of::<ExampleState>() as u128;
+            let need = len.div_ceil(CHUNK).saturating_sub(self.chunks.len());
+            self.chunks.try_reserve(need).map_err(|_| Error::OutOfMemory { what: "the state".into(), bytes })?;
+            self.grow_unchecked(len);
+        }
+        Ok(())
+    }
+
+    fn grow_unchecked(&mut self, len: usize) {
+        while self.chunks.len() * CHUNK < len {
+            self.chunks.push(vec![ExampleState::EMPTY; CHUNK]);
+        }
+        self.len = self.len.max(len);
+    }
+
+    /// Merges row `i`'s observation into slot `slots[i]`, in parallel over chunks.
+    fn scatter(&mut self, slots: &[u32], seen: &[ExampleState]) -> Result<()> {
+        // Counting sort of the rows by chunk.
+        let n_chunks = self.chunks.len();
+        let mut start = vec![0u32; n_chunks + 1];
+        for &s in slots {
+            start[(s >> CHUNK_BITS) as usize + 1] += 1;
+        }
+        for i in 0..n_chunks {
+            start[i + 1] += start[i];
+        }
+        let mut fill = start.clone();
+        let mut order = vec![0u32; slots.len()];
+        for (row, &s) in slots.iter().enumerate() {
+            let c = (s >> CHUNK_BITS) as usize;
+            order[fill[c] as usize] = row as u32;
+            fill[c] += 1;
+        }
+        let allow = self.allow_label_change;
+        let new: u64 = self
+            .chunks
+            .par_iter_mut()
+            .enumerate()
+            .filter(|(c, _)| start[c + 1] > start[*c])
+            .map(|(c, chunk)| -> Result<u64> {
+                let mut new = 0;
+                for &row in &order[start[c] as usize..start[c + 1] as usize] {
+                    let slot = &mut chunk[slots[row as usize] as usize & (CHUNK - 1)];
+                    new += (slot.n == 0 && slot.label == NONE) as u64;
+                    *slot = ExampleState::merge(row as u64, slot, &seen[row as usize], allow)?;
+                }
+                Ok(new)
+            })
+            .try_reduce(|| 0, |a, b| Ok(a + b))?;
+        self.present += new;
+        Ok(())
+    }
+
+    /// Errors when an example lacks some of the epochs seen (`require_complete`).
+    pub fn check_complete(&self) -> Result<()> {
+        let e = self.epochs.len() as u32;
+        let short = self
+            .chunks
+            .iter()
+            .flatten()
+            .take(self.len)
+            .enumerate()
+            .find(|(_, s)| (s.n > 0 || s.label != NONE) && s.n != e);
+        match short {
+            None => Ok(()),
+            Some((slot, s)) => Err(Error::invalid(format!(
+                "{} has {} of the {e} epochs present in the data (require_complete=True)",
+                Example::Id(self.id_display(slot)),
+                s.n
+            ))),
+        }
+    }
+
+    fn id_display(&self, slot: usize) -> String {
+        match &self.index {
+            Index::Direct => slot.to_string(),
+            Index::Int { ids, .. } => ids[slot].to_string(),
+            Index::Str { ids, .. } => format!("{:?}", ids[slot]),
+        }
+    }
+
+    /// The state of every example seen, in increasing id order, and the ids.
+    pub fn into_state(self) -> Result<(State, ArrayRef)> {
+        if self.present == 0 && self.rows == 0 {
+            return Err(Error::Empty("no rows: the input holds no observations".into()));
+        }
+        let KeyedState { task, kind, allow_label_change, index, chunks, len, .. } = self;
+        let used = |s: &ExampleState| s.n > 0 || s.label != NONE;
+        let (slots, ids): (Vec<ExampleState>, ArrayRef) = match index {
+            Index::Direct => {
+                let mut slots = Vec::new();
+                let mut ids = Vec::new();
+                for (c, chunk) in chunks.into_iter().enumerate() {
+                    for (i, s) in chunk.iter().enumerate() {
+                        let slot = c * CHUNK + i;
+                        if slot < len && used(s) {
+                            slots.push(*s);
+                            ids.push(slot as i64);
+                        }
+                    }
+                }
+                (slots, Arc::new(Int64Array::from(ids)))
+            }
+            Index::Int { ids, .. } => {
+                let mut order: Vec<u32> = (0..ids.len() as u32).collect();
+                order.par_sort_unstable_by_key(|&s| ids[s as usize]);
+                let slots = order.par_iter().map(|&s| chunks[s as usize >> CHUNK_BITS][s as usize & (CHUNK - 1)]);
+                let sorted: Vec<i64> = order.par_iter().map(|&s| ids[s as usize]).collect();
+                (slots.collect(), Arc::new(Int64Array::from(sorted)))
+            }
+            Index::Str { ids, .. } => {
+                let mut order: Vec<u32> = (0..ids.len() as u32).collect();
+                order.par_sort_unstable_by(|&a, &b| ids[a as usize].cmp(&ids[b as usize]));
+                let slots = order.par_iter().map(|&s| chunks[s as usize >> CHUNK_BITS][s as usize & (CHUNK - 1)]);
+                let sorted = StringArray::from_iter_values(order.iter().map(|&s| &*ids[s as usize]));
+                (slots.collect(), Arc::new(sorted))
+            }
+        };
+        let n = slots.len();
+        let state = State::new(0, task, kind)?.with_slots(slots).with_label_changes(allow_label_change);
+        debug_assert_eq!(ids.len(), n);
+        Ok((state, ids))
+    }
+}
+
+fn ids_at(ids: &[i64], s: u32) -> i64 {
+    ids[s as usize]
+}
+
+fn ids_len(ids: &Ids) -> usize {
+    match ids {
+        Ids::Int(a) => a.len(),
+        Ids::Str(a) => a.len(),
+    }
+}
+
+/// Runs the kernel over one epoch's rows (gathered into a contiguous block when they are a
+/// subset of the batch).
+fn fold_rows<T: crate::math::Real>(
+    seen: &mut State,
+    values: &[T],
+    c: usize,
+    rows: Option<&[u32]>,
+    epoch: u32,
+    labels: &[u32],
+    nan_policy: NanPolicy,
+) -> Result<()> {
+    let gathered: Vec<T>;
+    let values = match rows {
+        None => values,
+        Some(r) => {
+            gathered = r.iter().flat_map(|&i| &values[i as usize * c..(i as usize + 1) * c]).copied().collect();
+            &gathered
+        }
+    };
+    accumulate(seen, &[EpochView { epoch, values }], labels, nan_policy)
+}

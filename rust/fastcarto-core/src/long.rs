@@ -1,0 +1,258 @@
+//! The long table: one row per (epoch, example) with columns `epoch`, `id`, `label` and the
+//! model's outputs as a list of floats. This module turns an Arrow record batch of that shape into
+//! typed slices, checking everything a file can get wrong.
+
+use crate::error::{Error, Result};
+use crate::options::Kind;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, Float64Type, Int64Type};
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
+use arrow_schema::DataType;
+use std::sync::Arc;
+
+/// The column names of a long table. The defaults are fastcarto's on-disk format (the one
+/// `fastcarto.Recorder` writes); the outputs column defaults to the kind's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Columns {
+    pub epoch: String,
+    pub id: String,
+    pub label: String,
+    /// `None`: `"logits"` or `"probs"`, after the kind.
+    pub outputs: Option<String>,
+}
+
+impl Default for Columns {
+    fn default() -> Self {
+        Columns { epoch: "epoch".into(), id: "id".into(), label: "label".into(), outputs: None }
+    }
+}
+
+impl Columns {
+    pub fn outputs_name(&self, kind: Kind) -> &str {
+        self.outputs.as_deref().unwrap_or(kind.as_str())
+    }
+}
+
+/// Epoch of each row: a column, or one epoch for the whole batch (taken from a file name).
+#[derive(Debug, Clone)]
+pub enum Epochs {
+    Column(Vec<u32>),
+    Constant(u32),
+}
+
+impl Epochs {
+    pub fn get(&self, row: usize) -> u32 {
+        match self {
+            Epochs::Column(v) => v[row],
+            Epochs::Constant(e) => *e,
+        }
+    }
+    /// Smallest and largest epoch of the batch (`None` when it has no rows).
+    pub fn range(&self, rows: usize) -> Option<(u32, u32)> {
+        match self {
+            _ if rows == 0 => None,
+            Epochs::Constant(e) => Some((*e, *e)),
+            Epochs::Column(v) => Some((*v.iter().min()?, *v.iter().max()?)),
+        }
+    }
+}
+
+/// Example ids of a batch.
+#[derive(Debug, Clone)]
+pub enum Ids {
+    Int(arrow_array::Int64Array),
+    Str(StringArray),
+}
+
+impl Ids {
+    pub fn display(&self, row: usize) -> String {
+        match self {
+            Ids::Int(a) => a.value(row).to_string(),
+            Ids::Str(a) => format!("{:?}", a.value(row)),
+        }
+    }
+    pub fn is_string(&self) -> bool {
+        matches!(self, Ids::Str(_))
+    }
+}
+
+/// Model outputs of a batch, row-major `[rows, classes]`.
+#[derive(Debug, Clone)]
+pub enum Outputs {
+    F32(arrow_buffer::ScalarBuffer<f32>),
+    F64(arrow_buffer::ScalarBuffer<f64>),
+}
+
+/// One record batch of a long table, decoded into typed columns (zero-copy where Arrow allows).
+#[derive(Debug, Clone)]
+pub struct LongBatch {
+    pub rows: usize,
+    pub epochs: Epochs,
+    pub ids: Ids,
+    pub labels: Vec<i64>,
+    pub outputs: Outputs,
+    pub n_classes: usize,
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str, role: &str) -> Result<&'a ArrayRef> {
+    batch.column_by_name(name).ok_or_else(|| {
+        let present: Vec<_> = batch.schema().fields().iter().map(|f| f.name().clone()).collect();
+        Error::invalid(format!("no {role} column {name:?}; the columns present are {present:?}"))
+    })
+}
+
+fn no_nulls(array: &dyn Array, name: &str) -> Result<()> {
+    if array.null_count() > 0 {
+        return Err(Error::invalid(format!("column {name:?} has {} missing (null) values", array.null_count())));
+    }
+    Ok(())
+}
+
+fn integers(array: &ArrayRef, name: &str) -> Result<arrow_array::Int64Array> {
+    if !array.data_type().is_integer() {
+        return Err(Error::invalid(format!("column {name:?} must hold integers, not {}", array.data_type())));
+    }
+    no_nulls(array.as_ref(), name)?;
+    let cast = arrow_cast::cast(array, &DataType::Int64)
+        .map_err(|e| Error::invalid(format!("column {name:?} does not fit in int64: {e}")))?;
+    Ok(cast.as_primitive::<Int64Type>().clone())
+}
+
+/// Peeks at a schema: does it hold a column of this name?
+pub fn has_column(batch: &RecordBatch, name: &str) -> bool {
+    batch.schema().column_with_name(name).is_some()
+}
+
+/// Decodes a record batch of a long table. `epoch` gives the batch's epoch when the table has
+/// no epoch column (per-epoch files named after their epoch).
+pub fn decode(batch: &RecordBatch, columns: &Columns, kind: Kind, epoch: Option<u32>) -> Result<LongBatch> {
+    let rows = batch.num_rows();
+    let epochs = match (batch.column_by_name(&columns.epoch), epoch) {
+        (Some(col), _) => {
+            let values = integers(col, &columns.epoch)?;
+            let epochs = values
+                .values()
+                .iter()
+                .map(|&e| {
+                    u32::try_from(e).ok().filter(|&e| e < crate::state::NONE).ok_or_else(|| {
+                        Error::invalid(format!("epoch {e} in column {:?} is negative or too large", columns.epoch))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Epochs::Column(epochs)
+        }
+        (None, Some(e)) => Epochs::Constant(e),
+        (None, None) => {
+            column(batch, &columns.epoch, "epoch")?;
+            unreachable!("column() fails when the column is missing")
+        }
+    };
+    let id_col = column(batch, &columns.id, "id")?;
+    no_nulls(id_col.as_ref(), &columns.id)?;
+    let ids = match id_col.data_type() {
+        t if t.is_integer() => Ids::Int(integers(id_col, &columns.id)?),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(..) => {
+            let cast = arrow_cast::cast(id_col, &DataType::Utf8)
+                .map_err(|e| Error::invalid(format!("column {:?}: {e}", columns.id)))?;
+            Ids::Str(cast.as_string::<i32>().clone())
+        }
+        t => return Err(Error::invalid(format!("column {:?} must hold integer or string ids, not {t}", columns.id))),
+    };
+    let labels = integers(column(batch, &columns.label, "label")?, &columns.label)?.values().to_vec();
+    let name = columns.outputs_name(kind);
+    let out = column(batch, name, "outputs").map_err(|e| match (kind, batch.column_by_name(other_kind(kind))) {
+        (_, Some(_)) => Error::invalid(format!(
+            "{e}; the table has a {:?} column: pass kind=\"{}\"",
+            other_kind(kind),
+            other_kind(kind)
+        )),
+        _ => e,
+    })?;
+    no_nulls(out.as_ref(), name)?;
+    let (values, n_classes): (ArrayRef, usize) = match out.data_type() {
+        DataType::FixedSizeList(_, c) => {
+            let list = out.as_fixed_size_list();
+            let c = *c as usize;
+            (list.values().slice(list.offset() * c, rows * c), c)
+        }
+        DataType::List(_) | DataType::LargeList(_) => list_values(out, name)?,
+        t => {
+            return Err(Error::invalid(format!(
+                "column {name:?} must be a list of floats per row (fixed_size_list<float32|float64>), not {t}"
+            )));
+        }
+    };
+    if n_classes == 0 {
+        return Err(Error::invalid(format!("column {name:?} has empty lists: no classes")));
+    }
+    no_nulls(values.as_ref(), &format!("{name}.item"))?;
+    let outputs = match values.data_type() {
+        DataType::Float32 => Outputs::F32(values.as_primitive::<Float32Type>().values().clone()),
+        DataType::Float64 => Outputs::F64(values.as_primitive::<Float64Type>().values().clone()),
+        DataType::Float16 => {
+            let v = arrow_cast::cast(&values, &DataType::Float32)?;
+            Outputs::F32(v.as_primitive::<Float32Type>().values().clone())
+        }
+        t => {
+            return Err(Error::invalid(format!(
+                "column {name:?} holds {t} values; model outputs must be float32 or float64"
+            )));
+        }
+    };
+    Ok(LongBatch { rows, epochs, ids, labels, outputs, n_classes })
+}
+
+fn other_kind(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Logits => "probs",
+        Kind::Probs => "logits",
+    }
+}
+
+/// The values of a variable-size list column whose lists all have the same length.
+fn list_values(out: &ArrayRef, name: &str) -> Result<(ArrayRef, usize)> {
+    let (offsets, values): (Vec<i64>, ArrayRef) = match out.data_type() {
+        DataType::List(_) => {
+            let l = out.as_list::<i32>();
+            (l.value_offsets().iter().map(|&o| o as i64).collect(), l.values().clone())
+        }
+        _ => {
+            let l = out.as_list::<i64>();
+            (l.value_offsets().to_vec(), l.values().clone())
+        }
+    };
+    let c = offsets.get(1).map_or(0, |&o| o - offsets[0]);
+    if let Some(i) = offsets.windows(2).position(|w| w[1] - w[0] != c) {
+        return Err(Error::invalid(format!(
+            "column {name:?}: row {i} has {} values but row 0 has {c}; every row needs one value per class",
+            offsets[i + 1] - offsets[i]
+        )));
+    }
+    let start = offsets[0] as usize;
+    let len = (offsets[offsets.len() - 1] - offsets[0]) as usize;
+    Ok((values.slice(start, len), c as usize))
+}
+
+/// Builds a long-table record batch (used by readers of other formats and by tests).
+pub fn batch(
+    epoch: Option<Vec<i64>>,
+    ids: ArrayRef,
+    labels: Vec<i64>,
+    outputs: ArrayRef,
+    c: usize,
+    columns: &Columns,
+    kind: Kind,
+) -> Result<RecordBatch> {
+    use arrow_array::{FixedSizeListArray, Int64Array};
+    use arrow_schema::Field;
+    let item = Arc::new(Field::new("item", outputs.data_type().clone(), false));
+    let list = FixedSizeListArray::try_new(item, c as i32, outputs, None)?;
+    let mut cols: Vec<(&str, ArrayRef)> = Vec::new();
+    if let Some(e) = epoch {
+        cols.push((&columns.epoch, Arc::new(Int64Array::from(e))));
+    }
+    cols.push((&columns.id, ids));
+    cols.push((&columns.label, Arc::new(Int64Array::from(labels))));
+    cols.push((columns.outputs_name(kind), Arc::new(list)));
+    Ok(RecordBatch::try_from_iter(cols)?)
+}

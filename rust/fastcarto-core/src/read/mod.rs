@@ -1,0 +1,266 @@
+//! Reading training dynamics from files: long tables in Arrow IPC (file or stream, compressed or
+//! not) and Parquet, directories and globs of them (one file per epoch, shards, Hive-style
+//! `epoch=3/` folders), allenai/cartography's `training_dynamics/` JSON lines, and per-epoch
+//! `.npy` arrays.
+//!
+//! Memory stays bounded: files are memory-mapped or read a few batches at a time, and only the
+//! per-example state grows (with the number of distinct examples, never with rows or epochs).
+//!
+//! Forgetting depends on the order of an example's epochs. Files are visited in the order of the
+//! epoch in their names, and each batch's rows epoch by epoch, so the usual layouts fold in one
+//! pass; an example's observations may also arrive in reverse. When they really interleave (say
+//! epochs 3, 1, 2 of one example in that order), the reader starts again and folds the data one
+//! epoch at a time, skipping batches that do not hold that epoch.
+
+mod files;
+mod ipc;
+mod jsonl;
+mod npy_epochs;
+mod parquet;
+
+pub use files::{DataFile, FileFormat, discover, epoch_from_name};
+pub use npy_epochs::read_npy_epochs;
+
+use crate::error::{Error, Result};
+use crate::keyed::KeyedState;
+use crate::long::{Columns, LongBatch, decode};
+use crate::options::{Kind, NanPolicy};
+use arrow_array::RecordBatch;
+use std::path::Path;
+
+/// Which epochs to use, by epoch number.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum EpochFilter {
+    #[default]
+    All,
+    /// `start..stop` (open-ended without `stop`) every `step` epochs.
+    Range { start: u32, stop: Option<u32>, step: u32 },
+    /// These epochs.
+    List(Vec<u32>),
+}
+
+impl EpochFilter {
+    pub fn keeps(&self, e: u32) -> bool {
+        match self {
+            EpochFilter::All => true,
+            EpochFilter::Range { start, stop, step } => {
+                e >= *start && stop.is_none_or(|s| e < s) && (e - start).is_multiple_of((*step).max(1))
+            }
+            EpochFilter::List(v) => v.contains(&e),
+        }
+    }
+}
+
+/// How to read a source.
+pub struct ReadOptions<'a> {
+    pub kind: Kind,
+    pub columns: Columns,
+    pub nan_policy: NanPolicy,
+    pub epochs: EpochFilter,
+    /// Examples missing some epochs are an error instead of being summarized over the epochs
+    /// they have.
+    pub require_complete: bool,
+    /// Called after each batch with (bytes done, bytes in all, rows folded).
+    pub progress: Option<&'a (dyn Fn(u64, u64, u64) + Sync)>,
+}
+
+impl<'a> ReadOptions<'a> {
+    pub fn new(kind: Kind) -> Self {
+        ReadOptions {
+            kind,
+            columns: Columns::default(),
+            nan_policy: NanPolicy::Raise,
+            epochs: EpochFilter::All,
+            require_complete: false,
+            progress: None,
+        }
+    }
+}
+
+/// A record batch and where it came from (for error messages).
+pub struct Located {
+    pub batch: RecordBatch,
+    pub index: usize,
+}
+
+/// Visits the record batches of one file. `wanted(i)` may skip batch `i` without folding it
+/// (readers that can, skip decoding too). `visit` gets each batch with the fraction of the file
+/// read so far.
+pub(crate) type Visit<'v> = dyn FnMut(Located, f64) -> Result<()> + 'v;
+
+/// Reads every file of `files` (a long table, possibly spread over many files) into one state.
+pub fn read_files(files: &[DataFile], opts: &ReadOptions<'_>) -> Result<KeyedState> {
+    if files.is_empty() {
+        return Err(Error::Empty("no data files to read".into()));
+    }
+    let total: u64 = files.iter().map(|f| f.size).sum();
+    let first = fold_pass(files, opts, total);
+    let state = match first {
+        Err(e) if matches!(e.root(), Error::InterleavedEpochs { .. }) => {
+            // Some example's epochs interleave across files or batches: fold one epoch at a time.
+            let ranges = epoch_ranges(files, opts)?;
+            let mut state = KeyedState::new(opts.kind, opts.nan_policy);
+            let all = all_epochs(files, &ranges, opts)?;
+            for e in all.into_iter().filter(|&e| opts.epochs.keeps(e)) {
+                fold_files(files, opts, total, &mut state, &|x| x == e, Some((&ranges, e)))?;
+            }
+            state
+        }
+        other => other?,
+    };
+    if state.rows() == 0 {
+        return Err(Error::Empty(match opts.epochs {
+            EpochFilter::All => "the files hold no rows".to_string(),
+            _ => "no rows in the selected epochs".to_string(),
+        }));
+    }
+    if opts.require_complete {
+        state.check_complete()?;
+    }
+    Ok(state)
+}
+
+fn fold_pass(files: &[DataFile], opts: &ReadOptions<'_>, total: u64) -> Result<KeyedState> {
+    let mut state = KeyedState::new(opts.kind, opts.nan_policy);
+    fold_files(files, opts, total, &mut state, &|e| opts.epochs.keeps(e), None)?;
+    Ok(state)
+}
+
+type Ranges = Vec<Vec<Option<(u32, u32)>>>;
+
+/// Every epoch number present, from the per-batch ranges (exact: reads the epoch columns).
+fn all_epochs(files: &[DataFile], ranges: &Ranges, opts: &ReadOptions<'_>) -> Result<Vec<u32>> {
+    let mut epochs = std::collections::BTreeSet::new();
+    for (f, file) in files.iter().enumerate() {
+        for_each_batch(file, opts, &|i| ranges[f].get(i).is_some_and(|r| r.is_some()), &mut |b, _| {
+            let lb = decode_batch(file, &b, opts)?;
+            match &lb.epochs {
+                crate::long::Epochs::Constant(e) => {
+                    epochs.insert(*e);
+                }
+                crate::long::Epochs::Column(v) => epochs.extend(v.iter().copied()),
+            }
+            Ok(())
+        })?;
+    }
+    Ok(epochs.into_iter().collect())
+}
+
+/// The (smallest, largest) epoch of every batch of every file.
+fn epoch_ranges(files: &[DataFile], opts: &ReadOptions<'_>) -> Result<Ranges> {
+    files
+        .iter()
+        .map(|file| {
+            let mut ranges = Vec::new();
+            for_each_batch(file, opts, &|_| true, &mut |b, _| {
+                let lb = decode_batch(file, &b, opts)?;
+                let i = b.index;
+                ranges.resize(i + 1, None);
+                ranges[i] = lb.epochs.range(lb.rows);
+                Ok(())
+            })?;
+            Ok(ranges)
+        })
+        .collect()
+}
+
+fn decode_batch(file: &DataFile, b: &Located, opts: &ReadOptions<'_>) -> Result<LongBatch> {
+    decode(&b.batch, &opts.columns, opts.kind, file.name_epoch).map_err(|e| e.located(file.batch_location(b.index)))
+}
+
+/// Folds every batch of every file; with `only = (ranges, e)`, only batches that hold epoch `e`.
+fn fold_files(
+    files: &[DataFile],
+    opts: &ReadOptions<'_>,
+    total: u64,
+    state: &mut KeyedState,
+    keep: &dyn Fn(u32) -> bool,
+    only: Option<(&Ranges, u32)>,
+) -> Result<()> {
+    let mut done = 0u64;
+    for (f, file) in files.iter().enumerate() {
+        let wanted = |i: usize| match only {
+            None => true,
+            Some((ranges, e)) => ranges[f].get(i).copied().flatten().is_some_and(|(lo, hi)| lo <= e && e <= hi),
+        };
+        for_each_batch(file, opts, &wanted, &mut |b, fraction| {
+            let lb = decode_batch(file, &b, opts)?;
+            state.fold(&lb, keep).map_err(|e| e.located(file.batch_location(b.index)))?;
+            if let Some(progress) = opts.progress {
+                progress(done + (file.size as f64 * fraction) as u64, total, state.rows());
+            }
+            Ok(())
+        })?;
+        done += file.size;
+    }
+    Ok(())
+}
+
+/// Dispatches on the file's format.
+pub(crate) fn for_each_batch(
+    file: &DataFile,
+    opts: &ReadOptions<'_>,
+    wanted: &(dyn Fn(usize) -> bool + Sync),
+    visit: &mut Visit<'_>,
+) -> Result<()> {
+    match file.format {
+        FileFormat::IpcFile => ipc::for_each_file_batch(&file.path, wanted, visit),
+        FileFormat::IpcStream => ipc::for_each_stream_batch(&file.path, wanted, visit),
+        FileFormat::Parquet => parquet::for_each_batch(&file.path, &opts.columns, opts.kind, wanted, visit),
+        FileFormat::CartographyJsonl => {
+            jsonl::for_each_batch(&file.path, file.name_epoch, opts.kind, &opts.columns, wanted, visit)
+        }
+        FileFormat::Npy => Err(Error::invalid(format!(
+            "{}: .npy files hold dense arrays, not long tables; read them with read_npy_epochs",
+            file.path.display()
+        ))),
+    }
+}
+
+/// Reads a long table from any iterator of record batches (an Arrow C stream, in-memory
+/// batches) in the order given. Out-of-order epochs that interleave are an error here, since a
+/// stream cannot be read twice.
+pub fn read_batches(
+    batches: impl Iterator<Item = std::result::Result<RecordBatch, arrow_schema::ArrowError>>,
+    opts: &ReadOptions<'_>,
+) -> Result<KeyedState> {
+    let mut state = KeyedState::new(opts.kind, opts.nan_policy);
+    let keep = |e| opts.epochs.keeps(e);
+    for (i, batch) in batches.enumerate() {
+        let location = format!("batch {i} of the stream");
+        let batch = batch.map_err(|e| Error::from(e).located(&location))?;
+        let lb = decode(&batch, &opts.columns, opts.kind, None).map_err(|e| e.located(&location))?;
+        state.fold(&lb, &keep).map_err(|e| match e.root() {
+            Error::InterleavedEpochs { .. } => e.located(format!(
+                "{location} (a stream is read once, so an example's epochs must not interleave across its \
+                 batches: sort it by epoch, or pass a table or file, which fastcarto reads in epoch order)"
+            )),
+            _ => e.located(&location),
+        })?;
+        if let Some(progress) = opts.progress {
+            progress(0, 0, state.rows());
+        }
+    }
+    if state.rows() == 0 {
+        return Err(Error::Empty("the stream holds no rows".into()));
+    }
+    if opts.require_complete {
+        state.check_complete()?;
+    }
+    Ok(state)
+}
+
+/// Reads whatever `source` names: a file, a directory, or a glob pattern of long-table files.
+pub fn read_path(source: &str, opts: &ReadOptions<'_>) -> Result<KeyedState> {
+    let files = discover(source)?;
+    if files.iter().any(|f| f.format == FileFormat::Npy) {
+        return Err(Error::invalid(format!(
+            "{source}: holds .npy arrays; read per-epoch .npy files with read_npy_epochs"
+        )));
+    }
+    read_files(&files, opts)
+}
+
+pub(crate) fn path_error(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Format { path: path.to_path_buf(), reason: reason.into() }
+}
