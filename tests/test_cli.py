@@ -470,3 +470,171 @@ def test_unexpected_errors(
     assert code == status and stdout == ""
     assert_one_error_line(stderr)
     assert fragment in stderr
+
+
+# --------------------------------------------------------------------------------------------
+# map --plot, select, issues, demo
+
+
+def test_map_plot(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, stdout, stderr = run_cli(capsys, *MAP, "-o", "dm.parquet", "--plot", "map.png")
+    assert code == 0 and stdout == ""
+    assert (run_dir / "map.png").read_bytes().startswith(b"\x89PNG")
+    assert stderr.splitlines()[-1] == "fastcarto: data map -> map.png"
+    assert pq.read_table(run_dir / "dm.parquet").equals(expected_table(run_dir))
+    assert [p.name for p in run_dir.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        (("--plot", "map.jpeg"), "map.jpeg: unknown image format (suffix '.jpeg')"),
+        (("--plot", "no/dir/map.png"), "directory 'no/dir' does not exist"),
+        (("--plot", "map.png", "--compat", "aum"), "cannot be combined with --compat"),
+    ],
+)
+def test_map_plot_errors(
+    run_dir: Path, capsys: pytest.CaptureFixture[str], extra: tuple[str, ...], fragment: str
+) -> None:
+    before = sorted(p.name for p in run_dir.iterdir())
+    code, stdout, stderr = run_cli(capsys, *MAP, "-o", "dm.parquet", *extra)
+    assert code == 2 and stdout == ""
+    assert_one_error_line(stderr)
+    assert fragment in stderr
+    assert sorted(p.name for p in run_dir.iterdir()) == before
+
+
+def _source(command: str) -> tuple[str, ...]:
+    return (command, "logits.npy", "--labels", "labels.npy", "--kind", "logits")
+
+
+@pytest.mark.parametrize("region", ["easy-to-learn", "ambiguous", "hard-to-learn"])
+def test_select_region(run_dir: Path, capsys: pytest.CaptureFixture[str], region: str) -> None:
+    code, _, stderr = run_cli(capsys, *_source("select"), "--region", region, "-o", "ids.csv")
+    assert code == 0
+    dm = fastcarto.compute(*logits_and_labels(run_dir), kind="logits")
+    expected = np.flatnonzero((dm.regions() == region).to_numpy())
+    got = pcsv.read_csv(run_dir / "ids.csv")
+    assert got.column_names[0] == "id" and got.column_names[-1] == "region"
+    assert got.column("id").to_pylist() == expected.tolist()
+    assert set(got.column("region").to_pylist()) <= {region}
+    assert f"selected {len(expected):,} of {N} examples, region {region}" in stderr
+
+
+@pytest.mark.parametrize(
+    ("region", "metric", "worst"),
+    [
+        ("ambiguous", "variability", False),
+        ("hard-to-learn", "confidence", False),
+        ("easy-to-learn", "confidence", True),
+    ],
+)
+def test_select_region_fraction(
+    run_dir: Path, capsys: pytest.CaptureFixture[str], region: str, metric: str, worst: bool
+) -> None:
+    argv = (*_source("select"), "--region", region, "--fraction", "0.33", "-o", "ids.parquet")
+    assert run_cli(capsys, *argv)[0] == 0
+    dm = fastcarto.compute(*logits_and_labels(run_dir), kind="logits")
+    expected = dm.select(metric, 0.33, worst=worst)["id"].tolist()
+    assert pq.read_table(run_dir / "ids.parquet").column("id").to_pylist() == expected
+
+
+def test_select_metric(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dm = fastcarto.compute(*logits_and_labels(run_dir), kind="logits")
+    argv = (*_source("select"), "--metric", "variability", "--fraction", "0.5", "--both-ends")
+    code, stdout, stderr = run_cli(capsys, *argv, "-o", "-")
+    assert code == 0 and "(both ends)" in stderr
+    got = pcsv.read_csv(pa.BufferReader(stdout.encode())).column("id").to_pylist()
+    assert got == dm.select("variability", 0.5, both_ends=True)["id"].tolist()
+    code, stdout, _ = run_cli(capsys, *argv, "--worst", "-o", "-", "-q")
+    assert code == 0
+    got = pcsv.read_csv(pa.BufferReader(stdout.encode())).column("id").to_pylist()
+    assert got == dm.select("variability", 0.5, worst=True, both_ends=True)["id"].tolist()
+
+
+def test_select_region_rule_options(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = (*_source("select"), "--region", "easy-to-learn", "--confidence-threshold", "0.7")
+    argv = (*argv, "--variability-threshold", "0.2", "-o", "ids.csv", "-q")
+    assert run_cli(capsys, *argv)[0] == 0
+    dm = fastcarto.compute(*logits_and_labels(run_dir), kind="logits")
+    rule = fastcarto.RegionRule(variability=0.2, confidence=0.7)
+    expected = np.flatnonzero((dm.regions(rule) == "easy-to-learn").to_numpy()).tolist()
+    assert pcsv.read_csv(run_dir / "ids.csv").column("id").to_pylist() == expected
+
+
+def test_issues(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, stderr = run_cli(capsys, *_source("issues"), "-o", "issues.csv")
+    assert code == 0
+    dm = fastcarto.compute(*logits_and_labels(run_dir), kind="logits")
+    issues = dm.label_issues()
+    flagged = issues[issues["is_label_issue"]].sort_values("label_score", kind="stable")
+    got = pcsv.read_csv(run_dir / "issues.csv")
+    assert got.column_names == list(issues.columns)
+    assert got.column("id").to_pylist() == flagged["id"].tolist()
+    assert f"{len(flagged):,} of {N} examples flagged as label issues" in stderr
+    assert run_cli(capsys, *_source("issues"), "--all", "-o", "all.parquet")[0] == 0
+    everything = pq.read_table(run_dir / "all.parquet").to_pandas()
+    assert everything["id"].tolist() == list(range(N))
+    np.testing.assert_array_equal(everything["label_score"], issues["label_score"])
+
+
+def test_issues_with_threshold_samples(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    logits, labels = logits_and_labels(run_dir)
+    targets, mask = fastcarto.threshold_samples(labels, C, seed=0)
+    extra = np.full((E, N, 1), -1.0, dtype=np.float32)
+    np.save("extended.npy", np.concatenate([logits, extra], axis=2))
+    np.save("targets.npy", targets)
+    np.save("mask.npy", mask)
+    argv = ("issues", "extended.npy", "--labels", "targets.npy", "--kind", "logits")
+    code, _, _ = run_cli(capsys, *argv, "--threshold-mask", "mask.npy", "--all", "-o", "i.csv")
+    assert code == 0
+    dm = fastcarto.compute(np.load("extended.npy"), targets, kind="logits")
+    expected = dm.label_issues(threshold_mask=mask)["is_label_issue"].tolist()
+    assert pcsv.read_csv(run_dir / "i.csv").column("is_label_issue").to_pylist() == expected
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        ((*_source("select"), "-o", "x.csv"), "one of the arguments --region --metric"),
+        ((*_source("select"), "--metric", "confidence", "-o", "x.csv"), "--metric needs"),
+        ((*_source("select"), "--region", "easy", "-o", "x.csv"), "invalid choice: 'easy'"),
+        ((*_source("select"), "--region", "ambiguous", "--worst", "-o", "x.csv"), "--worst"),
+        ((*_source("select"), "--metric", "aum", "--fraction", "2", "-o", "x.csv"), "[0, 1]"),
+        ((*_source("select"), "--region", "ambiguous", "-o", "x.xlsx"), "unknown output format"),
+        ((*_source("issues"), "--threshold-mask", "labels.npy", "-o", "x.csv"), "0/1"),
+        ((*_source("issues"), "--percentile", "50", "-o", "x.csv"), "--threshold-mask"),
+        ((*_source("issues"), "--threshold-mask", "nope.npy", "-o", "x.csv"), "No such file"),
+        (("demo", "--noise", "1.5"), "[0, 1]"),
+        (("demo", "--epochs", "1"), "at least 2"),
+    ],
+)
+def test_new_commands_bad_input(
+    run_dir: Path, capsys: pytest.CaptureFixture[str], argv: tuple[str, ...], fragment: str
+) -> None:
+    before = sorted(p.name for p in run_dir.iterdir())
+    code, stdout, stderr = run_cli(capsys, *argv)
+    assert code == 2 and stdout == ""
+    assert_one_error_line(stderr)
+    assert fragment in stderr
+    assert sorted(p.name for p in run_dir.iterdir()) == before
+
+
+@pytest.mark.parametrize("command", ["select", "issues", "demo"])
+def test_new_commands_help(capsys: pytest.CaptureFixture[str], command: str) -> None:
+    code, stdout, stderr = run_cli(capsys, command, "--help")
+    assert code == 0 and stderr == ""
+    if command != "demo":
+        assert "examples:" in stdout and f"fastcarto {command} logits.npy" in stdout
+    else:
+        assert "scikit-learn" in stdout and "--out" in stdout
+
+
+def test_demo_without_scikit_learn(
+    run_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    code, _, stderr = run_cli(capsys, "demo", "--out", "d")
+    assert code == 2
+    assert_one_error_line(stderr)
+    assert "fastcarto demo needs scikit-learn: python -m pip install 'fastcarto[demo]'" in stderr

@@ -875,7 +875,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Exception:  # no real stdout (captured, closed, None): nothing to silence
             pass
         return EXIT_FAILURE
-    except (ValueError, TypeError, OSError) as exc:  # FastcartoError is a ValueError
+    except (ValueError, TypeError, OSError, ImportError) as exc:  # FastcartoError: ValueError
         if _debug():
             raise
         return _fail(_message(exc), EXIT_USAGE)
