@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from . import _core
+from . import _core, _tables
 from ._datamap import DataMap
 from ._inputs import (
     COMPATS,
@@ -28,11 +29,14 @@ def compute(
     source: Any,
     labels: Any = None,
     *,
-    kind: Kind,
+    kind: Kind | None = None,
     compat: Compat | None = None,
     epochs: EpochSelection = None,
     nan_policy: NanPolicy = "raise",
     ddof: int = 0,
+    columns: Mapping[str, str] | None = None,
+    require_complete: bool = False,
+    progress: bool = True,
     threads: int | None = None,
 ) -> DataMap:
     """Computes every training-dynamics metric for every example in one pass over the epochs.
@@ -40,17 +44,30 @@ def compute(
     Parameters
     ----------
     source:
-        Model outputs of shape ``(epochs, examples, classes)``, float32 or float64: a numpy array,
-        an ``np.memmap``, anything ``np.asarray`` accepts (CPU tensors), or the path of a
-        ``.npy`` file (memory-mapped by the engine, never read whole). ``classes == 1`` means a
-        binary model's single logit / positive-class probability, with labels 0/1.
+        Either dense outputs of shape ``(epochs, examples, classes)``, float32 or float64: a
+        numpy array, an ``np.memmap``, anything ``np.asarray`` accepts (CPU tensors), or the path
+        of a ``.npy`` file (memory-mapped by the engine, never read whole). ``classes == 1`` means
+        a binary model's single logit / positive-class probability, with labels 0/1.
+
+        Or a **long table**, one row per (epoch, example), with columns ``epoch``, ``id`` (int or
+        string), ``label`` and ``logits`` or ``probs`` (a fixed-size list of floats per row):
+        the path of an Arrow IPC file (``.arrow``/``.feather``, memory-mapped), an IPC stream
+        (``.arrows``, what :class:`fastcarto.Recorder` writes), a Parquet file, a directory or
+        glob of such files (one per epoch, shards, ``epoch=3/`` folders), or any Arrow object
+        (pyarrow Table or RecordBatchReader, polars or pandas DataFrame, DuckDB result: anything
+        with ``__arrow_c_stream__``). Rows and files may come in any order; the result has one
+        row per id, in increasing id order. Also allenai/cartography's ``training_dynamics/``
+        directory (``dynamics_epoch_{e}.jsonl``), and a directory of per-epoch ``.npy`` arrays
+        ``[examples, classes]`` named after their epoch (``epoch_3.npy``), with ``labels.npy``
+        (or ``labels=``) and optionally ``ids.npy``.
     labels:
         One integer label per example, shape ``(examples,)``; or 0/1 targets of shape
         ``(examples, classes)`` for multi-label models with independent sigmoid outputs, whose
         metrics are then reported per (example, class) pair (long form, with a ``class`` column).
     kind:
         ``"logits"`` (probabilities are their softmax, or sigmoid for one column) or ``"probs"``
-        (rows must lie in [0, 1] and sum to 1). Declared by the caller, never guessed.
+        (rows must lie in [0, 1] and sum to 1). Declared by the caller, never guessed; a long
+        table declares it by naming its outputs column ``logits`` or ``probs``.
     compat:
         Reproduce a published implementation's conventions and column names exactly:
         ``"cartography"`` (allenai/cartography ``td_metrics``), ``"aum"`` (the ``aum`` package),
@@ -64,6 +81,14 @@ def compute(
     ddof:
         Delta degrees of freedom of ``variability`` (0, the population std every published tool
         uses; 1 for the sample std).
+    columns:
+        Column names of a long table, for the roles ``epoch``, ``id``, ``label`` and
+        ``outputs``, e.g. ``{"id": "guid", "outputs": "scores"}``.
+    require_complete:
+        Long tables: an example missing some of the epochs present is an error (by default its
+        metrics use the epochs it has, and ``n_epochs`` says how many).
+    progress:
+        Show a progress bar while reading large files (tqdm).
     threads:
         Worker threads (default: ``FASTCARTO_NUM_THREADS`` or all cores). The GIL is released.
 
@@ -86,16 +111,37 @@ def compute(
     >>> fastcarto.compute(logits, labels, kind="logits", compat="cartography").columns[:4]
     ['guid', 'index', 'threshold_closeness', 'confidence']
     """
-    check_choice("kind", kind, KINDS)
+    check_choice("kind", kind, KINDS, optional=True)
     check_choice("compat", compat, COMPATS, optional=True)
     check_choice("nan_policy", nan_policy, NAN_POLICIES)
     check_threads(threads)
     check_ddof(ddof)
 
     path = as_path(source)
+    keyed = None
+    if path is not None and (path.suffix.lower() != ".npy" or path.is_dir()):
+        keyed = _tables.read_files
+    elif path is None and _tables.is_table(source):
+        keyed = _tables.read_table
+    if keyed is not None:
+        state, ids, kind = keyed(
+            source,
+            labels,
+            kind=kind,
+            columns=columns,
+            nan_policy=nan_policy,
+            epochs=epochs,
+            require_complete=require_complete,
+            progress=progress,
+            threads=threads,
+        )
+        table = state.finalize(compat=compat, ddof=int(ddof), ids=ids)
+        return DataMap(table, kind=kind, compat=compat)
+    if columns is not None:
+        raise ValueError("columns= names the columns of a long table, not of an array")
+    if kind is None:
+        raise ValueError("pass kind='logits' or kind='probs': fastcarto never guesses it")
     if path is not None:
-        if path.suffix.lower() != ".npy":
-            raise ValueError(f"{path}: only .npy files are supported as a path source")
         (n_epochs, n_examples, n_classes), _ = _core.inspect_npy(path)
         flat, multilabel = as_labels(labels, n_examples=n_examples, n_classes=n_classes)
         chosen = resolve_epochs(epochs, n_epochs)

@@ -1,0 +1,294 @@
+"""Keyed sources: long tables (one row per (epoch, example)) in files, directories, globs and
+Arrow objects, plus directories of per-epoch ``.npy`` arrays. The reading and folding happen in
+the engine; this module only decides which reader a source needs and shows progress."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from . import _core
+from ._inputs import EpochSelection, Kind
+
+DEFAULT_COLUMNS = {"epoch": "epoch", "id": "id", "label": "label", "outputs": None}
+
+#: Files in a directory of per-epoch ``.npy`` arrays that are not epochs.
+NPY_LABELS, NPY_IDS = "labels.npy", "ids.npy"
+
+
+def column_names(columns: Mapping[str, str] | None) -> tuple[str, str, str, str | None]:
+    names: dict[str, str | None] = dict(DEFAULT_COLUMNS)
+    for key, value in (columns or {}).items():
+        if key not in DEFAULT_COLUMNS:
+            raise ValueError(
+                f"unknown column role {key!r}; columns= maps {sorted(DEFAULT_COLUMNS)} to names"
+            )
+        if not isinstance(value, str):
+            raise TypeError(f"columns[{key!r}] must be a column name (str), got {value!r}")
+        names[key] = value
+    epoch, id_, label = names["epoch"], names["id"], names["label"]
+    assert epoch is not None and id_ is not None and label is not None
+    return epoch, id_, label, names["outputs"]
+
+
+def epoch_filter(epochs: EpochSelection) -> tuple[Any, ...]:
+    """``epochs=`` for keyed sources, where epochs are numbers, not positions."""
+    if epochs is None:
+        return ("all",)
+    if isinstance(epochs, bool):
+        raise TypeError("epochs must be an int, a slice or a sequence of ints, not a bool")
+    if isinstance(epochs, (int, np.integer)):
+        if epochs < 1:
+            raise ValueError(f"epochs={epochs} selects no epochs")
+        return ("range", 0, int(epochs), 1)
+    if isinstance(epochs, slice):
+        start, stop, step = epochs.start or 0, epochs.stop, epochs.step or 1
+        if start < 0 or (stop is not None and stop < 0) or step < 1:
+            raise ValueError(
+                "with a keyed source, epochs= slices take non-negative epoch numbers and a "
+                "positive step"
+            )
+        return ("range", int(start), None if stop is None else int(stop), int(step))
+    chosen = []
+    for e in epochs:
+        if isinstance(e, bool) or not isinstance(e, (int, np.integer)) or e < 0:
+            raise TypeError(f"epochs must hold non-negative epoch numbers, got {e!r}")
+        chosen.append(int(e))
+    if not chosen:
+        raise _core.EmptyInputError("the epoch selection is empty")
+    return ("list", chosen)
+
+
+def _outputs_kind(names: list[str], outputs: str | None) -> Kind:
+    """The kind a table declares by naming its outputs column ``logits`` or ``probs``."""
+    if outputs is not None:
+        raise ValueError(
+            f"the outputs column is named {outputs!r}: pass kind='logits' or kind='probs'"
+        )
+    has = [k for k in ("logits", "probs") if k in names]
+    if len(has) != 1:
+        raise ValueError(
+            "pass kind='logits' or kind='probs': the table "
+            + ("has both a 'logits' and a 'probs' column" if has else "has neither column")
+            + f" (columns: {names})"
+        )
+    kind: Kind = "logits" if has[0] == "logits" else "probs"
+    return kind
+
+
+def _file_schema(path: str, fmt: str) -> pa.Schema:
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_schema(path)
+    import pyarrow.ipc as ipc
+
+    with pa.memory_map(path) as f:
+        if fmt == "ipc-file":
+            return ipc.open_file(f).schema
+        return ipc.open_stream(f).schema
+
+
+@contextmanager
+def progress_bar(enabled: bool, total: int | None, desc: str) -> Iterator[Any]:
+    """A tqdm bar fed by the engine's `(bytes_done, bytes_total, rows)` callback, or None."""
+    if not enabled:
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total or None, unit="B", unit_scale=True, desc=desc, leave=False)
+    state = {"done": 0}
+
+    def update(done: int, _total: int, rows: int) -> None:
+        if done > state["done"]:
+            bar.update(done - state["done"])
+            state["done"] = done
+        bar.set_postfix(rows=f"{rows:,}", refresh=False)
+
+    try:
+        yield update
+    finally:
+        bar.close()
+
+
+def read_files(
+    source: str | os.PathLike[str],
+    labels: Any,
+    *,
+    kind: Kind | None,
+    columns: Mapping[str, str] | None,
+    nan_policy: str,
+    epochs: EpochSelection,
+    require_complete: bool,
+    progress: bool,
+    threads: int | None,
+) -> tuple[Any, Any, Kind]:
+    """Reads a file, directory or glob: returns (state, ids or None, kind)."""
+    text = os.fspath(source)
+    files = _core.discover(text)
+    formats = {fmt for _, fmt, _, _ in files}
+    if formats == {"npy"}:
+        return _read_npy_epochs(
+            text, files, labels, kind=kind, nan_policy=nan_policy, epochs=epochs, threads=threads
+        )
+    if labels is not None:
+        raise ValueError(
+            "labels= is for arrays; a long table carries its labels in its label column "
+            "(rename it with columns={'label': ...})"
+        )
+    names = column_names(columns)
+    if kind is None:
+        if formats == {"cartography-jsonl"}:
+            kind = "logits"
+        else:
+            path, fmt = str(files[0][0]), files[0][1]
+            kind = _outputs_kind(_file_schema(path, fmt).names, names[3])
+    total = sum(size for *_, size in files)
+    with progress_bar(progress and total > 64 << 20, total, "fastcarto") as update:
+        state, ids = _core.read_path(
+            text,
+            kind=kind,
+            columns=names,
+            nan_policy=nan_policy,
+            epochs=epoch_filter(epochs),
+            require_complete=require_complete,
+            progress=update,
+            threads=threads,
+        )
+    return state, ids, kind
+
+
+def _read_npy_epochs(
+    text: str,
+    files: list[tuple[Path, str, int | None, int]],
+    labels: Any,
+    *,
+    kind: Kind | None,
+    nan_policy: str,
+    epochs: EpochSelection,
+    threads: int | None,
+) -> tuple[Any, Any, Kind]:
+    if kind is None:
+        raise ValueError("pass kind='logits' or kind='probs' for .npy arrays")
+    special = {NPY_LABELS, NPY_IDS}
+    epoch_files = [(p, e) for p, _, e, _ in files if p.name not in special]
+    by_name = {p.name: p for p, *_ in files if p.name in special}
+    if not epoch_files:
+        raise _core.EmptyInputError(f"{text}: no per-epoch .npy files")
+    unnamed = [str(p) for p, e in epoch_files if e is None]
+    if unnamed:
+        raise ValueError(
+            f"cannot tell the epoch of {unnamed[0]}: name per-epoch files like epoch_3.npy"
+        )
+    if labels is None:
+        if NPY_LABELS not in by_name:
+            raise ValueError(f"{text}: pass labels= or put the labels in {NPY_LABELS}")
+        labels = np.load(by_name[NPY_LABELS], allow_pickle=False)
+    flat = np.asarray(labels)
+    if flat.ndim != 1 or flat.dtype.kind not in "iu":
+        raise _core.LabelError(
+            f"labels must be a 1-d integer array for per-epoch .npy files, got shape "
+            f"{flat.shape} dtype {flat.dtype}"
+        )
+    keep = epoch_filter(epochs)
+    chosen = [(p, int(e)) for p, e in epoch_files if _keeps(keep, int(e))]  # type: ignore[arg-type]
+    if not chosen:
+        raise _core.EmptyInputError("no epoch files in the selected epochs")
+    state = _core.compute_npy_epochs(
+        chosen,
+        np.ascontiguousarray(flat, dtype=np.int64),
+        kind=kind,
+        nan_policy=nan_policy,
+        threads=threads,
+    )
+    ids = None
+    if NPY_IDS in by_name:
+        raw = np.load(by_name[NPY_IDS], allow_pickle=False)
+        if raw.shape != flat.shape:
+            raise ValueError(f"{NPY_IDS} has shape {raw.shape} but there are {flat.size} labels")
+        if len(np.unique(raw)) != raw.size:
+            raise ValueError(f"{NPY_IDS} holds duplicate ids")
+        ids = pa.array(raw)
+    return state, ids, kind
+
+
+def _keeps(spec: tuple[Any, ...], e: int) -> bool:
+    if spec[0] == "all":
+        return True
+    if spec[0] == "range":
+        _, start, stop, step = spec
+        return bool(e >= start and (stop is None or e < stop) and (e - start) % step == 0)
+    return e in spec[1]
+
+
+def is_table(source: Any) -> bool:
+    """Arrow data (anything with ``__arrow_c_stream__``), or a pandas DataFrame."""
+    if hasattr(source, "__arrow_c_stream__"):
+        return True
+    import sys
+
+    pd = sys.modules.get("pandas")
+    return pd is not None and isinstance(source, pd.DataFrame)
+
+
+def read_table(
+    source: Any,
+    labels: Any,
+    *,
+    kind: Kind | None,
+    columns: Mapping[str, str] | None,
+    nan_policy: str,
+    epochs: EpochSelection,
+    require_complete: bool,
+    progress: bool,
+    threads: int | None,
+) -> tuple[Any, Any, Kind]:
+    """Reads an in-memory table or an Arrow stream: returns (state, ids, kind)."""
+    if labels is not None:
+        raise ValueError(
+            "labels= is for arrays; a long table carries its labels in its label column"
+        )
+    import sys
+
+    pd = sys.modules.get("pandas")
+    if pd is not None and isinstance(source, pd.DataFrame):
+        source = pa.Table.from_pandas(source, preserve_index=False)
+    names = column_names(columns)
+    in_memory = isinstance(source, (pa.Table, pa.RecordBatch))
+    if kind is None:
+        schema = source.schema if in_memory else None
+        if schema is None:
+            polars = sys.modules.get("polars")
+            if polars is not None and isinstance(source, polars.DataFrame):
+                source = source.to_arrow()
+                in_memory, schema = True, source.schema
+        if schema is None:
+            raise ValueError("pass kind='logits' or kind='probs' for an Arrow stream")
+        kind = _outputs_kind(schema.names, names[3])
+    read: Callable[[Any], tuple[Any, Any]] = lambda data: _core.read_stream(  # noqa: E731
+        data,
+        kind=kind,
+        columns=names,
+        nan_policy=nan_policy,
+        epochs=epoch_filter(epochs),
+        require_complete=require_complete,
+        progress=None,
+        threads=threads,
+    )
+    try:
+        state, ids = read(source)
+    except _core.EpochOrderError as err:
+        # A table is in memory, so it can be read again in epoch order (a stable sort keeps
+        # duplicates adjacent, so they are still reported).
+        if not in_memory or "interleave" not in str(err):
+            raise
+        table = source if isinstance(source, pa.Table) else pa.Table.from_batches([source])
+        state, ids = read(table.sort_by([(names[0], "ascending")]))
+    return state, ids, kind
