@@ -1,6 +1,8 @@
 """Type stubs of the compiled engine bindings (kept by hand; checked with mypy.stubtest)."""
 
+from collections.abc import Callable, Sequence
 from os import PathLike
+from pathlib import Path
 from typing import Any, final
 
 import numpy as np
@@ -20,7 +22,11 @@ __all__ = [
     "__version__",
     "compute_array",
     "compute_npy",
+    "compute_npy_epochs",
+    "discover",
     "inspect_npy",
+    "read_path",
+    "read_stream",
     "thread_count",
 ]
 
@@ -57,7 +63,9 @@ class State:
         threads: int | None = None,
     ) -> None: ...
     def merge(self, other: State) -> None: ...
-    def finalize(self, *, compat: str | None = None, ddof: int = 0) -> pa.RecordBatch: ...
+    def finalize(
+        self, *, compat: str | None = None, ddof: int = 0, ids: Any = None
+    ) -> pa.RecordBatch: ...
     def to_arrow(self) -> pa.RecordBatch: ...
     @staticmethod
     def from_arrow(data: Any) -> State: ...
@@ -102,3 +110,38 @@ def compute_npy(
 ) -> State: ...
 def inspect_npy(path: str | PathLike[str]) -> tuple[tuple[int, int, int], str]: ...
 def thread_count(threads: int | None = None) -> int: ...
+
+_Columns = tuple[str, str, str, str | None]
+_Progress = Callable[[int, int, int], None]
+
+def read_path(
+    source: str,
+    *,
+    kind: str,
+    columns: _Columns,
+    nan_policy: str,
+    epochs: tuple[Any, ...],
+    require_complete: bool,
+    progress: _Progress | None = None,
+    threads: int | None = None,
+) -> tuple[State, pa.Array]: ...
+def read_stream(
+    data: Any,
+    *,
+    kind: str,
+    columns: _Columns,
+    nan_policy: str,
+    epochs: tuple[Any, ...],
+    require_complete: bool,
+    progress: _Progress | None = None,
+    threads: int | None = None,
+) -> tuple[State, pa.Array]: ...
+def discover(source: str) -> list[tuple[Path, str, int | None, int]]: ...
+def compute_npy_epochs(
+    files: Sequence[tuple[str | PathLike[str], int]],
+    labels: npt.NDArray[np.int64],
+    *,
+    kind: str,
+    nan_policy: str = "raise",
+    threads: int | None = None,
+) -> State: ...

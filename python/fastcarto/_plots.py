@@ -194,13 +194,16 @@ def plot_datamap(
     if math.isfinite(v_thr) and v_thr <= x_max:
         top.axvline(v_thr, color="0.25", linestyle="--", linewidth=0.9)
     right.axhline(c_thr, color="0.25", linestyle="--", linewidth=0.9)
+    top.yaxis.set_major_formatter(_count_formatter())
+    right.xaxis.set_major_formatter(_count_formatter())
     for a in (top, right):
-        a.ticklabel_format(axis="both", style="sci", scilimits=(-3, 4))
         for side in ("top", "right"):
             a.spines[side].set_visible(False)
     _draw_correctness_histogram(corner, corr[finite], cmap, norm, dm, what)
 
     cbar = fig.colorbar(mappable, cax=cax, ticks=ticks)
+    if cbar.solids is not None:  # opaque, whatever the points' alpha
+        cbar.solids.set_alpha(1.0)
     cbar.set_label("correctness (fraction of epochs predicted right)")
     if ticks is not None:
         cbar.ax.set_yticklabels([f"{t:.2g}" for t in ticks])
@@ -210,6 +213,19 @@ def plot_datamap(
         caption += f"; {unseen:,} {what} without a finite confidence/variability are left out"
     fig.text(0.1, 0.03, caption, fontsize=7.5, color="0.3", ha="left", va="bottom")
     return _finish(fig, save)
+
+
+def _count_formatter() -> Any:
+    """Tick labels for counts: 950, 12k, 1.5M."""
+    from matplotlib.ticker import FuncFormatter
+
+    def short(value: float, _pos: object = None) -> str:
+        for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+            if abs(value) >= scale:
+                return f"{value / scale:.3g}{suffix}"
+        return f"{value:.3g}"
+
+    return FuncFormatter(short)
 
 
 def _default_title(dm: DataMap) -> str:
@@ -243,10 +259,12 @@ def _draw_points(
         bins = 80
         x_edges = np.linspace(0.0, x_max, bins + 1)
         y_edges = np.linspace(-0.02, 1.02, bins + 1)
-        counts, _, _ = np.histogram2d(var[finite], conf[finite], bins=[x_edges, y_edges])
-        sums, _, _ = np.histogram2d(
-            var[finite], conf[finite], bins=[x_edges, y_edges], weights=corr[finite]
-        )
+        # One pass of integer binning (np.histogram2d is several times slower at 10M points).
+        ix = np.clip((var[finite] * (bins / x_max)).astype(np.int64), 0, bins - 1)
+        iy = np.clip(((conf[finite] + 0.02) * (bins / 1.04)).astype(np.int64), 0, bins - 1)
+        cell = ix * bins + iy
+        counts = np.bincount(cell, minlength=bins * bins).reshape(bins, bins)
+        sums = np.bincount(cell, weights=corr[finite], minlength=bins * bins).reshape(bins, bins)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.ma.masked_invalid(sums / counts)
         mesh = ax.pcolormesh(x_edges, y_edges, mean.T, cmap=cmap, norm=norm, rasterized=True)
