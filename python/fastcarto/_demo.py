@@ -2,9 +2,10 @@
 
 Trains a small neural network (``MLPClassifier``, one ``partial_fit`` pass per epoch) on the
 8x8 handwritten digits with a known fraction of labels flipped, records its logits every epoch
-with :class:`fastcarto.Recorder`, computes the data map, and writes the picture, the metrics
-and the label issues. The flipped labels are known, so the demo reports how many the label-issue
-rule found. ``benches/eval_label_noise.py`` and the tests reuse the helpers here.
+with :class:`fastcarto.Recorder`, computes the data map from the recording, and writes the
+picture, the metrics and the label issues. The flipped labels are known, so the demo reports how
+many the label-issue rule found. ``benches/eval_label_noise.py`` and the tests reuse the helpers
+here.
 """
 
 from __future__ import annotations
@@ -119,32 +120,27 @@ def train_and_map(
     """Trains as :func:`train_epochs` and returns the data map of the run.
 
     RECORDING happens here, and only here. With ``record_to``, every epoch's logits are written
-    with :class:`fastcarto.Recorder` (Arrow IPC segments in that directory) and the map comes
-    from the recorder's live accumulator; without, an :class:`fastcarto.Accumulator` is updated
-    directly. (Once ``fastcarto.compute`` reads recorder directories, the map could equally be
-    ``fastcarto.compute(record_to, kind="logits")``.)
+    with :class:`fastcarto.Recorder` (Arrow IPC stream segments in that directory) and the map
+    is computed by reading that directory back with :func:`fastcarto.compute`, as a user would
+    after training; without, an :class:`fastcarto.Accumulator` is updated in memory.
     """
     from ._accumulator import Accumulator
+    from ._compute import compute
     from ._recorder import Recorder
 
     n_out = n_classes if n_classes is not None else int(labels.max()) + 1
-    ids = np.arange(labels.size)
     if record_to is None:
         acc = Accumulator(n_examples=labels.size, n_classes=n_out, kind="logits")
         for epoch, logits in train_epochs(x, labels, epochs=epochs, seed=seed, n_classes=n_out):
             acc.update(logits, labels, epoch=epoch)
         return acc.finalize()
+    ids = np.arange(labels.size)
     with Recorder(
-        record_to,
-        kind="logits",
-        n_classes=n_out,
-        n_examples=labels.size,
-        mode="overwrite",
-        accumulator=True,
+        record_to, kind="logits", n_classes=n_out, n_examples=labels.size, mode="overwrite"
     ) as rec:
         for epoch, logits in train_epochs(x, labels, epochs=epochs, seed=seed, n_classes=n_out):
             rec.record(epoch, ids, logits, labels)
-        return rec.datamap()
+    return compute(record_to, kind="logits", progress=False)
 
 
 @dataclass
