@@ -176,23 +176,32 @@ def label_issues(
         flagged = observed & (aum < threshold) & ~mask
         score = np.where(mask, np.nan, score)
     table = dm.to_arrow()
-    given = pd.array(table.column("label").to_pylist(), dtype="Int64")
-    predicted = pd.array(table.column("final_pred").to_pylist(), dtype="Int64")
-    suggested = predicted.copy()
-    suggested[~flagged] = given[~flagged]
-    if threshold_mask is not None:
-        suggested[mask] = pd.NA
+    given, given_na = _int_and_mask(table.column("label"))
+    predicted, predicted_na = _int_and_mask(table.column("final_pred"))
+    hidden = mask if threshold_mask is not None else np.zeros(len(flagged), dtype=bool)
+    suggested = np.where(flagged, predicted, given)
+    suggested_na = np.where(flagged, predicted_na, given_na) | hidden
     out: dict[str, Any] = {"id": table.column("id").to_pandas()}
     if "class" in table.column_names:
         out["class"] = table.column("class").to_pandas()
     out.update(
         is_label_issue=flagged,
         label_score=score,
-        given_label=given,
-        predicted_label=predicted,
-        suggested_label=suggested,
+        given_label=pd.arrays.IntegerArray(given, given_na),
+        predicted_label=pd.arrays.IntegerArray(predicted, predicted_na),
+        suggested_label=pd.arrays.IntegerArray(suggested, suggested_na),
     )
-    return pd.DataFrame(out)
+    return pd.DataFrame(out, copy=False)
+
+
+def _int_and_mask(column: Any) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """An Arrow integer column as int64 values (0 where null) and its null mask, the parts of
+    a pandas ``Int64`` array, without going through Python objects."""
+    import pyarrow as pa
+
+    values = column.fill_null(0).cast(pa.int64()).to_numpy(zero_copy_only=False)
+    mask = column.is_null().to_numpy(zero_copy_only=False)
+    return np.array(values, dtype=np.int64), np.array(mask, dtype=bool)  # writable copies
 
 
 def class_summary(
@@ -215,21 +224,25 @@ def class_summary(
     confidence = np.asarray(dm["confidence"], dtype=np.float64)
     score = issues["label_score"].to_numpy(dtype=np.float64)
     flagged = issues["is_label_issue"].to_numpy(dtype=bool)
-    classes, inverse = np.unique(keys[keep].astype(np.int64), return_inverse=True)
-    k = classes.size
+    # Labels (and classes) are small non-negative integers: count with bincount, no sort.
+    key = keys[keep].astype(np.int64)
+    size = int(key.max()) + 1 if key.size else 0
+    present = np.bincount(key, minlength=size) > 0
+    classes = np.flatnonzero(present)
 
     def per_class(values: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
-        return np.bincount(inverse, weights=values[keep], minlength=k).astype(np.float64)
+        total = np.bincount(key, weights=values[keep].astype(np.float64), minlength=size)
+        return np.asarray(total[present], dtype=np.float64)
 
     def mean_per_class(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         finite = np.isfinite(values)
-        total = np.bincount(inverse, weights=np.where(finite, values, 0.0)[keep], minlength=k)
-        count = np.bincount(inverse, weights=finite[keep].astype(np.float64), minlength=k)
+        total = per_class(np.where(finite, values, 0.0))
+        count = per_class(finite)
         with np.errstate(invalid="ignore", divide="ignore"):
             return total / count
 
-    examples = np.bincount(inverse, minlength=k)
-    n_issues = per_class(flagged.astype(np.float64)).astype(np.int64)
+    examples = np.bincount(key, minlength=size)[present]
+    n_issues = per_class(flagged).astype(np.int64)
     table: dict[str, Any] = {
         by: classes,
         "examples": examples,
