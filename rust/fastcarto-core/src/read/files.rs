@@ -73,6 +73,10 @@ fn format_of(path: &Path) -> Result<Option<FileFormat>> {
         "arrow" | "feather" | "ipc" | "arrows" => Some(sniff_ipc(path)?),
         "parquet" | "pq" => Some(FileFormat::Parquet),
         "jsonl" => Some(FileFormat::CartographyJsonl),
+        // allenai/cartography's reader looks for `dynamics_epoch_{e}.json` (its writer uses .jsonl).
+        "json" if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("dynamics_epoch_")) => {
+            Some(FileFormat::CartographyJsonl)
+        }
         "npy" => Some(FileFormat::Npy),
         _ => None,
     })
