@@ -360,8 +360,12 @@ def mapping(
 BAD_INPUT: dict[str, tuple[tuple[str, ...], str]] = {
     "missing outputs": (mapping(outputs="nope.npy"), "nope.npy: No such file"),
     "missing labels": (mapping(labels="nope.txt"), "nope.txt: No such file"),
-    "outputs a directory": (mapping(outputs="dir.npy"), "dir.npy: Is a directory"),
-    "outputs not npy": (mapping(outputs="labels.txt"), "must be a .npy file"),
+    "outputs a directory": (mapping(outputs="dir.npy"), "dir.npy: no data files"),
+    "outputs not npy": (mapping(outputs="labels.txt"), "labels.txt: unknown file type"),
+    "npy without labels": (("map", "logits.npy", "--kind", "logits"), "needs --labels and --kind"),
+    "npy without kind": (("map", "logits.npy", "--labels", "labels.npy"), "needs --labels"),
+    "missing table": (("map", "nope.parquet"), "nope.parquet: No such file"),
+    "glob without match": (("map", "nope*.arrows"), "no data files match"),
     "int outputs": (mapping(outputs="int.npy"), "float32 or float64"),
     "2-d outputs": (mapping(outputs="flat.npy"), "3-d array"),
     "not an npy file": (mapping(outputs="junk.npy"), "junk.npy"),
@@ -638,3 +642,25 @@ def test_demo_without_scikit_learn(
     assert code == 2
     assert_one_error_line(stderr)
     assert "fastcarto demo needs scikit-learn: python -m pip install 'fastcarto[demo]'" in stderr
+
+
+def test_commands_read_a_recorded_run(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """SOURCE may be anything fastcarto.compute reads: here a Recorder directory, whose files
+    carry the labels and the kind."""
+    logits, labels = logits_and_labels(run_dir)
+    with fastcarto.Recorder(run_dir / "rec", kind="logits") as rec:
+        for epoch in range(E):
+            rec.record(epoch, np.arange(N), logits[epoch], labels)
+    code, _, stderr = run_cli(capsys, "map", "rec", "-o", "dm.parquet", "--plot", "map.svg")
+    assert code == 0, stderr
+    got = pq.read_table(run_dir / "dm.parquet")
+    assert_same_values(got, expected_table(run_dir), rtol=1e-12)
+    assert (run_dir / "map.svg").exists()
+    assert run_cli(capsys, "map", "rec/*.arrows", "-o", "glob.parquet", "-q")[0] == 0
+    assert_same_values(pq.read_table(run_dir / "glob.parquet"), got)
+    assert run_cli(capsys, "issues", "rec", "--all", "-o", "issues.csv", "-q")[0] == 0
+    issues = fastcarto.compute(logits, labels, kind="logits").label_issues()
+    got_issues = pcsv.read_csv(run_dir / "issues.csv").column("is_label_issue").to_pylist()
+    assert got_issues == issues["is_label_issue"].tolist()
+    argv = ("select", "rec", "--region", "ambiguous", "-o", "amb.csv", "-q")
+    assert run_cli(capsys, *argv)[0] == 0

@@ -65,6 +65,9 @@ examples:
   # the data map of a classifier's saved logits, as Parquet
   fastcarto map logits.npy --labels labels.npy --kind logits -o datamap.parquet
 
+  # ... of a run recorded with fastcarto.Recorder (labels and kind are in the files)
+  fastcarto map dynamics/ -o datamap.parquet
+
   # ... and its picture (PNG, PDF or SVG)
   fastcarto map logits.npy --labels labels.npy --kind logits -o datamap.parquet --plot map.png
 
@@ -90,9 +93,12 @@ Compute per-example training-dynamics metrics (dataset cartography, forgetting
 events, area under the margin, ...) from model outputs saved during training."""
 
 _MAP_DESCRIPTION = """\
-Compute the data map of a training run saved as a .npy file of model outputs,
-shape (epochs, examples, classes), float32 or float64, and write it to OUT.
-The file is memory-mapped and streamed, never read into memory whole.
+Compute the data map of a training run and write it to OUT. SOURCE is a .npy
+file of model outputs, shape (epochs, examples, classes), float32 or float64
+(memory-mapped and streamed, never read into memory whole), or a long table of
+recorded dynamics: an Arrow IPC or Parquet file, a directory of them (such as a
+fastcarto.Recorder run), a quoted glob, or allenai/cartography's
+training_dynamics/ directory.
 --plot also draws the map (variability against confidence, coloured by
 correctness, with the three regions)."""
 
@@ -350,21 +356,24 @@ def _add_source_arguments(p: argparse.ArgumentParser, *, compat: bool = False) -
     p.add_argument(
         "outputs",
         metavar="SOURCE",
-        help="model outputs: a .npy file of shape (epochs, examples, classes), float32 or float64",
+        help="model outputs: a .npy file of shape (epochs, examples, classes), float32 or "
+        "float64 (needs --labels and --kind); or a long table with columns epoch, id, label and "
+        "logits|probs: an Arrow IPC (.arrow, .feather, .arrows) or Parquet file, a directory "
+        "(such as a fastcarto.Recorder run) or a quoted glob; or allenai/cartography's "
+        "training_dynamics/ directory",
     )
     p.add_argument(
         "--labels",
-        required=True,
         metavar="LABELS",
         help="one integer label per example: a .npy file of shape (examples,), or a .txt/.csv "
         "file with one integer per line; or 0/1 multi-label targets, a .npy file (or comma "
-        "separated .csv) of shape (examples, classes)",
+        "separated .csv) of shape (examples, classes). Required for a .npy SOURCE",
     )
     p.add_argument(
         "--kind",
-        required=True,
         choices=KINDS,
-        help="what SOURCE holds: logits (softmax, or sigmoid for one column) or probabilities",
+        help="what SOURCE holds: logits (softmax, or sigmoid for one column) or probabilities; "
+        "required for a .npy SOURCE (a long table names its column logits or probs)",
     )
     if compat:
         p.add_argument(
@@ -615,26 +624,37 @@ _WRITERS: dict[str, Callable[[DataMap, Path], None]] = {
 
 def _compute_source(args: argparse.Namespace) -> DataMap:
     """The data map of SOURCE as the source options describe it: the one place where every
-    command reads its input."""
+    command reads its input. A ``.npy`` file of dense outputs needs ``--labels`` and ``--kind``;
+    anything else goes to :func:`fastcarto.compute` as a long table (a file, a directory or a
+    glob), whose labels and kind the table itself may carry."""
     from ._compute import compute
 
-    outputs = Path(args.outputs)
-    if outputs.suffix.lower() != ".npy":
-        raise ValueError(
-            f"{outputs}: SOURCE must be a .npy file of shape (epochs, examples, classes)"
-        )
-    _check_readable_file(outputs)
-    labels = read_labels(args.labels)
-    return compute(
-        outputs,
-        labels,
-        kind=args.kind,
-        compat=getattr(args, "compat", None),
-        epochs=args.epochs,
-        nan_policy=args.nan_policy,
-        ddof=args.ddof,
-        threads=args.threads,
-    )
+    source: str = args.outputs
+    path = Path(source)
+    labels = read_labels(args.labels) if args.labels is not None else None
+    options: dict[str, Any] = {
+        "kind": args.kind,
+        "compat": getattr(args, "compat", None),
+        "epochs": args.epochs,
+        "nan_policy": args.nan_policy,
+        "ddof": args.ddof,
+        "threads": args.threads,
+    }
+    if path.suffix.lower() == ".npy" and not path.is_dir():
+        _check_readable_file(path)
+        if labels is None or args.kind is None:
+            raise ValueError(
+                f"{source}: a .npy SOURCE of dense outputs (epochs, examples, classes) needs "
+                "--labels and --kind"
+            )
+        return compute(path, labels, **options)
+    if not _GLOB.search(source) and not path.exists():
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), source)
+    progress = not args.quiet and sys.stderr.isatty()
+    return compute(source, labels, progress=progress, **options)
+
+
+_GLOB = re.compile(r"[*?\[]")
 
 
 def _check_output(out: str) -> None:
