@@ -197,7 +197,9 @@ def bench_cartography(args: argparse.Namespace, tmp: Path) -> None:
     rows = n * e
     print(f"allenai/cartography training_dynamics/: N={n:,} E={e} C={c}")
     t_ref, ref = best_of(1, lambda: cartography_metrics(cartography_read(td)))
-    t_fc, dm = best_of(args.repeat, lambda: fastcarto.compute(td, compat="cartography"))
+    t_fc, dm = best_of(
+        args.repeat, lambda: fastcarto.compute(td, compat="cartography", progress=False)
+    )
     got = dm.to_pandas().set_index("guid")
     for k in ("confidence", "variability", "correctness", "forgetfulness"):
         want = np.array([ref[k][g] for g in got.index])
