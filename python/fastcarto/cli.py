@@ -1,8 +1,10 @@
 """The ``fastcarto`` command line: the data map of a saved training run, written to a file.
 
-``fastcarto map SOURCE --labels LABELS --kind logits -o OUT [--plot map.png]`` reads model
+``fastcarto map SOURCE [--labels LABELS --kind logits] -o OUT [--plot map.png]`` reads model
 outputs saved as a ``.npy`` file of shape ``(epochs, examples, classes)`` (memory-mapped, never
-read whole), computes every metric with :func:`fastcarto.compute`, and writes the table as
+read whole) or as a long table (Arrow IPC / Parquet files, directories such as a
+``fastcarto.Recorder`` run, globs), computes every metric with :func:`fastcarto.compute`, and
+writes the table as
 Parquet, CSV, Feather/Arrow or JSON lines, chosen by the suffix of ``OUT`` (``-`` writes CSV to
 standard output). ``fastcarto select`` writes the examples of one region (or a cartography-style
 fraction ranked by one metric), ``fastcarto issues`` the likely label errors, and
