@@ -15,8 +15,8 @@ later (the id index switches from direct addressing to hashing mid-read).
 
 from __future__ import annotations
 
+import itertools
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -105,7 +105,9 @@ def make_ids(rng: np.random.Generator, n: int, mode: str) -> list[Any]:
         while len(values) < n:
             values = np.unique(np.append(values, 10**12 + rng.integers(0, 10**9)))
     elif mode == "string":
-        words = {f"{rng.choice(['ex', 'é', 'Z', ''])}{rng.integers(0, 10 * n + 10)}" for _ in range(n)}
+        words = {
+            f"{rng.choice(['ex', 'é', 'Z', ''])}{rng.integers(0, 10 * n + 10)}" for _ in range(n)
+        }
         while len(words) < n:
             words.add(f"x{rng.integers(0, 10**9)}")
         return sorted(words)
@@ -184,9 +186,7 @@ def assert_same(got: fastcarto.DataMap | pd.DataFrame, want: pd.DataFrame, exact
 # Long tables and how they are laid out
 
 
-def long_table(
-    dyn: Dynamics, rng: np.random.Generator, *, variable_list: bool = False
-) -> pa.Table:
+def long_table(dyn: Dynamics, rng: np.random.Generator, *, variable_list: bool = False) -> pa.Table:
     """One row per present (epoch, example), shuffled across epochs."""
     e, j = np.nonzero(dyn.present)
     order = rng.permutation(len(e))
@@ -213,7 +213,7 @@ def random_split(rng: np.random.Generator, table: pa.Table, parts: int) -> list[
     """``table`` cut at random places into ``parts`` pieces (some may be empty)."""
     cuts = np.sort(rng.integers(0, table.num_rows + 1, size=parts - 1))
     bounds = [0, *cuts.tolist(), table.num_rows]
-    return [table.slice(a, b - a) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    return [table.slice(a, b - a) for a, b in itertools.pairwise(bounds)]
 
 
 def by_epoch(table: pa.Table) -> dict[int, pa.Table]:
@@ -337,9 +337,7 @@ def lay_out(fmt: str, table: pa.Table, tmp: Path, rng: np.random.Generator, dyn:
                 for chunk in random_split(rng, part, int(rng.integers(1, 4))):
                     if chunk.num_rows:
                         outputs = np.stack(chunk.column(dyn.kind).to_numpy(zero_copy_only=False))
-                        rec.record(
-                            e, chunk.column("id"), outputs, chunk.column("label").to_numpy()
-                        )
+                        rec.record(e, chunk.column("id"), outputs, chunk.column("label").to_numpy())
                 rec.end_epoch(e)
         return directory
     raise AssertionError(fmt)
@@ -369,12 +367,6 @@ FORMATS = (
 )
 
 
-
-def declared(fmt: str, kind: str) -> dict[str, str]:
-    """A one-pass stream needs ``kind=`` (the others declare it by their column's name)."""
-    return {"kind": kind} if fmt == "reader" else {}
-
-
 # --------------------------------------------------------------------------------------------
 # Differential: every layout against the dense path
 
@@ -401,7 +393,7 @@ def test_every_layout_matches_dense(
     if presorted:
         table = presort(table, dyn, rng)
     source = lay_out(fmt, table, tmp_path, rng, dyn)
-    got = fastcarto.compute(source, progress=False, **declared(fmt, kind))
+    got = fastcarto.compute(source, progress=False)
     assert_same(got, expected(dyn), exact=presorted or fmt in ORDERED)
 
 
@@ -454,7 +446,732 @@ def test_random_layouts_match_dense(
         table = presort(table, dyn, rng)
     source = lay_out(fmt, table, tmp_path_factory.mktemp("t"), rng, dyn)
     threads = int(rng.integers(1, 3))
-    got = fastcarto.compute(
-        source, compat=compat, progress=False, threads=threads, **declared(fmt, kind)
-    )
+    got = fastcarto.compute(source, compat=compat, progress=False, threads=threads)
     assert_same(got, expected(dyn, compat=compat), exact=presorted or fmt in ORDERED)
+
+
+def test_direct_ids_switch_to_hashed_mid_stream(tmp_path: Path) -> None:
+    """The first batches hold ids 0..n (slots addressed directly), later ones ids near 1e12
+    (the index becomes a hash table, keeping the states gathered so far)."""
+    rng = np.random.default_rng(7)
+    dyn = make_dynamics(rng, n_epochs=3, n=40, c=3, dtype=np.float64, kind="logits")
+    dyn = replace(dyn, ids=[*range(20), *(10**12 + 3 * k for k in range(20))])
+    table = long_table(dyn, rng)
+    big = pa.array(table.column("id").to_numpy() >= 10**12).to_numpy(zero_copy_only=False)
+    epochs = table.column("epoch").to_numpy()
+    order = np.lexsort((big, epochs))  # per epoch: small ids, then big ones
+    parts = [table.take(order[k : k + 10]) for k in range(0, len(order), 10)]
+    assert parts[0].column("id").to_numpy().max() < 20 <= parts[-1].column("id").to_numpy().min()
+    want = expected(dyn)
+    reader = pa.RecordBatchReader.from_batches(
+        table.schema, [p.combine_chunks().to_batches()[0] for p in parts]
+    )
+    assert_same(fastcarto.compute(reader, kind="logits"), want, exact=True)
+    for k, part in enumerate(parts):
+        write_ipc_stream(tmp_path / f"part-{k:03d}.arrows", part, rng)
+    assert_same(fastcarto.compute(tmp_path), want, exact=True)
+    # Hashed from the start (a negative id first), and ids that leave direct addressing only
+    # because they are too sparse for the examples seen.
+    for first in (-1, 5_000_000):
+        dyn2 = replace(dyn, ids=sorted([first, *range(10**6, 10**6 + 39)]))
+        assert_same(fastcarto.compute(long_table(dyn2, rng)), expected(dyn2), exact=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Semantics: missing epochs, duplicates, labels, classes, epoch order, selections, NaN
+
+
+def small_table(rows: list[tuple[int, Any, int, list[float]]], kind: str = "logits") -> pa.Table:
+    """A long table from ``(epoch, id, label, outputs)`` tuples."""
+    e, i, y, out = zip(*rows, strict=True)
+    return pa.table(
+        {
+            "epoch": pa.array(e, pa.int64()),
+            "id": pa.array(i),
+            "label": pa.array(y, pa.int64()),
+            kind: pa.array(out, pa.list_(pa.float64(), len(out[0]))),
+        }
+    )
+
+
+def test_missing_epochs_and_require_complete(tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    dyn = make_dynamics(rng, n_epochs=5, n=30, c=3, dtype=np.float64, kind="logits", missing=0.4)
+    assert not dyn.complete
+    table = long_table(dyn, rng)
+    got = fastcarto.compute(table).to_pandas()
+    assert got["n_epochs"].tolist() == dyn.present[dyn.epochs].sum(axis=0).tolist()
+    assert_same(got, expected(dyn), exact=False)
+    short = int(np.flatnonzero(dyn.present[dyn.epochs].sum(axis=0) < 5)[0])
+    write_parquet(tmp_path / "d.parquet", sort_by_epoch(table), rng)
+    for source in (table, tmp_path / "d.parquet"):
+        with pytest.raises(FastcartoError, match=r"require_complete") as info:
+            fastcarto.compute(source, require_complete=True)
+        assert "of the 5 epochs present" in str(info.value)
+    # The first incomplete id in id order is named.
+    with pytest.raises(FastcartoError, match=rf"id {dyn.ids[short]} has \d of the 5 epochs"):
+        fastcarto.compute(tmp_path / "d.parquet", require_complete=True)
+    complete = make_dynamics(rng, n_epochs=3, n=10, c=2, dtype=np.float32, kind="probs")
+    fastcarto.compute(long_table(complete, rng), require_complete=True)
+
+
+@pytest.mark.parametrize("where", ["batch", "batches", "files", "epoch-files", "stream"])
+@pytest.mark.parametrize("ids", ["int", "string"])
+def test_duplicate_rows_name_the_id(tmp_path: Path, where: str, ids: str) -> None:
+    name: Any = "img-7" if ids == "string" else 7
+    other: Any = "img-8" if ids == "string" else 8
+    rows = [(0, name, 1, [0.0, 1.0]), (0, other, 0, [1.0, 0.0]), (1, name, 1, [0.0, 1.0])]
+    dup = (0, name, 1, [0.5, 0.5])
+    shown = f"[\"']{name}[\"']" if ids == "string" else str(name)
+    pattern = rf"id {shown} already has an observation for epoch 0 \(duplicate row\)"
+    rng = np.random.default_rng(0)
+    source: Any
+    if where == "batch":
+        source = small_table([*rows, dup])
+    elif where == "batches":
+        source = pa.Table.from_batches(
+            [*small_table(rows).to_batches(), *small_table([dup]).to_batches()]
+        )
+    elif where == "stream":
+        source = pa.RecordBatchReader.from_batches(
+            small_table(rows).schema,
+            [*small_table(rows).to_batches(), *small_table([dup]).to_batches()],
+        )
+    elif where == "files":
+        write_ipc_file(tmp_path / "a.arrow", small_table(rows), rng)
+        write_parquet(tmp_path / "b.parquet", small_table([dup]), rng)
+        source = tmp_path
+    else:  # two shards of epoch 0 without an epoch column
+        write_parquet(tmp_path / "epoch_0-a.parquet", small_table(rows[:2]).drop(["epoch"]), rng)
+        write_parquet(tmp_path / "epoch_0-b.parquet", small_table([dup]).drop(["epoch"]), rng)
+        source = tmp_path
+    with pytest.raises(EpochOrderError, match=pattern) as info:
+        fastcarto.compute(source, kind="logits")
+    if where in ("files", "epoch-files"):
+        assert "b.parquet" in str(info.value)
+
+
+@pytest.mark.parametrize("ids", ["int", "string"])
+def test_label_change_names_the_id(tmp_path: Path, ids: str) -> None:
+    name: Any = "x y" if ids == "string" else -12
+    rows = [
+        (0, name, 1, [0.0, 1.0, 0.0]),
+        (0, 3, 0, [1.0, 0.0, 0.0]),
+        (2, name, 2, [0.0, 1.0, 0.0]),
+    ]
+    if ids == "string":
+        rows[1] = (0, "3", 0, [1.0, 0.0, 0.0])
+    shown = f"[\"']{name}[\"']" if ids == "string" else str(name)
+    with pytest.raises(LabelError, match=rf"id {shown} has label 2 but was recorded with label 1"):
+        fastcarto.compute(small_table(rows))
+    rng = np.random.default_rng(0)
+    write_ipc_stream(tmp_path / "epoch_2.arrows", small_table(rows[2:]).drop(["epoch"]), rng)
+    write_ipc_stream(tmp_path / "epoch_0.arrows", small_table(rows[:2]).drop(["epoch"]), rng)
+    with pytest.raises(LabelError, match=rf"epoch_2\.arrows.*id {shown} has label 2"):
+        fastcarto.compute(tmp_path)
+    # Label out of range for the classes.
+    with pytest.raises(LabelError, match="label 3"):
+        fastcarto.compute(small_table([(0, 1, 3, [0.0, 1.0, 0.0])]))
+
+
+def test_class_count_change_names_the_file(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    write_parquet(tmp_path / "epoch_0.parquet", small_table([(0, 1, 0, [0.0, 1.0])]), rng)
+    write_parquet(tmp_path / "epoch_1.parquet", small_table([(1, 1, 0, [0.0, 1.0, 2.0])]), rng)
+    with pytest.raises(FastcartoError, match=r"epoch_1\.parquet.*3 output columns here but 2"):
+        fastcarto.compute(tmp_path)
+    # ids of another type in a later file
+    for p in tmp_path.iterdir():
+        p.unlink()
+    write_parquet(tmp_path / "epoch_0.parquet", small_table([(0, 1, 0, [0.0, 1.0])]), rng)
+    write_parquet(tmp_path / "epoch_1.parquet", small_table([(1, "1", 0, [0.0, 1.0])]), rng)
+    with pytest.raises(FastcartoError, match=r"epoch_1\.parquet.*ids are strings here"):
+        fastcarto.compute(tmp_path)
+
+
+def learned_forgotten(rng: np.random.Generator, n: int, n_epochs: int) -> Dynamics:
+    """Logits whose argmax flips between the label and another class from epoch to epoch, so
+    forgetting counts depend on the order of the epochs."""
+    labels = rng.integers(0, 2, size=n)
+    hit = rng.random((n_epochs, n)) < 0.5
+    z = np.zeros((n_epochs, n, 2))
+    z[:, np.arange(n), labels] = np.where(hit, 2.0, -2.0) + rng.normal(size=(n_epochs, n)) * 0.1
+    return Dynamics(
+        z, labels, list(range(n)), list(range(n_epochs)), np.ones(hit.shape, bool), "logits"
+    )
+
+
+@pytest.mark.parametrize(
+    "file_epochs",
+    [
+        [[3, 4], [0, 1, 2]],  # later epochs in the first file: every example arrives in reverse
+        [[2], [0], [4], [1], [3]],  # one epoch per file, files in a shuffled order
+        [[0, 3], [1, 4], [2]],  # interleaving: folded again, one epoch at a time
+        [[4, 0], [2, 1, 3]],
+    ],
+)
+@pytest.mark.parametrize("ext", [".arrow", ".arrows", ".parquet"])
+def test_out_of_order_epochs_across_files(
+    tmp_path: Path, file_epochs: list[list[int]], ext: str
+) -> None:
+    rng = np.random.default_rng(len(file_epochs))
+    dyn = learned_forgotten(rng, 64, 5)
+    table = long_table(dyn, rng)
+    parts = by_epoch(table)
+    for k, group in enumerate(file_epochs):
+        part = pa.concat_tables([parts[e] for e in group])
+        WRITERS[ext](tmp_path / f"part-{k}{ext}", part.take(rng.permutation(part.num_rows)), rng)
+    got = fastcarto.compute(tmp_path).to_pandas()
+    want = expected(dyn)
+    assert got["forgetting"].sum() > 10
+    assert_same(got, want, exact=False)
+    assert got["forgetting"].tolist() == want["forgetting"].tolist()
+    assert got["first_learned"].tolist() == want["first_learned"].tolist()
+
+
+def test_interleaved_one_pass_stream_is_an_error_and_a_table_works() -> None:
+    rng = np.random.default_rng(5)
+    dyn = learned_forgotten(rng, 20, 3)
+    parts = by_epoch(long_table(dyn, rng))
+    order = [parts[0], parts[2], parts[1]]
+    schema = parts[0].schema
+    stream = pa.RecordBatchReader.from_batches(schema, [p.to_batches()[0] for p in order])
+    with pytest.raises(EpochOrderError) as info:
+        fastcarto.compute(stream, kind="logits")
+    message = str(info.value)
+    assert "batch 2 of the stream" in message
+    assert "interleave" in message and "sort it by epoch" in message
+    assert "pass a table or file" in message
+    table = pa.Table.from_batches([p.to_batches()[0] for p in order])
+    assert_same(fastcarto.compute(table), expected(dyn), exact=True)
+    # Epochs in reverse order are fine for a stream too.
+    reverse = pa.RecordBatchReader.from_batches(
+        schema, [parts[e].to_batches()[0] for e in (2, 1, 0)]
+    )
+    assert_same(fastcarto.compute(reverse, kind="logits"), expected(dyn), exact=False)
+
+
+@pytest.mark.parametrize(
+    ("selection", "numbers"),
+    [
+        (3, [1, 2]),  # the first three epoch *numbers*: 0..2, of which 1 and 2 exist
+        (slice(2, None), [2, 4, 7, 9]),
+        (slice(1, 8, 3), [1, 4, 7]),
+        ([7, 1], [1, 7]),
+        (range(4, 100), [4, 7, 9]),
+    ],
+)
+@pytest.mark.parametrize("fmt", ["table", "dir-epoch-names", "parquet"])
+def test_epoch_selection_by_number(
+    tmp_path: Path, selection: Any, numbers: list[int], fmt: str
+) -> None:
+    rng = np.random.default_rng(3)
+    dyn = make_dynamics(rng, n_epochs=5, n=25, c=3, dtype=np.float32, kind="logits")
+    keep = [1, 2, 4, 7, 9]
+    outputs = np.full((10, 25, 3), np.nan, dtype=np.float32)
+    outputs[keep] = dyn.outputs
+    present = np.zeros((10, 25), dtype=bool)
+    present[keep] = True
+    dyn = replace(dyn, outputs=outputs, present=present, epochs=keep)
+    source = lay_out(fmt, presort(long_table(dyn, rng), dyn, rng), tmp_path, rng, dyn)
+    got = fastcarto.compute(source, epochs=selection, progress=False)
+    assert_same(got, expected(dyn, epochs=numbers), exact=True)
+    assert set(got.to_pandas()["first_learned"].dropna()) <= set(numbers)
+
+
+def test_epoch_selection_errors(tmp_path: Path) -> None:
+    table = small_table([(2, 0, 0, [0.0, 1.0]), (3, 0, 0, [1.0, 0.0])])
+    with pytest.raises(EmptyInputError, match="no rows in the selected epochs"):
+        fastcarto.compute(table, epochs=[5])
+    pq.write_table(table, tmp_path / "t.parquet")
+    with pytest.raises(EmptyInputError, match="no rows in the selected epochs"):
+        fastcarto.compute(tmp_path / "t.parquet", epochs=2)
+    with pytest.raises(EmptyInputError):
+        fastcarto.compute(table, epochs=[])
+    with pytest.raises(ValueError, match="non-negative"):
+        fastcarto.compute(table, epochs=slice(-2, None))
+    with pytest.raises(TypeError):
+        fastcarto.compute(table, epochs=[1.5])
+
+
+@pytest.mark.parametrize("fmt", ["table", "ipc-file", "dir-epoch-names"])
+def test_nan_policy(tmp_path: Path, fmt: str) -> None:
+    rng = np.random.default_rng(9)
+    dyn = make_dynamics(rng, n_epochs=4, n=30, c=3, dtype=np.float64, kind="logits")
+    dyn.outputs[2, 5, 1] = np.nan
+    dyn.outputs[0, 7, 0] = np.inf
+    source = lay_out(fmt, long_table(dyn, rng), tmp_path, rng, dyn)
+    with pytest.raises(NonFiniteError, match=r"epoch [02], example with id [57]"):
+        fastcarto.compute(source, progress=False)
+    got = fastcarto.compute(source, nan_policy="omit", progress=False).to_pandas()
+    assert got["n_epochs"][5] == 3 and got["n_epochs"][7] == 3
+    assert_same(got, expected(dyn, nan_policy="omit"), exact=fmt == "dir-epoch-names")
+
+
+def test_invalid_probabilities_name_the_id() -> None:
+    rows = [(0, "a", 0, [0.5, 0.5]), (0, "b", 1, [0.9, 0.3])]
+    with pytest.raises(fastcarto.InvalidProbabilitiesError, match=r"example with id \"b\""):
+        fastcarto.compute(small_table(rows, "probs"))
+
+
+def test_columns_option(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    dyn = make_dynamics(rng, n_epochs=3, n=10, c=2, dtype=np.float32, kind="probs")
+    table = long_table(dyn, rng).rename_columns(["step", "guid", "y", "scores"])
+    columns = {"epoch": "step", "id": "guid", "label": "y", "outputs": "scores"}
+    with pytest.raises(ValueError, match="pass kind='logits' or kind='probs'"):
+        fastcarto.compute(table, columns=columns)
+    assert_same(fastcarto.compute(table, kind="probs", columns=columns), expected(dyn), exact=False)
+    pq.write_table(table, tmp_path / "t.parquet")
+    got = fastcarto.compute(tmp_path / "t.parquet", kind="probs", columns=columns)
+    assert_same(got, expected(dyn), exact=False)
+    with pytest.raises(ValueError, match="unknown column role"):
+        fastcarto.compute(table, kind="probs", columns={"ids": "guid"})
+
+
+# --------------------------------------------------------------------------------------------
+# allenai/cartography's training_dynamics/ directory
+
+
+def write_training_dynamics(
+    directory: Path, z: Array, labels: Array, guids: list[Any], style: str, rng: np.random.Generator
+) -> None:
+    """``dynamics_epoch_{e}.jsonl`` as allenai/cartography writes them (``log_training_dynamics``:
+    a pandas DataFrame of guid, ``logits_epoch_{e}`` and gold, ``to_json(lines=True,
+    orient="records")``), or one ``json.dumps`` per line; rows in a different order each epoch."""
+    directory.mkdir(parents=True)
+    for e in range(z.shape[0]):
+        order = rng.permutation(len(guids))
+        path = directory / f"dynamics_epoch_{e}.jsonl"
+        if style == "pandas":
+            df = pd.DataFrame(
+                {
+                    "guid": [guids[i] for i in order],
+                    f"logits_epoch_{e}": [z[e, i].tolist() for i in order],
+                    "gold": labels[order],
+                }
+            )
+            df.to_json(path, lines=True, orient="records")
+        else:
+            with open(path, "w", encoding="utf-8") as f:
+                for i in order:
+                    record = {"guid": guids[i], f"logits_epoch_{e}": z[e, i].tolist()}
+                    record["gold"] = int(labels[i])
+                    f.write(json.dumps(record) + "\n")
+
+
+def read_training_dynamics(directory: Path, n_epochs: int) -> tuple[Array, Array, list[Any]]:
+    """What allenai/cartography's ``read_training_dynamics`` reads (``json.loads`` per line):
+    a dense (epochs, examples, classes) array over the sorted guids, and the labels."""
+    logits: dict[Any, list[list[float]]] = {}
+    gold: dict[Any, int] = {}
+    for e in range(n_epochs):
+        with open(directory / f"dynamics_epoch_{e}.jsonl", encoding="utf-8") as f:
+            for line in f:
+                record = json.loads(line.strip())
+                logits.setdefault(record["guid"], []).append(record[f"logits_epoch_{e}"])
+                gold[record["guid"]] = record["gold"]
+    guids = sorted(logits)
+    dense = np.array([logits[g] for g in guids]).transpose(1, 0, 2)
+    return dense, np.array([gold[g] for g in guids]), guids
+
+
+@pytest.mark.parametrize("style", ["pandas", "json.dumps"])
+@pytest.mark.parametrize("guid", ["int", "string"])
+def test_cartography_directory_matches_the_dense_preset(
+    tmp_path: Path, style: str, guid: str
+) -> None:
+    rng = np.random.default_rng(21)
+    n, c, n_epochs = 300, 3, 5
+    z = rng.normal(size=(n_epochs, n, c)) * 3 + rng.normal(size=(n_epochs, n, c)) * 1e-9
+    labels = rng.integers(0, c, size=n)
+    guids: list[Any] = rng.choice(10**6, size=n, replace=False).tolist()
+    if guid == "string":
+        guids = [f"train-{g}" for g in guids]
+    directory = tmp_path / "training_dynamics"
+    write_training_dynamics(directory, z, labels, guids, style, rng)
+    dense, gold, order = read_training_dynamics(directory, n_epochs)
+    want = fastcarto.compute(dense, gold, kind="logits", compat="cartography").to_pandas()
+    want["guid"] = pd.Series(order, dtype=object)
+    for source in (directory, str(directory / "dynamics_epoch_*.jsonl")):
+        got = fastcarto.compute(source, compat="cartography")
+        assert got.columns[:2] == ["guid", "index"]
+        # Values as Python's json parses them, so bitwise equal.
+        assert_same(got, want, exact=True)
+    # cartography's burn-out: the first k epochs.
+    got = fastcarto.compute(directory, compat="cartography", epochs=3)
+    want3 = fastcarto.compute(dense[:3], gold, kind="logits", compat="cartography").to_pandas()
+    want3["guid"] = pd.Series(order, dtype=object)
+    assert_same(got, want3, exact=True)
+
+
+def test_cartography_directory_golden_values(tmp_path: Path, golden: dict[str, Any]) -> None:
+    import test_golden as g
+
+    z, labels = golden["logits"], golden["labels"]
+    directory = tmp_path / "training_dynamics"
+    write_training_dynamics(
+        directory, z, labels, list(range(len(labels))), "json.dumps", np.random.default_rng(0)
+    )
+    got = fastcarto.compute(directory, compat="cartography").to_pandas()
+    want = golden["expected"]
+    for column, key in [
+        ("confidence", g.CONFIDENCE),
+        ("variability", g.VAR_DDOF0),
+        ("correctness", g.CORRECT_COUNT),
+        ("forgetfulness", g.FORGET_CARTOGRAPHY),
+        ("threshold_closeness", g.THRESHOLD_CLOSENESS),
+    ]:
+        np.testing.assert_allclose(got[column], want[key], rtol=0, atol=1e-6, err_msg=column)
+    dense = fastcarto.compute(z, labels, kind="logits", compat="cartography").to_pandas()
+    assert_same(got, dense, exact=True)
+
+
+def test_cartography_directory_errors(tmp_path: Path) -> None:
+    d = tmp_path / "training_dynamics"
+    d.mkdir()
+    good = '{"guid": 1, "logits_epoch_0": [0.5, 1.5], "gold": 1}\n'
+    (d / "dynamics_epoch_0.jsonl").write_text(
+        good + '{"guid": 2, "logits_epoch_0": [0.5], "gold": 0}\n'
+    )
+    with pytest.raises(FileFormatError, match=r"dynamics_epoch_0\.jsonl: line 2: 1 logits"):
+        fastcarto.compute(d)
+    (d / "dynamics_epoch_0.jsonl").write_text(
+        good + '{"guid": 2, "logits_epoch_1": [0.5, 1], "gold": 0}\n'
+    )
+    with pytest.raises(
+        FileFormatError, match=r"line 2: key \"logits_epoch_1\" in a file of epoch 0"
+    ):
+        fastcarto.compute(d)
+    (d / "dynamics_epoch_0.jsonl").write_text(good + '{"guid": 2, "logits_epoch_0": [0.5, 1]}\n')
+    with pytest.raises(FileFormatError, match=r"line 2: no \"gold\" key"):
+        fastcarto.compute(d)
+    (d / "dynamics_epoch_0.jsonl").write_text(
+        good + '{"guid": 2, "logits_epoch_0": [0.5, "x"], "gold": 0}\n'
+    )
+    with pytest.raises(FileFormatError, match=r"line 2: .*"):
+        fastcarto.compute(d)
+    (d / "dynamics_epoch_0.jsonl").write_text(
+        good + '{"guid": 2, "logits_epoch_0": [0.5, 1], "gold": 0'
+    )
+    with pytest.raises(FileFormatError, match=r"line 2: EOF while parsing"):
+        fastcarto.compute(d)
+    (d / "dynamics_epoch_0.jsonl").write_text(
+        good + '{"guid": null, "logits_epoch_0": [0.5, 1], "gold": 0}\n'
+    )
+    with pytest.raises(FileFormatError, match=r"line 2: .*guid"):
+        fastcarto.compute(d)
+    (d / "dynamics_epoch_0.jsonl").write_text(
+        good + '{"guid": "2", "logits_epoch_0": [0.5, 1], "gold": 0}\n'
+    )
+    with pytest.raises(
+        FileFormatError, match=r"line 2: string guid where earlier lines have integers"
+    ):
+        fastcarto.compute(d)
+    (d / "dynamics_epoch_0.jsonl").write_bytes(good.encode() + b'{"guid": 3, "\xff": 1}\n')
+    with pytest.raises(FileFormatError, match="not UTF-8"):
+        fastcarto.compute(d)
+    (d / "dynamics_epoch_0.jsonl").write_text(good)
+    with pytest.raises(FileFormatError, match="hold logits"):
+        fastcarto.compute(d, kind="probs")
+    (d / "dynamics_epoch_1.jsonl").write_text(
+        good.replace("_0", "_1").replace('"gold": 1', '"gold": 0')
+    )
+    with pytest.raises(LabelError, match=r"dynamics_epoch_1\.jsonl, line 1: .*id 1 has label 0"):
+        fastcarto.compute(d)
+    (d / "dynamics_epoch_1.jsonl").unlink()
+    (d / "dynamics.jsonl").write_text(good)
+    with pytest.raises(FileFormatError, match="cannot tell the epoch"):
+        fastcarto.compute(d)
+
+
+# --------------------------------------------------------------------------------------------
+# Directories of per-epoch .npy arrays
+
+
+def test_npy_epoch_directory(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    z = rng.normal(size=(4, 30, 3)).astype(np.float32)
+    labels = rng.integers(0, 3, size=30)
+    for e in (3, 0, 2, 1):
+        np.save(tmp_path / f"epoch_{e}.npy", z[e])
+    np.save(tmp_path / "labels.npy", labels)
+    want = fastcarto.compute(z, labels, kind="logits").to_pandas()
+    assert_same(fastcarto.compute(tmp_path, kind="logits"), want, exact=True)
+    ids = rng.choice(1000, size=30, replace=False)
+    np.save(tmp_path / "ids.npy", ids)
+    got = fastcarto.compute(tmp_path, kind="logits", epochs=[1, 3]).to_pandas()
+    want = fastcarto.compute(z, labels, kind="logits", epochs=[1, 3]).to_pandas()
+    assert got["id"].tolist() == ids.tolist()
+    assert_same(got.drop(columns="id"), want.drop(columns="id"), exact=True)
+    with pytest.raises(ValueError, match="kind="):
+        fastcarto.compute(tmp_path)
+    np.save(tmp_path / "epoch_4.npy", z[0][:, :2])
+    with pytest.raises(FileFormatError, match=r"epoch_4\.npy: shape \[30, 2\] differs"):
+        fastcarto.compute(tmp_path, kind="logits")
+    np.save(tmp_path / "epoch_4.npy", z[0].astype(np.float64))
+    with pytest.raises(FileFormatError, match=r"epoch_4\.npy: its dtype differs"):
+        fastcarto.compute(tmp_path, kind="logits")
+    (tmp_path / "epoch_4.npy").unlink()
+    np.save(tmp_path / "ids.npy", np.zeros(30, dtype=np.int64))
+    with pytest.raises(ValueError, match="duplicate ids"):
+        fastcarto.compute(tmp_path, kind="logits")
+    (tmp_path / "labels.npy").unlink()
+    with pytest.raises(ValueError, match=r"pass labels= or put the labels in labels\.npy"):
+        fastcarto.compute(tmp_path, kind="logits")
+
+
+# --------------------------------------------------------------------------------------------
+# Bad input: a clear exception naming the file, never a crash, hang or wrong number
+
+#: What a bad file may raise: fastcarto's errors (ValueError subclasses) or an OSError.
+READ_ERRORS = (FastcartoError, OSError)
+
+
+def sample_table(rng: np.random.Generator, n: int = 40, n_epochs: int = 3) -> pa.Table:
+    dyn = make_dynamics(rng, n_epochs=n_epochs, n=n, c=3, dtype=np.float32, kind="logits")
+    return presort(long_table(dyn, rng), dyn, rng)
+
+
+def file_bytes(ext: str, table: pa.Table, tmp: Path, **kw: Any) -> bytes:
+    path = tmp / f"whole{ext}"
+    if ext == ".parquet":
+        pq.write_table(table, path, row_group_size=15)
+    elif ext == ".arrows":
+        with ipc.new_stream(path, table.schema) as w:
+            for b in table.to_batches(max_chunksize=15):
+                w.write_batch(b)
+    else:
+        with ipc.new_file(path, table.schema, options=ipc.IpcWriteOptions(**kw)) as w:
+            for b in table.to_batches(max_chunksize=15):
+                w.write_batch(b)
+    data = path.read_bytes()
+    path.unlink()
+    return data
+
+
+@pytest.mark.parametrize(
+    ("ext", "options"),
+    [(".arrow", {}), (".arrow", {"compression": "zstd"}), (".arrows", {}), (".parquet", {})],
+)
+def test_truncated_files(tmp_path: Path, ext: str, options: dict[str, Any]) -> None:
+    rng = np.random.default_rng(0)
+    table = sample_table(rng)
+    data = file_bytes(ext, table, tmp_path, **options)
+    whole = fastcarto.compute(table)
+    path = tmp_path / f"cut{ext}"
+    cuts = sorted({*range(0, 80), *rng.integers(0, len(data), size=60).tolist(), len(data) - 1})
+    partial = 0
+    for cut in cuts:
+        path.write_bytes(data[:cut])
+        try:
+            got = fastcarto.compute(path)
+        except READ_ERRORS as err:
+            assert str(path) in str(err) or isinstance(err, EmptyInputError), (cut, err)
+            continue
+        # Only a stream cut exactly between two messages reads as a shorter valid stream (the
+        # format allows a stream to end without its end-of-stream marker).
+        assert ext == ".arrows", cut
+        partial += 1
+        assert got.to_pandas()["n_epochs"].sum() < table.num_rows
+    path.write_bytes(data)
+    assert_same(fastcarto.compute(path), whole.to_pandas(), exact=True)
+
+
+@pytest.mark.parametrize(
+    ("ext", "options"),
+    [(".arrow", {}), (".arrow", {"compression": "lz4"}), (".arrows", {}), (".parquet", {})],
+)
+def test_corrupt_bytes(tmp_path: Path, ext: str, options: dict[str, Any]) -> None:
+    rng = np.random.default_rng(1)
+    data = bytearray(file_bytes(ext, sample_table(rng), tmp_path, **options))
+    path = tmp_path / f"bad{ext}"
+    for trial in range(150):
+        mutated = bytearray(data)
+        for _ in range(int(rng.integers(1, 4))):
+            at = int(rng.integers(0, len(mutated)))
+            if trial % 3 == 0:
+                mutated[at] ^= 1 << int(rng.integers(0, 8))
+            elif trial % 3 == 1:
+                mutated[at] = int(rng.integers(0, 256))
+            else:  # a run of 0xff / 0x00 (lengths, offsets)
+                mutated[at : at + 8] = bytes([int(rng.choice([0, 255]))] * 8)
+        path.write_bytes(bytes(mutated))
+        try:
+            fastcarto.compute(path, kind="logits")
+        except READ_ERRORS:
+            pass
+
+
+def test_wrong_and_missing_columns(tmp_path: Path) -> None:
+    table = sample_table(np.random.default_rng(2))
+    for drop in ("id", "label", "epoch"):
+        bad = table.drop([drop])
+        with pytest.raises(
+            FastcartoError, match=rf"no \w+ column \"{drop}\"; the columns present are \["
+        ):
+            fastcarto.compute(bad)
+        pq.write_table(bad, tmp_path / "t.parquet")
+        with pytest.raises(FastcartoError, match=rf"t\.parquet, batch 0: no \w+ column \"{drop}\""):
+            fastcarto.compute(tmp_path / "t.parquet")
+    with pytest.raises(
+        ValueError, match=r"has neither column \(columns: \['epoch', 'id', 'label', 'scores'\]\)"
+    ):
+        fastcarto.compute(table.rename_columns(["epoch", "id", "label", "scores"]))
+    with pytest.raises(FastcartoError, match=r"no outputs column \"probs\".*pass kind=\"logits\""):
+        fastcarto.compute(table, kind="probs")
+    both = table.append_column("probs", table.column("logits"))
+    with pytest.raises(ValueError, match="has both a 'logits' and a 'probs' column"):
+        fastcarto.compute(both)
+
+
+def replace_column(table: pa.Table, name: str, values: Any) -> pa.Table:
+    return table.set_column(table.schema.get_field_index(name), name, values)
+
+
+def test_bad_values(tmp_path: Path) -> None:
+    table = sample_table(np.random.default_rng(3), n=4, n_epochs=2)
+    n = table.num_rows
+    logits = table.column("logits").combine_chunks()
+    cases: list[tuple[pa.Table, type[BaseException], str]] = [
+        (
+            replace_column(table, "logits", pa.array([["a", "b", "c"]] * n)),
+            FastcartoError,
+            r"column \"logits\" holds (large_)?(utf8|string) values; model outputs must be float",
+        ),
+        (
+            replace_column(table, "logits", pa.array([[1, 2, 3]] * n, pa.list_(pa.int64(), 3))),
+            FastcartoError,
+            "holds int64 values",
+        ),
+        (
+            replace_column(table, "logits", pa.array(["x"] * n)),
+            FastcartoError,
+            "must be a list of floats per row",
+        ),
+        (
+            replace_column(table, "logits", pa.array([[0.5, 1.0, 2.0]] * (n - 1) + [[0.5, 1.0]])),
+            FastcartoError,
+            rf"column \"logits\": row {n - 1} has 2 values but row 0 has 3",
+        ),
+        (
+            replace_column(table, "logits", pa.array([[]] * n, pa.list_(pa.float32(), 0))),
+            FastcartoError,
+            "empty lists: no classes",
+        ),
+        (
+            replace_column(table, "logits", pa.array([None, *logits.to_pylist()[1:]], logits.type)),
+            FastcartoError,
+            r"column \"logits\" has 1 missing \(null\) values",
+        ),
+        (
+            replace_column(
+                table, "logits", pa.array([[0.5, None, 1.0], *logits.to_pylist()[1:]], logits.type)
+            ),
+            FastcartoError,
+            r"column \"logits.item\" has 1 missing",
+        ),
+        (
+            replace_column(table, "id", pa.array([None, *table.column("id").to_pylist()[1:]])),
+            FastcartoError,
+            r"column \"id\" has 1 missing",
+        ),
+        (
+            replace_column(
+                table, "label", pa.array([None, *table.column("label").to_pylist()[1:]])
+            ),
+            FastcartoError,
+            r"column \"label\" has 1 missing",
+        ),
+        (
+            replace_column(table, "epoch", pa.array([-1] * n)),
+            FastcartoError,
+            'epoch -1 in column "epoch" is negative',
+        ),
+        (
+            replace_column(table, "label", pa.array([0.5] * n)),
+            FastcartoError,
+            r"column \"label\" must hold integers, not double",
+        ),
+        (
+            replace_column(table, "id", pa.array([1.5] * n)),
+            FastcartoError,
+            "must hold integer or string ids, not double",
+        ),
+        (
+            replace_column(table, "id", pa.array([2**63 + k for k in range(n)], pa.uint64())),
+            FastcartoError,
+            r"column \"id\" does not fit in int64",
+        ),
+    ]
+    for k, (bad, exc, message) in enumerate(cases):
+        with pytest.raises(exc, match=message):
+            fastcarto.compute(bad)
+        path = tmp_path / f"bad{k}.arrow"
+        feather.write_feather(bad, path, compression="uncompressed")
+        with pytest.raises(exc, match=rf"bad{k}\.arrow, batch 0: .*{message}"):
+            fastcarto.compute(path)
+    # Accepted conversions: float16 outputs, int32 / uint8 columns, dictionary-encoded ids.
+    fine = replace_column(table, "logits", pa.array(logits.to_pylist(), pa.list_(pa.float16(), 3)))
+    fine = replace_column(fine, "label", table.column("label").cast(pa.uint8()))
+    fine = replace_column(fine, "epoch", table.column("epoch").cast(pa.int32()))
+    fastcarto.compute(fine)
+    ids = pa.array([str(i) for i in table.column("id").to_pylist()]).dictionary_encode()
+    assert fastcarto.compute(replace_column(table, "id", ids)).to_pandas()["id"].tolist() == sorted(
+        {str(i) for i in table.column("id").to_pylist()}
+    )
+
+
+def test_empty_and_unreadable_sources(tmp_path: Path) -> None:
+    table = sample_table(np.random.default_rng(4))
+    with pytest.raises(FileNotFoundError, match=r"nowhere\.arrow"):
+        fastcarto.compute(tmp_path / "nowhere.arrow")
+    with pytest.raises(FileNotFoundError):
+        fastcarto.compute(tmp_path / "nowhere")
+    with pytest.raises(EmptyInputError, match="no data files match"):
+        fastcarto.compute(str(tmp_path / "nothing-*.parquet"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(EmptyInputError, match="no data files"):
+        fastcarto.compute(empty)
+    (empty / ".hidden.arrow").write_bytes(b"")
+    (empty / "_SUCCESS").write_bytes(b"")
+    (empty / "notes.txt").write_text("x")
+    with pytest.raises(EmptyInputError, match="no data files"):
+        fastcarto.compute(empty)
+    for ext in (".arrow", ".arrows", ".feather", ".parquet", ".jsonl"):
+        path = tmp_path / f"zero{ext}"
+        path.write_bytes(b"")
+        with pytest.raises(READ_ERRORS, match=f"zero\\{ext}"):
+            fastcarto.compute(path, kind="logits")
+    for ext in (".arrow", ".arrows", ".parquet"):
+        path = tmp_path / f"no-rows{ext}"
+        WRITERS[ext](path, table.slice(0, 0), np.random.default_rng(0))
+        with pytest.raises(EmptyInputError, match="no rows"):
+            fastcarto.compute(path)
+    with pytest.raises(EmptyInputError, match="no rows"):
+        fastcarto.compute(table.slice(0, 0))
+    (tmp_path / "dynamics.csv").write_text("epoch,id\n")
+    with pytest.raises(FileFormatError, match=r"dynamics\.csv: unknown file type"):
+        fastcarto.compute(tmp_path / "dynamics.csv")
+    with pytest.raises(FileFormatError, match="not an Arrow IPC stream"):
+        (tmp_path / "text.arrows").write_text("hello, world, this is not arrow")
+        fastcarto.compute(tmp_path / "text.arrows", kind="logits")
+
+
+def test_mixed_file_types(tmp_path: Path) -> None:
+    table = sample_table(np.random.default_rng(5))
+    pq.write_table(table, tmp_path / "a.parquet")
+    (tmp_path / "dynamics_epoch_0.jsonl").write_text(
+        '{"guid": 1, "logits_epoch_0": [0.5, 1], "gold": 0}\n'
+    )
+    with pytest.raises(FastcartoError, match="mixes file types"):
+        fastcarto.compute(tmp_path)
+    (tmp_path / "dynamics_epoch_0.jsonl").unlink()
+    np.save(tmp_path / "epoch_0.npy", np.zeros((3, 3)))
+    with pytest.raises(FastcartoError, match="mixes file types"):
+        fastcarto.compute(tmp_path, kind="logits")
+    (tmp_path / "epoch_0.npy").unlink()
+    # Arrow and Parquet mix freely: both hold long tables.
+    feather.write_feather(table.slice(0, 0), tmp_path / "b.arrow")
+    fastcarto.compute(tmp_path)

@@ -83,16 +83,21 @@ def _outputs_kind(names: list[str], outputs: str | None) -> Kind:
 
 
 def _file_schema(path: str, fmt: str) -> pa.Schema:
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
 
-        return pq.read_schema(path)
-    import pyarrow.ipc as ipc
+            return pq.read_schema(path)
+        import pyarrow.ipc as ipc
 
-    with pa.memory_map(path) as f:
-        if fmt == "ipc-file":
-            return ipc.open_file(f).schema
-        return ipc.open_stream(f).schema
+        with pa.memory_map(path) as f:
+            if fmt == "ipc-file":
+                return ipc.open_file(f).schema
+            return ipc.open_stream(f).schema
+    except pa.ArrowException as err:  # truncated or corrupt: fastcarto's error, naming the file
+        if isinstance(err, OSError):
+            raise
+        raise _core.FileFormatError(f"{path}: cannot read the schema: {err}") from err
 
 
 @contextmanager
@@ -263,7 +268,11 @@ def read_table(
     names = column_names(columns)
     in_memory = isinstance(source, (pa.Table, pa.RecordBatch))
     if kind is None:
-        schema = source.schema if in_memory else None
+        schema = (
+            source.schema
+            if isinstance(source, (pa.Table, pa.RecordBatch, pa.RecordBatchReader))
+            else None
+        )
         if schema is None:
             polars = sys.modules.get("polars")
             if polars is not None and isinstance(source, polars.DataFrame):
