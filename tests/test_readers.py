@@ -1037,12 +1037,12 @@ def test_bad_values(tmp_path: Path) -> None:
         (
             replace_column(table, "logits", pa.array([["a", "b", "c"]] * n)),
             FastcartoError,
-            r"column \"logits\" holds (large_)?(utf8|string) values; model outputs must be float",
+            r"column \"logits\" holds (Large)?Utf8 values; model outputs must be float",
         ),
         (
             replace_column(table, "logits", pa.array([[1, 2, 3]] * n, pa.list_(pa.int64(), 3))),
             FastcartoError,
-            "holds int64 values",
+            "holds Int64 values",
         ),
         (
             replace_column(table, "logits", pa.array(["x"] * n)),
@@ -1091,12 +1091,12 @@ def test_bad_values(tmp_path: Path) -> None:
         (
             replace_column(table, "label", pa.array([0.5] * n)),
             FastcartoError,
-            r"column \"label\" must hold integers, not double",
+            r"column \"label\" must hold integers, not Float64",
         ),
         (
             replace_column(table, "id", pa.array([1.5] * n)),
             FastcartoError,
-            "must hold integer or string ids, not double",
+            "must hold integer or string ids, not Float64",
         ),
         (
             replace_column(table, "id", pa.array([2**63 + k for k in range(n)], pa.uint64())),

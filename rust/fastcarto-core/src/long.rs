@@ -113,7 +113,9 @@ fn integers(array: &ArrayRef, name: &str) -> Result<arrow_array::Int64Array> {
         return Err(Error::invalid(format!("column {name:?} must hold integers, not {}", array.data_type())));
     }
     no_nulls(array.as_ref(), name)?;
-    let cast = arrow_cast::cast(array, &DataType::Int64)
+    // `safe: false`: a uint64 value above i64::MAX is an error, not a null read back as 0.
+    let options = arrow_cast::CastOptions { safe: false, ..Default::default() };
+    let cast = arrow_cast::cast_with_options(array, &DataType::Int64, &options)
         .map_err(|e| Error::invalid(format!("column {name:?} does not fit in int64: {e}")))?;
     Ok(cast.as_primitive::<Int64Type>().clone())
 }
@@ -154,6 +156,8 @@ pub fn decode(batch: &RecordBatch, columns: &Columns, kind: Kind, epoch: Option<
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(..) => {
             let cast = arrow_cast::cast(id_col, &DataType::Utf8)
                 .map_err(|e| Error::invalid(format!("column {:?}: {e}", columns.id)))?;
+            // A dictionary's keys may be valid while the values they point at are null.
+            no_nulls(cast.as_ref(), &columns.id)?;
             Ids::Str(cast.as_string::<i32>().clone())
         }
         t => return Err(Error::invalid(format!("column {:?} must hold integer or string ids, not {t}", columns.id))),
@@ -182,7 +186,7 @@ pub fn decode(batch: &RecordBatch, columns: &Columns, kind: Kind, epoch: Option<
             )));
         }
     };
-    if n_classes == 0 {
+    if n_classes == 0 && rows > 0 {
         return Err(Error::invalid(format!("column {name:?} has empty lists: no classes")));
     }
     no_nulls(values.as_ref(), &format!("{name}.item"))?;

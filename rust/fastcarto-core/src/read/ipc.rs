@@ -1,24 +1,23 @@
 //! Arrow IPC: the file format memory-mapped and decoded without copies (compressed bodies are
-//! decompressed, several batches at a time in parallel), and the stream format read through a
-//! large buffer.
+//! decompressed, several batches at a time in parallel), and the stream format memory-mapped and
+//! framed here, message by message, so that batches a pass does not want are skipped undecoded.
+//!
+//! Files are untrusted. Before arrow-ipc decodes a message, [`check_message`] checks what it
+//! would otherwise trust: that every buffer lies inside the message body and that every
+//! compressed buffer's claimed uncompressed length can be allocated (arrow-ipc allocates it up
+//! front, and a failed allocation aborts the process). Panics left in arrow-ipc on malformed
+//! input become errors naming the file ([`guarded`]).
 
-use super::{Located, Visit, path_error};
+use super::{Located, Visit, guarded, path_error};
 use crate::error::{Error, Result};
 use arrow_buffer::Buffer;
-use arrow_ipc::reader::{FileDecoder, StreamReader, read_footer_length};
-use arrow_ipc::{Block, convert::fb_to_schema, root_as_footer};
+use arrow_ipc::reader::{FileDecoder, read_dictionary, read_footer_length, read_record_batch};
+use arrow_ipc::{Block, MessageHeader, convert::fb_to_schema, root_as_footer, root_as_message};
 use rayon::prelude::*;
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::collections::HashMap;
 use std::path::Path;
 use std::ptr::NonNull;
 use std::sync::Arc;
-
-/// arrow-ipc panics on some malformed input (apache/arrow-rs#7124); a corrupt file must be an
-/// error naming the file instead.
-fn guarded<T>(path: &Path, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    catch_unwind(AssertUnwindSafe(f))
-        .unwrap_or_else(|_| Err(path_error(path, format!("corrupt Arrow IPC data ({what})"))))
-}
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
     move |e| Error::Io { path: path.into(), source: e }
@@ -39,10 +38,63 @@ fn map(path: &Path) -> Result<Buffer> {
     Ok(unsafe { Buffer::from_custom_allocation(ptr, len, Arc::new(mmap)) })
 }
 
+/// Largest uncompressed buffer length accepted without asking the allocator first.
+const TRUSTED_LEN: usize = 1 << 30;
+
+/// The flatbuffer `Message` of an encapsulated message's metadata (continuation marker and
+/// length prefix, or the legacy 4-byte length).
+fn parse_message<'a>(path: &Path, what: &str, meta: &'a [u8]) -> Result<arrow_ipc::Message<'a>> {
+    let fb = match meta {
+        [0xff, 0xff, 0xff, 0xff, _, _, _, _, rest @ ..] => rest,
+        [_, _, _, _, rest @ ..] => rest,
+        _ => return Err(path_error(path, format!("{what}: the message header is cut"))),
+    };
+    root_as_message(fb).map_err(|e| path_error(path, format!("{what}: unreadable message header: {e}")))
+}
+
+/// Checks what arrow-ipc trusts in a record batch or dictionary message before it decodes it
+/// (see the module docs): every buffer inside the body, and every compressed buffer's
+/// uncompressed length allocatable.
+fn check_message(path: &Path, what: &str, message: &arrow_ipc::Message<'_>, body: &[u8]) -> Result<()> {
+    let batch = match message.header_type() {
+        MessageHeader::RecordBatch => message.header_as_record_batch(),
+        MessageHeader::DictionaryBatch => message.header_as_dictionary_batch().and_then(|d| d.data()),
+        _ => None,
+    };
+    let Some(batch) = batch else { return Ok(()) };
+    let compressed = batch.compression().is_some();
+    let corrupt = |reason: String| Err(path_error(path, format!("{what}: {reason} (corrupt or truncated)")));
+    for buffer in batch.buffers().iter().flatten() {
+        let (offset, len) = (buffer.offset(), buffer.length());
+        let end = offset.checked_add(len).and_then(|e| usize::try_from(e).ok());
+        if offset < 0 || len < 0 || end.is_none_or(|e| e > body.len()) {
+            return corrupt(format!("a buffer at {offset}..+{len} lies outside the {}-byte body", body.len()));
+        }
+        if compressed && len >= 8 {
+            let at = offset as usize;
+            let claimed = i64::from_le_bytes(body[at..at + 8].try_into().expect("8 bytes"));
+            let allocatable = |n: usize| n <= TRUSTED_LEN || Vec::<u8>::new().try_reserve_exact(n).is_ok();
+            if claimed < -1 || usize::try_from(claimed).is_ok_and(|n| !allocatable(n)) {
+                return corrupt(format!("a compressed buffer claims {claimed} bytes uncompressed"));
+            }
+        }
+    }
+    Ok(())
+}
+
 struct IpcFile {
     buffer: Buffer,
     decoder: FileDecoder,
     blocks: Vec<Block>,
+}
+
+/// The (start, metadata length, total length) of a block, when it lies inside a file of `len`
+/// bytes.
+fn block_range(block: &Block, len: usize) -> Option<(usize, usize, usize)> {
+    let start = usize::try_from(block.offset()).ok()?;
+    let meta = usize::try_from(block.metaDataLength()).ok()?;
+    let n = usize::try_from(block.bodyLength()).ok()?.checked_add(meta)?;
+    (start.checked_add(n)? <= len).then_some((start, meta, n))
 }
 
 fn open_file(path: &Path) -> Result<IpcFile> {
@@ -61,16 +113,16 @@ fn open_file(path: &Path) -> Result<IpcFile> {
             .map_err(|e| path_error(path, format!("unreadable footer: {e}")))?;
         let schema = fb_to_schema(footer.schema().ok_or_else(|| path_error(path, "the footer has no schema"))?);
         let mut decoder = FileDecoder::new(Arc::new(schema), footer.version());
-        let slice = |block: &Block| -> Result<Buffer> {
-            let start = block.offset() as usize;
-            let n = block.bodyLength() as usize + block.metaDataLength() as usize;
-            if block.offset() < 0 || start.checked_add(n).is_none_or(|end| end > len) {
-                return Err(path_error(path, "truncated Arrow IPC file: a block lies past the end"));
-            }
-            Ok(buffer.slice_with_length(start, n))
+        let slice = |block: &Block| -> Result<(Buffer, usize)> {
+            let (start, meta, n) = block_range(block, len)
+                .ok_or_else(|| path_error(path, "truncated Arrow IPC file: a block lies past the end"))?;
+            Ok((buffer.slice_with_length(start, n), meta))
         };
-        for block in footer.dictionaries().iter().flatten() {
-            decoder.read_dictionary(block, &slice(block)?).map_err(|e| path_error(path, e.to_string()))?;
+        for (d, block) in footer.dictionaries().iter().flatten().enumerate() {
+            let (data, meta) = slice(block)?;
+            let what = format!("dictionary {d}");
+            check_message(path, &what, &parse_message(path, &what, &data[..meta])?, &data[meta..])?;
+            decoder.read_dictionary(block, &data).map_err(|e| path_error(path, format!("{what}: {e}")))?;
         }
         let blocks: Vec<Block> = footer.recordBatches().map(|b| b.iter().copied().collect()).unwrap_or_default();
         for block in &blocks {
@@ -83,13 +135,15 @@ fn open_file(path: &Path) -> Result<IpcFile> {
 impl IpcFile {
     fn batch(&self, path: &Path, i: usize) -> Result<arrow_array::RecordBatch> {
         let block = &self.blocks[i];
-        let n = block.bodyLength() as usize + block.metaDataLength() as usize;
-        let data = self.buffer.slice_with_length(block.offset() as usize, n);
-        guarded(path, &format!("batch {i}"), || {
+        let (start, meta, n) = block_range(block, self.buffer.len()).expect("checked in open_file");
+        let data = self.buffer.slice_with_length(start, n);
+        let what = format!("batch {i}");
+        guarded(path, &what, || {
+            check_message(path, &what, &parse_message(path, &what, &data[..meta])?, &data[meta..])?;
             self.decoder
                 .read_record_batch(block, &data)
-                .map_err(|e| path_error(path, format!("batch {i}: {e}")))?
-                .ok_or_else(|| path_error(path, format!("batch {i} is missing")))
+                .map_err(|e| path_error(path, format!("{what}: {e}")))?
+                .ok_or_else(|| path_error(path, format!("{what} is missing")))
         })
     }
 }
@@ -114,29 +168,80 @@ pub(super) fn for_each_file_batch(
     Ok(())
 }
 
+/// Reads an Arrow IPC stream: a schema message, then dictionary and record batch messages,
+/// optionally ending with an end-of-stream marker (the format lets a stream end without one, so
+/// a stream cut exactly between two messages reads as a shorter stream).
 pub(super) fn for_each_stream_batch(
     path: &Path,
     wanted: &(dyn Fn(usize) -> bool + Sync),
     visit: &mut Visit<'_>,
 ) -> Result<()> {
-    let file = std::fs::File::open(path).map_err(io(path))?;
-    let size = file.metadata().map_err(io(path))?.len().max(1) as f64;
-    let reader = std::io::BufReader::with_capacity(8 << 20, file);
-    let mut reader = guarded(path, "stream header", || {
-        StreamReader::try_new(reader, None).map_err(|e| path_error(path, format!("not an Arrow IPC stream: {e}")))
-    })?;
-    let mut i = 0;
-    loop {
-        let next = guarded(path, &format!("batch {i}"), || {
-            reader.next().transpose().map_err(|e| path_error(path, format!("batch {i}: {e} (truncated or corrupt)")))
-        })?;
-        let Some(batch) = next else { break };
-        if wanted(i) {
-            use std::io::Seek;
-            let done = reader.get_mut().stream_position().map_or(0.0, |p| p as f64 / size);
-            visit(Located { batch, index: i }, done.min(1.0))?;
+    let buffer = map(path)?;
+    let len = buffer.len();
+    let (mut pos, mut i) = (0usize, 0usize);
+    let mut schema = None;
+    let mut dictionaries = HashMap::new();
+    while pos < len {
+        let what = if schema.is_none() { "not an Arrow IPC stream".to_string() } else { format!("batch {i}") };
+        let truncated = |part: &str| path_error(path, format!("{what}: the {part} is cut at byte {len} (truncated)"));
+        let word = |at: usize| buffer.get(at..at + 4).map(|b| i32::from_le_bytes(b.try_into().expect("4 bytes")));
+        let (prefix, size) = match word(pos).ok_or_else(|| truncated("message length"))? {
+            -1 => (8, word(pos + 4).ok_or_else(|| truncated("message length"))?),
+            size => (4, size),
+        };
+        if size == 0 {
+            break; // end-of-stream marker
         }
-        i += 1;
+        let meta_end = usize::try_from(size)
+            .ok()
+            .and_then(|s| (pos + prefix).checked_add(s))
+            .filter(|&e| e <= len)
+            .ok_or_else(|| truncated("message header"))?;
+        let message = parse_message(path, &what, &buffer[pos..meta_end])?;
+        let body_end = usize::try_from(message.bodyLength())
+            .ok()
+            .and_then(|b| meta_end.checked_add(b))
+            .filter(|&e| e <= len)
+            .ok_or_else(|| truncated("message body"))?;
+        let body = buffer.slice_with_length(meta_end, body_end - meta_end);
+        pos = body_end;
+        check_message(path, &what, &message, &body)?;
+        let version = message.version();
+        let fail = |e: arrow_schema::ArrowError| path_error(path, format!("{what}: {e}"));
+        match message.header_type() {
+            MessageHeader::Schema if schema.is_none() => {
+                let fb = message.header_as_schema().ok_or_else(|| path_error(path, format!("{what}: no schema")))?;
+                schema = Some(Arc::new(guarded(path, &what, || Ok(fb_to_schema(fb)))?));
+            }
+            _ if schema.is_none() => {
+                return Err(path_error(path, format!("{what}: the first message is not a schema")));
+            }
+            MessageHeader::DictionaryBatch => {
+                let d = message
+                    .header_as_dictionary_batch()
+                    .ok_or_else(|| path_error(path, format!("{what}: no dictionary")))?;
+                let schema = schema.as_deref().expect("checked above");
+                guarded(path, &what, || read_dictionary(&body, d, schema, &mut dictionaries, &version).map_err(fail))?;
+            }
+            MessageHeader::RecordBatch => {
+                if wanted(i) {
+                    let b = message
+                        .header_as_record_batch()
+                        .ok_or_else(|| path_error(path, format!("{what}: no batch")))?;
+                    let schema = schema.clone().expect("checked above");
+                    let batch = guarded(path, &what, || {
+                        read_record_batch(&body, b, schema, &dictionaries, None, &version).map_err(fail)
+                    })?;
+                    visit(Located { batch, index: i }, pos as f64 / len as f64)?;
+                }
+                i += 1;
+            }
+            MessageHeader::NONE => {}
+            t => return Err(path_error(path, format!("{what}: unexpected {t:?} message in a stream"))),
+        }
+    }
+    if schema.is_none() {
+        return Err(path_error(path, "not an Arrow IPC stream: no schema message"));
     }
     Ok(())
 }

@@ -242,7 +242,10 @@ pub fn read_batches(
         }
     }
     if state.rows() == 0 {
-        return Err(Error::Empty("the stream holds no rows".into()));
+        return Err(Error::Empty(match opts.epochs {
+            EpochFilter::All => "the stream holds no rows".to_string(),
+            _ => "no rows in the selected epochs".to_string(),
+        }));
     }
     if opts.require_complete {
         state.check_complete()?;
@@ -263,4 +266,36 @@ pub fn read_path(source: &str, opts: &ReadOptions<'_>) -> Result<KeyedState> {
 
 pub(crate) fn path_error(path: &Path, reason: impl Into<String>) -> Error {
     Error::Format { path: path.to_path_buf(), reason: reason.into() }
+}
+
+thread_local! {
+    /// Set while this thread runs a [`guarded`] decoder, whose panics become errors.
+    static GUARDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs a third-party decoder (arrow-ipc, parquet) that may panic on malformed input
+/// (apache/arrow-rs#7124 and kin): a panic becomes an error naming the file. The panic hook
+/// stays silent for these panics (they are reported as errors), and prints any other panic as
+/// the previous hook did.
+pub(crate) fn guarded<T>(path: &Path, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !GUARDED.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    let outer = GUARDED.with(|g| g.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    GUARDED.with(|g| g.set(outer));
+    result.unwrap_or_else(|payload| {
+        let why = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(path_error(path, format!("corrupt data ({what}): {why}")))
+    })
 }
