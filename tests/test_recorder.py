@@ -2,9 +2,9 @@
 when the training process is SIGKILLed), bad input is refused before anything is kept, and the
 live accumulator agrees with `fastcarto.compute`.
 
-Recordings are read back with pyarrow in :func:`read_back` and mapped by pivoting to a dense
-array in :func:`datamap_of`; once `fastcarto.compute(directory)` reads long tables, those two
-helpers are the only place to switch.
+Recordings are read back row by row with pyarrow in :func:`read_back` (an independent reader,
+for checking what is on disk) and mapped with ``fastcarto.compute(directory)`` in
+:func:`datamap_of`; the dense path on the same rows (:func:`dense_map`) is the reference.
 """
 
 from __future__ import annotations
@@ -76,9 +76,28 @@ def to_dense(table: pa.Table, kind: str) -> tuple[np.ndarray[Any, Any], np.ndarr
 
 
 def datamap_of(path: Path, kind: str = "logits") -> pd.DataFrame:
-    """The metrics of the recording in ``path`` (ids 0..N-1; to become `compute(path)`)."""
-    dense, labels = to_dense(read_back(path), kind)
-    return fastcarto.compute(dense, labels, kind=kind).to_pandas()
+    """The metrics of the recording in ``path``, as ``fastcarto.compute`` reads the directory;
+    checked against the dense path on the rows pyarrow reads back."""
+    got = fastcarto.compute(path, progress=False).to_pandas()
+    assert_maps_equal(got, dense_map(read_back(path), kind))
+    return got
+
+
+def dense_map(table: pa.Table, kind: str = "logits") -> pd.DataFrame:
+    """The dense path on a long table of ids 0..N-1 in which examples may miss some epochs
+    (NaN there, ``nan_policy="omit"``), over the epoch numbers present."""
+    epochs = table.column("epoch").to_numpy()
+    ids = table.column("id").to_numpy()
+    n_classes = table.schema.field(kind).type.list_size
+    outputs = table.column(kind).combine_chunks().flatten().to_numpy().reshape(-1, n_classes)
+    dense = np.full((epochs.max() + 1, ids.max() + 1, n_classes), np.nan, dtype=outputs.dtype)
+    dense[epochs, ids] = outputs
+    labels = np.zeros(ids.max() + 1, dtype=np.int64)
+    labels[ids] = table.column("label").to_numpy()
+    present = sorted(set(epochs.tolist()))
+    return fastcarto.compute(
+        dense, labels, kind=kind, epochs=present, nan_policy="omit"
+    ).to_pandas()
 
 
 def sorted_rows(table: pa.Table, kind: str) -> pd.DataFrame:
@@ -366,6 +385,20 @@ def test_sigkill_leaves_only_complete_segments(tmp_path: Path, delay: float) -> 
         if epoch in reported:
             assert len(ids) == n
     assert set(reported) <= set(present) <= set(range(max(reported) + 2))
+
+    # fastcarto.compute reads the killed run's directory as it is: every published segment,
+    # the partly flushed epoch included, and not the unpublished ".tmp" one.
+    on_disk = pa.concat_tables([t for tables in present.values() for t in tables])
+    got = fastcarto.compute(directory, progress=False).to_pandas()
+    assert got["id"].tolist() == list(range(n))
+    assert got["n_epochs"].sum() == on_disk.num_rows
+    assert_maps_equal(got, dense_map(on_disk))
+    assert_maps_equal(
+        fastcarto.compute(directory, epochs=reported).to_pandas(),
+        fastcarto.compute(
+            np.stack([recorder_child.epoch_data(e)[1] for e in reported]), labels, kind="logits"
+        ).to_pandas(),
+    )
 
     # The metrics of the flushed epochs match those of the outputs the child computed.
     complete = pa.concat_tables([t for e in reported for t in present[e]])
