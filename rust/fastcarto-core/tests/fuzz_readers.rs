@@ -81,13 +81,16 @@ fn seeds(rng: &mut Rng) -> Vec<(&'static str, Vec<u8>)> {
         out.push(("parquet", parquet.into_inner().expect("finish")));
     }
     let jsonl: String = (0..20)
-        .map(|i| format!("{{\"guid\": {i}, \"logits_epoch_0\": [{}, -1.5e-3, 2], \"gold\": {}}}\n", i as f64 / 7.0, i % 3))
+        .map(|i| {
+            format!("{{\"guid\": {i}, \"logits_epoch_0\": [{}, -1.5e-3, 2], \"gold\": {}}}\n", i as f64 / 7.0, i % 3)
+        })
         .collect();
     out.push(("jsonl", jsonl.into_bytes()));
     out
 }
 
-const INTERESTING: [i64; 12] = [0, 1, -1, 7, 8, 255, 0x7fff_ffff, -0x8000_0000, 0xffff_ffff, 1 << 40, i64::MAX, i64::MIN];
+const INTERESTING: [i64; 12] =
+    [0, 1, -1, 7, 8, 255, 0x7fff_ffff, -0x8000_0000, 0xffff_ffff, 1 << 40, i64::MAX, i64::MIN];
 
 /// One random mutation of `data` (`other` is another seed, for splices).
 fn mutate(rng: &mut Rng, data: &[u8], other: &[u8]) -> Vec<u8> {
