@@ -22,11 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import fastcarto
 import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
-
-import fastcarto
 
 
 def best_of(repeat: int, f: Callable[[], Any]) -> tuple[float, Any]:
@@ -253,9 +252,9 @@ def main() -> None:
     args.classes = args.classes or c
     tmp = Path(tempfile.mkdtemp(prefix="fastcarto-bench-", dir=args.dir))
     try:
-        {"ipc": bench_ipc, "cartography": bench_cartography, "billion": bench_billion}[
-            args.which
-        ](args, tmp)
+        {"ipc": bench_ipc, "cartography": bench_cartography, "billion": bench_billion}[args.which](
+            args, tmp
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -33,7 +33,12 @@ pub fn validate_labels(labels: &[i64], task: Task) -> Result<Vec<u32>> {
             if (0..values as i64).contains(&y) {
                 Ok(y as u32)
             } else {
-                Err(Error::LabelOutOfRange { example: (i as u64 / per).into(), label: y, n_classes: values, max: values - 1 })
+                Err(Error::LabelOutOfRange {
+                    example: (i as u64 / per).into(),
+                    label: y,
+                    n_classes: values,
+                    max: values - 1,
+                })
             }
         })
         .collect()

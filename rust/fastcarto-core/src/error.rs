@@ -58,9 +58,7 @@ pub enum Error {
     NonFinite { epoch: u32, example: Example, value: f64 },
 
     /// `kind="probs"` but a row is not a probability distribution.
-    #[error(
-        "invalid probabilities at epoch {epoch}, {example}: {reason}; if these are logits, pass kind=\"logits\""
-    )]
+    #[error("invalid probabilities at epoch {epoch}, {example}: {reason}; if these are logits, pass kind=\"logits\"")]
     InvalidProbabilities { epoch: u32, example: Example, reason: String },
 
     /// A label is negative or not smaller than the number of classes.
@@ -153,7 +151,9 @@ impl Error {
             Error::InterleavedEpochs { example, first_a, last_a, first_b, last_b } => {
                 Error::InterleavedEpochs { example: name(example), first_a, last_a, first_b, last_b }
             }
-            Error::Located { location, source } => Error::Located { location, source: Box::new(source.name_example(f)) },
+            Error::Located { location, source } => {
+                Error::Located { location, source: Box::new(source.name_example(f)) }
+            }
             other => other,
         }
     }
@@ -182,11 +182,13 @@ impl Error {
             return self;
         }
         let self_ = match self {
-            Error::InvalidProbabilities { epoch, example: Example::Index(slot), reason } => Error::InvalidProbabilities {
-                epoch,
-                example: Example::Index(slot),
-                reason: format!("{reason} (class {})", slot % slots_per_example),
-            },
+            Error::InvalidProbabilities { epoch, example: Example::Index(slot), reason } => {
+                Error::InvalidProbabilities {
+                    epoch,
+                    example: Example::Index(slot),
+                    reason: format!("{reason} (class {})", slot % slots_per_example),
+                }
+            }
             other => other,
         };
         self_.map_example(|slot| slot / slots_per_example)

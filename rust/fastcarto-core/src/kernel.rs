@@ -173,7 +173,11 @@ pub(crate) fn fold_epoch<T: Real>(
                 return Err(Error::NonFinite { epoch, example: example.into(), value: v.to_f64() });
             }
             if kind == Kind::Probs {
-                return Err(Error::InvalidProbabilities { epoch, example: example.into(), reason: describe_invalid_probs(row) });
+                return Err(Error::InvalidProbabilities {
+                    epoch,
+                    example: example.into(),
+                    reason: describe_invalid_probs(row),
+                });
             }
         }
         update_run(run, start, g, epoch, &gold, &lanes, &keep);

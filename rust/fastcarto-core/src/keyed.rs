@@ -53,8 +53,14 @@ fn hasher() -> foldhash::fast::FixedState {
 enum Index {
     /// Ids are non-negative integers used as slots; nothing has been seen yet when `None`.
     Direct,
-    Int { table: HashTable<u32>, ids: Vec<i64> },
-    Str { table: HashTable<u32>, ids: Vec<Box<str>> },
+    Int {
+        table: HashTable<u32>,
+        ids: Vec<i64>,
+    },
+    Str {
+        table: HashTable<u32>,
+        ids: Vec<Box<str>>,
+    },
 }
 
 /// The states of every example seen so far, keyed by the examples' ids.
@@ -185,7 +191,8 @@ impl KeyedState {
     fn fold_epoch(&mut self, batch: &LongBatch, epoch: u32, rows: Option<&[u32]>) -> Result<()> {
         // Errors name rows of this epoch's run; report the id the user knows.
         let pick = |i: u64| rows.map_or(i as usize, |r| r[i as usize] as usize);
-        self.fold_epoch_rows(batch, epoch, rows).map_err(|e| e.name_example(|i| Example::Id(batch.ids.display(pick(i)))))
+        self.fold_epoch_rows(batch, epoch, rows)
+            .map_err(|e| e.name_example(|i| Example::Id(batch.ids.display(pick(i)))))
     }
 
     fn fold_epoch_rows(&mut self, batch: &LongBatch, epoch: u32, rows: Option<&[u32]>) -> Result<()> {
@@ -221,10 +228,10 @@ impl KeyedState {
                 self.grow(max as usize + 1)?;
                 return Ok((0..n).map(|i| a.value(pick(i)) as u32).collect());
             }
-            self.to_hashed();
+            self.switch_to_hashed();
         }
         if let (Index::Direct, Ids::Str(_)) = (&self.index, ids) {
-            self.to_hashed();
+            self.switch_to_hashed();
             self.index = Index::Str { table: HashTable::new(), ids: Vec::new() };
         }
         let h = hasher();
@@ -273,7 +280,7 @@ impl KeyedState {
     }
 
     /// Leaves direct addressing: the ids seen so far become hash-table entries, keeping slots.
-    fn to_hashed(&mut self) {
+    fn switch_to_hashed(&mut self) {
         if !matches!(self.index, Index::Direct) {
             return;
         }

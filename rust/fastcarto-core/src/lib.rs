@@ -23,9 +23,9 @@
 pub(crate) mod alloc;
 pub mod dense;
 pub mod error;
+pub(crate) mod kernel;
 pub mod keyed;
 pub mod long;
-pub(crate) mod kernel;
 pub mod math;
 pub mod npy;
 pub mod options;

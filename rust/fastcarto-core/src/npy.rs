@@ -93,8 +93,12 @@ impl MappedNpy {
         Ok(match (self.dtype, self.ndim) {
             (NpyDtype::F32, 3) => NpyView::F32(ArrayView3::<f32>::view_npy(&self.map).map_err(err)?),
             (NpyDtype::F64, 3) => NpyView::F64(ArrayView3::<f64>::view_npy(&self.map).map_err(err)?),
-            (NpyDtype::F32, _) => NpyView::F32(ArrayView2::<f32>::view_npy(&self.map).map_err(err)?.insert_axis(Axis(0))),
-            (NpyDtype::F64, _) => NpyView::F64(ArrayView2::<f64>::view_npy(&self.map).map_err(err)?.insert_axis(Axis(0))),
+            (NpyDtype::F32, _) => {
+                NpyView::F32(ArrayView2::<f32>::view_npy(&self.map).map_err(err)?.insert_axis(Axis(0)))
+            }
+            (NpyDtype::F64, _) => {
+                NpyView::F64(ArrayView2::<f64>::view_npy(&self.map).map_err(err)?.insert_axis(Axis(0)))
+            }
         })
     }
 

@@ -6,9 +6,9 @@
 //! state that saw nothing is the identity. Threads, shards, files and machines all reuse
 //! [`ExampleState::merge`].
 
-use crate::error::{Error, Result};
 #[cfg(test)]
 use crate::error::Example;
+use crate::error::{Error, Result};
 use crate::options::{Kind, Task};
 use rayon::prelude::*;
 
@@ -407,7 +407,10 @@ mod tests {
     fn duplicates_and_out_of_order_are_errors() {
         let mut s = ExampleState::EMPTY;
         s.observe(3, 5, 0, &obs(0.5, 0)).unwrap();
-        assert!(matches!(s.observe(3, 5, 0, &obs(0.5, 0)), Err(Error::DuplicateObservation { epoch: 5, example: Example::Index(3) })));
+        assert!(matches!(
+            s.observe(3, 5, 0, &obs(0.5, 0)),
+            Err(Error::DuplicateObservation { epoch: 5, example: Example::Index(3) })
+        ));
         assert!(matches!(s.observe(3, 4, 0, &obs(0.5, 0)), Err(Error::EpochOutOfOrder { .. })));
         assert!(matches!(s.observe(3, 6, 1, &obs(0.5, 0)), Err(Error::LabelChanged { old: 0, new: 1, .. })));
     }

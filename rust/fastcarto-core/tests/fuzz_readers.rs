@@ -116,9 +116,9 @@ fn mutate(rng: &mut Rng, data: &[u8], other: &[u8]) -> Vec<u8> {
                 let width = [1, 2, 4, 8][rng.below(4)];
                 let at = rng.below(len) & !(width - 1);
                 let v = INTERESTING[rng.below(INTERESTING.len())].to_le_bytes();
-                for k in 0..width {
+                for (k, &byte) in v.iter().take(width).enumerate() {
                     if let Some(b) = d.get_mut(at + k) {
-                        *b = v[k];
+                        *b = byte;
                     }
                 }
             }

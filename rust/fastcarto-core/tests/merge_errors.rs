@@ -428,7 +428,10 @@ fn update_with_index_names_the_example_of_a_non_finite_row() {
     let before = s.clone();
     let err = s.update(out.view(), &labels, 3, Some(&[11, 4, 17]), NanPolicy::Raise, None).unwrap_err();
     assert_eq!(s, before);
-    assert!(matches!(err, Error::NonFinite { epoch: 3, example: Example::Index(17), .. }), "expected example 17, got {err:?}: {err}");
+    assert!(
+        matches!(err, Error::NonFinite { epoch: 3, example: Example::Index(17), .. }),
+        "expected example 17, got {err:?}: {err}"
+    );
 }
 
 #[test]
@@ -498,8 +501,11 @@ fn update_minibatch_repeating_an_example_in_one_epoch_names_it() {
     let before = s.clone();
     let err = s.update(epoch_rows(&x, 3, &[9]).view(), &[y[9]], 3, Some(&[9]), NanPolicy::Raise, None).unwrap_err();
     assert_eq!(s, before);
-    let names_9 =
-        matches!(err, Error::DuplicateObservation { example: Example::Index(9), .. } | Error::InterleavedEpochs { example: Example::Index(9), .. });
+    let names_9 = matches!(
+        err,
+        Error::DuplicateObservation { example: Example::Index(9), .. }
+            | Error::InterleavedEpochs { example: Example::Index(9), .. }
+    );
     assert!(names_9, "{err:?}");
 }
 
@@ -525,7 +531,10 @@ fn multilabel_errors_name_the_example() {
     let task = Task::MultiLabel { n_classes: c as u32 };
     x[[1, 3, 2]] = f64::INFINITY;
     let err = compute_dense(x.view(), &[0, 1], &y, task, Kind::Logits, NanPolicy::Raise, Some(1)).unwrap_err();
-    assert!(matches!(err, Error::NonFinite { epoch: 1, example: Example::Index(3), value } if value == f64::INFINITY), "{err:?}");
+    assert!(
+        matches!(err, Error::NonFinite { epoch: 1, example: Example::Index(3), value } if value == f64::INFINITY),
+        "{err:?}"
+    );
     let mut bad = y.clone();
     bad[3 * c + 1] = 2;
     let err = compute_dense(x.view(), &[0], &bad, task, Kind::Logits, NanPolicy::Raise, Some(1)).unwrap_err();

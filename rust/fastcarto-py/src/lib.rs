@@ -7,17 +7,17 @@
 mod errors;
 
 use errors::to_py;
+use fastcarto_core::long::Columns;
 use fastcarto_core::npy::{MappedNpy, NpyView, dims};
+use fastcarto_core::parallel;
+use fastcarto_core::read::{self, EpochFilter, FileFormat, ReadOptions};
 use fastcarto_core::{Compat, FinalizeOptions, Kind, NanPolicy, State, Task, serialize};
 use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use fastcarto_core::long::Columns;
-use fastcarto_core::parallel;
-use fastcarto_core::read::{self, EpochFilter, FileFormat, ReadOptions};
-use pyo3_arrow::{PyArray, PyRecordBatch};
 use pyo3_arrow::input::AnyRecordBatch;
+use pyo3_arrow::{PyArray, PyRecordBatch};
 use std::path::PathBuf;
 
 fn parse<T: std::str::FromStr<Err = fastcarto_core::Error>>(s: &str) -> PyResult<T> {
@@ -360,9 +360,12 @@ fn read_stream<'py>(
     Ok((PyState { inner: state }, ids))
 }
 
+/// (path, format, epoch in the name, size in bytes).
+type DiscoveredFile = (PathBuf, &'static str, Option<u32>, u64);
+
 /// The data files of a source: `[(path, format, epoch_in_name or None, size)]`.
 #[pyfunction]
-fn discover(py: Python<'_>, source: &str) -> PyResult<Vec<(PathBuf, &'static str, Option<u32>, u64)>> {
+fn discover(py: Python<'_>, source: &str) -> PyResult<Vec<DiscoveredFile>> {
     let files = py.detach(|| read::discover(source)).map_err(to_py)?;
     Ok(files
         .into_iter()

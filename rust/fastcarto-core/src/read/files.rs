@@ -152,7 +152,10 @@ pub fn discover(source: &str) -> Result<Vec<DataFile>> {
     } else {
         let meta = std::fs::metadata(path).map_err(|e| Error::Io { path: path.into(), source: e })?;
         let format = format_of(path)?.ok_or_else(|| {
-            path_error(path, "unknown file type; expected .arrow/.feather (Arrow IPC), .arrows, .parquet, .jsonl or .npy")
+            path_error(
+                path,
+                "unknown file type; expected .arrow/.feather (Arrow IPC), .arrows, .parquet, .jsonl or .npy",
+            )
         })?;
         let parent = path.parent().unwrap_or(Path::new(""));
         let mut f = data_file(path.into(), parent, format)?;

@@ -96,9 +96,8 @@ pub(super) fn for_each_batch(
     if kind != Kind::Logits {
         return Err(path_error(path, "allenai/cartography's training dynamics hold logits: pass kind=\"logits\""));
     }
-    let epoch = name_epoch.ok_or_else(|| {
-        path_error(path, "cannot tell the epoch: expected a name like dynamics_epoch_3.jsonl")
-    })?;
+    let epoch = name_epoch
+        .ok_or_else(|| path_error(path, "cannot tell the epoch: expected a name like dynamics_epoch_3.jsonl"))?;
     let mut file = std::fs::File::open(path).map_err(|e| Error::Io { path: path.into(), source: e })?;
     let size = file.metadata().map_err(|e| Error::Io { path: path.into(), source: e })?.len().max(1) as f64;
     let expected_key = format!("logits_epoch_{epoch}");
@@ -110,7 +109,8 @@ pub(super) fn for_each_batch(
         carry.extend_from_slice(&block[..n]);
         let end = if n == 0 { carry.len() } else { carry.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1) };
         if end > 0 {
-            let text = std::str::from_utf8(&carry[..end]).map_err(|e| path_error(path, format!("not UTF-8 text: {e}")))?;
+            let text =
+                std::str::from_utf8(&carry[..end]).map_err(|e| path_error(path, format!("not UTF-8 text: {e}")))?;
             let lines: Vec<&str> = text.lines().collect();
             for chunk in lines.chunks(LINES) {
                 let first = line_no;
@@ -128,7 +128,9 @@ pub(super) fn for_each_batch(
                     let located = |m: String| path_error(path, format!("line {}: {m}", first + k + 1));
                     if let Some((line, key)) = p.map_err(located)? {
                         if key != expected_key {
-                            return Err(located(format!("key {key:?} in a file of epoch {epoch} (expected {expected_key:?})")));
+                            return Err(located(format!(
+                                "key {key:?} in a file of epoch {epoch} (expected {expected_key:?})"
+                            )));
                         }
                         rows.push(line);
                     }
@@ -146,7 +148,14 @@ pub(super) fn for_each_batch(
     Ok(())
 }
 
-fn to_batch(path: &Path, epoch: u32, rows: &[Line], columns: &Columns, kind: Kind, first: usize) -> Result<arrow_array::RecordBatch> {
+fn to_batch(
+    path: &Path,
+    epoch: u32,
+    rows: &[Line],
+    columns: &Columns,
+    kind: Kind,
+    first: usize,
+) -> Result<arrow_array::RecordBatch> {
     let c = rows.first().map_or(0, |r| r.logits.len());
     if let Some(k) = rows.iter().position(|r| r.logits.len() != c) {
         return Err(path_error(
@@ -161,7 +170,10 @@ fn to_batch(path: &Path, epoch: u32, rows: &[Line], columns: &Columns, kind: Kin
         }))),
         _ => {
             if let Some(k) = rows.iter().position(|r| matches!(r.guid, Guid::Str(_))) {
-                return Err(path_error(path, format!("line {}: string guid where earlier lines have integers", first + k + 1)));
+                return Err(path_error(
+                    path,
+                    format!("line {}: string guid where earlier lines have integers", first + k + 1),
+                ));
             }
             Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| match r.guid {
                 Guid::Int(i) => i,
