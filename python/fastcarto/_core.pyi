@@ -143,5 +143,6 @@ def compute_npy_epochs(
     *,
     kind: str,
     nan_policy: str = "raise",
+    epochs: tuple[Any, ...] | None = None,
     threads: int | None = None,
 ) -> State: ...

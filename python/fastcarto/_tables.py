@@ -123,6 +123,14 @@ def progress_bar(enabled: bool, total: int | None, desc: str) -> Iterator[Any]:
         bar.close()
 
 
+def _refuse_labels(labels: Any) -> None:
+    if labels is not None:
+        raise ValueError(
+            "labels= is for arrays; a long table carries its labels in its label column "
+            "(rename it with columns={'label': ...})"
+        )
+
+
 def read_files(
     source: str | os.PathLike[str],
     labels: Any,
@@ -143,11 +151,7 @@ def read_files(
         return _read_npy_epochs(
             text, files, labels, kind=kind, nan_policy=nan_policy, epochs=epochs, threads=threads
         )
-    if labels is not None:
-        raise ValueError(
-            "labels= is for arrays; a long table carries its labels in its label column "
-            "(rename it with columns={'label': ...})"
-        )
+    _refuse_labels(labels)
     names = column_names(columns)
     if kind is None:
         if formats == {"cartography-jsonl"}:
@@ -202,15 +206,12 @@ def _read_npy_epochs(
             f"labels must be a 1-d integer array for per-epoch .npy files, got shape "
             f"{flat.shape} dtype {flat.dtype}"
         )
-    keep = epoch_filter(epochs)
-    chosen = [(p, int(e)) for p, e in epoch_files if _keeps(keep, int(e))]  # type: ignore[arg-type]
-    if not chosen:
-        raise _core.EmptyInputError("no epoch files in the selected epochs")
     state = _core.compute_npy_epochs(
-        chosen,
+        [(p, int(e)) for p, e in epoch_files if e is not None],
         np.ascontiguousarray(flat, dtype=np.int64),
         kind=kind,
         nan_policy=nan_policy,
+        epochs=epoch_filter(epochs),
         threads=threads,
     )
     ids = None
@@ -222,15 +223,6 @@ def _read_npy_epochs(
             raise ValueError(f"{NPY_IDS} holds duplicate ids")
         ids = pa.array(raw)
     return state, ids, kind
-
-
-def _keeps(spec: tuple[Any, ...], e: int) -> bool:
-    if spec[0] == "all":
-        return True
-    if spec[0] == "range":
-        _, start, stop, step = spec
-        return bool(e >= start and (stop is None or e < stop) and (e - start) % step == 0)
-    return e in spec[1]
 
 
 def is_table(source: Any) -> bool:
@@ -256,10 +248,7 @@ def read_table(
     threads: int | None,
 ) -> tuple[Any, Any, Kind]:
     """Reads an in-memory table or an Arrow stream: returns (state, ids, kind)."""
-    if labels is not None:
-        raise ValueError(
-            "labels= is for arrays; a long table carries its labels in its label column"
-        )
+    _refuse_labels(labels)
     import sys
 
     pd = sys.modules.get("pandas")

@@ -197,11 +197,10 @@ impl KeyedState {
 
     fn fold_epoch_rows(&mut self, batch: &LongBatch, epoch: u32, rows: Option<&[u32]>) -> Result<()> {
         let n = rows.map_or(batch.rows, <[u32]>::len);
-        let labels: Vec<i64> = match rows {
-            None => batch.labels.clone(),
-            Some(r) => r.iter().map(|&i| batch.labels[i as usize]).collect(),
+        let labels = match rows {
+            None => validate_labels(&batch.labels, self.task)?,
+            Some(r) => validate_labels(&r.iter().map(|&i| batch.labels[i as usize]).collect::<Vec<_>>(), self.task)?,
         };
-        let labels = validate_labels(&labels, self.task)?;
         // Observations of this epoch, one single-epoch state per row, in row order.
         let mut seen = State::new(n, self.task, self.kind)?;
         let c = batch.n_classes;

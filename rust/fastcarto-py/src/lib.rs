@@ -7,6 +7,7 @@
 mod errors;
 
 use errors::to_py;
+use fastcarto_core::keyed::KeyedState;
 use fastcarto_core::long::Columns;
 use fastcarto_core::npy::{MappedNpy, NpyView, dims};
 use fastcarto_core::parallel;
@@ -305,6 +306,31 @@ fn progress_fn(cb: &Option<Py<PyAny>>) -> Option<impl Fn(u64, u64, u64) + Sync +
     })
 }
 
+/// Runs a keyed read with the GIL released, in the requested thread pool, and converts its
+/// (state, ids) result.
+#[allow(clippy::too_many_arguments)]
+fn keyed_read<'py>(
+    py: Python<'py>,
+    kind: &str,
+    columns: (String, String, String, Option<String>),
+    nan_policy: &str,
+    epochs: &Bound<'py, PyAny>,
+    require_complete: bool,
+    progress: Option<Py<PyAny>>,
+    threads: Option<usize>,
+    read: impl FnOnce(&ReadOptions<'_>) -> fastcarto_core::Result<KeyedState> + Send,
+) -> PyResult<(PyState, Py<PyAny>)> {
+    let cb = progress_fn(&progress);
+    let cb = cb.as_ref().map(|f| f as &(dyn Fn(u64, u64, u64) + Sync));
+    let opts = read_options(kind, columns, nan_policy, epochs, require_complete, cb)?;
+    let (state, ids) = py
+        .detach(|| parallel::run(threads, usize::MAX, || read(&opts)?.into_state()))
+        .map_err(to_py)?
+        .map_err(to_py)?;
+    let ids = PyArray::from_array_ref(ids).to_pyarrow(py)?.unbind();
+    Ok((PyState { inner: state }, ids))
+}
+
 /// Reads a keyed long table (file, directory or glob) into (state, ids).
 #[pyfunction]
 #[pyo3(signature = (source, *, kind, columns, nan_policy, epochs, require_complete, progress=None, threads=None))]
@@ -320,16 +346,9 @@ fn read_path<'py>(
     progress: Option<Py<PyAny>>,
     threads: Option<usize>,
 ) -> PyResult<(PyState, Py<PyAny>)> {
-    let cb = progress_fn(&progress);
-    let cb = cb.as_ref().map(|f| f as &(dyn Fn(u64, u64, u64) + Sync));
-    let opts = read_options(kind, columns, nan_policy, epochs, require_complete, cb)?;
-    let read = py
-        .detach(|| parallel::run(threads, usize::MAX, || read::read_path(source, &opts)?.into_state()))
-        .map_err(to_py)?
-        .map_err(to_py)?;
-    let (state, ids) = read;
-    let ids = PyArray::from_array_ref(ids).to_pyarrow(py)?.unbind();
-    Ok((PyState { inner: state }, ids))
+    keyed_read(py, kind, columns, nan_policy, epochs, require_complete, progress, threads, |opts| {
+        read::read_path(source, opts)
+    })
 }
 
 /// Reads a keyed long table from an Arrow stream (anything with `__arrow_c_stream__`).
@@ -347,17 +366,10 @@ fn read_stream<'py>(
     progress: Option<Py<PyAny>>,
     threads: Option<usize>,
 ) -> PyResult<(PyState, Py<PyAny>)> {
-    let cb = progress_fn(&progress);
-    let cb = cb.as_ref().map(|f| f as &(dyn Fn(u64, u64, u64) + Sync));
-    let opts = read_options(kind, columns, nan_policy, epochs, require_complete, cb)?;
     let reader = data.into_reader()?;
-    let read = py
-        .detach(|| parallel::run(threads, usize::MAX, || read::read_batches(reader, &opts)?.into_state()))
-        .map_err(to_py)?
-        .map_err(to_py)?;
-    let (state, ids) = read;
-    let ids = PyArray::from_array_ref(ids).to_pyarrow(py)?.unbind();
-    Ok((PyState { inner: state }, ids))
+    keyed_read(py, kind, columns, nan_policy, epochs, require_complete, progress, threads, |opts| {
+        read::read_batches(reader, opts)
+    })
 }
 
 /// (path, format, epoch in the name, size in bytes).
@@ -384,20 +396,22 @@ fn discover(py: Python<'_>, source: &str) -> PyResult<Vec<DiscoveredFile>> {
 
 /// Folds one `.npy` file per epoch (`[(path, epoch)]`, every file `[examples, classes]`).
 #[pyfunction]
-#[pyo3(signature = (files, labels, *, kind, nan_policy="raise", threads=None))]
+#[pyo3(signature = (files, labels, *, kind, nan_policy="raise", epochs=None, threads=None))]
 fn compute_npy_epochs(
     py: Python<'_>,
     files: Vec<(PathBuf, u32)>,
     labels: PyReadonlyArray1<'_, i64>,
     kind: &str,
     nan_policy: &str,
+    epochs: Option<&Bound<'_, PyAny>>,
     threads: Option<usize>,
 ) -> PyResult<PyState> {
+    let epochs = epochs.map(epoch_filter).transpose()?.unwrap_or_default();
     let kind: Kind = parse(kind)?;
     let nan: NanPolicy = parse(nan_policy)?;
     let labels = contiguous(&labels, "labels")?;
     let state = py
-        .detach(|| parallel::run(threads, usize::MAX, || read::read_npy_epochs(&files, labels, None, kind, nan)))
+        .detach(|| parallel::run(threads, usize::MAX, || read::read_npy_epochs(&files, labels, kind, nan, &epochs)))
         .map_err(to_py)?
         .map_err(to_py)?;
     Ok(PyState { inner: state })

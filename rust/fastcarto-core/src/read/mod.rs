@@ -98,9 +98,8 @@ pub fn read_files(files: &[DataFile], opts: &ReadOptions<'_>) -> Result<KeyedSta
     let state = match first {
         Err(e) if matches!(e.root(), Error::InterleavedEpochs { .. }) => {
             // Some example's epochs interleave across files or batches: fold one epoch at a time.
-            let ranges = epoch_ranges(files, opts)?;
+            let (ranges, all) = epoch_ranges(files, opts)?;
             let mut state = KeyedState::new(opts.kind, opts.nan_policy);
-            let all = all_epochs(files, &ranges, opts)?;
             for e in all.into_iter().filter(|&e| opts.epochs.keeps(e)) {
                 fold_files(files, opts, total, &mut state, &|x| x == e, Some((&ranges, e)))?;
             }
@@ -128,40 +127,31 @@ fn fold_pass(files: &[DataFile], opts: &ReadOptions<'_>, total: u64) -> Result<K
 
 type Ranges = Vec<Vec<Option<(u32, u32)>>>;
 
-/// Every epoch number present, from the per-batch ranges (exact: reads the epoch columns).
-fn all_epochs(files: &[DataFile], ranges: &Ranges, opts: &ReadOptions<'_>) -> Result<Vec<u32>> {
+/// One metadata pass: the (smallest, largest) epoch of every batch of every file, and every
+/// epoch number present.
+fn epoch_ranges(files: &[DataFile], opts: &ReadOptions<'_>) -> Result<(Ranges, Vec<u32>)> {
     let mut epochs = std::collections::BTreeSet::new();
-    for (f, file) in files.iter().enumerate() {
-        for_each_batch(file, opts, &|i| ranges[f].get(i).is_some_and(|r| r.is_some()), &mut |b, _| {
-            let lb = decode_batch(file, &b, opts)?;
-            match &lb.epochs {
-                crate::long::Epochs::Constant(e) => {
-                    epochs.insert(*e);
-                }
-                crate::long::Epochs::Column(v) => epochs.extend(v.iter().copied()),
-            }
-            Ok(())
-        })?;
-    }
-    Ok(epochs.into_iter().collect())
-}
-
-/// The (smallest, largest) epoch of every batch of every file.
-fn epoch_ranges(files: &[DataFile], opts: &ReadOptions<'_>) -> Result<Ranges> {
-    files
+    let ranges = files
         .iter()
         .map(|file| {
             let mut ranges = Vec::new();
             for_each_batch(file, opts, &|_| true, &mut |b, _| {
                 let lb = decode_batch(file, &b, opts)?;
-                let i = b.index;
-                ranges.resize(i + 1, None);
-                ranges[i] = lb.epochs.range(lb.rows);
+                match &lb.epochs {
+                    crate::long::Epochs::Constant(e) if lb.rows > 0 => {
+                        epochs.insert(*e);
+                    }
+                    crate::long::Epochs::Constant(_) => {}
+                    crate::long::Epochs::Column(v) => epochs.extend(v.iter().copied()),
+                }
+                ranges.resize(b.index + 1, None);
+                ranges[b.index] = lb.epochs.range(lb.rows);
                 Ok(())
             })?;
             Ok(ranges)
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    Ok((ranges, epochs.into_iter().collect()))
 }
 
 fn decode_batch(file: &DataFile, b: &Located, opts: &ReadOptions<'_>) -> Result<LongBatch> {

@@ -6,21 +6,26 @@ use crate::error::{Error, Result};
 use crate::math::Real;
 use crate::npy::{MappedNpy, NpyView, dims};
 use crate::options::{Kind, NanPolicy, Task};
+use crate::read::EpochFilter;
 use crate::state::State;
 use std::path::PathBuf;
 
-/// Folds the per-epoch files `(path, epoch)` (any order; epochs must be distinct) into a state.
+/// Folds the per-epoch files `(path, epoch)` that `epochs` keeps (any order; epochs must be
+/// distinct) into a state.
 pub fn read_npy_epochs(
     files: &[(PathBuf, u32)],
     labels: &[i64],
-    n_classes: Option<u32>,
     kind: Kind,
     nan_policy: NanPolicy,
+    epochs: &EpochFilter,
 ) -> Result<State> {
     if files.is_empty() {
         return Err(Error::Empty("no .npy epoch files".into()));
     }
-    let mut files = files.to_vec();
+    let mut files: Vec<_> = files.iter().filter(|f| epochs.keeps(f.1)).cloned().collect();
+    if files.is_empty() {
+        return Err(Error::Empty("no epoch files in the selected epochs".into()));
+    }
     files.sort_by_key(|f| f.1);
     if let Some(w) = files.windows(2).find(|w| w[0].1 == w[1].1) {
         return Err(Error::invalid(format!(
@@ -45,10 +50,7 @@ pub fn read_npy_epochs(
     if n == 0 {
         return Err(Error::Empty(format!("{}: no examples", files[0].0.display())));
     }
-    let task = Task::MultiClass { n_classes: n_classes.unwrap_or(c as u32) };
-    if task.output_columns() as usize != c {
-        return Err(Error::invalid(format!("the files have {c} columns but n_classes is {}", task.output_columns())));
-    }
+    let task = Task::MultiClass { n_classes: c as u32 };
     if labels.len() != n {
         return Err(Error::invalid(format!("{} labels for {n} examples (rows of each epoch file)", labels.len())));
     }
