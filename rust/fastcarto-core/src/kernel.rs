@@ -10,7 +10,7 @@
 use crate::error::{Error, Result};
 use crate::math::{Real, ln_1p_with};
 use crate::options::{Kind, NanPolicy};
-use crate::state::{ExampleState, NONE};
+use crate::state::{ExampleState, NONE, Observation};
 use multiversion::multiversion;
 
 /// Rows handled together. The lane loops below run over a *runtime* count (at most `GROUP`), so
@@ -98,7 +98,7 @@ impl RunState {
 }
 
 /// Per-row results of one group, structure of arrays.
-struct Lanes {
+pub(crate) struct Lanes {
     gold_prob: [f64; GROUP],
     margin: [f64; GROUP],
     el2n: [f64; GROUP],
@@ -123,24 +123,121 @@ impl Lanes {
     }
 }
 
+/// Where [`fold_epoch`] puts each group's per-row results: folded into a run of examples'
+/// states ([`RunState`], the dense path), or kept row by row ([`Observations`], for long tables
+/// whose rows are scattered to examples afterwards).
+pub(crate) trait Sink {
+    /// Rows `start..start + g` of the call, lane `l` being row `start + l`; `keep[l]` is false
+    /// for an observation omitted under `nan_policy="omit"`.
+    fn take(&mut self, start: usize, g: usize, epoch: u32, gold: &[u32; GROUP], o: &Lanes, keep: &[bool; GROUP]);
+}
+
+impl Sink for RunState {
+    #[inline(always)]
+    fn take(&mut self, start: usize, g: usize, epoch: u32, gold: &[u32; GROUP], o: &Lanes, keep: &[bool; GROUP]) {
+        update_run(self, start, g, epoch, gold, o, keep);
+    }
+}
+
+/// One epoch's observation of each row, structure of arrays, in row order.
+#[derive(Default)]
+pub(crate) struct Observations {
+    pub gold_prob: Vec<f64>,
+    pub margin: Vec<f64>,
+    pub el2n: Vec<f64>,
+    pub loss: Vec<f64>,
+    pub entropy: Vec<f64>,
+    pub pred: Vec<u32>,
+    /// False where the row was omitted (`nan_policy="omit"`).
+    pub keep: Vec<bool>,
+}
+
+impl Observations {
+    /// Sized for `len` rows (contents are overwritten by [`fold_epoch`]).
+    pub(crate) fn reset(&mut self, len: usize) {
+        for v in [&mut self.gold_prob, &mut self.margin, &mut self.el2n, &mut self.loss, &mut self.entropy] {
+            v.resize(len, 0.0);
+        }
+        self.pred.resize(len, 0);
+        self.keep.resize(len, false);
+    }
+
+    pub(crate) fn get(&self, i: usize) -> Option<Observation> {
+        self.keep[i].then(|| Observation {
+            gold_prob: self.gold_prob[i],
+            margin: self.margin[i],
+            el2n: self.el2n[i],
+            loss: self.loss[i],
+            entropy: self.entropy[i],
+            pred: self.pred[i],
+        })
+    }
+
+    /// Consecutive parts of `chunk` rows, each the sink of one call of [`fold_epoch`], so
+    /// parallel callers fill their own rows.
+    pub(crate) fn parts(&mut self, chunk: usize) -> Vec<ObservationsPart<'_>> {
+        let mut out = Vec::new();
+        let Observations { gold_prob, margin, el2n, loss, entropy, pred, keep } = self;
+        let mut it = (
+            gold_prob.chunks_mut(chunk),
+            margin.chunks_mut(chunk),
+            el2n.chunks_mut(chunk),
+            loss.chunks_mut(chunk),
+            entropy.chunks_mut(chunk),
+            pred.chunks_mut(chunk),
+            keep.chunks_mut(chunk),
+        );
+        while let (Some(gold_prob), Some(margin), Some(el2n), Some(loss), Some(entropy), Some(pred), Some(keep)) =
+            (it.0.next(), it.1.next(), it.2.next(), it.3.next(), it.4.next(), it.5.next(), it.6.next())
+        {
+            out.push(ObservationsPart { gold_prob, margin, el2n, loss, entropy, pred, keep });
+        }
+        out
+    }
+}
+
+/// A run of consecutive rows of [`Observations`].
+pub(crate) struct ObservationsPart<'a> {
+    gold_prob: &'a mut [f64],
+    margin: &'a mut [f64],
+    el2n: &'a mut [f64],
+    loss: &'a mut [f64],
+    entropy: &'a mut [f64],
+    pred: &'a mut [u32],
+    keep: &'a mut [bool],
+}
+
+impl Sink for ObservationsPart<'_> {
+    #[inline(always)]
+    fn take(&mut self, start: usize, g: usize, _epoch: u32, _gold: &[u32; GROUP], o: &Lanes, keep: &[bool; GROUP]) {
+        let r = start..start + g;
+        self.gold_prob[r.clone()].copy_from_slice(&o.gold_prob[..g]);
+        self.margin[r.clone()].copy_from_slice(&o.margin[..g]);
+        self.el2n[r.clone()].copy_from_slice(&o.el2n[..g]);
+        self.loss[r.clone()].copy_from_slice(&o.loss[..g]);
+        self.entropy[r.clone()].copy_from_slice(&o.entropy[..g]);
+        self.pred[r.clone()].copy_from_slice(&o.pred[..g]);
+        self.keep[r].copy_from_slice(&keep[..g]);
+    }
+}
+
 /// Observes one epoch of `labels.len()` consecutive rows (`rows` is row-major with `cols`
-/// columns) and folds each into the matching entry of `run`. `first_example` is the index of
-/// the first row, for error messages. `scratch` is reused between calls.
+/// columns) and hands each group of results to `sink`. `first_example` is the index of the
+/// first row, for error messages. `scratch` is reused between calls.
 #[allow(clippy::too_many_arguments)]
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
-pub(crate) fn fold_epoch<T: Real>(
+pub(crate) fn fold_epoch<T: Real, S: Sink>(
     kind: Kind,
     nan_policy: NanPolicy,
     epoch: u32,
     rows: &[T],
     cols: usize,
     labels: &[u32],
-    run: &mut RunState,
+    sink: &mut S,
     first_example: u64,
     scratch: &mut Vec<T>,
 ) -> Result<()> {
     debug_assert_eq!(rows.len(), labels.len() * cols);
-    debug_assert_eq!(run.n.len(), labels.len());
     // One-column binary outputs are read as the two-column equivalent.
     let eff = cols.max(2);
     scratch.resize(eff * GROUP, T::ZERO);
@@ -180,7 +277,7 @@ pub(crate) fn fold_epoch<T: Real>(
                 });
             }
         }
-        update_run(run, start, g, epoch, &gold, &lanes, &keep);
+        sink.take(start, g, epoch, &gold, &lanes, &keep);
         start += g;
     }
     Ok(())

@@ -8,9 +8,11 @@
 //! random scatter of shuffled ids then stays within a few megabytes at a time, and the chunks
 //! are merged in parallel.
 
-use crate::dense::{EpochView, accumulate, validate_labels};
+use crate::dense::validate_labels;
 use crate::error::{Error, Example, Result};
+use crate::kernel::{Observations, fold_epoch};
 use crate::long::{Ids, LongBatch, Outputs};
+use crate::math::Real;
 use crate::options::{Kind, NanPolicy, Task};
 use crate::state::{ExampleState, NONE, State};
 use arrow_array::{Array, ArrayRef, Int64Array, StringArray};
@@ -26,7 +28,7 @@ const CHUNK: usize = 1 << CHUNK_BITS;
 /// Rows are merged in blocks of this many slots (350 KiB of state, within L2).
 const BUCKET_BITS: u32 = 12;
 /// How many rows ahead the scatter prefetches the state it will update.
-const PREFETCH: usize = 8;
+const PREFETCH: usize = 16;
 
 #[inline(always)]
 fn prefetch<T>(p: &T) {
@@ -79,6 +81,8 @@ pub struct KeyedState {
     present: u64,
     epochs: BTreeSet<u32>,
     rows: u64,
+    /// Scratch: the current batch's per-row observations (kept to reuse its allocation).
+    observations: Observations,
 }
 
 impl KeyedState {
@@ -95,6 +99,7 @@ impl KeyedState {
             present: 0,
             epochs: BTreeSet::new(),
             rows: 0,
+            observations: Observations::default(),
         }
     }
 
@@ -201,15 +206,18 @@ impl KeyedState {
             None => validate_labels(&batch.labels, self.task)?,
             Some(r) => validate_labels(&r.iter().map(|&i| batch.labels[i as usize]).collect::<Vec<_>>(), self.task)?,
         };
-        // Observations of this epoch, one single-epoch state per row, in row order.
-        let mut seen = State::new(n, self.task, self.kind)?;
-        let c = batch.n_classes;
-        match &batch.outputs {
-            Outputs::F32(v) => fold_rows(&mut seen, v, c, rows, epoch, &labels, self.nan_policy)?,
-            Outputs::F64(v) => fold_rows(&mut seen, v, c, rows, epoch, &labels, self.nan_policy)?,
-        }
-        let slots = self.assign(&batch.ids, rows)?;
-        self.scatter(&slots, seen.slots())?;
+        // This epoch's observation of every row, in row order (reused between batches).
+        let mut obs = std::mem::take(&mut self.observations);
+        let (c, kind, nan_policy) = (batch.n_classes, self.kind, self.nan_policy);
+        let observed = match &batch.outputs {
+            Outputs::F32(v) => observe_rows(&mut obs, v, c, rows, epoch, &labels, kind, nan_policy),
+            Outputs::F64(v) => observe_rows(&mut obs, v, c, rows, epoch, &labels, kind, nan_policy),
+        };
+        let folded = observed
+            .and_then(|()| self.assign(&batch.ids, rows))
+            .and_then(|slots| self.scatter(&slots, epoch, &labels, &obs));
+        self.observations = obs;
+        folded?;
         self.epochs.insert(epoch);
         self.rows += n as u64;
         Ok(())
@@ -227,10 +235,10 @@ impl KeyedState {
                 self.grow(max as usize + 1)?;
                 return Ok((0..n).map(|i| a.value(pick(i)) as u32).collect());
             }
-            self.switch_to_hashed();
+            self.switch_to_hashed()?;
         }
         if let (Index::Direct, Ids::Str(_)) = (&self.index, ids) {
-            self.switch_to_hashed();
+            self.switch_to_hashed()?;
             self.index = Index::Str { table: HashTable::new(), ids: Vec::new() };
         }
         let h = hasher();
@@ -279,9 +287,9 @@ impl KeyedState {
     }
 
     /// Leaves direct addressing: the ids seen so far become hash-table entries, keeping slots.
-    fn switch_to_hashed(&mut self) {
+    fn switch_to_hashed(&mut self) -> Result<()> {
         if !matches!(self.index, Index::Direct) {
-            return;
+            return Ok(());
         }
         let h = hasher();
         let mut table = HashTable::with_capacity(self.len);
@@ -298,32 +306,32 @@ impl KeyedState {
         }
         self.chunks.clear();
         self.len = 0;
-        self.grow_unchecked(states.len());
+        self.grow(states.len())?;
         for (i, s) in states.into_iter().enumerate() {
             self.chunks[i >> CHUNK_BITS][i & (CHUNK - 1)] = s;
         }
         self.index = Index::Int { table, ids };
-    }
-
-    fn grow(&mut self, len: usize) -> Result<()> {
-        if len > self.len {
-            let bytes = (len.div_ceil(CHUNK) * CHUNK) as u128 * std::mem::size_of::<ExampleState>() as u128;
-            let need = len.div_ceil(CHUNK).saturating_sub(self.chunks.len());
-            self.chunks.try_reserve(need).map_err(|_| Error::OutOfMemory { what: "the state".into(), bytes })?;
-            self.grow_unchecked(len);
-        }
         Ok(())
     }
 
-    fn grow_unchecked(&mut self, len: usize) {
+    fn grow(&mut self, len: usize) -> Result<()> {
         while self.chunks.len() * CHUNK < len {
-            self.chunks.push(vec![ExampleState::EMPTY; CHUNK]);
+            let bytes = (len.div_ceil(CHUNK) * CHUNK) as u128 * std::mem::size_of::<ExampleState>() as u128;
+            let oom = |_| Error::OutOfMemory { what: "the state".into(), bytes };
+            self.chunks.try_reserve(1).map_err(oom)?;
+            // Huge pages: rows land on random slots, and 4 KiB pages would make nearly every
+            // one a TLB miss on a large state.
+            let mut chunk = crate::alloc::with_capacity(CHUNK).map_err(oom)?;
+            chunk.resize(CHUNK, ExampleState::EMPTY);
+            self.chunks.push(chunk);
         }
         self.len = self.len.max(len);
+        Ok(())
     }
 
-    /// Merges row `i`'s observation into slot `slots[i]`, in parallel over chunks.
-    fn scatter(&mut self, slots: &[u32], seen: &[ExampleState]) -> Result<()> {
+    /// Merges row `i`'s observation (at `epoch`, with label `labels[i]`) into slot `slots[i]`,
+    /// in parallel over chunks.
+    fn scatter(&mut self, slots: &[u32], epoch: u32, labels: &[u32], obs: &Observations) -> Result<()> {
         // Counting sort of the rows by block of BUCKET slots, so that each chunk's rows are
         // visited block by block (a block's states fit in L2) ...
         let n_buckets = self.chunks.len() << (CHUNK_BITS - BUCKET_BITS);
@@ -357,11 +365,16 @@ impl KeyedState {
                     // are still in random order.
                     if let Some(&ahead) = rows.get(k + PREFETCH) {
                         prefetch(&chunk[at(ahead)]);
-                        prefetch(&seen[ahead as usize]);
                     }
                     let slot = &mut chunk[at(row)];
                     new += (slot.n == 0 && slot.label == NONE) as u64;
-                    *slot = ExampleState::merge(row as u64, slot, &seen[row as usize], allow)?;
+                    let label = labels[row as usize];
+                    let seen = match obs.get(row as usize) {
+                        Some(o) => ExampleState::single(epoch, label, &o),
+                        // Omitted (nan_policy="omit"): nothing seen, but the example exists.
+                        None => ExampleState { label, ..ExampleState::EMPTY },
+                    };
+                    *slot = ExampleState::merge(row as u64, slot, &seen, allow)?;
                 }
                 Ok(new)
             })
@@ -453,15 +466,19 @@ fn ids_len(ids: &Ids) -> usize {
     }
 }
 
-/// Runs the kernel over one epoch's rows (gathered into a contiguous block when they are a
-/// subset of the batch).
-fn fold_rows<T: crate::math::Real>(
-    seen: &mut State,
+/// Rows observed per parallel task.
+const OBSERVE_CHUNK: usize = 4096;
+
+/// One epoch's observation of each of `rows` (in that order; `None`: all rows of `values`).
+#[allow(clippy::too_many_arguments)]
+fn observe_rows<T: Real>(
+    obs: &mut Observations,
     values: &[T],
     c: usize,
     rows: Option<&[u32]>,
     epoch: u32,
     labels: &[u32],
+    kind: Kind,
     nan_policy: NanPolicy,
 ) -> Result<()> {
     let gathered: Vec<T>;
@@ -472,5 +489,10 @@ fn fold_rows<T: crate::math::Real>(
             &gathered
         }
     };
-    accumulate(seen, &[EpochView { epoch, values }], labels, nan_policy)
+    obs.reset(labels.len());
+    obs.parts(OBSERVE_CHUNK).into_par_iter().enumerate().try_for_each_init(Vec::new, |scratch, (p, mut part)| {
+        let lo = p * OBSERVE_CHUNK;
+        let hi = (lo + OBSERVE_CHUNK).min(labels.len());
+        fold_epoch(kind, nan_policy, epoch, &values[lo * c..hi * c], c, &labels[lo..hi], &mut part, lo as u64, scratch)
+    })
 }

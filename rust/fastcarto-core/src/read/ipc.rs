@@ -23,8 +23,13 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
     move |e| Error::Io { path: path.into(), source: e }
 }
 
-/// The whole file as an Arrow buffer backed by a read-only memory map.
-fn map(path: &Path) -> Result<Buffer> {
+/// A read-only memory map of a whole file, and an Arrow buffer over it.
+struct Mapped {
+    map: Arc<memmap2::Mmap>,
+    buffer: Buffer,
+}
+
+fn map(path: &Path) -> Result<Mapped> {
     let file = std::fs::File::open(path).map_err(io(path))?;
     let len = file.metadata().map_err(io(path))?.len() as usize;
     if len == 0 {
@@ -32,10 +37,28 @@ fn map(path: &Path) -> Result<Buffer> {
     }
     // SAFETY: the map is read-only; a file truncated by another process while mapped can
     // fault, as with any memory-mapped reader (documented).
-    let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(io(path))?;
+    let mmap = Arc::new(unsafe { memmap2::Mmap::map(&file) }.map_err(io(path))?);
+    // Read front to back: a hint for read-ahead, never an error worth reporting.
+    let _ = mmap.advise(memmap2::Advice::Sequential);
     let ptr = NonNull::new(mmap.as_ptr() as *mut u8).expect("mmap never returns null");
     // SAFETY: `ptr` points at `len` readable bytes owned by `mmap`, which the buffer keeps alive.
-    Ok(unsafe { Buffer::from_custom_allocation(ptr, len, Arc::new(mmap)) })
+    let buffer = unsafe { Buffer::from_custom_allocation(ptr, len, mmap.clone()) };
+    Ok(Mapped { map: mmap, buffer })
+}
+
+impl Mapped {
+    /// Unmaps the pages of bytes `start..end` from this process (they stay in the page cache).
+    /// Pages of a file mapping count in the reader's resident set as they are touched; without
+    /// this a pass over a 15 GB file would look like 15 GB of memory use, and on a machine
+    /// with less RAM than the file the kernel would have to find those pages itself.
+    fn release(&self, start: usize, end: usize) {
+        if end > start {
+            // SAFETY: the mapping is a read-only shared file mapping: after MADV_DONTNEED a
+            // later access (from a batch still alive, if any) faults the same bytes back in
+            // from the file, so nothing that borrows the map observes a change.
+            let _ = unsafe { self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start) };
+        }
+    }
 }
 
 /// Largest uncompressed buffer length accepted without asking the allocator first.
@@ -86,7 +109,7 @@ fn check_message(path: &Path, what: &str, message: &arrow_ipc::Message<'_>, body
 }
 
 struct IpcFile {
-    buffer: Buffer,
+    mapped: Mapped,
     decoder: FileDecoder,
     blocks: Vec<Block>,
 }
@@ -101,7 +124,8 @@ fn block_range(block: &Block, len: usize) -> Option<(usize, usize, usize)> {
 }
 
 fn open_file(path: &Path) -> Result<IpcFile> {
-    let buffer = map(path)?;
+    let mapped = map(path)?;
+    let buffer = mapped.buffer.clone();
     guarded(path, "footer", || {
         let len = buffer.len();
         if len < 10 + 8 || &buffer[len - 6..] != b"ARROW1" {
@@ -131,15 +155,16 @@ fn open_file(path: &Path) -> Result<IpcFile> {
         for block in &blocks {
             slice(block)?;
         }
-        Ok(IpcFile { buffer: buffer.clone(), decoder, blocks })
+        Ok(IpcFile { mapped, decoder, blocks })
     })
 }
 
 impl IpcFile {
     fn batch(&self, path: &Path, i: usize) -> Result<arrow_array::RecordBatch> {
         let block = &self.blocks[i];
-        let (start, meta, n) = block_range(block, self.buffer.len()).expect("checked in open_file");
-        let data = self.buffer.slice_with_length(start, n);
+        let buffer = &self.mapped.buffer;
+        let (start, meta, n) = block_range(block, buffer.len()).expect("checked in open_file");
+        let data = buffer.slice_with_length(start, n);
         let what = format!("batch {i}");
         guarded(path, &what, || {
             check_message(path, &what, &parse_message(path, &what, &data[..meta])?, &data[meta..])?;
@@ -167,9 +192,16 @@ pub(super) fn for_each_file_batch(
         for (&i, batch) in window.iter().zip(batches) {
             visit(Located { batch: batch?, index: i }, (i + 1) as f64 / n as f64)?;
         }
+        let len = file.mapped.buffer.len();
+        let span = window.iter().filter_map(|&i| block_range(&file.blocks[i], len).map(|(s, _, n)| (s, s + n)));
+        let (start, end) = span.fold((usize::MAX, 0), |(a, b), (s, e)| (a.min(s), b.max(e)));
+        file.mapped.release(start, end);
     }
     Ok(())
 }
+
+/// Bytes of a stream read between two releases of its pages ([`Mapped::release`]).
+const RELEASE_EVERY: usize = 64 << 20;
 
 /// Reads an Arrow IPC stream: a schema message, then dictionary and record batch messages,
 /// optionally ending with an end-of-stream marker (the format lets a stream end without one, so
@@ -179,9 +211,11 @@ pub(super) fn for_each_stream_batch(
     wanted: &(dyn Fn(usize) -> bool + Sync),
     visit: &mut Visit<'_>,
 ) -> Result<()> {
-    let buffer = map(path)?;
+    let mapped = map(path)?;
+    let buffer = &mapped.buffer;
     let len = buffer.len();
     let (mut pos, mut i) = (0usize, 0usize);
+    let mut released = 0;
     let mut schema = None;
     let mut dictionaries = HashMap::new();
     while pos < len {
@@ -236,6 +270,10 @@ pub(super) fn for_each_stream_batch(
                         read_record_batch(&body, b, schema, &dictionaries, None, &version).map_err(fail)
                     })?;
                     visit(Located { batch, index: i }, pos as f64 / len as f64)?;
+                }
+                if pos - released >= RELEASE_EVERY {
+                    mapped.release(released, pos);
+                    released = pos;
                 }
                 i += 1;
             }
