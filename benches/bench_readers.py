@@ -215,17 +215,23 @@ def peak_rss_gib() -> float:
 def bench_billion(args: argparse.Namespace, tmp: Path) -> None:
     n, e, c = args.n, args.epochs, args.classes
     path = tmp / "billion.arrow"
-    t0 = time.perf_counter()
-    schema, batches = long_table_batches(n, e, c, seed=2, chunk=1 << 20, narrow=True)
-    write_ipc(path, schema, batches)
-    del batches
-    gc.collect()
+    if args.file is not None:
+        path = args.file  # written by an earlier run with --keep: N, E, C must match
+    else:
+        t0 = time.perf_counter()
+        schema, batches = long_table_batches(n, e, c, seed=2, chunk=1 << 20, narrow=True)
+        write_ipc(path, schema, batches)
+        del batches
+        gc.collect()
+        print(
+            f"written in {time.perf_counter() - t0:.0f} s; "
+            f"peak RSS while writing {peak_rss_gib():.1f} GiB"
+        )
+        if args.keep is not None:
+            shutil.move(path, args.keep)
+            path = args.keep
     size = path.stat().st_size
-    print(
-        f"{n * e:,} rows (N={n:,}, E={e}, C={c}) in one Arrow IPC file of {size / 1e9:.1f} GB "
-        f"(written in {time.perf_counter() - t0:.0f} s; peak RSS while writing "
-        f"{peak_rss_gib():.1f} GiB)"
-    )
+    print(f"{n * e:,} rows (N={n:,}, E={e}, C={c}) in one Arrow IPC file of {size / 1e9:.1f} GB")
     before = peak_rss_gib()
     t = time.perf_counter()
     dm = fastcarto.compute(path, compat=args.compat, progress=False)
@@ -245,6 +251,8 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--compat", default="cartography", help="billion: column set of the result")
     p.add_argument("--dir", default=None, help="where to write the temporary files")
+    p.add_argument("--keep", type=Path, default=None, help="billion: keep the file here")
+    p.add_argument("--file", type=Path, default=None, help="billion: read this file (from --keep)")
     args = p.parse_args()
     defaults = {"ipc": (1_000_000, 10), "cartography": (100_000, 3), "billion": (100_000_000, 2)}
     n, c = defaults[args.which]

@@ -477,6 +477,46 @@ def test_direct_ids_switch_to_hashed_mid_stream(tmp_path: Path) -> None:
         assert_same(fastcarto.compute(long_table(dyn2, rng)), expected(dyn2), exact=False)
 
 
+def test_shuffled_dense_ids_return_to_direct_addressing() -> None:
+    """Ids 0..n shuffled within each epoch: the first batches look sparse (a sample spread over
+    a range much larger than the ids seen), so the index starts hashed; once half the range is
+    seen it goes back to direct addressing, permuting the states in place. Results are those of
+    the dense path, bit for bit."""
+    rng = np.random.default_rng(11)
+    n, epochs, batch = 2_500_000, 2, 100_000
+    logits = rng.normal(size=(epochs, n, 1)).astype(np.float32)
+    labels = rng.integers(0, 2, size=n)
+    schema = pa.schema(
+        [
+            ("epoch", pa.int64()),
+            ("id", pa.int64()),
+            ("label", pa.int64()),
+            ("logits", pa.list_(pa.float32(), 1)),
+        ]
+    )
+    batches = []
+    for e in range(epochs):
+        order = rng.permutation(n)
+        for lo in range(0, n, batch):
+            ids = order[lo : lo + batch]
+            batches.append(
+                pa.record_batch(
+                    [
+                        pa.array(np.full(len(ids), e)),
+                        pa.array(ids),
+                        pa.array(labels[ids]),
+                        pa.FixedSizeListArray.from_arrays(pa.array(logits[e, ids, 0]), 1),
+                    ],
+                    schema=schema,
+                )
+            )
+    first = batches[0].column("id").to_numpy()
+    assert first.max() > 2 * len(first) + 2**20  # looks sparse: starts hashed
+    got = fastcarto.compute(pa.Table.from_batches(batches, schema), progress=False).to_pandas()
+    want = fastcarto.compute(logits, labels, kind="logits").to_pandas()
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+
+
 # --------------------------------------------------------------------------------------------
 # Semantics: missing epochs, duplicates, labels, classes, epoch order, selections, NaN
 

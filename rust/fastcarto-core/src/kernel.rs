@@ -162,15 +162,17 @@ impl Observations {
         self.keep.resize(len, false);
     }
 
-    pub(crate) fn get(&self, i: usize) -> Option<Observation> {
-        self.keep[i].then(|| Observation {
+    /// Row `i`'s observation (meaningless where `keep[i]` is false).
+    #[inline(always)]
+    pub(crate) fn row(&self, i: usize) -> Observation {
+        Observation {
             gold_prob: self.gold_prob[i],
             margin: self.margin[i],
             el2n: self.el2n[i],
             loss: self.loss[i],
             entropy: self.entropy[i],
             pred: self.pred[i],
-        })
+        }
     }
 
     /// Consecutive parts of `chunk` rows, each the sink of one call of [`fold_epoch`], so

@@ -14,7 +14,7 @@ use crate::kernel::{Observations, fold_epoch};
 use crate::long::{Ids, LongBatch, Outputs};
 use crate::math::Real;
 use crate::options::{Kind, NanPolicy, Task};
-use crate::state::{ExampleState, NONE, State};
+use crate::state::{ExampleState, NONE, Observation, State};
 use arrow_array::{Array, ArrayRef, Int64Array, StringArray};
 use hashbrown::HashTable;
 use rayon::prelude::*;
@@ -58,6 +58,8 @@ enum Index {
     Int {
         table: HashTable<u32>,
         ids: Vec<i64>,
+        /// Smallest and largest id in `ids`.
+        span: (i64, i64),
     },
     Str {
         table: HashTable<u32>,
@@ -81,8 +83,75 @@ pub struct KeyedState {
     present: u64,
     epochs: BTreeSet<u32>,
     rows: u64,
-    /// Scratch: the current batch's per-row observations (kept to reuse its allocation).
+    /// Scratch: the current batch's per-row observations, in row order and routed to their
+    /// slots' blocks (kept to reuse the allocations).
     observations: Observations,
+    parts: Vec<Part>,
+}
+
+/// Rows routed together by one task of [`KeyedState::scatter`].
+const PART: usize = 1 << 15;
+
+/// A run of `PART` rows of a batch, sorted by block of `BUCKET` slots.
+#[derive(Default)]
+struct Part {
+    routed: Vec<Routed>,
+    /// `routed[start[b]..start[b + 1]]` are the rows of block `b`.
+    start: Vec<u32>,
+    fill: Vec<u32>,
+}
+
+impl Part {
+    /// Counting sort of rows `first..first + slots.len()` by block: each row's observation is
+    /// moved, as one cache line, next to the other rows of its block, so that each chunk of
+    /// the state then reads its rows front to back and visits its states block by block (a
+    /// block's states fit in L2) ...
+    fn route(&mut self, first: usize, slots: &[u32], labels: &[u32], obs: &Observations, n_buckets: usize) {
+        self.start.clear();
+        self.start.resize(n_buckets + 1, 0);
+        for &s in slots {
+            self.start[(s >> BUCKET_BITS) as usize + 1] += 1;
+        }
+        for i in 0..n_buckets {
+            self.start[i + 1] += self.start[i];
+        }
+        self.fill.clone_from(&self.start);
+        if self.routed.len() < slots.len() {
+            self.routed.resize(slots.len(), Routed::EMPTY);
+        }
+        for (i, &slot) in slots.iter().enumerate() {
+            let row = first + i;
+            let b = (slot >> BUCKET_BITS) as usize;
+            self.routed[self.fill[b] as usize] =
+                Routed { obs: obs.row(row), slot, row: row as u32, label: labels[i], keep: obs.keep[row] };
+            self.fill[b] += 1;
+        }
+    }
+}
+
+/// One row's observation on its way to its slot, padded to one cache line.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Routed {
+    obs: Observation,
+    slot: u32,
+    /// The row's index in the batch, for error messages.
+    row: u32,
+    label: u32,
+    /// False when the row was omitted (`nan_policy="omit"`).
+    keep: bool,
+}
+
+const _: () = assert!(std::mem::size_of::<Routed>() == 64);
+
+impl Routed {
+    const EMPTY: Routed = Routed {
+        obs: Observation { gold_prob: 0.0, margin: 0.0, el2n: 0.0, loss: 0.0, entropy: 0.0, pred: 0 },
+        slot: 0,
+        row: 0,
+        label: 0,
+        keep: false,
+    };
 }
 
 impl KeyedState {
@@ -100,6 +169,7 @@ impl KeyedState {
             epochs: BTreeSet::new(),
             rows: 0,
             observations: Observations::default(),
+            parts: Vec::new(),
         }
     }
 
@@ -218,6 +288,7 @@ impl KeyedState {
             .and_then(|slots| self.scatter(&slots, epoch, &labels, &obs));
         self.observations = obs;
         folded?;
+        self.maybe_direct()?;
         self.epochs.insert(epoch);
         self.rows += n as u64;
         Ok(())
@@ -230,8 +301,7 @@ impl KeyedState {
         if let (Index::Direct, Ids::Int(a)) = (&self.index, ids) {
             let max = (0..n).map(|i| a.value(pick(i))).max().unwrap_or(0);
             let min = (0..n).map(|i| a.value(pick(i))).min().unwrap_or(0);
-            let limit = 2 * (self.present + n as u64) + DIRECT_SLACK;
-            if min >= 0 && (max as u64) < limit.min(NONE as u64) {
+            if dense_enough(min, max, self.present + n as u64) {
                 self.grow(max as usize + 1)?;
                 return Ok((0..n).map(|i| a.value(pick(i)) as u32).collect());
             }
@@ -245,9 +315,10 @@ impl KeyedState {
         let mut out = Vec::with_capacity(n);
         let start = self.len;
         match (&mut self.index, ids) {
-            (Index::Int { table, ids: known }, Ids::Int(a)) => {
+            (Index::Int { table, ids: known, span }, Ids::Int(a)) => {
                 for i in 0..n {
                     let id = a.value(pick(i));
+                    *span = (span.0.min(id), span.1.max(id));
                     let hash = h.hash_one(id);
                     let slot = *table
                         .entry(hash, |&s| known[s as usize] == id, |&s| h.hash_one(known[s as usize]))
@@ -310,7 +381,36 @@ impl KeyedState {
         for (i, s) in states.into_iter().enumerate() {
             self.chunks[i >> CHUNK_BITS][i & (CHUNK - 1)] = s;
         }
-        self.index = Index::Int { table, ids };
+        let span = (0, ids.last().copied().unwrap_or(-1));
+        self.index = Index::Int { table, ids, span };
+        Ok(())
+    }
+
+    /// Returns to direct addressing once the integer ids seen turn out to be dense after all:
+    /// ids shuffled within each epoch make the first batches look sparse (a sample spread over
+    /// the whole range), and hashing every row of a large run costs several cache misses.
+    /// The states are permuted in place to their ids' slots, so memory peaks at the direct
+    /// layout's size (plus 8 bytes per slot for the ids), never at two copies of the state.
+    fn maybe_direct(&mut self) -> Result<()> {
+        let Index::Int { ref ids, span: (min, max), .. } = self.index else { return Ok(()) };
+        if ids.is_empty() || !dense_enough(min, max, ids.len() as u64) {
+            return Ok(());
+        }
+        let Index::Int { mut ids, .. } = std::mem::replace(&mut self.index, Index::Direct) else {
+            unreachable!("matched above")
+        };
+        let span = max as usize + 1;
+        self.grow(span)?;
+        // Slots past the hashed ones hold nothing yet; -1 marks them.
+        ids.resize(span, -1);
+        for s in 0..span {
+            // Send slot s's state to its id's slot until s holds its own state or nothing.
+            while ids[s] >= 0 && ids[s] as usize != s {
+                let t = ids[s] as usize;
+                swap_slots(&mut self.chunks, s, t);
+                ids.swap(s, t);
+            }
+        }
         Ok(())
     }
 
@@ -332,54 +432,58 @@ impl KeyedState {
     /// Merges row `i`'s observation (at `epoch`, with label `labels[i]`) into slot `slots[i]`,
     /// in parallel over chunks.
     fn scatter(&mut self, slots: &[u32], epoch: u32, labels: &[u32], obs: &Observations) -> Result<()> {
-        // Counting sort of the rows by block of BUCKET slots, so that each chunk's rows are
-        // visited block by block (a block's states fit in L2) ...
         let n_buckets = self.chunks.len() << (CHUNK_BITS - BUCKET_BITS);
-        let mut start = vec![0u32; n_buckets + 1];
-        for &s in slots {
-            start[(s >> BUCKET_BITS) as usize + 1] += 1;
+        let mut parts = std::mem::take(&mut self.parts);
+        let n_parts = slots.len().div_ceil(PART);
+        if parts.len() < n_parts {
+            parts.resize_with(n_parts, Part::default);
         }
-        for i in 0..n_buckets {
-            start[i + 1] += start[i];
-        }
-        let mut fill = start.clone();
-        let mut order = vec![0u32; slots.len()];
-        for (row, &s) in slots.iter().enumerate() {
-            let b = (s >> BUCKET_BITS) as usize;
-            order[fill[b] as usize] = row as u32;
-            fill[b] += 1;
-        }
+        let parts_used = &mut parts[..n_parts];
+        parts_used.par_iter_mut().enumerate().for_each(|(p, part)| {
+            let lo = p * PART;
+            let hi = (lo + PART).min(slots.len());
+            part.route(lo, &slots[lo..hi], &labels[lo..hi], obs, n_buckets);
+        });
+        let parts_used = &parts[..n_parts];
         let per_chunk = 1 << (CHUNK_BITS - BUCKET_BITS);
         let allow = self.allow_label_change;
-        let new: u64 = self
+        let new = self
             .chunks
             .par_iter_mut()
             .enumerate()
-            .filter(|(c, _)| start[(c + 1) * per_chunk] > start[c * per_chunk])
             .map(|(c, chunk)| -> Result<u64> {
-                let rows = &order[start[c * per_chunk] as usize..start[(c + 1) * per_chunk] as usize];
-                let at = |row: u32| slots[row as usize] as usize & (CHUNK - 1);
+                let at = |r: &Routed| r.slot as usize & (CHUNK - 1);
                 let mut new = 0;
-                for (k, &row) in rows.iter().enumerate() {
-                    // ... and the state a few rows ahead is prefetched, as ids within a block
-                    // are still in random order.
-                    if let Some(&ahead) = rows.get(k + PREFETCH) {
-                        prefetch(&chunk[at(ahead)]);
+                for part in parts_used {
+                    let rows =
+                        &part.routed[part.start[c * per_chunk] as usize..part.start[(c + 1) * per_chunk] as usize];
+                    for (k, r) in rows.iter().enumerate() {
+                        // ... and the state a few rows ahead is prefetched, as ids within a
+                        // block are still in random order.
+                        if let Some(ahead) = rows.get(k + PREFETCH) {
+                            prefetch(&chunk[at(ahead)]);
+                        }
+                        let slot = &mut chunk[at(r)];
+                        if r.keep && slot.n > 0 && slot.last_epoch < epoch && slot.label == r.label {
+                            // The common case: a later epoch of an example already seen.
+                            slot.push_later(epoch, &r.obs);
+                            continue;
+                        }
+                        new += (slot.n == 0 && slot.label == NONE) as u64;
+                        let seen = if r.keep {
+                            ExampleState::single(epoch, r.label, &r.obs)
+                        } else {
+                            // Omitted (nan_policy="omit"): nothing seen, but the example exists.
+                            ExampleState { label: r.label, ..ExampleState::EMPTY }
+                        };
+                        *slot = ExampleState::merge(r.row as u64, slot, &seen, allow)?;
                     }
-                    let slot = &mut chunk[at(row)];
-                    new += (slot.n == 0 && slot.label == NONE) as u64;
-                    let label = labels[row as usize];
-                    let seen = match obs.get(row as usize) {
-                        Some(o) => ExampleState::single(epoch, label, &o),
-                        // Omitted (nan_policy="omit"): nothing seen, but the example exists.
-                        None => ExampleState { label, ..ExampleState::EMPTY },
-                    };
-                    *slot = ExampleState::merge(row as u64, slot, &seen, allow)?;
                 }
                 Ok(new)
             })
-            .try_reduce(|| 0, |a, b| Ok(a + b))?;
-        self.present += new;
+            .try_reduce(|| 0, |a, b| Ok(a + b));
+        self.parts = parts;
+        self.present += new?;
         Ok(())
     }
 
@@ -452,6 +556,24 @@ impl KeyedState {
         let state = State::new(0, task, kind)?.with_slots(slots).with_label_changes(allow_label_change);
         debug_assert_eq!(ids.len(), n);
         Ok((state, ids))
+    }
+}
+
+/// Whether integer ids in `min..=max`, `count` of them distinct, are worth addressing
+/// directly (slot = id): at least half the slots used, give or take `DIRECT_SLACK`.
+fn dense_enough(min: i64, max: i64, count: u64) -> bool {
+    min >= 0 && (max as u64) < (2 * count + DIRECT_SLACK).min(NONE as u64)
+}
+
+/// Swaps the states of slots `a` and `b`.
+fn swap_slots(chunks: &mut [Vec<ExampleState>], a: usize, b: usize) {
+    let (ca, ia, cb, ib) = (a >> CHUNK_BITS, a & (CHUNK - 1), b >> CHUNK_BITS, b & (CHUNK - 1));
+    if ca == cb {
+        chunks[ca].swap(ia, ib);
+    } else {
+        let (lo, hi) = chunks.split_at_mut(ca.max(cb));
+        let (x, y) = if ca < cb { (&mut lo[ca][ia], &mut hi[0][ib]) } else { (&mut hi[0][ia], &mut lo[cb][ib]) };
+        std::mem::swap(x, y);
     }
 }
 

@@ -138,6 +138,39 @@ impl ExampleState {
         Ok(())
     }
 
+    /// Adds one observation at `epoch` to a state that has observed something, all of it
+    /// earlier, with the same label: the same arithmetic as [`merge`](Self::merge) with
+    /// [`single`](Self::single), rounding included, without the checks or the copy — the
+    /// long-table reader's per-row path. Callers check the three conditions first.
+    #[inline(always)]
+    pub fn push_later(&mut self, epoch: u32, obs: &Observation) {
+        debug_assert!(self.n > 0 && self.last_epoch < epoch);
+        let correct = obs.pred == self.label;
+        let was_correct = self.ends_correct();
+        let (na, nf) = (self.n as f64, (self.n + 1) as f64);
+        let delta = obs.gold_prob - self.mean;
+        self.mean += delta * (1.0 / nf);
+        self.m2 += delta * delta * (na / nf);
+        self.sum_margin += obs.margin;
+        self.sum_el2n += obs.el2n;
+        self.sum_loss += obs.loss;
+        self.sum_entropy += obs.entropy;
+        self.n += 1;
+        self.n_correct += correct as u32;
+        self.n_confident += (obs.gold_prob > 0.5) as u32;
+        self.forgetting += (was_correct && !correct) as u32;
+        self.last_epoch = epoch;
+        if correct && self.first_learned == NONE {
+            self.first_learned = epoch;
+        }
+        self.stable_from = match (correct, was_correct) {
+            (false, _) => NONE,
+            (true, true) => self.stable_from,
+            (true, false) => epoch,
+        };
+        self.final_pred = obs.pred;
+    }
+
     /// Combines two states of the same example. Exact for counts; floats agree with a single
     /// pass to rounding. Fails when the epochs overlap (a duplicate) or interleave (forgetting
     /// would depend on an order neither state knows), or when the labels differ.
@@ -401,6 +434,31 @@ mod tests {
         assert_eq!(s.stable_from, 2);
         assert_eq!(s.final_pred, 0);
         assert!((s.mean - 0.65).abs() < 1e-15);
+    }
+
+    proptest::proptest! {
+        /// `push_later` is `merge` with a single observation, bit for bit.
+        #[test]
+        fn push_later_is_merge_with_single(
+            history in proptest::collection::vec((0.0f64..=1.0, 0u32..3, -5.0f64..5.0), 1..12),
+            next in (0.0f64..=1.0, 0u32..3, -5.0f64..5.0),
+            label in 0u32..3,
+        ) {
+            let o = |(g, pred, m): (f64, u32, f64)| Observation {
+                gold_prob: g, margin: m, el2n: 1.0 - g, loss: -(g.max(1e-300)).ln(), entropy: g * m, pred,
+            };
+            let mut s = ExampleState::EMPTY;
+            for (e, h) in history.iter().enumerate() {
+                s.observe(0, 2 * e as u32, label, &o(*h)).unwrap();
+            }
+            let epoch = 2 * history.len() as u32 + 1;
+            let want = ExampleState::merge(0, &s, &ExampleState::single(epoch, label, &o(next)), false).unwrap();
+            let mut got = s;
+            got.push_later(epoch, &o(next));
+            proptest::prop_assert_eq!(got, want);
+            proptest::prop_assert_eq!(got.mean.to_bits(), want.mean.to_bits());
+            proptest::prop_assert_eq!(got.m2.to_bits(), want.m2.to_bits());
+        }
     }
 
     #[test]
