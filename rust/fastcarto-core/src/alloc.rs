@@ -16,7 +16,8 @@ pub(crate) fn with_capacity<T>(len: usize) -> std::result::Result<Vec<T>, std::c
     Ok(v)
 }
 
-fn advise_huge<T>(v: &mut Vec<T>) {
+/// Advises the whole capacity of `v` (again, after it grew) to use huge pages.
+pub(crate) fn advise_huge<T>(v: &mut Vec<T>) {
     let bytes = v.capacity() * std::mem::size_of::<T>();
     if bytes < HUGE_MIN_BYTES {
         return;
@@ -32,5 +33,16 @@ fn advise_huge<T>(v: &mut Vec<T>) {
             // MADV_HUGEPAGE only changes how the kernel backs it.
             unsafe { libc::madvise(aligned as *mut libc::c_void, end - aligned, libc::MADV_HUGEPAGE) };
         }
+    }
+}
+
+/// Returns memory freed by this process to the system. glibc's allocator keeps freed blocks of a
+/// few MiB (the keyed state's chunks) in its heap for reuse, after raising its mmap threshold,
+/// so a state copied chunk by chunk into its final layout would otherwise hold twice its size.
+pub(crate) fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory to the system; it does not touch live blocks.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

@@ -3,10 +3,11 @@
 //!
 //! Ids map to dense slots. Non-negative integer ids that are dense enough (dataset indices, the
 //! common case) are their own slot, with no hashing; anything else goes through a hash table
-//! that stores only slot numbers. The states live in fixed-size chunks so the store grows
-//! without copying, and each batch's rows are bucketed by chunk before they are merged: the
-//! random scatter of shuffled ids then stays within a few megabytes at a time, and the chunks
-//! are merged in parallel.
+//! that stores only slot numbers. The states live in one vector (on huge pages; grown by
+//! `realloc`, which moves large blocks by remapping them, without a copy), merged in parallel
+//! over fixed-size chunks of slots, and each batch's rows are bucketed by block of slots before
+//! they are merged: the random scatter of shuffled ids then stays within a few megabytes at a
+//! time. The final state is that vector, compacted in place: memory peaks at one copy.
 
 use crate::dense::validate_labels;
 use crate::error::{Error, Example, Result};
@@ -76,7 +77,8 @@ pub struct KeyedState {
     index: Index,
     /// Whether ids are strings (fixed by the first batch).
     string_ids: Option<bool>,
-    chunks: Vec<Vec<ExampleState>>,
+    /// The states; a whole number of chunks long (slots past `len` are empty).
+    slots: Vec<ExampleState>,
     /// Slots in use (for direct addressing: largest id + 1).
     len: usize,
     /// Slots that have seen at least one row.
@@ -163,7 +165,7 @@ impl KeyedState {
             allow_label_change: false,
             index: Index::Direct,
             string_ids: None,
-            chunks: Vec::new(),
+            slots: Vec::new(),
             len: 0,
             present: 0,
             epochs: BTreeSet::new(),
@@ -365,22 +367,20 @@ impl KeyedState {
         let h = hasher();
         let mut table = HashTable::with_capacity(self.len);
         let mut ids = Vec::with_capacity(self.len);
-        let mut states = Vec::new();
-        for (slot, s) in self.chunks.iter().flatten().take(self.len).enumerate() {
+        // Compact the used slots to the front, in place (slot order is id order).
+        let mut kept = 0;
+        for slot in 0..self.len {
+            let s = self.slots[slot];
             if s.n > 0 || s.label != NONE {
-                let id = slot as i64;
                 let new = ids.len() as u32;
-                ids.push(id);
-                table.insert_unique(h.hash_one(id), new, |&s: &u32| h.hash_one(ids_at(&ids, s)));
-                states.push(*s);
+                ids.push(slot as i64);
+                table.insert_unique(h.hash_one(slot as i64), new, |&s: &u32| h.hash_one(ids_at(&ids, s)));
+                self.slots[kept] = s;
+                kept += 1;
             }
         }
-        self.chunks.clear();
-        self.len = 0;
-        self.grow(states.len())?;
-        for (i, s) in states.into_iter().enumerate() {
-            self.chunks[i >> CHUNK_BITS][i & (CHUNK - 1)] = s;
-        }
+        self.slots[kept..].fill(ExampleState::EMPTY);
+        self.len = kept;
         let span = (0, ids.last().copied().unwrap_or(-1));
         self.index = Index::Int { table, ids, span };
         Ok(())
@@ -399,6 +399,7 @@ impl KeyedState {
         let Index::Int { mut ids, .. } = std::mem::replace(&mut self.index, Index::Direct) else {
             unreachable!("matched above")
         };
+        crate::alloc::release_free_memory(); // the hash table
         let span = max as usize + 1;
         self.grow(span)?;
         // Slots past the hashed ones hold nothing yet; -1 marks them.
@@ -407,23 +408,29 @@ impl KeyedState {
             // Send slot s's state to its id's slot until s holds its own state or nothing.
             while ids[s] >= 0 && ids[s] as usize != s {
                 let t = ids[s] as usize;
-                swap_slots(&mut self.chunks, s, t);
+                self.slots.swap(s, t);
                 ids.swap(s, t);
             }
         }
         Ok(())
     }
 
+    /// Makes room for slots `0..len`.
     fn grow(&mut self, len: usize) -> Result<()> {
-        while self.chunks.len() * CHUNK < len {
-            let bytes = (len.div_ceil(CHUNK) * CHUNK) as u128 * std::mem::size_of::<ExampleState>() as u128;
+        if len > self.slots.len() {
+            let target = len.div_ceil(CHUNK) * CHUNK;
+            let bytes = target as u128 * std::mem::size_of::<ExampleState>() as u128;
             let oom = |_| Error::OutOfMemory { what: "the state".into(), bytes };
-            self.chunks.try_reserve(1).map_err(oom)?;
-            // Huge pages: rows land on random slots, and 4 KiB pages would make nearly every
-            // one a TLB miss on a large state.
-            let mut chunk = crate::alloc::with_capacity(CHUNK).map_err(oom)?;
-            chunk.resize(CHUNK, ExampleState::EMPTY);
-            self.chunks.push(chunk);
+            if target > self.slots.capacity() {
+                // Capacity grows geometrically (untouched capacity costs address space only);
+                // the slots in use are filled a chunk at a time.
+                let want = target.max(self.slots.capacity() * 3 / 2);
+                self.slots.try_reserve_exact(want - self.slots.len()).map_err(oom)?;
+                // Huge pages: rows land on random slots, and 4 KiB pages would make nearly
+                // every one a TLB miss on a large state.
+                crate::alloc::advise_huge(&mut self.slots);
+            }
+            self.slots.resize(target, ExampleState::EMPTY);
         }
         self.len = self.len.max(len);
         Ok(())
@@ -432,7 +439,7 @@ impl KeyedState {
     /// Merges row `i`'s observation (at `epoch`, with label `labels[i]`) into slot `slots[i]`,
     /// in parallel over chunks.
     fn scatter(&mut self, slots: &[u32], epoch: u32, labels: &[u32], obs: &Observations) -> Result<()> {
-        let n_buckets = self.chunks.len() << (CHUNK_BITS - BUCKET_BITS);
+        let n_buckets = (self.slots.len() / CHUNK) << (CHUNK_BITS - BUCKET_BITS);
         let mut parts = std::mem::take(&mut self.parts);
         let n_parts = slots.len().div_ceil(PART);
         if parts.len() < n_parts {
@@ -448,8 +455,8 @@ impl KeyedState {
         let per_chunk = 1 << (CHUNK_BITS - BUCKET_BITS);
         let allow = self.allow_label_change;
         let new = self
-            .chunks
-            .par_iter_mut()
+            .slots
+            .par_chunks_mut(CHUNK)
             .enumerate()
             .map(|(c, chunk)| -> Result<u64> {
                 let at = |r: &Routed| r.slot as usize & (CHUNK - 1);
@@ -490,13 +497,7 @@ impl KeyedState {
     /// Errors when an example lacks some of the epochs seen (`require_complete`).
     pub fn check_complete(&self) -> Result<()> {
         let e = self.epochs.len() as u32;
-        let short = self
-            .chunks
-            .iter()
-            .flatten()
-            .take(self.len)
-            .enumerate()
-            .find(|(_, s)| (s.n > 0 || s.label != NONE) && s.n != e);
+        let short = self.slots[..self.len].iter().enumerate().find(|(_, s)| (s.n > 0 || s.label != NONE) && s.n != e);
         match short {
             None => Ok(()),
             Some((slot, s)) => Err(Error::invalid(format!(
@@ -520,38 +521,41 @@ impl KeyedState {
         if self.present == 0 && self.rows == 0 {
             return Err(Error::Empty("no rows: the input holds no observations".into()));
         }
-        let KeyedState { task, kind, allow_label_change, index, chunks, len, .. } = self;
+        let KeyedState { task, kind, allow_label_change, index, mut slots, len, .. } = self;
         let used = |s: &ExampleState| s.n > 0 || s.label != NONE;
-        let (slots, ids): (Vec<ExampleState>, ArrayRef) = match index {
+        slots.truncate(len);
+        let ids: ArrayRef = match index {
             Index::Direct => {
-                let mut slots = Vec::new();
+                // Compact in place: slot order is id order.
                 let mut ids = Vec::new();
-                for (c, chunk) in chunks.into_iter().enumerate() {
-                    for (i, s) in chunk.iter().enumerate() {
-                        let slot = c * CHUNK + i;
-                        if slot < len && used(s) {
-                            slots.push(*s);
-                            ids.push(slot as i64);
-                        }
+                let mut kept = 0;
+                for slot in 0..len {
+                    if used(&slots[slot]) {
+                        slots[kept] = slots[slot];
+                        ids.push(slot as i64);
+                        kept += 1;
                     }
                 }
-                (slots, Arc::new(Int64Array::from(ids)))
+                slots.truncate(kept);
+                Arc::new(Int64Array::from(ids))
             }
             Index::Int { ids, .. } => {
                 let mut order: Vec<u32> = (0..ids.len() as u32).collect();
                 order.par_sort_unstable_by_key(|&s| ids[s as usize]);
-                let slots = order.par_iter().map(|&s| chunks[s as usize >> CHUNK_BITS][s as usize & (CHUNK - 1)]);
                 let sorted: Vec<i64> = order.par_iter().map(|&s| ids[s as usize]).collect();
-                (slots.collect(), Arc::new(Int64Array::from(sorted)))
+                permute_in_place(&mut slots, order);
+                Arc::new(Int64Array::from(sorted))
             }
             Index::Str { ids, .. } => {
                 let mut order: Vec<u32> = (0..ids.len() as u32).collect();
                 order.par_sort_unstable_by(|&a, &b| ids[a as usize].cmp(&ids[b as usize]));
-                let slots = order.par_iter().map(|&s| chunks[s as usize >> CHUNK_BITS][s as usize & (CHUNK - 1)]);
                 let sorted = StringArray::from_iter_values(order.iter().map(|&s| &*ids[s as usize]));
-                (slots.collect(), Arc::new(sorted))
+                permute_in_place(&mut slots, order);
+                Arc::new(sorted)
             }
         };
+        slots.shrink_to_fit();
+        crate::alloc::release_free_memory();
         let n = slots.len();
         let state = State::new(0, task, kind)?.with_slots(slots).with_label_changes(allow_label_change);
         debug_assert_eq!(ids.len(), n);
@@ -565,15 +569,27 @@ fn dense_enough(min: i64, max: i64, count: u64) -> bool {
     min >= 0 && (max as u64) < (2 * count + DIRECT_SLACK).min(NONE as u64)
 }
 
-/// Swaps the states of slots `a` and `b`.
-fn swap_slots(chunks: &mut [Vec<ExampleState>], a: usize, b: usize) {
-    let (ca, ia, cb, ib) = (a >> CHUNK_BITS, a & (CHUNK - 1), b >> CHUNK_BITS, b & (CHUNK - 1));
-    if ca == cb {
-        chunks[ca].swap(ia, ib);
-    } else {
-        let (lo, hi) = chunks.split_at_mut(ca.max(cb));
-        let (x, y) = if ca < cb { (&mut lo[ca][ia], &mut hi[0][ib]) } else { (&mut hi[0][ia], &mut lo[cb][ib]) };
-        std::mem::swap(x, y);
+/// `slots[i] = old slots[order[i]]` for every `i`, following the permutation's cycles in place
+/// (so sorting a large state by id never holds two copies of it).
+fn permute_in_place(slots: &mut [ExampleState], mut order: Vec<u32>) {
+    debug_assert_eq!(slots.len(), order.len());
+    const DONE: u32 = u32::MAX;
+    for start in 0..order.len() {
+        if order[start] == DONE {
+            continue;
+        }
+        let first = slots[start];
+        let mut j = start;
+        loop {
+            let k = order[j] as usize;
+            order[j] = DONE;
+            if k == start {
+                slots[j] = first;
+                break;
+            }
+            slots[j] = slots[k];
+            j = k;
+        }
     }
 }
 
