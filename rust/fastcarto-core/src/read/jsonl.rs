@@ -23,13 +23,6 @@ enum Guid {
     Str(String),
 }
 
-#[derive(Debug)]
-struct Line {
-    guid: Guid,
-    gold: i64,
-    logits: Vec<f64>,
-}
-
 struct GuidVisitor;
 impl<'de> Visitor<'de> for GuidVisitor {
     type Value = Guid;
@@ -52,37 +45,127 @@ impl<'de> de::Deserialize<'de> for Guid {
     }
 }
 
-struct LineVisitor;
-impl<'de> Visitor<'de> for LineVisitor {
-    type Value = (Option<Guid>, Option<i64>, Option<(String, Vec<f64>)>);
+/// Parses one line's object: `guid` and `gold` are returned, the logits appended to `values`,
+/// and the `logits_epoch_{e}` key compared with the one expected (a mismatch is returned, so
+/// no line allocates a key).
+struct LineSeed<'a> {
+    values: &'a mut Vec<f64>,
+    expected_key: &'a str,
+}
+
+/// What a line held besides its logits (which went to the shared values).
+struct LineFields {
+    guid: Option<Guid>,
+    gold: Option<i64>,
+    /// Logits appended, or `None` when the line has no `logits*` key.
+    n_logits: Option<usize>,
+    /// A `logits*` key other than the expected one.
+    wrong_key: Option<String>,
+}
+
+impl<'de> de::DeserializeSeed<'de> for LineSeed<'_> {
+    type Value = LineFields;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<LineFields, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for LineSeed<'_> {
+    type Value = LineFields;
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a JSON object with guid, gold and logits_epoch_{e}")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let (mut guid, mut gold, mut logits) = (None, None, None);
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LineFields, A::Error> {
+        let mut out = LineFields { guid: None, gold: None, n_logits: None, wrong_key: None };
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             match &*key {
-                "guid" => guid = Some(map.next_value()?),
-                "gold" => gold = Some(map.next_value()?),
-                k if k.starts_with("logits") => logits = Some((k.to_owned(), map.next_value()?)),
+                "guid" => out.guid = Some(map.next_value()?),
+                "gold" => out.gold = Some(map.next_value()?),
+                k if k.starts_with("logits") => {
+                    if k != self.expected_key {
+                        out.wrong_key = Some(k.to_owned());
+                    }
+                    let before = self.values.len();
+                    if let Some(n) = out.n_logits {
+                        // A second logits key: keep only the last, as a JSON object would.
+                        self.values.truncate(before - n);
+                    }
+                    let start = self.values.len();
+                    map.next_value_seed(AppendFloats(self.values))?;
+                    out.n_logits = Some(self.values.len() - start);
+                }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        Ok((guid, gold, logits))
+        Ok(out)
     }
 }
 
-fn parse_line(text: &str) -> std::result::Result<(Line, String), String> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    let (guid, gold, logits) = de.deserialize_map(LineVisitor).map_err(|e| e.to_string())?;
-    de.end().map_err(|e| e.to_string())?;
-    let guid = guid.ok_or("no \"guid\" key")?;
-    let gold = gold.ok_or("no \"gold\" key")?;
-    let (key, logits) = logits.ok_or("no \"logits_epoch_{e}\" key")?;
-    Ok((Line { guid, gold, logits }, key))
+/// Appends a JSON array of numbers to a vector.
+struct AppendFloats<'a>(&'a mut Vec<f64>);
+
+impl<'de> de::DeserializeSeed<'de> for AppendFloats<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
 }
+
+impl<'de> Visitor<'de> for AppendFloats<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a list of numbers")
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(v) = seq.next_element::<f64>()? {
+            self.0.push(v);
+        }
+        Ok(())
+    }
+}
+
+/// The parsed lines of a run of consecutive lines, column by column.
+#[derive(Default)]
+struct Parsed {
+    guids: Vec<Guid>,
+    gold: Vec<i64>,
+    values: Vec<f64>,
+    /// Logits per line (all lines of a file must agree).
+    widths: Vec<u32>,
+}
+
+/// Parses `lines` (the first is line `first`, 0-based) into columns; an error names the line.
+fn parse_lines(
+    lines: &[&str],
+    first: usize,
+    expected_key: &str,
+    epoch: u32,
+) -> std::result::Result<Parsed, (usize, String)> {
+    let mut out = Parsed::default();
+    for (k, text) in lines.iter().enumerate() {
+        if text.trim().is_empty() {
+            continue;
+        }
+        let at = |m: String| (first + k, m);
+        let mut de = serde_json::Deserializer::from_str(text);
+        let fields = de::DeserializeSeed::deserialize(LineSeed { values: &mut out.values, expected_key }, &mut de)
+            .and_then(|f| de.end().map(|()| f))
+            .map_err(|e| at(e.to_string()))?;
+        if let Some(key) = fields.wrong_key {
+            return Err(at(format!("key {key:?} in a file of epoch {epoch} (expected {expected_key:?})")));
+        }
+        out.guids.push(fields.guid.ok_or_else(|| at("no \"guid\" key".into()))?);
+        out.gold.push(fields.gold.ok_or_else(|| at("no \"gold\" key".into()))?);
+        let n = fields.n_logits.ok_or_else(|| at("no \"logits_epoch_{e}\" key".into()))?;
+        out.widths.push(n as u32);
+    }
+    Ok(out)
+}
+
+/// Lines parsed together by one task.
+const PARSE_LINES: usize = 1024;
 
 /// Visits batches of `LINES` lines; `Located::index` is the first line's number (0-based).
 pub(super) fn for_each_batch(
@@ -119,23 +202,20 @@ pub(super) fn for_each_batch(
                     batch_index += 1;
                     continue;
                 }
-                let parsed: Vec<std::result::Result<Option<(Line, String)>, String>> = chunk
-                    .par_iter()
-                    .map(|l| if l.trim().is_empty() { Ok(None) } else { parse_line(l).map(Some) })
+                let parts: Vec<_> = chunk
+                    .par_chunks(PARSE_LINES)
+                    .enumerate()
+                    .map(|(p, lines)| parse_lines(lines, first + p * PARSE_LINES, &expected_key, epoch))
                     .collect();
-                let mut rows = Vec::with_capacity(chunk.len());
-                for (k, p) in parsed.into_iter().enumerate() {
-                    let located = |m: String| path_error(path, format!("line {}: {m}", first + k + 1));
-                    if let Some((line, key)) = p.map_err(located)? {
-                        if key != expected_key {
-                            return Err(located(format!(
-                                "key {key:?} in a file of epoch {epoch} (expected {expected_key:?})"
-                            )));
-                        }
-                        rows.push(line);
-                    }
+                let mut rows = Parsed::default();
+                for part in parts {
+                    let part = part.map_err(|(line, m)| path_error(path, format!("line {}: {m}", line + 1)))?;
+                    rows.guids.extend(part.guids);
+                    rows.gold.extend(part.gold);
+                    rows.values.extend(part.values);
+                    rows.widths.extend(part.widths);
                 }
-                let batch = to_batch(path, epoch, &rows, columns, kind, first)?;
+                let batch = to_batch(path, epoch, rows, columns, kind, first)?;
                 visit(Located { batch, index: batch_index }, done as f64 / size)?;
                 batch_index += 1;
             }
@@ -151,38 +231,38 @@ pub(super) fn for_each_batch(
 fn to_batch(
     path: &Path,
     epoch: u32,
-    rows: &[Line],
+    rows: Parsed,
     columns: &Columns,
     kind: Kind,
     first: usize,
 ) -> Result<arrow_array::RecordBatch> {
-    let c = rows.first().map_or(0, |r| r.logits.len());
-    if let Some(k) = rows.iter().position(|r| r.logits.len() != c) {
+    let c = rows.widths.first().copied().unwrap_or(0);
+    if let Some(k) = rows.widths.iter().position(|&w| w != c) {
         return Err(path_error(
             path,
-            format!("line {}: {} logits where earlier lines have {c}", first + k + 1, rows[k].logits.len()),
+            format!("line {}: {} logits where earlier lines have {c}", first + k + 1, rows.widths[k]),
         ));
     }
-    let ids: ArrayRef = match rows.first().map(|r| &r.guid) {
-        Some(Guid::Str(_)) => Arc::new(StringArray::from_iter_values(rows.iter().map(|r| match &r.guid {
+    let n = rows.gold.len();
+    let ids: ArrayRef = match rows.guids.first() {
+        Some(Guid::Str(_)) => Arc::new(StringArray::from_iter_values(rows.guids.iter().map(|g| match g {
             Guid::Str(s) => s.clone(),
             Guid::Int(i) => i.to_string(),
         }))),
         _ => {
-            if let Some(k) = rows.iter().position(|r| matches!(r.guid, Guid::Str(_))) {
+            if let Some(k) = rows.guids.iter().position(|g| matches!(g, Guid::Str(_))) {
                 return Err(path_error(
                     path,
                     format!("line {}: string guid where earlier lines have integers", first + k + 1),
                 ));
             }
-            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| match r.guid {
-                Guid::Int(i) => i,
+            Arc::new(Int64Array::from_iter_values(rows.guids.iter().map(|g| match g {
+                Guid::Int(i) => *i,
                 Guid::Str(_) => unreachable!(),
             })))
         }
     };
-    let values = Float64Array::from_iter_values(rows.iter().flat_map(|r| r.logits.iter().copied()));
-    let labels = rows.iter().map(|r| r.gold).collect();
-    let epochs = Some(vec![epoch as i64; rows.len()]);
-    long::batch(epochs, ids, labels, Arc::new(values), c.max(1), columns, kind)
+    let values = Float64Array::from(rows.values);
+    let epochs = Some(vec![epoch as i64; n]);
+    long::batch(epochs, ids, rows.gold, Arc::new(values), (c as usize).max(1), columns, kind)
 }
