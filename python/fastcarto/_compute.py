@@ -145,7 +145,7 @@ def compute(
         (n_epochs, n_examples, n_classes), _ = _core.inspect_npy(path)
         flat, multilabel = as_labels(labels, n_examples=n_examples, n_classes=n_classes)
         chosen = resolve_epochs(epochs, n_epochs)
-        state = _core.compute_npy(
+        table = _core.map_npy(
             path,
             flat,
             kind=kind,
@@ -153,13 +153,15 @@ def compute(
             multilabel=multilabel,
             nan_policy=nan_policy,
             threads=threads,
+            compat=compat,
+            ddof=int(ddof),
         )
     else:
         arr = as_float_array(source, ndim=3, what="outputs")
         n_epochs, n_examples, n_classes = arr.shape
         flat, multilabel = as_labels(labels, n_examples=n_examples, n_classes=n_classes)
         chosen = resolve_epochs(epochs, n_epochs)
-        state = _core.compute_array(
+        table = _core.map_array(
             arr,
             flat,
             kind=kind,
@@ -167,5 +169,7 @@ def compute(
             multilabel=multilabel,
             nan_policy=nan_policy,
             threads=threads,
+            compat=compat,
+            ddof=int(ddof),
         )
-    return DataMap(state.finalize(compat=compat, ddof=int(ddof)), kind=kind, compat=compat)
+    return DataMap(table, kind=kind, compat=compat)

@@ -108,6 +108,30 @@ def compute_npy(
     nan_policy: str = "raise",
     threads: int | None = None,
 ) -> State: ...
+def map_array(
+    outputs: npt.NDArray[np.floating[Any]],
+    labels: npt.NDArray[np.int64],
+    *,
+    kind: str,
+    epochs: list[int],
+    multilabel: bool = False,
+    nan_policy: str = "raise",
+    threads: int | None = None,
+    compat: str | None = None,
+    ddof: int = 0,
+) -> pa.RecordBatch: ...
+def map_npy(
+    path: str | PathLike[str],
+    labels: npt.NDArray[np.int64],
+    *,
+    kind: str,
+    epochs: list[int],
+    multilabel: bool = False,
+    nan_policy: str = "raise",
+    threads: int | None = None,
+    compat: str | None = None,
+    ddof: int = 0,
+) -> pa.RecordBatch: ...
 def inspect_npy(path: str | PathLike[str]) -> tuple[tuple[int, int, int], str]: ...
 def thread_count(threads: int | None = None) -> int: ...
 

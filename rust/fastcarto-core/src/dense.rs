@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 use crate::kernel::{RunState, fold_epoch};
 use crate::math::Real;
-use crate::options::{NanPolicy, Task};
+use crate::options::{Kind, NanPolicy, Task};
 use crate::state::ExampleState;
 use crate::state::State;
 use rayon::prelude::*;
@@ -83,30 +83,37 @@ pub fn accumulate<T: Real>(
     state.slots_mut().par_chunks_mut(BLOCK).enumerate().try_for_each_init(
         || (Vec::new(), RunState::default()),
         |(scratch, run), (b, slots)| {
-            let lo = b * BLOCK;
-            let hi = lo + slots.len();
-            let labels = &labels[lo..hi];
-            run.reset(slots.len());
-            for ev in epochs {
-                fold_epoch(
-                    kind,
-                    nan_policy,
-                    ev.epoch,
-                    &ev.values[lo * cols..hi * cols],
-                    cols,
-                    labels,
-                    run,
-                    lo as u64,
-                    scratch,
-                )
-                .map_err(|e| e.slot_to_example(per))?;
-            }
-            for (i, slot) in slots.iter_mut().enumerate() {
-                let seen = run.example(i, labels[i]);
-                *slot = ExampleState::merge(lo as u64 + i as u64, slot, &seen, allow)
-                    .map_err(|e| e.slot_to_example(per))?;
-            }
-            Ok(())
+            fold_block(kind, nan_policy, epochs, cols, labels, b * BLOCK, slots, per, allow, scratch, run)
         },
     )
+}
+
+/// Folds every epoch of slots `lo..lo + slots.len()` into `slots`: one block's work, its run
+/// state kept in cache while the epochs stream past.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn fold_block<T: Real>(
+    kind: Kind,
+    nan_policy: NanPolicy,
+    epochs: &[EpochView<'_, T>],
+    cols: usize,
+    labels: &[u32],
+    lo: usize,
+    slots: &mut [ExampleState],
+    per: u64,
+    allow: bool,
+    scratch: &mut Vec<T>,
+    run: &mut RunState,
+) -> Result<()> {
+    let hi = lo + slots.len();
+    let labels = &labels[lo..hi];
+    run.reset(slots.len());
+    for ev in epochs {
+        fold_epoch(kind, nan_policy, ev.epoch, &ev.values[lo * cols..hi * cols], cols, labels, run, lo as u64, scratch)
+            .map_err(|e| e.slot_to_example(per))?;
+    }
+    for (i, slot) in slots.iter_mut().enumerate() {
+        let seen = run.example(i, labels[i]);
+        *slot = ExampleState::merge(lo as u64 + i as u64, slot, &seen, allow).map_err(|e| e.slot_to_example(per))?;
+    }
+    Ok(())
 }

@@ -41,6 +41,7 @@ pub use error::{Error, Result};
 pub use kernel::prob_sum_tolerance;
 pub use options::{Compat, Kind, NanPolicy, Task};
 pub use result::{FinalizeOptions, finalize};
+
 pub use state::{ExampleState, Observation, State};
 
 use math::Real;
@@ -60,10 +61,7 @@ pub fn compute_dense<T: Real>(
     nan_policy: NanPolicy,
     threads: Option<usize>,
 ) -> Result<State> {
-    let numbered = epochs
-        .iter()
-        .map(|&e| u32::try_from(e).map(|n| (e, n)).map_err(|_| Error::invalid("too many epochs")))
-        .collect::<Result<Vec<_>>>()?;
+    let numbered = number_epochs(epochs)?;
     let mut state = State::new(array.dim().1, task, kind)?;
     fold_array(&mut state, array, &numbered, labels, nan_policy, threads)?;
     Ok(state)
@@ -78,8 +76,24 @@ fn fold_array<T: Real>(
     nan_policy: NanPolicy,
     threads: Option<usize>,
 ) -> Result<()> {
-    let task = state.task();
+    let (views, labels) = dense_views(array, epochs, labels, state.task(), state.n_examples())?;
+    let rows = state.n_examples() * views.len();
+    parallel::run(threads, rows, || accumulate(state, &views, &labels, nan_policy))?
+}
+
+/// Checks a dense input against the task and labels: the selected epochs' `[examples, columns]`
+/// blocks, and the labels as `u32`.
+fn dense_views<'a, T: Real>(
+    array: ArrayView3<'a, T>,
+    epochs: &[(usize, u32)],
+    labels: &[i64],
+    task: Task,
+    expected_examples: usize,
+) -> Result<(Vec<EpochView<'a, T>>, Vec<u32>)> {
     let (n_epochs, n_examples, cols) = array.dim();
+    if task.output_columns() == 0 {
+        return Err(Error::invalid("the number of classes must be at least 1"));
+    }
     if cols as u32 != task.output_columns() {
         return Err(Error::invalid(format!(
             "the outputs have {cols} columns per example but the task has {} classes",
@@ -89,8 +103,8 @@ fn fold_array<T: Real>(
     if n_examples == 0 {
         return Err(Error::Empty(format!("no examples (outputs of shape [{n_epochs}, 0, {cols}])")));
     }
-    if n_examples != state.n_examples() {
-        return Err(Error::invalid(format!("{n_examples} rows of outputs for {} examples", state.n_examples())));
+    if n_examples != expected_examples {
+        return Err(Error::invalid(format!("{n_examples} rows of outputs for {expected_examples} examples")));
     }
     if epochs.is_empty() {
         return Err(Error::Empty("no epochs selected".into()));
@@ -117,8 +131,45 @@ fn fold_array<T: Real>(
             .ok_or_else(|| Error::invalid("each epoch must be a C-contiguous [examples, classes] block"))?;
         views.push(EpochView { epoch, values });
     }
-    let rows = n_examples * epochs.len();
-    parallel::run(threads, rows, || accumulate(state, &views, &labels, nan_policy))?
+    Ok((views, labels))
+}
+
+/// [`compute_dense`] followed by [`finalize`], in one pass that never holds the per-example
+/// state: each parallel task folds every epoch of its block of examples and writes their rows
+/// of the table. Same numbers, bit for bit, as the two steps; for one-shot inputs, where the
+/// state is not wanted afterwards.
+#[allow(clippy::too_many_arguments)]
+pub fn compute_dense_table<T: Real>(
+    array: ArrayView3<'_, T>,
+    epochs: &[usize],
+    labels: &[i64],
+    task: Task,
+    kind: Kind,
+    nan_policy: NanPolicy,
+    threads: Option<usize>,
+    opts: FinalizeOptions,
+) -> Result<arrow_array::RecordBatch> {
+    let numbered = number_epochs(epochs)?;
+    let n_examples = array.dim().1;
+    let (views, labels) = dense_views(array, &numbered, labels, task, n_examples)?;
+    // Columns per slot: one per (example, class) slot for multi-label tasks.
+    let cols = task.slot_columns() as usize;
+    let per = task.slots_per_example() as u64;
+    let fill = |range: std::ops::Range<usize>, slots: &mut [ExampleState]| -> Result<()> {
+        let (mut scratch, mut run) = (Vec::new(), kernel::RunState::default());
+        for (k, block) in slots.chunks_mut(dense::BLOCK).enumerate() {
+            let lo = range.start + k * dense::BLOCK;
+            dense::fold_block(kind, nan_policy, &views, cols, &labels, lo, block, per, false, &mut scratch, &mut run)?;
+        }
+        Ok(())
+    };
+    let n_slots = labels.len();
+    let source = result::Source::Computed { n_slots, fill: &fill };
+    parallel::run(threads, n_examples * views.len(), || result::build_table(source, task, kind, None, opts))?
+}
+
+fn number_epochs(epochs: &[usize]) -> Result<Vec<(usize, u32)>> {
+    epochs.iter().map(|&e| u32::try_from(e).map(|n| (e, n)).map_err(|_| Error::invalid("too many epochs"))).collect()
 }
 
 impl State {

@@ -2,7 +2,7 @@
 //! (example, class) pair for multi-label tasks), under fastcarto's or a published convention.
 
 use crate::error::{Error, Result};
-use crate::options::{Compat, Task};
+use crate::options::{Compat, Kind, Task};
 use crate::state::{ExampleState, NONE, State};
 use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch};
 use arrow_buffer::{BooleanBuffer, NullBuffer};
@@ -52,8 +52,28 @@ enum Buf<F, I, B> {
 type Owned = Buf<Vec<f64>, Vec<i64>, Vec<bool>>;
 type Share<'b> = Buf<&'b mut [f64], &'b mut [i64], &'b mut [bool]>;
 
+/// Fills the states of slots `range` (one task's share) into the buffer.
+pub(crate) type Fill<'a> = dyn Fn(std::ops::Range<usize>, &mut [ExampleState]) -> Result<()> + Sync + 'a;
+
+/// Where the table's states come from: a whole state, or computed task by task and never
+/// stored whole (one-shot dense inputs, which then need no per-example state at all).
+#[derive(Clone, Copy)]
+pub(crate) enum Source<'a> {
+    Ready(&'a [ExampleState]),
+    Computed { n_slots: usize, fill: &'a Fill<'a> },
+}
+
+impl Source<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Source::Ready(slots) => slots.len(),
+            Source::Computed { n_slots, .. } => *n_slots,
+        }
+    }
+}
+
 struct Builder<'a> {
-    slots: &'a [ExampleState],
+    source: Source<'a>,
     fields: Vec<Field>,
     specs: Vec<Spec<'a>>,
 }
@@ -80,9 +100,9 @@ impl<'a> Builder<'a> {
     }
 
     /// Computes every column in one parallel pass over the slots.
-    fn finish(self) -> (Vec<Field>, Vec<ArrayRef>) {
-        let Builder { slots, fields, specs } = self;
-        let n = slots.len();
+    fn finish(self) -> Result<(Vec<Field>, Vec<ArrayRef>)> {
+        let Builder { source, fields, specs } = self;
+        let n = source.len();
         let mut bufs: Vec<Owned> = specs
             .iter()
             .map(|spec| match spec {
@@ -113,8 +133,17 @@ impl<'a> Builder<'a> {
                 .collect();
             let tasks: Vec<Vec<_>> =
                 (0..n_chunks).map(|_| parts.iter_mut().map(|p| p.next().unwrap_or(Buf::None)).collect()).collect();
-            tasks.into_par_iter().enumerate().for_each(|(c, outs)| {
-                let chunk = &slots[c * CHUNK..((c + 1) * CHUNK).min(n)];
+            tasks.into_par_iter().enumerate().try_for_each_init(Vec::new, |buf, (c, outs)| -> Result<()> {
+                let range = c * CHUNK..((c + 1) * CHUNK).min(n);
+                let chunk: &[ExampleState] = match source {
+                    Source::Ready(slots) => &slots[range],
+                    Source::Computed { fill, .. } => {
+                        buf.clear();
+                        buf.resize(range.len(), ExampleState::EMPTY);
+                        fill(range, buf)?;
+                        buf
+                    }
+                };
                 for (out, spec) in outs.into_iter().zip(&specs) {
                     match (out, spec) {
                         (Buf::F64(o), Spec::F64(f)) => {
@@ -134,7 +163,8 @@ impl<'a> Builder<'a> {
                         _ => {}
                     }
                 }
-            });
+                Ok(())
+            })?;
         }
         let columns = specs
             .into_iter()
@@ -153,7 +183,7 @@ impl<'a> Builder<'a> {
                 }
             })
             .collect();
-        (fields, columns)
+        Ok((fields, columns))
     }
 }
 
@@ -167,14 +197,23 @@ fn correctness(s: &ExampleState) -> f64 {
 
 /// Builds the metrics table. `ids` (one per example) replaces the default ids `0..n_examples`.
 pub fn finalize(state: &State, ids: Option<ArrayRef>, opts: FinalizeOptions) -> Result<RecordBatch> {
-    crate::parallel::run_default(state.slots().len(), || build_table(state, ids, opts))
+    crate::parallel::run_default(state.slots().len(), || {
+        build_table(Source::Ready(state.slots()), state.task(), state.kind(), ids, opts)
+    })
 }
 
-fn build_table(state: &State, ids: Option<ArrayRef>, opts: FinalizeOptions) -> Result<RecordBatch> {
-    let n_examples = state.n_examples();
-    let per = state.task().slots_per_example() as usize;
+/// Builds the table from `source`, the states of every slot of a `task`.
+pub(crate) fn build_table(
+    source: Source<'_>,
+    task: Task,
+    kind: Kind,
+    ids: Option<ArrayRef>,
+    opts: FinalizeOptions,
+) -> Result<RecordBatch> {
+    let per = task.slots_per_example() as usize;
+    let n_examples = source.len() / per;
     let ddof = opts.ddof;
-    let mut b = Builder { slots: state.slots(), fields: Vec::new(), specs: Vec::new() };
+    let mut b = Builder { source, fields: Vec::new(), specs: Vec::new() };
 
     let ids: ArrayRef = match ids {
         Some(ids) if ids.len() != n_examples => {
@@ -197,7 +236,7 @@ fn build_table(state: &State, ids: Option<ArrayRef>, opts: FinalizeOptions) -> R
     };
     let id_type = ids.data_type().clone();
     b.push(id_name, id_type, false, ids);
-    if let Task::MultiLabel { .. } = state.task() {
+    if let Task::MultiLabel { .. } = task {
         let classes = Int64Array::from_iter_values((0..n_examples * per).map(|i| (i % per) as i64));
         b.push("class", DataType::Int64, false, Arc::new(classes));
     }
@@ -248,10 +287,10 @@ fn build_table(state: &State, ids: Option<ArrayRef>, opts: FinalizeOptions) -> R
         }
     }
     let mut meta = HashMap::new();
-    meta.insert("fastcarto.kind".to_string(), state.kind().as_str().to_string());
+    meta.insert("fastcarto.kind".to_string(), kind.as_str().to_string());
     meta.insert("fastcarto.compat".to_string(), opts.compat.map_or("none", Compat::as_str).to_string());
     meta.insert("fastcarto.ddof".to_string(), ddof.to_string());
-    let (fields, columns) = b.finish();
+    let (fields, columns) = b.finish()?;
     let schema = Arc::new(Schema::new_with_metadata(fields, meta));
     Ok(RecordBatch::try_new(schema, columns)?)
 }

@@ -217,6 +217,71 @@ fn compute_array(
     Ok(PyState { inner: state.map_err(to_py)? })
 }
 
+/// The metrics table of an in-memory `[epochs, examples, classes]` array, in one pass that
+/// never holds the per-example state (what `compute` uses; `compute_array` + `finalize` give
+/// the same table and keep the state).
+#[pyfunction]
+#[pyo3(signature = (outputs, labels, *, kind, epochs, multilabel=false, nan_policy="raise", threads=None, compat=None, ddof=0))]
+#[allow(clippy::too_many_arguments)]
+fn map_array<'py>(
+    py: Python<'py>,
+    outputs: &Bound<'py, PyAny>,
+    labels: PyReadonlyArray1<'_, i64>,
+    kind: &str,
+    epochs: Vec<usize>,
+    multilabel: bool,
+    nan_policy: &str,
+    threads: Option<usize>,
+    compat: Option<&str>,
+    ddof: u32,
+) -> PyResult<Bound<'py, PyAny>> {
+    let (kind, nan): (Kind, NanPolicy) = (parse(kind)?, parse(nan_policy)?);
+    let opts = FinalizeOptions { compat: compat.map(parse).transpose()?, ddof };
+    let labels = contiguous(&labels, "labels")?;
+    let run = |c: usize| task_of(c as u32, multilabel);
+    let table = if let Ok(a) = outputs.extract::<PyReadonlyArray3<'_, f32>>() {
+        let (view, task) = (a.as_array(), run(a.shape()[2]));
+        py.detach(|| fastcarto_core::compute_dense_table(view, &epochs, labels, task, kind, nan, threads, opts))
+    } else if let Ok(a) = outputs.extract::<PyReadonlyArray3<'_, f64>>() {
+        let (view, task) = (a.as_array(), run(a.shape()[2]));
+        py.detach(|| fastcarto_core::compute_dense_table(view, &epochs, labels, task, kind, nan, threads, opts))
+    } else {
+        return Err(dtype_error(outputs, "outputs"));
+    };
+    PyRecordBatch::new(table.map_err(to_py)?).into_pyarrow(py)
+}
+
+/// The metrics table of a memory-mapped `.npy` file, in one pass (see `map_array`).
+#[pyfunction]
+#[pyo3(signature = (path, labels, *, kind, epochs, multilabel=false, nan_policy="raise", threads=None, compat=None, ddof=0))]
+#[allow(clippy::too_many_arguments)]
+fn map_npy<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    labels: PyReadonlyArray1<'_, i64>,
+    kind: &str,
+    epochs: Vec<usize>,
+    multilabel: bool,
+    nan_policy: &str,
+    threads: Option<usize>,
+    compat: Option<&str>,
+    ddof: u32,
+) -> PyResult<Bound<'py, PyAny>> {
+    let (kind, nan): (Kind, NanPolicy) = (parse(kind)?, parse(nan_policy)?);
+    let opts = FinalizeOptions { compat: compat.map(parse).transpose()?, ddof };
+    let labels = contiguous(&labels, "labels")?;
+    let table = py.detach(|| {
+        let map = MappedNpy::open(&path)?;
+        let view = map.view()?;
+        let task = task_of(dims(&view).2 as u32, multilabel);
+        match view {
+            NpyView::F32(v) => fastcarto_core::compute_dense_table(v, &epochs, labels, task, kind, nan, threads, opts),
+            NpyView::F64(v) => fastcarto_core::compute_dense_table(v, &epochs, labels, task, kind, nan, threads, opts),
+        }
+    });
+    PyRecordBatch::new(table.map_err(to_py)?).into_pyarrow(py)
+}
+
 /// Shape `(epochs, examples, classes)` and dtype name of a `.npy` file, read from its header.
 #[pyfunction]
 fn inspect_npy(py: Python<'_>, path: PathBuf) -> PyResult<((usize, usize, usize), &'static str)> {
@@ -430,6 +495,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyState>()?;
     m.add_function(wrap_pyfunction!(compute_array, m)?)?;
     m.add_function(wrap_pyfunction!(compute_npy, m)?)?;
+    m.add_function(wrap_pyfunction!(map_array, m)?)?;
+    m.add_function(wrap_pyfunction!(map_npy, m)?)?;
     m.add_function(wrap_pyfunction!(inspect_npy, m)?)?;
     m.add_function(wrap_pyfunction!(thread_count, m)?)?;
     m.add_function(wrap_pyfunction!(read_path, m)?)?;
