@@ -25,6 +25,8 @@ __all__ = [
     "compute_npy_epochs",
     "discover",
     "inspect_npy",
+    "map_array",
+    "map_npy",
     "read_path",
     "read_stream",
     "thread_count",
