@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
+
+import pyarrow as pa
 
 from . import _core, _tables
 from ._datamap import DataMap
@@ -137,6 +139,33 @@ def compute(
         )
         table = state.finalize(compat=compat, ddof=int(ddof), ids=ids)
         return DataMap(table, kind=kind, compat=compat)
+    if columns is not None:
+        raise ValueError("columns= names the columns of a long table, not of an array")
+    if kind is None:
+        raise ValueError("pass kind='logits' or kind='probs': fastcarto never guesses it")
+    # Arrays and .npy files: one pass, straight to the table (no per-example state kept).
+    data: Any
+    tabulate: Callable[..., pa.RecordBatch]
+    if path is not None:
+        (n_epochs, n_examples, n_classes), _ = _core.inspect_npy(path)
+        data, tabulate = path, _core.map_npy
+    else:
+        data = as_float_array(source, ndim=3, what="outputs")
+        n_epochs, n_examples, n_classes = data.shape
+        tabulate = _core.map_array
+    flat, multilabel = as_labels(labels, n_examples=n_examples, n_classes=n_classes)
+    table = tabulate(
+        data,
+        flat,
+        kind=kind,
+        epochs=resolve_epochs(epochs, n_epochs),
+        multilabel=multilabel,
+        nan_policy=nan_policy,
+        threads=threads,
+        compat=compat,
+        ddof=int(ddof),
+    )
+    return DataMap(table, kind=kind, compat=compat)
     if columns is not None:
         raise ValueError("columns= names the columns of a long table, not of an array")
     if kind is None:

@@ -20,8 +20,6 @@ __all__ = [
     "NonFiniteError",
     "State",
     "__version__",
-    "compute_array",
-    "compute_npy",
     "compute_npy_epochs",
     "discover",
     "inspect_npy",
@@ -90,26 +88,6 @@ class State:
     @property
     def last_epoch(self) -> int | None: ...
 
-def compute_array(
-    outputs: npt.NDArray[np.floating[Any]],
-    labels: npt.NDArray[np.int64],
-    *,
-    kind: str,
-    epochs: list[int],
-    multilabel: bool = False,
-    nan_policy: str = "raise",
-    threads: int | None = None,
-) -> State: ...
-def compute_npy(
-    path: str | PathLike[str],
-    labels: npt.NDArray[np.int64],
-    *,
-    kind: str,
-    epochs: list[int],
-    multilabel: bool = False,
-    nan_policy: str = "raise",
-    threads: int | None = None,
-) -> State: ...
 def map_array(
     outputs: npt.NDArray[np.floating[Any]],
     labels: npt.NDArray[np.int64],

@@ -187,39 +187,18 @@ fn arrow_concat(
     arrow_select::concat::concat_batches(schema, batches).map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
-/// Computes the state of every example from an in-memory `[epochs, examples, classes]` array.
-#[pyfunction]
-#[pyo3(signature = (outputs, labels, *, kind, epochs, multilabel=false, nan_policy="raise", threads=None))]
-#[allow(clippy::too_many_arguments)]
-fn compute_array(
-    py: Python<'_>,
-    outputs: &Bound<'_, PyAny>,
-    labels: PyReadonlyArray1<'_, i64>,
+/// The options of a dense computation, parsed.
+fn dense_options(
     kind: &str,
-    epochs: Vec<usize>,
-    multilabel: bool,
     nan_policy: &str,
-    threads: Option<usize>,
-) -> PyResult<PyState> {
-    let kind: Kind = parse(kind)?;
-    let nan: NanPolicy = parse(nan_policy)?;
-    let labels = contiguous(&labels, "labels")?;
-    let run = |c: usize| task_of(c as u32, multilabel);
-    let state = if let Ok(a) = outputs.extract::<PyReadonlyArray3<'_, f32>>() {
-        let (view, task) = (a.as_array(), run(a.shape()[2]));
-        py.detach(|| fastcarto_core::compute_dense(view, &epochs, labels, task, kind, nan, threads))
-    } else if let Ok(a) = outputs.extract::<PyReadonlyArray3<'_, f64>>() {
-        let (view, task) = (a.as_array(), run(a.shape()[2]));
-        py.detach(|| fastcarto_core::compute_dense(view, &epochs, labels, task, kind, nan, threads))
-    } else {
-        return Err(dtype_error(outputs, "outputs"));
-    };
-    Ok(PyState { inner: state.map_err(to_py)? })
+    compat: Option<&str>,
+    ddof: u32,
+) -> PyResult<(Kind, NanPolicy, FinalizeOptions)> {
+    Ok((parse(kind)?, parse(nan_policy)?, FinalizeOptions { compat: compat.map(parse).transpose()?, ddof }))
 }
 
 /// The metrics table of an in-memory `[epochs, examples, classes]` array, in one pass that
-/// never holds the per-example state (what `compute` uses; `compute_array` + `finalize` give
-/// the same table and keep the state).
+/// never holds the per-example state (`fastcarto_core::compute_dense_table`).
 #[pyfunction]
 #[pyo3(signature = (outputs, labels, *, kind, epochs, multilabel=false, nan_policy="raise", threads=None, compat=None, ddof=0))]
 #[allow(clippy::too_many_arguments)]
@@ -235,8 +214,7 @@ fn map_array<'py>(
     compat: Option<&str>,
     ddof: u32,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let (kind, nan): (Kind, NanPolicy) = (parse(kind)?, parse(nan_policy)?);
-    let opts = FinalizeOptions { compat: compat.map(parse).transpose()?, ddof };
+    let (kind, nan, opts) = dense_options(kind, nan_policy, compat, ddof)?;
     let labels = contiguous(&labels, "labels")?;
     let run = |c: usize| task_of(c as u32, multilabel);
     let table = if let Ok(a) = outputs.extract::<PyReadonlyArray3<'_, f32>>() {
@@ -267,8 +245,7 @@ fn map_npy<'py>(
     compat: Option<&str>,
     ddof: u32,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let (kind, nan): (Kind, NanPolicy) = (parse(kind)?, parse(nan_policy)?);
-    let opts = FinalizeOptions { compat: compat.map(parse).transpose()?, ddof };
+    let (kind, nan, opts) = dense_options(kind, nan_policy, compat, ddof)?;
     let labels = contiguous(&labels, "labels")?;
     let table = py.detach(|| {
         let map = MappedNpy::open(&path)?;
@@ -295,35 +272,6 @@ fn inspect_npy(py: Python<'_>, path: PathBuf) -> PyResult<((usize, usize, usize)
         Ok((dims(&view), name))
     })
     .map_err(to_py)
-}
-
-/// Computes the state of every example from a memory-mapped `.npy` file.
-#[pyfunction]
-#[pyo3(signature = (path, labels, *, kind, epochs, multilabel=false, nan_policy="raise", threads=None))]
-#[allow(clippy::too_many_arguments)]
-fn compute_npy(
-    py: Python<'_>,
-    path: PathBuf,
-    labels: PyReadonlyArray1<'_, i64>,
-    kind: &str,
-    epochs: Vec<usize>,
-    multilabel: bool,
-    nan_policy: &str,
-    threads: Option<usize>,
-) -> PyResult<PyState> {
-    let kind: Kind = parse(kind)?;
-    let nan: NanPolicy = parse(nan_policy)?;
-    let labels = contiguous(&labels, "labels")?;
-    let state = py.detach(|| {
-        let map = MappedNpy::open(&path)?;
-        let view = map.view()?;
-        let task = task_of(dims(&view).2 as u32, multilabel);
-        match view {
-            NpyView::F32(v) => fastcarto_core::compute_dense(v, &epochs, labels, task, kind, nan, threads),
-            NpyView::F64(v) => fastcarto_core::compute_dense(v, &epochs, labels, task, kind, nan, threads),
-        }
-    });
-    Ok(PyState { inner: state.map_err(to_py)? })
 }
 
 /// Which epochs a read keeps: `("all",)`, `("range", start, stop_or_None, step)` or
@@ -493,8 +441,6 @@ fn thread_count(threads: Option<usize>) -> PyResult<usize> {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<PyState>()?;
-    m.add_function(wrap_pyfunction!(compute_array, m)?)?;
-    m.add_function(wrap_pyfunction!(compute_npy, m)?)?;
     m.add_function(wrap_pyfunction!(map_array, m)?)?;
     m.add_function(wrap_pyfunction!(map_npy, m)?)?;
     m.add_function(wrap_pyfunction!(inspect_npy, m)?)?;
