@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
-
-import pyarrow as pa
 
 from . import _core, _tables
 from ._datamap import DataMap
@@ -145,16 +143,14 @@ def compute(
         raise ValueError("pass kind='logits' or kind='probs': fastcarto never guesses it")
     # Arrays and .npy files: one pass, straight to the table (no per-example state kept).
     data: Any
-    tabulate: Callable[..., pa.RecordBatch]
     if path is not None:
         (n_epochs, n_examples, n_classes), _ = _core.inspect_npy(path)
-        data, tabulate = path, _core.map_npy
+        data = path
     else:
         data = as_float_array(source, ndim=3, what="outputs")
         n_epochs, n_examples, n_classes = data.shape
-        tabulate = _core.map_array
     flat, multilabel = as_labels(labels, n_examples=n_examples, n_classes=n_classes)
-    table = tabulate(
+    table = _core.map_dense(
         data,
         flat,
         kind=kind,

@@ -23,8 +23,7 @@ __all__ = [
     "compute_npy_epochs",
     "discover",
     "inspect_npy",
-    "map_array",
-    "map_npy",
+    "map_dense",
     "read_path",
     "read_stream",
     "thread_count",
@@ -88,20 +87,8 @@ class State:
     @property
     def last_epoch(self) -> int | None: ...
 
-def map_array(
-    outputs: npt.NDArray[np.floating[Any]],
-    labels: npt.NDArray[np.int64],
-    *,
-    kind: str,
-    epochs: list[int],
-    multilabel: bool = False,
-    nan_policy: str = "raise",
-    threads: int | None = None,
-    compat: str | None = None,
-    ddof: int = 0,
-) -> pa.RecordBatch: ...
-def map_npy(
-    path: str | PathLike[str],
+def map_dense(
+    outputs: npt.NDArray[np.floating[Any]] | str | PathLike[str],
     labels: npt.NDArray[np.int64],
     *,
     kind: str,

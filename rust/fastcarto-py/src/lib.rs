@@ -187,22 +187,13 @@ fn arrow_concat(
     arrow_select::concat::concat_batches(schema, batches).map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
-/// The options of a dense computation, parsed.
-fn dense_options(
-    kind: &str,
-    nan_policy: &str,
-    compat: Option<&str>,
-    ddof: u32,
-) -> PyResult<(Kind, NanPolicy, FinalizeOptions)> {
-    Ok((parse(kind)?, parse(nan_policy)?, FinalizeOptions { compat: compat.map(parse).transpose()?, ddof }))
-}
-
-/// The metrics table of an in-memory `[epochs, examples, classes]` array, in one pass that
-/// never holds the per-example state (`fastcarto_core::compute_dense_table`).
+/// The metrics table of a dense `[epochs, examples, classes]` input (a float32/float64 array, or
+/// the path of a `.npy` file, memory-mapped), in one pass that never holds the per-example state
+/// (`fastcarto_core::compute_dense_table`).
 #[pyfunction]
 #[pyo3(signature = (outputs, labels, *, kind, epochs, multilabel=false, nan_policy="raise", threads=None, compat=None, ddof=0))]
 #[allow(clippy::too_many_arguments)]
-fn map_array<'py>(
+fn map_dense<'py>(
     py: Python<'py>,
     outputs: &Bound<'py, PyAny>,
     labels: PyReadonlyArray1<'_, i64>,
@@ -214,10 +205,25 @@ fn map_array<'py>(
     compat: Option<&str>,
     ddof: u32,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let (kind, nan, opts) = dense_options(kind, nan_policy, compat, ddof)?;
+    let (kind, nan) = (parse(kind)?, parse(nan_policy)?);
+    let opts = FinalizeOptions { compat: compat.map(parse).transpose()?, ddof };
     let labels = contiguous(&labels, "labels")?;
     let run = |c: usize| task_of(c as u32, multilabel);
-    let table = if let Ok(a) = outputs.extract::<PyReadonlyArray3<'_, f32>>() {
+    let table = if let Ok(path) = outputs.extract::<PathBuf>() {
+        py.detach(|| {
+            let map = MappedNpy::open(&path)?;
+            let view = map.view()?;
+            let task = run(dims(&view).2);
+            match view {
+                NpyView::F32(v) => {
+                    fastcarto_core::compute_dense_table(v, &epochs, labels, task, kind, nan, threads, opts)
+                }
+                NpyView::F64(v) => {
+                    fastcarto_core::compute_dense_table(v, &epochs, labels, task, kind, nan, threads, opts)
+                }
+            }
+        })
+    } else if let Ok(a) = outputs.extract::<PyReadonlyArray3<'_, f32>>() {
         let (view, task) = (a.as_array(), run(a.shape()[2]));
         py.detach(|| fastcarto_core::compute_dense_table(view, &epochs, labels, task, kind, nan, threads, opts))
     } else if let Ok(a) = outputs.extract::<PyReadonlyArray3<'_, f64>>() {
@@ -226,36 +232,6 @@ fn map_array<'py>(
     } else {
         return Err(dtype_error(outputs, "outputs"));
     };
-    PyRecordBatch::new(table.map_err(to_py)?).into_pyarrow(py)
-}
-
-/// The metrics table of a memory-mapped `.npy` file, in one pass (see `map_array`).
-#[pyfunction]
-#[pyo3(signature = (path, labels, *, kind, epochs, multilabel=false, nan_policy="raise", threads=None, compat=None, ddof=0))]
-#[allow(clippy::too_many_arguments)]
-fn map_npy<'py>(
-    py: Python<'py>,
-    path: PathBuf,
-    labels: PyReadonlyArray1<'_, i64>,
-    kind: &str,
-    epochs: Vec<usize>,
-    multilabel: bool,
-    nan_policy: &str,
-    threads: Option<usize>,
-    compat: Option<&str>,
-    ddof: u32,
-) -> PyResult<Bound<'py, PyAny>> {
-    let (kind, nan, opts) = dense_options(kind, nan_policy, compat, ddof)?;
-    let labels = contiguous(&labels, "labels")?;
-    let table = py.detach(|| {
-        let map = MappedNpy::open(&path)?;
-        let view = map.view()?;
-        let task = task_of(dims(&view).2 as u32, multilabel);
-        match view {
-            NpyView::F32(v) => fastcarto_core::compute_dense_table(v, &epochs, labels, task, kind, nan, threads, opts),
-            NpyView::F64(v) => fastcarto_core::compute_dense_table(v, &epochs, labels, task, kind, nan, threads, opts),
-        }
-    });
     PyRecordBatch::new(table.map_err(to_py)?).into_pyarrow(py)
 }
 
@@ -441,8 +417,7 @@ fn thread_count(threads: Option<usize>) -> PyResult<usize> {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<PyState>()?;
-    m.add_function(wrap_pyfunction!(map_array, m)?)?;
-    m.add_function(wrap_pyfunction!(map_npy, m)?)?;
+    m.add_function(wrap_pyfunction!(map_dense, m)?)?;
     m.add_function(wrap_pyfunction!(inspect_npy, m)?)?;
     m.add_function(wrap_pyfunction!(thread_count, m)?)?;
     m.add_function(wrap_pyfunction!(read_path, m)?)?;
