@@ -23,7 +23,7 @@ use std::collections::BTreeSet;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
-/// States per chunk: 5.5 MiB, so one chunk's scatter stays in L2/L3.
+/// Slots per parallel task of the scatter (5.5 MiB of state); the state grows a chunk at a time.
 const CHUNK_BITS: u32 = 16;
 const CHUNK: usize = 1 << CHUNK_BITS;
 /// Rows are merged in blocks of this many slots (350 KiB of state, within L2).
