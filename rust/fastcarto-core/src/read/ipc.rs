@@ -25,6 +25,7 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
 
 /// A read-only memory map of a whole file, and an Arrow buffer over it.
 struct Mapped {
+    #[cfg_attr(not(unix), allow(dead_code))]
     map: Arc<memmap2::Mmap>,
     buffer: Buffer,
 }
@@ -39,6 +40,7 @@ fn map(path: &Path) -> Result<Mapped> {
     // fault, as with any memory-mapped reader (documented).
     let mmap = Arc::new(unsafe { memmap2::Mmap::map(&file) }.map_err(io(path))?);
     // Read front to back: a hint for read-ahead, never an error worth reporting.
+    #[cfg(unix)]
     let _ = mmap.advise(memmap2::Advice::Sequential);
     let ptr = NonNull::new(mmap.as_ptr() as *mut u8).expect("mmap never returns null");
     // SAFETY: `ptr` points at `len` readable bytes owned by `mmap`, which the buffer keeps alive.
@@ -52,12 +54,15 @@ impl Mapped {
     /// this a pass over a 15 GB file would look like 15 GB of memory use, and on a machine
     /// with less RAM than the file the kernel would have to find those pages itself.
     fn release(&self, start: usize, end: usize) {
+        #[cfg(unix)]
         if end > start {
             // SAFETY: the mapping is a read-only shared file mapping: after MADV_DONTNEED a
             // later access (from a batch still alive, if any) faults the same bytes back in
             // from the file, so nothing that borrows the map observes a change.
             let _ = unsafe { self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start) };
         }
+        #[cfg(not(unix))]
+        let _ = (start, end);
     }
 }
 
