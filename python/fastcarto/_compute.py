@@ -162,39 +162,3 @@ def compute(
         ddof=int(ddof),
     )
     return DataMap(table, kind=kind, compat=compat)
-    if columns is not None:
-        raise ValueError("columns= names the columns of a long table, not of an array")
-    if kind is None:
-        raise ValueError("pass kind='logits' or kind='probs': fastcarto never guesses it")
-    if path is not None:
-        (n_epochs, n_examples, n_classes), _ = _core.inspect_npy(path)
-        flat, multilabel = as_labels(labels, n_examples=n_examples, n_classes=n_classes)
-        chosen = resolve_epochs(epochs, n_epochs)
-        table = _core.map_npy(
-            path,
-            flat,
-            kind=kind,
-            epochs=chosen,
-            multilabel=multilabel,
-            nan_policy=nan_policy,
-            threads=threads,
-            compat=compat,
-            ddof=int(ddof),
-        )
-    else:
-        arr = as_float_array(source, ndim=3, what="outputs")
-        n_epochs, n_examples, n_classes = arr.shape
-        flat, multilabel = as_labels(labels, n_examples=n_examples, n_classes=n_classes)
-        chosen = resolve_epochs(epochs, n_epochs)
-        table = _core.map_array(
-            arr,
-            flat,
-            kind=kind,
-            epochs=chosen,
-            multilabel=multilabel,
-            nan_policy=nan_policy,
-            threads=threads,
-            compat=compat,
-            ddof=int(ddof),
-        )
-    return DataMap(table, kind=kind, compat=compat)
