@@ -18,6 +18,9 @@ use multiversion::multiversion;
 /// 8-lane code) turns each into AVX2 / AVX-512 / NEON instructions plus a short remainder.
 pub(crate) const GROUP: usize = 64;
 
+/// Groups ahead of the one being observed whose rows are prefetched.
+const PREFETCH_AHEAD: usize = 2;
+
 /// Tolerance on `|sum(p) - 1|` for probability rows: float rounding over `c` terms plus 1e-3.
 pub fn prob_sum_tolerance<T: Real>(c: usize) -> f64 {
     1e-3 + 4.0 * c as f64 * T::EPSILON.to_f64()
@@ -252,6 +255,8 @@ pub(crate) fn fold_epoch<T: Real, S: Sink>(
         let labels = &labels[start..start + g];
         let mut gold = [0u32; GROUP];
         gold[..g].copy_from_slice(labels);
+        let ahead = (start + PREFETCH_AHEAD * GROUP).min(n);
+        crate::transpose::prefetch(&rows[ahead * cols..(ahead + GROUP).min(n) * cols]);
         transpose(kind, &rows[start * cols..(start + g) * cols], cols, g, scratch);
         // Fused multiply-adds in the exp/ln polynomials where this clone may use them.
         const FMA: bool = multiversion::target::target_cfg_f!(target_feature = "fma");

@@ -30,6 +30,25 @@ pub(crate) fn f32_rows(rows: &[f32], cols: usize, g: usize, out: &mut [f32]) {
     scalar(rows, cols, g, out);
 }
 
+/// Asks the CPU to start loading `values` into cache. The kernel reads each epoch's rows in
+/// short runs (one block of examples per epoch, epochs far apart in memory), too short for the
+/// hardware prefetcher to ramp up, so without this the first touch of every group stalls.
+#[inline(always)]
+pub(crate) fn prefetch<T>(values: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let bytes = std::mem::size_of_val(values);
+        let base = values.as_ptr() as *const i8;
+        for off in (0..bytes).step_by(64) {
+            // SAFETY: prefetching never faults, and the address is inside `values`.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(base.add(off)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = values;
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::GROUP;
@@ -45,6 +64,18 @@ mod avx2 {
         for r0 in (0..full).step_by(8) {
             let mut c0 = 0;
             while c0 < cols {
+                if cols >= 8 {
+                    // A last, partial tile overlaps the one before it (plain loads, which are
+                    // cheaper than masked ones); only its new columns are stored.
+                    let start = c0.min(cols - 8);
+                    let load = |i: usize| unsafe { _mm256_loadu_ps(src.add((r0 + i) * cols + start)) };
+                    let t = transpose8([load(0), load(1), load(2), load(3), load(4), load(5), load(6), load(7)]);
+                    for (j, v) in t.iter().enumerate().skip(c0 - start) {
+                        unsafe { _mm256_storeu_ps(dst.add((start + j) * GROUP + r0), *v) };
+                    }
+                    c0 += 8;
+                    continue;
+                }
                 let width = (cols - c0).min(8);
                 // Lanes past `width` are masked: they read nothing and become 0.
                 let mask =
