@@ -100,29 +100,49 @@ impl RunState {
     }
 }
 
-/// Per-row results of one group, structure of arrays.
-pub(crate) struct Lanes {
-    gold_prob: [f64; GROUP],
-    margin: [f64; GROUP],
-    el2n: [f64; GROUP],
-    loss: [f64; GROUP],
-    entropy: [f64; GROUP],
+/// Per-row results of one group, structure of arrays, in the input's precision: the rows are
+/// finished at full vector width, and each value is widened to `f64` where it is accumulated.
+/// The margin and the loss are sums of two terms that are added in `f64`, so they are kept as
+/// their two terms.
+pub(crate) struct Lanes<T> {
+    gold_prob: [T; GROUP],
+    /// The gold class's logit (or probability), the first term of the margin.
+    gold_value: [T; GROUP],
+    /// The largest other logit (or probability), subtracted from `gold_value`.
+    max_other: [T; GROUP],
+    el2n: [T; GROUP],
+    /// The loss is `loss_a + loss_b`, added in `f64`.
+    loss_a: [T; GROUP],
+    loss_b: [T; GROUP],
+    entropy: [T; GROUP],
     pred: [u32; GROUP],
     /// The row needs a closer look: a non-finite value, or (probabilities) an invalid row.
     flagged: [bool; GROUP],
 }
 
-impl Lanes {
+impl<T: Real> Lanes<T> {
     fn new() -> Box<Self> {
         Box::new(Lanes {
-            gold_prob: [0.0; GROUP],
-            margin: [0.0; GROUP],
-            el2n: [0.0; GROUP],
-            loss: [0.0; GROUP],
-            entropy: [0.0; GROUP],
+            gold_prob: [T::ZERO; GROUP],
+            gold_value: [T::ZERO; GROUP],
+            max_other: [T::ZERO; GROUP],
+            el2n: [T::ZERO; GROUP],
+            loss_a: [T::ZERO; GROUP],
+            loss_b: [T::ZERO; GROUP],
+            entropy: [T::ZERO; GROUP],
             pred: [0; GROUP],
             flagged: [false; GROUP],
         })
+    }
+
+    #[inline(always)]
+    fn margin(&self, l: usize) -> f64 {
+        self.gold_value[l].to_f64() - self.max_other[l].to_f64()
+    }
+
+    #[inline(always)]
+    fn loss(&self, l: usize) -> f64 {
+        self.loss_a[l].to_f64() + self.loss_b[l].to_f64()
     }
 }
 
@@ -132,12 +152,28 @@ impl Lanes {
 pub(crate) trait Sink {
     /// Rows `start..start + g` of the call, lane `l` being row `start + l`; `keep[l]` is false
     /// for an observation omitted under `nan_policy="omit"`.
-    fn take(&mut self, start: usize, g: usize, epoch: u32, gold: &[u32; GROUP], o: &Lanes, keep: &[bool; GROUP]);
+    fn take<T: Real>(
+        &mut self,
+        start: usize,
+        g: usize,
+        epoch: u32,
+        gold: &[u32; GROUP],
+        o: &Lanes<T>,
+        keep: &[bool; GROUP],
+    );
 }
 
 impl Sink for RunState {
     #[inline(always)]
-    fn take(&mut self, start: usize, g: usize, epoch: u32, gold: &[u32; GROUP], o: &Lanes, keep: &[bool; GROUP]) {
+    fn take<T: Real>(
+        &mut self,
+        start: usize,
+        g: usize,
+        epoch: u32,
+        gold: &[u32; GROUP],
+        o: &Lanes<T>,
+        keep: &[bool; GROUP],
+    ) {
         update_run(self, start, g, epoch, gold, o, keep);
     }
 }
@@ -214,13 +250,24 @@ pub(crate) struct ObservationsPart<'a> {
 
 impl Sink for ObservationsPart<'_> {
     #[inline(always)]
-    fn take(&mut self, start: usize, g: usize, _epoch: u32, _gold: &[u32; GROUP], o: &Lanes, keep: &[bool; GROUP]) {
+    fn take<T: Real>(
+        &mut self,
+        start: usize,
+        g: usize,
+        _epoch: u32,
+        _gold: &[u32; GROUP],
+        o: &Lanes<T>,
+        keep: &[bool; GROUP],
+    ) {
         let r = start..start + g;
-        self.gold_prob[r.clone()].copy_from_slice(&o.gold_prob[..g]);
-        self.margin[r.clone()].copy_from_slice(&o.margin[..g]);
-        self.el2n[r.clone()].copy_from_slice(&o.el2n[..g]);
-        self.loss[r.clone()].copy_from_slice(&o.loss[..g]);
-        self.entropy[r.clone()].copy_from_slice(&o.entropy[..g]);
+        for l in 0..g {
+            let i = start + l;
+            self.gold_prob[i] = o.gold_prob[l].to_f64();
+            self.margin[i] = o.margin(l);
+            self.el2n[i] = o.el2n[l].to_f64();
+            self.loss[i] = o.loss(l);
+            self.entropy[i] = o.entropy[l].to_f64();
+        }
         self.pred[r.clone()].copy_from_slice(&o.pred[..g]);
         self.keep[r].copy_from_slice(&keep[..g]);
     }
@@ -293,13 +340,13 @@ pub(crate) fn fold_epoch<T: Real, S: Sink>(
 /// Welford / Chan update of `g` consecutive examples of the run with one epoch's observations.
 /// Starting from an empty slot the same expressions give exactly the single-observation state.
 #[inline(always)]
-fn update_run(
+fn update_run<T: Real>(
     run: &mut RunState,
     start: usize,
     g: usize,
     epoch: u32,
     gold: &[u32; GROUP],
-    o: &Lanes,
+    o: &Lanes<T>,
     keep: &[bool; GROUP],
 ) {
     let r = start..start + g;
@@ -311,15 +358,16 @@ fn update_run(
         let k = keep[l];
         let na = n[l] as f64;
         let nf = na + 1.0;
-        let delta = o.gold_prob[l] - mean[l];
-        let new_mean = mean[l] + delta * (1.0 / nf);
-        let new_m2 = m2[l] + delta * delta * (na / nf);
+        let delta = o.gold_prob[l].to_f64() - mean[l];
+        let inv = 1.0 / nf;
+        let new_mean = mean[l] + delta * inv;
+        let new_m2 = m2[l] + delta * delta * (na * inv);
         mean[l] = if k { new_mean } else { mean[l] };
         m2[l] = if k { new_m2 } else { m2[l] };
-        s_margin[l] += if k { o.margin[l] } else { 0.0 };
-        s_el2n[l] += if k { o.el2n[l] } else { 0.0 };
-        s_loss[l] += if k { o.loss[l] } else { 0.0 };
-        s_entropy[l] += if k { o.entropy[l] } else { 0.0 };
+        s_margin[l] += if k { o.margin(l) } else { 0.0 };
+        s_el2n[l] += if k { o.el2n[l].to_f64() } else { 0.0 };
+        s_loss[l] += if k { o.loss(l) } else { 0.0 };
+        s_entropy[l] += if k { o.entropy[l].to_f64() } else { 0.0 };
     }
     let (n_correct, n_confident) = (&mut run.n_correct[r.clone()], &mut run.n_confident[r.clone()]);
     let (forgetting, first_epoch) = (&mut run.forgetting[r.clone()], &mut run.first_epoch[r.clone()]);
@@ -332,7 +380,7 @@ fn update_run(
         first_epoch[l] = if k && n[l] == 0 { epoch } else { first_epoch[l] };
         n[l] += k as u32;
         n_correct[l] += (k && correct) as u32;
-        n_confident[l] += (k && o.gold_prob[l] > 0.5) as u32;
+        n_confident[l] += (k && o.gold_prob[l].to_f64() > 0.5) as u32;
         forgetting[l] += (k && was_correct && !correct) as u32;
         first_learned[l] = if k && correct && first_learned[l] == NONE { epoch } else { first_learned[l] };
         let stable = if correct { if was_correct { stable_from[l] } else { epoch } } else { NONE };
@@ -382,7 +430,7 @@ fn non_finite<T: Real>(v: T) -> T {
 }
 
 #[inline(always)]
-fn observe_logits<T: Real, const FMA: bool>(zt: &[T], cols: usize, g: usize, gold: &[u32; GROUP], out: &mut Lanes) {
+fn observe_logits<T: Real, const FMA: bool>(zt: &[T], cols: usize, g: usize, gold: &[u32; GROUP], out: &mut Lanes<T>) {
     // Pass 1: max, first argmax, second largest, and whether anything is non-finite.
     let mut max = [T::NEG_INFINITY; GROUP];
     let mut arg = [T::ZERO; GROUP];
@@ -444,18 +492,20 @@ fn observe_logits<T: Real, const FMA: bool>(zt: &[T], cols: usize, g: usize, gol
         let sq_other = sq_rest[l] + if is_arg { T::ZERO } else { T::ONE - eg * eg };
         let one_minus_g = others * inv_s;
         let max_other = if is_arg { second[l] } else { max[l] };
-        out.gold_prob[l] = (eg * inv_s).to_f64();
-        out.margin[l] = z_gold[l].to_f64() - max_other.to_f64();
-        out.el2n[l] = (one_minus_g * one_minus_g + sq_other * inv_s * inv_s).sqrt().to_f64();
-        out.loss[l] = ln_s.to_f64() + gap.to_f64();
-        out.entropy[l] = (ln_s + tilt[l] * inv_s).to_f64();
+        out.gold_prob[l] = eg * inv_s;
+        out.gold_value[l] = z_gold[l];
+        out.max_other[l] = max_other;
+        out.el2n[l] = (one_minus_g * one_minus_g + sq_other * inv_s * inv_s).sqrt();
+        out.loss_a[l] = ln_s;
+        out.loss_b[l] = gap;
+        out.entropy[l] = ln_s + tilt[l] * inv_s;
         out.pred[l] = arg[l].to_u32();
         out.flagged[l] = bad[l] > T::ZERO;
     }
 }
 
 #[inline(always)]
-fn observe_probs<T: Real, const FMA: bool>(zt: &[T], cols: usize, g: usize, gold: &[u32; GROUP], out: &mut Lanes) {
+fn observe_probs<T: Real, const FMA: bool>(zt: &[T], cols: usize, g: usize, gold: &[u32; GROUP], out: &mut Lanes<T>) {
     let mut sum = [T::ZERO; GROUP];
     let mut max = [T::NEG_INFINITY; GROUP];
     let mut arg = [T::ZERO; GROUP];
@@ -504,11 +554,13 @@ fn observe_probs<T: Real, const FMA: bool>(zt: &[T], cols: usize, g: usize, gold
         let sq_other = sq[l] + if is_arg { T::ZERO } else { (top - gp) * (top + gp) };
         let max_other = if is_arg { second[l] } else { max[l] };
         let sum_off = sum[l] - T::ONE;
-        out.gold_prob[l] = gp.to_f64();
-        out.margin[l] = gp.to_f64() - max_other.to_f64();
-        out.el2n[l] = (one_minus_g * one_minus_g + sq_other).sqrt().to_f64();
-        out.loss[l] = -(gp.max_(T::EPSILON).ln_with::<FMA>()).to_f64();
-        out.entropy[l] = entropy[l].to_f64();
+        out.gold_prob[l] = gp;
+        out.gold_value[l] = gp;
+        out.max_other[l] = max_other;
+        out.el2n[l] = (one_minus_g * one_minus_g + sq_other).sqrt();
+        out.loss_a[l] = -(gp.max_(T::EPSILON).ln_with::<FMA>());
+        out.loss_b[l] = T::ZERO;
+        out.entropy[l] = entropy[l];
         out.pred[l] = arg[l].to_u32();
         out.flagged[l] = bad[l] > T::ZERO || lowest[l] < T::ZERO || max[l] > T::ONE || sum_off > tol || -sum_off > tol;
     }

@@ -149,8 +149,9 @@ impl ExampleState {
         let was_correct = self.ends_correct();
         let (na, nf) = (self.n as f64, (self.n + 1) as f64);
         let delta = obs.gold_prob - self.mean;
-        self.mean += delta * (1.0 / nf);
-        self.m2 += delta * delta * (na / nf);
+        let inv = 1.0 / nf;
+        self.mean += delta * inv;
+        self.m2 += delta * delta * (na * inv);
         self.sum_margin += obs.margin;
         self.sum_el2n += obs.el2n;
         self.sum_loss += obs.loss;
@@ -224,8 +225,11 @@ impl ExampleState {
         let n = early.n + late.n;
         let (na, nb, nf) = (early.n as f64, late.n as f64, n as f64);
         let delta = late.mean - early.mean;
-        let mean = early.mean + delta * (nb / nf);
-        let m2 = early.m2 + late.m2 + delta * delta * (na * nb / nf);
+        // One division, shared: with `nb == 1` these are exactly `push_later`'s and the dense
+        // kernel's expressions, so every path agrees bit for bit.
+        let inv = 1.0 / nf;
+        let mean = early.mean + delta * (nb * inv);
+        let m2 = early.m2 + late.m2 + delta * delta * (na * nb * inv);
         let forgotten_at_seam = (early.ends_correct() && !late.starts_correct()) as u32;
         let stable_from = if late.stable_from == late.first_epoch && early.ends_correct() {
             early.stable_from
