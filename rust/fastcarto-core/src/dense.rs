@@ -26,22 +26,18 @@ pub struct EpochView<'a, T> {
 pub fn validate_labels(labels: &[i64], task: Task) -> Result<Vec<u32>> {
     let values = task.label_values();
     let per = task.slots_per_example() as u64;
-    labels
-        .iter()
-        .enumerate()
-        .map(|(i, &y)| {
-            if (0..values as i64).contains(&y) {
-                Ok(y as u32)
-            } else {
-                Err(Error::LabelOutOfRange {
-                    example: (i as u64 / per).into(),
-                    label: y,
-                    n_classes: values,
-                    max: values - 1,
-                })
-            }
-        })
-        .collect()
+    let valid = |y: i64| (0..values as i64).contains(&y);
+    // In parallel (a serial pass over every label bounds many-thread runs); the error names the
+    // first invalid label, whatever the thread count.
+    if let Some(i) = labels.par_iter().with_min_len(1 << 15).position_first(|&y| !valid(y)) {
+        return Err(Error::LabelOutOfRange {
+            example: (i as u64 / per).into(),
+            label: labels[i],
+            n_classes: values,
+            max: values - 1,
+        });
+    }
+    Ok(labels.par_iter().with_min_len(1 << 15).map(|&y| y as u32).collect())
 }
 
 /// Folds whole epochs into `state`, in parallel over blocks of examples. Epochs must be given

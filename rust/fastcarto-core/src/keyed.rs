@@ -301,11 +301,18 @@ impl KeyedState {
         let pick = |i: usize| rows.map_or(i, |r| r[i] as usize);
         let n = rows.map_or(ids_len(ids), <[u32]>::len);
         if let (Index::Direct, Ids::Int(a)) = (&self.index, ids) {
-            let max = (0..n).map(|i| a.value(pick(i))).max().unwrap_or(0);
-            let min = (0..n).map(|i| a.value(pick(i))).min().unwrap_or(0);
+            // In parallel: with many threads these per-row passes would otherwise bound the
+            // whole fold (Amdahl).
+            let (min, max) = (0..n)
+                .into_par_iter()
+                .with_min_len(PART)
+                .map(|i| a.value(pick(i)))
+                .fold(|| (i64::MAX, i64::MIN), |(lo, hi), id| (lo.min(id), hi.max(id)))
+                .reduce(|| (i64::MAX, i64::MIN), |a, b| (a.0.min(b.0), a.1.max(b.1)));
+            let (min, max) = if n == 0 { (0, 0) } else { (min, max) };
             if dense_enough(min, max, self.present + n as u64) {
                 self.grow(max as usize + 1)?;
-                return Ok((0..n).map(|i| a.value(pick(i)) as u32).collect());
+                return Ok((0..n).into_par_iter().with_min_len(PART).map(|i| a.value(pick(i)) as u32).collect());
             }
             self.switch_to_hashed()?;
         }

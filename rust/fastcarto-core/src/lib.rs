@@ -76,9 +76,12 @@ fn fold_array<T: Real>(
     nan_policy: NanPolicy,
     threads: Option<usize>,
 ) -> Result<()> {
-    let (views, labels) = dense_views(array, epochs, labels, state.task(), state.n_examples())?;
-    let rows = state.n_examples() * views.len();
-    parallel::run(threads, rows, || accumulate(state, &views, &labels, nan_policy))?
+    let rows = state.n_examples() * epochs.len();
+    // Validation too runs on the caller's thread count (it is parallel over the labels).
+    parallel::run(threads, rows, || {
+        let (views, labels) = dense_views(array, epochs, labels, state.task(), state.n_examples())?;
+        accumulate(state, &views, &labels, nan_policy)
+    })?
 }
 
 /// Checks a dense input against the task and labels: the selected epochs' `[examples, columns]`
@@ -151,21 +154,34 @@ pub fn compute_dense_table<T: Real>(
 ) -> Result<arrow_array::RecordBatch> {
     let numbered = number_epochs(epochs)?;
     let n_examples = array.dim().1;
-    let (views, labels) = dense_views(array, &numbered, labels, task, n_examples)?;
     // Columns per slot: one per (example, class) slot for multi-label tasks.
     let cols = task.slot_columns() as usize;
     let per = task.slots_per_example() as u64;
-    let fill = |range: std::ops::Range<usize>, slots: &mut [ExampleState]| -> Result<()> {
-        let (mut scratch, mut run) = (Vec::new(), kernel::RunState::default());
-        for (k, block) in slots.chunks_mut(dense::BLOCK).enumerate() {
-            let lo = range.start + k * dense::BLOCK;
-            dense::fold_block(kind, nan_policy, &views, cols, &labels, lo, block, per, false, &mut scratch, &mut run)?;
-        }
-        Ok(())
-    };
-    let n_slots = labels.len();
-    let source = result::Source::Computed { n_slots, fill: &fill };
-    parallel::run(threads, n_examples * views.len(), || result::build_table(source, task, kind, None, opts))?
+    parallel::run(threads, n_examples * numbered.len(), || {
+        let (views, labels) = dense_views(array, &numbered, labels, task, n_examples)?;
+        let fill = |range: std::ops::Range<usize>, slots: &mut [ExampleState]| -> Result<()> {
+            let (mut scratch, mut run) = (Vec::new(), kernel::RunState::default());
+            for (k, block) in slots.chunks_mut(dense::BLOCK).enumerate() {
+                let lo = range.start + k * dense::BLOCK;
+                dense::fold_block(
+                    kind,
+                    nan_policy,
+                    &views,
+                    cols,
+                    &labels,
+                    lo,
+                    block,
+                    per,
+                    false,
+                    &mut scratch,
+                    &mut run,
+                )?;
+            }
+            Ok(())
+        };
+        let source = result::Source::Computed { n_slots: labels.len(), fill: &fill };
+        result::build_table(source, task, kind, None, opts)
+    })?
 }
 
 fn number_epochs(epochs: &[usize]) -> Result<Vec<(usize, u32)>> {
