@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -115,17 +116,16 @@ def main() -> None:
         for t in threads:
             got = {
                 "logits": best_of(
-                    lambda t=t: fastcarto.compute(logits, labels, kind="logits", threads=t),
+                    partial(fastcarto.compute, logits, labels, kind="logits", threads=t),
                     args.repeat,
                 ),
                 "probs": best_of(
-                    lambda t=t: fastcarto.compute(probs, labels, kind="probs", threads=t),
-                    args.repeat,
+                    partial(fastcarto.compute, probs, labels, kind="probs", threads=t), args.repeat
                 ),
             }
             if not args.no_ipc:
                 got["ipc"] = best_of(
-                    lambda t=t: fastcarto.compute(path, threads=t, progress=False), args.repeat
+                    partial(fastcarto.compute, path, threads=t, progress=False), args.repeat
                 )
             first = first or got
             line = f"{t:>7} {rows / got['logits'] / 1e6:16.1f} "
