@@ -17,8 +17,6 @@ import os
 import platform
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -28,17 +26,8 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fastcarto
-from bench_compute import softmax32
+from bench_compute import best_of, softmax32
 from numpy_baseline import numpy_metrics
-
-
-def best_of(fn: Callable[[], object], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def write_long_table(path: Path, logits: np.ndarray, labels: np.ndarray, seed: int) -> None:
