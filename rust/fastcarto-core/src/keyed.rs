@@ -36,10 +36,12 @@ fn prefetch<T>(p: &T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: prefetching is a hint; it never faults, whatever the address.
     unsafe {
-        // A state spans two cache lines.
+        // A state spans two or three cache lines (88 bytes at any multiple of 8).
         let p = (p as *const T).cast::<i8>();
+        let last = p.wrapping_add(std::mem::size_of::<T>() - 1);
         std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p);
         std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.wrapping_add(64));
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(last);
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;

@@ -89,7 +89,7 @@ pub struct LongBatch {
     pub rows: usize,
     pub epochs: Epochs,
     pub ids: Ids,
-    pub labels: Vec<i64>,
+    pub labels: arrow_buffer::ScalarBuffer<i64>,
     pub outputs: Outputs,
     pub n_classes: usize,
 }
@@ -132,16 +132,22 @@ pub fn decode(batch: &RecordBatch, columns: &Columns, kind: Kind, epoch: Option<
     let epochs = match (batch.column_by_name(&columns.epoch), epoch) {
         (Some(col), _) => {
             let values = integers(col, &columns.epoch)?;
-            let epochs = values
-                .values()
-                .iter()
-                .map(|&e| {
-                    u32::try_from(e).ok().filter(|&e| e < crate::state::NONE).ok_or_else(|| {
-                        Error::invalid(format!("epoch {e} in column {:?} is negative or too large", columns.epoch))
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            Epochs::Column(epochs)
+            let values = values.values();
+            // Branch-free min/max first (vectorized): a batch usually holds a single epoch,
+            // which needs no per-row vector.
+            let (lo, hi) = values.iter().fold((i64::MAX, i64::MIN), |(lo, hi), &e| (lo.min(e), hi.max(e)));
+            let valid = |e: i64| u32::try_from(e).ok().filter(|&e| e < crate::state::NONE);
+            if let Some(&bad) = [lo, hi].iter().find(|&&e| rows > 0 && valid(e).is_none()) {
+                return Err(Error::invalid(format!(
+                    "epoch {bad} in column {:?} is negative or too large",
+                    columns.epoch
+                )));
+            }
+            match rows {
+                0 => Epochs::Column(Vec::new()),
+                _ if lo == hi => Epochs::Constant(lo as u32),
+                _ => Epochs::Column(values.iter().map(|&e| e as u32).collect()),
+            }
         }
         (None, Some(e)) => Epochs::Constant(e),
         (None, None) => {
@@ -162,7 +168,7 @@ pub fn decode(batch: &RecordBatch, columns: &Columns, kind: Kind, epoch: Option<
         }
         t => return Err(Error::invalid(format!("column {:?} must hold integer or string ids, not {t}", columns.id))),
     };
-    let labels = integers(column(batch, &columns.label, "label")?, &columns.label)?.values().to_vec();
+    let labels = integers(column(batch, &columns.label, "label")?, &columns.label)?.values().clone();
     let name = columns.outputs_name(kind);
     let out = column(batch, name, "outputs").map_err(|e| match (kind, batch.column_by_name(other_kind(kind))) {
         (_, Some(_)) => Error::invalid(format!(
