@@ -130,3 +130,44 @@ pub(crate) fn fold_block<T: Real>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Example;
+
+    fn first_error(labels: &[i64], task: Task) -> Option<(Example, i64)> {
+        match validate_labels(labels, task) {
+            Ok(_) => None,
+            Err(Error::LabelOutOfRange { example, label, .. }) => Some((example, label)),
+            Err(e) => panic!("unexpected error {e:?}"),
+        }
+    }
+
+    #[test]
+    fn labels_convert_and_the_first_invalid_one_is_named() {
+        let task = Task::MultiClass { n_classes: 3 };
+        // Several parallel chunks; invalid labels in a late chunk and an earlier one.
+        let mut labels: Vec<i64> = (0..100_000).map(|i| i % 3).collect();
+        assert_eq!(validate_labels(&labels, task).unwrap(), labels.iter().map(|&y| y as u32).collect::<Vec<_>>());
+        labels[90_000] = 3;
+        labels[40_000] = -1;
+        assert_eq!(first_error(&labels, task), Some((Example::Index(40_000), -1)));
+        labels[40_000] = 0;
+        assert_eq!(first_error(&labels, task), Some((Example::Index(90_000), 3)));
+        for extreme in [i64::MIN, i64::MAX, u32::MAX as i64, 1 << 32] {
+            labels[90_000] = extreme;
+            assert_eq!(first_error(&labels, task), Some((Example::Index(90_000), extreme)));
+        }
+        assert_eq!(validate_labels(&[], task).unwrap(), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn binary_and_multi_label_ranges() {
+        assert_eq!(first_error(&[0, 1, 1, 0], Task::MultiClass { n_classes: 1 }), None);
+        assert_eq!(first_error(&[0, 2], Task::MultiClass { n_classes: 1 }), Some((Example::Index(1), 2)));
+        // Multi-label: targets are 0/1, example-major; the error names the example.
+        let task = Task::MultiLabel { n_classes: 4 };
+        assert_eq!(first_error(&[0, 1, 1, 0, 1, 0, 2, 1], task), Some((Example::Index(1), 2)));
+    }
+}

@@ -439,7 +439,10 @@ impl KeyedState {
                 // every one a TLB miss on a large state.
                 crate::alloc::advise_huge(&mut self.slots);
             }
-            self.slots.resize(target, ExampleState::EMPTY);
+            // Filled in parallel: the first touch of fresh memory (the kernel zeroing each page)
+            // is most of the cost of growing, and one thread doing it stalled the others.
+            let add = target - self.slots.len();
+            self.slots.par_extend(rayon::iter::repeat_n(ExampleState::EMPTY, add).with_min_len(CHUNK));
         }
         self.len = self.len.max(len);
         Ok(())

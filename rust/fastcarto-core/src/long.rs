@@ -266,3 +266,42 @@ pub fn batch(
     cols.push((columns.outputs_name(kind), Arc::new(list)));
     Ok(RecordBatch::try_from_iter(cols)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{Float32Array, Int64Array};
+
+    fn table(epochs: Vec<i64>) -> RecordBatch {
+        let n = epochs.len();
+        let ids: ArrayRef = Arc::new(Int64Array::from((0..n as i64).collect::<Vec<_>>()));
+        let outputs: ArrayRef = Arc::new(Float32Array::from(vec![0.5f32; 2 * n]));
+        batch(Some(epochs), ids, vec![0; n], outputs, 2, &Columns::default(), Kind::Logits).unwrap()
+    }
+
+    fn epochs_of(epochs: Vec<i64>) -> Result<Epochs> {
+        decode(&table(epochs), &Columns::default(), Kind::Logits, None).map(|b| b.epochs)
+    }
+
+    #[test]
+    fn one_epoch_per_batch_needs_no_per_row_vector() {
+        assert!(matches!(epochs_of(vec![4, 4, 4]).unwrap(), Epochs::Constant(4)));
+        match epochs_of(vec![2, 0, 1]).unwrap() {
+            Epochs::Column(v) => assert_eq!(v, [2, 0, 1]),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(epochs_of(vec![]).unwrap().range(0), None);
+    }
+
+    #[test]
+    fn an_invalid_epoch_anywhere_in_the_batch_is_an_error() {
+        for (epochs, bad) in [
+            (vec![1, -1, 2], "-1"),
+            (vec![1, 2, 1 << 40], "1099511627776"),
+            (vec![u32::MAX as i64, 0, 0], "4294967295"),
+        ] {
+            let err = epochs_of(epochs).unwrap_err().to_string();
+            assert!(err.contains(&format!("epoch {bad} in column \"epoch\"")), "{err}");
+        }
+    }
+}
