@@ -1255,3 +1255,29 @@ def test_from_arrow_compat_decides_whether_labels_may_change() -> None:
     restored_aum = Accumulator.from_arrow(plain.to_arrow(), compat="aum")
     restored_aum.update(x[1], y2)
     assert restored_aum.finalize()["sample_id"].tolist() == list(range(6))
+
+
+@pytest.mark.parametrize("compat", [None, "cartography", "aum", "dataiq", "toneva"])
+def test_take_table_equals_finalize_and_empties_the_state(compat: str | None) -> None:
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(4, 50, 3)).astype(np.float32)
+    y = rng.integers(0, 3, size=50)
+    acc = fastcarto.Accumulator(50, 3, kind="logits", compat=compat)
+    for e in range(4):
+        acc.update(x[e], y)
+    state = acc._state
+    ids = pa.array(np.arange(50, dtype=np.int64) * 10)
+    want = state.finalize(compat=compat, ids=ids)
+    got = state.take_table(compat=compat, ids=ids)
+    assert got.equals(want)
+    assert state.n_examples == 0
+
+
+def test_take_table_with_wrong_ids_leaves_the_state_intact() -> None:
+    acc = fastcarto.Accumulator(5, 2, kind="logits")
+    acc.update(np.zeros((5, 2), np.float32), np.array([0, 1, 0, 1, 0]))
+    state = acc._state
+    with pytest.raises(ValueError, match="3 ids for 5 examples"):
+        state.take_table(ids=pa.array([1, 2, 3]))
+    assert state.n_examples == 5
+    assert state.finalize().num_rows == 5

@@ -135,7 +135,8 @@ def compute(
             progress=progress,
             threads=threads,
         )
-        table = state.finalize(compat=compat, ddof=int(ddof), ids=ids)
+        # The state is not kept: its memory is released as the table is written.
+        table = state.take_table(compat=compat, ddof=int(ddof), ids=ids)
         return DataMap(table, kind=kind, compat=compat)
     if columns is not None:
         raise ValueError("columns= names the columns of a long table, not of an array")

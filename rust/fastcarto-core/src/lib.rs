@@ -40,7 +40,7 @@ pub use dense::{EpochView, accumulate, validate_labels};
 pub use error::{Error, Result};
 pub use kernel::prob_sum_tolerance;
 pub use options::{Compat, Kind, NanPolicy, Task};
-pub use result::{FinalizeOptions, finalize};
+pub use result::{FinalizeOptions, finalize, finalize_consuming};
 
 pub use state::{ExampleState, Observation, State};
 

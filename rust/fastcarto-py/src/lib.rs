@@ -116,6 +116,36 @@ impl PyState {
         PyRecordBatch::new(batch).into_pyarrow(py)
     }
 
+    /// Takes the metrics table out of a state that is not needed afterwards (as `finalize`):
+    /// its memory goes back to the system while the table is written (memory peaks near the
+    /// larger of the two, not their sum), and the state is left with no examples.
+    #[pyo3(signature = (*, compat=None, ddof=0, ids=None))]
+    fn take_table<'py>(
+        &mut self,
+        py: Python<'py>,
+        compat: Option<&str>,
+        ddof: u32,
+        ids: Option<PyArray>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let compat: Option<Compat> = compat.map(parse).transpose()?;
+        let ids = ids.map(|a| a.into_inner().0);
+        let n = self.inner.n_examples();
+        if let Some(ids) = &ids
+            && ids.len() != n
+        {
+            // Checked before the state is taken, so a wrong call leaves it intact.
+            return Err(PyValueError::new_err(format!("{} ids for {n} examples", ids.len())));
+        }
+        let empty = State::new(0, self.inner.task(), self.inner.kind())
+            .map_err(to_py)?
+            .with_label_changes(self.inner.allows_label_change());
+        let state = std::mem::replace(&mut self.inner, empty);
+        let batch = py
+            .detach(|| fastcarto_core::finalize_consuming(state, ids, FinalizeOptions { compat, ddof }))
+            .map_err(to_py)?;
+        PyRecordBatch::new(batch).into_pyarrow(py)
+    }
+
     /// The raw state as a `pyarrow.RecordBatch` (one row per example slot).
     fn to_arrow<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let batch = serialize::to_record_batch(&self.inner).map_err(to_py)?;
