@@ -209,7 +209,7 @@ impl<'a> Builder<'a> {
             while first < n_chunks {
                 let wave: Vec<_> = tasks.drain(..per_wave.min(tasks.len())).collect();
                 let done = first..first + wave.len();
-                self::fill_chunks(source, &specs, wave, first, n)?;
+                fill_chunks(source, &specs, wave, first, n)?;
                 if let Source::Consumed(c) = source {
                     c.release(done.start * CHUNK..(done.end * CHUNK).min(n));
                 }
