@@ -303,7 +303,7 @@ pub(crate) fn fold_epoch<T: Real, S: Sink>(
         let mut gold = [0u32; GROUP];
         gold[..g].copy_from_slice(labels);
         let ahead = (start + PREFETCH_AHEAD * GROUP).min(n);
-        crate::transpose::prefetch(&rows[ahead * cols..(ahead + GROUP).min(n) * cols]);
+        crate::cache::prefetch(&rows[ahead * cols..(ahead + GROUP).min(n) * cols]);
         transpose(kind, &rows[start * cols..(start + g) * cols], cols, g, scratch);
         // Fused multiply-adds in the exp/ln polynomials where this clone may use them.
         const FMA: bool = multiversion::target::target_cfg_f!(target_feature = "fma");

@@ -31,22 +31,6 @@ const BUCKET_BITS: u32 = 12;
 /// How many rows ahead the scatter prefetches the state it will update.
 const PREFETCH: usize = 16;
 
-#[inline(always)]
-fn prefetch<T>(p: &T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: prefetching is a hint; it never faults, whatever the address.
-    unsafe {
-        // A state spans two or three cache lines (88 bytes at any multiple of 8).
-        let p = (p as *const T).cast::<i8>();
-        let last = p.wrapping_add(std::mem::size_of::<T>() - 1);
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p);
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.wrapping_add(64));
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(last);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
-
 /// Direct (id = slot) addressing may waste at most this many slots beyond twice the examples.
 const DIRECT_SLACK: u64 = 1 << 20;
 
@@ -480,7 +464,7 @@ impl KeyedState {
                         // ... and the state a few rows ahead is prefetched, as ids within a
                         // block are still in random order.
                         if let Some(ahead) = rows.get(k + PREFETCH) {
-                            prefetch(&chunk[at(ahead)]);
+                            crate::cache::prefetch(std::slice::from_ref(&chunk[at(ahead)]));
                         }
                         let slot = &mut chunk[at(r)];
                         if r.keep && slot.n > 0 && slot.last_epoch < epoch && slot.label == r.label {

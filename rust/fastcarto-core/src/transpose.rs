@@ -30,25 +30,6 @@ pub(crate) fn f32_rows(rows: &[f32], cols: usize, g: usize, out: &mut [f32]) {
     scalar(rows, cols, g, out);
 }
 
-/// Asks the CPU to start loading `values` into cache. The kernel reads each epoch's rows in
-/// short runs (one block of examples per epoch, epochs far apart in memory), too short for the
-/// hardware prefetcher to ramp up, so without this the first touch of every group stalls.
-#[inline(always)]
-pub(crate) fn prefetch<T>(values: &[T]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        let bytes = std::mem::size_of_val(values);
-        let base = values.as_ptr() as *const i8;
-        for off in (0..bytes).step_by(64) {
-            // SAFETY: prefetching never faults, and the address is inside `values`.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(base.add(off)) };
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = values;
-}
-
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::GROUP;
