@@ -41,7 +41,7 @@ pub use dense::{EpochView, accumulate, validate_labels};
 pub use error::{Error, Result};
 pub use kernel::prob_sum_tolerance;
 pub use options::{Compat, Kind, NanPolicy, Task};
-pub use result::{FinalizeOptions, finalize, finalize_consuming};
+pub use result::{FinalizeOptions, finalize, take_table};
 
 pub use state::{ExampleState, Observation, State};
 

@@ -71,7 +71,7 @@ pub(crate) enum Source<'a> {
     Consumed(Consumed<'a>),
 }
 
-/// The states of a vector the table builder may release page by page (see [`finalize_consuming`]).
+/// The states of a vector the table builder may release page by page (see [`take_table`]).
 #[derive(Clone, Copy)]
 pub(crate) struct Consumed<'a> {
     ptr: *mut ExampleState,
@@ -79,7 +79,7 @@ pub(crate) struct Consumed<'a> {
     owner: std::marker::PhantomData<&'a mut [ExampleState]>,
 }
 
-// SAFETY: `Consumed` is created from a vector that `finalize_consuming` owns and never touches
+// SAFETY: `Consumed` is created from a vector that `take_table` owns and never touches
 // otherwise until the table is built; tasks only read disjoint ranges of it.
 unsafe impl Send for Consumed<'_> {}
 unsafe impl Sync for Consumed<'_> {}
@@ -304,17 +304,26 @@ pub fn finalize(state: &State, ids: Option<ArrayRef>, opts: FinalizeOptions) -> 
     })
 }
 
-/// [`finalize`] for a state that is not needed afterwards. The state's memory is handed back to
-/// the system as the table is written, so memory peaks near the larger of the two instead of
-/// their sum: for a long read of 100M examples, gigabytes less.
-pub fn finalize_consuming(state: State, ids: Option<ArrayRef>, opts: FinalizeOptions) -> Result<RecordBatch> {
+/// [`finalize`] for a state that is not needed afterwards: takes its examples out (the state is
+/// left with none) and hands their memory back to the system as the table is written, so
+/// memory peaks near the larger of the two instead of their sum (for a long read of 100M
+/// examples, gigabytes less). The arguments are checked first: on error the state is unchanged.
+pub fn take_table(state: &mut State, ids: Option<ArrayRef>, opts: FinalizeOptions) -> Result<RecordBatch> {
+    check_ids(ids.as_ref(), state.n_examples())?;
     let (task, kind) = (state.task(), state.kind());
-    let mut slots = state.slots;
+    let mut slots = std::mem::take(&mut state.slots);
     let consumed = Consumed::new(&mut slots);
-    let table =
-        crate::parallel::run_default(consumed.len, || build_table(Source::Consumed(consumed), task, kind, ids, opts));
-    drop(slots);
-    table
+    crate::parallel::run_default(consumed.len, || build_table(Source::Consumed(consumed), task, kind, ids, opts))
+}
+
+/// Ids, when given, name every example once.
+fn check_ids(ids: Option<&ArrayRef>, n_examples: usize) -> Result<()> {
+    match ids {
+        Some(ids) if ids.len() != n_examples => {
+            Err(Error::invalid(format!("{} ids for {} examples", ids.len(), n_examples)))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Builds the table from `source`, the states of every slot of a `task`.
@@ -330,13 +339,8 @@ pub(crate) fn build_table(
     let ddof = opts.ddof;
     let mut b = Builder { source, fields: Vec::new(), specs: Vec::new() };
 
-    let ids: ArrayRef = match ids {
-        Some(ids) if ids.len() != n_examples => {
-            return Err(Error::invalid(format!("{} ids for {} examples", ids.len(), n_examples)));
-        }
-        Some(ids) => ids,
-        None => Arc::new(Int64Array::from_iter_values(0..n_examples as i64)),
-    };
+    check_ids(ids.as_ref(), n_examples)?;
+    let ids = ids.unwrap_or_else(|| Arc::new(Int64Array::from_iter_values(0..n_examples as i64)));
     let id_name = match opts.compat {
         Some(Compat::Cartography) => "guid",
         Some(Compat::Aum) => "sample_id",
@@ -455,7 +459,9 @@ mod tests {
                 let opts = FinalizeOptions { compat, ddof: 0 };
                 let ids: ArrayRef = Arc::new(Int64Array::from_iter_values((0..n as i64).map(|i| 3 * i + 1)));
                 let want = finalize(&state, Some(ids.clone()), opts).unwrap();
-                let got = finalize_consuming(state, Some(ids), opts).unwrap();
+                let mut state = state;
+                let got = take_table(&mut state, Some(ids), opts).unwrap();
+                assert_eq!(state.n_examples(), 0);
                 assert_eq!(got.schema(), want.schema());
                 for (a, b) in got.columns().iter().zip(want.columns()) {
                     // NaN for never-observed examples: compare the bytes, not the values.
@@ -467,9 +473,11 @@ mod tests {
 
     #[test]
     fn a_consumed_state_checks_its_ids() {
-        let state = varied_state(10, Task::MultiClass { n_classes: 2 });
+        let mut state = varied_state(10, Task::MultiClass { n_classes: 2 });
+        let before = state.slots().to_vec();
         let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(0..3));
-        let err = finalize_consuming(state, Some(ids), FinalizeOptions::default()).unwrap_err();
+        let err = take_table(&mut state, Some(ids), FinalizeOptions::default()).unwrap_err();
         assert!(err.to_string().contains("3 ids for 10 examples"), "{err}");
+        assert_eq!(state.slots(), &before[..]);
     }
 }

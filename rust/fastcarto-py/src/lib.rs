@@ -12,7 +12,7 @@ use fastcarto_core::long::Columns;
 use fastcarto_core::npy::{MappedNpy, NpyView, dims};
 use fastcarto_core::parallel;
 use fastcarto_core::read::{self, EpochFilter, FileFormat, ReadOptions};
-use fastcarto_core::{Compat, FinalizeOptions, Kind, NanPolicy, State, Task, serialize};
+use fastcarto_core::{FinalizeOptions, Kind, NanPolicy, State, Task, serialize};
 use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -108,11 +108,9 @@ impl PyState {
         ddof: u32,
         ids: Option<PyArray>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let compat: Option<Compat> = compat.map(parse).transpose()?;
+        let (opts, ids) = (finalize_options(compat, ddof)?, ids.map(|a| a.into_inner().0));
         let state = &self.inner;
-        let ids = ids.map(|a| a.into_inner().0);
-        let batch =
-            py.detach(|| fastcarto_core::finalize(state, ids, FinalizeOptions { compat, ddof })).map_err(to_py)?;
+        let batch = py.detach(|| fastcarto_core::finalize(state, ids, opts)).map_err(to_py)?;
         PyRecordBatch::new(batch).into_pyarrow(py)
     }
 
@@ -127,22 +125,9 @@ impl PyState {
         ddof: u32,
         ids: Option<PyArray>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let compat: Option<Compat> = compat.map(parse).transpose()?;
-        let ids = ids.map(|a| a.into_inner().0);
-        let n = self.inner.n_examples();
-        if let Some(ids) = &ids
-            && ids.len() != n
-        {
-            // Checked before the state is taken, so a wrong call leaves it intact.
-            return Err(PyValueError::new_err(format!("{} ids for {n} examples", ids.len())));
-        }
-        let empty = State::new(0, self.inner.task(), self.inner.kind())
-            .map_err(to_py)?
-            .with_label_changes(self.inner.allows_label_change());
-        let state = std::mem::replace(&mut self.inner, empty);
-        let batch = py
-            .detach(|| fastcarto_core::finalize_consuming(state, ids, FinalizeOptions { compat, ddof }))
-            .map_err(to_py)?;
+        let (opts, ids) = (finalize_options(compat, ddof)?, ids.map(|a| a.into_inner().0));
+        let state = &mut self.inner;
+        let batch = py.detach(|| fastcarto_core::take_table(state, ids, opts)).map_err(to_py)?;
         PyRecordBatch::new(batch).into_pyarrow(py)
     }
 
@@ -217,6 +202,11 @@ fn arrow_concat(
     arrow_select::concat::concat_batches(schema, batches).map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
+/// How a table presents the state, parsed.
+fn finalize_options(compat: Option<&str>, ddof: u32) -> PyResult<FinalizeOptions> {
+    Ok(FinalizeOptions { compat: compat.map(parse).transpose()?, ddof })
+}
+
 /// The metrics table of a dense `[epochs, examples, classes]` input (a float32/float64 array, or
 /// the path of a `.npy` file, memory-mapped), in one pass that never holds the per-example state
 /// (`fastcarto_core::compute_dense_table`).
@@ -236,7 +226,7 @@ fn map_dense<'py>(
     ddof: u32,
 ) -> PyResult<Bound<'py, PyAny>> {
     let (kind, nan) = (parse(kind)?, parse(nan_policy)?);
-    let opts = FinalizeOptions { compat: compat.map(parse).transpose()?, ddof };
+    let opts = finalize_options(compat, ddof)?;
     let labels = contiguous(&labels, "labels")?;
     let run = |c: usize| task_of(c as u32, multilabel);
     let table = if let Ok(path) = outputs.extract::<PathBuf>() {
