@@ -287,18 +287,26 @@ impl KeyedState {
         let pick = |i: usize| rows.map_or(i, |r| r[i] as usize);
         let n = rows.map_or(ids_len(ids), <[u32]>::len);
         if let (Index::Direct, Ids::Int(a)) = (&self.index, ids) {
-            // In parallel: with many threads these per-row passes would otherwise bound the
-            // whole fold (Amdahl).
-            let (min, max) = (0..n)
-                .into_par_iter()
-                .with_min_len(PART)
-                .map(|i| a.value(pick(i)))
-                .fold(|| (i64::MAX, i64::MIN), |(lo, hi), id| (lo.min(id), hi.max(id)))
+            // One parallel pass (with many threads a serial pass over every row would bound the
+            // whole fold): each id becomes its slot, and the ids' range says whether that holds.
+            let mut slots = vec![0u32; n];
+            let (min, max) = slots
+                .par_chunks_mut(PART)
+                .enumerate()
+                .map(|(k, out)| {
+                    let mut range = (i64::MAX, i64::MIN);
+                    for (j, slot) in out.iter_mut().enumerate() {
+                        let id = a.value(pick(k * PART + j));
+                        range = (range.0.min(id), range.1.max(id));
+                        *slot = id as u32;
+                    }
+                    range
+                })
                 .reduce(|| (i64::MAX, i64::MIN), |a, b| (a.0.min(b.0), a.1.max(b.1)));
             let (min, max) = if n == 0 { (0, 0) } else { (min, max) };
             if dense_enough(min, max, self.present + n as u64) {
                 self.grow(max as usize + 1)?;
-                return Ok((0..n).into_par_iter().with_min_len(PART).map(|i| a.value(pick(i)) as u32).collect());
+                return Ok(slots);
             }
             self.switch_to_hashed()?;
         }
