@@ -46,25 +46,36 @@ def softmax32(logits: np.ndarray) -> np.ndarray:
     return out
 
 
-def main() -> None:
+def data_arguments(doc: str | None) -> argparse.ArgumentParser:
+    """The command line shared by the array benchmarks: the data's shape and the repeat count."""
     ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--examples", type=int, default=1_000_000)
     ap.add_argument("--classes", type=int, default=10)
     ap.add_argument("--repeat", type=int, default=5)
+    return ap
+
+
+def make_data(e: int, n: int, c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels, float32 logits that learn over the epochs, and their softmax (seeded)."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, c, size=n)
+    logits = (rng.standard_normal((e, n, c), dtype=np.float32) * 3.0).astype(np.float32)
+    logits[:, np.arange(n), labels] += np.linspace(0.0, 4.0, e, dtype=np.float32)[:, None]
+    return labels, logits, softmax32(logits)
+
+
+def main() -> None:
+    ap = data_arguments(__doc__)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
 
     e, n, c = args.epochs, args.examples, args.classes
     rows = e * n
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, c, size=n)
-    logits = (rng.standard_normal((e, n, c), dtype=np.float32) * 3.0).astype(np.float32)
-    logits[:, np.arange(n), labels] += np.linspace(0.0, 4.0, e, dtype=np.float32)[:, None]
-    probs = softmax32(logits)
+    labels, logits, probs = make_data(e, n, c)
 
     threads = args.threads
     results: dict[str, float] = {}

@@ -12,7 +12,6 @@ relative to one thread in the same run.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
@@ -26,7 +25,7 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fastcarto
-from bench_compute import best_of, softmax32
+from bench_compute import best_of, data_arguments, make_data
 from numpy_baseline import numpy_metrics
 
 
@@ -62,13 +61,7 @@ def write_long_table(path: Path, logits: np.ndarray, labels: np.ndarray, seed: i
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--examples", type=int, default=1_000_000)
-    ap.add_argument("--classes", type=int, default=10)
-    ap.add_argument("--repeat", type=int, default=5)
+    ap = data_arguments(__doc__)
     ap.add_argument("--threads", type=int, nargs="*", default=None)
     ap.add_argument("--no-ipc", action="store_true", help="skip the Arrow IPC file")
     args = ap.parse_args()
@@ -77,11 +70,7 @@ def main() -> None:
     rows = e * n
     cpus = os.cpu_count() or 1
     threads = args.threads or sorted({1, *(2**k for k in range(1, 8) if 2**k <= cpus), cpus})
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, c, size=n)
-    logits = (rng.standard_normal((e, n, c), dtype=np.float32) * 3.0).astype(np.float32)
-    logits[:, np.arange(n), labels] += np.linspace(0.0, 4.0, e, dtype=np.float32)[:, None]
-    probs = softmax32(logits)
+    labels, logits, probs = make_data(e, n, c)
 
     print(
         f"E={e} N={n:,} C={c} float32, {rows:,} rows, {cpus} cpus, "
