@@ -180,18 +180,17 @@ pub fn to_ipc_bytes(state: &State) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Reads [`to_ipc_bytes`]'s output. Corrupted bytes are an error, never a panic: arrow-ipc's
-/// flatbuffer decoding can panic on malformed input, so that panic is caught here.
+/// Reads [`to_ipc_bytes`]'s output. Corrupted or truncated bytes are an error, never a panic
+/// or an abort: the stream is framed with the same checks as an IPC stream file.
 pub fn from_ipc_bytes(bytes: &[u8]) -> Result<State> {
-    std::panic::catch_unwind(|| decode_ipc(bytes))
-        .unwrap_or_else(|_| Err(bad("the bytes are not a valid Arrow IPC stream (corrupted or truncated)")))
-}
-
-fn decode_ipc(bytes: &[u8]) -> Result<State> {
-    let reader = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)?;
-    let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
+    let name = std::path::Path::new("state");
+    let not_ipc = |e| match e {
+        Error::Format { reason, .. } => bad(format!("the bytes are not a valid Arrow IPC stream: {reason}")),
+        e => e,
+    };
+    let batches = crate::read::stream_batches_in(bytes, name).map_err(not_ipc)?;
     match batches.as_slice() {
-        [batch] => from_record_batch(batch),
+        [batch] => crate::read::guarded(name, "batch 0", || from_record_batch(batch)).map_err(not_ipc),
         _ => Err(bad(format!("expected one record batch, found {}", batches.len()))),
     }
 }

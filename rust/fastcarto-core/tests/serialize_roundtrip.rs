@@ -391,3 +391,26 @@ fn one_flipped_bit_in_the_schema_is_an_error() {
     bytes[23] ^= 0x01;
     assert!(from_ipc_bytes(&bytes).is_err());
 }
+
+/// Every byte of a small state's IPC stream overwritten, one at a time, with each of a few
+/// values: an error or a state, never a panic or an abort. CI once drew a corruption that made
+/// a message claim a body of 57 TB, which arrow-ipc's stream reader allocated up front (the
+/// process aborted); the high bytes of every length field are among these positions.
+#[test]
+fn every_single_byte_overwrite_is_an_error_or_a_state() {
+    let mut s = State::new(2, Task::MultiClass { n_classes: 3 }, Kind::Logits).unwrap();
+    let outputs = ndarray::Array2::from_shape_vec((2, 3), vec![0.5f32, -1.0, 2.0, 0.0, 1.0, 3.0]).unwrap();
+    for epoch in 0..2 {
+        s.update(outputs.view(), &[2, 0], epoch, None, Default::default(), Some(1)).unwrap();
+    }
+    let bytes = to_ipc_bytes(&s).unwrap();
+    for at in 0..bytes.len() {
+        for value in [0x00, 0x01, 0x7f, 0x80, 0xff] {
+            let mut corrupted = bytes.clone();
+            corrupted[at] = value;
+            if let Ok(back) = from_ipc_bytes(&corrupted) {
+                let _ = finalize(&back, None, FinalizeOptions::default()).unwrap();
+            }
+        }
+    }
+}

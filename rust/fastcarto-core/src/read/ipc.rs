@@ -10,6 +10,7 @@
 
 use super::{Located, Visit, guarded, path_error};
 use crate::error::{Error, Result};
+use arrow_array::RecordBatch;
 use arrow_buffer::Buffer;
 use arrow_ipc::reader::{FileDecoder, read_dictionary, read_footer_length, read_record_batch};
 use arrow_ipc::{Block, MessageHeader, convert::fb_to_schema, root_as_footer, root_as_message};
@@ -217,7 +218,32 @@ pub(super) fn for_each_stream_batch(
     visit: &mut Visit<'_>,
 ) -> Result<()> {
     let mapped = map(path)?;
-    let buffer = &mapped.buffer;
+    frame_stream(&mapped.buffer, path, wanted, visit, &|start, end| mapped.release(start, end))
+}
+
+/// Every record batch of an Arrow IPC stream held in memory (a serialized state), framed by the
+/// same checks as a stream file: arrow-ipc's own stream reader allocates each message's claimed
+/// body length before reading it, so corrupted bytes could abort the process.
+pub(crate) fn stream_batches_in(bytes: &[u8], name: &Path) -> Result<Vec<RecordBatch>> {
+    let buffer = Buffer::from(bytes);
+    let mut batches = Vec::new();
+    let mut keep = |located: Located, _| {
+        batches.push(located.batch);
+        Ok(())
+    };
+    frame_stream(&buffer, name, &|_| true, &mut keep, &|_, _| {})?;
+    Ok(batches)
+}
+
+/// Frames the stream in `buffer` (`path` names it in errors), decoding the batches `wanted`
+/// wants; `release(start, end)` is told which bytes the reader is done with.
+fn frame_stream(
+    buffer: &Buffer,
+    path: &Path,
+    wanted: &(dyn Fn(usize) -> bool + Sync),
+    visit: &mut Visit<'_>,
+    release: &dyn Fn(usize, usize),
+) -> Result<()> {
     let len = buffer.len();
     let (mut pos, mut i) = (0usize, 0usize);
     let mut released = 0;
@@ -277,7 +303,7 @@ pub(super) fn for_each_stream_batch(
                     visit(Located { batch, index: i }, pos as f64 / len as f64)?;
                 }
                 if pos - released >= RELEASE_EVERY {
-                    mapped.release(released, pos);
+                    release(released, pos);
                     released = pos;
                 }
                 i += 1;

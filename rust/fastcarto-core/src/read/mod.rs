@@ -19,6 +19,7 @@ mod npy_epochs;
 mod parquet;
 
 pub use files::{DataFile, FileFormat, discover, epoch_from_name};
+pub(crate) use ipc::stream_batches_in;
 pub use npy_epochs::read_npy_epochs;
 
 use crate::error::{Error, Result};
