@@ -1,6 +1,8 @@
 """Seed corpus for the fuzz targets: small valid files of every format the readers take, each
 prefixed by the byte that selects its format (the encoding of both the cargo-fuzz target
-``read_file`` and the atheris target ``bytes``). Writes ``fuzz/corpus/read_file/``."""
+``read_file`` and the atheris target ``bytes``), in ``fuzz/corpus/read_file/``; and pickled
+accumulator states (Arrow IPC streams) for the cargo-fuzz target ``state_bytes``, in
+``fuzz/corpus/state_bytes/``."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-OUT = Path(__file__).parent / "corpus" / "read_file"
+CORPUS = Path(__file__).parent / "corpus"
 ARROW, ARROWS, PARQUET, JSONL = 0, 1, 2, 3
 
 
@@ -62,12 +64,41 @@ def seeds() -> dict[str, bytes]:
     return seeds
 
 
+def state_seeds() -> dict[str, bytes]:
+    """Accumulator states as pickle stores them, by name: multi-class logits and probabilities,
+    one-column binary and multi-label."""
+    import fastcarto
+
+    rng = np.random.default_rng(1)
+    seeds: dict[str, bytes] = {}
+    for name, classes, kind, multilabel in [
+        ("logits", 3, "logits", False),
+        ("probs", 3, "probs", False),
+        ("binary", 1, "logits", False),
+        ("multilabel", 3, "logits", True),
+    ]:
+        n = 5
+        acc = fastcarto.Accumulator(n, classes, kind=kind, multilabel=multilabel)
+        if multilabel:
+            labels = rng.integers(0, 2, size=(n, classes))
+        else:
+            labels = np.arange(n) % max(classes, 2)
+        for _ in range(3):
+            x = rng.normal(size=(n, classes)).astype(np.float32)
+            if kind == "probs":
+                x = np.exp(x) / np.exp(x).sum(axis=1, keepdims=True)
+            acc.update(x, labels)
+        seeds[name] = acc.__getstate__()["state"]
+    return seeds
+
+
 def main() -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    written = seeds()
-    for name, data in written.items():
-        (OUT / name).write_bytes(data)
-    print(f"{len(written)} seeds in {OUT}")
+    for target, written in (("read_file", seeds()), ("state_bytes", state_seeds())):
+        out = CORPUS / target
+        out.mkdir(parents=True, exist_ok=True)
+        for name, data in written.items():
+            (out / name).write_bytes(data)
+        print(f"{len(written)} seeds in {out}")
 
 
 if __name__ == "__main__":
