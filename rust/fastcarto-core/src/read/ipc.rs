@@ -1,6 +1,7 @@
 //! Arrow IPC: the file format memory-mapped and decoded without copies (compressed bodies are
 //! decompressed, several batches at a time in parallel), and the stream format memory-mapped and
 //! framed here, message by message, so that batches a pass does not want are skipped undecoded.
+//! Serialized states (pickle's bytes) are IPC streams too, and go through the same framing.
 //!
 //! Files are untrusted. Before arrow-ipc decodes a message, [`check_message`] checks what it
 //! would otherwise trust: that every buffer lies inside the message body and that every

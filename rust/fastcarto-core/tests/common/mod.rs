@@ -383,8 +383,11 @@ pub fn is_empty_slot(s: &ExampleState) -> bool {
     *s == ExampleState::EMPTY && s.label == NONE
 }
 
-/// Proptest settings: `cases` cases, no regression files written next to the tests.
+/// Proptest settings: `cases` cases (or `PROPTEST_CASES`, for a longer exploration), no
+/// regression files written next to the tests. The seed comes from `PROPTEST_RNG_SEED`, which
+/// `scripts/test` fixes.
 pub fn config(cases: u32) -> proptest::test_runner::Config {
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(cases);
     proptest::test_runner::Config { failure_persistence: None, ..proptest::test_runner::Config::with_cases(cases) }
 }
 
