@@ -525,10 +525,14 @@ impl KeyedState {
         if self.present == 0 && self.rows == 0 {
             return Err(Error::Empty("no rows: the input holds no observations".into()));
         }
-        let KeyedState { task, kind, allow_label_change, index, mut slots, len, .. } = self;
+        let KeyedState { task, kind, allow_label_change, index, mut slots, len, present, .. } = self;
         let used = |s: &ExampleState| s.n > 0 || s.label != NONE;
         slots.truncate(len);
         let ids: ArrayRef = match index {
+            // Every id below the largest was seen (a whole dataset): nothing to compact.
+            Index::Direct if present == len as u64 => {
+                Arc::new(Int64Array::from((0..len as i64).into_par_iter().collect::<Vec<_>>()))
+            }
             Index::Direct => {
                 // Compact in place: slot order is id order.
                 let mut ids = Vec::new();
