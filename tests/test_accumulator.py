@@ -1114,6 +1114,24 @@ def test_every_overwritten_byte_of_a_pickled_state_is_an_error_or_a_state() -> N
         assert len(clone.finalize()) == 3
 
 
+def test_state_bytes_are_read_in_place_and_only_bytes_are_accepted() -> None:
+    # The binding reads the bytes object without copying it; the state it builds owns its
+    # data, so it stays valid after the bytes are gone. Only `bytes` are accepted.
+    from fastcarto import _core
+
+    x, y = make_run(31, 3, 5, 3)
+    acc = fed(x, y, range(3), kind="logits")
+    data = bytes(acc.__getstate__()["state"])
+    state = _core.State.from_ipc(data)
+    del data
+    clone = Accumulator.__new__(Accumulator)
+    clone.__setstate__({**acc.__getstate__(), "state": state.to_ipc()})
+    pd.testing.assert_frame_equal(clone.finalize().to_pandas(), acc.finalize().to_pandas())
+    for not_bytes in (bytearray(b"x"), memoryview(b"x"), "x"):
+        with pytest.raises(TypeError):
+            _core.State.from_ipc(not_bytes)  # type: ignore[arg-type]
+
+
 def test_truncated_pickle_state_is_fastcarto_error() -> None:
     x, y = make_run(28, 2, 10, 3)
     acc = fed(x, y, range(2), kind="logits")

@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::options::{Kind, Task};
 use crate::state::{ExampleState, NONE, State};
 use arrow_array::{Array, ArrayRef, Float64Array, RecordBatch, UInt32Array};
+use arrow_buffer::Buffer;
 use arrow_schema::{DataType, Field, Schema};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -183,12 +184,18 @@ pub fn to_ipc_bytes(state: &State) -> Result<Vec<u8>> {
 /// Reads [`to_ipc_bytes`]'s output. Corrupted or truncated bytes are an error, never a panic
 /// or an abort: the stream is framed with the same checks as an IPC stream file.
 pub fn from_ipc_bytes(bytes: &[u8]) -> Result<State> {
+    from_ipc_buffer(&Buffer::from(bytes))
+}
+
+/// [`from_ipc_bytes`] over bytes already in an Arrow buffer (the binding wraps Python's bytes
+/// without copying them).
+pub fn from_ipc_buffer(buffer: &Buffer) -> Result<State> {
     let name = std::path::Path::new("state");
     let not_ipc = |e| match e {
         Error::Format { reason, .. } => bad(format!("the bytes are not a valid Arrow IPC stream: {reason}")),
         e => e,
     };
-    let batches = crate::read::stream_batches_in(bytes, name).map_err(not_ipc)?;
+    let batches = crate::read::stream_batches_in(buffer, name).map_err(not_ipc)?;
     match batches.as_slice() {
         [batch] => crate::read::guarded(name, "batch 0", || from_record_batch(batch)).map_err(not_ipc),
         _ => Err(bad(format!("expected one record batch, found {}", batches.len()))),

@@ -6,6 +6,7 @@
 
 mod errors;
 
+use arrow_buffer::Buffer;
 use errors::to_py;
 use fastcarto_core::keyed::KeyedState;
 use fastcarto_core::long::Columns;
@@ -20,6 +21,8 @@ use pyo3::types::PyBytes;
 use pyo3_arrow::input::AnyRecordBatch;
 use pyo3_arrow::{PyArray, PyRecordBatch};
 use std::path::PathBuf;
+use std::ptr::NonNull;
+use std::sync::Arc;
 
 fn parse<T: std::str::FromStr<Err = fastcarto_core::Error>>(s: &str) -> PyResult<T> {
     s.parse().map_err(to_py)
@@ -152,9 +155,24 @@ impl PyState {
         Ok(PyBytes::new(py, &bytes))
     }
 
+    /// Rebuilds a state from `to_ipc()`'s bytes (what `pickle` stores), read in place: an Arrow
+    /// buffer over the bytes object, which it keeps alive, without copying; the GIL is released
+    /// while the state is decoded.
     #[staticmethod]
-    fn from_ipc(data: &[u8]) -> PyResult<Self> {
-        Ok(PyState { inner: serialize::from_ipc_bytes(data).map_err(to_py)? })
+    fn from_ipc(py: Python<'_>, data: Bound<'_, PyBytes>) -> PyResult<Self> {
+        let bytes = data.as_bytes();
+        let buffer = match NonNull::new(bytes.as_ptr() as *mut u8) {
+            Some(ptr) => {
+                let len = bytes.len();
+                let owner = Arc::new(std::panic::AssertUnwindSafe(data.unbind()));
+                // SAFETY: `ptr` points at `len` bytes of an immutable `bytes` object, which
+                // `owner` (held by the buffer) keeps alive.
+                unsafe { Buffer::from_custom_allocation(ptr, len, owner) }
+            }
+            None => Buffer::from(bytes),
+        };
+        let state = py.detach(|| serialize::from_ipc_buffer(&buffer)).map_err(to_py)?;
+        Ok(PyState { inner: state })
     }
 
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (Bound<'py, PyBytes>,))> {

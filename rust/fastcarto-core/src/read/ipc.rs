@@ -231,14 +231,13 @@ pub(super) fn for_each_stream_batch(
 /// Every record batch of an Arrow IPC stream held in memory (a serialized state), framed by the
 /// same checks as a stream file: arrow-ipc's own stream reader allocates each message's claimed
 /// body length before reading it, so corrupted bytes could abort the process.
-pub(crate) fn stream_batches_in(bytes: &[u8], name: &Path) -> Result<Vec<RecordBatch>> {
-    let buffer = Buffer::from(bytes);
+pub(crate) fn stream_batches_in(buffer: &Buffer, name: &Path) -> Result<Vec<RecordBatch>> {
     let mut batches = Vec::new();
     let mut keep = |located: Located, _| {
         batches.push(located.batch);
         Ok(())
     };
-    frame_stream(&buffer, name, &|_| true, &mut keep, &|_, _| {})?;
+    frame_stream(buffer, name, &|_| true, &mut keep, &|_, _| {})?;
     Ok(batches)
 }
 
