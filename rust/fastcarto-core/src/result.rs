@@ -102,16 +102,12 @@ impl<'a> Consumed<'a> {
     fn release(&self, range: std::ops::Range<usize>) {
         #[cfg(target_os = "linux")]
         {
-            const PAGE: usize = 4096;
             let size = std::mem::size_of::<ExampleState>();
-            let start = (self.ptr as usize + range.start * size).next_multiple_of(PAGE);
-            let end = (self.ptr as usize + range.end * size) / PAGE * PAGE;
-            if end > start {
-                // SAFETY: whole pages inside the vector's own allocation, whose states no one
-                // reads again; afterwards they read as zeros (valid, if meaningless, states)
-                // and the vector is only deallocated.
-                unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
-            }
+            let (start, end) = (self.ptr as usize + range.start * size, self.ptr as usize + range.end * size);
+            // SAFETY: inside the vector's own allocation (whole pages only), whose states no one
+            // reads again; afterwards they read as zeros (valid, if meaningless, states) and the
+            // vector is only deallocated.
+            unsafe { crate::alloc::dont_need(start, end) };
         }
         #[cfg(not(target_os = "linux"))]
         let _ = range;

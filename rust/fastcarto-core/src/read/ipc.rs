@@ -55,19 +55,16 @@ impl Mapped {
     /// Pages of a file mapping count in the reader's resident set as they are touched; without
     /// this a pass over a 15 GB file would look like 15 GB of memory use, and on a machine
     /// with less RAM than the file the kernel would have to find those pages itself.
-    /// Unmapping costs the kernel time per page (≈ 5% of a read), so pieces of the range are
-    /// released in parallel.
+    /// Pages only partly in the range go too (a later read faults them back in).
     fn release(&self, start: usize, end: usize) {
         #[cfg(unix)]
         if end > start {
-            const PIECE: usize = 4 << 20;
-            (start..end).step_by(PIECE).collect::<Vec<_>>().into_par_iter().for_each(|at| {
-                // SAFETY: the mapping is a read-only shared file mapping: after MADV_DONTNEED a
-                // later access (from a batch still alive, if any) faults the same bytes back in
-                // from the file, so nothing that borrows the map observes a change.
-                let advice = memmap2::UncheckedAdvice::DontNeed;
-                let _ = unsafe { self.map.unchecked_advise_range(advice, at, PIECE.min(end - at)) };
-            });
+            let (base, page) = (self.map.as_ptr() as usize, crate::alloc::page_size());
+            // SAFETY: a page-aligned range inside the map (which covers whole pages), a
+            // read-only shared file mapping: after MADV_DONTNEED a later access (from a batch
+            // still alive, if any) faults the same bytes back in from the file, so nothing that
+            // borrows the map observes a change.
+            unsafe { crate::alloc::dont_need((base + start) / page * page, (base + end).next_multiple_of(page)) };
         }
         #[cfg(not(unix))]
         let _ = (start, end);
