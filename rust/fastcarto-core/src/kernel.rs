@@ -8,7 +8,7 @@
 //! in a structure-of-arrays [`RunState`] that is folded into the per-example states at the end.
 
 use crate::error::{Error, Result};
-use crate::math::{Real, ln_1p_with};
+use crate::math::Real;
 use crate::options::{Kind, NanPolicy};
 use crate::state::{ExampleState, NONE, Observation};
 use multiversion::multiversion;
@@ -17,6 +17,12 @@ use multiversion::multiversion;
 /// LLVM's loop vectorizer (not the fragile SLP vectorizer, which gave up on fully unrolled
 /// 8-lane code) turns each into AVX2 / AVX-512 / NEON instructions plus a short remainder.
 pub(crate) const GROUP: usize = 64;
+
+/// Lanes observed together inside a group: one 512-bit vector of `f32`. Each chunk's running
+/// values stay in registers while the class loop runs, and the fixed trip count leaves no
+/// remainder loop; every group is observed in full (lanes past its rows hold stale values whose
+/// results are never read).
+const W: usize = 64;
 
 /// Groups ahead of the one being observed whose rows are prefetched.
 const PREFETCH_AHEAD: usize = 2;
@@ -151,7 +157,8 @@ impl<T: Real> Lanes<T> {
 /// whose rows are scattered to examples afterwards).
 pub(crate) trait Sink {
     /// Rows `start..start + g` of the call, lane `l` being row `start + l`; `keep[l]` is false
-    /// for an observation omitted under `nan_policy="omit"`.
+    /// for an observation omitted under `nan_policy="omit"`, and `keep` is `None` when every
+    /// row is kept (the common case, which needs no per-lane selects).
     fn take<T: Real>(
         &mut self,
         start: usize,
@@ -159,7 +166,7 @@ pub(crate) trait Sink {
         epoch: u32,
         gold: &[u32; GROUP],
         o: &Lanes<T>,
-        keep: &[bool; GROUP],
+        keep: Option<&[bool; GROUP]>,
     );
 }
 
@@ -172,9 +179,12 @@ impl Sink for RunState {
         epoch: u32,
         gold: &[u32; GROUP],
         o: &Lanes<T>,
-        keep: &[bool; GROUP],
+        keep: Option<&[bool; GROUP]>,
     ) {
-        update_run(self, start, g, epoch, gold, o, keep);
+        match keep {
+            None => update_run::<T, true>(self, start, g, epoch, gold, o, &[true; GROUP]),
+            Some(keep) => update_run::<T, false>(self, start, g, epoch, gold, o, keep),
+        }
     }
 }
 
@@ -257,7 +267,7 @@ impl Sink for ObservationsPart<'_> {
         _epoch: u32,
         _gold: &[u32; GROUP],
         o: &Lanes<T>,
-        keep: &[bool; GROUP],
+        keep: Option<&[bool; GROUP]>,
     ) {
         let r = start..start + g;
         for l in 0..g {
@@ -269,7 +279,10 @@ impl Sink for ObservationsPart<'_> {
             self.entropy[i] = o.entropy[l].to_f64();
         }
         self.pred[r.clone()].copy_from_slice(&o.pred[..g]);
-        self.keep[r].copy_from_slice(&keep[..g]);
+        match keep {
+            None => self.keep[r].fill(true),
+            Some(keep) => self.keep[r].copy_from_slice(&keep[..g]),
+        }
     }
 }
 
@@ -308,10 +321,11 @@ pub(crate) fn fold_epoch<T: Real, S: Sink>(
         // Fused multiply-adds in the exp/ln polynomials where this clone may use them.
         const FMA: bool = multiversion::target::target_cfg_f!(target_feature = "fma");
         match kind {
-            Kind::Logits => observe_logits::<T, FMA>(scratch, eff, g, &gold, &mut lanes),
-            Kind::Probs => observe_probs::<T, FMA>(scratch, eff, g, &gold, &mut lanes),
+            Kind::Logits => observe_logits::<T, FMA>(scratch, eff, &gold, &mut lanes),
+            Kind::Probs => observe_probs::<T, FMA>(scratch, eff, &gold, &mut lanes),
         }
         keep[..g].fill(true);
+        let mut omitted = false;
         for l in (0..g).filter(|&l| lanes.flagged[l]) {
             let i = start + l;
             let row = &rows[i * cols..(i + 1) * cols];
@@ -319,6 +333,7 @@ pub(crate) fn fold_epoch<T: Real, S: Sink>(
             if let Some(v) = row.iter().find(|v| !v.is_finite()) {
                 if nan_policy == NanPolicy::Omit {
                     keep[l] = false;
+                    omitted = true;
                     continue;
                 }
                 return Err(Error::NonFinite { epoch, example: example.into(), value: v.to_f64() });
@@ -331,7 +346,7 @@ pub(crate) fn fold_epoch<T: Real, S: Sink>(
                 });
             }
         }
-        sink.take(start, g, epoch, &gold, &lanes, &keep);
+        sink.take(start, g, epoch, &gold, &lanes, if omitted { Some(&keep) } else { None });
         start += g;
     }
     Ok(())
@@ -339,8 +354,9 @@ pub(crate) fn fold_epoch<T: Real, S: Sink>(
 
 /// Welford / Chan update of `g` consecutive examples of the run with one epoch's observations.
 /// Starting from an empty slot the same expressions give exactly the single-observation state.
+/// `ALL`: every row is kept (`keep` is not read), so the updates need no selects.
 #[inline(always)]
-fn update_run<T: Real>(
+fn update_run<T: Real, const ALL: bool>(
     run: &mut RunState,
     start: usize,
     g: usize,
@@ -355,7 +371,7 @@ fn update_run<T: Real>(
     let (s_loss, s_entropy) = (&mut run.sum_loss[r.clone()], &mut run.sum_entropy[r.clone()]);
     let n = &mut run.n[r.clone()];
     for l in 0..g {
-        let k = keep[l];
+        let k = ALL || keep[l];
         let na = n[l] as f64;
         let nf = na + 1.0;
         let delta = o.gold_prob[l].to_f64() - mean[l];
@@ -374,7 +390,7 @@ fn update_run<T: Real>(
     let (first_learned, stable_from) = (&mut run.first_learned[r.clone()], &mut run.stable_from[r.clone()]);
     let (last_epoch, final_pred) = (&mut run.last_epoch[r.clone()], &mut run.final_pred[r]);
     for l in 0..g {
-        let k = keep[l];
+        let k = ALL || keep[l];
         let correct = o.pred[l] == gold[l];
         let was_correct = stable_from[l] != NONE;
         first_epoch[l] = if k && n[l] == 0 { epoch } else { first_epoch[l] };
@@ -410,159 +426,143 @@ fn transpose<T: Real>(kind: Kind, rows: &[T], cols: usize, g: usize, out: &mut [
 }
 
 #[inline(always)]
-fn lanes_of<T: Real>(zt: &[T], k: usize, g: usize) -> &[T] {
-    &zt[k * GROUP..k * GROUP + g]
-}
-
-/// Running maximum, first argmax (ties keep the earlier class) and second largest, one lane.
-#[inline(always)]
-fn track_top<T: Real>(v: T, class: T, max: &mut T, arg: &mut T, second: &mut T) {
-    let greater = v > *max;
-    *second = if greater { *max } else { second.max_(v) };
-    *max = if greater { v } else { *max };
-    *arg = if greater { class } else { *arg };
-}
-
-/// `if v is finite { 0 } else { 1 }`, as a float so it accumulates with `max` in vector code.
-#[inline(always)]
-fn non_finite<T: Real>(v: T) -> T {
-    if v.is_finite() { T::ZERO } else { T::ONE }
+fn chunk<T: Real>(zt: &[T], k: usize, c: usize) -> &[T; W] {
+    zt[k * GROUP + c..k * GROUP + c + W].try_into().expect("a chunk of W lanes")
 }
 
 #[inline(always)]
-fn observe_logits<T: Real, const FMA: bool>(zt: &[T], cols: usize, g: usize, gold: &[u32; GROUP], out: &mut Lanes<T>) {
-    // Pass 1: max, first argmax, second largest, and whether anything is non-finite.
-    let mut max = [T::NEG_INFINITY; GROUP];
-    let mut arg = [T::ZERO; GROUP];
-    let mut second = [T::NEG_INFINITY; GROUP];
-    let mut bad = [T::ZERO; GROUP];
-    let mut z_gold = [T::ZERO; GROUP];
-    let mut goldf = [T::ZERO; GROUP];
-    for l in 0..g {
-        goldf[l] = T::from_u32(gold[l]);
-    }
-    {
-        let (max, arg, second, bad) = (&mut max[..g], &mut arg[..g], &mut second[..g], &mut bad[..g]);
-        let (z_gold, goldf) = (&mut z_gold[..g], &goldf[..g]);
+fn observe_logits<T: Real, const FMA: bool>(zt: &[T], cols: usize, gold: &[u32; GROUP], out: &mut Lanes<T>) {
+    for c in (0..GROUP).step_by(W) {
+        // Pass 1: max and first argmax, the gold logit, the largest logit of the other classes,
+        // and the plain sum, which is finite exactly when no value is infinite or NaN (or
+        // overflows, a false alarm that the caller's row check clears).
+        let mut max = [T::NEG_INFINITY; W];
+        let mut arg = [T::ZERO; W];
+        let mut z_gold = [T::ZERO; W];
+        let mut max_other = [T::NEG_INFINITY; W];
+        let mut sum = [T::ZERO; W];
+        let mut goldf = [T::ZERO; W];
+        for l in 0..W {
+            goldf[l] = T::from_u32(gold[c + l]);
+        }
         for k in 0..cols {
             let kf = T::from_u32(k as u32);
-            let z = lanes_of(zt, k, g);
-            for l in 0..g {
+            let z = chunk(zt, k, c);
+            for l in 0..W {
                 let v = z[l];
-                bad[l] = bad[l].max_(non_finite(v));
-                z_gold[l] = if kf == goldf[l] { v } else { z_gold[l] };
-                track_top(v, kf, &mut max[l], &mut arg[l], &mut second[l]);
+                sum[l] = sum[l] + v;
+                let is_gold = kf == goldf[l];
+                z_gold[l] = if is_gold { v } else { z_gold[l] };
+                max_other[l] = if is_gold { max_other[l] } else { max_other[l].max_(v) };
+                let greater = v > max[l];
+                max[l] = if greater { v } else { max[l] };
+                arg[l] = if greater { kf } else { arg[l] };
             }
         }
-    }
-    // Pass 2: rest = sum of exp(z - max) over all classes but the (first) argmax, whose term is
-    // exactly 1; tilt = sum of exp(z - max) (max - z); sq_rest = sum of squares of the rest.
-    let mut rest = [T::ZERO; GROUP];
-    let mut tilt = [T::ZERO; GROUP];
-    let mut sq_rest = [T::ZERO; GROUP];
-    {
-        let (max, arg) = (&max[..g], &arg[..g]);
-        let (rest, tilt, sq_rest) = (&mut rest[..g], &mut tilt[..g], &mut sq_rest[..g]);
+        // Pass 2: rest = sum of exp(z - max) over all classes but the (first) argmax, whose
+        // term is exactly 1; tilt = sum of exp(z - max) (max - z); sq_rest = sum of squares of
+        // the rest. A gap below EXP_MIN contributes exactly 0 (its clamped value keeps the
+        // tilt's product finite when the gap overflows).
+        let mut rest = [T::ZERO; W];
+        let mut tilt = [T::ZERO; W];
+        let mut sq_rest = [T::ZERO; W];
         for k in 0..cols {
             let kf = T::from_u32(k as u32);
-            let z = lanes_of(zt, k, g);
-            for l in 0..g {
-                let d = z[l] - max[l];
-                let e = d.exp_with::<FMA>();
-                let other = kf != arg[l];
-                rest[l] = rest[l] + if other { e } else { T::ZERO };
-                sq_rest[l] = sq_rest[l] + if other { e * e } else { T::ZERO };
-                // e == 0 when d overflowed to -inf: its term is 0, not 0 * inf.
-                tilt[l] = tilt[l] + if e > T::ZERO { e * (-d) } else { T::ZERO };
+            let z = chunk(zt, k, c);
+            for l in 0..W {
+                let gap = z[l] - max[l];
+                let d = gap.max_(T::EXP_MIN);
+                let e = d.exp_in_range_with::<FMA>();
+                let e = if gap < T::EXP_MIN { T::ZERO } else { e };
+                let e_other = if kf != arg[l] { e } else { T::ZERO };
+                rest[l] = rest[l] + e_other;
+                sq_rest[l] = e_other.mul_add_(e_other, sq_rest[l]);
+                tilt[l] = (-e).mul_add_(d, tilt[l]);
             }
         }
-    }
-    // Per-row finish in the input's precision (every exponential of the row already is);
-    // only the results are widened to f64 for accumulation.
-    for l in 0..g {
-        let is_arg = goldf[l] == arg[l];
-        let rest = rest[l];
-        let s = T::ONE + rest;
-        let inv_s = T::ONE / s;
-        let ln_s = ln_1p_with::<T, FMA>(rest);
-        let gap = max[l] - z_gold[l];
-        let eg = if is_arg { T::ONE } else { (-gap).exp_with::<FMA>() };
-        // 1 - p(gold) and the squares of the other classes, without cancellation.
-        let others = rest + (T::ONE - eg);
-        let sq_other = sq_rest[l] + if is_arg { T::ZERO } else { T::ONE - eg * eg };
-        let one_minus_g = others * inv_s;
-        let max_other = if is_arg { second[l] } else { max[l] };
-        out.gold_prob[l] = eg * inv_s;
-        out.gold_value[l] = z_gold[l];
-        out.max_other[l] = max_other;
-        out.el2n[l] = (one_minus_g * one_minus_g + sq_other * inv_s * inv_s).sqrt();
-        out.loss_a[l] = ln_s;
-        out.loss_b[l] = gap;
-        out.entropy[l] = ln_s + tilt[l] * inv_s;
-        out.pred[l] = arg[l].to_u32();
-        out.flagged[l] = bad[l] > T::ZERO;
+        // Per-row finish in the input's precision (every exponential of the row already is);
+        // only the results are widened to f64 for accumulation.
+        for l in 0..W {
+            let is_arg = goldf[l] == arg[l];
+            let rest = rest[l];
+            let s = T::ONE + rest;
+            let inv_s = T::ONE / s;
+            // ln(1 + rest) = ln(s) + (the rounding error of s) / s, to working precision.
+            let ln_s = s.ln_with::<FMA>() + (rest - (s - T::ONE)) * inv_s;
+            let gap = max[l] - z_gold[l];
+            let eg = if is_arg { T::ONE } else { (-gap).exp_with::<FMA>() };
+            // 1 - p(gold) and the squares of the other classes, without cancellation.
+            let others = rest + (T::ONE - eg);
+            let sq_other = sq_rest[l] + if is_arg { T::ZERO } else { T::ONE - eg * eg };
+            let one_minus_g = others * inv_s;
+            let o = c + l;
+            out.gold_prob[o] = eg * inv_s;
+            out.gold_value[o] = z_gold[l];
+            out.max_other[o] = max_other[l];
+            out.el2n[o] = (one_minus_g * one_minus_g + sq_other * inv_s * inv_s).sqrt();
+            out.loss_a[o] = ln_s;
+            out.loss_b[o] = gap;
+            out.entropy[o] = ln_s + tilt[l] * inv_s;
+            out.pred[o] = arg[l].to_u32();
+            out.flagged[o] = !sum[l].is_finite();
+        }
     }
 }
 
 #[inline(always)]
-fn observe_probs<T: Real, const FMA: bool>(zt: &[T], cols: usize, g: usize, gold: &[u32; GROUP], out: &mut Lanes<T>) {
-    let mut sum = [T::ZERO; GROUP];
-    let mut max = [T::NEG_INFINITY; GROUP];
-    let mut arg = [T::ZERO; GROUP];
-    let mut second = [T::NEG_INFINITY; GROUP];
-    let mut lowest = [T::ONE; GROUP];
-    let mut entropy = [T::ZERO; GROUP];
-    let mut sq = [T::ZERO; GROUP];
-    let mut bad = [T::ZERO; GROUP];
-    {
-        let (sum, max, arg, second, lowest) =
-            (&mut sum[..g], &mut max[..g], &mut arg[..g], &mut second[..g], &mut lowest[..g]);
-        let (entropy, sq, bad) = (&mut entropy[..g], &mut sq[..g], &mut bad[..g]);
+fn observe_probs<T: Real, const FMA: bool>(zt: &[T], cols: usize, gold: &[u32; GROUP], out: &mut Lanes<T>) {
+    let tol = T::from_f64(prob_sum_tolerance::<T>(cols));
+    for c in (0..GROUP).step_by(W) {
+        let mut sum = [T::ZERO; W];
+        let mut max = [T::NEG_INFINITY; W];
+        let mut arg = [T::ZERO; W];
+        let mut max_other = [T::NEG_INFINITY; W];
+        let mut lowest = [T::ONE; W];
+        let mut entropy = [T::ZERO; W];
+        let mut sq_other = [T::ZERO; W];
+        let mut gp = [T::ZERO; W];
+        let mut goldf = [T::ZERO; W];
+        for l in 0..W {
+            goldf[l] = T::from_u32(gold[c + l]);
+        }
         for k in 0..cols {
             let kf = T::from_u32(k as u32);
-            let z = lanes_of(zt, k, g);
-            for l in 0..g {
+            let z = chunk(zt, k, c);
+            for l in 0..W {
                 let v = z[l];
-                bad[l] = bad[l].max_(non_finite(v));
                 lowest[l] = if v < lowest[l] { v } else { lowest[l] };
                 sum[l] = sum[l] + v;
-                track_top(v, kf, &mut max[l], &mut arg[l], &mut second[l]);
+                let greater = v > max[l];
+                max[l] = if greater { v } else { max[l] };
+                arg[l] = if greater { kf } else { arg[l] };
+                // Every class but gold: the largest, and the sum of squares (no cancellation).
+                let is_gold = kf == goldf[l];
+                gp[l] = if is_gold { v } else { gp[l] };
+                max_other[l] = if is_gold { max_other[l] } else { max_other[l].max_(v) };
+                let v_other = if is_gold { T::ZERO } else { v };
+                sq_other[l] = v_other.mul_add_(v_other, sq_other[l]);
                 // 0 ln 0 = 0; subnormal p contribute less than 1e-36 and are outside ln_fast's domain.
                 let plogp = if v >= T::MIN_POSITIVE { v * v.ln_with::<FMA>() } else { T::ZERO };
                 entropy[l] = entropy[l] - plogp;
             }
         }
-        // Squares of every class but the argmax: a second, short pass once the argmax is known,
-        // so the sum never has to subtract a dominant term.
-        for k in 0..cols {
-            let kf = T::from_u32(k as u32);
-            let z = lanes_of(zt, k, g);
-            for l in 0..g {
-                let v = z[l];
-                sq[l] = sq[l] + if kf != arg[l] { v * v } else { T::ZERO };
-            }
+        for l in 0..W {
+            let gp = gp[l];
+            let one_minus_g = T::ONE - gp;
+            let sum_off = sum[l] - T::ONE;
+            let o = c + l;
+            out.gold_prob[o] = gp;
+            out.gold_value[o] = gp;
+            out.max_other[o] = max_other[l];
+            out.el2n[o] = (one_minus_g * one_minus_g + sq_other[l]).sqrt();
+            out.loss_a[o] = -(gp.max_(T::EPSILON).ln_with::<FMA>());
+            out.loss_b[o] = T::ZERO;
+            out.entropy[o] = entropy[l];
+            out.pred[o] = arg[l].to_u32();
+            // A non-finite value makes the sum non-finite, and the comparison false.
+            let sums_to_one = sum_off <= tol && -sum_off <= tol;
+            out.flagged[o] = !sums_to_one || lowest[l] < T::ZERO || max[l] > T::ONE;
         }
-    }
-    let tol = T::from_f64(prob_sum_tolerance::<T>(cols));
-    for l in 0..g {
-        let gp = zt[gold[l] as usize * GROUP + l];
-        let is_arg = T::from_u32(gold[l]) == arg[l];
-        let one_minus_g = T::ONE - gp;
-        // Squares of every class but gold: swap gold's term for the argmax's, as a product of
-        // nonnegative factors (no cancellation).
-        let top = max[l];
-        let sq_other = sq[l] + if is_arg { T::ZERO } else { (top - gp) * (top + gp) };
-        let max_other = if is_arg { second[l] } else { max[l] };
-        let sum_off = sum[l] - T::ONE;
-        out.gold_prob[l] = gp;
-        out.gold_value[l] = gp;
-        out.max_other[l] = max_other;
-        out.el2n[l] = (one_minus_g * one_minus_g + sq_other).sqrt();
-        out.loss_a[l] = -(gp.max_(T::EPSILON).ln_with::<FMA>());
-        out.loss_b[l] = T::ZERO;
-        out.entropy[l] = entropy[l];
-        out.pred[l] = arg[l].to_u32();
-        out.flagged[l] = bad[l] > T::ZERO || lowest[l] < T::ZERO || max[l] > T::ONE || sum_off > tol || -sum_off > tol;
     }
 }
 

@@ -44,7 +44,24 @@ pub trait Real:
     fn is_finite(self) -> bool;
     /// `e^x`; exactly 1 at 0, 0 below the smallest normal result, accurate to a few ulp.
     /// `FMA` fuses the polynomial's multiply-adds: only for code compiled with FMA enabled.
-    fn exp_with<const FMA: bool>(self) -> Self;
+    #[inline(always)]
+    fn exp_with<const FMA: bool>(self) -> Self {
+        let out = self.clamp_(Self::EXP_MIN, Self::EXP_MAX).exp_in_range_with::<FMA>();
+        if self < Self::EXP_MIN { Self::ZERO } else { out }
+    }
+    /// `e^x` for `x` in `EXP_MIN..=EXP_MAX` (the caller clamps; outside it the result is
+    /// meaningless): [`Real::exp_with`] without its range handling, for hot loops that already
+    /// know the sign of their argument.
+    fn exp_in_range_with<const FMA: bool>(self) -> Self;
+    /// The smallest argument whose `e^x` is a normal number.
+    const EXP_MIN: Self;
+    /// The largest argument whose `e^x` is finite.
+    const EXP_MAX: Self;
+    #[inline(always)]
+    fn clamp_(self, lo: Self, hi: Self) -> Self {
+        let x = if self < lo { lo } else { self };
+        if x > hi { hi } else { x }
+    }
     /// Natural log of a positive normal number, accurate to a few ulp (`FMA` as for `exp_with`).
     fn ln_with<const FMA: bool>(self) -> Self;
     fn mul_add_(self, b: Self, c: Self) -> Self;
@@ -79,6 +96,8 @@ impl Real for f32 {
     const EPSILON: Self = f32::EPSILON;
     const MIN_POSITIVE: Self = f32::MIN_POSITIVE;
     const DTYPE: &'static str = "float32";
+    const EXP_MIN: Self = -87.0;
+    const EXP_MAX: Self = 88.0;
 
     #[inline(always)]
     fn from_f64(x: f64) -> Self {
@@ -112,7 +131,7 @@ impl Real for f32 {
     }
 
     #[inline(always)]
-    fn exp_with<const FMA: bool>(self) -> Self {
+    fn exp_in_range_with<const FMA: bool>(self) -> Self {
         let fma = |a: f32, b: f32, c: f32| if FMA { a.mul_add_(b, c) } else { a * b + c };
         const LOG2E: f32 = std::f32::consts::LOG2_E;
         // 1.5 * 2^23: adding it rounds to the nearest integer and leaves that integer in the
@@ -120,7 +139,7 @@ impl Real for f32 {
         const SHIFTER: f32 = 12_582_912.0;
         const LN2_HI: f32 = 0.693_359_4;
         const LN2_LO: f32 = -2.121_944_4e-4;
-        let x = self.clamp(-87.0, 88.0);
+        let x = self;
         let t = x * LOG2E + SHIFTER;
         let n = t - SHIFTER;
         let k = (t.to_bits() as i32).wrapping_sub(SHIFTER.to_bits() as i32);
@@ -133,8 +152,7 @@ impl Real for f32 {
         }
         let y = fma(p, r2, r) + 1.0;
         let scale = f32::from_bits(((k + 127) as u32) << 23);
-        let out = y * scale;
-        if self < -87.0 { 0.0 } else { out }
+        y * scale
     }
 
     #[inline(always)]
@@ -177,6 +195,8 @@ impl Real for f64 {
     const EPSILON: Self = f64::EPSILON;
     const MIN_POSITIVE: Self = f64::MIN_POSITIVE;
     const DTYPE: &'static str = "float64";
+    const EXP_MIN: Self = -708.0;
+    const EXP_MAX: Self = 709.0;
 
     #[inline(always)]
     fn from_f64(x: f64) -> Self {
@@ -209,14 +229,14 @@ impl Real for f64 {
     }
 
     #[inline(always)]
-    fn exp_with<const FMA: bool>(self) -> Self {
+    fn exp_in_range_with<const FMA: bool>(self) -> Self {
         let fma = |a: f64, b: f64, c: f64| if FMA { a.mul_add_(b, c) } else { a * b + c };
         const LOG2E: f64 = std::f64::consts::LOG2_E;
         // 1.5 * 2^52, see the f32 version.
         const SHIFTER: f64 = 6_755_399_441_055_744.0;
         const LN2_HI: f64 = 6.931_471_803_691_238_2e-1;
         const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
-        let x = self.clamp(-708.0, 709.0);
+        let x = self;
         let t = x * LOG2E + SHIFTER;
         let n = t - SHIFTER;
         let k = (t.to_bits() as i64).wrapping_sub(SHIFTER.to_bits() as i64);
@@ -245,8 +265,7 @@ impl Real for f64 {
             p = fma(p, r, C[i]);
         }
         let scale = f64::from_bits(((k + 1023) as u64) << 52);
-        let out = p * scale;
-        if self < -708.0 { 0.0 } else { out }
+        p * scale
     }
 
     #[inline(always)]
