@@ -254,6 +254,28 @@ def test_extreme_finite_logits_give_finite_metrics() -> None:
         assert dm["entropy"][0] == pytest.approx(0.0, abs=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["logits", "probs"])
+def test_finite_values_whose_sum_overflows_are_not_taken_for_infinities(dtype: type, kind: str) -> None:
+    # The kernel flags a row when the plain sum of its values is not finite; a finite row whose
+    # sum overflows is a false alarm that must neither raise nor be omitted.
+    big = np.finfo(dtype).max / 2
+    if kind == "logits":
+        x = np.array([[[big, big, 0.0], [big, big, big]]], dtype=dtype)
+        dm = fastcarto.compute(x, [0, 2], kind="logits", nan_policy="omit")
+        assert dm["n_epochs"].tolist() == [1, 1]
+        # two (three) tied maxima: the first is predicted, the gold one has probability 1/2 (1/3)
+        assert dm["confidence"].tolist() == pytest.approx([0.5, 1 / 3])
+        assert dm["correctness"].tolist() == [1.0, 0.0]
+        assert dm["aum"].tolist() == [0.0, 0.0]
+        assert dm["loss"].tolist() == pytest.approx([np.log(2), np.log(3)])
+    else:
+        # probabilities cannot overflow a sum and stay valid: a real overflow is an invalid row
+        x = np.array([[[big, big, 0.0]]], dtype=dtype)
+        with pytest.raises(ValueError, match="outside"):
+            fastcarto.compute(x, [0], kind="probs")
+
+
 # --------------------------------------------------------------------------------------------
 # labels
 

@@ -471,6 +471,8 @@ fn edge_rows_match_the_reference() {
         (vec![-1e4, -1e4 + 1e-3, -1e4 + 2e-3], 2),
         (vec![720.0, 0.0, 0.0], 1),      // exp underflows to 0 in the kernel, not in std
         (vec![5e-324, 0.0, -5e-324], 0), // subnormal logits
+        (vec![2e38, 2e38, 0.0], 1),      // the row's sum overflows f32: the non-finite check's false alarm
+        (vec![2e38, -2e38, 1.0], 2),     // a gap that overflows f32
     ];
     for (row, y) in rows {
         for f32_input in [false, true] {
