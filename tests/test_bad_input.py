@@ -256,7 +256,7 @@ def test_extreme_finite_logits_give_finite_metrics() -> None:
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kind", ["logits", "probs"])
-def test_finite_values_whose_sum_overflows_are_not_taken_for_infinities(dtype: type, kind: str) -> None:
+def test_rows_whose_sum_overflows_are_not_taken_for_infinities(dtype: type, kind: str) -> None:
     # The kernel flags a row when the plain sum of its values is not finite; a finite row whose
     # sum overflows is a false alarm that must neither raise nor be omitted.
     big = np.finfo(dtype).max / 2
