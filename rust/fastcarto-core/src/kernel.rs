@@ -430,33 +430,47 @@ fn chunk<T: Real>(zt: &[T], k: usize, c: usize) -> &[T; W] {
     zt[k * GROUP + c..k * GROUP + c + W].try_into().expect("a chunk of W lanes")
 }
 
+/// The gold classes of chunk `c`'s lanes, as floats to compare with the class index.
+#[inline(always)]
+fn gold_lanes<T: Real>(gold: &[u32; GROUP], c: usize) -> [T; W] {
+    let mut goldf = [T::ZERO; W];
+    for l in 0..W {
+        goldf[l] = T::from_u32(gold[c + l]);
+    }
+    goldf
+}
+
+/// The first pass's per-value step, one lane, shared by both kinds: the plain sum (finite
+/// exactly when no value is infinite or NaN, unless it overflows: a false alarm that the
+/// caller's row check clears), the gold value, the largest value of the other classes, and
+/// the maximum with its first argmax (ties keep the earlier class).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn track<T: Real>(v: T, kf: T, goldf: T, sum: &mut T, gold: &mut T, max_other: &mut T, max: &mut T, arg: &mut T) {
+    *sum = *sum + v;
+    let is_gold = kf == goldf;
+    *gold = if is_gold { v } else { *gold };
+    *max_other = if is_gold { *max_other } else { max_other.max_(v) };
+    let greater = v > *max;
+    *max = if greater { v } else { *max };
+    *arg = if greater { kf } else { *arg };
+}
+
 #[inline(always)]
 fn observe_logits<T: Real, const FMA: bool>(zt: &[T], cols: usize, gold: &[u32; GROUP], out: &mut Lanes<T>) {
     for c in (0..GROUP).step_by(W) {
-        // Pass 1: max and first argmax, the gold logit, the largest logit of the other classes,
-        // and the plain sum, which is finite exactly when no value is infinite or NaN (or
-        // overflows, a false alarm that the caller's row check clears).
+        // Pass 1: see `track`.
         let mut max = [T::NEG_INFINITY; W];
         let mut arg = [T::ZERO; W];
         let mut z_gold = [T::ZERO; W];
         let mut max_other = [T::NEG_INFINITY; W];
         let mut sum = [T::ZERO; W];
-        let mut goldf = [T::ZERO; W];
-        for l in 0..W {
-            goldf[l] = T::from_u32(gold[c + l]);
-        }
+        let goldf = gold_lanes::<T>(gold, c);
         for k in 0..cols {
             let kf = T::from_u32(k as u32);
             let z = chunk(zt, k, c);
             for l in 0..W {
-                let v = z[l];
-                sum[l] = sum[l] + v;
-                let is_gold = kf == goldf[l];
-                z_gold[l] = if is_gold { v } else { z_gold[l] };
-                max_other[l] = if is_gold { max_other[l] } else { max_other[l].max_(v) };
-                let greater = v > max[l];
-                max[l] = if greater { v } else { max[l] };
-                arg[l] = if greater { kf } else { arg[l] };
+                track(z[l], kf, goldf[l], &mut sum[l], &mut z_gold[l], &mut max_other[l], &mut max[l], &mut arg[l]);
             }
         }
         // Pass 2: rest = sum of exp(z - max) over all classes but the (first) argmax, whose
@@ -521,25 +535,16 @@ fn observe_probs<T: Real, const FMA: bool>(zt: &[T], cols: usize, gold: &[u32; G
         let mut entropy = [T::ZERO; W];
         let mut sq_other = [T::ZERO; W];
         let mut gp = [T::ZERO; W];
-        let mut goldf = [T::ZERO; W];
-        for l in 0..W {
-            goldf[l] = T::from_u32(gold[c + l]);
-        }
+        let goldf = gold_lanes::<T>(gold, c);
         for k in 0..cols {
             let kf = T::from_u32(k as u32);
             let z = chunk(zt, k, c);
             for l in 0..W {
                 let v = z[l];
+                track(v, kf, goldf[l], &mut sum[l], &mut gp[l], &mut max_other[l], &mut max[l], &mut arg[l]);
                 lowest[l] = if v < lowest[l] { v } else { lowest[l] };
-                sum[l] = sum[l] + v;
-                let greater = v > max[l];
-                max[l] = if greater { v } else { max[l] };
-                arg[l] = if greater { kf } else { arg[l] };
-                // Every class but gold: the largest, and the sum of squares (no cancellation).
-                let is_gold = kf == goldf[l];
-                gp[l] = if is_gold { v } else { gp[l] };
-                max_other[l] = if is_gold { max_other[l] } else { max_other[l].max_(v) };
-                let v_other = if is_gold { T::ZERO } else { v };
+                // The other classes' squares, summed without cancellation.
+                let v_other = if kf == goldf[l] { T::ZERO } else { v };
                 sq_other[l] = v_other.mul_add_(v_other, sq_other[l]);
                 // 0 ln 0 = 0; subnormal p contribute less than 1e-36 and are outside ln_fast's domain.
                 let plogp = if v >= T::MIN_POSITIVE { v * v.ln_with::<FMA>() } else { T::ZERO };
