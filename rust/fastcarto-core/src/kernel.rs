@@ -13,16 +13,13 @@ use crate::options::{Kind, NanPolicy};
 use crate::state::{ExampleState, NONE, Observation};
 use multiversion::multiversion;
 
-/// Rows handled together. The lane loops below run over a *runtime* count (at most `GROUP`), so
-/// LLVM's loop vectorizer (not the fragile SLP vectorizer, which gave up on fully unrolled
-/// 8-lane code) turns each into AVX2 / AVX-512 / NEON instructions plus a short remainder.
+/// Rows handled together, one per vector lane. LLVM's loop vectorizer (not the fragile SLP
+/// vectorizer, which gave up on fully unrolled 8-lane code) turns each lane loop below into
+/// AVX2 / AVX-512 / NEON instructions. The observing loops always run over all `GROUP` lanes, a
+/// fixed trip count with no remainder (lanes past a short group's rows hold stale values whose
+/// results are never read); 16- or 32-lane chunks measured slower (a serial dependency chain
+/// per chunk through the running maximum).
 pub(crate) const GROUP: usize = 64;
-
-/// Lanes observed together inside a group: one 512-bit vector of `f32`. Each chunk's running
-/// values stay in registers while the class loop runs, and the fixed trip count leaves no
-/// remainder loop; every group is observed in full (lanes past its rows hold stale values whose
-/// results are never read).
-const W: usize = 64;
 
 /// Groups ahead of the one being observed whose rows are prefetched.
 const PREFETCH_AHEAD: usize = 2;
@@ -426,16 +423,16 @@ fn transpose<T: Real>(kind: Kind, rows: &[T], cols: usize, g: usize, out: &mut [
 }
 
 #[inline(always)]
-fn chunk<T: Real>(zt: &[T], k: usize, c: usize) -> &[T; W] {
-    zt[k * GROUP + c..k * GROUP + c + W].try_into().expect("a chunk of W lanes")
+fn class_lanes<T: Real>(zt: &[T], k: usize) -> &[T; GROUP] {
+    zt[k * GROUP..(k + 1) * GROUP].try_into().expect("GROUP lanes per class")
 }
 
-/// The gold classes of chunk `c`'s lanes, as floats to compare with the class index.
+/// The gold classes of the lanes, as floats to compare with the class index.
 #[inline(always)]
-fn gold_lanes<T: Real>(gold: &[u32; GROUP], c: usize) -> [T; W] {
-    let mut goldf = [T::ZERO; W];
-    for l in 0..W {
-        goldf[l] = T::from_u32(gold[c + l]);
+fn gold_lanes<T: Real>(gold: &[u32; GROUP]) -> [T; GROUP] {
+    let mut goldf = [T::ZERO; GROUP];
+    for l in 0..GROUP {
+        goldf[l] = T::from_u32(gold[l]);
     }
     goldf
 }
@@ -458,116 +455,110 @@ fn track<T: Real>(v: T, kf: T, goldf: T, sum: &mut T, gold: &mut T, max_other: &
 
 #[inline(always)]
 fn observe_logits<T: Real, const FMA: bool>(zt: &[T], cols: usize, gold: &[u32; GROUP], out: &mut Lanes<T>) {
-    for c in (0..GROUP).step_by(W) {
-        // Pass 1: see `track`.
-        let mut max = [T::NEG_INFINITY; W];
-        let mut arg = [T::ZERO; W];
-        let mut z_gold = [T::ZERO; W];
-        let mut max_other = [T::NEG_INFINITY; W];
-        let mut sum = [T::ZERO; W];
-        let goldf = gold_lanes::<T>(gold, c);
-        for k in 0..cols {
-            let kf = T::from_u32(k as u32);
-            let z = chunk(zt, k, c);
-            for l in 0..W {
-                track(z[l], kf, goldf[l], &mut sum[l], &mut z_gold[l], &mut max_other[l], &mut max[l], &mut arg[l]);
-            }
+    // Pass 1: see `track`.
+    let mut max = [T::NEG_INFINITY; GROUP];
+    let mut arg = [T::ZERO; GROUP];
+    let mut z_gold = [T::ZERO; GROUP];
+    let mut max_other = [T::NEG_INFINITY; GROUP];
+    let mut sum = [T::ZERO; GROUP];
+    let goldf = gold_lanes::<T>(gold);
+    for k in 0..cols {
+        let kf = T::from_u32(k as u32);
+        let z = class_lanes(zt, k);
+        for l in 0..GROUP {
+            track(z[l], kf, goldf[l], &mut sum[l], &mut z_gold[l], &mut max_other[l], &mut max[l], &mut arg[l]);
         }
-        // Pass 2: rest = sum of exp(z - max) over all classes but the (first) argmax, whose
-        // term is exactly 1; tilt = sum of exp(z - max) (max - z); sq_rest = sum of squares of
-        // the rest. A gap below EXP_MIN contributes exactly 0 (its clamped value keeps the
-        // tilt's product finite when the gap overflows).
-        let mut rest = [T::ZERO; W];
-        let mut tilt = [T::ZERO; W];
-        let mut sq_rest = [T::ZERO; W];
-        for k in 0..cols {
-            let kf = T::from_u32(k as u32);
-            let z = chunk(zt, k, c);
-            for l in 0..W {
-                let gap = z[l] - max[l];
-                let d = gap.max_(T::EXP_MIN);
-                let e = d.exp_in_range_with::<FMA>();
-                let e = if gap < T::EXP_MIN { T::ZERO } else { e };
-                let e_other = if kf != arg[l] { e } else { T::ZERO };
-                rest[l] = rest[l] + e_other;
-                sq_rest[l] = e_other.mul_add_(e_other, sq_rest[l]);
-                tilt[l] = (-e).mul_add_(d, tilt[l]);
-            }
+    }
+    // Pass 2: rest = sum of exp(z - max) over all classes but the (first) argmax, whose
+    // term is exactly 1; tilt = sum of exp(z - max) (max - z); sq_rest = sum of squares of
+    // the rest. A gap below EXP_MIN contributes exactly 0 (its clamped value keeps the
+    // tilt's product finite when the gap overflows).
+    let mut rest = [T::ZERO; GROUP];
+    let mut tilt = [T::ZERO; GROUP];
+    let mut sq_rest = [T::ZERO; GROUP];
+    for k in 0..cols {
+        let kf = T::from_u32(k as u32);
+        let z = class_lanes(zt, k);
+        for l in 0..GROUP {
+            let gap = z[l] - max[l];
+            let d = gap.max_(T::EXP_MIN);
+            let e = d.exp_in_range_with::<FMA>();
+            let e = if gap < T::EXP_MIN { T::ZERO } else { e };
+            let e_other = if kf != arg[l] { e } else { T::ZERO };
+            rest[l] = rest[l] + e_other;
+            sq_rest[l] = e_other.mul_add_(e_other, sq_rest[l]);
+            tilt[l] = (-e).mul_add_(d, tilt[l]);
         }
-        // Per-row finish in the input's precision (every exponential of the row already is);
-        // only the results are widened to f64 for accumulation.
-        for l in 0..W {
-            let is_arg = goldf[l] == arg[l];
-            let rest = rest[l];
-            let s = T::ONE + rest;
-            let inv_s = T::ONE / s;
-            // ln(1 + rest) = ln(s) + (the rounding error of s) / s, to working precision.
-            let ln_s = s.ln_with::<FMA>() + (rest - (s - T::ONE)) * inv_s;
-            let gap = max[l] - z_gold[l];
-            let eg = if is_arg { T::ONE } else { (-gap).exp_with::<FMA>() };
-            // 1 - p(gold) and the squares of the other classes, without cancellation.
-            let others = rest + (T::ONE - eg);
-            let sq_other = sq_rest[l] + if is_arg { T::ZERO } else { T::ONE - eg * eg };
-            let one_minus_g = others * inv_s;
-            let o = c + l;
-            out.gold_prob[o] = eg * inv_s;
-            out.gold_value[o] = z_gold[l];
-            out.max_other[o] = max_other[l];
-            out.el2n[o] = (one_minus_g * one_minus_g + sq_other * inv_s * inv_s).sqrt();
-            out.loss_a[o] = ln_s;
-            out.loss_b[o] = gap;
-            out.entropy[o] = ln_s + tilt[l] * inv_s;
-            out.pred[o] = arg[l].to_u32();
-            out.flagged[o] = !sum[l].is_finite();
-        }
+    }
+    // Per-row finish in the input's precision (every exponential of the row already is);
+    // only the results are widened to f64 for accumulation.
+    for l in 0..GROUP {
+        let is_arg = goldf[l] == arg[l];
+        let rest = rest[l];
+        let s = T::ONE + rest;
+        let inv_s = T::ONE / s;
+        // ln(1 + rest) = ln(s) + (the rounding error of s) / s, to working precision.
+        let ln_s = s.ln_with::<FMA>() + (rest - (s - T::ONE)) * inv_s;
+        let gap = max[l] - z_gold[l];
+        let eg = if is_arg { T::ONE } else { (-gap).exp_with::<FMA>() };
+        // 1 - p(gold) and the squares of the other classes, without cancellation.
+        let others = rest + (T::ONE - eg);
+        let sq_other = sq_rest[l] + if is_arg { T::ZERO } else { T::ONE - eg * eg };
+        let one_minus_g = others * inv_s;
+        out.gold_prob[l] = eg * inv_s;
+        out.gold_value[l] = z_gold[l];
+        out.max_other[l] = max_other[l];
+        out.el2n[l] = (one_minus_g * one_minus_g + sq_other * inv_s * inv_s).sqrt();
+        out.loss_a[l] = ln_s;
+        out.loss_b[l] = gap;
+        out.entropy[l] = ln_s + tilt[l] * inv_s;
+        out.pred[l] = arg[l].to_u32();
+        out.flagged[l] = !sum[l].is_finite();
     }
 }
 
 #[inline(always)]
 fn observe_probs<T: Real, const FMA: bool>(zt: &[T], cols: usize, gold: &[u32; GROUP], out: &mut Lanes<T>) {
     let tol = T::from_f64(prob_sum_tolerance::<T>(cols));
-    for c in (0..GROUP).step_by(W) {
-        let mut sum = [T::ZERO; W];
-        let mut max = [T::NEG_INFINITY; W];
-        let mut arg = [T::ZERO; W];
-        let mut max_other = [T::NEG_INFINITY; W];
-        let mut lowest = [T::ONE; W];
-        let mut entropy = [T::ZERO; W];
-        let mut sq_other = [T::ZERO; W];
-        let mut gp = [T::ZERO; W];
-        let goldf = gold_lanes::<T>(gold, c);
-        for k in 0..cols {
-            let kf = T::from_u32(k as u32);
-            let z = chunk(zt, k, c);
-            for l in 0..W {
-                let v = z[l];
-                track(v, kf, goldf[l], &mut sum[l], &mut gp[l], &mut max_other[l], &mut max[l], &mut arg[l]);
-                lowest[l] = if v < lowest[l] { v } else { lowest[l] };
-                // The other classes' squares, summed without cancellation.
-                let v_other = if kf == goldf[l] { T::ZERO } else { v };
-                sq_other[l] = v_other.mul_add_(v_other, sq_other[l]);
-                // 0 ln 0 = 0; subnormal p contribute less than 1e-36 and are outside ln_fast's domain.
-                let plogp = if v >= T::MIN_POSITIVE { v * v.ln_with::<FMA>() } else { T::ZERO };
-                entropy[l] = entropy[l] - plogp;
-            }
+    let mut sum = [T::ZERO; GROUP];
+    let mut max = [T::NEG_INFINITY; GROUP];
+    let mut arg = [T::ZERO; GROUP];
+    let mut max_other = [T::NEG_INFINITY; GROUP];
+    let mut lowest = [T::ONE; GROUP];
+    let mut entropy = [T::ZERO; GROUP];
+    let mut sq_other = [T::ZERO; GROUP];
+    let mut gp = [T::ZERO; GROUP];
+    let goldf = gold_lanes::<T>(gold);
+    for k in 0..cols {
+        let kf = T::from_u32(k as u32);
+        let z = class_lanes(zt, k);
+        for l in 0..GROUP {
+            let v = z[l];
+            track(v, kf, goldf[l], &mut sum[l], &mut gp[l], &mut max_other[l], &mut max[l], &mut arg[l]);
+            lowest[l] = if v < lowest[l] { v } else { lowest[l] };
+            // The other classes' squares, summed without cancellation.
+            let v_other = if kf == goldf[l] { T::ZERO } else { v };
+            sq_other[l] = v_other.mul_add_(v_other, sq_other[l]);
+            // 0 ln 0 = 0; subnormal p contribute less than 1e-36 and are outside ln_fast's domain.
+            let plogp = if v >= T::MIN_POSITIVE { v * v.ln_with::<FMA>() } else { T::ZERO };
+            entropy[l] = entropy[l] - plogp;
         }
-        for l in 0..W {
-            let gp = gp[l];
-            let one_minus_g = T::ONE - gp;
-            let sum_off = sum[l] - T::ONE;
-            let o = c + l;
-            out.gold_prob[o] = gp;
-            out.gold_value[o] = gp;
-            out.max_other[o] = max_other[l];
-            out.el2n[o] = (one_minus_g * one_minus_g + sq_other[l]).sqrt();
-            out.loss_a[o] = -(gp.max_(T::EPSILON).ln_with::<FMA>());
-            out.loss_b[o] = T::ZERO;
-            out.entropy[o] = entropy[l];
-            out.pred[o] = arg[l].to_u32();
-            // A non-finite value makes the sum non-finite, and the comparison false.
-            let sums_to_one = sum_off <= tol && -sum_off <= tol;
-            out.flagged[o] = !sums_to_one || lowest[l] < T::ZERO || max[l] > T::ONE;
-        }
+    }
+    for l in 0..GROUP {
+        let gp = gp[l];
+        let one_minus_g = T::ONE - gp;
+        let sum_off = sum[l] - T::ONE;
+        out.gold_prob[l] = gp;
+        out.gold_value[l] = gp;
+        out.max_other[l] = max_other[l];
+        out.el2n[l] = (one_minus_g * one_minus_g + sq_other[l]).sqrt();
+        out.loss_a[l] = -(gp.max_(T::EPSILON).ln_with::<FMA>());
+        out.loss_b[l] = T::ZERO;
+        out.entropy[l] = entropy[l];
+        out.pred[l] = arg[l].to_u32();
+        // A non-finite value makes the sum non-finite, and the comparison false.
+        let sums_to_one = sum_off <= tol && -sum_off <= tol;
+        out.flagged[l] = !sums_to_one || lowest[l] < T::ZERO || max[l] > T::ONE;
     }
 }
 
