@@ -427,48 +427,55 @@ fn class_lanes<T: Real>(zt: &[T], k: usize) -> &[T; GROUP] {
     zt[k * GROUP..(k + 1) * GROUP].try_into().expect("GROUP lanes per class")
 }
 
-/// The gold classes of the lanes, as floats to compare with the class index.
-#[inline(always)]
-fn gold_lanes<T: Real>(gold: &[u32; GROUP]) -> [T; GROUP] {
-    let mut goldf = [T::ZERO; GROUP];
-    for l in 0..GROUP {
-        goldf[l] = T::from_u32(gold[l]);
-    }
-    goldf
+/// The first pass's running values per lane, shared by both kinds: the plain sum (finite
+/// exactly when no value is infinite or NaN, unless it overflows: a false alarm that the
+/// caller's row check clears), the gold value, the largest value of the other classes, and the
+/// maximum with its first argmax (ties keep the earlier class).
+struct FirstPass<T> {
+    goldf: [T; GROUP],
+    sum: [T; GROUP],
+    gold: [T; GROUP],
+    max_other: [T; GROUP],
+    max: [T; GROUP],
+    arg: [T; GROUP],
 }
 
-/// The first pass's per-value step, one lane, shared by both kinds: the plain sum (finite
-/// exactly when no value is infinite or NaN, unless it overflows: a false alarm that the
-/// caller's row check clears), the gold value, the largest value of the other classes, and
-/// the maximum with its first argmax (ties keep the earlier class).
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn track<T: Real>(v: T, kf: T, goldf: T, sum: &mut T, gold: &mut T, max_other: &mut T, max: &mut T, arg: &mut T) {
-    *sum = *sum + v;
-    let is_gold = kf == goldf;
-    *gold = if is_gold { v } else { *gold };
-    *max_other = if is_gold { *max_other } else { max_other.max_(v) };
-    let greater = v > *max;
-    *max = if greater { v } else { *max };
-    *arg = if greater { kf } else { *arg };
+impl<T: Real> FirstPass<T> {
+    #[inline(always)]
+    fn new(gold: &[u32; GROUP]) -> Self {
+        let mut goldf = [T::ZERO; GROUP];
+        for l in 0..GROUP {
+            goldf[l] = T::from_u32(gold[l]);
+        }
+        let (zero, low) = ([T::ZERO; GROUP], [T::NEG_INFINITY; GROUP]);
+        FirstPass { goldf, sum: zero, gold: zero, max_other: low, max: low, arg: zero }
+    }
+
+    /// Takes class `kf`'s value `v` in lane `l`.
+    #[inline(always)]
+    fn take(&mut self, l: usize, kf: T, v: T) {
+        self.sum[l] = self.sum[l] + v;
+        let is_gold = kf == self.goldf[l];
+        self.gold[l] = if is_gold { v } else { self.gold[l] };
+        self.max_other[l] = if is_gold { self.max_other[l] } else { self.max_other[l].max_(v) };
+        let greater = v > self.max[l];
+        self.max[l] = if greater { v } else { self.max[l] };
+        self.arg[l] = if greater { kf } else { self.arg[l] };
+    }
 }
 
 #[inline(always)]
 fn observe_logits<T: Real, const FMA: bool>(zt: &[T], cols: usize, gold: &[u32; GROUP], out: &mut Lanes<T>) {
-    // Pass 1: see `track`.
-    let mut max = [T::NEG_INFINITY; GROUP];
-    let mut arg = [T::ZERO; GROUP];
-    let mut z_gold = [T::ZERO; GROUP];
-    let mut max_other = [T::NEG_INFINITY; GROUP];
-    let mut sum = [T::ZERO; GROUP];
-    let goldf = gold_lanes::<T>(gold);
+    // Pass 1: see `FirstPass`.
+    let mut first = FirstPass::new(gold);
     for k in 0..cols {
         let kf = T::from_u32(k as u32);
         let z = class_lanes(zt, k);
-        for l in 0..GROUP {
-            track(z[l], kf, goldf[l], &mut sum[l], &mut z_gold[l], &mut max_other[l], &mut max[l], &mut arg[l]);
+        for (l, &v) in z.iter().enumerate() {
+            first.take(l, kf, v);
         }
     }
+    let FirstPass { goldf, sum, gold: z_gold, max_other, max, arg } = first;
     // Pass 2: rest = sum of exp(z - max) over all classes but the (first) argmax, whose
     // term is exactly 1; tilt = sum of exp(z - max) (max - z); sq_rest = sum of squares of
     // the rest. A gap below EXP_MIN contributes exactly 0 (its clamped value keeps the
@@ -520,30 +527,26 @@ fn observe_logits<T: Real, const FMA: bool>(zt: &[T], cols: usize, gold: &[u32; 
 #[inline(always)]
 fn observe_probs<T: Real, const FMA: bool>(zt: &[T], cols: usize, gold: &[u32; GROUP], out: &mut Lanes<T>) {
     let tol = T::from_f64(prob_sum_tolerance::<T>(cols));
-    let mut sum = [T::ZERO; GROUP];
-    let mut max = [T::NEG_INFINITY; GROUP];
-    let mut arg = [T::ZERO; GROUP];
-    let mut max_other = [T::NEG_INFINITY; GROUP];
+    let mut first = FirstPass::new(gold);
     let mut lowest = [T::ONE; GROUP];
     let mut entropy = [T::ZERO; GROUP];
     let mut sq_other = [T::ZERO; GROUP];
-    let mut gp = [T::ZERO; GROUP];
-    let goldf = gold_lanes::<T>(gold);
     for k in 0..cols {
         let kf = T::from_u32(k as u32);
         let z = class_lanes(zt, k);
         for l in 0..GROUP {
             let v = z[l];
-            track(v, kf, goldf[l], &mut sum[l], &mut gp[l], &mut max_other[l], &mut max[l], &mut arg[l]);
+            first.take(l, kf, v);
             lowest[l] = if v < lowest[l] { v } else { lowest[l] };
             // The other classes' squares, summed without cancellation.
-            let v_other = if kf == goldf[l] { T::ZERO } else { v };
+            let v_other = if kf == first.goldf[l] { T::ZERO } else { v };
             sq_other[l] = v_other.mul_add_(v_other, sq_other[l]);
             // 0 ln 0 = 0; subnormal p contribute less than 1e-36 and are outside ln_fast's domain.
             let plogp = if v >= T::MIN_POSITIVE { v * v.ln_with::<FMA>() } else { T::ZERO };
             entropy[l] = entropy[l] - plogp;
         }
     }
+    let FirstPass { sum, gold: gp, max_other, max, arg, .. } = first;
     for l in 0..GROUP {
         let gp = gp[l];
         let one_minus_g = T::ONE - gp;
