@@ -8,7 +8,7 @@
 //! in a structure-of-arrays [`RunState`] that is folded into the per-example states at the end.
 
 use crate::error::{Error, Result};
-use crate::math::Real;
+use crate::math::{Real, mul_add_with};
 use crate::options::{Kind, NanPolicy};
 use crate::state::{ExampleState, NONE, Observation};
 use multiversion::multiversion;
@@ -493,8 +493,8 @@ fn observe_logits<T: Real, const FMA: bool>(zt: &[T], cols: usize, gold: &[u32; 
             let e = if gap < T::EXP_MIN { T::ZERO } else { e };
             let e_other = if kf != arg[l] { e } else { T::ZERO };
             rest[l] = rest[l] + e_other;
-            sq_rest[l] = e_other.mul_add_(e_other, sq_rest[l]);
-            tilt[l] = (-e).mul_add_(d, tilt[l]);
+            sq_rest[l] = mul_add_with::<T, FMA>(e_other, e_other, sq_rest[l]);
+            tilt[l] = mul_add_with::<T, FMA>(-e, d, tilt[l]);
         }
     }
     // Per-row finish in the input's precision (every exponential of the row already is);
@@ -540,7 +540,7 @@ fn observe_probs<T: Real, const FMA: bool>(zt: &[T], cols: usize, gold: &[u32; G
             lowest[l] = if v < lowest[l] { v } else { lowest[l] };
             // The other classes' squares, summed without cancellation.
             let v_other = if kf == first.goldf[l] { T::ZERO } else { v };
-            sq_other[l] = v_other.mul_add_(v_other, sq_other[l]);
+            sq_other[l] = mul_add_with::<T, FMA>(v_other, v_other, sq_other[l]);
             // 0 ln 0 = 0; subnormal p contribute less than 1e-36 and are outside ln_fast's domain.
             let plogp = if v >= T::MIN_POSITIVE { v * v.ln_with::<FMA>() } else { T::ZERO };
             entropy[l] = entropy[l] - plogp;

@@ -306,6 +306,13 @@ pub fn ln_1p<T: Real>(x: T) -> T {
     ln_1p_with::<T, false>(x)
 }
 
+/// `a * b + c`, fused when `FMA` (only for code compiled with FMA enabled: elsewhere a fused
+/// multiply-add is a call into libm, which is slow and stops vectorization).
+#[inline(always)]
+pub fn mul_add_with<T: Real, const FMA: bool>(a: T, b: T, c: T) -> T {
+    if FMA { a.mul_add_(b, c) } else { a * b + c }
+}
+
 /// [`ln_1p`] with fused multiply-adds when `FMA` (see [`Real::exp_with`]).
 #[inline(always)]
 pub fn ln_1p_with<T: Real, const FMA: bool>(x: T) -> T {
