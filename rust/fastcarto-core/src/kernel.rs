@@ -8,7 +8,7 @@
 //! in a structure-of-arrays [`RunState`] that is folded into the per-example states at the end.
 
 use crate::error::{Error, Result};
-use crate::math::{Real, mul_add_with};
+use crate::math::{Real, ln_1p_from, mul_add_with};
 use crate::options::{Kind, NanPolicy};
 use crate::state::{ExampleState, NONE, Observation};
 use multiversion::multiversion;
@@ -504,8 +504,7 @@ fn observe_logits<T: Real, const FMA: bool>(zt: &[T], cols: usize, gold: &[u32; 
         let rest = rest[l];
         let s = T::ONE + rest;
         let inv_s = T::ONE / s;
-        // ln(1 + rest) = ln(s) + (the rounding error of s) / s, to working precision.
-        let ln_s = s.ln_with::<FMA>() + (rest - (s - T::ONE)) * inv_s;
+        let ln_s = ln_1p_from::<T, FMA>(rest, s, inv_s);
         let gap = max[l] - z_gold[l];
         let eg = if is_arg { T::ONE } else { (-gap).exp_with::<FMA>() };
         // 1 - p(gold) and the squares of the other classes, without cancellation.

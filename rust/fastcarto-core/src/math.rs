@@ -300,7 +300,7 @@ impl Real for f64 {
     }
 }
 
-/// `ln(1 + x)` for `x >= 0`, accurate also for tiny `x` (Goldberg's trick).
+/// `ln(1 + x)` for `x >= 0`, accurate also for tiny `x`.
 #[inline(always)]
 pub fn ln_1p<T: Real>(x: T) -> T {
     ln_1p_with::<T, false>(x)
@@ -317,12 +317,15 @@ pub fn mul_add_with<T: Real, const FMA: bool>(a: T, b: T, c: T) -> T {
 #[inline(always)]
 pub fn ln_1p_with<T: Real, const FMA: bool>(x: T) -> T {
     let u = T::ONE + x;
-    let d = u - T::ONE;
-    // When 1 + x rounds to 1, ln(1 + x) == x to working precision.
-    let tiny = d == T::ZERO;
-    let safe_d = if tiny { T::ONE } else { d };
-    let v = u.ln_with::<FMA>() * (x / safe_d);
-    if tiny { x } else { v }
+    ln_1p_from::<T, FMA>(x, u, T::ONE / u)
+}
+
+/// `ln(1 + x)` from `u = 1 + x` (rounded) and `inv_u = 1 / u`, which a softmax already has:
+/// `ln(u)` plus the rounding error of `u` over `u`, `(x - (u - 1)) / u`, to working precision
+/// (exactly `x` when `u` rounds to 1).
+#[inline(always)]
+pub fn ln_1p_from<T: Real, const FMA: bool>(x: T, u: T, inv_u: T) -> T {
+    u.ln_with::<FMA>() + (x - (u - T::ONE)) * inv_u
 }
 
 #[cfg(test)]
