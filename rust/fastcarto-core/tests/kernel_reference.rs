@@ -285,6 +285,21 @@ proptest! {
         kernel_matches_reference::<f32>(&case, &mask, threads)?;
     }
 
+    /// Long runs (60 to 140 epochs: counters and Welford weights far past the short cases'),
+    /// with omitted rows arriving at any epoch.
+    #[test]
+    fn long_runs_match_reference(
+        case in case(Dims { min_e: 60, max_e: 140, max_n: 140, max_c: 4, ..Dims::default() }),
+        mask in proptest::collection::vec(proptest::bool::weighted(0.9), 12),
+        f32_input: bool,
+    ) {
+        if f32_input {
+            kernel_matches_reference::<f32>(&case, &mask, 1)?;
+        } else {
+            kernel_matches_reference::<f64>(&case, &mask, 1)?;
+        }
+    }
+
     /// One non-finite value, policy raise: the error names its epoch number, its example and the
     /// value. Without it (or with it in an unselected epoch) the run goes through.
     #[test]
