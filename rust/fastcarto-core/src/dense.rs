@@ -96,9 +96,31 @@ pub fn accumulate<T: Real>(
     state.slots_mut().par_chunks_mut(BLOCK).enumerate().try_for_each_init(
         || (Vec::new(), RunState::default()),
         |(scratch, run), (b, slots)| {
-            fold_block(kind, nan_policy, epochs, cols, labels, b * BLOCK, slots, per, allow, scratch, run)
+            fold_block(
+                kind,
+                nan_policy,
+                epochs,
+                cols,
+                labels,
+                b * BLOCK,
+                slots,
+                per,
+                Fold::Merge { allow },
+                scratch,
+                run,
+            )
         },
     )
+}
+
+/// What [`fold_block`] does with the states it computes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Fold {
+    /// Merges them into the slots' states (`allow` label changes, as [`ExampleState::merge`]).
+    Merge { allow: bool },
+    /// Writes them over the slots, whose contents are not read: the same states as merging
+    /// into empty ones, without the merge's checks and copies (a one-shot table's scratch).
+    Overwrite,
 }
 
 /// Folds every epoch of slots `lo..lo + slots.len()` into `slots`: one block's work, its run
@@ -113,7 +135,7 @@ pub(crate) fn fold_block<T: Real>(
     lo: usize,
     slots: &mut [ExampleState],
     per: u64,
-    allow: bool,
+    fold: Fold,
     scratch: &mut Vec<T>,
     run: &mut RunState,
 ) -> Result<()> {
@@ -124,9 +146,19 @@ pub(crate) fn fold_block<T: Real>(
         fold_epoch(kind, nan_policy, ev.epoch, &ev.values[lo * cols..hi * cols], cols, labels, run, lo as u64, scratch)
             .map_err(|e| e.slot_to_example(per))?;
     }
-    for (i, slot) in slots.iter_mut().enumerate() {
-        let seen = run.example(i, labels[i]);
-        *slot = ExampleState::merge(lo as u64 + i as u64, slot, &seen, allow).map_err(|e| e.slot_to_example(per))?;
+    match fold {
+        Fold::Overwrite => {
+            for (i, slot) in slots.iter_mut().enumerate() {
+                *slot = run.example(i, labels[i]);
+            }
+        }
+        Fold::Merge { allow } => {
+            for (i, slot) in slots.iter_mut().enumerate() {
+                let seen = run.example(i, labels[i]);
+                *slot = ExampleState::merge(lo as u64 + i as u64, slot, &seen, allow)
+                    .map_err(|e| e.slot_to_example(per))?;
+            }
+        }
     }
     Ok(())
 }

@@ -173,7 +173,7 @@ pub fn compute_dense_table<T: Real>(
                     lo,
                     block,
                     per,
-                    false,
+                    dense::Fold::Overwrite,
                     &mut scratch,
                     &mut run,
                 )?;

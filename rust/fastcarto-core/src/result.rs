@@ -54,7 +54,8 @@ enum Buf<F, I, B> {
 type Owned = Buf<Vec<f64>, Vec<i64>, Vec<bool>>;
 type Share<'b> = Buf<&'b mut [f64], &'b mut [i64], &'b mut [bool]>;
 
-/// Fills the states of slots `range` (one task's share) into the buffer.
+/// Writes the states of slots `range` (one task's share) over the buffer, whose contents
+/// (a previous share's states) it must not read.
 pub(crate) type Fill<'a> = dyn Fn(std::ops::Range<usize>, &mut [ExampleState]) -> Result<()> + Sync + 'a;
 
 /// Where the table's states come from: a whole state, or computed task by task and never
@@ -249,7 +250,7 @@ fn fill_chunks(
             Source::Ready(slots) => &slots[range],
             Source::Consumed(consumed) => consumed.slice(range),
             Source::Computed { fill, .. } => {
-                buf.clear();
+                // Sized, not cleared: `fill` writes every state.
                 buf.resize(range.len(), ExampleState::EMPTY);
                 fill(range, buf)?;
                 buf

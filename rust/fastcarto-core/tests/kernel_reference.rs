@@ -364,30 +364,6 @@ proptest! {
 // Larger runs: several threads, several blocks
 // -------------------------------------------------------------------------------------------------
 
-/// A deterministic pseudo-random run (splitmix64), with rows of every style.
-fn big_case(seed: u64, e: usize, n: usize, task: Task, kind: Kind, with_nan: bool) -> Case {
-    let mut x = seed;
-    let mut next = move || {
-        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = x;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    };
-    let c = task.output_columns() as usize;
-    let labels: Vec<i64> =
-        (0..n * task.slots_per_example() as usize).map(|_| (next() % task.label_values() as u64) as i64).collect();
-    let seeds: Vec<RowSeed> = (0..e * n)
-        .map(|_| RowSeed {
-            style: (next() % N_STYLES as u64) as u8,
-            raw: (0..c).map(|_| (next() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0).collect(),
-            k: (next() % c as u64) as usize,
-            bad: (next() % 24) as u8,
-        })
-        .collect();
-    build_case(e, n, c, task, kind, with_nan, labels, &seeds)
-}
-
 fn big_cases() -> Vec<Case> {
     vec![
         big_case(1, 2, 20_000, Task::MultiClass { n_classes: 3 }, Kind::Logits, false),

@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use fastcarto_core::math::Real;
-use fastcarto_core::{Compat, FinalizeOptions, compute_dense, compute_dense_table, finalize};
+use fastcarto_core::{Compat, FinalizeOptions, Kind, Task, compute_dense, compute_dense_table, finalize};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
@@ -69,5 +69,23 @@ proptest! {
         case in case(Dims::default()), subset in 1u16.., threads in 1usize..4, which in 0usize..6, ddof in 0u32..2,
     ) {
         same_table::<f64>(&case, subset, threads, COMPATS[which], ddof)?;
+    }
+}
+
+/// Many table chunks (the one-pass table reuses each task's buffer of states from chunk to
+/// chunk, overwriting it), omitted rows included, one thread and several.
+#[test]
+fn one_pass_table_over_many_chunks() {
+    let cases = [
+        big_case(11, 3, 70_000, Task::MultiClass { n_classes: 3 }, Kind::Logits, true),
+        big_case(12, 2, 40_000, Task::MultiClass { n_classes: 4 }, Kind::Probs, true),
+    ];
+    for case in &cases {
+        for threads in [1, 2] {
+            for compat in [None, Some(Compat::Cartography)] {
+                same_table::<f32>(case, 0b111, threads, compat, 0).unwrap();
+            }
+        }
+        same_table::<f64>(case, 0b101, 1, None, 0).unwrap();
     }
 }

@@ -276,6 +276,30 @@ pub fn build_case(
 
 pub const F64_NAMES: [&str; 6] = ["mean", "m2", "sum_margin", "sum_el2n", "sum_loss", "sum_entropy"];
 
+/// A deterministic pseudo-random run (splitmix64), with rows of every style.
+pub fn big_case(seed: u64, e: usize, n: usize, task: Task, kind: Kind, with_nan: bool) -> Case {
+    let mut x = seed;
+    let mut next = move || {
+        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let c = task.output_columns() as usize;
+    let labels: Vec<i64> =
+        (0..n * task.slots_per_example() as usize).map(|_| (next() % task.label_values() as u64) as i64).collect();
+    let seeds: Vec<RowSeed> = (0..e * n)
+        .map(|_| RowSeed {
+            style: (next() % N_STYLES as u64) as u8,
+            raw: (0..c).map(|_| (next() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0).collect(),
+            k: (next() % c as u64) as usize,
+            bad: (next() % 24) as u8,
+        })
+        .collect();
+    build_case(e, n, c, task, kind, with_nan, labels, &seeds)
+}
+
 pub fn floats(s: &ExampleState) -> [f64; 6] {
     [s.mean, s.m2, s.sum_margin, s.sum_el2n, s.sum_loss, s.sum_entropy]
 }
