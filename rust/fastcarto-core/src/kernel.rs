@@ -147,11 +147,24 @@ impl<T: Real> Lanes<T> {
     fn loss(&self, l: usize) -> f64 {
         self.loss_a[l].to_f64() + self.loss_b[l].to_f64()
     }
+
+    /// Lane `l`'s observation, widened to `f64`.
+    #[inline(always)]
+    pub(crate) fn observation(&self, l: usize) -> Observation {
+        Observation {
+            gold_prob: self.gold_prob[l].to_f64(),
+            margin: self.margin(l),
+            el2n: self.el2n[l].to_f64(),
+            loss: self.loss(l),
+            entropy: self.entropy[l].to_f64(),
+            pred: self.pred[l],
+        }
+    }
 }
 
 /// Where [`fold_epoch`] puts each group's per-row results: folded into a run of examples'
-/// states ([`RunState`], the dense path), or kept row by row ([`Observations`], for long tables
-/// whose rows are scattered to examples afterwards).
+/// states ([`RunState`], the dense path), or routed row by row towards their examples (the
+/// long tables' `keyed::Routing`).
 pub(crate) trait Sink {
     /// Rows `start..start + g` of the call, lane `l` being row `start + l`; `keep[l]` is false
     /// for an observation omitted under `nan_policy="omit"`, and `keep` is `None` when every
@@ -181,104 +194,6 @@ impl Sink for RunState {
         match keep {
             None => update_run::<T, true>(self, start, g, epoch, gold, o, &[true; GROUP]),
             Some(keep) => update_run::<T, false>(self, start, g, epoch, gold, o, keep),
-        }
-    }
-}
-
-/// One epoch's observation of each row, structure of arrays, in row order.
-#[derive(Default)]
-pub(crate) struct Observations {
-    pub gold_prob: Vec<f64>,
-    pub margin: Vec<f64>,
-    pub el2n: Vec<f64>,
-    pub loss: Vec<f64>,
-    pub entropy: Vec<f64>,
-    pub pred: Vec<u32>,
-    /// False where the row was omitted (`nan_policy="omit"`).
-    pub keep: Vec<bool>,
-}
-
-impl Observations {
-    /// Sized for `len` rows (contents are overwritten by [`fold_epoch`]).
-    pub(crate) fn reset(&mut self, len: usize) {
-        for v in [&mut self.gold_prob, &mut self.margin, &mut self.el2n, &mut self.loss, &mut self.entropy] {
-            v.resize(len, 0.0);
-        }
-        self.pred.resize(len, 0);
-        self.keep.resize(len, false);
-    }
-
-    /// Row `i`'s observation (meaningless where `keep[i]` is false).
-    #[inline(always)]
-    pub(crate) fn row(&self, i: usize) -> Observation {
-        Observation {
-            gold_prob: self.gold_prob[i],
-            margin: self.margin[i],
-            el2n: self.el2n[i],
-            loss: self.loss[i],
-            entropy: self.entropy[i],
-            pred: self.pred[i],
-        }
-    }
-
-    /// Consecutive parts of `chunk` rows, each the sink of one call of [`fold_epoch`], so
-    /// parallel callers fill their own rows.
-    pub(crate) fn parts(&mut self, chunk: usize) -> Vec<ObservationsPart<'_>> {
-        let mut out = Vec::new();
-        let Observations { gold_prob, margin, el2n, loss, entropy, pred, keep } = self;
-        let mut it = (
-            gold_prob.chunks_mut(chunk),
-            margin.chunks_mut(chunk),
-            el2n.chunks_mut(chunk),
-            loss.chunks_mut(chunk),
-            entropy.chunks_mut(chunk),
-            pred.chunks_mut(chunk),
-            keep.chunks_mut(chunk),
-        );
-        while let (Some(gold_prob), Some(margin), Some(el2n), Some(loss), Some(entropy), Some(pred), Some(keep)) =
-            (it.0.next(), it.1.next(), it.2.next(), it.3.next(), it.4.next(), it.5.next(), it.6.next())
-        {
-            out.push(ObservationsPart { gold_prob, margin, el2n, loss, entropy, pred, keep });
-        }
-        out
-    }
-}
-
-/// A run of consecutive rows of [`Observations`].
-pub(crate) struct ObservationsPart<'a> {
-    gold_prob: &'a mut [f64],
-    margin: &'a mut [f64],
-    el2n: &'a mut [f64],
-    loss: &'a mut [f64],
-    entropy: &'a mut [f64],
-    pred: &'a mut [u32],
-    keep: &'a mut [bool],
-}
-
-impl Sink for ObservationsPart<'_> {
-    #[inline(always)]
-    fn take<T: Real>(
-        &mut self,
-        start: usize,
-        g: usize,
-        _epoch: u32,
-        _gold: &[u32; GROUP],
-        o: &Lanes<T>,
-        keep: Option<&[bool; GROUP]>,
-    ) {
-        let r = start..start + g;
-        for l in 0..g {
-            let i = start + l;
-            self.gold_prob[i] = o.gold_prob[l].to_f64();
-            self.margin[i] = o.margin(l);
-            self.el2n[i] = o.el2n[l].to_f64();
-            self.loss[i] = o.loss(l);
-            self.entropy[i] = o.entropy[l].to_f64();
-        }
-        self.pred[r.clone()].copy_from_slice(&o.pred[..g]);
-        match keep {
-            None => self.keep[r].fill(true),
-            Some(keep) => self.keep[r].copy_from_slice(&keep[..g]),
         }
     }
 }

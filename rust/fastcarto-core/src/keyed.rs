@@ -11,7 +11,7 @@
 
 use crate::dense::validate_labels;
 use crate::error::{Error, Example, Result};
-use crate::kernel::{Observations, fold_epoch};
+use crate::kernel::{GROUP, Lanes, Sink, fold_epoch};
 use crate::long::{Ids, LongBatch, Outputs};
 use crate::math::Real;
 use crate::options::{Kind, NanPolicy, Task};
@@ -71,14 +71,14 @@ pub struct KeyedState {
     present: u64,
     epochs: BTreeSet<u32>,
     rows: u64,
-    /// Scratch: the current batch's per-row observations, in row order and routed to their
-    /// slots' blocks (kept to reuse the allocations).
-    observations: Observations,
+    /// Scratch: the current batch's per-row observations, routed to their slots' blocks (kept
+    /// to reuse the allocations).
     parts: Vec<Part>,
 }
 
-/// Rows routed together by one task of [`KeyedState::scatter`].
-const PART: usize = 1 << 15;
+/// Rows observed and routed together by one task of [`KeyedState::scatter`] (several per batch,
+/// so that many threads share a batch's kernel work).
+const PART: usize = 1 << 13;
 
 /// A run of `PART` rows of a batch, sorted by block of `BUCKET` slots.
 #[derive(Default)]
@@ -90,11 +90,11 @@ struct Part {
 }
 
 impl Part {
-    /// Counting sort of rows `first..first + slots.len()` by block: each row's observation is
-    /// moved, as one cache line, next to the other rows of its block, so that each chunk of
-    /// the state then reads its rows front to back and visits its states block by block (a
-    /// block's states fit in L2) ...
-    fn route(&mut self, first: usize, slots: &[u32], labels: &[u32], obs: &Observations, n_buckets: usize) {
+    /// Counting sort of the rows by block of slots (`slots[i]` is row `i`'s): sets where each
+    /// block's rows go. The kernel then writes each row's observation, as one cache line, next to
+    /// the other rows of its block ([`Routing`]), so that each chunk of the state reads its rows
+    /// front to back and visits its states block by block (a block's states fit in L2) ...
+    fn sort(&mut self, slots: &[u32], n_buckets: usize) {
         self.start.clear();
         self.start.resize(n_buckets + 1, 0);
         for &s in slots {
@@ -107,12 +107,41 @@ impl Part {
         if self.routed.len() < slots.len() {
             self.routed.resize(slots.len(), Routed::EMPTY);
         }
-        for (i, &slot) in slots.iter().enumerate() {
-            let row = first + i;
+    }
+}
+
+/// The kernel's sink for rows `first..first + slots.len()` of a batch: each row's observation
+/// goes straight to its place in the [`Part`] (no row-order copy in between).
+struct Routing<'a> {
+    part: &'a mut Part,
+    slots: &'a [u32],
+    first: usize,
+}
+
+impl Sink for Routing<'_> {
+    #[inline(always)]
+    fn take<T: Real>(
+        &mut self,
+        start: usize,
+        g: usize,
+        _epoch: u32,
+        gold: &[u32; GROUP],
+        o: &Lanes<T>,
+        keep: Option<&[bool; GROUP]>,
+    ) {
+        for l in 0..g {
+            let i = start + l;
+            let slot = self.slots[i];
             let b = (slot >> BUCKET_BITS) as usize;
-            self.routed[self.fill[b] as usize] =
-                Routed { obs: obs.row(row), slot, row: row as u32, label: labels[i], keep: obs.keep[row] };
-            self.fill[b] += 1;
+            let at = self.part.fill[b] as usize;
+            self.part.routed[at] = Routed {
+                obs: o.observation(l),
+                slot,
+                row: (self.first + i) as u32,
+                label: gold[l],
+                keep: keep.is_none_or(|k| k[l]),
+            };
+            self.part.fill[b] += 1;
         }
     }
 }
@@ -156,7 +185,6 @@ impl KeyedState {
             present: 0,
             epochs: BTreeSet::new(),
             rows: 0,
-            observations: Observations::default(),
             parts: Vec::new(),
         }
     }
@@ -264,18 +292,12 @@ impl KeyedState {
             None => validate_labels(&batch.labels, self.task)?,
             Some(r) => validate_labels(&r.iter().map(|&i| batch.labels[i as usize]).collect::<Vec<_>>(), self.task)?,
         };
-        // This epoch's observation of every row, in row order (reused between batches).
-        let mut obs = std::mem::take(&mut self.observations);
-        let (c, kind, nan_policy) = (batch.n_classes, self.kind, self.nan_policy);
-        let observed = match &batch.outputs {
-            Outputs::F32(v) => observe_rows(&mut obs, v, c, rows, epoch, &labels, kind, nan_policy),
-            Outputs::F64(v) => observe_rows(&mut obs, v, c, rows, epoch, &labels, kind, nan_policy),
-        };
-        let folded = observed
-            .and_then(|()| self.assign(&batch.ids, rows))
-            .and_then(|slots| self.scatter(&slots, epoch, &labels, &obs));
-        self.observations = obs;
-        folded?;
+        let slots = self.assign(&batch.ids, rows)?;
+        let c = batch.n_classes;
+        match &batch.outputs {
+            Outputs::F32(v) => self.scatter(v, c, rows, &slots, epoch, &labels)?,
+            Outputs::F64(v) => self.scatter(v, c, rows, &slots, epoch, &labels)?,
+        }
         self.maybe_direct()?;
         self.epochs.insert(epoch);
         self.rows += n as u64;
@@ -440,21 +462,45 @@ impl KeyedState {
         Ok(())
     }
 
-    /// Merges row `i`'s observation (at `epoch`, with label `labels[i]`) into slot `slots[i]`,
-    /// in parallel over chunks.
-    fn scatter(&mut self, slots: &[u32], epoch: u32, labels: &[u32], obs: &Observations) -> Result<()> {
+    /// Observes the rows of one epoch (`values`, `c` columns; `rows`: which ones, `None`: all)
+    /// and merges row `i`'s observation (with label `labels[i]`) into slot `slots[i]`, in
+    /// parallel over parts of rows, then over chunks of slots.
+    fn scatter<T: Real>(
+        &mut self,
+        values: &[T],
+        c: usize,
+        rows: Option<&[u32]>,
+        slots: &[u32],
+        epoch: u32,
+        labels: &[u32],
+    ) -> Result<()> {
+        let gathered: Vec<T>;
+        let values = match rows {
+            None => values,
+            Some(r) => {
+                gathered = r.iter().flat_map(|&i| &values[i as usize * c..(i as usize + 1) * c]).copied().collect();
+                &gathered
+            }
+        };
         let n_buckets = (self.slots.len() / CHUNK) << (CHUNK_BITS - BUCKET_BITS);
         let mut parts = std::mem::take(&mut self.parts);
         let n_parts = slots.len().div_ceil(PART);
         if parts.len() < n_parts {
             parts.resize_with(n_parts, Part::default);
         }
-        let parts_used = &mut parts[..n_parts];
-        parts_used.par_iter_mut().enumerate().for_each(|(p, part)| {
+        let (kind, nan_policy) = (self.kind, self.nan_policy);
+        let observed = parts[..n_parts].par_iter_mut().enumerate().try_for_each_init(Vec::new, |scratch, (p, part)| {
             let lo = p * PART;
             let hi = (lo + PART).min(slots.len());
-            part.route(lo, &slots[lo..hi], &labels[lo..hi], obs, n_buckets);
+            part.sort(&slots[lo..hi], n_buckets);
+            let mut sink = Routing { part, slots: &slots[lo..hi], first: lo };
+            let (values, labels) = (&values[lo * c..hi * c], &labels[lo..hi]);
+            fold_epoch(kind, nan_policy, epoch, values, c, labels, &mut sink, lo as u64, scratch)
         });
+        if let Err(e) = observed {
+            self.parts = parts;
+            return Err(e);
+        }
         let parts_used = &parts[..n_parts];
         let per_chunk = 1 << (CHUNK_BITS - BUCKET_BITS);
         let allow = self.allow_label_change;
@@ -610,35 +656,4 @@ fn ids_len(ids: &Ids) -> usize {
         Ids::Int(a) => a.len(),
         Ids::Str(a) => a.len(),
     }
-}
-
-/// Rows observed per parallel task.
-const OBSERVE_CHUNK: usize = 4096;
-
-/// One epoch's observation of each of `rows` (in that order; `None`: all rows of `values`).
-#[allow(clippy::too_many_arguments)]
-fn observe_rows<T: Real>(
-    obs: &mut Observations,
-    values: &[T],
-    c: usize,
-    rows: Option<&[u32]>,
-    epoch: u32,
-    labels: &[u32],
-    kind: Kind,
-    nan_policy: NanPolicy,
-) -> Result<()> {
-    let gathered: Vec<T>;
-    let values = match rows {
-        None => values,
-        Some(r) => {
-            gathered = r.iter().flat_map(|&i| &values[i as usize * c..(i as usize + 1) * c]).copied().collect();
-            &gathered
-        }
-    };
-    obs.reset(labels.len());
-    obs.parts(OBSERVE_CHUNK).into_par_iter().enumerate().try_for_each_init(Vec::new, |scratch, (p, mut part)| {
-        let lo = p * OBSERVE_CHUNK;
-        let hi = (lo + OBSERVE_CHUNK).min(labels.len());
-        fold_epoch(kind, nan_policy, epoch, &values[lo * c..hi * c], c, &labels[lo..hi], &mut part, lo as u64, scratch)
-    })
 }
