@@ -366,9 +366,9 @@ impl<T: Real> FirstPass<T> {
         FirstPass { goldf, sum: zero, gold: zero, max_other: low, max: low, arg: zero }
     }
 
-    /// Takes class `kf`'s value `v` in lane `l`.
+    /// Takes class `kf`'s value `v` in lane `l`; returns whether `kf` is the lane's gold class.
     #[inline(always)]
-    fn take(&mut self, l: usize, kf: T, v: T) {
+    fn take(&mut self, l: usize, kf: T, v: T) -> bool {
         self.sum[l] = self.sum[l] + v;
         let is_gold = kf == self.goldf[l];
         self.gold[l] = if is_gold { v } else { self.gold[l] };
@@ -376,6 +376,7 @@ impl<T: Real> FirstPass<T> {
         let greater = v > self.max[l];
         self.max[l] = if greater { v } else { self.max[l] };
         self.arg[l] = if greater { kf } else { self.arg[l] };
+        is_gold
     }
 }
 
@@ -450,10 +451,10 @@ fn observe_probs<T: Real, const FMA: bool>(zt: &[T], cols: usize, gold: &[u32; G
         let z = class_lanes(zt, k);
         for l in 0..GROUP {
             let v = z[l];
-            first.take(l, kf, v);
+            let is_gold = first.take(l, kf, v);
             lowest[l] = if v < lowest[l] { v } else { lowest[l] };
             // The other classes' squares, summed without cancellation.
-            let v_other = if kf == first.goldf[l] { T::ZERO } else { v };
+            let v_other = if is_gold { T::ZERO } else { v };
             sq_other[l] = mul_add_with::<T, FMA>(v_other, v_other, sq_other[l]);
             // 0 ln 0 = 0; subnormal p contribute less than 1e-36 and are outside ln_fast's domain.
             let plogp = if v >= T::MIN_POSITIVE { v * v.ln_with::<FMA>() } else { T::ZERO };
