@@ -10,7 +10,7 @@ use arrow_schema::{DataType, Field, Schema};
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::mem::MaybeUninit;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// allenai/cartography's value of `forgetfulness` for examples never predicted correctly.
 pub const CARTOGRAPHY_NEVER_LEARNED: i64 = 1000;
@@ -251,17 +251,28 @@ fn fill_chunks(
     first: usize,
     n: usize,
 ) -> Result<()> {
-    tasks.into_par_iter().enumerate().try_for_each_init(Vec::new, |buf, (k, outs)| -> Result<()> {
+    // One buffer of computed states per worker, reused by every task it runs: tasks are single
+    // chunks, so that a worker that runs out of work takes the last ones from the other (as
+    // large splits, a slower half of the input left one thread idle for 5% of a dense compute),
+    // and a fresh buffer per task would cost its page faults every time.
+    let buffers: Vec<Mutex<Vec<ExampleState>>> = match source {
+        Source::Computed { .. } => (0..rayon::current_num_threads()).map(|_| Mutex::default()).collect(),
+        _ => Vec::new(),
+    };
+    tasks.into_par_iter().with_max_len(1).enumerate().try_for_each(|(k, outs)| -> Result<()> {
         let c = first + k;
         let range = c * CHUNK..((c + 1) * CHUNK).min(n);
+        let mut buf;
         let chunk: &[ExampleState] = match source {
             Source::Ready(slots) => &slots[range],
             Source::Consumed(consumed) => consumed.slice(range),
             Source::Computed { fill, .. } => {
+                let worker = rayon::current_thread_index().unwrap_or(0) % buffers.len();
+                buf = buffers[worker].lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                 // Sized, not cleared: `fill` writes every state.
                 buf.resize(range.len(), ExampleState::EMPTY);
-                fill(range, buf)?;
-                buf
+                fill(range, &mut buf)?;
+                &buf
             }
         };
         for (out, spec) in outs.into_iter().zip(specs) {
