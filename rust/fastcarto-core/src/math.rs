@@ -132,23 +132,17 @@ impl Real for f32 {
 
     #[inline(always)]
     fn exp_in_range_with<const FMA: bool>(self) -> Self {
+        use cephes_f32::*;
         let fma = |a: f32, b: f32, c: f32| if FMA { a.mul_add_(b, c) } else { a * b + c };
-        const LOG2E: f32 = std::f32::consts::LOG2_E;
-        // 1.5 * 2^23: adding it rounds to the nearest integer and leaves that integer in the
-        // low mantissa bits, which avoids a float->int conversion that does not vectorize.
-        const SHIFTER: f32 = 12_582_912.0;
-        const LN2_HI: f32 = 0.693_359_4;
-        const LN2_LO: f32 = -2.121_944_4e-4;
         let x = self;
-        let t = x * LOG2E + SHIFTER;
+        let t = x * std::f32::consts::LOG2_E + SHIFTER;
         let n = t - SHIFTER;
         let k = (t.to_bits() as i32).wrapping_sub(SHIFTER.to_bits() as i32);
         let r = fma(-n, LN2_LO, fma(-n, LN2_HI, x));
-        // Cephes expf minimax polynomial on |r| <= ln2/2.
         let r2 = r * r;
-        let mut p = 1.987_569_1e-4;
-        for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1] {
-            p = fma(p, r, c);
+        let mut p = EXP_POLY[0];
+        for c in &EXP_POLY[1..] {
+            p = fma(p, r, *c);
         }
         let y = fma(p, r2, r) + 1.0;
         let scale = f32::from_bits(((k + 127) as u32) << 23);
@@ -157,35 +151,51 @@ impl Real for f32 {
 
     #[inline(always)]
     fn ln_with<const FMA: bool>(self) -> Self {
+        use cephes_f32::*;
         let fma = |a: f32, b: f32, c: f32| if FMA { a.mul_add_(b, c) } else { a * b + c };
-        const SQRT_HALF: f32 = std::f32::consts::FRAC_1_SQRT_2;
         let bits = self.to_bits();
         let mut e = ((bits >> 23) as i32 - 126) as f32;
         // Mantissa scaled into [0.5, 1).
         let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f00_0000);
-        let small = m < SQRT_HALF;
+        let small = m < std::f32::consts::FRAC_1_SQRT_2;
         e = if small { e - 1.0 } else { e };
         let x = if small { m + m - 1.0 } else { m - 1.0 };
         let z = x * x;
-        // Cephes logf polynomial.
-        let mut p = 7.037_683_6e-2;
-        for c in [
-            -1.151_461e-1,
-            1.167_699_9e-1,
-            -1.242_014_1e-1,
-            1.424_932_3e-1,
-            -1.666_805_8e-1,
-            2.000_071_4e-1,
-            -2.499_999_4e-1,
-            3.333_333_1e-1,
-        ] {
-            p = fma(p, x, c);
+        let mut p = LN_POLY[0];
+        for c in &LN_POLY[1..] {
+            p = fma(p, x, *c);
         }
         let mut y = p * x * z;
-        y += e * -2.121_944_4e-4;
+        y += e * LN2_LO;
         y += -0.5 * z;
-        x + y + e * 0.693_359_4
+        x + y + e * LN2_HI
     }
+}
+
+/// The constants of the `f32` `exp` and `ln` (Cephes `expf`, `logf`), shared with the
+/// AVX-512 kernel, which repeats those functions' operations with intrinsics.
+pub(crate) mod cephes_f32 {
+    /// 1.5 * 2^23: adding it rounds to the nearest integer and leaves that integer in the low
+    /// mantissa bits, which avoids a float->int conversion that does not vectorize.
+    pub(crate) const SHIFTER: f32 = 12_582_912.0;
+    /// ln 2 split in two: `LN2_HI` has few enough bits that `n * LN2_HI` is exact.
+    pub(crate) const LN2_HI: f32 = 0.693_359_4;
+    pub(crate) const LN2_LO: f32 = -2.121_944_4e-4;
+    /// `expf`'s minimax polynomial on |r| <= ln2/2, highest degree first.
+    pub(crate) const EXP_POLY: [f32; 6] =
+        [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1];
+    /// `logf`'s polynomial, highest degree first.
+    pub(crate) const LN_POLY: [f32; 9] = [
+        7.037_683_6e-2,
+        -1.151_461e-1,
+        1.167_699_9e-1,
+        -1.242_014_1e-1,
+        1.424_932_3e-1,
+        -1.666_805_8e-1,
+        2.000_071_4e-1,
+        -2.499_999_4e-1,
+        3.333_333_1e-1,
+    ];
 }
 
 impl Real for f64 {

@@ -110,7 +110,7 @@ pub fn from_record_batch(batch: &RecordBatch) -> Result<State> {
     }
     let rows = batch.num_rows();
     let per = task.slots_per_example() as usize;
-    if n_classes == 0 || rows % per != 0 {
+    if n_classes == 0 || !rows.is_multiple_of(per) {
         return Err(bad(format!("{rows} rows do not fit {per} slots per example")));
     }
     let labels = task.label_values();

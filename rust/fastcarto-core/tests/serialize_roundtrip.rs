@@ -42,7 +42,7 @@ fn state_of(case: &Case, k: usize, allow: bool, f32_input: bool) -> State {
     let k = k % (case.e + 1);
     let part = |epochs: &[usize]| if f32_input { case.dense::<f32>(epochs) } else { case.dense::<f64>(epochs) };
     let mut s = part(&all[..k]).with_label_changes(allow);
-    if k % 2 == 0 {
+    if k.is_multiple_of(2) {
         s.merge(&part(&all[k..])).unwrap_or_else(|e| panic!("merge: {e}"));
     }
     s

@@ -45,7 +45,7 @@ impl EpochFilter {
         match self {
             EpochFilter::All => true,
             EpochFilter::Range { start, stop, step } => {
-                e >= *start && stop.is_none_or(|s| e < s) && (e - start) % (*step).max(1) == 0
+                e >= *start && stop.is_none_or(|s| e < s) && (e - start).is_multiple_of((*step).max(1))
             }
             EpochFilter::List(v) => v.contains(&e),
         }

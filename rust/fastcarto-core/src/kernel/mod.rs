@@ -13,6 +13,9 @@ use crate::options::{Kind, NanPolicy};
 use crate::state::{ExampleState, NONE, Observation};
 use multiversion::multiversion;
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
 /// Rows handled together, one per vector lane. LLVM's loop vectorizer (not the fragile SLP
 /// vectorizer, which gave up on fully unrolled 8-lane code) turns each lane loop below into
 /// AVX2 / AVX-512 / NEON instructions. The observing loops always run over all `GROUP` lanes, a
@@ -220,6 +223,7 @@ pub(crate) fn fold_epoch<T: Real, S: Sink>(
     scratch.resize(eff * GROUP, T::ZERO);
     let mut lanes = Lanes::new();
     let mut keep = [true; GROUP];
+    let fast_logits = kind == Kind::Logits && has_avx512_logits::<T>();
     let n = labels.len();
     let mut start = 0;
     while start < n {
@@ -233,6 +237,7 @@ pub(crate) fn fold_epoch<T: Real, S: Sink>(
         // Fused multiply-adds in the exp/ln polynomials where this clone may use them.
         const FMA: bool = multiversion::target::target_cfg_f!(target_feature = "fma");
         match kind {
+            Kind::Logits if fast_logits => observe_logits_avx512(scratch, eff, &gold, &mut lanes),
             Kind::Logits => observe_logits::<T, FMA>(scratch, eff, &gold, &mut lanes),
             Kind::Probs => observe_probs::<T, FMA>(scratch, eff, &gold, &mut lanes),
         }
@@ -262,6 +267,43 @@ pub(crate) fn fold_epoch<T: Real, S: Sink>(
         start += g;
     }
     Ok(())
+}
+
+/// Whether [`observe_logits_avx512`] runs here: `f32` rows on a CPU with AVX-512.
+fn has_avx512_logits<T: Real>() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
+        return avx512::available();
+    }
+    false
+}
+
+/// `observe_logits` of `f32` rows with AVX-512 intrinsics (bit for bit the same results); only
+/// where [`has_avx512_logits`] holds.
+#[inline(always)]
+fn observe_logits_avx512<T: Real>(zt: &Vec<T>, cols: usize, gold: &[u32; GROUP], out: &mut Lanes<T>) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::any::Any;
+        let zt = (zt as &dyn Any).downcast_ref::<Vec<f32>>();
+        let out = (out as &mut dyn Any).downcast_mut::<Lanes<f32>>();
+        if let (Some(zt), Some(out)) = (zt, out) {
+            assert!(zt.len() >= cols * GROUP);
+            // SAFETY: the CPU's features were checked (`has_avx512_logits`), the length above.
+            unsafe { avx512::observe_logits(zt, cols, gold, out) };
+            return;
+        }
+    }
+    let _ = (zt, cols, gold, out);
+    unreachable!("only called for f32 rows on CPUs with AVX-512")
+}
+
+/// The portable `observe_logits::<f32, true>` as the FMA clones run it, for the intrinsics'
+/// test.
+#[cfg(all(test, target_arch = "x86_64"))]
+#[target_feature(enable = "avx2,fma")]
+fn observe_logits_portable_fma(zt: &[f32], cols: usize, gold: &[u32; GROUP], out: &mut Lanes<f32>) {
+    observe_logits::<f32, true>(zt, cols, gold, out)
 }
 
 /// Welford / Chan update of `g` consecutive examples of the run with one epoch's observations.
