@@ -1,11 +1,11 @@
-//! The logits observation of `f32` rows written with AVX-512 intrinsics.
+//! The observation of `f32` rows (logits and probabilities) written with AVX-512 intrinsics.
 //!
-//! The portable version (`observe_logits`) runs each step over all 64 lanes of a group before
-//! the next class, so its six running values per lane live in memory: LLVM loads and stores
-//! them for every class. Here each 16-lane slice of the group goes through all classes with its
-//! running values in registers. Every lane sees the same operations in the same order as the
-//! portable version compiled with FMA (the clone that runs wherever this one can), so the two
-//! agree bit for bit; a test checks that on random and adversarial rows.
+//! The portable versions (`observe_logits`, `observe_probs`) run each step over all 64 lanes of
+//! a group before the next class, so their running values per lane live in memory: LLVM loads
+//! and stores them for every class. Here each 16-lane slice of the group goes through all
+//! classes with its running values in registers. Every lane sees the same operations in the same
+//! order as the portable versions compiled with FMA (the clone that runs wherever these can), so
+//! the two agree bit for bit; tests check that on random and adversarial rows.
 
 use super::{GROUP, Lanes};
 use crate::math::Real;
@@ -40,19 +40,11 @@ pub(super) unsafe fn observe_logits(zt: &[f32], cols: usize, gold: &[u32; GROUP]
         let at = zt.as_ptr().wrapping_add(lane);
         let goldf = _mm512_cvtepu32_ps(unsafe { _mm512_loadu_si512(gold.as_ptr().add(lane).cast()) });
         // Pass 1 (see `FirstPass`).
-        let (mut sum, mut z_gold) = (zero, zero);
-        let (mut max_other, mut max, mut arg) = (ps(f32::NEG_INFINITY), ps(f32::NEG_INFINITY), zero);
+        let mut first = FirstPass::new(goldf);
         for k in 0..cols {
-            let (kf, v) = (ps(k as f32), unsafe { _mm512_loadu_ps(at.add(k * GROUP)) });
-            sum = _mm512_add_ps(sum, v);
-            let is_gold = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(kf, goldf);
-            z_gold = _mm512_mask_blend_ps(is_gold, z_gold, v);
-            let above_other = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, max_other);
-            max_other = _mm512_mask_blend_ps(above_other & !is_gold, max_other, v);
-            let greater = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, max);
-            max = _mm512_mask_blend_ps(greater, max, v);
-            arg = _mm512_mask_blend_ps(greater, arg, kf);
+            first.take(ps(k as f32), unsafe { _mm512_loadu_ps(at.add(k * GROUP)) });
         }
+        let FirstPass { sum, gold: z_gold, max_other, max, arg, .. } = first;
         // Pass 2: the sums of the exponentials, as in `observe_logits`.
         let (mut rest, mut tilt, mut sq_rest) = (zero, zero, zero);
         for k in 0..cols {
@@ -71,7 +63,7 @@ pub(super) unsafe fn observe_logits(zt: &[f32], cols: usize, gold: &[u32; GROUP]
         let inv_s = _mm512_div_ps(one, s);
         let ln_s = _mm512_add_ps(ln(s), _mm512_mul_ps(_mm512_sub_ps(rest, _mm512_sub_ps(s, one)), inv_s));
         let gap = _mm512_sub_ps(max, z_gold);
-        let eg = _mm512_mask_blend_ps(is_arg, exp(_mm512_xor_ps(gap, ps(-0.0))), one);
+        let eg = _mm512_mask_blend_ps(is_arg, exp(negate(gap)), one);
         let others = _mm512_add_ps(rest, _mm512_sub_ps(one, eg));
         let sq_gold = _mm512_maskz_mov_ps(!is_arg, _mm512_sub_ps(one, _mm512_mul_ps(eg, eg)));
         let sq_other = _mm512_add_ps(sq_rest, sq_gold);
@@ -91,12 +83,114 @@ pub(super) unsafe fn observe_logits(zt: &[f32], cols: usize, gold: &[u32; GROUP]
             _mm512_storeu_ps(out.loss_a.as_mut_ptr().add(lane), ln_s);
             _mm512_storeu_ps(out.loss_b.as_mut_ptr().add(lane), gap);
             _mm512_storeu_ps(out.entropy.as_mut_ptr().add(lane), entropy);
-            _mm512_storeu_si512(out.pred.as_mut_ptr().add(lane).cast(), _mm512_cvttps_epu32(arg));
-            // One byte per lane: 1 (true) where the sum is not finite.
-            let flags = _mm_maskz_mov_epi8(!finite, _mm_set1_epi8(1));
-            _mm_storeu_si128(out.flagged.as_mut_ptr().add(lane).cast(), flags);
+            store_pred_and_flags(out, lane, arg, !finite);
         }
     }
+}
+
+/// `observe_probs::<f32, true>` for one group: `zt` holds `cols` classes of `GROUP` lanes.
+///
+/// # Safety
+/// As [`observe_logits`].
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,fma")]
+pub(super) unsafe fn observe_probs(zt: &[f32], cols: usize, gold: &[u32; GROUP], out: &mut Lanes<f32>) {
+    debug_assert!(zt.len() >= cols * GROUP);
+    let ps = _mm512_set1_ps;
+    let (zero, one) = (_mm512_setzero_ps(), ps(1.0));
+    let tol = ps(super::prob_sum_tolerance::<f32>(cols) as f32);
+    for lane in (0..GROUP).step_by(W) {
+        // SAFETY: as in `observe_logits`.
+        let at = zt.as_ptr().wrapping_add(lane);
+        let goldf = _mm512_cvtepu32_ps(unsafe { _mm512_loadu_si512(gold.as_ptr().add(lane).cast()) });
+        let mut first = FirstPass::new(goldf);
+        let (mut lowest, mut entropy, mut sq_other) = (one, zero, zero);
+        for k in 0..cols {
+            let v = unsafe { _mm512_loadu_ps(at.add(k * GROUP)) };
+            let is_gold = first.take(ps(k as f32), v);
+            lowest = _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, lowest), lowest, v);
+            let v_other = _mm512_maskz_mov_ps(!is_gold, v);
+            sq_other = _mm512_fmadd_ps(v_other, v_other, sq_other);
+            let normal = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(v, ps(f32::MIN_POSITIVE));
+            entropy = _mm512_sub_ps(entropy, _mm512_maskz_mov_ps(normal, _mm512_mul_ps(v, ln(v))));
+        }
+        let FirstPass { sum, gold: gp, max_other, max, arg, .. } = first;
+        let one_minus_g = _mm512_sub_ps(one, gp);
+        let sum_off = _mm512_sub_ps(sum, one);
+        let el2n = _mm512_sqrt_ps(_mm512_add_ps(_mm512_mul_ps(one_minus_g, one_minus_g), sq_other));
+        let eps = ps(f32::EPSILON);
+        let loss = negate(ln(_mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(eps, gp), gp, eps)));
+        // A non-finite value makes the sum non-finite, and the comparisons false.
+        let sums_to_one =
+            _mm512_cmp_ps_mask::<_CMP_LE_OQ>(sum_off, tol) & _mm512_cmp_ps_mask::<_CMP_LE_OQ>(negate(sum_off), tol);
+        let flagged =
+            !sums_to_one | _mm512_cmp_ps_mask::<_CMP_LT_OQ>(lowest, zero) | _mm512_cmp_ps_mask::<_CMP_GT_OQ>(max, one);
+        unsafe {
+            _mm512_storeu_ps(out.gold_prob.as_mut_ptr().add(lane), gp);
+            _mm512_storeu_ps(out.gold_value.as_mut_ptr().add(lane), gp);
+            _mm512_storeu_ps(out.max_other.as_mut_ptr().add(lane), max_other);
+            _mm512_storeu_ps(out.el2n.as_mut_ptr().add(lane), el2n);
+            _mm512_storeu_ps(out.loss_a.as_mut_ptr().add(lane), loss);
+            _mm512_storeu_ps(out.loss_b.as_mut_ptr().add(lane), zero);
+            _mm512_storeu_ps(out.entropy.as_mut_ptr().add(lane), entropy);
+            store_pred_and_flags(out, lane, arg, flagged);
+        }
+    }
+}
+
+/// The first pass's running values for 16 lanes (see the portable `FirstPass`).
+struct FirstPass {
+    goldf: __m512,
+    sum: __m512,
+    gold: __m512,
+    max_other: __m512,
+    max: __m512,
+    arg: __m512,
+}
+
+impl FirstPass {
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn new(goldf: __m512) -> Self {
+        let (zero, low) = (_mm512_setzero_ps(), _mm512_set1_ps(f32::NEG_INFINITY));
+        FirstPass { goldf, sum: zero, gold: zero, max_other: low, max: low, arg: zero }
+    }
+
+    /// Takes class `kf`'s values `v`; returns the lanes whose gold class it is.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn take(&mut self, kf: __m512, v: __m512) -> __mmask16 {
+        self.sum = _mm512_add_ps(self.sum, v);
+        let is_gold = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(kf, self.goldf);
+        self.gold = _mm512_mask_blend_ps(is_gold, self.gold, v);
+        let above_other = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, self.max_other);
+        self.max_other = _mm512_mask_blend_ps(above_other & !is_gold, self.max_other, v);
+        let greater = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, self.max);
+        self.max = _mm512_mask_blend_ps(greater, self.max, v);
+        self.arg = _mm512_mask_blend_ps(greater, self.arg, kf);
+        is_gold
+    }
+}
+
+/// Stores lanes `lane..lane + 16` of the predicted class (`arg`, a whole number) and of the
+/// flags.
+///
+/// # Safety
+/// `lane + 16 <= GROUP`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn store_pred_and_flags(out: &mut Lanes<f32>, lane: usize, arg: __m512, flagged: __mmask16) {
+    unsafe {
+        _mm512_storeu_si512(out.pred.as_mut_ptr().add(lane).cast(), _mm512_cvttps_epu32(arg));
+        // One byte per lane: 1 (true) where flagged.
+        _mm_storeu_si128(out.flagged.as_mut_ptr().add(lane).cast(), _mm_maskz_mov_epi8(flagged, _mm_set1_epi8(1)));
+    }
+}
+
+/// `-x`, a sign flip as Rust's `-` (not `0 - x`, which differs for zeros).
+#[inline]
+#[target_feature(enable = "avx512f,avx512dq")]
+fn negate(x: __m512) -> __m512 {
+    _mm512_xor_ps(x, _mm512_set1_ps(-0.0))
 }
 
 /// `f32::exp_in_range_with::<true>` on 16 lanes (same operations, same order).
@@ -156,6 +250,7 @@ fn ln(v: __m512) -> __m512 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::options::Kind;
     use proptest::prelude::*;
 
     /// Values that stress every branch: ties, signed zeros, the `exp` range's edges, huge and
@@ -195,43 +290,93 @@ mod tests {
         })
     }
 
+    /// Probabilities: softmax-like rows (mostly valid, so every path past the checks runs), or
+    /// any values in and around [0, 1] (zeros, subnormals, epsilon, negatives, above 1, NaN).
+    fn prob_group() -> impl Strategy<Value = (usize, Vec<f32>, Vec<u32>)> {
+        let special = prop::sample::select(vec![
+            0.0f32,
+            -0.0,
+            1.0,
+            1e-40,
+            f32::MIN_POSITIVE,
+            f32::EPSILON,
+            0.5,
+            -1e-3,
+            1.5,
+            f32::INFINITY,
+            f32::NAN,
+        ]);
+        let value = prop_oneof![4 => 0.0f32..1.0, 1 => special];
+        (2usize..=21).prop_flat_map(move |cols| {
+            let row = (prop::collection::vec(value.clone(), cols), prop::bool::weighted(0.7)).prop_map(
+                |(mut row, normalize)| {
+                    let sum: f32 = row.iter().sum();
+                    if normalize && sum.is_finite() && sum > 0.0 {
+                        row.iter_mut().for_each(|v| *v /= sum);
+                    }
+                    row
+                },
+            );
+            (Just(cols), prop::collection::vec(row, GROUP), prop::collection::vec(0..cols as u32, GROUP)).prop_map(
+                |(cols, rows, gold)| {
+                    // Class-major, as the kernel's transposed scratch.
+                    let zt = (0..cols * GROUP).map(|i| rows[i % GROUP][i / GROUP]).collect();
+                    (cols, zt, gold)
+                },
+            )
+        })
+    }
+
     /// Each value's bits; every NaN alike (a NaN's sign and payload carry no meaning here: its
     /// row is flagged as non-finite).
     fn bits(v: &[f32; GROUP]) -> Vec<u32> {
         v.iter().map(|x| if x.is_nan() { f32::NAN.to_bits() } else { x.to_bits() }).collect()
     }
 
+    /// The intrinsics agree with the portable code (compiled with FMA) bit for bit.
+    fn check(kind: Kind, cols: usize, zt: &[f32], gold: Vec<u32>) -> Result<(), TestCaseError> {
+        if !available() {
+            eprintln!("no AVX-512 here: the intrinsic kernel is not tested");
+            return Ok(());
+        }
+        let gold: [u32; GROUP] = gold.try_into().unwrap();
+        let (mut want, mut got) = (Lanes::<f32>::new(), Lanes::<f32>::new());
+        // SAFETY: the features were checked above (AVX-512 implies AVX2); `zt` has
+        // `cols * GROUP` values.
+        unsafe {
+            super::super::observe_portable_fma(kind, zt, cols, &gold, &mut want);
+            match kind {
+                Kind::Logits => observe_logits(zt, cols, &gold, &mut got),
+                Kind::Probs => observe_probs(zt, cols, &gold, &mut got),
+            }
+        }
+        for (name, a, b) in [
+            ("gold_prob", &want.gold_prob, &got.gold_prob),
+            ("gold_value", &want.gold_value, &got.gold_value),
+            ("max_other", &want.max_other, &got.max_other),
+            ("el2n", &want.el2n, &got.el2n),
+            ("loss_a", &want.loss_a, &got.loss_a),
+            ("loss_b", &want.loss_b, &got.loss_b),
+            ("entropy", &want.entropy, &got.entropy),
+        ] {
+            prop_assert_eq!(bits(a), bits(b), "{}", name);
+        }
+        prop_assert_eq!(want.pred, got.pred);
+        prop_assert_eq!(want.flagged, got.flagged);
+        Ok(())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
 
-        /// The intrinsics agree with the portable code (compiled with FMA) bit for bit.
         #[test]
-        fn matches_the_portable_version((cols, zt, gold) in group()) {
-            if !available() {
-                eprintln!("no AVX-512 here: the intrinsic kernel is not tested");
-                return Ok(());
-            }
-            let gold: [u32; GROUP] = gold.try_into().unwrap();
-            let (mut want, mut got) = (Lanes::<f32>::new(), Lanes::<f32>::new());
-            // SAFETY: the features were checked above (AVX-512 implies AVX2); `zt` has
-            // `cols * GROUP` values.
-            unsafe {
-                super::super::observe_logits_portable_fma(&zt, cols, &gold, &mut want);
-                observe_logits(&zt, cols, &gold, &mut got);
-            }
-            for (name, a, b) in [
-                ("gold_prob", &want.gold_prob, &got.gold_prob),
-                ("gold_value", &want.gold_value, &got.gold_value),
-                ("max_other", &want.max_other, &got.max_other),
-                ("el2n", &want.el2n, &got.el2n),
-                ("loss_a", &want.loss_a, &got.loss_a),
-                ("loss_b", &want.loss_b, &got.loss_b),
-                ("entropy", &want.entropy, &got.entropy),
-            ] {
-                prop_assert_eq!(bits(a), bits(b), "{}", name);
-            }
-            prop_assert_eq!(want.pred, got.pred);
-            prop_assert_eq!(want.flagged, got.flagged);
+        fn logits_match_the_portable_version((cols, zt, gold) in group()) {
+            check(Kind::Logits, cols, &zt, gold)?;
+        }
+
+        #[test]
+        fn probabilities_match_the_portable_version((cols, zt, gold) in prob_group()) {
+            check(Kind::Probs, cols, &zt, gold)?;
         }
     }
 }

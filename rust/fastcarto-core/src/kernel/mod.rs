@@ -223,7 +223,7 @@ pub(crate) fn fold_epoch<T: Real, S: Sink>(
     scratch.resize(eff * GROUP, T::ZERO);
     let mut lanes = Lanes::new();
     let mut keep = [true; GROUP];
-    let fast_logits = kind == Kind::Logits && has_avx512_logits::<T>();
+    let avx512 = has_avx512::<T>();
     let n = labels.len();
     let mut start = 0;
     while start < n {
@@ -237,7 +237,7 @@ pub(crate) fn fold_epoch<T: Real, S: Sink>(
         // Fused multiply-adds in the exp/ln polynomials where this clone may use them.
         const FMA: bool = multiversion::target::target_cfg_f!(target_feature = "fma");
         match kind {
-            Kind::Logits if fast_logits => observe_logits_avx512(scratch, eff, &gold, &mut lanes),
+            _ if avx512 => observe_avx512(kind, scratch, eff, &gold, &mut lanes),
             Kind::Logits => observe_logits::<T, FMA>(scratch, eff, &gold, &mut lanes),
             Kind::Probs => observe_probs::<T, FMA>(scratch, eff, &gold, &mut lanes),
         }
@@ -269,8 +269,8 @@ pub(crate) fn fold_epoch<T: Real, S: Sink>(
     Ok(())
 }
 
-/// Whether [`observe_logits_avx512`] runs here: `f32` rows on a CPU with AVX-512.
-fn has_avx512_logits<T: Real>() -> bool {
+/// Whether [`observe_avx512`] runs here: `f32` rows on a CPU with AVX-512.
+fn has_avx512<T: Real>() -> bool {
     #[cfg(target_arch = "x86_64")]
     if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
         return avx512::available();
@@ -278,10 +278,10 @@ fn has_avx512_logits<T: Real>() -> bool {
     false
 }
 
-/// `observe_logits` of `f32` rows with AVX-512 intrinsics (bit for bit the same results); only
-/// where [`has_avx512_logits`] holds.
+/// `observe_logits` / `observe_probs` of `f32` rows with AVX-512 intrinsics (bit for bit the
+/// same results); only where [`has_avx512`] holds.
 #[inline(always)]
-fn observe_logits_avx512<T: Real>(zt: &Vec<T>, cols: usize, gold: &[u32; GROUP], out: &mut Lanes<T>) {
+fn observe_avx512<T: Real>(kind: Kind, zt: &Vec<T>, cols: usize, gold: &[u32; GROUP], out: &mut Lanes<T>) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::any::Any;
@@ -289,21 +289,27 @@ fn observe_logits_avx512<T: Real>(zt: &Vec<T>, cols: usize, gold: &[u32; GROUP],
         let out = (out as &mut dyn Any).downcast_mut::<Lanes<f32>>();
         if let (Some(zt), Some(out)) = (zt, out) {
             assert!(zt.len() >= cols * GROUP);
-            // SAFETY: the CPU's features were checked (`has_avx512_logits`), the length above.
-            unsafe { avx512::observe_logits(zt, cols, gold, out) };
+            // SAFETY: the CPU's features were checked (`has_avx512`), the length above.
+            match kind {
+                Kind::Logits => unsafe { avx512::observe_logits(zt, cols, gold, out) },
+                Kind::Probs => unsafe { avx512::observe_probs(zt, cols, gold, out) },
+            }
             return;
         }
     }
-    let _ = (zt, cols, gold, out);
+    let _ = (kind, zt, cols, gold, out);
     unreachable!("only called for f32 rows on CPUs with AVX-512")
 }
 
-/// The portable `observe_logits::<f32, true>` as the FMA clones run it, for the intrinsics'
-/// test.
+/// The portable `observe_logits::<f32, true>` or `observe_probs::<f32, true>` as the FMA clones
+/// run them, for the intrinsics' tests.
 #[cfg(all(test, target_arch = "x86_64"))]
 #[target_feature(enable = "avx2,fma")]
-fn observe_logits_portable_fma(zt: &[f32], cols: usize, gold: &[u32; GROUP], out: &mut Lanes<f32>) {
-    observe_logits::<f32, true>(zt, cols, gold, out)
+fn observe_portable_fma(kind: Kind, zt: &[f32], cols: usize, gold: &[u32; GROUP], out: &mut Lanes<f32>) {
+    match kind {
+        Kind::Logits => observe_logits::<f32, true>(zt, cols, gold, out),
+        Kind::Probs => observe_probs::<f32, true>(zt, cols, gold, out),
+    }
 }
 
 /// Welford / Chan update of `g` consecutive examples of the run with one epoch's observations.
