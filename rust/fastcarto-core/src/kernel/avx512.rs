@@ -75,16 +75,18 @@ pub(super) unsafe fn observe_logits(zt: &[f32], cols: usize, gold: &[u32; GROUP]
         let entropy = _mm512_add_ps(ln_s, _mm512_mul_ps(tilt, inv_s));
         // `is_finite`: |sum| <= f32::MAX, false for NaN.
         let finite = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(_mm512_abs_ps(sum), ps(f32::MAX));
-        unsafe {
-            _mm512_storeu_ps(out.gold_prob.as_mut_ptr().add(lane), _mm512_mul_ps(eg, inv_s));
-            _mm512_storeu_ps(out.gold_value.as_mut_ptr().add(lane), z_gold);
-            _mm512_storeu_ps(out.max_other.as_mut_ptr().add(lane), max_other);
-            _mm512_storeu_ps(out.el2n.as_mut_ptr().add(lane), el2n);
-            _mm512_storeu_ps(out.loss_a.as_mut_ptr().add(lane), ln_s);
-            _mm512_storeu_ps(out.loss_b.as_mut_ptr().add(lane), gap);
-            _mm512_storeu_ps(out.entropy.as_mut_ptr().add(lane), entropy);
-            store_pred_and_flags(out, lane, arg, !finite);
-        }
+        let results = Slice {
+            gold_prob: _mm512_mul_ps(eg, inv_s),
+            gold_value: z_gold,
+            max_other,
+            el2n,
+            loss_a: ln_s,
+            loss_b: gap,
+            entropy,
+            arg,
+            flagged: !finite,
+        };
+        unsafe { results.store(out, lane) };
     }
 }
 
@@ -124,16 +126,9 @@ pub(super) unsafe fn observe_probs(zt: &[f32], cols: usize, gold: &[u32; GROUP],
             _mm512_cmp_ps_mask::<_CMP_LE_OQ>(sum_off, tol) & _mm512_cmp_ps_mask::<_CMP_LE_OQ>(negate(sum_off), tol);
         let flagged =
             !sums_to_one | _mm512_cmp_ps_mask::<_CMP_LT_OQ>(lowest, zero) | _mm512_cmp_ps_mask::<_CMP_GT_OQ>(max, one);
-        unsafe {
-            _mm512_storeu_ps(out.gold_prob.as_mut_ptr().add(lane), gp);
-            _mm512_storeu_ps(out.gold_value.as_mut_ptr().add(lane), gp);
-            _mm512_storeu_ps(out.max_other.as_mut_ptr().add(lane), max_other);
-            _mm512_storeu_ps(out.el2n.as_mut_ptr().add(lane), el2n);
-            _mm512_storeu_ps(out.loss_a.as_mut_ptr().add(lane), loss);
-            _mm512_storeu_ps(out.loss_b.as_mut_ptr().add(lane), zero);
-            _mm512_storeu_ps(out.entropy.as_mut_ptr().add(lane), entropy);
-            store_pred_and_flags(out, lane, arg, flagged);
-        }
+        let results =
+            Slice { gold_prob: gp, gold_value: gp, max_other, el2n, loss_a: loss, loss_b: zero, entropy, arg, flagged };
+        unsafe { results.store(out, lane) };
     }
 }
 
@@ -171,18 +166,43 @@ impl FirstPass {
     }
 }
 
-/// Stores lanes `lane..lane + 16` of the predicted class (`arg`, a whole number) and of the
-/// flags.
-///
-/// # Safety
-/// `lane + 16 <= GROUP`.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-unsafe fn store_pred_and_flags(out: &mut Lanes<f32>, lane: usize, arg: __m512, flagged: __mmask16) {
-    unsafe {
-        _mm512_storeu_si512(out.pred.as_mut_ptr().add(lane).cast(), _mm512_cvttps_epu32(arg));
-        // One byte per lane: 1 (true) where flagged.
-        _mm_storeu_si128(out.flagged.as_mut_ptr().add(lane).cast(), _mm_maskz_mov_epi8(flagged, _mm_set1_epi8(1)));
+/// One 16-lane slice of a group's results (see `Lanes`), with the prediction as a whole-number
+/// float.
+struct Slice {
+    gold_prob: __m512,
+    gold_value: __m512,
+    max_other: __m512,
+    el2n: __m512,
+    loss_a: __m512,
+    loss_b: __m512,
+    entropy: __m512,
+    arg: __m512,
+    flagged: __mmask16,
+}
+
+impl Slice {
+    /// Writes lanes `lane..lane + 16` of `out`.
+    ///
+    /// # Safety
+    /// `lane + 16 <= GROUP`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn store(self, out: &mut Lanes<f32>, lane: usize) {
+        let to = |v: &mut [f32; GROUP]| v.as_mut_ptr().wrapping_add(lane);
+        // SAFETY: 16 lanes from `lane` are within each array (the caller's promise).
+        unsafe {
+            _mm512_storeu_ps(to(&mut out.gold_prob), self.gold_prob);
+            _mm512_storeu_ps(to(&mut out.gold_value), self.gold_value);
+            _mm512_storeu_ps(to(&mut out.max_other), self.max_other);
+            _mm512_storeu_ps(to(&mut out.el2n), self.el2n);
+            _mm512_storeu_ps(to(&mut out.loss_a), self.loss_a);
+            _mm512_storeu_ps(to(&mut out.loss_b), self.loss_b);
+            _mm512_storeu_ps(to(&mut out.entropy), self.entropy);
+            _mm512_storeu_si512(out.pred.as_mut_ptr().add(lane).cast(), _mm512_cvttps_epu32(self.arg));
+            // One byte per lane: 1 (true) where flagged.
+            let flags = _mm_maskz_mov_epi8(self.flagged, _mm_set1_epi8(1));
+            _mm_storeu_si128(out.flagged.as_mut_ptr().add(lane).cast(), flags);
+        }
     }
 }
 
