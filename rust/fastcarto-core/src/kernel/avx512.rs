@@ -15,7 +15,7 @@ use std::arch::x86_64::*;
 /// Lanes per register.
 const W: usize = 16;
 
-/// Whether this CPU runs [`observe_logits`].
+/// Whether this CPU runs the kernels here.
 pub(super) fn available() -> bool {
     std::arch::is_x86_feature_detected!("avx512f")
         && std::arch::is_x86_feature_detected!("avx512bw")
