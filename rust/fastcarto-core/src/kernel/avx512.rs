@@ -7,9 +7,10 @@
 //! order as the portable versions compiled with FMA (the clone that runs wherever these can), so
 //! the two agree bit for bit; tests check that on random and adversarial rows.
 
-use super::{GROUP, Lanes};
+use super::{GROUP, Lanes, RunState};
 use crate::math::Real;
 use crate::math::cephes_f32::*;
+use crate::state::NONE;
 use std::arch::x86_64::*;
 
 /// Lanes per register.
@@ -213,6 +214,77 @@ fn negate(x: __m512) -> __m512 {
     _mm512_xor_ps(x, _mm512_set1_ps(-0.0))
 }
 
+/// `update_run::<f32, true>` for a full group (every row kept): the Welford / Chan update and
+/// the counters of run examples `start..start + GROUP`, the same operations in the same order.
+///
+/// # Safety
+/// The CPU must have the features [`available`] checks; `start + GROUP <= run.n.len()` (every
+/// array of the run has that length).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq")]
+pub(super) unsafe fn update_run(run: &mut RunState, start: usize, epoch: u32, gold: &[u32; GROUP], o: &Lanes<f32>) {
+    debug_assert!(start + GROUP <= run.n.len());
+    let pd = _mm512_set1_pd;
+    let at = |v: &mut Vec<f64>, l: usize| v.as_mut_ptr().wrapping_add(start + l);
+    let lane8 = |v: &[f32; GROUP], l: usize| unsafe { _mm512_cvtps_pd(_mm256_loadu_ps(v.as_ptr().add(l))) };
+    // SAFETY (all loads and stores): `l + 8 <= GROUP` or `l + 16 <= GROUP` lanes, within the
+    // group's arrays and, from `start`, within the run's (the caller's promise).
+    for l in (0..GROUP).step_by(8) {
+        unsafe {
+            let na = _mm512_cvtepu32_pd(_mm256_loadu_si256(run.n.as_ptr().add(start + l).cast()));
+            let nf = _mm512_add_pd(na, pd(1.0));
+            let mean = _mm512_loadu_pd(at(&mut run.mean, l));
+            let delta = _mm512_sub_pd(lane8(&o.gold_prob, l), mean);
+            let inv = _mm512_div_pd(pd(1.0), nf);
+            _mm512_storeu_pd(at(&mut run.mean, l), _mm512_add_pd(mean, _mm512_mul_pd(delta, inv)));
+            let m2 = _mm512_loadu_pd(at(&mut run.m2, l));
+            let spread = _mm512_mul_pd(_mm512_mul_pd(delta, delta), _mm512_mul_pd(na, inv));
+            _mm512_storeu_pd(at(&mut run.m2, l), _mm512_add_pd(m2, spread));
+            let margin = _mm512_sub_pd(lane8(&o.gold_value, l), lane8(&o.max_other, l));
+            let loss = _mm512_add_pd(lane8(&o.loss_a, l), lane8(&o.loss_b, l));
+            for (sum, value) in [
+                (&mut run.sum_margin, margin),
+                (&mut run.sum_el2n, lane8(&o.el2n, l)),
+                (&mut run.sum_loss, loss),
+                (&mut run.sum_entropy, lane8(&o.entropy, l)),
+            ] {
+                _mm512_storeu_pd(at(sum, l), _mm512_add_pd(_mm512_loadu_pd(at(sum, l)), value));
+            }
+        }
+    }
+    let (none, epoch_v, one) = (_mm512_set1_epi32(NONE as i32), _mm512_set1_epi32(epoch as i32), _mm512_set1_epi32(1));
+    let at = |v: &mut Vec<u32>, l: usize| v.as_mut_ptr().wrapping_add(start + l).cast::<__m512i>();
+    for l in (0..GROUP).step_by(W) {
+        unsafe {
+            let pred = _mm512_loadu_si512(o.pred.as_ptr().add(l).cast());
+            let correct = _mm512_cmpeq_epi32_mask(pred, _mm512_loadu_si512(gold.as_ptr().add(l).cast()));
+            let stable_from = _mm512_loadu_si512(at(&mut run.stable_from, l));
+            let was_correct = _mm512_cmpneq_epi32_mask(stable_from, none);
+            let n = _mm512_loadu_si512(at(&mut run.n, l));
+            let first_epoch = _mm512_loadu_si512(at(&mut run.first_epoch, l));
+            let unseen = _mm512_cmpeq_epi32_mask(n, _mm512_setzero_si512());
+            _mm512_storeu_si512(at(&mut run.first_epoch, l), _mm512_mask_blend_epi32(unseen, first_epoch, epoch_v));
+            _mm512_storeu_si512(at(&mut run.n, l), _mm512_add_epi32(n, one));
+            let add = |v: &mut Vec<u32>, m: __mmask16| {
+                let p = at(v, l);
+                _mm512_storeu_si512(p, _mm512_mask_add_epi32(_mm512_loadu_si512(p), m, _mm512_loadu_si512(p), one));
+            };
+            add(&mut run.n_correct, correct);
+            let confident =
+                _mm512_cmp_ps_mask::<_CMP_GT_OQ>(_mm512_loadu_ps(o.gold_prob.as_ptr().add(l)), _mm512_set1_ps(0.5));
+            add(&mut run.n_confident, confident);
+            add(&mut run.forgetting, was_correct & !correct);
+            let first_learned = _mm512_loadu_si512(at(&mut run.first_learned, l));
+            let learns = correct & _mm512_cmpeq_epi32_mask(first_learned, none);
+            _mm512_storeu_si512(at(&mut run.first_learned, l), _mm512_mask_blend_epi32(learns, first_learned, epoch_v));
+            // Correct: kept if it was correct already, else from this epoch; wrong: none.
+            let stable = _mm512_mask_blend_epi32(was_correct, epoch_v, stable_from);
+            _mm512_storeu_si512(at(&mut run.stable_from, l), _mm512_mask_blend_epi32(correct, none, stable));
+            _mm512_storeu_si512(at(&mut run.last_epoch, l), epoch_v);
+            _mm512_storeu_si512(at(&mut run.final_pred, l), pred);
+        }
+    }
+}
+
 /// `f32::exp_in_range_with::<true>` on 16 lanes (same operations, same order).
 #[inline]
 #[target_feature(enable = "avx512f,fma")]
@@ -386,8 +458,76 @@ mod tests {
         Ok(())
     }
 
+    /// A run of `GROUP + 3` examples with arbitrary histories, and results for one group of it.
+    fn run_and_results() -> impl Strategy<Value = (RunState, Box<Lanes<f32>>, [u32; GROUP], u32)> {
+        let len = GROUP + 3;
+        let f64s = || prop::collection::vec(prop_oneof![-1e3f64..1e3, Just(0.0)], len);
+        // Epoch fields: mostly small, sometimes none.
+        let epochs = || prop::collection::vec(prop_oneof![3 => 0u32..50, 1 => Just(NONE)], len);
+        let counts = || prop::collection::vec(prop_oneof![3 => 0u32..50, 1 => Just(0u32)], len);
+        let lanes = prop::collection::vec((0.0f32..1.0, -5.0f32..5.0, -5.0f32..5.0, 0.0f32..2.0, 0u32..4), GROUP);
+        (
+            (f64s(), f64s(), f64s(), f64s(), f64s(), f64s()),
+            (counts(), counts(), counts(), counts()),
+            (epochs(), epochs(), epochs(), epochs(), epochs()),
+            lanes,
+            prop::collection::vec(0u32..4, GROUP),
+            0u32..60,
+        )
+            .prop_map(move |(f, c, e, lanes, gold, epoch)| {
+                let mut run = RunState::default();
+                run.reset(len);
+                (run.mean, run.m2, run.sum_margin, run.sum_el2n, run.sum_loss, run.sum_entropy) = f;
+                (run.n, run.n_correct, run.n_confident, run.forgetting) = c;
+                (run.first_epoch, run.first_learned, run.stable_from, run.last_epoch, run.final_pred) = e;
+                let mut o = Lanes::<f32>::new();
+                for (l, (g, a, b, x, pred)) in lanes.into_iter().enumerate() {
+                    (o.gold_prob[l], o.gold_value[l], o.max_other[l], o.el2n[l]) = (g, a, b, x);
+                    (o.loss_a[l], o.loss_b[l], o.entropy[l], o.pred[l]) = (x + 1.0, a, g * 2.0, pred);
+                }
+                (run, o, gold.try_into().unwrap(), epoch)
+            })
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// The intrinsic state update agrees with the portable one bit for bit.
+        #[test]
+        fn run_updates_match_the_portable_version((run, o, gold, epoch) in run_and_results(), start in 0usize..4) {
+            if !available() {
+                eprintln!("no AVX-512 here: the intrinsic update is not tested");
+                return Ok(());
+            }
+            let (mut want, mut got) = (run.clone(), run);
+            super::super::update_run::<f32, true>(&mut want, start, GROUP, epoch, &gold, &o, &[true; GROUP]);
+            // SAFETY: the features were checked above; the run has `start + GROUP` examples.
+            unsafe { update_run(&mut got, start, epoch, &gold, &o) };
+            let bits = |v: &Vec<f64>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            for (name, a, b) in [
+                ("mean", &want.mean, &got.mean),
+                ("m2", &want.m2, &got.m2),
+                ("sum_margin", &want.sum_margin, &got.sum_margin),
+                ("sum_el2n", &want.sum_el2n, &got.sum_el2n),
+                ("sum_loss", &want.sum_loss, &got.sum_loss),
+                ("sum_entropy", &want.sum_entropy, &got.sum_entropy),
+            ] {
+                prop_assert_eq!(bits(a), bits(b), "{}", name);
+            }
+            for (name, a, b) in [
+                ("n", &want.n, &got.n),
+                ("n_correct", &want.n_correct, &got.n_correct),
+                ("n_confident", &want.n_confident, &got.n_confident),
+                ("forgetting", &want.forgetting, &got.forgetting),
+                ("first_epoch", &want.first_epoch, &got.first_epoch),
+                ("first_learned", &want.first_learned, &got.first_learned),
+                ("stable_from", &want.stable_from, &got.stable_from),
+                ("last_epoch", &want.last_epoch, &got.last_epoch),
+                ("final_pred", &want.final_pred, &got.final_pred),
+            ] {
+                prop_assert_eq!(a, b, "{}", name);
+            }
+        }
 
         #[test]
         fn logits_match_the_portable_version((cols, zt, gold) in group()) {

@@ -37,7 +37,7 @@ pub fn prob_sum_tolerance<T: Real>(c: usize) -> f64 {
 /// The state of a run of consecutive examples while epochs stream past, as structure of arrays
 /// so the per-epoch update is vector code. Folded into the per-example [`ExampleState`]s once at
 /// the end of the run, which keeps the scalar, 88-byte-stride work out of the per-row path.
-#[derive(Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct RunState {
     mean: Vec<f64>,
     m2: Vec<f64>,
@@ -112,6 +112,7 @@ impl RunState {
 /// finished at full vector width, and each value is widened to `f64` where it is accumulated.
 /// The margin and the loss are sums of two terms that are added in `f64`, so they are kept as
 /// their two terms.
+#[derive(Debug)]
 pub(crate) struct Lanes<T> {
     gold_prob: [T; GROUP],
     /// The gold class's logit (or probability), the first term of the margin.
@@ -197,6 +198,7 @@ impl Sink for RunState {
         keep: Option<&[bool; GROUP]>,
     ) {
         match keep {
+            None if g == GROUP && update_run_avx512(self, start, epoch, gold, o) => {}
             None => update_run::<T, true>(self, start, g, epoch, gold, o, &[true; GROUP]),
             Some(keep) => update_run::<T, false>(self, start, g, epoch, gold, o, keep),
         }
@@ -301,6 +303,23 @@ fn observe_avx512<T: Real>(kind: Kind, zt: &Vec<T>, cols: usize, gold: &[u32; GR
     }
     let _ = (kind, zt, cols, gold, out);
     unreachable!("only called for f32 rows on CPUs with AVX-512")
+}
+
+/// `update_run::<f32, true>` of a full group with AVX-512 intrinsics (bit for bit the same
+/// state); false, and nothing done, unless the results are `f32` and [`has_avx512`] holds.
+#[inline(always)]
+fn update_run_avx512<T: Real>(run: &mut RunState, start: usize, epoch: u32, gold: &[u32; GROUP], o: &Lanes<T>) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(o) = (o as &dyn std::any::Any).downcast_ref::<Lanes<f32>>()
+        && has_avx512::<f32>()
+    {
+        assert!(start + GROUP <= run.n.len());
+        // SAFETY: the CPU's features were checked, the run's length above.
+        unsafe { avx512::update_run(run, start, epoch, gold, o) };
+        return true;
+    }
+    let _ = (run, start, epoch, gold, o);
+    false
 }
 
 /// The portable `observe_logits::<f32, true>` or `observe_probs::<f32, true>` as the FMA clones
