@@ -16,13 +16,16 @@ use std::arch::x86_64::*;
 /// Lanes per register.
 const W: usize = 16;
 
-/// Whether this CPU runs the kernels here.
+/// Whether this CPU runs the kernels here (detected once: asked for every group of rows).
 pub(super) fn available() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f")
-        && std::arch::is_x86_feature_detected!("avx512bw")
-        && std::arch::is_x86_feature_detected!("avx512vl")
-        && std::arch::is_x86_feature_detected!("avx512dq")
-        && std::arch::is_x86_feature_detected!("fma")
+    static AVAILABLE: std::sync::LazyLock<bool> = std::sync::LazyLock::new(|| {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+            && std::arch::is_x86_feature_detected!("fma")
+    });
+    *AVAILABLE
 }
 
 /// `observe_logits::<f32, true>` for one group: `zt` holds `cols` classes of `GROUP` lanes.

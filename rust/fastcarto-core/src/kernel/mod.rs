@@ -198,7 +198,7 @@ impl Sink for RunState {
         keep: Option<&[bool; GROUP]>,
     ) {
         match keep {
-            None if g == GROUP && update_run_avx512(self, start, epoch, gold, o) => {}
+            None if g == GROUP && has_avx512::<T>() => update_run_avx512(self, start, epoch, gold, o),
             None => update_run::<T, true>(self, start, g, epoch, gold, o, &[true; GROUP]),
             Some(keep) => update_run::<T, false>(self, start, g, epoch, gold, o, keep),
         }
@@ -306,20 +306,18 @@ fn observe_avx512<T: Real>(kind: Kind, zt: &Vec<T>, cols: usize, gold: &[u32; GR
 }
 
 /// `update_run::<f32, true>` of a full group with AVX-512 intrinsics (bit for bit the same
-/// state); false, and nothing done, unless the results are `f32` and [`has_avx512`] holds.
+/// state); only where [`has_avx512`] holds.
 #[inline(always)]
-fn update_run_avx512<T: Real>(run: &mut RunState, start: usize, epoch: u32, gold: &[u32; GROUP], o: &Lanes<T>) -> bool {
+fn update_run_avx512<T: Real>(run: &mut RunState, start: usize, epoch: u32, gold: &[u32; GROUP], o: &Lanes<T>) {
     #[cfg(target_arch = "x86_64")]
-    if let Some(o) = (o as &dyn std::any::Any).downcast_ref::<Lanes<f32>>()
-        && has_avx512::<f32>()
-    {
+    if let Some(o) = (o as &dyn std::any::Any).downcast_ref::<Lanes<f32>>() {
         assert!(start + GROUP <= run.n.len());
-        // SAFETY: the CPU's features were checked, the run's length above.
+        // SAFETY: the CPU's features were checked (`has_avx512`), the run's length above.
         unsafe { avx512::update_run(run, start, epoch, gold, o) };
-        return true;
+        return;
     }
     let _ = (run, start, epoch, gold, o);
-    false
+    unreachable!("only called for f32 results on CPUs with AVX-512")
 }
 
 /// The portable `observe_logits::<f32, true>` or `observe_probs::<f32, true>` as the FMA clones
