@@ -1,6 +1,6 @@
 //! Software prefetch, for the two places whose memory accesses the hardware prefetcher cannot
-//! foresee: the kernel's short runs of rows (one block of examples per epoch, epochs far apart
-//! in memory) and the keyed scatter's random accesses to example states.
+//! foresee: the kernel's rows a few groups ahead within one call and the keyed scatter's random
+//! accesses to example states.
 
 /// Asks the CPU to start loading every cache line that `values` touches (a value that does not
 /// start on a line boundary may straddle one more line than its size suggests). A hint only.

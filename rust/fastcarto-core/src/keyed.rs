@@ -11,7 +11,7 @@
 
 use crate::dense::validate_labels;
 use crate::error::{Error, Example, Result};
-use crate::kernel::{GROUP, Lanes, Sink, fold_epoch};
+use crate::kernel::{GROUP, Lanes, Scratch, Sink, fold_epoch};
 use crate::long::{Ids, LongBatch, Outputs};
 use crate::math::Real;
 use crate::options::{Kind, NanPolicy, Task};
@@ -489,14 +489,15 @@ impl KeyedState {
             parts.resize_with(n_parts, Part::default);
         }
         let (kind, nan_policy) = (self.kind, self.nan_policy);
-        let observed = parts[..n_parts].par_iter_mut().enumerate().try_for_each_init(Vec::new, |scratch, (p, part)| {
-            let lo = p * PART;
-            let hi = (lo + PART).min(slots.len());
-            part.sort(&slots[lo..hi], n_buckets);
-            let mut sink = Routing { part, slots: &slots[lo..hi], first: lo };
-            let (values, labels) = (&values[lo * c..hi * c], &labels[lo..hi]);
-            fold_epoch(kind, nan_policy, epoch, values, c, labels, &mut sink, lo as u64, scratch)
-        });
+        let observed =
+            parts[..n_parts].par_iter_mut().enumerate().try_for_each_init(Scratch::default, |scratch, (p, part)| {
+                let lo = p * PART;
+                let hi = (lo + PART).min(slots.len());
+                part.sort(&slots[lo..hi], n_buckets);
+                let mut sink = Routing { part, slots: &slots[lo..hi], first: lo };
+                let (values, labels) = (&values[lo * c..hi * c], &labels[lo..hi]);
+                fold_epoch(kind, nan_policy, epoch, values, c, labels, &mut sink, lo as u64, scratch)
+            });
         if let Err(e) = observed {
             self.parts = parts;
             return Err(e);

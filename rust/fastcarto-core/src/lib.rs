@@ -161,7 +161,7 @@ pub fn compute_dense_table<T: Real>(
     parallel::run(threads, n_examples * numbered.len(), || {
         let (views, labels) = dense_views(array, &numbered, labels, task, n_examples)?;
         let fill = |range: std::ops::Range<usize>, slots: &mut [ExampleState]| -> Result<()> {
-            let (mut scratch, mut run) = (Vec::new(), kernel::RunState::default());
+            let (mut scratch, mut run) = (kernel::Scratch::default(), kernel::RunState::default());
             for (k, block) in slots.chunks_mut(dense::BLOCK).enumerate() {
                 let lo = range.start + k * dense::BLOCK;
                 dense::fold_block(

@@ -168,6 +168,19 @@ impl<T: Real> Lanes<T> {
     }
 }
 
+/// Buffers [`fold_epoch`] reuses between calls: the transposed rows of a group and their results.
+#[derive(Debug)]
+pub(crate) struct Scratch<T> {
+    rows: Vec<T>,
+    lanes: Option<Box<Lanes<T>>>,
+}
+
+impl<T> Default for Scratch<T> {
+    fn default() -> Self {
+        Scratch { rows: Vec::new(), lanes: None }
+    }
+}
+
 /// Where [`fold_epoch`] puts each group's per-row results: folded into a run of examples'
 /// states ([`RunState`], the dense path), or routed row by row towards their examples (the
 /// long tables' `keyed::Routing`).
@@ -207,7 +220,7 @@ impl Sink for RunState {
 
 /// Observes one epoch of `labels.len()` consecutive rows (`rows` is row-major with `cols`
 /// columns) and hands each group of results to `sink`. `first_example` is the index of the
-/// first row, for error messages. `scratch` is reused between calls.
+/// first row, for error messages.
 #[allow(clippy::too_many_arguments)]
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 pub(crate) fn fold_epoch<T: Real, S: Sink>(
@@ -219,13 +232,14 @@ pub(crate) fn fold_epoch<T: Real, S: Sink>(
     labels: &[u32],
     sink: &mut S,
     first_example: u64,
-    scratch: &mut Vec<T>,
+    scratch: &mut Scratch<T>,
 ) -> Result<()> {
     debug_assert_eq!(rows.len(), labels.len() * cols);
     // One-column binary outputs are read as the two-column equivalent.
     let eff = cols.max(2);
-    scratch.resize(eff * GROUP, T::ZERO);
-    let mut lanes = Lanes::new();
+    let Scratch { rows: zt, lanes } = scratch;
+    zt.resize(eff * GROUP, T::ZERO);
+    let lanes = lanes.get_or_insert_with(Lanes::new);
     let mut keep = [true; GROUP];
     let avx512 = has_avx512::<T>();
     let n = labels.len();
@@ -237,13 +251,13 @@ pub(crate) fn fold_epoch<T: Real, S: Sink>(
         gold[..g].copy_from_slice(labels);
         let ahead = (start + PREFETCH_AHEAD * GROUP).min(n);
         crate::cache::prefetch(&rows[ahead * cols..(ahead + GROUP).min(n) * cols]);
-        transpose(kind, &rows[start * cols..(start + g) * cols], cols, g, scratch);
+        transpose(kind, &rows[start * cols..(start + g) * cols], cols, g, zt);
         // Fused multiply-adds in the exp/ln polynomials where this clone may use them.
         const FMA: bool = multiversion::target::target_cfg_f!(target_feature = "fma");
         match kind {
-            _ if avx512 => observe_avx512(kind, scratch, eff, &gold, &mut lanes),
-            Kind::Logits => observe_logits::<T, FMA>(scratch, eff, &gold, &mut lanes),
-            Kind::Probs => observe_probs::<T, FMA>(scratch, eff, &gold, &mut lanes),
+            _ if avx512 => observe_avx512(kind, zt, eff, &gold, lanes),
+            Kind::Logits => observe_logits::<T, FMA>(zt, eff, &gold, lanes),
+            Kind::Probs => observe_probs::<T, FMA>(zt, eff, &gold, lanes),
         }
         keep[..g].fill(true);
         let mut omitted = false;
@@ -267,7 +281,7 @@ pub(crate) fn fold_epoch<T: Real, S: Sink>(
                 });
             }
         }
-        sink.take(start, g, epoch, &gold, &lanes, if omitted { Some(&keep) } else { None });
+        sink.take(start, g, epoch, &gold, lanes, if omitted { Some(&keep) } else { None });
         start += g;
     }
     Ok(())
