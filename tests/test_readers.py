@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import fastcarto
 import numpy as np
 import pandas as pd
@@ -328,6 +329,8 @@ def lay_out(fmt: str, table: pa.Table, tmp: Path, rng: np.random.Generator, dyn:
         return pl.from_arrow(table)
     if fmt == "pandas":
         return table.to_pandas()
+    if fmt == "duckdb":  # a DuckDB query result, read through its Arrow stream
+        return duckdb.connect().from_arrow(table).filter("epoch >= 0")
     if fmt == "recorder":
         directory = tmp / "run"
         with fastcarto.Recorder(
@@ -363,6 +366,7 @@ FORMATS = (
     "reader",
     "polars",
     "pandas",
+    "duckdb",
     "recorder",
 )
 

@@ -267,6 +267,11 @@ def read_table(
             if polars is not None and isinstance(source, polars.DataFrame):
                 source = source.to_arrow()
                 in_memory, schema = True, source.schema
+        if schema is None and hasattr(pa.RecordBatchReader, "from_stream"):
+            # Any other Arrow stream (DuckDB results, dataset scanners...): importing it gives
+            # its schema without reading a batch; the reader is then read as the stream.
+            source = pa.RecordBatchReader.from_stream(source)
+            schema = source.schema
         if schema is None:
             raise ValueError("pass kind='logits' or kind='probs' for an Arrow stream")
         kind = _outputs_kind(schema.names, names[3])
