@@ -18,6 +18,7 @@ matplotlib.use("Agg")
 import fastcarto
 import numpy as np
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
@@ -317,6 +318,10 @@ def test_trajectories_from_long_tables(run: tuple[np.ndarray, np.ndarray], tmp_p
         np.testing.assert_array_equal(frame.to_numpy(), expected, err_msg=source)
     frame = fastcarto.trajectories(IDS, table, kind="logits")  # any Arrow stream
     np.testing.assert_array_equal(frame.to_numpy(), expected)
+    dataset = ds.dataset(tmp_path / "run.parquet")  # and pyarrow datasets and scanners
+    for source in [dataset, dataset.scanner(columns=["epoch", "id", "label", "logits"])]:
+        frame = fastcarto.trajectories(IDS, source, kind="logits")
+        np.testing.assert_array_equal(frame.to_numpy(), expected)
 
 
 def test_trajectories_string_ids_and_list_columns() -> None:

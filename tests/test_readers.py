@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.feather as feather
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
@@ -331,6 +332,14 @@ def lay_out(fmt: str, table: pa.Table, tmp: Path, rng: np.random.Generator, dyn:
         return table.to_pandas()
     if fmt == "duckdb":  # a DuckDB query result, read through its Arrow stream
         return duckdb.connect().from_arrow(table).filter("epoch >= 0")
+    if fmt in ("dataset", "scanner"):  # pyarrow.dataset over Parquet files, one pass
+        directory = tmp / fmt
+        directory.mkdir()
+        ordered = sort_by_epoch(table)
+        for k, shard in enumerate(random_split(rng, ordered, int(rng.integers(1, 4)))):
+            write_parquet(directory / f"part-{k}.parquet", shard, rng)
+        dataset = ds.dataset(directory, format="parquet", schema=table.schema)
+        return dataset if fmt == "dataset" else dataset.scanner(batch_size=16)
     if fmt == "recorder":
         directory = tmp / "run"
         with fastcarto.Recorder(
@@ -348,7 +357,7 @@ def lay_out(fmt: str, table: pa.Table, tmp: Path, rng: np.random.Generator, dyn:
 
 #: Layouts that hand each example's epochs to the reader in increasing order whatever the order
 #: of the rows: files named after their epoch, and the one-pass stream (sorted by epoch).
-ORDERED = {"dir-epoch-names", "hive", "glob", "reader", "recorder"}
+ORDERED = {"dir-epoch-names", "hive", "glob", "reader", "dataset", "scanner", "recorder"}
 
 FORMATS = (
     "ipc-file",
@@ -367,6 +376,8 @@ FORMATS = (
     "polars",
     "pandas",
     "duckdb",
+    "dataset",
+    "scanner",
     "recorder",
 )
 

@@ -55,9 +55,10 @@ def compute(
         (``.arrows``, what :class:`fastcarto.Recorder` writes), a Parquet file, a directory or
         glob of such files (one per epoch, shards, ``epoch=3/`` folders), or any Arrow object
         (pyarrow Table or RecordBatchReader, polars or pandas DataFrame, DuckDB result: anything
-        with ``__arrow_c_stream__``). Rows and files may come in any order; the result has one
-        row per id, in increasing id order. Also allenai/cartography's ``training_dynamics/``
-        directory (``dynamics_epoch_{e}.jsonl``), and a directory of per-epoch ``.npy`` arrays
+        with ``__arrow_c_stream__``; also a ``pyarrow.dataset`` Dataset or Scanner). Rows and
+        files may come in any order; the result has one row per id, in increasing id order.
+        Also allenai/cartography's ``training_dynamics/`` directory
+        (``dynamics_epoch_{e}.jsonl``), and a directory of per-epoch ``.npy`` arrays
         ``[examples, classes]`` named after their epoch (``epoch_3.npy``), with ``labels.npy``
         (or ``labels=``) and optionally ``ids.npy``.
     labels:

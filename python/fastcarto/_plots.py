@@ -538,7 +538,9 @@ def is_table_source(source: Any) -> bool:
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         return path.is_dir() or path.suffix.lower() in TABLE_SUFFIXES
-    return hasattr(source, "__arrow_c_stream__") and not isinstance(source, np.ndarray)
+    from ._tables import is_table
+
+    return is_table(source) and not isinstance(source, np.ndarray)
 
 
 def trajectories(
@@ -699,7 +701,9 @@ def _long_batches(source: Any, wanted: npt.NDArray[Any], kind: str) -> Iterator[
 
     columns = ["epoch", "id", "label", kind]
     if not isinstance(source, (str, os.PathLike)):
-        reader = pa.RecordBatchReader.from_stream(source)
+        from ._tables import as_arrow_stream
+
+        reader = pa.RecordBatchReader.from_stream(as_arrow_stream(source))
         yield from reader
         return
     path = Path(source)

@@ -226,13 +226,33 @@ def _read_npy_epochs(
 
 
 def is_table(source: Any) -> bool:
-    """Arrow data (anything with ``__arrow_c_stream__``), or a pandas DataFrame."""
-    if hasattr(source, "__arrow_c_stream__"):
+    """Arrow data (anything with ``__arrow_c_stream__``, pyarrow datasets and scanners), or a
+    pandas DataFrame."""
+    if hasattr(source, "__arrow_c_stream__") or _dataset_reader(source) is not None:
         return True
     import sys
 
     pd = sys.modules.get("pandas")
     return pd is not None and isinstance(source, pd.DataFrame)
+
+
+def _dataset_reader(source: Any) -> pa.RecordBatchReader | None:
+    """A reader over a ``pyarrow.dataset`` Dataset or Scanner (which do not speak the Arrow
+    stream protocol), scanning in bounded memory; ``None`` for anything else."""
+    import sys
+
+    ds = sys.modules.get("pyarrow.dataset")
+    if ds is not None and isinstance(source, ds.Dataset):
+        return source.scanner().to_reader()
+    if ds is not None and isinstance(source, ds.Scanner):
+        return source.to_reader()
+    return None
+
+
+def as_arrow_stream(source: Any) -> Any:
+    """``source``, or a reader over it where it is a pyarrow Dataset or Scanner."""
+    reader = _dataset_reader(source)
+    return source if reader is None else reader
 
 
 def read_table(
@@ -254,6 +274,7 @@ def read_table(
     pd = sys.modules.get("pandas")
     if pd is not None and isinstance(source, pd.DataFrame):
         source = pa.Table.from_pandas(source, preserve_index=False)
+    source = as_arrow_stream(source)
     names = column_names(columns)
     in_memory = isinstance(source, (pa.Table, pa.RecordBatch))
     if kind is None:
@@ -267,13 +288,11 @@ def read_table(
             if polars is not None and isinstance(source, polars.DataFrame):
                 source = source.to_arrow()
                 in_memory, schema = True, source.schema
-        if schema is None and hasattr(pa.RecordBatchReader, "from_stream"):
-            # Any other Arrow stream (DuckDB results, dataset scanners...): importing it gives
-            # its schema without reading a batch; the reader is then read as the stream.
+        if schema is None:
+            # Any other Arrow stream (a DuckDB result...): importing it gives its schema without
+            # reading a batch; the reader is then read as the stream.
             source = pa.RecordBatchReader.from_stream(source)
             schema = source.schema
-        if schema is None:
-            raise ValueError("pass kind='logits' or kind='probs' for an Arrow stream")
         kind = _outputs_kind(schema.names, names[3])
     read: Callable[[Any], tuple[Any, Any]] = lambda data: _core.read_stream(  # noqa: E731
         data,
