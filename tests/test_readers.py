@@ -709,7 +709,7 @@ def test_interleaved_one_pass_stream_is_an_error_and_a_table_works() -> None:
 @pytest.mark.parametrize(
     ("selection", "numbers"),
     [
-        (3, [1, 2]),  # the first three epoch *numbers*: 0..2, of which 1 and 2 exist
+        (slice(3), [1, 2]),  # epoch *numbers* 0..2, of which 1 and 2 exist
         (slice(2, None), [2, 4, 7, 9]),
         (slice(1, 8, 3), [1, 4, 7]),
         ([7, 1], [1, 7]),
@@ -747,6 +747,38 @@ def test_epoch_selection_errors(tmp_path: Path) -> None:
         fastcarto.compute(table, epochs=slice(-2, None))
     with pytest.raises(TypeError):
         fastcarto.compute(table, epochs=[1.5])
+
+
+@pytest.mark.parametrize("fmt", ["table", "reader", "dir-epoch-names", "parquet", "npy-epochs"])
+@pytest.mark.parametrize("numbers", [[0, 1, 2, 3], [1, 2, 3, 4], [0, 2, 3, 5]])
+def test_first_k_epochs_must_all_be_present(tmp_path: Path, fmt: str, numbers: list[int]) -> None:
+    """``epochs=k`` is the first k epochs, numbered 0..k-1: a run numbered from 1, or with a gap,
+    is an error naming the epochs found, never a silently shorter selection."""
+    rng = np.random.default_rng(11)
+    dyn = make_dynamics(rng, n_epochs=4, n=9, c=3, dtype=np.float32, kind="logits")
+    outputs = np.full((max(numbers) + 1, 9, 3), np.nan, dtype=np.float32)
+    outputs[numbers] = dyn.outputs
+    present = np.zeros(outputs.shape[:2], dtype=bool)
+    present[numbers] = True
+    run = replace(dyn, outputs=outputs, present=present, epochs=numbers)
+    source: Any
+    options: dict[str, Any] = {"epochs": 3, "progress": False}
+    if fmt == "npy-epochs":
+        source = tmp_path / "npy"
+        source.mkdir()
+        for e in numbers:
+            np.save(source / f"epoch_{e}.npy", outputs[e])
+        np.save(source / "labels.npy", np.asarray(dyn.labels))
+        options["kind"] = "logits"
+    else:
+        source = lay_out(fmt, presort(long_table(run, rng), run, rng), tmp_path, rng, run)
+    if numbers[:3] == [0, 1, 2]:
+        got = fastcarto.compute(source, **options)
+        assert_same(got, expected(run, epochs=[0, 1, 2]), exact=True)
+    else:
+        kept = ", ".join(str(e) for e in numbers if e < 3)
+        with pytest.raises(ValueError, match=rf"epochs=3 takes the first 3 .* \({kept}\)"):
+            fastcarto.compute(source, **options)
 
 
 @pytest.mark.parametrize("fmt", ["table", "ipc-file", "dir-epoch-names"])

@@ -46,7 +46,10 @@ def epoch_filter(epochs: EpochSelection) -> tuple[Any, ...]:
     if isinstance(epochs, (int, np.integer)):
         if epochs < 1:
             raise ValueError(f"epochs={epochs} selects no epochs")
-        return ("range", 0, int(epochs), 1)
+        if epochs >= 2**32:
+            raise ValueError(f"epochs={epochs} is more epochs than a run can hold")
+        # The first k: epoch numbers 0..k-1, all of which the read checks are present.
+        return ("first", int(epochs))
     if isinstance(epochs, slice):
         start, stop, step = epochs.start or 0, epochs.stop, epochs.step or 1
         if start < 0 or (stop is not None and stop < 0) or step < 1:

@@ -288,8 +288,8 @@ fn inspect_npy(py: Python<'_>, path: PathBuf) -> PyResult<((usize, usize, usize)
     .map_err(to_py)
 }
 
-/// Which epochs a read keeps: `("all",)`, `("range", start, stop_or_None, step)` or
-/// `("list", [epochs])`.
+/// Which epochs a read keeps: `("all",)`, `("first", k)`, `("range", start, stop_or_None,
+/// step)` or `("list", [epochs])`.
 fn epoch_filter(spec: &Bound<'_, PyAny>) -> PyResult<EpochFilter> {
     let kind: String = spec.get_item(0)?.extract()?;
     match kind.as_str() {
@@ -300,6 +300,7 @@ fn epoch_filter(spec: &Bound<'_, PyAny>) -> PyResult<EpochFilter> {
             step: spec.get_item(3)?.extract()?,
         }),
         "list" => Ok(EpochFilter::List(spec.get_item(1)?.extract()?)),
+        "first" => Ok(EpochFilter::First(spec.get_item(1)?.extract()?)),
         other => Err(PyValueError::new_err(format!("unknown epoch selection {other:?}"))),
     }
 }

@@ -38,6 +38,10 @@ pub enum EpochFilter {
     Range { start: u32, stop: Option<u32>, step: u32 },
     /// These epochs.
     List(Vec<u32>),
+    /// The first `k` epochs: epoch numbers `0..k`, every one of which must be in the data
+    /// (checked after the read), so that a run numbered from 1, or with gaps, is not silently
+    /// cut short.
+    First(u32),
 }
 
 impl EpochFilter {
@@ -48,7 +52,29 @@ impl EpochFilter {
                 e >= *start && stop.is_none_or(|s| e < s) && (e - start).is_multiple_of((*step).max(1))
             }
             EpochFilter::List(v) => v.contains(&e),
+            EpochFilter::First(k) => e < *k,
         }
+    }
+
+    /// Errors unless the epochs read (`present`, the kept ones) are what the filter promises:
+    /// for [`EpochFilter::First`], all of `0..k`.
+    pub fn check_present(&self, present: impl Iterator<Item = u32>) -> Result<()> {
+        let EpochFilter::First(k) = *self else { return Ok(()) };
+        let present: Vec<u32> = present.collect();
+        if present.len() == k as usize {
+            return Ok(());
+        }
+        const SHOWN: usize = 8;
+        let mut listed = present.iter().take(SHOWN).map(u32::to_string).collect::<Vec<_>>().join(", ");
+        if present.len() > SHOWN {
+            listed += ", ...";
+        }
+        Err(Error::invalid(format!(
+            "epochs={k} takes the first {k} epochs, numbered 0 to {}, but the data has {} of them ({listed}); \
+             give the epoch numbers to use as a slice or a list",
+            k - 1,
+            present.len()
+        )))
     }
 }
 
@@ -114,6 +140,7 @@ pub fn read_files(files: &[DataFile], opts: &ReadOptions<'_>) -> Result<KeyedSta
             _ => "no rows in the selected epochs".to_string(),
         }));
     }
+    opts.epochs.check_present(state.epochs())?;
     if opts.require_complete {
         state.check_complete()?;
     }
@@ -238,6 +265,7 @@ pub fn read_batches(
             _ => "no rows in the selected epochs".to_string(),
         }));
     }
+    opts.epochs.check_present(state.epochs())?;
     if opts.require_complete {
         state.check_complete()?;
     }
@@ -289,4 +317,29 @@ pub(crate) fn guarded<T>(path: &Path, what: &str, f: impl FnOnce() -> Result<T>)
             .unwrap_or_default();
         Err(path_error(path, format!("corrupt data ({what}): {why}")))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_k_epochs_must_all_be_present() {
+        let first = EpochFilter::First(3);
+        assert!((0..3).all(|e| first.keeps(e)) && !first.keeps(3));
+        assert!(first.check_present([0, 1, 2].into_iter()).is_ok());
+        let err = first.check_present([1, 2].into_iter()).unwrap_err().to_string();
+        assert!(
+            err.contains("epochs=3 takes the first 3 epochs, numbered 0 to 2, but the data has 2 of them (1, 2)"),
+            "{err}"
+        );
+        let many = EpochFilter::First(20);
+        let err = many.check_present(0..10).unwrap_err().to_string();
+        assert!(err.contains("has 10 of them (0, 1, 2, 3, 4, 5, 6, 7, ...)"), "{err}");
+        for other in
+            [EpochFilter::All, EpochFilter::Range { start: 0, stop: Some(3), step: 1 }, EpochFilter::List(vec![4])]
+        {
+            assert!(other.check_present([1].into_iter()).is_ok());
+        }
+    }
 }

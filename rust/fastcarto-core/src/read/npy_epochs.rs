@@ -35,6 +35,7 @@ pub fn read_npy_epochs(
             w[0].1
         )));
     }
+    epochs.check_present(files.iter().map(|f| f.1))?;
     let maps = files.iter().map(|(p, _)| MappedNpy::open_epoch(p)).collect::<Result<Vec<_>>>()?;
     let views = maps.iter().map(MappedNpy::view).collect::<Result<Vec<_>>>()?;
     let (_, n, c) = dims(&views[0]);
