@@ -97,8 +97,11 @@ def _file_schema(path: str, fmt: str) -> pa.Schema:
             if fmt == "ipc-file":
                 return ipc.open_file(f).schema
             return ipc.open_stream(f).schema
-    except pa.ArrowException as err:  # truncated or corrupt: fastcarto's error, naming the file
-        if isinstance(err, OSError):
+    except (pa.ArrowException, OSError) as err:
+        # The system's errors (missing file, permissions) stay as they are; truncated or corrupt
+        # data (pyarrow reports a bad footer as a bare OSError) is fastcarto's error, naming the
+        # file.
+        if isinstance(err, OSError) and err.errno is not None:
             raise
         raise _core.FileFormatError(f"{path}: cannot read the schema: {err}") from err
 
