@@ -964,7 +964,17 @@ def test_cartography_directory_errors(tmp_path: Path) -> None:
     (d / "dynamics_epoch_1.jsonl").write_text(
         good.replace("_0", "_1").replace('"gold": 1', '"gold": 0')
     )
-    with pytest.raises(LabelError, match=r"dynamics_epoch_1\.jsonl, line 1: .*id 1 has label 0"):
+    with pytest.raises(
+        LabelError, match=r"dynamics_epoch_1\.jsonl, line 1: .*id 1 \(line 1\) has label 0"
+    ):
+        fastcarto.compute(d)
+    # A duplicate guid is named with its own line, within the batch of lines it was read in.
+    lines = [f'{{"guid": {n}, "logits_epoch_1": [0.5, 1], "gold": 1}}' for n in range(10)]
+    lines.insert(8, lines[6])
+    (d / "dynamics_epoch_1.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(
+        EpochOrderError, match=r"dynamics_epoch_1\.jsonl, lines 1-11: example with id 6 \(line 9\)"
+    ):
         fastcarto.compute(d)
     (d / "dynamics_epoch_1.jsonl").unlink()
     (d / "dynamics.jsonl").write_text(good)

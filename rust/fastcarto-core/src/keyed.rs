@@ -280,10 +280,17 @@ impl KeyedState {
 
     /// Folds the rows of one epoch (`rows`: which ones, in batch order; `None`: all).
     fn fold_epoch(&mut self, batch: &LongBatch, epoch: u32, rows: Option<&[u32]>) -> Result<()> {
-        // Errors name rows of this epoch's run; report the id the user knows.
+        // Errors name rows of this epoch's run; report the id the user knows (and its line).
         let pick = |i: u64| rows.map_or(i as usize, |r| r[i as usize] as usize);
-        self.fold_epoch_rows(batch, epoch, rows)
-            .map_err(|e| e.name_example(|i| Example::Id(batch.ids.display(pick(i)))))
+        self.fold_epoch_rows(batch, epoch, rows).map_err(|e| {
+            e.name_example(|i| {
+                let (row, id) = (pick(i), batch.ids.display(pick(i)));
+                Example::Id(match batch.first_line {
+                    Some(first) => format!("{id} (line {})", first + row + 1),
+                    None => id,
+                })
+            })
+        })
     }
 
     fn fold_epoch_rows(&mut self, batch: &LongBatch, epoch: u32, rows: Option<&[u32]>) -> Result<()> {

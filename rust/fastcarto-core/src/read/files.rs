@@ -28,10 +28,11 @@ pub struct DataFile {
 }
 
 impl DataFile {
-    pub(crate) fn batch_location(&self, index: usize) -> String {
-        match self.format {
-            FileFormat::CartographyJsonl => format!("{}, line {}", self.path.display(), index + 1),
-            _ => format!("{}, batch {index}", self.path.display()),
+    pub(crate) fn batch_location(&self, b: &super::Located) -> String {
+        match (b.first_line, b.batch.num_rows()) {
+            (Some(first), 0 | 1) => format!("{}, line {}", self.path.display(), first + 1),
+            (Some(first), n) => format!("{}, lines {}-{}", self.path.display(), first + 1, first + n),
+            (None, _) => format!("{}, batch {}", self.path.display(), b.index),
         }
     }
 }

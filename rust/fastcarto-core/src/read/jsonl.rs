@@ -167,7 +167,8 @@ fn parse_lines(
 /// Lines parsed together by one task.
 const PARSE_LINES: usize = 1024;
 
-/// Visits batches of `LINES` lines; `Located::index` is the first line's number (0-based).
+/// Visits batches of up to `LINES` lines, numbered from 0 (`Located::index`), each with its
+/// first line (`Located::first_line`).
 pub(super) fn for_each_batch(
     path: &Path,
     name_epoch: Option<u32>,
@@ -216,7 +217,7 @@ pub(super) fn for_each_batch(
                     rows.widths.extend(part.widths);
                 }
                 let batch = to_batch(path, epoch, rows, columns, kind, first)?;
-                visit(Located { batch, index: batch_index }, done as f64 / size)?;
+                visit(Located { batch, index: batch_index, first_line: Some(first) }, done as f64 / size)?;
                 batch_index += 1;
             }
         }

@@ -108,6 +108,8 @@ impl<'a> ReadOptions<'a> {
 pub struct Located {
     pub batch: RecordBatch,
     pub index: usize,
+    /// For a text file read as batches of lines: the batch's first line (0-based).
+    pub first_line: Option<usize>,
 }
 
 /// Visits the record batches of one file. `wanted(i)` may skip batch `i` without folding it
@@ -183,7 +185,10 @@ fn epoch_ranges(files: &[DataFile], opts: &ReadOptions<'_>) -> Result<(Ranges, V
 }
 
 fn decode_batch(file: &DataFile, b: &Located, opts: &ReadOptions<'_>) -> Result<LongBatch> {
-    decode(&b.batch, &opts.columns, opts.kind, file.name_epoch).map_err(|e| e.located(file.batch_location(b.index)))
+    let mut lb =
+        decode(&b.batch, &opts.columns, opts.kind, file.name_epoch).map_err(|e| e.located(file.batch_location(b)))?;
+    lb.first_line = b.first_line;
+    Ok(lb)
 }
 
 /// Folds every batch of every file; with `only = (ranges, e)`, only batches that hold epoch `e`.
@@ -203,7 +208,7 @@ fn fold_files(
         };
         for_each_batch(file, opts, &wanted, &mut |b, fraction| {
             let lb = decode_batch(file, &b, opts)?;
-            state.fold(&lb, keep).map_err(|e| e.located(file.batch_location(b.index)))?;
+            state.fold(&lb, keep).map_err(|e| e.located(file.batch_location(&b)))?;
             if let Some(progress) = opts.progress {
                 progress(done + (file.size as f64 * fraction) as u64, total, state.rows());
             }
