@@ -527,6 +527,15 @@ def test_merge_same_single_epoch_is_duplicate() -> None:
     _merge_fails(a, b, EpochOrderError, "epoch 1", "example 0")
 
 
+def test_merge_with_itself_is_a_duplicate_or_nothing() -> None:
+    x, y = make_run(9, 3, 6, 3)
+    a = fed(x, y, [1], kind="logits")
+    _merge_fails(a, a, EpochOrderError, "epoch 1", "example 0")
+    empty = fastcarto.Accumulator(6, 3, kind="logits")
+    empty.merge(empty)
+    assert empty.finalize().to_pandas()["n_epochs"].tolist() == [0] * 6
+
+
 def test_merge_interleaved_epochs_is_epoch_order_error() -> None:
     x, y = make_run(10, 3, 6, 3)
     a = fed(x, y, [0, 2], kind="logits")

@@ -324,6 +324,20 @@ def test_trajectories_from_long_tables(run: tuple[np.ndarray, np.ndarray], tmp_p
         np.testing.assert_array_equal(frame.to_numpy(), expected)
 
 
+def test_trajectories_refuse_ids_that_name_no_example(
+    run: tuple[np.ndarray, np.ndarray],
+) -> None:
+    logits, labels = run
+    n = logits.shape[1]
+    for ids in ([-1], [0, n]):
+        with pytest.raises(IndexError, match=rf"row positions 0\.\.{n - 1}, got {ids[-1]}"):
+            fastcarto.trajectories(ids, logits, labels, kind="logits")
+    with pytest.raises(ValueError, match="ids must be distinct; 7 is given more than once"):
+        fastcarto.trajectories([7, 0, 7], logits, labels, kind="logits")
+    with pytest.raises(TypeError, match=r"\['a'\] do not match the table's ids, of type int64"):
+        fastcarto.trajectories(["a"], long_table(logits, labels), kind="logits")
+
+
 def test_trajectories_string_ids_and_list_columns() -> None:
     table = pa.table(
         {

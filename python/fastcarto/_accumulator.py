@@ -169,7 +169,10 @@ class Accumulator:
         """
         if not isinstance(other, Accumulator):
             raise TypeError(f"can only merge another Accumulator, got {type(other).__name__}")
-        self._state.merge(other._state)
+        # Merging with itself is merging with an equal copy (an error as soon as it holds an
+        # epoch: every observation would be a duplicate); the state cannot be both borrowed.
+        state = other._state if other is not self else _core.State.from_ipc(other._state.to_ipc())
+        self._state.merge(state)
 
     def finalize(self, *, ddof: int = 0) -> DataMap:
         """The data map of everything seen so far (the accumulator stays usable)."""

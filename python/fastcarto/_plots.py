@@ -584,6 +584,9 @@ def _trajectories(
     wanted = np.atleast_1d(np.asarray(ids))
     if wanted.ndim != 1 or wanted.size == 0:
         raise ValueError("ids must be a non-empty list of example ids")
+    repeated = pd.Index(wanted)[pd.Index(wanted).duplicated()]
+    if len(repeated):
+        raise ValueError(f"ids must be distinct; {repeated.tolist()[0]!r} is given more than once")
     if is_table_source(source):
         if labels is not None:
             raise ValueError("labels come from the table's 'label' column; do not pass labels=")
@@ -627,9 +630,14 @@ def _read_dense_rows(
         raise ValueError(f"labels must have shape ({n_examples},), got {y.shape}")
     if wanted.dtype.kind not in "iu":
         raise TypeError("ids of an array source are row positions (integers)")
-    if wanted.min() < -n_examples or wanted.max() >= n_examples:
-        raise IndexError(f"ids must be row positions below {n_examples}")
-    rows = wanted % n_examples
+    # Ids are the map's ids, the rows' positions: no Python-style negative indices, whose
+    # curves would be labelled with an id that no example has.
+    outside = wanted[(wanted < 0) | (wanted >= n_examples)]
+    if outside.size:
+        raise IndexError(
+            f"ids of an array source are row positions 0..{n_examples - 1}, got {outside[0]}"
+        )
+    rows = wanted
     # Only the chosen rows are read (a memory map reads just those pages).
     picked = np.ascontiguousarray(arr[:, rows, :])
     epoch = np.repeat(np.arange(n_epochs), rows.size)
@@ -659,7 +667,13 @@ def _read_long_rows(
                 f"the table lacks column(s) {', '.join(missing)}; it has "
                 f"{', '.join(batch.schema.names)}"
             )
-        keep = pc.is_in(batch.column("id"), value_set=pa.array(wanted.tolist()))
+        try:
+            keep = pc.is_in(batch.column("id"), value_set=pa.array(wanted.tolist()))
+        except (pa.ArrowTypeError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+            raise TypeError(
+                f"the ids {wanted[:3].tolist()} do not match the table's ids, of type "
+                f"{batch.column('id').type}"
+            ) from err
         batch = batch.filter(keep)
         if batch.num_rows == 0:
             continue
