@@ -955,6 +955,19 @@ def test_cartography_directory_errors(tmp_path: Path) -> None:
         FileFormatError, match=r"line 2: string guid where earlier lines have integers"
     ):
         fastcarto.compute(d)
+    (d / "dynamics_epoch_0.jsonl").write_text(
+        good + '{"guid": 2, "logits_epoch_0": [NaN, 1], "gold": 0}\n'
+    )
+    with pytest.raises(FileFormatError, match=r"line 2: .*NaN is not JSON: write non-finite"):
+        fastcarto.compute(d)
+    # null (pandas' to_json spelling of NaN) is a non-finite value, for nan_policy to judge.
+    (d / "dynamics_epoch_0.jsonl").write_text(
+        good + '{"guid": 2, "logits_epoch_0": [null, 1], "gold": 0}\n'
+    )
+    with pytest.raises(NonFiniteError, match=r"epoch 0, example with id 2 \(line 2\)"):
+        fastcarto.compute(d)
+    omitted = fastcarto.compute(d, nan_policy="omit").to_pandas()
+    assert omitted["n_epochs"].tolist() == [1, 0]
     (d / "dynamics_epoch_0.jsonl").write_bytes(good.encode() + b'{"guid": 3, "\xff": 1}\n')
     with pytest.raises(FileFormatError, match="not UTF-8"):
         fastcarto.compute(d)

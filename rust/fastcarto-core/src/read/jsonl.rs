@@ -103,7 +103,8 @@ impl<'de> Visitor<'de> for LineSeed<'_> {
     }
 }
 
-/// Appends a JSON array of numbers to a vector.
+/// Appends a JSON array of numbers to a vector; `null` (how pandas' `to_json`, which
+/// allenai/cartography writes with, spells NaN) is NaN, for `nan_policy` to judge.
 struct AppendFloats<'a>(&'a mut Vec<f64>);
 
 impl<'de> de::DeserializeSeed<'de> for AppendFloats<'_> {
@@ -119,8 +120,8 @@ impl<'de> Visitor<'de> for AppendFloats<'_> {
         f.write_str("a list of numbers")
     }
     fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(v) = seq.next_element::<f64>()? {
-            self.0.push(v);
+        while let Some(v) = seq.next_element::<Option<f64>>()? {
+            self.0.push(v.unwrap_or(f64::NAN));
         }
         Ok(())
     }
@@ -152,7 +153,14 @@ fn parse_lines(
         let mut de = serde_json::Deserializer::from_str(text);
         let fields = de::DeserializeSeed::deserialize(LineSeed { values: &mut out.values, expected_key }, &mut de)
             .and_then(|f| de.end().map(|()| f))
-            .map_err(|e| at(e.to_string()))?;
+            .map_err(|e| {
+                // Python's json.dumps writes non-finite floats as these, which JSON lacks.
+                let literal = ["NaN", "Infinity"].into_iter().find(|l| text.contains(l));
+                at(match literal {
+                    Some(l) => format!("{e} ({l} is not JSON: write non-finite logits as null)"),
+                    None => e.to_string(),
+                })
+            })?;
         if let Some(key) = fields.wrong_key {
             return Err(at(format!("key {key:?} in a file of epoch {epoch} (expected {expected_key:?})")));
         }
