@@ -1237,6 +1237,8 @@ def test_last_epoch_tracks_latest_observation() -> None:
         ((3, 3), dict(kind="logits", compat="carto"), ValueError, "compat"),
         ((3, 3), dict(kind="logits", nan_policy="ignore"), ValueError, "nan_policy"),
         ((3, 3), dict(kind="logits", threads=0), ValueError, "threads"),
+        ((3, 3), dict(kind="logits", threads=2**70), ValueError, "at most 65536"),
+        ((3, 2**32), dict(kind="logits"), ValueError, "n_classes must be at most 4294967295"),
         ((3, 3), dict(), TypeError, "kind"),
     ],
 )
@@ -1245,6 +1247,13 @@ def test_constructor_errors(
 ) -> None:
     with raises(cls, fragment):
         Accumulator(*args, **kwargs)
+
+
+def test_numpy_integers_are_integers() -> None:
+    acc = Accumulator(np.int64(3), np.uint8(2), kind="logits", threads=np.int32(1))
+    acc.update(np.zeros((3, 2)), np.array([0, 1, 0]))
+    assert acc.n_examples == 3 and acc.n_classes == 2
+    assert isinstance(acc.n_examples, int)
 
 
 def test_finalize_bad_ddof_is_value_error() -> None:

@@ -459,6 +459,9 @@ def test_accumulator_update_with_zero_rows_and_index() -> None:
         ([True, False], TypeError, "True"),
         ([0.0, 1.0], TypeError, "0.0"),
         (["0"], TypeError, "'0'"),
+        (2.0, TypeError, "not float"),
+        ("01", TypeError, "not str"),
+        (object(), TypeError, "not object"),
     ],
     ids=lambda v: repr(v)[:20],
 )
@@ -468,8 +471,12 @@ def test_bad_epoch_selection(epochs: Any, cls: type[BaseException], fragment: st
 
 
 def test_float_epoch_selection_is_type_error() -> None:
-    with raises(TypeError):
+    message = "epochs must be an int, a slice or a sequence of ints, not float"
+    with raises(TypeError, message):
         fastcarto.compute(logits(), labels(), kind="logits", epochs=2.0)
+    table = pa.table({"epoch": [0], "id": [0], "label": [0], "logits": [[0.0, 1.0]]})
+    with raises(TypeError, message):
+        fastcarto.compute(table, epochs=2.0)
 
 
 def test_good_epoch_selections_agree() -> None:
@@ -798,6 +805,7 @@ def test_kind_is_required_keyword() -> None:
         (dict(kind="logits", threads="2"), "threads"),
         (dict(kind="logits", threads=2.0), "threads"),
         (dict(kind="logits", threads=True), "threads"),
+        (dict(kind="logits", threads=2**70), "at most 65536"),
         (dict(kind="logits", ddof=-1), "ddof"),
         (dict(kind="logits", ddof=1.0), "ddof"),
     ],

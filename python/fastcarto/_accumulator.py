@@ -12,6 +12,7 @@ from ._datamap import DataMap
 from ._inputs import (
     COMPATS,
     KINDS,
+    MAX_CLASSES,
     NAN_POLICIES,
     Compat,
     Kind,
@@ -22,6 +23,7 @@ from ._inputs import (
     check_choice,
     check_ddof,
     check_epoch,
+    check_positive,
     check_threads,
 )
 
@@ -82,9 +84,8 @@ class Accumulator:
         check_choice("compat", compat, COMPATS, optional=True)
         check_choice("nan_policy", nan_policy, NAN_POLICIES)
         check_threads(threads)
-        for name, value in (("n_examples", n_examples), ("n_classes", n_classes)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        n_examples = check_positive("n_examples", n_examples)
+        n_classes = check_positive("n_classes", n_classes, most=MAX_CLASSES)
         self._state = _core.State.empty(
             n_examples,
             n_classes,

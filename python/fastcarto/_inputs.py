@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,11 +47,23 @@ def check_epoch(epoch: object) -> int:
     return int(epoch)
 
 
+#: Bounds of the engine's counts: classes are 32-bit; threads are a small pool.
+MAX_CLASSES = 2**32 - 1
+MAX_THREADS = 1 << 16
+
+
+def check_positive(name: str, value: object, *, most: int = 2**63 - 1) -> int:
+    """``value`` as an int: a positive Python or numpy integer (not a bool), at most ``most``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if value > most:
+        raise ValueError(f"{name} must be at most {most}, got {value!r}")
+    return int(value)
+
+
 def check_threads(threads: int | None) -> None:
-    if threads is not None and (
-        not isinstance(threads, int) or isinstance(threads, bool) or threads < 1
-    ):
-        raise ValueError(f"threads must be a positive integer or None; got {threads!r}")
+    if threads is not None:
+        check_positive("threads (a positive integer or None)", threads, most=MAX_THREADS)
 
 
 def as_float_array(obj: Any, *, ndim: int, what: str) -> npt.NDArray[np.floating[Any]]:
@@ -147,12 +159,21 @@ def as_index(index: Any, *, rows: int) -> npt.NDArray[np.uint64]:
     return np.ascontiguousarray(arr, dtype=np.uint64)
 
 
+def check_epoch_selection(epochs: object) -> None:
+    """Refuses what is not an int, a slice or an iterable (of epochs, checked by the caller)."""
+    if isinstance(epochs, (bool, str, bytes)) or not isinstance(
+        epochs, (int, np.integer, slice, Iterable)
+    ):
+        raise TypeError(
+            f"epochs must be an int, a slice or a sequence of ints, not {type(epochs).__name__}"
+        )
+
+
 def resolve_epochs(epochs: EpochSelection, n_epochs: int) -> list[int]:
     """Positions along the epoch axis selected by ``epochs`` (see ``compute``)."""
     if epochs is None:
         return list(range(n_epochs))
-    if isinstance(epochs, bool):
-        raise TypeError("epochs must be an int, a slice or a sequence of ints, not a bool")
+    check_epoch_selection(epochs)
     if isinstance(epochs, (int, np.integer)):
         k = int(epochs)
         if not 1 <= k <= n_epochs:

@@ -25,7 +25,15 @@ import pyarrow.ipc
 from . import _core
 from ._accumulator import Accumulator
 from ._datamap import DataMap
-from ._inputs import KINDS, Kind, check_choice, check_ddof, check_epoch
+from ._inputs import (
+    KINDS,
+    MAX_CLASSES,
+    Kind,
+    check_choice,
+    check_ddof,
+    check_epoch,
+    check_positive,
+)
 
 Mode = Literal["create", "append", "overwrite"]
 IdType = Literal["int64", "string"]
@@ -946,10 +954,8 @@ class Recorder:
 
 
 def _check_positive(name: str, value: object, *, optional: bool = False) -> None:
-    if optional and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if not (optional and value is None):
+        check_positive(name, value, most=MAX_CLASSES if name == "n_classes" else 2**63 - 1)
 
 
 def _host_array(obj: Any, what: str) -> npt.NDArray[Any]:

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import _core
-from ._inputs import EpochSelection, Kind
+from ._inputs import EpochSelection, Kind, check_epoch_selection
 
 DEFAULT_COLUMNS = {"epoch": "epoch", "id": "id", "label": "label", "outputs": None}
 
@@ -41,8 +41,7 @@ def epoch_filter(epochs: EpochSelection) -> tuple[Any, ...]:
     """``epochs=`` for keyed sources, where epochs are numbers, not positions."""
     if epochs is None:
         return ("all",)
-    if isinstance(epochs, bool):
-        raise TypeError("epochs must be an int, a slice or a sequence of ints, not a bool")
+    check_epoch_selection(epochs)
     if isinstance(epochs, (int, np.integer)):
         if epochs < 1:
             raise ValueError(f"epochs={epochs} selects no epochs")
