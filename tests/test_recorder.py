@@ -10,6 +10,7 @@ for checking what is on disk) and mapped with ``fastcarto.compute(directory)`` i
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import select
 import signal
@@ -509,6 +510,7 @@ BAD_CALLS: list[tuple[str, tuple[Any, ...], type[BaseException], str]] = [
     ("ids short", (0, IDS[:3], OUT, LAB), ValueError, r"ids must have shape \(rows,\)"),
     ("ids bool", (0, IDS > 1, OUT, LAB), TypeError, "integers or strings"),
     ("ids mixed", (0, np.array([1, "a", 2, 3], dtype=object), OUT, LAB), TypeError, "strings"),
+    ("ids mixed list", (0, [1, "a", 2, 3], OUT, LAB), TypeError, "all integers or all strings"),
     ("ids none", (0, ["a", None, "b", "c"], OUT, LAB), (TypeError, ValueError), "None|null|str"),
     ("ids change type", (0, ["a", "b", "c", "d"], OUT, LAB), TypeError, "cannot change"),
     ("id twice in batch", (0, np.array([0, 1, 1, 2]), OUT, LAB), FastcartoError, "id 1 appears"),
@@ -594,6 +596,9 @@ def test_bad_constructor_arguments(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(NotADirectoryError):
         Recorder(tmp_path / "file", kind="logits")
+    with Recorder(tmp_path / "r", kind="logits") as rec:
+        with pytest.raises(TypeError, match="holds an open file and cannot be pickled"):
+            pickle.dumps(rec)
 
 
 def test_closed_recorder(tmp_path: Path) -> None:

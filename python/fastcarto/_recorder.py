@@ -427,6 +427,12 @@ class Recorder:
         check_ddof(ddof)
         return self._acc.finalize(ddof=ddof)
 
+    def __reduce__(self) -> Any:
+        raise TypeError(
+            "a Recorder holds an open file and cannot be pickled: create one in the process "
+            "that trains (each with its own file or shard name)"
+        )
+
     def __enter__(self) -> Recorder:
         return self
 
@@ -537,6 +543,10 @@ class Recorder:
                 raise TypeError(f"ids must be integers or strings, got Arrow type {ids.type}")
         elif isinstance(ids, (list, tuple)) and ids and all(isinstance(v, str) for v in ids):
             arr = pa.array(ids, type=pa.string())
+        elif isinstance(ids, (list, tuple)) and any(isinstance(v, str) for v in ids):
+            # numpy would turn the integers into strings ("0"): ids are one type or the other.
+            odd = next(v for v in ids if not isinstance(v, str))
+            raise TypeError(f"ids must be all integers or all strings; got {odd!r} among strings")
         else:
             arr = _host_array(ids, "ids")
             if arr.size == 0 and arr.dtype.kind == "f":  # `[]`

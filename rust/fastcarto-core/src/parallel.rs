@@ -19,8 +19,12 @@ pub fn thread_count(threads: Option<usize>) -> Result<usize> {
     if let Some(t) = threads {
         return if t == 0 { Err(Error::invalid("threads must be at least 1")) } else { Ok(t) };
     }
-    if let Ok(v) = std::env::var(THREADS_ENV) {
-        return match v.trim().parse::<usize>() {
+    // Set but empty is unset, as for OMP_NUM_THREADS and kin.
+    if let Ok(v) = std::env::var(THREADS_ENV)
+        .map(|v| v.trim().to_owned())
+        .and_then(|v| if v.is_empty() { Err(std::env::VarError::NotPresent) } else { Ok(v) })
+    {
+        return match v.parse::<usize>() {
             Ok(t) if t > 0 => Ok(t),
             _ => Err(Error::invalid(format!("{THREADS_ENV}={v:?} is not a positive integer"))),
         };
