@@ -138,7 +138,13 @@ def as_labels(
             f"labels must have shape (examples,) or (examples, classes), got {arr.shape}"
         )
     if arr.dtype == np.uint64 and arr.size and arr.max() > np.iinfo(np.int64).max:
-        raise _label_error(f"label {arr.max()} is out of range for {n_classes} classes")
+        # Named as the engine names the others: the first such label and its example.
+        first = int(np.argmax(arr.reshape(-1) > np.iinfo(np.int64).max))
+        example = first // (arr.shape[1] if multilabel else 1)
+        raise _label_error(
+            f"label {arr.reshape(-1)[first]} of example {example} is out of range for "
+            f"{n_classes} classes"
+        )
     return np.ascontiguousarray(arr.reshape(-1), dtype=np.int64), multilabel
 
 
