@@ -801,6 +801,14 @@ def test_invalid_probabilities_name_the_id() -> None:
         fastcarto.compute(small_table(rows, "probs"))
 
 
+def test_labels_are_refused_for_long_tables(tmp_path: Path) -> None:
+    table = small_table([(0, 0, 0, [0.0, 1.0])])
+    pq.write_table(table, tmp_path / "t.parquet")
+    for source in (table, tmp_path / "t.parquet"):
+        with pytest.raises(ValueError, match=r"labels are given only with an array .*column"):
+            fastcarto.compute(source, np.array([0]))
+
+
 def test_columns_option(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     dyn = make_dynamics(rng, n_epochs=3, n=10, c=2, dtype=np.float32, kind="probs")

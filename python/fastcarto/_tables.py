@@ -131,8 +131,8 @@ def progress_bar(enabled: bool, total: int | None, desc: str) -> Iterator[Any]:
 def _refuse_labels(labels: Any) -> None:
     if labels is not None:
         raise ValueError(
-            "labels= is for arrays; a long table carries its labels in its label column "
-            "(rename it with columns={'label': ...})"
+            "labels are given only with an array (labels=, --labels); a long table carries its "
+            "labels in its label column (in Python, columns={'label': ...} names another one)"
         )
 
 
