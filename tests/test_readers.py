@@ -801,6 +801,18 @@ def test_invalid_probabilities_name_the_id() -> None:
         fastcarto.compute(small_table(rows, "probs"))
 
 
+def test_files_that_disagree_on_the_kind(tmp_path: Path) -> None:
+    table = small_table([(0, 0, 0, [0.0, 1.0])])
+    feather.write_feather(table, tmp_path / "epoch_0.arrow")
+    probs = table.rename_columns(["epoch", "id", "label", "probs"])
+    pq.write_table(probs.set_column(0, "epoch", pa.array([1])), tmp_path / "epoch_1.parquet")
+    with pytest.raises(ValueError, match=r"epoch_0\.arrow holds logits but .*epoch_1\.parquet"):
+        fastcarto.compute(tmp_path)
+    pq.write_table(table.drop(["logits"]), tmp_path / "epoch_1.parquet")
+    with pytest.raises(ValueError, match=r"epoch_1\.parquet: pass kind=.*has neither column"):
+        fastcarto.compute(tmp_path)
+
+
 def test_labels_are_refused_for_long_tables(tmp_path: Path) -> None:
     table = small_table([(0, 0, 0, [0.0, 1.0])])
     pq.write_table(table, tmp_path / "t.parquet")

@@ -84,6 +84,28 @@ def _outputs_kind(names: list[str], outputs: str | None) -> Kind:
     return kind
 
 
+def _files_kind(files: list[tuple[Path, str, int | None, int]], outputs: str | None) -> Kind:
+    """The kind every file's outputs column declares (each schema is read: metadata only);
+    files that disagree are an error naming two of them."""
+    first: tuple[Path, Kind] | None = None
+    for path, fmt, _, _ in files:
+        if fmt == "cartography-jsonl":
+            continue
+        try:
+            kind = _outputs_kind(_file_schema(str(path), fmt).names, outputs)
+        except ValueError as err:
+            raise type(err)(f"{path}: {err}") from err
+        if first is None:
+            first = (path, kind)
+        elif kind != first[1]:
+            raise ValueError(
+                f"{first[0]} holds {first[1]} but {path} holds {kind}: the files of one read "
+                "must hold the same kind of outputs"
+            )
+    assert first is not None, "discover() returns at least one file"
+    return first[1]
+
+
 def _file_schema(path: str, fmt: str) -> pa.Schema:
     try:
         if fmt == "parquet":
@@ -162,8 +184,7 @@ def read_files(
         if formats == {"cartography-jsonl"}:
             kind = "logits"
         else:
-            path, fmt = str(files[0][0]), files[0][1]
-            kind = _outputs_kind(_file_schema(path, fmt).names, names[3])
+            kind = _files_kind(files, names[3])
     total = sum(size for *_, size in files)
     with progress_bar(progress and total > 64 << 20, total, "fastcarto") as update:
         state, ids = _core.read_path(
