@@ -934,52 +934,31 @@ def test_cartography_directory_golden_values(tmp_path: Path, golden: dict[str, A
     assert_same(got, dense, exact=True)
 
 
+#: A second line after a good one, and the error it must give (the file and line named).
+BAD_SECOND_LINES = [
+    ('{"guid": 2, "logits_epoch_0": [0.5], "gold": 0}', r"epoch_0\.jsonl: line 2: 1 logits"),
+    ('{"guid": 2, "logits_epoch_1": [0.5, 1], "gold": 0}', r"line 2: key \"logits_epoch_1\" in"),
+    ('{"guid": 2, "logits_epoch_0": [0.5, 1]}', r"line 2: no \"gold\" key"),
+    ('{"guid": 2, "logits_epoch_0": [0.5, "x"], "gold": 0}', r"line 2: .*"),
+    ('{"guid": 2, "logits_epoch_0": [0.5, 1], "gold": 0', r"line 2: EOF while parsing"),
+    ('{"guid": null, "logits_epoch_0": [0.5, 1], "gold": 0}', r"line 2: .*guid"),
+    ('{"guid": "2", "logits_epoch_0": [0.5, 1], "gold": 0}', r"line 2: string guid where earlier"),
+    ('{"guid": 2, "logits_epoch_0": [NaN, 1], "gold": 0}', r"line 2: .*NaN is not JSON: write"),
+]
+GOOD_LINE = '{"guid": 1, "logits_epoch_0": [0.5, 1.5], "gold": 1}\n'
+
+
+@pytest.mark.parametrize(("line", "pattern"), BAD_SECOND_LINES)
+def test_cartography_bad_lines(tmp_path: Path, line: str, pattern: str) -> None:
+    (tmp_path / "dynamics_epoch_0.jsonl").write_text(GOOD_LINE + line + "\n")
+    with pytest.raises(FileFormatError, match=pattern):
+        fastcarto.compute(tmp_path)
+
+
 def test_cartography_directory_errors(tmp_path: Path) -> None:
     d = tmp_path / "training_dynamics"
     d.mkdir()
-    good = '{"guid": 1, "logits_epoch_0": [0.5, 1.5], "gold": 1}\n'
-    (d / "dynamics_epoch_0.jsonl").write_text(
-        good + '{"guid": 2, "logits_epoch_0": [0.5], "gold": 0}\n'
-    )
-    with pytest.raises(FileFormatError, match=r"dynamics_epoch_0\.jsonl: line 2: 1 logits"):
-        fastcarto.compute(d)
-    (d / "dynamics_epoch_0.jsonl").write_text(
-        good + '{"guid": 2, "logits_epoch_1": [0.5, 1], "gold": 0}\n'
-    )
-    with pytest.raises(
-        FileFormatError, match=r"line 2: key \"logits_epoch_1\" in a file of epoch 0"
-    ):
-        fastcarto.compute(d)
-    (d / "dynamics_epoch_0.jsonl").write_text(good + '{"guid": 2, "logits_epoch_0": [0.5, 1]}\n')
-    with pytest.raises(FileFormatError, match=r"line 2: no \"gold\" key"):
-        fastcarto.compute(d)
-    (d / "dynamics_epoch_0.jsonl").write_text(
-        good + '{"guid": 2, "logits_epoch_0": [0.5, "x"], "gold": 0}\n'
-    )
-    with pytest.raises(FileFormatError, match=r"line 2: .*"):
-        fastcarto.compute(d)
-    (d / "dynamics_epoch_0.jsonl").write_text(
-        good + '{"guid": 2, "logits_epoch_0": [0.5, 1], "gold": 0'
-    )
-    with pytest.raises(FileFormatError, match=r"line 2: EOF while parsing"):
-        fastcarto.compute(d)
-    (d / "dynamics_epoch_0.jsonl").write_text(
-        good + '{"guid": null, "logits_epoch_0": [0.5, 1], "gold": 0}\n'
-    )
-    with pytest.raises(FileFormatError, match=r"line 2: .*guid"):
-        fastcarto.compute(d)
-    (d / "dynamics_epoch_0.jsonl").write_text(
-        good + '{"guid": "2", "logits_epoch_0": [0.5, 1], "gold": 0}\n'
-    )
-    with pytest.raises(
-        FileFormatError, match=r"line 2: string guid where earlier lines have integers"
-    ):
-        fastcarto.compute(d)
-    (d / "dynamics_epoch_0.jsonl").write_text(
-        good + '{"guid": 2, "logits_epoch_0": [NaN, 1], "gold": 0}\n'
-    )
-    with pytest.raises(FileFormatError, match=r"line 2: .*NaN is not JSON: write non-finite"):
-        fastcarto.compute(d)
+    good = GOOD_LINE
     # null (pandas' to_json spelling of NaN) is a non-finite value, for nan_policy to judge.
     (d / "dynamics_epoch_0.jsonl").write_text(
         good + '{"guid": 2, "logits_epoch_0": [null, 1], "gold": 0}\n'
