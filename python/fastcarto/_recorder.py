@@ -192,7 +192,7 @@ class Recorder:
         check_choice("mode", mode, MODES)
         check_choice("ids", ids, ID_TYPES, optional=True)
         check_choice("compression", compression, ("lz4", "zstd"), optional=True)
-        _check_positive("n_classes", n_classes, optional=True)
+        _check_positive("n_classes", n_classes, optional=True, most=MAX_CLASSES)
         _check_positive("n_examples", n_examples, optional=True)
         _check_positive("buffer_bytes", buffer_bytes)
         _check_positive("buffer_rows", buffer_rows, optional=True)
@@ -963,9 +963,11 @@ class Recorder:
 # helpers
 
 
-def _check_positive(name: str, value: object, *, optional: bool = False) -> None:
+def _check_positive(
+    name: str, value: object, *, optional: bool = False, most: int = 2**63 - 1
+) -> None:
     if not (optional and value is None):
-        check_positive(name, value, most=MAX_CLASSES if name == "n_classes" else 2**63 - 1)
+        check_positive(name, value, most=most)
 
 
 def _host_array(obj: Any, what: str) -> npt.NDArray[Any]:

@@ -254,7 +254,7 @@ def _read_npy_epochs(
 def is_table(source: Any) -> bool:
     """Arrow data (anything with ``__arrow_c_stream__``, pyarrow datasets and scanners), or a
     pandas DataFrame."""
-    if hasattr(source, "__arrow_c_stream__") or _dataset_reader(source) is not None:
+    if hasattr(source, "__arrow_c_stream__") or _is_dataset(source):
         return True
     import sys
 
@@ -262,23 +262,24 @@ def is_table(source: Any) -> bool:
     return pd is not None and isinstance(source, pd.DataFrame)
 
 
-def _dataset_reader(source: Any) -> pa.RecordBatchReader | None:
-    """A reader over a ``pyarrow.dataset`` Dataset or Scanner (which do not speak the Arrow
-    stream protocol), scanning in bounded memory; ``None`` for anything else."""
+def _is_dataset(source: Any) -> bool:
+    """A ``pyarrow.dataset`` Dataset or Scanner: Arrow data that does not speak the stream
+    protocol."""
     import sys
 
     ds = sys.modules.get("pyarrow.dataset")
-    if ds is not None and isinstance(source, ds.Dataset):
-        return source.scanner().to_reader()
-    if ds is not None and isinstance(source, ds.Scanner):
-        return source.to_reader()
-    return None
+    return ds is not None and isinstance(source, (ds.Dataset, ds.Scanner))
 
 
 def as_arrow_stream(source: Any) -> Any:
-    """``source``, or a reader over it where it is a pyarrow Dataset or Scanner."""
-    reader = _dataset_reader(source)
-    return source if reader is None else reader
+    """``source``, or a reader scanning it (in bounded memory) where it is a pyarrow Dataset or
+    Scanner."""
+    if not _is_dataset(source):
+        return source
+    import pyarrow.dataset as ds
+
+    scanner = source if isinstance(source, ds.Scanner) else source.scanner()
+    return scanner.to_reader()
 
 
 def read_table(
