@@ -944,6 +944,9 @@ BAD_SECOND_LINES = [
     ('{"guid": null, "logits_epoch_0": [0.5, 1], "gold": 0}', r"line 2: .*guid"),
     ('{"guid": "2", "logits_epoch_0": [0.5, 1], "gold": 0}', r"line 2: string guid where earlier"),
     ('{"guid": 2, "logits_epoch_0": [NaN, 1], "gold": 0}', r"line 2: .*NaN is not JSON: write"),
+    # After a blank line (no row): the line numbers still count it.
+    ('\n{"guid": 2, "logits_epoch_0": [0.5], "gold": 0}', r"epoch_0\.jsonl: line 3: 1 logits"),
+    ('\n{"guid": "2", "logits_epoch_0": [0.5, 1], "gold": 0}', r"line 3: string guid"),
 ]
 GOOD_LINE = '{"guid": 1, "logits_epoch_0": [0.5, 1.5], "gold": 1}\n'
 
@@ -983,9 +986,10 @@ def test_cartography_directory_errors(tmp_path: Path) -> None:
     # A duplicate guid is named with its own line, within the batch of lines it was read in.
     lines = [f'{{"guid": {n}, "logits_epoch_1": [0.5, 1], "gold": 1}}' for n in range(10)]
     lines.insert(8, lines[6])
+    lines.insert(3, "")  # blank lines count as lines, not rows
     (d / "dynamics_epoch_1.jsonl").write_text("\n".join(lines) + "\n")
     with pytest.raises(
-        EpochOrderError, match=r"dynamics_epoch_1\.jsonl, lines 1-11: example with id 6 \(line 9\)"
+        EpochOrderError, match=r"dynamics_epoch_1\.jsonl, lines 1-12: example with id 6 \(line 10\)"
     ):
         fastcarto.compute(d)
     (d / "dynamics_epoch_1.jsonl").unlink()

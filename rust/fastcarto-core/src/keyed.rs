@@ -285,8 +285,8 @@ impl KeyedState {
         self.fold_epoch_rows(batch, epoch, rows).map_err(|e| {
             e.name_example(|i| {
                 let (row, id) = (pick(i), batch.ids.display(pick(i)));
-                Example::Id(match batch.first_line {
-                    Some(first) => format!("{id} (line {})", first + row + 1),
+                Example::Id(match batch.lines.as_ref().and_then(|lines| lines.get(row)) {
+                    Some(line) => format!("{id} (line {})", line + 1),
                     None => id,
                 })
             })

@@ -92,8 +92,8 @@ pub struct LongBatch {
     pub labels: arrow_buffer::ScalarBuffer<i64>,
     pub outputs: Outputs,
     pub n_classes: usize,
-    /// Where the rows came from a text file: the line of row 0 (0-based), for error messages.
-    pub first_line: Option<usize>,
+    /// Where the rows came from a text file: each row's line (0-based), for error messages.
+    pub lines: Option<std::sync::Arc<[u64]>>,
 }
 
 fn column<'a>(batch: &'a RecordBatch, name: &str, role: &str) -> Result<&'a ArrayRef> {
@@ -211,7 +211,7 @@ pub fn decode(batch: &RecordBatch, columns: &Columns, kind: Kind, epoch: Option<
             )));
         }
     };
-    Ok(LongBatch { rows, epochs, ids, labels, outputs, n_classes, first_line: None })
+    Ok(LongBatch { rows, epochs, ids, labels, outputs, n_classes, lines: None })
 }
 
 fn other_kind(kind: Kind) -> &'static str {

@@ -29,10 +29,10 @@ pub struct DataFile {
 
 impl DataFile {
     pub(crate) fn batch_location(&self, b: &super::Located) -> String {
-        match (b.first_line, b.batch.num_rows()) {
-            (Some(first), 0 | 1) => format!("{}, line {}", self.path.display(), first + 1),
-            (Some(first), n) => format!("{}, lines {}-{}", self.path.display(), first + 1, first + n),
-            (None, _) => format!("{}, batch {}", self.path.display(), b.index),
+        match b.lines.as_deref() {
+            Some([one]) => format!("{}, line {}", self.path.display(), one + 1),
+            Some([first, .., last]) => format!("{}, lines {}-{}", self.path.display(), first + 1, last + 1),
+            _ => format!("{}, batch {}", self.path.display(), b.index),
         }
     }
 }

@@ -200,7 +200,7 @@ pub(super) fn for_each_file_batch(
     for window in wanted.chunks(WINDOW) {
         let batches: Vec<Result<_>> = window.par_iter().map(|&i| file.batch(path, i)).collect();
         for (&i, batch) in window.iter().zip(batches) {
-            visit(Located { batch: batch?, index: i, first_line: None }, (i + 1) as f64 / n as f64)?;
+            visit(Located { batch: batch?, index: i, lines: None }, (i + 1) as f64 / n as f64)?;
         }
         let len = file.mapped.buffer.len();
         let span = window.iter().filter_map(|&i| block_range(&file.blocks[i], len).map(|(s, _, n)| (s, s + n)));
@@ -303,7 +303,7 @@ fn frame_stream(
                     let batch = guarded(path, &what, || {
                         read_record_batch(&body, b, schema, &dictionaries, None, &version).map_err(fail)
                     })?;
-                    visit(Located { batch, index: i, first_line: None }, pos as f64 / len as f64)?;
+                    visit(Located { batch, index: i, lines: None }, pos as f64 / len as f64)?;
                 }
                 if pos - released >= RELEASE_EVERY {
                     release(released, pos);

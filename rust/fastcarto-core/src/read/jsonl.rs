@@ -135,6 +135,8 @@ struct Parsed {
     values: Vec<f64>,
     /// Logits per line (all lines of a file must agree).
     widths: Vec<u32>,
+    /// Each row's line in the file (0-based): blank lines have no row.
+    lines: Vec<u64>,
 }
 
 /// Parses `lines` (the first is line `first`, 0-based) into columns; an error names the line.
@@ -168,6 +170,7 @@ fn parse_lines(
         out.gold.push(fields.gold.ok_or_else(|| at("no \"gold\" key".into()))?);
         let n = fields.n_logits.ok_or_else(|| at("no \"logits_epoch_{e}\" key".into()))?;
         out.widths.push(n as u32);
+        out.lines.push((first + k) as u64);
     }
     Ok(out)
 }
@@ -176,7 +179,7 @@ fn parse_lines(
 const PARSE_LINES: usize = 1024;
 
 /// Visits batches of up to `LINES` lines, numbered from 0 (`Located::index`), each with its
-/// first line (`Located::first_line`).
+/// rows' lines (`Located::lines`).
 pub(super) fn for_each_batch(
     path: &Path,
     name_epoch: Option<u32>,
@@ -223,9 +226,11 @@ pub(super) fn for_each_batch(
                     rows.gold.extend(part.gold);
                     rows.values.extend(part.values);
                     rows.widths.extend(part.widths);
+                    rows.lines.extend(part.lines);
                 }
-                let batch = to_batch(path, epoch, rows, columns, kind, first)?;
-                visit(Located { batch, index: batch_index, first_line: Some(first) }, done as f64 / size)?;
+                let lines: Arc<[u64]> = std::mem::take(&mut rows.lines).into();
+                let batch = to_batch(path, epoch, rows, columns, kind, &lines)?;
+                visit(Located { batch, index: batch_index, lines: Some(lines) }, done as f64 / size)?;
                 batch_index += 1;
             }
         }
@@ -243,13 +248,13 @@ fn to_batch(
     rows: Parsed,
     columns: &Columns,
     kind: Kind,
-    first: usize,
+    lines: &[u64],
 ) -> Result<arrow_array::RecordBatch> {
     let c = rows.widths.first().copied().unwrap_or(0);
     if let Some(k) = rows.widths.iter().position(|&w| w != c) {
         return Err(path_error(
             path,
-            format!("line {}: {} logits where earlier lines have {c}", first + k + 1, rows.widths[k]),
+            format!("line {}: {} logits where earlier lines have {c}", lines[k] + 1, rows.widths[k]),
         ));
     }
     let n = rows.gold.len();
@@ -262,7 +267,7 @@ fn to_batch(
             if let Some(k) = rows.guids.iter().position(|g| matches!(g, Guid::Str(_))) {
                 return Err(path_error(
                     path,
-                    format!("line {}: string guid where earlier lines have integers", first + k + 1),
+                    format!("line {}: string guid where earlier lines have integers", lines[k] + 1),
                 ));
             }
             Arc::new(Int64Array::from_iter_values(rows.guids.iter().map(|g| match g {

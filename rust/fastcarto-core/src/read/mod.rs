@@ -28,6 +28,7 @@ use crate::long::{Columns, LongBatch, decode};
 use crate::options::{Kind, NanPolicy};
 use arrow_array::RecordBatch;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Which epochs to use, by epoch number.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -108,8 +109,8 @@ impl<'a> ReadOptions<'a> {
 pub struct Located {
     pub batch: RecordBatch,
     pub index: usize,
-    /// For a text file read as batches of lines: the batch's first line (0-based).
-    pub first_line: Option<usize>,
+    /// For a text file read as lines: each row's line (0-based; blank lines have no row).
+    pub lines: Option<Arc<[u64]>>,
 }
 
 /// Visits the record batches of one file. `wanted(i)` may skip batch `i` without folding it
@@ -187,7 +188,7 @@ fn epoch_ranges(files: &[DataFile], opts: &ReadOptions<'_>) -> Result<(Ranges, V
 fn decode_batch(file: &DataFile, b: &Located, opts: &ReadOptions<'_>) -> Result<LongBatch> {
     let mut lb =
         decode(&b.batch, &opts.columns, opts.kind, file.name_epoch).map_err(|e| e.located(file.batch_location(b)))?;
-    lb.first_line = b.first_line;
+    lb.lines = b.lines.clone();
     Ok(lb)
 }
 

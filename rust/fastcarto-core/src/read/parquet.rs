@@ -58,7 +58,7 @@ pub(super) fn for_each_batch(
             .collect();
         for (&g, batches) in chunk.iter().zip(decoded) {
             for batch in batches? {
-                visit(Located { batch, index: g, first_line: None }, (g + 1) as f64 / groups as f64)?;
+                visit(Located { batch, index: g, lines: None }, (g + 1) as f64 / groups as f64)?;
             }
         }
     }
