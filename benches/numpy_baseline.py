@@ -48,20 +48,25 @@ class RunningSums:
         self, outputs: np.ndarray, labels: np.ndarray, index: np.ndarray | None, kind: str
     ) -> None:
         t = row_terms(outputs, labels, kind)
-        if index is None:  # whole epochs: plain in-place sums, no gather or scatter
-            for key in ("g", "margin", "el2n", "loss", "entropy"):
-                self.sums[key] += t[key]
-            self.sums["g2"] += t["g"] * t["g"]
-            self.n_correct += t["correct"]
-            self.forgetting += self.prev & ~t["correct"]
-            self.prev = t["correct"]
-            return
         for key in ("g", "margin", "el2n", "loss", "entropy"):
-            self.sums[key][index] += t[key]
-        self.sums["g2"][index] += t["g"] * t["g"]
-        self.n_correct[index] += t["correct"]
-        self.forgetting[index] += self.prev[index] & ~t["correct"]
-        self.prev[index] = t["correct"]
+            _add(self.sums[key], index, t[key])
+        _add(self.sums["g2"], index, t["g"] * t["g"])
+        _add(self.n_correct, index, t["correct"])
+        prev = self.prev if index is None else self.prev[index]
+        _add(self.forgetting, index, prev & ~t["correct"])
+        if index is None:
+            self.prev = t["correct"]
+        else:
+            self.prev[index] = t["correct"]
+
+
+def _add(total: np.ndarray, index: np.ndarray | None, values: np.ndarray) -> None:
+    """``total[index] += values``; in place over the whole array when ``index`` is None (an
+    ``a[:] += b`` would copy ``a`` back into itself)."""
+    if index is None:
+        total += values
+    else:
+        total[index] += values
 
 
 def numpy_metrics(outputs: np.ndarray, labels: np.ndarray, kind: str) -> dict[str, np.ndarray]:

@@ -284,7 +284,8 @@ impl KeyedState {
         let pick = |i: u64| rows.map_or(i as usize, |r| r[i as usize] as usize);
         self.fold_epoch_rows(batch, epoch, rows).map_err(|e| {
             e.name_example(|i| {
-                let (row, id) = (pick(i), batch.ids.display(pick(i)));
+                let row = pick(i);
+                let id = batch.ids.display(row);
                 Example::Id(match batch.lines.as_ref().and_then(|lines| lines.get(row)) {
                     Some(line) => format!("{id} (line {})", line + 1),
                     None => id,
