@@ -75,7 +75,7 @@ pub fn accumulate<T: Real>(
 ) -> Result<()> {
     let cols = state.task().slot_columns() as usize;
     let kind = state.kind();
-    let n_slots = state.slots().len();
+    let n_slots = state.stored().len();
     if labels.len() != n_slots {
         return Err(Error::invalid(format!("{} labels for {} examples", labels.len(), n_slots)));
     }

@@ -15,6 +15,7 @@ use crate::kernel::{GROUP, Lanes, Scratch, Sink, fold_epoch};
 use crate::long::{Ids, LongBatch, Outputs};
 use crate::math::Real;
 use crate::options::{Kind, NanPolicy, Task};
+use crate::slots::{Slot, Slots, with_slots};
 use crate::state::{ExampleState, NONE, Observation, State};
 use arrow_array::{Array, ArrayRef, Int64Array, StringArray};
 use hashbrown::HashTable;
@@ -63,8 +64,9 @@ pub struct KeyedState {
     index: Index,
     /// Whether ids are strings (fixed by the first batch).
     string_ids: Option<bool>,
-    /// The states; a whole number of chunks long (slots past `len` are empty).
-    slots: Vec<ExampleState>,
+    /// The states (packed until an epoch or class needs the wide form); a whole number of
+    /// chunks long (slots past `len` are empty).
+    slots: Slots,
     /// Slots in use (for direct addressing: largest id + 1).
     len: usize,
     /// Slots that have seen at least one row.
@@ -180,7 +182,7 @@ impl KeyedState {
             allow_label_change: false,
             index: Index::Direct,
             string_ids: None,
-            slots: Vec::new(),
+            slots: Slots::Packed(Vec::new()),
             len: 0,
             present: 0,
             epochs: BTreeSet::new(),
@@ -249,7 +251,12 @@ impl KeyedState {
     fn check_shape(&mut self, batch: &LongBatch) -> Result<()> {
         let c = batch.n_classes as u32;
         match self.task.output_columns() {
-            0 => self.task = Task::MultiClass { n_classes: c },
+            0 => {
+                self.task = Task::MultiClass { n_classes: c };
+                if !Slots::fits(0, c) {
+                    self.slots.widen();
+                }
+            }
             known if known != c => {
                 return Err(Error::invalid(format!(
                     "rows have {c} output columns here but {known} in earlier batches; the class count must not change"
@@ -300,6 +307,9 @@ impl KeyedState {
             None => validate_labels(&batch.labels, self.task)?,
             Some(r) => validate_labels(&r.iter().map(|&i| batch.labels[i as usize]).collect::<Vec<_>>(), self.task)?,
         };
+        if !Slots::fits(epoch, 0) {
+            self.slots.widen();
+        }
         let slots = self.assign(&batch.ids, rows)?;
         let c = batch.n_classes;
         match &batch.outputs {
@@ -399,18 +409,22 @@ impl KeyedState {
         let mut table = HashTable::with_capacity(self.len);
         let mut ids = Vec::with_capacity(self.len);
         // Compact the used slots to the front, in place (slot order is id order).
-        let mut kept = 0;
-        for slot in 0..self.len {
-            let s = self.slots[slot];
-            if s.n > 0 || s.label != NONE {
-                let new = ids.len() as u32;
-                ids.push(slot as i64);
-                table.insert_unique(h.hash_one(slot as i64), new, |&s: &u32| h.hash_one(ids_at(&ids, s)));
-                self.slots[kept] = s;
-                kept += 1;
+        let len = self.len;
+        let kept = with_slots!(&mut self.slots, v => {
+            let mut kept = 0;
+            for slot in 0..len {
+                let s = v[slot];
+                if used(&s.get()) {
+                    let new = ids.len() as u32;
+                    ids.push(slot as i64);
+                    table.insert_unique(h.hash_one(slot as i64), new, |&s: &u32| h.hash_one(ids_at(&ids, s)));
+                    v[kept] = s;
+                    kept += 1;
+                }
             }
-        }
-        self.slots[kept..].fill(ExampleState::EMPTY);
+            v[kept..].fill(Slot::EMPTY);
+            kept
+        });
         self.len = kept;
         let span = (0, ids.last().copied().unwrap_or(-1));
         self.index = Index::Int { table, ids, span };
@@ -420,52 +434,34 @@ impl KeyedState {
     /// Returns to direct addressing once the integer ids seen turn out to be dense after all:
     /// ids shuffled within each epoch make the first batches look sparse (a sample spread over
     /// the whole range), and hashing every row of a large run costs several cache misses.
-    /// The states are permuted in place to their ids' slots, so memory peaks at the direct
-    /// layout's size (plus 8 bytes per slot for the ids), never at two copies of the state.
+    /// The states move in place to their ids' slots, so memory peaks at the direct layout's
+    /// size (plus what is left of 4 bytes per hashed id), never at two copies of the state.
     fn maybe_direct(&mut self) -> Result<()> {
         let Index::Int { ref ids, span: (min, max), .. } = self.index else { return Ok(()) };
         if ids.is_empty() || !dense_enough(min, max, ids.len() as u64) {
             return Ok(());
         }
-        let Index::Int { mut ids, .. } = std::mem::replace(&mut self.index, Index::Direct) else {
+        let Index::Int { ids, .. } = std::mem::replace(&mut self.index, Index::Direct) else {
             unreachable!("matched above")
         };
-        crate::alloc::release_free_memory(); // the hash table
-        let span = max as usize + 1;
-        self.grow(span)?;
-        // Slots past the hashed ones hold nothing yet; -1 marks them.
-        ids.resize(span, -1);
-        for s in 0..span {
-            // Send slot s's state to its id's slot until s holds its own state or nothing.
-            while ids[s] >= 0 && ids[s] as usize != s {
-                let t = ids[s] as usize;
-                self.slots.swap(s, t);
-                ids.swap(s, t);
-            }
-        }
+        // `dense_enough` keeps the ids within 0..NONE.
+        let mut ids: Vec<u32> = ids.into_par_iter().map(|id| id as u32).collect();
+        crate::alloc::release_free_memory(); // the hash table and the 64-bit ids
+        // Sort the hashed states by id (still within their own slots) ...
+        let mut order: Vec<u32> = (0..ids.len() as u32).collect();
+        order.par_sort_unstable_by_key(|&s| ids[s as usize]);
+        let count = ids.len();
+        with_slots!(&mut self.slots, v => permute_in_place(&mut v[..count], order));
+        ids.par_sort_unstable();
+        // ... then spread them to their ids' slots, last first.
+        self.grow(max as usize + 1)?;
+        with_slots!(&mut self.slots, v => spread(v, ids));
         Ok(())
     }
 
     /// Makes room for slots `0..len`.
     fn grow(&mut self, len: usize) -> Result<()> {
-        if len > self.slots.len() {
-            let target = len.div_ceil(CHUNK) * CHUNK;
-            let bytes = target as u128 * std::mem::size_of::<ExampleState>() as u128;
-            let oom = |_| Error::OutOfMemory { what: "the state".into(), bytes };
-            if target > self.slots.capacity() {
-                // Capacity grows geometrically (untouched capacity costs address space only);
-                // the slots in use are filled a chunk at a time.
-                let want = target.max(self.slots.capacity() * 3 / 2);
-                self.slots.try_reserve_exact(want - self.slots.len()).map_err(oom)?;
-                // Huge pages: rows land on random slots, and 4 KiB pages would make nearly
-                // every one a TLB miss on a large state.
-                crate::alloc::advise_huge(&mut self.slots);
-            }
-            // Filled in parallel: the first touch of fresh memory (the kernel zeroing each page)
-            // is most of the cost of growing, and one thread doing it stalled the others.
-            let add = target - self.slots.len();
-            self.slots.par_extend(rayon::iter::repeat_n(ExampleState::EMPTY, add).with_min_len(CHUNK));
-        }
+        with_slots!(&mut self.slots, v => grow(v, len))?;
         self.len = self.len.max(len);
         Ok(())
     }
@@ -510,44 +506,8 @@ impl KeyedState {
             self.parts = parts;
             return Err(e);
         }
-        let parts_used = &parts[..n_parts];
-        let per_chunk = 1 << (CHUNK_BITS - BUCKET_BITS);
         let allow = self.allow_label_change;
-        let new = self
-            .slots
-            .par_chunks_mut(CHUNK)
-            .enumerate()
-            .map(|(c, chunk)| -> Result<u64> {
-                let at = |r: &Routed| r.slot as usize & (CHUNK - 1);
-                let mut new = 0;
-                for part in parts_used {
-                    let rows =
-                        &part.routed[part.start[c * per_chunk] as usize..part.start[(c + 1) * per_chunk] as usize];
-                    for (k, r) in rows.iter().enumerate() {
-                        // ... and the state a few rows ahead is prefetched, as ids within a
-                        // block are still in random order.
-                        if let Some(ahead) = rows.get(k + PREFETCH) {
-                            crate::cache::prefetch(std::slice::from_ref(&chunk[at(ahead)]));
-                        }
-                        let slot = &mut chunk[at(r)];
-                        if r.keep && slot.n > 0 && slot.last_epoch < epoch && slot.label == r.label {
-                            // The common case: a later epoch of an example already seen.
-                            slot.push_later(epoch, &r.obs);
-                            continue;
-                        }
-                        new += (slot.n == 0 && slot.label == NONE) as u64;
-                        let seen = if r.keep {
-                            ExampleState::single(epoch, r.label, &r.obs)
-                        } else {
-                            // Omitted (nan_policy="omit"): nothing seen, but the example exists.
-                            ExampleState { label: r.label, ..ExampleState::EMPTY }
-                        };
-                        *slot = ExampleState::merge(r.row as u64, slot, &seen, allow)?;
-                    }
-                }
-                Ok(new)
-            })
-            .try_reduce(|| 0, |a, b| Ok(a + b));
+        let new = with_slots!(&mut self.slots, v => merge_routed(v, &parts[..n_parts], epoch, allow));
         self.parts = parts;
         self.present += new?;
         Ok(())
@@ -556,7 +516,10 @@ impl KeyedState {
     /// Errors when an example lacks some of the epochs seen (`require_complete`).
     pub fn check_complete(&self) -> Result<()> {
         let e = self.epochs.len() as u32;
-        let short = self.slots[..self.len].iter().enumerate().find(|(_, s)| (s.n > 0 || s.label != NONE) && s.n != e);
+        let len = self.len;
+        let short = with_slots!(&self.slots, v => {
+            v[..len].iter().map(Slot::get).enumerate().find(|(_, s)| used(s) && s.n != e)
+        });
         match short {
             None => Ok(()),
             Some((slot, s)) => Err(Error::invalid(format!(
@@ -575,55 +538,123 @@ impl KeyedState {
         }
     }
 
-    /// The state of every example seen, in increasing id order, and the ids.
-    pub fn into_state(self) -> Result<(State, ArrayRef)> {
+    /// The state of every example seen, in increasing id order, and the ids (`None` when they
+    /// are `0..n`, the default ids of a table).
+    pub fn into_state(self) -> Result<(State, Option<ArrayRef>)> {
         if self.present == 0 && self.rows == 0 {
             return Err(Error::Empty("no rows: the input holds no observations".into()));
         }
         let KeyedState { task, kind, allow_label_change, index, mut slots, len, present, .. } = self;
-        let used = |s: &ExampleState| s.n > 0 || s.label != NONE;
-        slots.truncate(len);
-        let ids: ArrayRef = match index {
-            // Every id below the largest was seen (a whole dataset): nothing to compact.
-            Index::Direct if present == len as u64 => {
-                Arc::new(Int64Array::from((0..len as i64).into_par_iter().collect::<Vec<_>>()))
-            }
-            Index::Direct => {
+        with_slots!(&mut slots, v => v.truncate(len));
+        let ids: Option<ArrayRef> = match index {
+            // Every id below the largest was seen (a whole dataset): nothing to compact, and
+            // the ids are the table's default ones.
+            Index::Direct if present == len as u64 => None,
+            Index::Direct => with_slots!(&mut slots, v => {
                 // Compact in place: slot order is id order.
                 let mut ids = Vec::new();
                 let mut kept = 0;
                 for slot in 0..len {
-                    if used(&slots[slot]) {
-                        slots[kept] = slots[slot];
+                    if used(&v[slot].get()) {
+                        v[kept] = v[slot];
                         ids.push(slot as i64);
                         kept += 1;
                     }
                 }
-                slots.truncate(kept);
-                Arc::new(Int64Array::from(ids))
-            }
+                v.truncate(kept);
+                Some(Arc::new(Int64Array::from(ids)))
+            }),
             Index::Int { ids, .. } => {
                 let mut order: Vec<u32> = (0..ids.len() as u32).collect();
                 order.par_sort_unstable_by_key(|&s| ids[s as usize]);
                 let sorted: Vec<i64> = order.par_iter().map(|&s| ids[s as usize]).collect();
-                permute_in_place(&mut slots, order);
-                Arc::new(Int64Array::from(sorted))
+                with_slots!(&mut slots, v => permute_in_place(v, order));
+                Some(Arc::new(Int64Array::from(sorted)))
             }
             Index::Str { ids, .. } => {
                 let mut order: Vec<u32> = (0..ids.len() as u32).collect();
                 order.par_sort_unstable_by(|&a, &b| ids[a as usize].cmp(&ids[b as usize]));
                 let sorted = StringArray::from_iter_values(order.iter().map(|&s| &*ids[s as usize]));
-                permute_in_place(&mut slots, order);
-                Arc::new(sorted)
+                with_slots!(&mut slots, v => permute_in_place(v, order));
+                Some(Arc::new(sorted))
             }
         };
-        slots.shrink_to_fit();
+        with_slots!(&mut slots, v => v.shrink_to_fit());
         crate::alloc::release_free_memory();
         let n = slots.len();
-        let state = State::new(0, task, kind)?.with_slots(slots).with_label_changes(allow_label_change);
-        debug_assert_eq!(ids.len(), n);
+        let state = State::new(0, task, kind)?.with_stored(slots).with_label_changes(allow_label_change);
+        debug_assert_eq!(ids.as_ref().map_or(n, |ids| ids.len()), n);
         Ok((state, ids))
     }
+}
+
+/// Whether a slot holds an example (observed, or seen with every epoch omitted).
+fn used(s: &ExampleState) -> bool {
+    s.n > 0 || s.label != NONE
+}
+
+/// Makes room for slots `0..len` in `slots`, a whole number of chunks long.
+fn grow<S: Slot>(slots: &mut Vec<S>, len: usize) -> Result<()> {
+    if len > slots.len() {
+        let target = len.div_ceil(CHUNK) * CHUNK;
+        let bytes = target as u128 * std::mem::size_of::<S>() as u128;
+        let oom = |_| Error::OutOfMemory { what: "the state".into(), bytes };
+        if target > slots.capacity() {
+            // Capacity grows geometrically (untouched capacity costs address space only);
+            // the slots in use are filled a chunk at a time.
+            let want = target.max(slots.capacity() * 3 / 2);
+            slots.try_reserve_exact(want - slots.len()).map_err(oom)?;
+            // Huge pages: rows land on random slots, and 4 KiB pages would make nearly
+            // every one a TLB miss on a large state.
+            crate::alloc::advise_huge(slots);
+        }
+        // Filled in parallel: the first touch of fresh memory (the kernel zeroing each page)
+        // is most of the cost of growing, and one thread doing it stalled the others.
+        let add = target - slots.len();
+        slots.par_extend(rayon::iter::repeat_n(S::EMPTY, add).with_min_len(CHUNK));
+    }
+    Ok(())
+}
+
+/// Merges the routed rows of one epoch (`parts`, in row order) into their slots, in parallel
+/// over chunks of slots; returns how many slots saw their first row.
+fn merge_routed<S: Slot>(slots: &mut [S], parts: &[Part], epoch: u32, allow: bool) -> Result<u64> {
+    let per_chunk = 1 << (CHUNK_BITS - BUCKET_BITS);
+    slots
+        .par_chunks_mut(CHUNK)
+        .enumerate()
+        .map(|(c, chunk)| -> Result<u64> {
+            let at = |r: &Routed| r.slot as usize & (CHUNK - 1);
+            let mut new = 0;
+            for part in parts {
+                let rows = &part.routed[part.start[c * per_chunk] as usize..part.start[(c + 1) * per_chunk] as usize];
+                for (k, r) in rows.iter().enumerate() {
+                    // ... and the state a few rows ahead is prefetched, as ids within a
+                    // block are still in random order.
+                    if let Some(ahead) = rows.get(k + PREFETCH) {
+                        crate::cache::prefetch(std::slice::from_ref(&chunk[at(ahead)]));
+                    }
+                    let slot = &mut chunk[at(r)];
+                    let mut s = slot.get();
+                    if r.keep && s.n > 0 && s.last_epoch < epoch && s.label == r.label {
+                        // The common case: a later epoch of an example already seen.
+                        s.push_later(epoch, &r.obs);
+                        *slot = S::put(&s);
+                        continue;
+                    }
+                    new += (s.n == 0 && s.label == NONE) as u64;
+                    let seen = if r.keep {
+                        ExampleState::single(epoch, r.label, &r.obs)
+                    } else {
+                        // Omitted (nan_policy="omit"): nothing seen, but the example exists.
+                        ExampleState { label: r.label, ..ExampleState::EMPTY }
+                    };
+                    *slot = S::put(&ExampleState::merge(r.row as u64, &s, &seen, allow)?);
+                }
+            }
+            Ok(new)
+        })
+        .try_reduce(|| 0, |a, b| Ok(a + b))
 }
 
 /// Whether integer ids in `min..=max`, `count` of them distinct, are worth addressing
@@ -632,9 +663,35 @@ fn dense_enough(min: i64, max: i64, count: u64) -> bool {
     min >= 0 && (max as u64) < (2 * count + DIRECT_SLACK).min(NONE as u64)
 }
 
+/// Moves the state in `slots[k]` to `slots[ids[k]]` for every `k` (`ids` sorted and distinct,
+/// so `ids[k] >= k`) and empties every other slot. From the last state down, each move goes to
+/// a slot at or after its own, past every state not yet moved, so nothing is overwritten
+/// before it moves. The ids are handed back to the system as they are used (for 100M examples
+/// up to 200 MB that would otherwise come on top of the whole state).
+fn spread<S: Slot>(slots: &mut [S], ids: Vec<u32>) {
+    const RELEASE: usize = 1 << 20;
+    let mut next = ids.len(); // slots from `next` on are in place (those past the hashed ones were empty)
+    for k in (0..ids.len()).rev() {
+        let t = ids[k] as usize;
+        if t + 1 < next {
+            slots[t + 1..next].fill(S::EMPTY);
+        }
+        slots[t] = slots[k];
+        next = t;
+        #[cfg(unix)]
+        if k % RELEASE == 0 && k > 0 {
+            let start = ids[k..].as_ptr() as usize;
+            // SAFETY: the whole pages of `ids[k..]`, inside its allocation, which is only
+            // read below `k` from now on and then dropped.
+            unsafe { crate::alloc::dont_need(start, start + (ids.len() - k) * 4) };
+        }
+    }
+    slots[..next].fill(S::EMPTY);
+}
+
 /// `slots[i] = old slots[order[i]]` for every `i`, following the permutation's cycles in place
 /// (so sorting a large state by id never holds two copies of it).
-fn permute_in_place(slots: &mut [ExampleState], mut order: Vec<u32>) {
+fn permute_in_place<S: Slot>(slots: &mut [S], mut order: Vec<u32>) {
     debug_assert_eq!(slots.len(), order.len());
     const DONE: u32 = u32::MAX;
     for start in 0..order.len() {
@@ -664,5 +721,100 @@ fn ids_len(ids: &Ids) -> usize {
     match ids {
         Ids::Int(a) => a.len(),
         Ids::Str(a) => a.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::long::Epochs;
+
+    /// A batch of one epoch: two logits per row, label `id % 2`.
+    fn batch(epoch: u32, ids: &[i64]) -> LongBatch {
+        let logits: Vec<f32> =
+            ids.iter().flat_map(|&id| [(id % 7) as f32 * 0.3, ((id * epoch as i64) % 5) as f32 * 0.2]).collect();
+        LongBatch {
+            rows: ids.len(),
+            epochs: Epochs::Constant(epoch),
+            ids: Ids::Int(Int64Array::from(ids.to_vec())),
+            labels: ids.iter().map(|id| id % 2).collect::<Vec<_>>().into(),
+            outputs: Outputs::F32(logits.into()),
+            n_classes: 2,
+            lines: None,
+        }
+    }
+
+    fn shuffled(ids: &mut [i64], seed: u64) {
+        let mut x = seed | 1;
+        for i in (1..ids.len()).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ids.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+    }
+
+    fn read(batches: &[LongBatch]) -> (State, Option<ArrayRef>) {
+        let mut keyed = KeyedState::new(Kind::Logits, NanPolicy::Raise);
+        for b in batches {
+            keyed.fold(b, &|_| true).unwrap();
+        }
+        keyed.into_state().unwrap()
+    }
+
+    /// Ids shuffled over a range of millions look sparse in the first batches (hashed), then
+    /// dense (direct): the states moved to their ids' slots are those of a read that was
+    /// direct from the start, bit for bit, and packed until an epoch too large for that.
+    #[test]
+    fn hashed_ids_turn_direct_with_the_same_states() {
+        let n = 3_000_000i64;
+        for missing in [None, Some(1_234_567i64)] {
+            let ids: Vec<i64> = (0..n).filter(|&id| Some(id) != missing).collect();
+            let mut epoch0 = ids.clone();
+            shuffled(&mut epoch0, 7);
+            let mut epoch1 = ids.clone();
+            shuffled(&mut epoch1, 11);
+            let mut batches: Vec<LongBatch> = epoch0.chunks(100_000).map(|c| batch(0, c)).collect();
+            batches.extend(epoch1.chunks(700_000).map(|c| batch(1, c)));
+            let mut keyed = KeyedState::new(Kind::Logits, NanPolicy::Raise);
+            keyed.fold(&batches[0], &|_| true).unwrap();
+            assert!(matches!(keyed.index, Index::Int { .. }), "a sparse-looking first batch is hashed");
+            for b in &batches[1..] {
+                keyed.fold(b, &|_| true).unwrap();
+            }
+            assert!(matches!(keyed.index, Index::Direct));
+            assert!(keyed.slots.is_packed());
+            let (got, got_ids) = keyed.into_state().unwrap();
+            let (want, want_ids) = read(&[batch(0, &ids), batch(1, &ids)]);
+            assert_eq!(got_ids.is_none(), missing.is_none());
+            assert_eq!(got_ids.as_ref().map(|a| a.to_data()), want_ids.as_ref().map(|a| a.to_data()));
+            assert!(got.stored().is_packed());
+            assert_eq!(got.stored(), want.stored());
+            assert_eq!(got.stored().len(), ids.len());
+
+            // An epoch past what a packed state holds: the states widen, and keep their values.
+            batches.push(batch(5000, &epoch1));
+            let (wide, _) = read(&batches);
+            assert!(!wide.stored().is_packed());
+            let (one, _) = read(&[batch(0, &ids), batch(1, &ids), batch(5000, &ids)]);
+            assert_eq!(wide.stored(), one.stored());
+            assert_eq!(wide.stored().get(5).last_epoch, 5000);
+            assert_eq!(wide.stored().get(5).first_epoch, 0);
+        }
+    }
+
+    #[test]
+    fn spread_moves_sorted_states_to_their_ids() {
+        let state = |k: u32| ExampleState { n: 1, first_epoch: k, last_epoch: k, ..ExampleState::EMPTY };
+        let ids = vec![0u32, 2, 3, 7, 8, 20];
+        let mut slots: Vec<ExampleState> = (0..ids.len() as u32).map(state).collect();
+        slots.resize(24, ExampleState::EMPTY);
+        spread(&mut slots, ids.clone());
+        for (slot, s) in slots.iter().enumerate() {
+            match ids.iter().position(|&id| id as usize == slot) {
+                Some(k) => assert_eq!(*s, state(k as u32), "slot {slot}"),
+                None => assert_eq!(*s, ExampleState::EMPTY, "slot {slot}"),
+            }
+        }
     }
 }

@@ -34,6 +34,7 @@ pub mod parallel;
 pub mod read;
 pub mod result;
 pub mod serialize;
+pub mod slots;
 pub mod state;
 pub(crate) mod transpose;
 

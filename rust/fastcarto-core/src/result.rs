@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::options::{Compat, Kind, Task};
+use crate::slots::{Packed, Slot, Slots};
 use crate::state::{ExampleState, NONE, State};
 use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch};
 use arrow_buffer::{BooleanBuffer, NullBuffer};
@@ -41,6 +42,9 @@ enum Spec<'a> {
     /// A u32 field where [`NONE`] means missing: the values, then whether each is present.
     Optional(Column<'a, i64>, Column<'a, bool>),
     Bool(Column<'a, bool>),
+    /// An integer column that is a function of the row number (default ids, row positions),
+    /// written chunk by chunk like the metrics rather than built whole before them.
+    Rows(Box<dyn Fn(usize) -> i64 + Sync + Send + 'a>),
 }
 
 /// A column's output buffer, or one task's part of it.
@@ -73,30 +77,38 @@ pub(crate) enum Source<'a> {
     },
     /// States owned by the caller and not needed afterwards: their pages are handed back to
     /// the system as soon as their rows of the table are written.
-    Consumed(Consumed<'a>),
+    Consumed(Consumed<'a, ExampleState>),
+    /// The same, stored packed (unpacked a chunk at a time).
+    ConsumedPacked(Consumed<'a, Packed>),
 }
 
 /// The states of a vector the table builder may release page by page (see [`take_table`]).
-#[derive(Clone, Copy)]
-pub(crate) struct Consumed<'a> {
-    ptr: *mut ExampleState,
+pub(crate) struct Consumed<'a, S> {
+    ptr: *mut S,
     len: usize,
-    owner: std::marker::PhantomData<&'a mut [ExampleState]>,
+    owner: std::marker::PhantomData<&'a mut [S]>,
 }
+
+impl<S> Clone for Consumed<'_, S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<S> Copy for Consumed<'_, S> {}
 
 // SAFETY: `Consumed` is created from a vector that `take_table` owns and never touches
 // otherwise until the table is built; tasks only read disjoint ranges of it.
-unsafe impl Send for Consumed<'_> {}
-unsafe impl Sync for Consumed<'_> {}
+unsafe impl<S: Sync> Send for Consumed<'_, S> {}
+unsafe impl<S: Sync> Sync for Consumed<'_, S> {}
 
-impl<'a> Consumed<'a> {
+impl<'a, S> Consumed<'a, S> {
     /// Borrows `slots` for the whole build: nothing else can touch them meanwhile.
-    fn new(slots: &'a mut [ExampleState]) -> Self {
+    fn new(slots: &'a mut [S]) -> Self {
         Consumed { ptr: slots.as_mut_ptr(), len: slots.len(), owner: std::marker::PhantomData }
     }
 
     /// Slots `range`.
-    fn slice(self, range: std::ops::Range<usize>) -> &'a [ExampleState] {
+    fn slice(self, range: std::ops::Range<usize>) -> &'a [S] {
         assert!(range.start <= range.end && range.end <= self.len);
         // SAFETY: in bounds (checked), initialized, and not written while the table is built
         // (released pages belong to rows already written, which no task reads again).
@@ -107,7 +119,7 @@ impl<'a> Consumed<'a> {
     fn release(&self, range: std::ops::Range<usize>) {
         #[cfg(target_os = "linux")]
         {
-            let size = std::mem::size_of::<ExampleState>();
+            let size = std::mem::size_of::<S>();
             let (start, end) = (self.ptr as usize + range.start * size, self.ptr as usize + range.end * size);
             // SAFETY: inside the vector's own allocation (whole pages only), whose states no one
             // reads again; afterwards they read as zeros (valid, if meaningless, states) and the
@@ -129,6 +141,7 @@ impl Source<'_> {
             Source::Ready(slots) => slots.len(),
             Source::Computed { n_slots, .. } => *n_slots,
             Source::Consumed(c) => c.len,
+            Source::ConsumedPacked(c) => c.len,
         }
     }
 }
@@ -159,6 +172,9 @@ impl<'a> Builder<'a> {
     fn bool(&mut self, name: &str, f: impl Fn(&ExampleState) -> bool + Sync + Send + 'a) {
         self.field(name, DataType::Boolean, false, Spec::Bool(column(f)));
     }
+    fn rows(&mut self, name: &str, f: impl Fn(usize) -> i64 + Sync + Send + 'a) {
+        self.field(name, DataType::Int64, false, Spec::Rows(Box::new(f)));
+    }
     fn push(&mut self, name: &str, dt: DataType, nullable: bool, col: ArrayRef) {
         self.field(name, dt, nullable, Spec::Ready(col));
     }
@@ -176,7 +192,7 @@ impl<'a> Builder<'a> {
             .map(|spec| match spec {
                 Spec::Ready(_) => Buf::None,
                 Spec::F64(_) => Buf::F64(Box::new_uninit_slice(n)),
-                Spec::I64(_) => Buf::I64(Box::new_uninit_slice(n)),
+                Spec::I64(_) | Spec::Rows(_) => Buf::I64(Box::new_uninit_slice(n)),
                 Spec::Optional(..) => Buf::Optional(Box::new_uninit_slice(n), Box::new_uninit_slice(n)),
                 Spec::Bool(_) => Buf::Bool(Box::new_uninit_slice(n)),
             })
@@ -203,7 +219,7 @@ impl<'a> Builder<'a> {
                 (0..n_chunks).map(|_| parts.iter_mut().map(|p| p.next().unwrap_or(Buf::None)).collect()).collect();
             // A consumed state is done in waves, each followed by the release of its states.
             let per_wave = match source {
-                Source::Consumed(_) => WAVE / CHUNK,
+                Source::Consumed(_) | Source::ConsumedPacked(_) => WAVE / CHUNK,
                 _ => n_chunks.max(1),
             };
             let mut first = 0;
@@ -211,8 +227,11 @@ impl<'a> Builder<'a> {
                 let wave: Vec<_> = tasks.drain(..per_wave.min(tasks.len())).collect();
                 let done = first..first + wave.len();
                 fill_chunks(source, &specs, wave, first, n)?;
-                if let Source::Consumed(c) = source {
-                    c.release(done.start * CHUNK..(done.end * CHUNK).min(n));
+                let released = done.start * CHUNK..(done.end * CHUNK).min(n);
+                match source {
+                    Source::Consumed(c) => c.release(released),
+                    Source::ConsumedPacked(c) => c.release(released),
+                    _ => {}
                 }
                 first = done.end;
             }
@@ -256,22 +275,29 @@ fn fill_chunks(
     // large splits, a slower half of the input left one thread idle for 5% of a dense compute),
     // and a fresh buffer per task would cost its page faults every time.
     let buffers: Vec<Mutex<Vec<ExampleState>>> = match source {
-        Source::Computed { .. } => (0..rayon::current_num_threads()).map(|_| Mutex::default()).collect(),
+        Source::Computed { .. } | Source::ConsumedPacked(_) => {
+            (0..rayon::current_num_threads()).map(|_| Mutex::default()).collect()
+        }
         _ => Vec::new(),
     };
     tasks.into_par_iter().with_max_len(1).enumerate().try_for_each(|(k, outs)| -> Result<()> {
         let c = first + k;
         let range = c * CHUNK..((c + 1) * CHUNK).min(n);
+        let first_row = range.start;
         let mut buf;
         let chunk: &[ExampleState] = match source {
             Source::Ready(slots) => &slots[range],
             Source::Consumed(consumed) => consumed.slice(range),
-            Source::Computed { fill, .. } => {
+            Source::Computed { .. } | Source::ConsumedPacked(_) => {
                 let worker = rayon::current_thread_index().unwrap_or(0) % buffers.len();
                 buf = buffers[worker].lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                // Sized, not cleared: `fill` writes every state.
+                // Sized, not cleared: every state is written over.
                 buf.resize(range.len(), ExampleState::EMPTY);
-                fill(range, &mut buf)?;
+                match source {
+                    Source::Computed { fill, .. } => fill(range, &mut buf)?,
+                    Source::ConsumedPacked(consumed) => unpack(consumed.slice(range), &mut buf),
+                    _ => unreachable!("matched above"),
+                }
                 &buf
             }
         };
@@ -284,6 +310,11 @@ fn fill_chunks(
                     present(chunk, ok);
                 }
                 (Buf::Bool(o), Spec::Bool(f)) => f(chunk, o),
+                (Buf::I64(o), Spec::Rows(f)) => {
+                    for (j, o) in o.iter_mut().enumerate() {
+                        o.write(f(first_row + j));
+                    }
+                }
                 _ => {}
             }
         }
@@ -328,10 +359,24 @@ fn correctness(s: &ExampleState) -> f64 {
     s.n_correct as f64 / s.n as f64
 }
 
+fn unpack(packed: &[Packed], out: &mut [ExampleState]) {
+    for (o, p) in out.iter_mut().zip(packed) {
+        *o = p.get();
+    }
+}
+
 /// Builds the metrics table. `ids` (one per example) replaces the default ids `0..n_examples`.
 pub fn finalize(state: &State, ids: Option<ArrayRef>, opts: FinalizeOptions) -> Result<RecordBatch> {
-    crate::parallel::run_default(state.slots().len(), || {
-        build_table(Source::Ready(state.slots()), state.task(), state.kind(), ids, opts)
+    let (task, kind) = (state.task(), state.kind());
+    crate::parallel::run_default(state.stored().len(), || match state.stored() {
+        Slots::Wide(slots) => build_table(Source::Ready(slots), task, kind, ids, opts),
+        Slots::Packed(slots) => {
+            let fill = |range: std::ops::Range<usize>, out: &mut [ExampleState]| -> Result<()> {
+                unpack(&slots[range], out);
+                Ok(())
+            };
+            build_table(Source::Computed { n_slots: slots.len(), fill: &fill }, task, kind, ids, opts)
+        }
     })
 }
 
@@ -343,8 +388,13 @@ pub fn take_table(state: &mut State, ids: Option<ArrayRef>, opts: FinalizeOption
     check_ids(ids.as_ref(), state.n_examples())?;
     let (task, kind) = (state.task(), state.kind());
     let mut slots = std::mem::take(&mut state.slots);
-    let consumed = Consumed::new(&mut slots);
-    crate::parallel::run_default(consumed.len, || build_table(Source::Consumed(consumed), task, kind, ids, opts))
+    crate::parallel::run_default(slots.len(), || {
+        let source = match &mut slots {
+            Slots::Wide(v) => Source::Consumed(Consumed::new(v)),
+            Slots::Packed(v) => Source::ConsumedPacked(Consumed::new(v)),
+        };
+        build_table(source, task, kind, ids, opts)
+    })
 }
 
 /// Ids, when given, name every example once.
@@ -371,25 +421,25 @@ pub(crate) fn build_table(
     let mut b = Builder { source, fields: Vec::new(), specs: Vec::new() };
 
     check_ids(ids.as_ref(), n_examples)?;
-    let ids =
-        ids.unwrap_or_else(|| Arc::new(Int64Array::from((0..n_examples as i64).into_par_iter().collect::<Vec<_>>())));
     let id_name = match opts.compat {
         Some(Compat::Cartography) => "guid",
         Some(Compat::Aum) => "sample_id",
         _ => "id",
     };
     // Multi-label: one row per (example, class), ids repeated per class.
-    let ids = if per > 1 {
-        let take = arrow_array::UInt64Array::from_iter_values((0..n_examples * per).map(|i| (i / per) as u64));
-        arrow_select::take::take(ids.as_ref(), &take, None)?
-    } else {
-        ids
-    };
-    let id_type = ids.data_type().clone();
-    b.push(id_name, id_type, false, ids);
+    match ids {
+        // The default ids 0..n_examples, written with the metrics (for 100M examples, 800 MB
+        // that would otherwise sit beside the whole state).
+        None => b.rows(id_name, move |row| (row / per) as i64),
+        Some(ids) if per > 1 => {
+            let take = arrow_array::UInt64Array::from_iter_values((0..n_examples * per).map(|i| (i / per) as u64));
+            let repeated = arrow_select::take::take(ids.as_ref(), &take, None)?;
+            b.push(id_name, ids.data_type().clone(), false, repeated);
+        }
+        Some(ids) => b.push(id_name, ids.data_type().clone(), false, ids),
+    }
     if let Task::MultiLabel { .. } = task {
-        let classes = Int64Array::from_iter_values((0..n_examples * per).map(|i| (i % per) as i64));
-        b.push("class", DataType::Int64, false, Arc::new(classes));
+        b.rows("class", move |row| (row % per) as i64);
     }
 
     let variability = move |s: &ExampleState| {
@@ -415,8 +465,7 @@ pub(crate) fn build_table(
         }
         Some(Compat::Cartography) => {
             // `index` is the row position in allenai/cartography's table.
-            let rows = Int64Array::from_iter_values(0..(n_examples * per) as i64);
-            b.push("index", DataType::Int64, false, Arc::new(rows));
+            b.rows("index", |row| row as i64);
             b.f64("threshold_closeness", |s| s.mean * (1.0 - s.mean));
             b.f64("confidence", |s| s.mean);
             b.f64("variability", variability);

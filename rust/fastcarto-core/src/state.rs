@@ -10,6 +10,7 @@
 use crate::error::Example;
 use crate::error::{Error, Result};
 use crate::options::{Kind, Task};
+use crate::slots::{Slot, Slots, with_slots};
 use rayon::prelude::*;
 
 /// Marks an epoch or class that does not exist (never learned, never observed, ...).
@@ -270,7 +271,7 @@ pub struct State {
     pub(crate) kind: Kind,
     /// Accept a label that changes between epochs, keeping the latest (the `aum` package does).
     pub(crate) allow_label_change: bool,
-    pub(crate) slots: Vec<ExampleState>,
+    pub(crate) slots: Slots,
 }
 
 impl State {
@@ -289,10 +290,15 @@ impl State {
         })?;
         // Filled in parallel: on a large state this first touch is page-fault bound.
         crate::parallel::run_default(n_slots, || slots.par_extend(rayon::iter::repeat_n(ExampleState::EMPTY, n_slots)));
-        Ok(State { task, kind, allow_label_change: false, slots })
+        Ok(State { task, kind, allow_label_change: false, slots: Slots::Wide(slots) })
     }
 
     pub(crate) fn with_slots(mut self, slots: Vec<ExampleState>) -> Self {
+        self.slots = Slots::Wide(slots);
+        self
+    }
+
+    pub(crate) fn with_stored(mut self, slots: Slots) -> Self {
         self.slots = slots;
         self
     }
@@ -319,15 +325,22 @@ impl State {
     pub fn n_examples(&self) -> usize {
         self.slots.len() / self.task.slots_per_example() as usize
     }
-    pub fn slots(&self) -> &[ExampleState] {
+    /// Every slot's state (unpacked, when stored packed).
+    pub fn slots(&self) -> std::borrow::Cow<'_, [ExampleState]> {
+        self.slots.states()
+    }
+    /// How the states are stored.
+    pub fn stored(&self) -> &Slots {
         &self.slots
     }
+    /// The states, stored wide from now on (an update may bring epochs a packed state cannot
+    /// hold).
     pub(crate) fn slots_mut(&mut self) -> &mut [ExampleState] {
-        &mut self.slots
+        self.slots.widen()
     }
     /// Latest epoch observed for any example, if any.
     pub fn last_epoch(&self) -> Option<u32> {
-        self.slots.iter().filter(|s| s.n > 0).map(|s| s.last_epoch).max()
+        with_slots!(&self.slots, v => v.par_iter().map(Slot::get).filter(|s| s.n > 0).map(|s| s.last_epoch).max())
     }
 
     fn check_compatible(&self, other: &State) -> Result<()> {
@@ -356,15 +369,27 @@ impl State {
         }
         let per = self.task.slots_per_example() as u64;
         let allow = self.allow_label_change || other.allow_label_change;
-        let (mine, theirs) = (&self.slots, &other.slots);
-        let merged: Vec<ExampleState> = crate::parallel::run_default(mine.len(), || {
-            mine.par_iter()
-                .zip(theirs.par_iter())
-                .enumerate()
-                .map(|(i, (a, b))| ExampleState::merge(i as u64 / per, a, b, allow))
-                .collect::<Result<_>>()
-        })?;
-        self.slots = merged;
+        if !other.slots.is_packed() {
+            self.slots.widen(); // the merge may hold what only the wide form can
+        }
+        fn merged<A: Slot, B: Slot>(mine: &[A], theirs: &[B], per: u64, allow: bool) -> Result<Vec<A>> {
+            crate::parallel::run_default(mine.len(), || {
+                mine.par_iter()
+                    .zip(theirs.par_iter())
+                    .enumerate()
+                    .map(|(i, (a, b))| {
+                        ExampleState::merge(i as u64 / per, &a.get(), &b.get(), allow).map(|s| A::put(&s))
+                    })
+                    .collect()
+            })
+        }
+        // Packed with packed stays packed: two states of epochs a packed state holds merge
+        // into one that it holds too.
+        self.slots = match (&self.slots, &other.slots) {
+            (Slots::Packed(a), Slots::Packed(b)) => Slots::Packed(merged(a, b, per, allow)?),
+            (Slots::Wide(a), theirs) => Slots::Wide(with_slots!(theirs, b => merged(a, b, per, allow))?),
+            (Slots::Packed(_), Slots::Wide(_)) => unreachable!("widened above"),
+        };
         Ok(())
     }
 
@@ -404,25 +429,47 @@ impl State {
         }
         let per = self.task.slots_per_example() as usize;
         let allow = self.allow_label_change || other.allow_label_change;
-        let mut merged = Vec::with_capacity(other.slots.len());
-        for (i, &ix) in index.iter().enumerate() {
-            for c in 0..per {
-                let dst = ix as usize * per + c;
-                merged.push(ExampleState::merge(ix, &self.slots[dst], &other.slots[i * per + c], allow)?);
+        if !other.slots.is_packed() {
+            self.slots.widen();
+        }
+        fn merge_into<A: Slot, B: Slot>(
+            mine: &mut [A],
+            theirs: &[B],
+            index: &[u64],
+            per: usize,
+            allow: bool,
+        ) -> Result<()> {
+            let mut merged = Vec::with_capacity(theirs.len());
+            for (i, &ix) in index.iter().enumerate() {
+                for c in 0..per {
+                    let dst = ix as usize * per + c;
+                    merged.push(A::put(&ExampleState::merge(ix, &mine[dst].get(), &theirs[i * per + c].get(), allow)?));
+                }
             }
+            for (i, &ix) in index.iter().enumerate() {
+                let dst = ix as usize * per;
+                mine[dst..dst + per].copy_from_slice(&merged[i * per..(i + 1) * per]);
+            }
+            Ok(())
         }
-        for (i, &ix) in index.iter().enumerate() {
-            let dst = ix as usize * per;
-            self.slots[dst..dst + per].copy_from_slice(&merged[i * per..(i + 1) * per]);
+        match (&mut self.slots, &other.slots) {
+            (Slots::Packed(a), Slots::Packed(b)) => merge_into(a, b, index, per, allow),
+            (Slots::Wide(a), theirs) => with_slots!(theirs, b => merge_into(a, b, index, per, allow)),
+            (Slots::Packed(_), Slots::Wide(_)) => unreachable!("widened above"),
         }
-        Ok(())
     }
 
     /// Appends the examples of `other` after this state's (shards of different examples).
     pub fn concat(&mut self, other: &State) -> Result<()> {
         self.check_compatible(other)?;
         self.allow_label_change |= other.allow_label_change;
-        self.slots.extend_from_slice(&other.slots);
+        match (&mut self.slots, &other.slots) {
+            (Slots::Packed(a), Slots::Packed(b)) => a.extend_from_slice(b),
+            (mine, theirs) => {
+                let wide = mine.widen();
+                with_slots!(theirs, b => wide.extend(b.iter().map(Slot::get)));
+            }
+        }
         Ok(())
     }
 }
@@ -461,15 +508,15 @@ mod tests {
             // 3 * 64 < n: sorted copy; 200 * 64 >= n: bitmap.
             let index: Vec<u64> = (0..len as u64).map(|i| (i * 7919) % n as u64).collect();
             let mut update = State::new(len, task, Kind::Logits).unwrap();
-            for (i, slot) in update.slots.iter_mut().enumerate() {
+            for (i, slot) in update.slots.widen().iter_mut().enumerate() {
                 *slot = ExampleState::single(0, (i % 3) as u32, &obs(0.25 + i as f64 / 1000.0, 1));
             }
             let mut state = State::new(n, task, Kind::Logits).unwrap();
             state.merge_at(&update, &index).unwrap();
             for (i, &ix) in index.iter().enumerate() {
-                assert_eq!(state.slots[ix as usize].mean.to_bits(), update.slots[i].mean.to_bits());
+                assert_eq!(state.slots.get(ix as usize).mean.to_bits(), update.slots.get(i).mean.to_bits());
             }
-            assert_eq!(state.slots.iter().filter(|s| s.n > 0).count(), len);
+            assert_eq!(state.slots().iter().filter(|s| s.n > 0).count(), len);
             let fresh = || State::new(n, task, Kind::Logits).unwrap();
             let mut repeated = index.clone();
             repeated[len - 1] = repeated[1];

@@ -355,7 +355,10 @@ fn keyed_read<'py>(
         .detach(|| parallel::run(threads, usize::MAX, || read(&opts)?.into_state()))
         .map_err(to_py)?
         .map_err(to_py)?;
-    let ids = PyArray::from_array_ref(ids).to_pyarrow(py)?.unbind();
+    let ids = match ids {
+        Some(ids) => PyArray::from_array_ref(ids).to_pyarrow(py)?.unbind(),
+        None => py.None(),
+    };
     Ok((PyState { inner: state }, ids))
 }
 

@@ -347,7 +347,7 @@ pub fn check_states_close(
     prop_assert_eq!(got.task(), want.task(), "{}: task", what);
     prop_assert_eq!(got.kind(), want.kind(), "{}: kind", what);
     prop_assert_eq!(got.slots().len(), want.slots().len(), "{}: slots", what);
-    for (i, (g, w)) in got.slots().iter().zip(want.slots()).enumerate() {
+    for (i, (g, w)) in got.slots().iter().zip(want.slots().iter()).enumerate() {
         for ((name, a), (_, b)) in counts(g).iter().zip(counts(w).iter()) {
             prop_assert_eq!(a, b, "{}: slot {} field {}: got {:?}, want {:?}", what, i, name, g, w);
         }
@@ -379,7 +379,7 @@ pub fn check_states_identical(got: &State, want: &State, what: &str) -> Result<(
     prop_assert_eq!(got.kind(), want.kind(), "{}: kind", what);
     prop_assert_eq!(got.allows_label_change(), want.allows_label_change(), "{}: allow_label_change", what);
     prop_assert_eq!(got.slots().len(), want.slots().len(), "{}: slots", what);
-    for (i, (g, w)) in got.slots().iter().zip(want.slots()).enumerate() {
+    for (i, (g, w)) in got.slots().iter().zip(want.slots().iter()).enumerate() {
         let same =
             counts(g) == counts(w) && floats(g).iter().zip(floats(w).iter()).all(|(a, b)| a.to_bits() == b.to_bits());
         prop_assert!(same, "{}: slot {} differs\n got  {:?}\n want {:?}", what, i, g, w);
@@ -393,7 +393,7 @@ pub fn abs_scales<T: Real>(case: &Case, epochs: &[usize]) -> Vec<[f64; 6]> {
     let mut out = vec![[0.0f64; 6]; case.n * case.per()];
     for &e in epochs {
         let s = case.dense::<T>(&[e]);
-        for (acc, slot) in out.iter_mut().zip(s.slots()) {
+        for (acc, slot) in out.iter_mut().zip(s.slots().iter()) {
             for (a, v) in acc.iter_mut().zip(floats(slot)) {
                 *a += v.abs();
             }
