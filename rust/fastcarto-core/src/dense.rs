@@ -100,7 +100,7 @@ pub fn accumulate<T: Real>(
     }
     let per = state.task().slots_per_example() as u64;
     let allow = state.allows_label_change();
-    state.slots_mut().par_chunks_mut(BLOCK).enumerate().try_for_each_init(
+    state.slots_mut()?.par_chunks_mut(BLOCK).enumerate().try_for_each_init(
         || (Scratch::default(), RunState::default()),
         |(scratch, run), (b, slots)| {
             fold_block(

@@ -9,6 +9,7 @@
 //! they are merged: the random scatter of shuffled ids then stays within a few megabytes at a
 //! time. The final state is that vector, compacted in place: memory peaks at one copy.
 
+use crate::bigvec::BigVec;
 use crate::dense::validate_labels;
 use crate::error::{Error, Example, Result};
 use crate::kernel::{GROUP, Lanes, Scratch, Sink, fold_epoch};
@@ -81,6 +82,10 @@ pub struct KeyedState {
 /// Rows observed and routed together by one task of [`KeyedState::scatter`] (several per batch,
 /// so that many threads share a batch's kernel work).
 const PART: usize = 1 << 13;
+
+/// Rows of a batch observed and routed at once (16 MiB of routed rows): larger batches go in
+/// pieces of this many rows.
+const ROUTED_ROWS: usize = 1 << 18;
 
 /// A run of `PART` rows of a batch, sorted by block of `BUCKET` slots.
 #[derive(Default)]
@@ -182,7 +187,7 @@ impl KeyedState {
             allow_label_change: false,
             index: Index::Direct,
             string_ids: None,
-            slots: Slots::Packed(Vec::new()),
+            slots: Slots::Packed(BigVec::new()),
             len: 0,
             present: 0,
             epochs: BTreeSet::new(),
@@ -254,7 +259,7 @@ impl KeyedState {
             0 => {
                 self.task = Task::MultiClass { n_classes: c };
                 if !Slots::fits(0, c) {
-                    self.slots.widen();
+                    self.slots.widen()?;
                 }
             }
             known if known != c => {
@@ -308,7 +313,7 @@ impl KeyedState {
             Some(r) => validate_labels(&r.iter().map(|&i| batch.labels[i as usize]).collect::<Vec<_>>(), self.task)?,
         };
         if !Slots::fits(epoch, 0) {
-            self.slots.widen();
+            self.slots.widen()?;
         }
         let slots = self.assign(&batch.ids, rows)?;
         let c = batch.n_classes;
@@ -453,9 +458,19 @@ impl KeyedState {
         let count = ids.len();
         with_slots!(&mut self.slots, v => permute_in_place(&mut v[..count], order));
         ids.par_sort_unstable();
-        // ... then spread them to their ids' slots, last first.
-        self.grow(max as usize + 1)?;
-        with_slots!(&mut self.slots, v => spread(v, ids));
+        // ... then spread them to their ids' slots, last first, over slots not written before
+        // (so pages are touched only as they are filled).
+        let span = max as usize + 1;
+        let target = span.div_ceil(CHUNK) * CHUNK;
+        let bytes = target as u128 * std::mem::size_of::<ExampleState>() as u128;
+        with_slots!(&mut self.slots, v => {
+            let add = target.saturating_sub(v.len());
+            // SAFETY: the states are plain numbers (all-zero bytes are a valid state), and
+            // `spread` writes every slot.
+            unsafe { v.extend_untouched(add) }.map_err(|_| Error::OutOfMemory { what: "the state".into(), bytes })?;
+            spread(v, ids);
+        });
+        self.len = span;
         Ok(())
     }
 
@@ -488,29 +503,36 @@ impl KeyedState {
         };
         let n_buckets = (self.slots.len() / CHUNK) << (CHUNK_BITS - BUCKET_BITS);
         let mut parts = std::mem::take(&mut self.parts);
-        let n_parts = slots.len().div_ceil(PART);
-        if parts.len() < n_parts {
-            parts.resize_with(n_parts, Part::default);
+        let (kind, nan_policy, allow) = (self.kind, self.nan_policy, self.allow_label_change);
+        // A large batch goes in pieces, so that the routed rows (64 bytes each) stay a bounded
+        // amount of memory whatever the batch size.
+        let mut done = Ok(());
+        for start in (0..slots.len()).step_by(ROUTED_ROWS) {
+            let end = (start + ROUTED_ROWS).min(slots.len());
+            let n_parts = (end - start).div_ceil(PART);
+            if parts.len() < n_parts {
+                parts.resize_with(n_parts, Part::default);
+            }
+            let observed = parts[..n_parts].par_iter_mut().enumerate().try_for_each_init(
+                Scratch::default,
+                |scratch, (p, part)| {
+                    let lo = start + p * PART;
+                    let hi = (lo + PART).min(end);
+                    part.sort(&slots[lo..hi], n_buckets);
+                    let mut sink = Routing { part, slots: &slots[lo..hi], first: lo };
+                    let (values, labels) = (&values[lo * c..hi * c], &labels[lo..hi]);
+                    fold_epoch(kind, nan_policy, epoch, values, c, labels, &mut sink, lo as u64, scratch)
+                },
+            );
+            done = observed
+                .and_then(|()| with_slots!(&mut self.slots, v => merge_routed(v, &parts[..n_parts], epoch, allow)))
+                .map(|new| self.present += new);
+            if done.is_err() {
+                break;
+            }
         }
-        let (kind, nan_policy) = (self.kind, self.nan_policy);
-        let observed =
-            parts[..n_parts].par_iter_mut().enumerate().try_for_each_init(Scratch::default, |scratch, (p, part)| {
-                let lo = p * PART;
-                let hi = (lo + PART).min(slots.len());
-                part.sort(&slots[lo..hi], n_buckets);
-                let mut sink = Routing { part, slots: &slots[lo..hi], first: lo };
-                let (values, labels) = (&values[lo * c..hi * c], &labels[lo..hi]);
-                fold_epoch(kind, nan_policy, epoch, values, c, labels, &mut sink, lo as u64, scratch)
-            });
-        if let Err(e) = observed {
-            self.parts = parts;
-            return Err(e);
-        }
-        let allow = self.allow_label_change;
-        let new = with_slots!(&mut self.slots, v => merge_routed(v, &parts[..n_parts], epoch, allow));
         self.parts = parts;
-        self.present += new?;
-        Ok(())
+        done
     }
 
     /// Errors when an example lacks some of the epochs seen (`require_complete`).
@@ -594,24 +616,17 @@ fn used(s: &ExampleState) -> bool {
 }
 
 /// Makes room for slots `0..len` in `slots`, a whole number of chunks long.
-fn grow<S: Slot>(slots: &mut Vec<S>, len: usize) -> Result<()> {
+fn grow<S: Slot>(slots: &mut BigVec<S>, len: usize) -> Result<()> {
     if len > slots.len() {
         let target = len.div_ceil(CHUNK) * CHUNK;
         let bytes = target as u128 * std::mem::size_of::<S>() as u128;
-        let oom = |_| Error::OutOfMemory { what: "the state".into(), bytes };
-        if target > slots.capacity() {
-            // Capacity grows geometrically (untouched capacity costs address space only);
-            // the slots in use are filled a chunk at a time.
-            let want = target.max(slots.capacity() * 3 / 2);
-            slots.try_reserve_exact(want - slots.len()).map_err(oom)?;
-            // Huge pages: rows land on random slots, and 4 KiB pages would make nearly
-            // every one a TLB miss on a large state.
-            crate::alloc::advise_huge(slots);
-        }
-        // Filled in parallel: the first touch of fresh memory (the kernel zeroing each page)
-        // is most of the cost of growing, and one thread doing it stalled the others.
-        let add = target - slots.len();
-        slots.par_extend(rayon::iter::repeat_n(S::EMPTY, add).with_min_len(CHUNK));
+        // Capacity grows geometrically (untouched capacity costs address space only), by
+        // remapping (no copy); the new slots are filled in parallel: the first touch of fresh
+        // memory (the kernel zeroing each page) is most of the cost of growing, and one thread
+        // doing it stalled the others.
+        slots
+            .extend_filled(S::EMPTY, target - slots.len())
+            .map_err(|_| Error::OutOfMemory { what: "the state".into(), bytes })?;
     }
     Ok(())
 }
@@ -666,12 +681,15 @@ fn dense_enough(min: i64, max: i64, count: u64) -> bool {
 /// Moves the state in `slots[k]` to `slots[ids[k]]` for every `k` (`ids` sorted and distinct,
 /// so `ids[k] >= k`) and empties every other slot. From the last state down, each move goes to
 /// a slot at or after its own, past every state not yet moved, so nothing is overwritten
-/// before it moves. The ids are handed back to the system as they are used (for 100M examples
-/// up to 200 MB that would otherwise come on top of the whole state).
+/// before it moves. Memory stays at the final state's size: the ids are handed back to the
+/// system as they are used, and so are the pages of states already moved out, until the
+/// slots being filled reach them (otherwise, for 100M examples, up to 200 MB of ids and 3 GB
+/// of moved states would come on top of the whole state at once).
 fn spread<S: Slot>(slots: &mut [S], ids: Vec<u32>) {
-    const RELEASE: usize = 1 << 20;
-    let mut next = ids.len(); // slots from `next` on are in place (those past the hashed ones were empty)
-    for k in (0..ids.len()).rev() {
+    const RELEASE: usize = 1 << 18;
+    let count = ids.len();
+    let mut next = slots.len(); // slots from `next` on hold their final states
+    for k in (0..count).rev() {
         let t = ids[k] as usize;
         if t + 1 < next {
             slots[t + 1..next].fill(S::EMPTY);
@@ -680,10 +698,17 @@ fn spread<S: Slot>(slots: &mut [S], ids: Vec<u32>) {
         next = t;
         #[cfg(unix)]
         if k % RELEASE == 0 && k > 0 {
-            let start = ids[k..].as_ptr() as usize;
-            // SAFETY: the whole pages of `ids[k..]`, inside its allocation, which is only
-            // read below `k` from now on and then dropped.
-            unsafe { crate::alloc::dont_need(start, start + (ids.len() - k) * 4) };
+            let used = ids[k..].as_ptr_range();
+            // Slots k.. below `next` held states already moved, and are written (as targets or
+            // gaps) before anything reads them.
+            let moved = slots[k..next.max(k).min(count)].as_ptr_range();
+            // SAFETY: whole pages of `ids[k..]`, only read below `k` from now on, then
+            // dropped; and of slots no one reads before writing them again (above), inside
+            // the state's own anonymous mapping (they come back as zeros).
+            unsafe {
+                crate::alloc::dont_need(used.start as usize, used.end as usize);
+                crate::alloc::dont_need(moved.start as usize, moved.end as usize);
+            }
         }
     }
     slots[..next].fill(S::EMPTY);
@@ -808,7 +833,8 @@ mod tests {
         let state = |k: u32| ExampleState { n: 1, first_epoch: k, last_epoch: k, ..ExampleState::EMPTY };
         let ids = vec![0u32, 2, 3, 7, 8, 20];
         let mut slots: Vec<ExampleState> = (0..ids.len() as u32).map(state).collect();
-        slots.resize(24, ExampleState::EMPTY);
+        // Past the hashed states: anything (the memory of slots never written).
+        slots.resize(24, state(99));
         spread(&mut slots, ids.clone());
         for (slot, s) in slots.iter().enumerate() {
             match ids.iter().position(|&id| id as usize == slot) {

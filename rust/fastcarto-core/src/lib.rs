@@ -21,6 +21,7 @@
 //! ```
 
 pub(crate) mod alloc;
+pub mod bigvec;
 pub(crate) mod cache;
 pub mod dense;
 pub mod error;

@@ -8,6 +8,8 @@
 //! holds 6.4 GB of state instead of 8.8 GB) and for speed (a row of a shuffled long table
 //! updates one cache line of state instead of two or three).
 
+use crate::bigvec::BigVec;
+use crate::error::{Error, Result};
 use crate::state::{ExampleState, NONE};
 use rayon::prelude::*;
 
@@ -137,8 +139,8 @@ pub fn packs(s: &ExampleState) -> bool {
 /// states, whatever the form.
 #[derive(Debug, Clone)]
 pub enum Slots {
-    Wide(Vec<ExampleState>),
-    Packed(Vec<Packed>),
+    Wide(BigVec<ExampleState>),
+    Packed(BigVec<Packed>),
 }
 
 impl PartialEq for Slots {
@@ -153,7 +155,7 @@ impl PartialEq for Slots {
 
 impl Default for Slots {
     fn default() -> Self {
-        Slots::Wide(Vec::new())
+        Slots::Wide(BigVec::new())
     }
 }
 
@@ -190,20 +192,23 @@ impl Slots {
     /// Every state as an [`ExampleState`]: borrowed when stored so, unpacked otherwise.
     pub fn states(&self) -> std::borrow::Cow<'_, [ExampleState]> {
         match self {
-            Slots::Wide(v) => std::borrow::Cow::Borrowed(v),
+            Slots::Wide(v) => std::borrow::Cow::Borrowed(&v[..]),
             Slots::Packed(v) => std::borrow::Cow::Owned(v.par_iter().map(Slot::get).collect()),
         }
     }
 
     /// Switches to the wide form (for epochs or classes the packed one cannot hold); returns the
     /// wide vector.
-    pub fn widen(&mut self) -> &mut Vec<ExampleState> {
+    pub fn widen(&mut self) -> Result<&mut BigVec<ExampleState>> {
         if let Slots::Packed(v) = self {
-            let wide: Vec<ExampleState> = v.par_iter().map(Slot::get).collect();
+            let wide = BigVec::from_fn(v.len(), |i| v[i].get()).map_err(|_| Error::OutOfMemory {
+                what: format!("the wide state of {} examples", v.len()),
+                bytes: v.len() as u128 * std::mem::size_of::<ExampleState>() as u128,
+            })?;
             *self = Slots::Wide(wide);
         }
         match self {
-            Slots::Wide(v) => v,
+            Slots::Wide(v) => Ok(v),
             Slots::Packed(_) => unreachable!("widened above"),
         }
     }
@@ -264,11 +269,13 @@ mod tests {
     #[test]
     fn slots_widen_with_the_same_states() {
         let states: Vec<ExampleState> = (0..300).map(arbitrary).collect();
-        let mut slots = Slots::Packed(states.iter().map(Packed::put).collect());
+        let packed: Vec<Packed> = states.iter().map(Packed::put).collect();
+        let mut slots = Slots::Packed(packed.into());
         assert_eq!(&*slots.states(), &states[..]);
         assert_eq!(slots.get(17), states[17]);
-        assert_eq!(slots, Slots::Wide(states.clone()));
-        slots.widen().push(ExampleState { last_epoch: 5000, first_epoch: 5000, n: 1, ..ExampleState::EMPTY });
+        assert_eq!(slots, Slots::Wide(states.clone().into()));
+        let late = ExampleState { last_epoch: 5000, first_epoch: 5000, n: 1, ..ExampleState::EMPTY };
+        slots.widen().unwrap().extend_from_slice(&[late]).unwrap();
         assert!(!slots.is_packed());
         assert_eq!(&slots.states()[..300], &states[..]);
         assert_eq!(slots.get(300).last_epoch, 5000);

@@ -6,6 +6,7 @@
 //! state that saw nothing is the identity. Threads, shards, files and machines all reuse
 //! [`ExampleState::merge`].
 
+use crate::bigvec::BigVec;
 #[cfg(test)]
 use crate::error::Example;
 use crate::error::{Error, Result};
@@ -258,6 +259,10 @@ impl ExampleState {
     }
 }
 
+fn oom(n_slots: usize) -> Error {
+    Error::OutOfMemory { what: format!("{n_slots} more states"), bytes: n_slots as u128 * 88 }
+}
+
 /// An epoch both states certainly observed: an endpoint of one span that is an endpoint of the
 /// other, or the only epoch of a single-epoch state that is an endpoint of the other.
 fn shared_endpoint(a: &ExampleState, b: &ExampleState) -> Option<u32> {
@@ -284,17 +289,19 @@ impl State {
         let n_slots = n_examples
             .checked_mul(task.slots_per_example() as usize)
             .ok_or_else(|| Error::invalid("too many examples"))?;
-        let mut slots = crate::alloc::with_capacity(n_slots).map_err(|_| Error::OutOfMemory {
-            what: format!("the state of {n_examples} examples"),
-            bytes: n_slots as u128 * std::mem::size_of::<ExampleState>() as u128,
-        })?;
         // Filled in parallel: on a large state this first touch is page-fault bound.
-        crate::parallel::run_default(n_slots, || slots.par_extend(rayon::iter::repeat_n(ExampleState::EMPTY, n_slots)));
+        let slots =
+            crate::parallel::run_default(n_slots, || BigVec::filled(ExampleState::EMPTY, n_slots)).map_err(|_| {
+                Error::OutOfMemory {
+                    what: format!("the state of {n_examples} examples"),
+                    bytes: n_slots as u128 * std::mem::size_of::<ExampleState>() as u128,
+                }
+            })?;
         Ok(State { task, kind, allow_label_change: false, slots: Slots::Wide(slots) })
     }
 
     pub(crate) fn with_slots(mut self, slots: Vec<ExampleState>) -> Self {
-        self.slots = Slots::Wide(slots);
+        self.slots = Slots::Wide(slots.into());
         self
     }
 
@@ -335,8 +342,8 @@ impl State {
     }
     /// The states, stored wide from now on (an update may bring epochs a packed state cannot
     /// hold).
-    pub(crate) fn slots_mut(&mut self) -> &mut [ExampleState] {
-        self.slots.widen()
+    pub(crate) fn slots_mut(&mut self) -> Result<&mut [ExampleState]> {
+        Ok(self.slots.widen()?)
     }
     /// Latest epoch observed for any example, if any.
     pub fn last_epoch(&self) -> Option<u32> {
@@ -370,7 +377,7 @@ impl State {
         let per = self.task.slots_per_example() as u64;
         let allow = self.allow_label_change || other.allow_label_change;
         if !other.slots.is_packed() {
-            self.slots.widen(); // the merge may hold what only the wide form can
+            self.slots.widen()?; // the merge may hold what only the wide form can
         }
         fn merged<A: Slot, B: Slot>(mine: &[A], theirs: &[B], per: u64, allow: bool) -> Result<Vec<A>> {
             crate::parallel::run_default(mine.len(), || {
@@ -386,8 +393,8 @@ impl State {
         // Packed with packed stays packed: two states of epochs a packed state holds merge
         // into one that it holds too.
         self.slots = match (&self.slots, &other.slots) {
-            (Slots::Packed(a), Slots::Packed(b)) => Slots::Packed(merged(a, b, per, allow)?),
-            (Slots::Wide(a), theirs) => Slots::Wide(with_slots!(theirs, b => merged(a, b, per, allow))?),
+            (Slots::Packed(a), Slots::Packed(b)) => Slots::Packed(merged(a, b, per, allow)?.into()),
+            (Slots::Wide(a), theirs) => Slots::Wide(with_slots!(theirs, b => merged(a, b, per, allow))?.into()),
             (Slots::Packed(_), Slots::Wide(_)) => unreachable!("widened above"),
         };
         Ok(())
@@ -430,7 +437,7 @@ impl State {
         let per = self.task.slots_per_example() as usize;
         let allow = self.allow_label_change || other.allow_label_change;
         if !other.slots.is_packed() {
-            self.slots.widen();
+            self.slots.widen()?;
         }
         fn merge_into<A: Slot, B: Slot>(
             mine: &mut [A],
@@ -464,10 +471,11 @@ impl State {
         self.check_compatible(other)?;
         self.allow_label_change |= other.allow_label_change;
         match (&mut self.slots, &other.slots) {
-            (Slots::Packed(a), Slots::Packed(b)) => a.extend_from_slice(b),
+            (Slots::Packed(a), Slots::Packed(b)) => a.extend_from_slice(b).map_err(|_| oom(b.len()))?,
             (mine, theirs) => {
-                let wide = mine.widen();
-                with_slots!(theirs, b => wide.extend(b.iter().map(Slot::get)));
+                let wide = mine.widen()?;
+                let added = theirs.states();
+                wide.extend_from_slice(&added).map_err(|_| oom(added.len()))?;
             }
         }
         Ok(())
@@ -508,7 +516,7 @@ mod tests {
             // 3 * 64 < n: sorted copy; 200 * 64 >= n: bitmap.
             let index: Vec<u64> = (0..len as u64).map(|i| (i * 7919) % n as u64).collect();
             let mut update = State::new(len, task, Kind::Logits).unwrap();
-            for (i, slot) in update.slots.widen().iter_mut().enumerate() {
+            for (i, slot) in update.slots.widen().unwrap().iter_mut().enumerate() {
                 *slot = ExampleState::single(0, (i % 3) as u32, &obs(0.25 + i as f64 / 1000.0, 1));
             }
             let mut state = State::new(n, task, Kind::Logits).unwrap();

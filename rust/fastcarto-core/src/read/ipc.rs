@@ -186,8 +186,11 @@ impl IpcFile {
     }
 }
 
-/// Batches decoded ahead, in parallel (decompression is the expensive part of reading).
+/// Batches decoded ahead, in parallel (decompression is the expensive part of reading): up to
+/// this many, and as many as fit in `WINDOW_BYTES` of the file (at least one), so that the
+/// pages and decoded columns held at once stay bounded whatever the batch size.
 const WINDOW: usize = 8;
+const WINDOW_BYTES: u64 = 32 << 20;
 
 pub(super) fn for_each_file_batch(
     path: &Path,
@@ -197,12 +200,22 @@ pub(super) fn for_each_file_batch(
     let file = open_file(path)?;
     let n = file.blocks.len();
     let wanted: Vec<usize> = (0..n).filter(|&i| wanted(i)).collect();
-    for window in wanted.chunks(WINDOW) {
+    let len = file.mapped.buffer.len();
+    let size = |i: usize| block_range(&file.blocks[i], len).map_or(0, |(_, _, n)| n as u64);
+    let mut rest = &wanted[..];
+    while !rest.is_empty() {
+        let mut take = 1;
+        let mut bytes = size(rest[0]);
+        while take < rest.len().min(WINDOW) && bytes + size(rest[take]) <= WINDOW_BYTES {
+            bytes += size(rest[take]);
+            take += 1;
+        }
+        let (window, later) = rest.split_at(take);
+        rest = later;
         let batches: Vec<Result<_>> = window.par_iter().map(|&i| file.batch(path, i)).collect();
         for (&i, batch) in window.iter().zip(batches) {
             visit(Located { batch: batch?, index: i, lines: None }, (i + 1) as f64 / n as f64)?;
         }
-        let len = file.mapped.buffer.len();
         let span = window.iter().filter_map(|&i| block_range(&file.blocks[i], len).map(|(s, _, n)| (s, s + n)));
         let (start, end) = span.fold((usize::MAX, 0), |(a, b), (s, e)| (a.min(s), b.max(e)));
         file.mapped.release(start, end);
