@@ -532,6 +532,39 @@ def test_shuffled_dense_ids_return_to_direct_addressing() -> None:
     pd.testing.assert_frame_equal(got, want, check_exact=True)
 
 
+@pytest.mark.parametrize(
+    ("n_classes", "numbers"),
+    [(3, [0, 4093, 4094]), (3, [0, 4094, 5000]), (70_000, [0, 1])],
+    ids=["largest-packed-epoch", "epoch-past-packed", "classes-past-packed"],
+)
+def test_epochs_and_classes_past_the_packed_state(n_classes: int, numbers: list[int]) -> None:
+    """Long reads keep each state in 64 bytes while epochs stay below 4,095 and classes at most
+    65,535, and widen them at the first epoch or class past that: the same results as the
+    dense path either way, whatever the order the epochs come in."""
+    rng = np.random.default_rng(5)
+    n = 6
+    z = rng.normal(size=(numbers[-1] + 1, n, n_classes)).astype(np.float32)
+    y = rng.integers(0, n_classes, size=n)
+    y[:2] = [n_classes - 1, 0]
+    z[numbers[-1], np.arange(n), y] += 10.0  # learned at the end: predictions past 65,535 too
+    rows = [(e, i) for e in numbers for i in rng.permutation(n)]
+    table = pa.table(
+        {
+            "epoch": pa.array([e for e, _ in rows], pa.int64()),
+            "id": pa.array([i for _, i in rows], pa.int64()),
+            "label": pa.array([y[i] for _, i in rows], pa.int64()),
+            "logits": pa.FixedSizeListArray.from_arrays(
+                pa.array(np.stack([z[e, i] for e, i in rows]).reshape(-1)), n_classes
+            ),
+        }
+    )
+    want = fastcarto.compute(z, y, kind="logits", epochs=numbers).to_pandas()
+    for order in (table, table.take(np.arange(len(rows))[::-1].copy())):
+        got = fastcarto.compute(order, progress=False).to_pandas()
+        pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-12)
+    assert want["stable_from"].max() == numbers[-1]
+
+
 # --------------------------------------------------------------------------------------------
 # Semantics: missing epochs, duplicates, labels, classes, epoch order, selections, NaN
 

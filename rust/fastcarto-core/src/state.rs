@@ -562,6 +562,50 @@ mod tests {
         }
     }
 
+    /// Packed states merge, index-merge and concatenate to the same states as wide ones, and
+    /// stay packed unless the other side is wide.
+    #[test]
+    fn packed_states_merge_like_wide_ones() {
+        use crate::slots::Packed;
+        let task = Task::MultiClass { n_classes: 3 };
+        let states = |epoch: u32, n: usize| -> Vec<ExampleState> {
+            (0..n)
+                .map(|i| ExampleState::single(epoch, (i % 3) as u32, &obs(0.1 + i as f64 / 50.0, (i % 2) as u32)))
+                .collect()
+        };
+        let wide = |v: Vec<ExampleState>| State::new(0, task, Kind::Logits).unwrap().with_slots(v);
+        let packed = |v: Vec<ExampleState>| {
+            let p: Vec<Packed> = v.iter().map(Packed::put).collect();
+            State::new(0, task, Kind::Logits).unwrap().with_stored(Slots::Packed(p.into()))
+        };
+        let (early, late) = (states(1, 20), states(4000, 20));
+        let mut want = wide(early.clone());
+        want.merge(&wide(late.clone())).unwrap();
+        for (mut got, other, stays_packed) in [
+            (packed(early.clone()), packed(late.clone()), true),
+            (packed(early.clone()), wide(late.clone()), false),
+            (wide(early.clone()), packed(late.clone()), false),
+        ] {
+            got.merge(&other).unwrap();
+            assert_eq!(got.stored().is_packed(), stays_packed);
+            assert_eq!(got, want);
+        }
+        let index: Vec<u64> = (0..5).map(|i| i * 3).collect();
+        let some: Vec<ExampleState> = index.iter().map(|&ix| late[ix as usize]).collect();
+        let mut want_at = wide(early.clone());
+        want_at.merge_at(&wide(some.clone()), &index).unwrap();
+        let mut got_at = packed(early.clone());
+        got_at.merge_at(&packed(some), &index).unwrap();
+        assert!(got_at.stored().is_packed());
+        assert_eq!(got_at, want_at);
+        let mut joined = packed(early.clone());
+        joined.concat(&packed(late.clone())).unwrap();
+        assert!(joined.stored().is_packed());
+        joined.concat(&wide(late.clone())).unwrap();
+        assert!(!joined.stored().is_packed());
+        assert_eq!(&*joined.slots(), &[early, late.clone(), late].concat()[..]);
+    }
+
     #[test]
     fn duplicates_and_out_of_order_are_errors() {
         let mut s = ExampleState::EMPTY;
