@@ -4,6 +4,7 @@ use crate::error::{Error, Result};
 use crate::kernel::{RunState, Scratch, fold_epoch};
 use crate::math::Real;
 use crate::options::{Kind, NanPolicy, Task};
+use crate::slots::{Slot, Slots, with_slots};
 use crate::state::ExampleState;
 use crate::state::State;
 use rayon::prelude::*;
@@ -100,7 +101,10 @@ pub fn accumulate<T: Real>(
     }
     let per = state.task().slots_per_example() as u64;
     let allow = state.allows_label_change();
-    state.slots_mut()?.par_chunks_mut(BLOCK).enumerate().try_for_each_init(
+    if epochs.last().is_some_and(|ev| !Slots::fits(ev.epoch, 0)) {
+        state.slots_mut()?; // widened: the packed form does not hold this epoch
+    }
+    with_slots!(&mut state.slots, v => v.par_chunks_mut(BLOCK).enumerate().try_for_each_init(
         || (Scratch::default(), RunState::default()),
         |(scratch, run), (b, slots)| {
             fold_block(
@@ -117,7 +121,7 @@ pub fn accumulate<T: Real>(
                 run,
             )
         },
-    )
+    ))
 }
 
 /// What [`fold_block`] does with the states it computes.
@@ -133,25 +137,30 @@ pub(crate) enum Fold {
 /// Folds every epoch of slots `lo..lo + slots.len()` into `slots`: one block's work, taken
 /// `SUB` examples at a time.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn fold_block<T: Real>(
+pub(crate) fn fold_block<T: Real, S: Slot>(
     kind: Kind,
     nan_policy: NanPolicy,
     epochs: &[EpochView<'_, T>],
     cols: usize,
     labels: &[u32],
     lo: usize,
-    slots: &mut [ExampleState],
+    slots: &mut [S],
     per: u64,
     fold: Fold,
     scratch: &mut Scratch<T>,
     run: &mut RunState,
 ) -> Result<()> {
+    // The block's first bad value in (epoch, example) order is the one reported: the runs go
+    // epoch by epoch but `SUB` examples at a time, so a later run may still hold an earlier
+    // epoch's (it need only look at the epochs before the one found so far).
+    let mut failed: Option<(usize, Error)> = None;
     for (k, slots) in slots.chunks_mut(SUB).enumerate() {
         let lo = lo + k * SUB;
         let hi = lo + slots.len();
         let labels = &labels[lo..hi];
         run.reset(slots.len());
-        for ev in epochs {
+        let upto = failed.as_ref().map_or(epochs.len(), |(j, _)| *j);
+        let bad = epochs[..upto].iter().enumerate().find_map(|(j, ev)| {
             fold_epoch(
                 kind,
                 nan_policy,
@@ -163,24 +172,33 @@ pub(crate) fn fold_block<T: Real>(
                 lo as u64,
                 scratch,
             )
-            .map_err(|e| e.slot_to_example(per))?;
+            .err()
+            .map(|e| (j, e.slot_to_example(per)))
+        });
+        if bad.is_some() {
+            failed = bad;
+        }
+        if failed.is_some() {
+            continue; // the state is left partly updated on error (see `accumulate`)
         }
         match fold {
             Fold::Overwrite => {
                 for (i, slot) in slots.iter_mut().enumerate() {
-                    *slot = run.example(i, labels[i]);
+                    *slot = S::put(&run.example(i, labels[i]));
                 }
             }
             Fold::Merge { allow } => {
                 for (i, slot) in slots.iter_mut().enumerate() {
                     let seen = run.example(i, labels[i]);
-                    *slot = ExampleState::merge(lo as u64 + i as u64, slot, &seen, allow)
-                        .map_err(|e| e.slot_to_example(per))?;
+                    *slot = S::put(
+                        &ExampleState::merge(lo as u64 + i as u64, &slot.get(), &seen, allow)
+                            .map_err(|e| e.slot_to_example(per))?,
+                    );
                 }
             }
         }
     }
-    Ok(())
+    failed.map_or(Ok(()), |(_, e)| Err(e))
 }
 
 #[cfg(test)]

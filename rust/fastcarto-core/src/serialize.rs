@@ -138,7 +138,7 @@ pub fn from_record_batch(batch: &RecordBatch) -> Result<State> {
         check_invariants(&s, labels, preds).map_err(|why| bad(format!("row {r}: {why}")))?;
         slots.push(s);
     }
-    Ok(State::new(0, task, kind)?.with_label_changes(allow).with_slots(slots))
+    Ok(State::new(0, task, kind)?.with_label_changes(allow).with_stored(crate::slots::Slots::from_states(slots)))
 }
 
 fn check_invariants(s: &ExampleState, labels: u32, preds: u32) -> std::result::Result<(), String> {

@@ -176,6 +176,25 @@ impl Slots {
         max_epoch < PACKED_EPOCHS && n_classes <= PACKED_CLASSES
     }
 
+    /// `n` empty states, packed when `n_classes` fit.
+    pub fn empty(n: usize, n_classes: u32) -> std::result::Result<Self, crate::bigvec::AllocError> {
+        Ok(if Slots::fits(0, n_classes) {
+            Slots::Packed(BigVec::filled(Packed::EMPTY, n)?)
+        } else {
+            Slots::Wide(BigVec::filled(ExampleState::EMPTY, n)?)
+        })
+    }
+
+    /// These states, packed when every one of them fits.
+    pub fn from_states(states: Vec<ExampleState>) -> Self {
+        if states.par_iter().all(packs) {
+            let packed: Vec<Packed> = states.par_iter().map(Packed::put).collect();
+            Slots::Packed(packed.into())
+        } else {
+            Slots::Wide(states.into())
+        }
+    }
+
     pub fn len(&self) -> usize {
         with_slots!(self, v => v.len())
     }

@@ -6,7 +6,6 @@
 //! state that saw nothing is the identity. Threads, shards, files and machines all reuse
 //! [`ExampleState::merge`].
 
-use crate::bigvec::BigVec;
 #[cfg(test)]
 use crate::error::Example;
 use crate::error::{Error, Result};
@@ -269,7 +268,8 @@ fn shared_endpoint(a: &ExampleState, b: &ExampleState) -> Option<u32> {
     [a.first_epoch, a.last_epoch].into_iter().find(|&e| e == b.first_epoch || e == b.last_epoch)
 }
 
-/// The state of every example (or every (example, class) slot for multi-label tasks).
+/// The state of every example (or every (example, class) slot for multi-label tasks), packed
+/// (64 bytes each) while its epochs and classes fit, wide (88 bytes) otherwise.
 #[derive(Debug, Clone, PartialEq)]
 pub struct State {
     pub(crate) task: Task,
@@ -291,15 +291,14 @@ impl State {
             .ok_or_else(|| Error::invalid("too many examples"))?;
         // Filled in parallel: on a large state this first touch is page-fault bound.
         let slots =
-            crate::parallel::run_default(n_slots, || BigVec::filled(ExampleState::EMPTY, n_slots)).map_err(|_| {
-                Error::OutOfMemory {
-                    what: format!("the state of {n_examples} examples"),
-                    bytes: n_slots as u128 * std::mem::size_of::<ExampleState>() as u128,
-                }
+            crate::parallel::run_default(n_slots, || Slots::empty(n_slots, c)).map_err(|_| Error::OutOfMemory {
+                what: format!("the state of {n_examples} examples"),
+                bytes: n_slots as u128 * std::mem::size_of::<ExampleState>() as u128,
             })?;
-        Ok(State { task, kind, allow_label_change: false, slots: Slots::Wide(slots) })
+        Ok(State { task, kind, allow_label_change: false, slots })
     }
 
+    #[cfg(test)]
     pub(crate) fn with_slots(mut self, slots: Vec<ExampleState>) -> Self {
         self.slots = Slots::Wide(slots.into());
         self

@@ -515,3 +515,21 @@ fn edge_rows_match_the_reference() {
         }
     }
 }
+
+/// The first bad value in (epoch, example) order also when a later example of the same block
+/// holds one at an earlier epoch: the block is folded 128 slots at a time (49 examples x 5
+/// multi-label classes make two runs), every epoch of one run before the next run.
+#[test]
+fn first_non_finite_across_runs_of_a_block() {
+    let (e, n, c) = (3, 49, 5);
+    let mut values = vec![0.25f64; e * n * c];
+    values[26 * c + 1] = f64::NAN; // epoch 0, example 26 (second run)
+    values[(n + 12) * c] = f64::INFINITY; // epoch 1, example 12 (first run)
+    let array = ndarray::Array3::from_shape_vec((e, n, c), values).unwrap();
+    let task = Task::MultiLabel { n_classes: c as u32 };
+    let got = compute_dense(array.view(), &[0, 1, 2], &vec![0; n * c], task, Kind::Probs, NanPolicy::Raise, None);
+    match got {
+        Err(Error::NonFinite { epoch, example, .. }) => assert_eq!((epoch, example.index()), (0, Some(26))),
+        other => panic!("expected NonFinite, got {:?}", other.map(|_| ())),
+    }
+}
