@@ -327,6 +327,28 @@ def test_map_after_each_epoch_equals_compute_prefix(
     assert_maps_equal(acc.finalize(), fastcarto.compute(x, y, kind=kind))
 
 
+def test_epochs_past_the_packed_state_widen_it_in_place() -> None:
+    """An accumulator keeps 64 bytes per example while epoch numbers stay below 4,095; an update
+    at epoch 5,000 (here a minibatch) widens it to the 88-byte form with nothing lost, and a
+    pickled packed accumulator carries on the same way."""
+    x, y = make_run(3, 3, 40, 3, "logits")
+    numbers = [0, 4094, 5000]
+    spread = np.zeros((5001, 40, 3), np.float32)
+    spread[numbers] = x
+    want = fastcarto.compute(spread, y, kind="logits", epochs=numbers).to_pandas()
+    acc = Accumulator(40, 3, kind="logits")
+    acc.update(x[0], y, epoch=0)
+    acc.update(x[1], y, epoch=4094)
+    resumed = pickle.loads(pickle.dumps(acc))
+    for a in (acc, resumed):
+        half = np.arange(0, 40, 2)
+        a.update(x[2][half], y[half], epoch=5000, index=half)
+        a.update(x[2][half + 1], y[half + 1], epoch=5000, index=half + 1)
+        got = a.finalize().to_pandas()
+        pd.testing.assert_frame_equal(got, want, check_dtype=False)
+    assert acc.last_epoch == 5000
+
+
 def test_fresh_accumulator_finalizes_to_empty_rows() -> None:
     acc = Accumulator(4, 3, kind="logits")
     assert acc.last_epoch is None

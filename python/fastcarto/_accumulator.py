@@ -31,10 +31,11 @@ from ._inputs import (
 class Accumulator:
     """Streaming training-dynamics state for ``n_examples`` examples.
 
-    Memory is fixed (88 bytes per example) whatever the number of epochs: past epochs are
-    never kept. Call :meth:`update` with each epoch's outputs (whole epochs, or minibatches with
-    their example ``index``), and :meth:`finalize` whenever a map is wanted. Two accumulators of
-    the same examples merge exactly (:meth:`merge`), so shards, workers and resumed runs combine.
+    Memory is fixed (64 bytes per example; 88 once an epoch number reaches 4,095 or with more
+    than 65,535 classes) whatever the number of epochs: past epochs are never kept. Call
+    :meth:`update` with each epoch's outputs (whole epochs, or minibatches with their example
+    ``index``), and :meth:`finalize` whenever a map is wanted. Two accumulators of the same
+    examples merge exactly (:meth:`merge`), so shards, workers and resumed runs combine.
     Accumulators pickle, and convert to and from Arrow (:meth:`to_arrow`).
 
     Parameters
