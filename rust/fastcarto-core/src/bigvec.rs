@@ -7,18 +7,98 @@
 //! blocks in place). For a state of gigabytes that copy doubles the peak memory. A mapping of
 //! its own is page-aligned, grows and shrinks with `mremap` (no copy, on Linux; elsewhere a
 //! new mapping and a copy), is advised to use huge pages, and its pages can be handed back to
-//! the system one range at a time.
+//! the system one range at a time. Small vectors (a minibatch's state) stay on the heap: a
+//! mapping per `Accumulator.update` of 256 rows cost a third of its time in `mmap`/`munmap`.
 
 use memmap2::MmapMut;
 use rayon::prelude::*;
 use std::marker::PhantomData;
 
-/// A vector of `Copy` values (no destructors to run) in an anonymous memory mapping.
+/// A vector of `Copy` values (no destructors to run) in an anonymous memory mapping (on the
+/// heap while small).
 pub struct BigVec<T> {
-    /// `None` while nothing is allocated.
-    map: Option<MmapMut>,
+    memory: Memory,
     len: usize,
     _values: PhantomData<T>,
+}
+
+/// Where the values are.
+enum Memory {
+    None,
+    Heap(Block),
+    Map(MmapMut),
+}
+
+/// `bytes` at `ptr`, allocated with [`heap_layout`] and owned.
+struct Block {
+    ptr: std::ptr::NonNull<u8>,
+    bytes: usize,
+}
+
+// SAFETY: a `Block` owns its allocation outright (like a `Box<[u8]>`).
+unsafe impl Send for Block {}
+unsafe impl Sync for Block {}
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        // SAFETY: allocated by `Memory::resized` with this very layout, and owned here.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), heap_layout(self.bytes)) };
+    }
+}
+
+/// Vectors up to this size live on the heap.
+const HEAP_BYTES: usize = 1 << 20;
+
+fn heap_layout(bytes: usize) -> std::alloc::Layout {
+    // 64-byte aligned (a cache line): at most 1 MiB, so it always forms a valid layout.
+    std::alloc::Layout::from_size_align(bytes, 64).expect("a small layout")
+}
+
+impl Memory {
+    fn bytes(&self) -> usize {
+        match self {
+            Memory::None => 0,
+            Memory::Heap(b) => b.bytes,
+            Memory::Map(map) => map.len(),
+        }
+    }
+    fn ptr(&self) -> *const u8 {
+        match self {
+            Memory::None => std::ptr::null(),
+            Memory::Heap(b) => b.ptr.as_ptr(),
+            Memory::Map(map) => map.as_ptr(),
+        }
+    }
+    fn ptr_mut(&mut self) -> *mut u8 {
+        match self {
+            Memory::None => std::ptr::null_mut(),
+            Memory::Heap(b) => b.ptr.as_ptr(),
+            Memory::Map(map) => map.as_mut_ptr(),
+        }
+    }
+
+    /// `bytes` of memory holding this memory's first `keep` bytes.
+    fn resized(self, bytes: usize, keep: usize) -> Result<Memory, AllocError> {
+        if bytes <= HEAP_BYTES && !matches!(self, Memory::Map(_)) {
+            // SAFETY: a non-zero size (callers ask for more than they have, or a shrink of a
+            // map, which does not come here).
+            let ptr = std::ptr::NonNull::new(unsafe { std::alloc::alloc(heap_layout(bytes)) }).ok_or(AllocError)?;
+            // SAFETY: both blocks hold at least `keep` bytes, and are distinct allocations.
+            unsafe { std::ptr::copy_nonoverlapping(self.ptr(), ptr.as_ptr(), keep) };
+            return Ok(Memory::Heap(Block { ptr, bytes }));
+        }
+        match self {
+            Memory::Map(map) => Ok(Memory::Map(resized(map, bytes, keep)?)),
+            small => {
+                let mut map = MmapMut::map_anon(bytes).map_err(|_| AllocError)?;
+                if keep > 0 {
+                    // SAFETY: `small` holds at least `keep` bytes.
+                    map[..keep].copy_from_slice(unsafe { std::slice::from_raw_parts(small.ptr(), keep) });
+                }
+                Ok(Memory::Map(map))
+            }
+        }
+    }
 }
 
 /// The mapping could not be made or grown.
@@ -27,12 +107,12 @@ pub struct AllocError;
 
 impl<T: Copy + Send + Sync> BigVec<T> {
     const SIZE: usize = {
-        assert!(std::mem::size_of::<T>() > 0 && std::mem::align_of::<T>() <= 4096);
+        assert!(std::mem::size_of::<T>() > 0 && std::mem::align_of::<T>() <= 64);
         std::mem::size_of::<T>()
     };
 
     pub const fn new() -> Self {
-        BigVec { map: None, len: 0, _values: PhantomData }
+        BigVec { memory: Memory::None, len: 0, _values: PhantomData }
     }
 
     /// `len` copies of `value`, written in parallel (first touch of fresh pages is most of the
@@ -50,7 +130,7 @@ impl<T: Copy + Send + Sync> BigVec<T> {
         self.len == 0
     }
     pub fn capacity(&self) -> usize {
-        self.map.as_ref().map_or(0, |m| m.len() / Self::SIZE)
+        self.memory.bytes() / Self::SIZE
     }
 
     /// Makes room for at least `additional` more values (exactly that many when it must grow).
@@ -60,10 +140,8 @@ impl<T: Copy + Send + Sync> BigVec<T> {
             return Ok(());
         }
         let bytes = want.checked_mul(Self::SIZE).ok_or(AllocError)?;
-        match self.map.take() {
-            None => self.map = Some(MmapMut::map_anon(bytes).map_err(|_| AllocError)?),
-            Some(map) => self.map = Some(resized(map, bytes, self.len * Self::SIZE)?),
-        }
+        let memory = std::mem::replace(&mut self.memory, Memory::None);
+        self.memory = memory.resized(bytes, self.len * Self::SIZE)?;
         self.advise_huge();
         Ok(())
     }
@@ -114,15 +192,15 @@ impl<T: Copy + Send + Sync> BigVec<T> {
     /// Hands back the pages past the last value.
     pub fn shrink_to_fit(&mut self) {
         if self.len == 0 {
-            self.map = None;
-        } else if let Some(map) = self.map.take() {
+            self.memory = Memory::None;
+        } else if let Memory::Map(map) = &self.memory {
             let bytes = self.len * Self::SIZE;
-            let page = crate::alloc::page_size();
-            self.map = Some(if bytes.next_multiple_of(page) < map.len() {
-                resized(map, bytes, bytes).expect("shrinking a mapping needs no memory")
-            } else {
-                map
-            });
+            if bytes.next_multiple_of(crate::alloc::page_size()) < map.len() {
+                let Memory::Map(map) = std::mem::replace(&mut self.memory, Memory::None) else {
+                    unreachable!("matched above")
+                };
+                self.memory = Memory::Map(resized(map, bytes, bytes).expect("shrinking a mapping needs no memory"));
+            }
         }
     }
 
@@ -138,12 +216,15 @@ impl<T: Copy + Send + Sync> BigVec<T> {
     }
 
     fn ptr(&mut self) -> *mut T {
-        self.map.as_mut().map_or(std::ptr::NonNull::dangling().as_ptr(), |m| m.as_mut_ptr().cast())
+        match &mut self.memory {
+            Memory::None => std::ptr::NonNull::dangling().as_ptr(),
+            memory => memory.ptr_mut().cast(),
+        }
     }
 
     fn advise_huge(&self) {
         #[cfg(target_os = "linux")]
-        if let Some(map) = &self.map {
+        if let Memory::Map(map) = &self.memory {
             // A hint only (honoured when transparent huge pages are in `madvise` or `always`
             // mode). Touching fresh memory costs a page fault per 4 KiB page, on virtual
             // machines the slowest part of building a large state (0.3–4 GB/s measured here),
@@ -182,11 +263,12 @@ impl<T: Copy + Send + Sync> Default for BigVec<T> {
 impl<T: Copy + Send + Sync> std::ops::Deref for BigVec<T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
-        match &self.map {
-            // SAFETY: page-aligned (so aligned for `T`), and the first `len` values are
-            // initialized (every way of raising `len` writes them first).
-            Some(map) => unsafe { std::slice::from_raw_parts(map.as_ptr().cast(), self.len) },
-            None => &[],
+        match &self.memory {
+            Memory::None => &[],
+            // SAFETY: 64-byte or page-aligned (so aligned for `T`), and the first `len` values
+            // are initialized (every way of raising `len` writes them first, but
+            // `extend_untouched`, whose caller vouches for them).
+            memory => unsafe { std::slice::from_raw_parts(memory.ptr().cast(), self.len) },
         }
     }
 }
@@ -194,10 +276,10 @@ impl<T: Copy + Send + Sync> std::ops::Deref for BigVec<T> {
 impl<T: Copy + Send + Sync> std::ops::DerefMut for BigVec<T> {
     fn deref_mut(&mut self) -> &mut [T] {
         let len = self.len;
-        match &mut self.map {
+        match &mut self.memory {
+            Memory::None => &mut [],
             // SAFETY: as in `deref`, and borrowed mutably from `self`.
-            Some(map) => unsafe { std::slice::from_raw_parts_mut(map.as_mut_ptr().cast(), len) },
-            None => &mut [],
+            memory => unsafe { std::slice::from_raw_parts_mut(memory.ptr_mut().cast(), len) },
         }
     }
 }
@@ -247,7 +329,10 @@ mod tests {
         for k in 0..2000u64 {
             v.extend_from_slice(&[Line([k; 8])]).unwrap();
         }
+        assert!(matches!(v.memory, Memory::Heap(_)));
         v.extend_filled(Line([7; 8]), 100_000).unwrap();
+        assert!(matches!(v.memory, Memory::Map(_)));
+        assert_eq!(v.as_ptr() as usize % 64, 0);
         assert_eq!(v.len(), 102_003);
         assert_eq!(v[0], Line([1; 8]));
         assert_eq!(v[3 + 1999], Line([1999; 8]));
