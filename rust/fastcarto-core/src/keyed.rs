@@ -462,9 +462,9 @@ impl KeyedState {
         // (so pages are touched only as they are filled).
         let span = max as usize + 1;
         let target = span.div_ceil(CHUNK) * CHUNK;
-        let bytes = target as u128 * std::mem::size_of::<ExampleState>() as u128;
         with_slots!(&mut self.slots, v => {
             let add = target.saturating_sub(v.len());
+            let bytes = target as u128 * std::mem::size_of_val(&v[0]) as u128;
             // SAFETY: the states are plain numbers (all-zero bytes are a valid state), and
             // `spread` writes every slot.
             unsafe { v.extend_untouched(add) }.map_err(|_| Error::OutOfMemory { what: "the state".into(), bytes })?;

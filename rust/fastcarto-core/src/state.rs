@@ -259,7 +259,10 @@ impl ExampleState {
 }
 
 fn oom(n_slots: usize) -> Error {
-    Error::OutOfMemory { what: format!("{n_slots} more states"), bytes: n_slots as u128 * 88 }
+    Error::OutOfMemory {
+        what: format!("{n_slots} more states"),
+        bytes: n_slots as u128 * std::mem::size_of::<ExampleState>() as u128,
+    }
 }
 
 /// An epoch both states certainly observed: an endpoint of one span that is an endpoint of the
