@@ -449,15 +449,19 @@ impl KeyedState {
         let Index::Int { ids, .. } = std::mem::replace(&mut self.index, Index::Direct) else {
             unreachable!("matched above")
         };
-        // `dense_enough` keeps the ids within 0..NONE.
-        let mut ids: Vec<u32> = ids.into_par_iter().map(|id| id as u32).collect();
+        // Sort the hashed states by id (still within their own slots): (id, slot) pairs sort
+        // as plain integers, in parallel, without looking ids up at random. `dense_enough`
+        // keeps the ids within 0..NONE.
+        let mut pairs: Vec<u64> =
+            ids.par_iter().enumerate().map(|(slot, &id)| ((id as u64) << 32) | slot as u64).collect();
+        drop(ids);
         crate::alloc::release_free_memory(); // the hash table and the 64-bit ids
-        // Sort the hashed states by id (still within their own slots) ...
-        let mut order: Vec<u32> = (0..ids.len() as u32).collect();
-        order.par_sort_unstable_by_key(|&s| ids[s as usize]);
+        pairs.par_sort_unstable();
+        let order: Vec<u32> = pairs.par_iter().map(|&p| p as u32).collect();
+        let ids: Vec<u32> = pairs.par_iter().map(|&p| (p >> 32) as u32).collect();
+        drop(pairs);
         let count = ids.len();
         with_slots!(&mut self.slots, v => permute_in_place(&mut v[..count], order));
-        ids.par_sort_unstable();
         // ... then spread them to their ids' slots, last first, over slots not written before
         // (so pages are touched only as they are filled).
         let span = max as usize + 1;
