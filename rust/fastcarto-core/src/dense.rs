@@ -4,7 +4,7 @@ use crate::error::{Error, Result};
 use crate::kernel::{RunState, Scratch, fold_epoch};
 use crate::math::Real;
 use crate::options::{Kind, NanPolicy, Task};
-use crate::slots::{Slot, Slots, with_slots};
+use crate::slots::{Slot, with_slots};
 use crate::state::ExampleState;
 use crate::state::State;
 use rayon::prelude::*;
@@ -101,8 +101,8 @@ pub fn accumulate<T: Real>(
     }
     let per = state.task().slots_per_example() as u64;
     let allow = state.allows_label_change();
-    if epochs.last().is_some_and(|ev| !Slots::fits(ev.epoch, 0)) {
-        state.slots_mut()?; // widened: the packed form does not hold this epoch
+    if let Some(last) = epochs.last() {
+        state.slots.hold(last.epoch, 0)?;
     }
     with_slots!(&mut state.slots, v => v.par_chunks_mut(BLOCK).enumerate().try_for_each_init(
         || (Scratch::default(), RunState::default()),

@@ -258,9 +258,7 @@ impl KeyedState {
         match self.task.output_columns() {
             0 => {
                 self.task = Task::MultiClass { n_classes: c };
-                if !Slots::fits(0, c) {
-                    self.slots.widen()?;
-                }
+                self.slots.hold(0, c)?;
             }
             known if known != c => {
                 return Err(Error::invalid(format!(
@@ -312,9 +310,7 @@ impl KeyedState {
             None => validate_labels(&batch.labels, self.task)?,
             Some(r) => validate_labels(&r.iter().map(|&i| batch.labels[i as usize]).collect::<Vec<_>>(), self.task)?,
         };
-        if !Slots::fits(epoch, 0) {
-            self.slots.widen()?;
-        }
+        self.slots.hold(epoch, 0)?;
         let slots = self.assign(&batch.ids, rows)?;
         let c = batch.n_classes;
         match &batch.outputs {
@@ -693,6 +689,9 @@ fn spread<S: Slot>(slots: &mut [S], ids: Vec<u32>) {
     const RELEASE: usize = 1 << 18;
     let count = ids.len();
     let mut next = slots.len(); // slots from `next` on hold their final states
+    // Ids from `ids_released` on, and moved-out slots from `slots_released` up to `count`,
+    // were handed back already: each release covers only what is new.
+    let (mut ids_released, mut slots_released) = (count, count);
     for k in (0..count).rev() {
         let t = ids[k] as usize;
         if t + 1 < next {
@@ -702,10 +701,11 @@ fn spread<S: Slot>(slots: &mut [S], ids: Vec<u32>) {
         next = t;
         #[cfg(unix)]
         if k % RELEASE == 0 && k > 0 {
-            let used = ids[k..].as_ptr_range();
+            let used = ids[k..ids_released].as_ptr_range();
             // Slots k.. below `next` held states already moved, and are written (as targets or
             // gaps) before anything reads them.
-            let moved = slots[k..next.max(k).min(count)].as_ptr_range();
+            let moved = slots[k..next.min(slots_released).max(k)].as_ptr_range();
+            (ids_released, slots_released) = (k, k);
             // SAFETY: whole pages of `ids[k..]`, only read below `k` from now on, then
             // dropped; and of slots no one reads before writing them again (above), inside
             // the state's own anonymous mapping (they come back as zeros).

@@ -176,6 +176,16 @@ impl Slots {
         max_epoch < PACKED_EPOCHS && n_classes <= PACKED_CLASSES
     }
 
+    /// Makes these states able to hold epochs up to `max_epoch` and `n_classes` classes:
+    /// widens them (once) when the packed form cannot. Every path that brings a new epoch or
+    /// class count calls this before storing states.
+    pub fn hold(&mut self, max_epoch: u32, n_classes: u32) -> Result<()> {
+        if self.is_packed() && !Slots::fits(max_epoch, n_classes) {
+            self.widen()?;
+        }
+        Ok(())
+    }
+
     /// `n` empty states, packed when `n_classes` fit.
     pub fn empty(n: usize, n_classes: u32) -> std::result::Result<Self, crate::bigvec::AllocError> {
         Ok(if Slots::fits(0, n_classes) {

@@ -342,11 +342,6 @@ impl State {
     pub fn stored(&self) -> &Slots {
         &self.slots
     }
-    /// The states, stored wide from now on (an update may bring epochs a packed state cannot
-    /// hold).
-    pub(crate) fn slots_mut(&mut self) -> Result<&mut [ExampleState]> {
-        Ok(self.slots.widen()?)
-    }
     /// Latest epoch observed for any example, if any.
     pub fn last_epoch(&self) -> Option<u32> {
         with_slots!(&self.slots, v => v.par_iter().map(Slot::get).filter(|s| s.n > 0).map(|s| s.last_epoch).max())
