@@ -31,7 +31,7 @@ const CHUNK: usize = 1 << CHUNK_BITS;
 /// Rows are merged in blocks of this many slots (350 KiB of state, within L2).
 const BUCKET_BITS: u32 = 12;
 /// How many rows ahead the scatter prefetches the state it will update.
-const PREFETCH: usize = 16;
+const PREFETCH: usize = 24;
 
 /// Direct (id = slot) addressing may waste at most this many slots beyond twice the examples.
 const DIRECT_SLACK: u64 = 1 << 20;
@@ -640,32 +640,39 @@ fn merge_routed<S: Slot>(slots: &mut [S], parts: &[Part], epoch: u32, allow: boo
         .enumerate()
         .map(|(c, chunk)| -> Result<u64> {
             let at = |r: &Routed| r.slot as usize & (CHUNK - 1);
+            // This chunk's rows, part after part (with many chunks, a part holds only a few
+            // rows of each) ...
+            let rows = parts.iter().flat_map(|part| {
+                &part.routed[part.start[c * per_chunk] as usize..part.start[(c + 1) * per_chunk] as usize]
+            });
+            // ... and the state a few rows ahead is prefetched, as ids within a block are
+            // still in random order. The look-ahead runs over the same sequence, across parts:
+            // stopping at each part's end left most rows unprefetched on large states.
+            let mut ahead = rows.clone();
+            for r in ahead.by_ref().take(PREFETCH) {
+                crate::cache::prefetch(std::slice::from_ref(&chunk[at(r)]));
+            }
             let mut new = 0;
-            for part in parts {
-                let rows = &part.routed[part.start[c * per_chunk] as usize..part.start[(c + 1) * per_chunk] as usize];
-                for (k, r) in rows.iter().enumerate() {
-                    // ... and the state a few rows ahead is prefetched, as ids within a
-                    // block are still in random order.
-                    if let Some(ahead) = rows.get(k + PREFETCH) {
-                        crate::cache::prefetch(std::slice::from_ref(&chunk[at(ahead)]));
-                    }
-                    let slot = &mut chunk[at(r)];
-                    let mut s = slot.get();
-                    if r.keep && s.n > 0 && s.last_epoch < epoch && s.label == r.label {
-                        // The common case: a later epoch of an example already seen.
-                        s.push_later(epoch, &r.obs);
-                        *slot = S::put(&s);
-                        continue;
-                    }
-                    new += (s.n == 0 && s.label == NONE) as u64;
-                    let seen = if r.keep {
-                        ExampleState::single(epoch, r.label, &r.obs)
-                    } else {
-                        // Omitted (nan_policy="omit"): nothing seen, but the example exists.
-                        ExampleState { label: r.label, ..ExampleState::EMPTY }
-                    };
-                    *slot = S::put(&ExampleState::merge(r.row as u64, &s, &seen, allow)?);
+            for r in rows {
+                if let Some(a) = ahead.next() {
+                    crate::cache::prefetch(std::slice::from_ref(&chunk[at(a)]));
                 }
+                let slot = &mut chunk[at(r)];
+                let mut s = slot.get();
+                if r.keep && s.n > 0 && s.last_epoch < epoch && s.label == r.label {
+                    // The common case: a later epoch of an example already seen.
+                    s.push_later(epoch, &r.obs);
+                    *slot = S::put(&s);
+                    continue;
+                }
+                new += (s.n == 0 && s.label == NONE) as u64;
+                let seen = if r.keep {
+                    ExampleState::single(epoch, r.label, &r.obs)
+                } else {
+                    // Omitted (nan_policy="omit"): nothing seen, but the example exists.
+                    ExampleState { label: r.label, ..ExampleState::EMPTY }
+                };
+                *slot = S::put(&ExampleState::merge(r.row as u64, &s, &seen, allow)?);
             }
             Ok(new)
         })
