@@ -757,9 +757,46 @@ fn spread<S: Slot>(slots: &mut [S], ids: Vec<u32>) {
 
 /// `slots[i] = old slots[order[i]]` for every `i`, following the permutation's cycles in place
 /// (so sorting a large state by id never holds two copies of it).
-fn permute_in_place<S: Slot>(slots: &mut [S], mut order: Vec<u32>) {
+///
+/// Following a cycle is a chain of dependent random reads, and a random permutation puts most
+/// positions in one giant cycle, so cycles are cut into segments that threads follow at the
+/// same time: every [`LEADER`]th position starts a segment, which runs along its cycle up to
+/// the next such position, whose old state is saved aside first. Cycles without one (short
+/// ones, few positions) are then followed whole, one after another.
+fn permute_in_place<S: Copy + Send + Sync>(slots: &mut [S], mut order: Vec<u32>) {
     debug_assert_eq!(slots.len(), order.len());
+    const LEADER: usize = 64;
+    const WAYS: usize = 8;
     const DONE: u32 = u32::MAX;
+    let saved: Vec<S> = slots.par_iter().step_by(LEADER).copied().collect();
+    let (to, from) = (Shared(slots.as_mut_ptr()), Shared(order.as_mut_ptr()));
+    let (n, segments) = (slots.len(), slots.len().div_ceil(LEADER));
+    // Each task follows `WAYS` segments in turns, so that their cache misses overlap.
+    (0..segments.div_ceil(WAYS)).into_par_iter().for_each(|group| {
+        let mut at: [usize; WAYS] = std::array::from_fn(|w| (group * WAYS + w) * LEADER);
+        let mut live = at.iter().filter(|&&j| j < n).count();
+        while live > 0 {
+            for j in at.iter_mut().filter(|j| **j < n) {
+                // SAFETY: each position belongs to one segment, and only that segment's task
+                // reads or writes its slot and its entry of `order`: a slot is read (as `k`)
+                // just before it is written, and a leader's old state is read from `saved`
+                // only. Every position is below `n == order.len()` (a permutation).
+                unsafe {
+                    let k = *from.at(*j) as usize;
+                    *from.at(*j) = DONE;
+                    if k.is_multiple_of(LEADER) {
+                        *to.at(*j) = saved[k / LEADER];
+                        *j = usize::MAX;
+                        live -= 1;
+                    } else {
+                        *to.at(*j) = *to.at(k);
+                        crate::cache::prefetch(std::slice::from_ref(&*from.at(k)));
+                        *j = k;
+                    }
+                }
+            }
+        }
+    });
     for start in 0..order.len() {
         if order[start] == DONE {
             continue;
@@ -776,6 +813,23 @@ fn permute_in_place<S: Slot>(slots: &mut [S], mut order: Vec<u32>) {
             slots[j] = slots[k];
             j = k;
         }
+    }
+}
+
+/// A pointer that tasks share, each touching only its own elements (see its uses).
+#[derive(Clone, Copy)]
+struct Shared<T>(*mut T);
+
+// SAFETY: used only where the tasks touch disjoint elements (see `permute_in_place`).
+unsafe impl<T: Send> Send for Shared<T> {}
+unsafe impl<T: Send> Sync for Shared<T> {}
+
+impl<T> Shared<T> {
+    /// # Safety
+    /// `i` is within the allocation, and no other task touches element `i` meanwhile.
+    unsafe fn at(self, i: usize) -> *mut T {
+        // SAFETY: the caller's.
+        unsafe { self.0.add(i) }
     }
 }
 
@@ -888,6 +942,26 @@ mod tests {
                     None => assert_eq!(*s, Packed::EMPTY, "slot {slot}"),
                 }
             }
+        }
+    }
+
+    /// Random permutations (one giant cycle and a few short ones, most of them without a
+    /// segment start), the identity, and a set of 2-cycles.
+    #[test]
+    fn permute_in_place_follows_every_cycle() {
+        let mut orders: Vec<Vec<u32>> = Vec::new();
+        for n in [0usize, 1, 63, 64, 65, 1000, 100_003] {
+            let mut order: Vec<i64> = (0..n as i64).collect();
+            shuffled(&mut order, n as u64 + 3);
+            orders.push(order.iter().map(|&i| i as u32).collect());
+        }
+        orders.push((0..5000).collect());
+        orders.push((0..5000u32).map(|i| i ^ 1).collect());
+        for order in orders {
+            let mut slots: Vec<i64> = (0..order.len() as i64).map(|i| i * 10).collect();
+            permute_in_place(&mut slots, order.clone());
+            let want: Vec<i64> = order.iter().map(|&k| k as i64 * 10).collect();
+            assert_eq!(slots, want, "n = {}", order.len());
         }
     }
 
