@@ -965,6 +965,36 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any permutation, and any sorted set of distinct ids spread over any span.
+        #[test]
+        fn permute_and_spread_match_a_copy(
+            seed in 0u64..u64::MAX,
+            n in 0usize..3000,
+            keep in proptest::collection::vec(proptest::bool::ANY, 0..3000),
+            extra in 0usize..100,
+        ) {
+            let mut order: Vec<i64> = (0..n as i64).collect();
+            shuffled(&mut order, seed);
+            let order: Vec<u32> = order.iter().map(|&i| i as u32).collect();
+            let mut slots: Vec<u64> = (0..n as u64).map(|i| i * 3 + 1).collect();
+            permute_in_place(&mut slots, order.clone());
+            let want: Vec<u64> = order.iter().map(|&k| k as u64 * 3 + 1).collect();
+            proptest::prop_assert_eq!(slots, want);
+
+            let ids: Vec<u32> = keep.iter().enumerate().filter(|(_, k)| **k).map(|(i, _)| i as u32).collect();
+            let state = |k: usize| ExampleState { n: 1, first_epoch: k as u32, ..ExampleState::EMPTY };
+            let mut slots: Vec<ExampleState> = (0..ids.len()).map(state).collect();
+            slots.resize(keep.len() + extra, state(9999));
+            let mut want = vec![ExampleState::EMPTY; slots.len()];
+            for (k, &id) in ids.iter().enumerate() {
+                want[id as usize] = state(k);
+            }
+            spread(&mut slots, ids);
+            proptest::prop_assert_eq!(slots, want);
+        }
+    }
+
     #[test]
     fn spread_moves_sorted_states_to_their_ids() {
         let state = |k: u32| ExampleState { n: 1, first_epoch: k, last_epoch: k, ..ExampleState::EMPTY };
