@@ -49,6 +49,12 @@ fn main() {
         }
         println!("epoch {e}: {:.3} s ({:.1}M rows/s)", folding.as_secs_f64(), n as f64 / folding.as_secs_f64() / 1e6);
     }
+    if let Ok(rollup) = std::fs::read_to_string("/proc/self/smaps_rollup") {
+        // Resident memory and how much of it is on huge pages (Linux only).
+        for line in rollup.lines().filter(|l| l.starts_with("Rss") || l.starts_with("AnonHugePages")) {
+            println!("{line}");
+        }
+    }
     let t = Instant::now();
     let (state, _) = keyed.into_state().unwrap();
     println!(

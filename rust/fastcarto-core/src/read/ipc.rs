@@ -75,7 +75,7 @@ impl Mapped {
     /// ones are folded, instead of one read-ahead window per fault. A hint; failures are ignored.
     fn will_need(&self, start: usize, end: usize) {
         #[cfg(unix)]
-        if end > start {
+        if end.min(self.map.len()) > start {
             let page = crate::alloc::page_size();
             let from = start / page * page;
             let _ = self.map.advise_range(memmap2::Advice::WillNeed, from, end.min(self.map.len()) - from);
@@ -261,7 +261,13 @@ pub(super) fn for_each_stream_batch(
     visit: &mut Visit<'_>,
 ) -> Result<()> {
     let mapped = map(path)?;
-    frame_stream(&mapped.buffer, path, wanted, visit, &|start, end| mapped.release(start, end))
+    // Each release also asks for the next bytes from the disk, in the background (as the file
+    // reader does for its next window).
+    mapped.will_need(0, RELEASE_EVERY);
+    frame_stream(&mapped.buffer, path, wanted, visit, &|start, end| {
+        mapped.release(start, end);
+        mapped.will_need(end, end + RELEASE_EVERY);
+    })
 }
 
 /// Every record batch of an Arrow IPC stream held in memory (a serialized state), framed by the
