@@ -3,8 +3,8 @@
 //!
 //! Ids map to dense slots. Non-negative integer ids that are dense enough (dataset indices, the
 //! common case) are their own slot, with no hashing; anything else goes through a hash table
-//! that stores only slot numbers. The states live in one vector (on huge pages; grown by
-//! `realloc`, which moves large blocks by remapping them, without a copy), merged in parallel
+//! that stores only slot numbers. The states live in one vector (a mapping of its own on huge
+//! pages, grown by remapping it, without a copy: [`crate::bigvec`]), merged in parallel
 //! over fixed-size chunks of slots, and each batch's rows are bucketed by block of slots before
 //! they are merged: the random scatter of shuffled ids then stays within a few megabytes at a
 //! time. The final state is that vector, compacted in place: memory peaks at one copy.
@@ -760,7 +760,7 @@ fn spread<S: Slot>(slots: &mut [S], ids: Vec<u32>) {
 ///
 /// Following a cycle is a chain of dependent random reads, and a random permutation puts most
 /// positions in one giant cycle, so cycles are cut into segments that threads follow at the
-/// same time: every [`LEADER`]th position starts a segment, which runs along its cycle up to
+/// same time: every 64th position starts a segment, which runs along its cycle up to
 /// the next such position, whose old state is saved aside first. Cycles without one (short
 /// ones, few positions) are then followed whole, one after another.
 fn permute_in_place<S: Copy + Send + Sync>(slots: &mut [S], mut order: Vec<u32>) {
