@@ -1,7 +1,8 @@
 //! Profiling driver for keyed (long-table) reads: `cargo run --release --example profile_keyed
 //! -- 30000000 4 2` (examples, epochs, threads; `FIRST_EPOCH=5000` starts past the packed
 //! state). Ids are shuffled within each epoch, batches of 2^20 rows, two float32 logits per
-//! row; prints the time of each epoch's fold (batch generation not counted).
+//! row; prints the time of each epoch's fold (batch generation not counted). `SPARSE=1` spreads
+//! the ids over a range 10^6 times wider (they stay hashed).
 
 use arrow_array::Int64Array;
 use fastcarto_core::keyed::KeyedState;
@@ -23,7 +24,8 @@ fn main() {
         x ^= x << 17;
         x
     };
-    let mut ids: Vec<i64> = (0..n as i64).collect();
+    let spread: i64 = if std::env::var_os("SPARSE").is_some() { 1_000_003 } else { 1 };
+    let mut ids: Vec<i64> = (0..n as i64).map(|i| i * spread).collect();
     let mut keyed = KeyedState::new(Kind::Logits, NanPolicy::Raise);
     let start = Instant::now();
     for e in 0..epochs {

@@ -44,8 +44,10 @@ fn hasher() -> foldhash::fast::FixedState {
 enum Index {
     /// Ids are non-negative integers used as slots; nothing has been seen yet when `None`.
     Direct,
+    /// Integer ids through [`ID_PARTS`] hash tables, one per partition of the ids' hashes.
     Int {
-        table: HashTable<u32>,
+        tables: Vec<HashTable<u32>>,
+        /// Slot → id.
         ids: Vec<i64>,
         /// Smallest and largest id in `ids`.
         span: (i64, i64),
@@ -356,26 +358,15 @@ impl KeyedState {
             self.index = Index::Str { table: HashTable::new(), ids: Vec::new() };
         }
         let h = hasher();
-        let mut out = Vec::with_capacity(n);
         let start = self.len;
-        match (&mut self.index, ids) {
-            (Index::Int { table, ids: known, span }, Ids::Int(a)) => {
-                for i in 0..n {
-                    let id = a.value(pick(i));
-                    *span = (span.0.min(id), span.1.max(id));
-                    let hash = h.hash_one(id);
-                    let slot = *table
-                        .entry(hash, |&s| known[s as usize] == id, |&s| h.hash_one(known[s as usize]))
-                        .or_insert_with(|| {
-                            known.push(id);
-                            (known.len() - 1) as u32
-                        })
-                        .get();
-                    out.push(slot);
-                }
+        let out = match (&mut self.index, ids) {
+            (Index::Int { tables, ids: known, span }, Ids::Int(a)) => {
+                let out = assign_int(tables, known, span, a, rows)?;
                 self.len = known.len();
+                out
             }
             (Index::Str { table, ids: known }, Ids::Str(a)) => {
+                let mut out = Vec::with_capacity(n);
                 for i in 0..n {
                     let id = a.value(pick(i));
                     let hash = h.hash_one(id);
@@ -389,9 +380,10 @@ impl KeyedState {
                     out.push(slot);
                 }
                 self.len = known.len();
+                out
             }
             _ => unreachable!("check_shape keeps the id type fixed"),
-        }
+        };
         if self.len >= NONE as usize {
             return Err(Error::invalid(format!("more than {} distinct ids", NONE - 1)));
         }
@@ -407,7 +399,7 @@ impl KeyedState {
             return Ok(());
         }
         let h = hasher();
-        let mut table = HashTable::with_capacity(self.len);
+        let mut tables: Vec<HashTable<u32>> = (0..ID_PARTS).map(|_| HashTable::new()).collect();
         let mut ids = Vec::with_capacity(self.len);
         // Compact the used slots to the front, in place (slot order is id order).
         let len = self.len;
@@ -417,8 +409,9 @@ impl KeyedState {
                 let s = v[slot];
                 if used(&s.get()) {
                     let new = ids.len() as u32;
+                    let hash = h.hash_one(slot as i64);
                     ids.push(slot as i64);
-                    table.insert_unique(h.hash_one(slot as i64), new, |&s: &u32| h.hash_one(ids_at(&ids, s)));
+                    tables[id_part(hash)].insert_unique(hash, new, |&s: &u32| h.hash_one(ids_at(&ids, s)));
                     v[kept] = s;
                     kept += 1;
                 }
@@ -428,7 +421,7 @@ impl KeyedState {
         });
         self.len = kept;
         let span = (0, ids.last().copied().unwrap_or(-1));
-        self.index = Index::Int { table, ids, span };
+        self.index = Index::Int { tables, ids, span };
         Ok(())
     }
 
@@ -608,6 +601,118 @@ impl KeyedState {
         debug_assert_eq!(ids.as_ref().map_or(n, |ids| ids.len()), n);
         Ok((state, ids))
     }
+}
+
+/// Partitions of the integer id index (by bits 40..46 of the ids' hashes: hashbrown takes its
+/// tags from the top bits and its buckets from the low ones, which must stay spread within a
+/// partition).
+const ID_PARTS: usize = 64;
+
+fn id_part(hash: u64) -> usize {
+    (hash >> 40) as usize & (ID_PARTS - 1)
+}
+
+/// Marks a table entry that holds the position of a new id among its partition's new ids in
+/// this batch, until the batch's new ids get their slots.
+const FRESH: u32 = 1 << 31;
+
+/// The slot of every row of integer ids `a` (`rows`: which ones, `None`: all), adding new ids
+/// to `known` (slot → id) and to the tables, and widening `span` to the ids seen. Rows are
+/// grouped by partition and the partitions looked up in parallel: each touches only its own
+/// table, a 64th of the index, so its probes mostly hit cache where one table of millions of
+/// ids missed it on nearly every row. New ids get slots partition by partition, after the ids
+/// known before (deterministic whatever the threads).
+fn assign_int(
+    tables: &mut [HashTable<u32>],
+    known: &mut Vec<i64>,
+    span: &mut (i64, i64),
+    a: &Int64Array,
+    rows: Option<&[u32]>,
+) -> Result<Vec<u32>> {
+    let h = hasher();
+    let n = rows.map_or(a.len(), <[u32]>::len);
+    let (values, hashes): (Vec<i64>, Vec<u64>) = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let id = a.value(rows.map_or(i, |r| r[i] as usize));
+            (id, h.hash_one(id))
+        })
+        .unzip();
+    let (lo, hi) = values
+        .par_iter()
+        .fold(|| (i64::MAX, i64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)))
+        .reduce(|| (i64::MAX, i64::MIN), |x, y| (x.0.min(y.0), x.1.max(y.1)));
+    *span = (span.0.min(lo), span.1.max(hi));
+    // The rows of each partition, in row order (a counting sort).
+    let mut starts = vec![0usize; ID_PARTS + 1];
+    for &hash in &hashes {
+        starts[id_part(hash) + 1] += 1;
+    }
+    for p in 0..ID_PARTS {
+        starts[p + 1] += starts[p];
+    }
+    let mut fill = starts.clone();
+    let mut grouped = vec![0u32; n];
+    for (i, &hash) in hashes.iter().enumerate() {
+        let p = id_part(hash);
+        grouped[fill[p]] = i as u32;
+        fill[p] += 1;
+    }
+    // Each partition's rows find their slot, or a provisional `FRESH | k` for the k-th new id.
+    let seen: &[i64] = known;
+    let found: Vec<(Vec<i64>, Vec<u32>)> = tables
+        .par_iter_mut()
+        .enumerate()
+        .map(|(p, table)| {
+            let group = &grouped[starts[p]..starts[p + 1]];
+            let (mut fresh, mut slots) = (Vec::new(), Vec::with_capacity(group.len()));
+            for &r in group {
+                let (id, hash) = (values[r as usize], hashes[r as usize]);
+                let id_of = |s: u32, fresh: &[i64]| {
+                    if s & FRESH != 0 { fresh[(s & !FRESH) as usize] } else { seen[s as usize] }
+                };
+                let entry = table.entry(hash, |&s| id_of(s, &fresh) == id, |&s| h.hash_one(id_of(s, &fresh)));
+                slots.push(match entry {
+                    hashbrown::hash_table::Entry::Occupied(e) => *e.get(),
+                    hashbrown::hash_table::Entry::Vacant(e) => {
+                        let s = FRESH | fresh.len() as u32;
+                        e.insert(s);
+                        fresh.push(id);
+                        s
+                    }
+                });
+            }
+            (fresh, slots)
+        })
+        .collect();
+    let mut bases = Vec::with_capacity(ID_PARTS);
+    let mut next = known.len();
+    for (fresh, _) in &found {
+        bases.push(next);
+        next += fresh.len();
+    }
+    if next >= FRESH as usize {
+        return Err(Error::invalid(format!("more than {} distinct ids", FRESH - 1)));
+    }
+    // The new ids' entries get their slots.
+    tables.par_iter_mut().zip(&found).zip(&bases).for_each(|((table, (fresh, _)), &base)| {
+        for (k, &id) in fresh.iter().enumerate() {
+            let provisional = FRESH | k as u32;
+            if let Some(s) = table.find_mut(h.hash_one(id), |&s| s == provisional) {
+                *s = (base + k) as u32;
+            }
+        }
+    });
+    let mut out = vec![0u32; n];
+    for (p, ((_, slots), &base)) in found.iter().zip(&bases).enumerate() {
+        for (&r, &s) in grouped[starts[p]..starts[p + 1]].iter().zip(slots) {
+            out[r as usize] = if s & FRESH != 0 { (base + (s & !FRESH) as usize) as u32 } else { s };
+        }
+    }
+    for (fresh, _) in found {
+        known.extend_from_slice(&fresh);
+    }
+    Ok(out)
 }
 
 /// Whether a slot holds an example (observed, or seen with every epoch omitted).
@@ -921,6 +1026,49 @@ mod tests {
             assert_eq!(wide.stored().get(5).last_epoch, 5000);
             assert_eq!(wide.stored().get(5).first_epoch, 0);
         }
+    }
+
+    /// Sparse ids stay hashed: batches that straddle epochs (so an id new to the index can come
+    /// twice in one batch), ids shuffled within each epoch, give the states of the same rows
+    /// with dense ids, and the ids come back sorted.
+    #[test]
+    fn hashed_ids_across_partitions_match_dense_ones() {
+        let n = 200_000i64;
+        let sparse = |i: i64| i * 1_000_003 - 5_000_000_000;
+        let rows: Vec<(u32, i64)> = (0..3u32)
+            .flat_map(|e| {
+                let mut ids: Vec<i64> = (0..n).collect();
+                shuffled(&mut ids, 11 + e as u64);
+                ids.into_iter().map(move |i| (e, i))
+            })
+            .collect();
+        let batches = |id: &dyn Fn(i64) -> i64| -> Vec<LongBatch> {
+            rows.chunks(70_001)
+                .map(|chunk| {
+                    let ids: Vec<i64> = chunk.iter().map(|&(_, i)| id(i)).collect();
+                    let mut b = batch(0, &ids);
+                    // Labels and outputs from the dense id, so both reads see the same rows.
+                    let dense: Vec<i64> = chunk.iter().map(|&(_, i)| i).collect();
+                    let same = batch(0, &dense);
+                    b.labels = same.labels;
+                    b.outputs = same.outputs;
+                    b.epochs = Epochs::Column(chunk.iter().map(|&(e, _)| e).collect());
+                    b
+                })
+                .collect()
+        };
+        let (dense, dense_ids) = read(&batches(&|i| i));
+        assert!(dense_ids.is_none());
+        let mut keyed = KeyedState::new(Kind::Logits, NanPolicy::Raise);
+        for b in batches(&sparse) {
+            keyed.fold(&b, &|_| true).unwrap();
+        }
+        assert!(matches!(keyed.index, Index::Int { .. }));
+        let (state, ids) = keyed.into_state().unwrap();
+        let ids = ids.unwrap();
+        let ids = ids.as_any().downcast_ref::<Int64Array>().unwrap();
+        assert_eq!(ids.values().to_vec(), (0..n).map(sparse).collect::<Vec<_>>());
+        assert_eq!(state.stored(), dense.stored());
     }
 
     /// Several blocks and pieces of `spread`, with ids that are already in place below some
