@@ -216,7 +216,13 @@ pub(super) fn for_each_file_batch(
     let wanted: Vec<usize> = (0..n).filter(|&i| wanted(i)).collect();
     let len = file.mapped.buffer.len();
     let size = |i: usize| block_range(&file.blocks[i], len).map_or(0, |(_, _, n)| n as u64);
-    // Windows of batches decoded together: up to `WINDOW` batches within `WINDOW_BYTES`.
+    // The bytes of the file that batches `window` span.
+    let span = |window: &[usize]| {
+        let ranges = window.iter().filter_map(|&i| block_range(&file.blocks[i], len).map(|(s, _, n)| (s, s + n)));
+        ranges.fold((usize::MAX, 0), |(a, b), (s, e)| (a.min(s), b.max(e)))
+    };
+    // Windows of batches decoded together (up to `WINDOW` batches within `WINDOW_BYTES`), with
+    // the bytes they span.
     let mut windows = Vec::new();
     let mut rest = &wanted[..];
     while !rest.is_empty() {
@@ -227,23 +233,17 @@ pub(super) fn for_each_file_batch(
             take += 1;
         }
         let (window, later) = rest.split_at(take);
-        windows.push(window);
+        windows.push((window, span(window)));
         rest = later;
     }
-    let span = |window: &[usize]| {
-        let ranges = window.iter().filter_map(|&i| block_range(&file.blocks[i], len).map(|(s, _, n)| (s, s + n)));
-        ranges.fold((usize::MAX, 0), |(a, b), (s, e)| (a.min(s), b.max(e)))
-    };
-    for (w, window) in windows.iter().enumerate() {
-        if let Some(next) = windows.get(w + 1) {
-            let (start, end) = span(next);
-            file.mapped.will_need(start, end);
+    for (w, &(window, (start, end))) in windows.iter().enumerate() {
+        if let Some(&(_, (next_start, next_end))) = windows.get(w + 1) {
+            file.mapped.will_need(next_start, next_end);
         }
         let batches: Vec<Result<_>> = window.par_iter().map(|&i| file.batch(path, i)).collect();
         for (&i, batch) in window.iter().zip(batches) {
             visit(Located { batch: batch?, index: i, lines: None }, (i + 1) as f64 / n as f64)?;
         }
-        let (start, end) = span(window);
         file.mapped.release(start, end);
     }
     Ok(())
