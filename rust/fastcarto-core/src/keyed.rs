@@ -763,13 +763,11 @@ fn merge_routed<S: Slot>(slots: &mut [S], parts: &[Part], epoch: u32, allow: boo
                     crate::cache::prefetch(std::slice::from_ref(&chunk[at(a)]));
                 }
                 let slot = &mut chunk[at(r)];
-                let mut s = slot.get();
-                if r.keep && s.n > 0 && s.last_epoch < epoch && s.label == r.label {
-                    // The common case: a later epoch of an example already seen.
-                    s.push_later(epoch, &r.obs);
-                    *slot = S::put(&s);
+                // The common case: a later epoch of an example already seen.
+                if r.keep && slot.push_later_if(epoch, r.label, &r.obs) {
                     continue;
                 }
+                let s = slot.get();
                 new += (s.n == 0 && s.label == NONE) as u64;
                 let seen = if r.keep {
                     ExampleState::single(epoch, r.label, &r.obs)

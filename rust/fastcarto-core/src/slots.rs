@@ -10,7 +10,7 @@
 
 use crate::bigvec::BigVec;
 use crate::error::{Error, Result};
-use crate::state::{ExampleState, NONE};
+use crate::state::{ExampleState, NONE, Observation};
 use rayon::prelude::*;
 
 /// Epoch numbers a packed state holds: `0..PACKED_EPOCHS` (12 bits; all ones marks none).
@@ -45,6 +45,19 @@ pub trait Slot: Copy + Send + Sync + 'static {
     fn get(&self) -> ExampleState;
     /// The stored form of `s`, which must fit (see [`Slots::fits`]).
     fn put(s: &ExampleState) -> Self;
+    /// [`ExampleState::push_later`] in place, when it applies: the state has seen an earlier
+    /// epoch than `epoch` and has label `label`; returns false (and changes nothing) otherwise.
+    /// `epoch` and `label` (and `obs.pred`) must fit the stored form.
+    #[inline(always)]
+    fn push_later_if(&mut self, epoch: u32, label: u32, obs: &Observation) -> bool {
+        let mut s = self.get();
+        if s.n > 0 && s.last_epoch < epoch && s.label == label {
+            s.push_later(epoch, obs);
+            *self = Self::put(&s);
+            return true;
+        }
+        false
+    }
 }
 
 impl Slot for ExampleState {
@@ -94,9 +107,63 @@ impl Slot for Packed {
     fn put(s: &ExampleState) -> Self {
         Packed::pack(s)
     }
+    #[inline(always)]
+    fn push_later_if(&mut self, epoch: u32, label: u32, obs: &Observation) -> bool {
+        self.push_later_packed(epoch, label, obs)
+    }
 }
 
 impl Packed {
+    /// [`Slot::push_later_if`] on the packed words themselves: the common update of a long read
+    /// (a later epoch of an example already seen) without unpacking the other fields (the same
+    /// arithmetic as [`ExampleState::push_later`], in the same order, so the same bits).
+    #[inline(always)]
+    fn push_later_packed(&mut self, epoch: u32, label: u32, obs: &Observation) -> bool {
+        let (c, e) = (self.counts, self.epochs);
+        let n = c & EPOCH_MASK;
+        let field = |w: u64, k: u32| (w >> (k * EPOCH_BITS)) & EPOCH_MASK;
+        // `n > 0` means the last epoch is not the "none" mark; labels are below the mark.
+        if n == 0 || field(e, 1) >= u64::from(epoch) || c >> 48 != u64::from(label) {
+            return false;
+        }
+        let correct = obs.pred == label;
+        let was_correct = field(e, 3) != EPOCH_MASK;
+        let (na, nf) = (n as f64, (n + 1) as f64);
+        let [mean, m2, margin, el2n, loss, entropy] = self.sums;
+        let delta = obs.gold_prob - mean;
+        let inv = 1.0 / nf;
+        self.sums = [
+            mean + delta * inv,
+            m2 + delta * delta * (na * inv),
+            margin + obs.margin,
+            el2n + obs.el2n,
+            loss + obs.loss,
+            entropy + obs.entropy,
+        ];
+        // No count overflows its field: each is at most the number of distinct epochs.
+        self.counts = c
+            + 1
+            + (u64::from(correct) << EPOCH_BITS)
+            + (u64::from(obs.gold_prob > 0.5) << (2 * EPOCH_BITS))
+            + (u64::from(was_correct && !correct) << (3 * EPOCH_BITS));
+        let epoch = u64::from(epoch);
+        let first_learned = match field(e, 2) {
+            EPOCH_MASK if correct => epoch,
+            known => known,
+        };
+        let stable_from = match (correct, was_correct) {
+            (false, _) => EPOCH_MASK,
+            (true, true) => field(e, 3),
+            (true, false) => epoch,
+        };
+        self.epochs = field(e, 0)
+            | epoch << EPOCH_BITS
+            | first_learned << (2 * EPOCH_BITS)
+            | stable_from << (3 * EPOCH_BITS)
+            | u64::from(obs.pred) << 48;
+        true
+    }
+
     const fn pack(s: &ExampleState) -> Self {
         // `const` for EMPTY: no iterators or closures here.
         const fn f(v: u32, mask: u64, k: u32) -> u64 {
@@ -292,6 +359,41 @@ mod tests {
             ExampleState { final_pred: 70_000, ..edge },
         ] {
             assert!(!packs(&too_big));
+        }
+    }
+
+    proptest::proptest! {
+        /// The packed in-place update leaves the bits that unpacking, `push_later` and packing
+        /// would, and refuses (unchanged) what `push_later` must not take: a first observation,
+        /// an epoch not later than the last, another label.
+        #[test]
+        fn packed_push_later_is_the_wide_update(
+            seed in 0u64..5000,
+            step in 0u32..300,
+            pred_is_label in proptest::bool::ANY,
+            pred in 0u32..PACKED_CLASSES,
+            other_label in proptest::option::of(0u32..PACKED_CLASSES),
+            g in proptest::prop_oneof![proptest::strategy::Just(0.5), proptest::strategy::Just(0.0), proptest::strategy::Just(1.0), 0.0f64..=1.0],
+            values in proptest::array::uniform3(-1e3f64..1e3),
+        ) {
+            let s = arbitrary(seed);
+            let label = other_label.unwrap_or(if s.label == NONE { 0 } else { s.label });
+            let last = if s.n == 0 { 0 } else { s.last_epoch };
+            let epoch = (last + step).min(PACKED_EPOCHS - 1);
+            let pred = if pred_is_label { label } else { pred };
+            let obs = Observation { gold_prob: g, margin: values[0], el2n: values[1].abs(), loss: values[2].abs(), entropy: g / 3.0, pred };
+            let applies = s.n > 0 && s.last_epoch < epoch && s.label == label;
+            let mut want = s;
+            if applies {
+                want.push_later(epoch, &obs);
+            }
+            let mut packed = Packed::put(&s);
+            proptest::prop_assert_eq!(packed.push_later_if(epoch, label, &obs), applies);
+            let bits = |p: &Packed| (p.sums.map(f64::to_bits), p.counts, p.epochs);
+            proptest::prop_assert_eq!(bits(&packed), bits(&Packed::put(&want)));
+            let mut wide = s;
+            proptest::prop_assert_eq!(wide.push_later_if(epoch, label, &obs), applies);
+            proptest::prop_assert_eq!(wide, want);
         }
     }
 
