@@ -1250,6 +1250,26 @@ def test_bad_values(tmp_path: Path) -> None:
             FastcartoError,
             r"column \"id\" does not fit in int64",
         ),
+        (
+            replace_column(table, "label", pa.array([2**63 + k for k in range(n)], pa.uint64())),
+            FastcartoError,
+            r"column \"label\" does not fit in int64",
+        ),
+        (
+            replace_column(table, "epoch", pa.array([2**63] * n, pa.uint64())),
+            FastcartoError,
+            r"column \"epoch\" does not fit in int64",
+        ),
+        (
+            replace_column(table, "label", pa.array([-1] + [0] * (n - 1), pa.int8())),
+            LabelError,
+            "label -1",
+        ),
+        (
+            replace_column(table, "epoch", pa.array([3] + [2**32 - 1] * (n - 1), pa.uint32())),
+            FastcartoError,
+            "epoch 4294967295 in column",
+        ),
     ]
     for k, (bad, exc, message) in enumerate(cases):
         with pytest.raises(exc, match=message):
@@ -1263,6 +1283,23 @@ def test_bad_values(tmp_path: Path) -> None:
     fine = replace_column(fine, "label", table.column("label").cast(pa.uint8()))
     fine = replace_column(fine, "epoch", table.column("epoch").cast(pa.int32()))
     fastcarto.compute(fine)
+    # Integer columns of every width read as they are (no copy to int64) and give the same map,
+    # whether a batch holds one epoch or several.
+    want = fastcarto.compute(table).to_pandas()
+    for width in (
+        pa.int8(),
+        pa.uint8(),
+        pa.int16(),
+        pa.uint16(),
+        pa.int32(),
+        pa.uint32(),
+        pa.uint64(),
+    ):
+        narrow = replace_column(table, "label", table.column("label").cast(width))
+        narrow = replace_column(narrow, "epoch", table.column("epoch").cast(width))
+        for batches in (narrow, pa.Table.from_batches(narrow.to_batches(max_chunksize=7))):
+            got = fastcarto.compute(batches).to_pandas()
+            pd.testing.assert_frame_equal(got, want)
     ids = pa.array([str(i) for i in table.column("id").to_pylist()]).dictionary_encode()
     assert fastcarto.compute(replace_column(table, "id", ids)).to_pandas()["id"].tolist() == sorted(
         {str(i) for i in table.column("id").to_pylist()}

@@ -31,7 +31,7 @@ pub struct EpochView<'a, T> {
 ///
 /// Multi-class: one label per example in `0..n_classes` (`0..=1` for one-column binary output).
 /// Multi-label: `n_classes` 0/1 targets per example, example-major.
-pub fn validate_labels(labels: &[i64], task: Task) -> Result<Vec<u32>> {
+pub fn validate_labels<T: LabelValue>(labels: &[T], task: Task) -> Result<Vec<u32>> {
     let values = task.label_values();
     let per = task.slots_per_example() as u64;
     // In parallel over fixed chunks, each checked and converted in one branch-free (vectorized)
@@ -46,6 +46,7 @@ pub fn validate_labels(labels: &[i64], task: Task) -> Result<Vec<u32>> {
             let mut bad = false;
             for (o, &y) in out.iter_mut().zip(labels) {
                 // Negative labels wrap to huge unsigned values: one comparison checks both ends.
+                let y = y.widen();
                 bad |= y as u64 >= values as u64;
                 *o = y as u32;
             }
@@ -53,16 +54,42 @@ pub fn validate_labels(labels: &[i64], task: Task) -> Result<Vec<u32>> {
         })
         .collect();
     if let Some(chunk) = bad.iter().position(|&b| b) {
-        let i =
-            chunk * CHUNK + labels[chunk * CHUNK..].iter().position(|&y| y as u64 >= values as u64).expect("flagged");
+        let i = chunk * CHUNK
+            + labels[chunk * CHUNK..].iter().position(|&y| y.widen() as u64 >= values as u64).expect("flagged");
         return Err(Error::LabelOutOfRange {
             example: (i as u64 / per).into(),
-            label: labels[i],
+            label: labels[i].widen(),
             n_classes: values,
             max: values - 1,
         });
     }
     Ok(out)
+}
+
+/// An integer type labels may come in (a label column of a file keeps its width: widening it
+/// to `i64` first cost a copy of 8 bytes per row).
+pub trait LabelValue: Copy + Send + Sync {
+    /// The label as `i64` (unsigned 64-bit values above `i64::MAX` saturate: out of range either way).
+    fn widen(self) -> i64;
+}
+
+macro_rules! label_value {
+    ($($t:ty),*) => {$(
+        impl LabelValue for $t {
+            #[inline(always)]
+            fn widen(self) -> i64 {
+                self as i64
+            }
+        }
+    )*};
+}
+label_value!(i8, i16, i32, i64, u8, u16, u32);
+
+impl LabelValue for u64 {
+    #[inline(always)]
+    fn widen(self) -> i64 {
+        self.min(i64::MAX as u64) as i64
+    }
 }
 
 /// Folds whole epochs into `state`, in parallel over blocks of examples. Epochs must be given
@@ -229,7 +256,7 @@ mod tests {
             labels[90_000] = extreme;
             assert_eq!(first_error(&labels, task), Some((Example::Index(90_000), extreme)));
         }
-        assert_eq!(validate_labels(&[], task).unwrap(), Vec::<u32>::new());
+        assert_eq!(validate_labels::<i64>(&[], task).unwrap(), Vec::<u32>::new());
     }
 
     #[test]

@@ -10,7 +10,6 @@
 //! time. The final state is that vector, compacted in place: memory peaks at one copy.
 
 use crate::bigvec::BigVec;
-use crate::dense::validate_labels;
 use crate::error::{Error, Example, Result};
 use crate::kernel::{GROUP, Lanes, Scratch, Sink, fold_epoch};
 use crate::long::{Ids, LongBatch, Outputs};
@@ -308,10 +307,7 @@ impl KeyedState {
 
     fn fold_epoch_rows(&mut self, batch: &LongBatch, epoch: u32, rows: Option<&[u32]>) -> Result<()> {
         let n = rows.map_or(batch.rows, <[u32]>::len);
-        let labels = match rows {
-            None => validate_labels(&batch.labels, self.task)?,
-            Some(r) => validate_labels(&r.iter().map(|&i| batch.labels[i as usize]).collect::<Vec<_>>(), self.task)?,
-        };
+        let labels = batch.labels.validate(rows, self.task)?;
         self.slots.hold(epoch, 0)?;
         let slots = self.assign(&batch.ids, rows)?;
         let c = batch.n_classes;

@@ -2,11 +2,12 @@
 //! model's outputs as a list of floats. This module turns an Arrow record batch of that shape into
 //! typed slices, checking everything a file can get wrong.
 
+use crate::dense::{LabelValue, validate_labels};
 use crate::error::{Error, Result};
-use crate::options::Kind;
+use crate::options::{Kind, Task};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Float64Type, Int64Type};
-use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, downcast_integer};
 use arrow_schema::DataType;
 use std::sync::Arc;
 
@@ -76,6 +77,48 @@ impl Ids {
     }
 }
 
+/// The labels of a batch: an integer column as the file holds it (any width, no nulls).
+#[derive(Debug, Clone)]
+pub struct Labels(ArrayRef);
+
+impl Labels {
+    /// Integers of any width; checks that there are no nulls.
+    pub fn new(array: &ArrayRef, name: &str) -> Result<Self> {
+        native_integers(array, name).map(Labels)
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    /// The labels of `rows` (all when `None`), checked against `task` and converted to `u32`
+    /// ([`validate_labels`]; errors name the position within `rows`).
+    pub fn validate(&self, rows: Option<&[u32]>, task: Task) -> Result<Vec<u32>> {
+        fn picked<T: LabelValue>(values: &[T], rows: Option<&[u32]>, task: Task) -> Result<Vec<u32>> {
+            match rows {
+                None => validate_labels(values, task),
+                Some(r) => validate_labels(&r.iter().map(|&i| values[i as usize]).collect::<Vec<_>>(), task),
+            }
+        }
+        macro_rules! typed {
+            ($t:ty) => {
+                picked(self.0.as_primitive::<$t>().values(), rows, task)
+            };
+        }
+        downcast_integer! {
+            self.0.data_type() => (typed),
+            t => unreachable!("Labels::new takes integers only, not {t}"),
+        }
+    }
+}
+
+impl From<Vec<i64>> for Labels {
+    fn from(labels: Vec<i64>) -> Self {
+        Labels(Arc::new(arrow_array::Int64Array::from(labels)))
+    }
+}
+
 /// Model outputs of a batch, row-major `[rows, classes]`.
 #[derive(Debug, Clone)]
 pub enum Outputs {
@@ -89,7 +132,8 @@ pub struct LongBatch {
     pub rows: usize,
     pub epochs: Epochs,
     pub ids: Ids,
-    pub labels: arrow_buffer::ScalarBuffer<i64>,
+    /// Integers of any width, without nulls ([`Labels::validate`]).
+    pub labels: Labels,
     pub outputs: Outputs,
     pub n_classes: usize,
     /// Where the rows came from a text file: each row's line (0-based), for error messages.
@@ -108,6 +152,51 @@ fn no_nulls(array: &dyn Array, name: &str) -> Result<()> {
         return Err(Error::invalid(format!("column {name:?} has {} missing (null) values", array.null_count())));
     }
     Ok(())
+}
+
+/// An integer column as it is (any width), after checking that it has no nulls; unsigned 64-bit
+/// columns go to `int64` (an error names the column if a value does not fit), so that every
+/// value the readers see fits in `i64`.
+fn native_integers(array: &ArrayRef, name: &str) -> Result<ArrayRef> {
+    match array.data_type() {
+        DataType::UInt64 => Ok(Arc::new(integers(array, name)?)),
+        t if t.is_integer() => no_nulls(array.as_ref(), name).map(|()| array.clone()),
+        t => Err(Error::invalid(format!("column {name:?} must hold integers, not {t}"))),
+    }
+}
+
+/// The smallest and largest value of an integer column ([`native_integers`]) as `i64`, without
+/// widening the column first.
+fn integer_range(array: &ArrayRef) -> (i64, i64) {
+    fn range<T: LabelValue>(values: &[T]) -> (i64, i64) {
+        // Branch-free (vectorized).
+        values.iter().fold((i64::MAX, i64::MIN), |(lo, hi), &v| (lo.min(v.widen()), hi.max(v.widen())))
+    }
+    macro_rules! typed {
+        ($t:ty) => {
+            range(array.as_primitive::<$t>().values())
+        };
+    }
+    downcast_integer! {
+        array.data_type() => (typed),
+        t => unreachable!("an integer column, not {t}"),
+    }
+}
+
+/// An integer column ([`native_integers`]) as `u32`s, which the caller has checked they fit.
+fn narrowed(array: &ArrayRef) -> Vec<u32> {
+    fn narrow<T: LabelValue>(values: &[T]) -> Vec<u32> {
+        values.iter().map(|&v| v.widen() as u32).collect()
+    }
+    macro_rules! typed {
+        ($t:ty) => {
+            narrow(array.as_primitive::<$t>().values())
+        };
+    }
+    downcast_integer! {
+        array.data_type() => (typed),
+        t => unreachable!("an integer column, not {t}"),
+    }
 }
 
 fn integers(array: &ArrayRef, name: &str) -> Result<arrow_array::Int64Array> {
@@ -133,11 +222,10 @@ pub fn decode(batch: &RecordBatch, columns: &Columns, kind: Kind, epoch: Option<
     let rows = batch.num_rows();
     let epochs = match (batch.column_by_name(&columns.epoch), epoch) {
         (Some(col), _) => {
-            let values = integers(col, &columns.epoch)?;
-            let values = values.values();
-            // Branch-free min/max first (vectorized): a batch usually holds a single epoch,
-            // which needs no per-row vector.
-            let (lo, hi) = values.iter().fold((i64::MAX, i64::MIN), |(lo, hi), &e| (lo.min(e), hi.max(e)));
+            let col = &native_integers(col, &columns.epoch)?;
+            // The range first: a batch usually holds a single epoch, which needs no per-row
+            // vector.
+            let (lo, hi) = integer_range(col);
             let valid = |e: i64| u32::try_from(e).ok().filter(|&e| e < crate::state::NONE);
             if let Some(&bad) = [lo, hi].iter().find(|&&e| rows > 0 && valid(e).is_none()) {
                 return Err(Error::invalid(format!(
@@ -148,7 +236,7 @@ pub fn decode(batch: &RecordBatch, columns: &Columns, kind: Kind, epoch: Option<
             match rows {
                 0 => Epochs::Column(Vec::new()),
                 _ if lo == hi => Epochs::Constant(lo as u32),
-                _ => Epochs::Column(values.iter().map(|&e| e as u32).collect()),
+                _ => Epochs::Column(narrowed(col)),
             }
         }
         (None, Some(e)) => Epochs::Constant(e),
@@ -170,7 +258,7 @@ pub fn decode(batch: &RecordBatch, columns: &Columns, kind: Kind, epoch: Option<
         }
         t => return Err(Error::invalid(format!("column {:?} must hold integer or string ids, not {t}", columns.id))),
     };
-    let labels = integers(column(batch, &columns.label, "label")?, &columns.label)?.values().clone();
+    let labels = Labels::new(column(batch, &columns.label, "label")?, &columns.label)?;
     let name = columns.outputs_name(kind);
     let out = column(batch, name, "outputs").map_err(|e| match (kind, batch.column_by_name(other_kind(kind))) {
         (_, Some(_)) => Error::invalid(format!(
