@@ -92,18 +92,24 @@ impl Labels {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
-    /// The labels of `rows` (all when `None`), checked against `task` and converted to `u32`
-    /// ([`validate_labels`]; errors name the position within `rows`).
-    pub fn validate(&self, rows: Option<&[u32]>, task: Task) -> Result<Vec<u32>> {
-        fn picked<T: LabelValue>(values: &[T], rows: Option<&[u32]>, task: Task) -> Result<Vec<u32>> {
+    /// The labels of `rows[range]` (of rows `range` when `rows` is `None`), checked against
+    /// `task` and converted to `u32` ([`validate_labels`]; errors name the position within the
+    /// range).
+    pub fn validate(&self, rows: Option<&[u32]>, range: std::ops::Range<usize>, task: Task) -> Result<Vec<u32>> {
+        fn picked<T: LabelValue>(
+            values: &[T],
+            rows: Option<&[u32]>,
+            range: std::ops::Range<usize>,
+            task: Task,
+        ) -> Result<Vec<u32>> {
             match rows {
-                None => validate_labels(values, task),
-                Some(r) => validate_labels(&r.iter().map(|&i| values[i as usize]).collect::<Vec<_>>(), task),
+                None => validate_labels(&values[range], task),
+                Some(r) => validate_labels(&r[range].iter().map(|&i| values[i as usize]).collect::<Vec<_>>(), task),
             }
         }
         macro_rules! typed {
             ($t:ty) => {
-                picked(self.0.as_primitive::<$t>().values(), rows, task)
+                picked(self.0.as_primitive::<$t>().values(), rows, range, task)
             };
         }
         downcast_integer! {
