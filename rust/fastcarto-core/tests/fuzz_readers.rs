@@ -12,6 +12,7 @@
 use arrow_array::{ArrayRef, Float32Array, Int64Array, RecordBatch, StringArray};
 use arrow_ipc::CompressionType;
 use arrow_ipc::writer::{FileWriter, IpcWriteOptions, StreamWriter};
+use arrow_schema::{DataType, Field, Schema};
 use fastcarto_core::Kind;
 use fastcarto_core::long::{Columns, batch};
 use fastcarto_core::read::{ReadOptions, read_path};
@@ -59,8 +60,27 @@ fn table(rng: &mut Rng, epochs: usize, n: usize, string_ids: bool) -> Vec<Record
 /// The valid seed files of each format, as bytes.
 fn seeds(rng: &mut Rng) -> Vec<(&'static str, Vec<u8>)> {
     let mut out = Vec::new();
-    for string_ids in [false, true] {
-        let batches = table(rng, 3, 17, string_ids);
+    for (string_ids, narrow) in [(false, false), (true, false), (false, true)] {
+        let mut batches = table(rng, 3, 17, string_ids);
+        if narrow {
+            // Integer columns of other widths, read as they are: int16 epochs, int32 ids,
+            // uint8 labels.
+            let widths = [DataType::Int16, DataType::Int32, DataType::UInt8];
+            for b in &mut batches {
+                let mut columns = b.columns().to_vec();
+                for (column, width) in columns.iter_mut().zip(&widths) {
+                    *column = arrow_cast::cast(column, width).expect("small integers");
+                }
+                let fields: Vec<Field> = b
+                    .schema()
+                    .fields()
+                    .iter()
+                    .zip(&columns)
+                    .map(|(f, c)| Field::new(f.name(), c.data_type().clone(), false))
+                    .collect();
+                *b = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).expect("a valid batch");
+            }
+        }
         let schema = batches[0].schema();
         for compression in [None, Some(CompressionType::LZ4_FRAME), Some(CompressionType::ZSTD)] {
             let options = IpcWriteOptions::default().try_with_compression(compression).expect("codec");
