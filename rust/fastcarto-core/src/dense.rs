@@ -31,7 +31,7 @@ pub struct EpochView<'a, T> {
 ///
 /// Multi-class: one label per example in `0..n_classes` (`0..=1` for one-column binary output).
 /// Multi-label: `n_classes` 0/1 targets per example, example-major.
-pub fn validate_labels<T: LabelValue>(labels: &[T], task: Task) -> Result<Vec<u32>> {
+pub fn validate_labels<T: IntValue>(labels: &[T], task: Task) -> Result<Vec<u32>> {
     let values = task.label_values();
     let per = task.slots_per_example() as u64;
     // In parallel over fixed chunks, each checked and converted in one branch-free (vectorized)
@@ -66,16 +66,17 @@ pub fn validate_labels<T: LabelValue>(labels: &[T], task: Task) -> Result<Vec<u3
     Ok(out)
 }
 
-/// An integer type labels may come in (a label column of a file keeps its width: widening it
-/// to `i64` first cost a copy of 8 bytes per row).
-pub trait LabelValue: Copy + Send + Sync {
-    /// The label as `i64` (unsigned 64-bit values above `i64::MAX` saturate: out of range either way).
+/// An integer type that labels (and epochs) may come in: the columns of a file keep their width,
+/// where widening them to `i64` first cost a copy of 8 bytes per row.
+pub trait IntValue: Copy + Send + Sync {
+    /// The value as `i64` (unsigned 64-bit values above `i64::MAX` saturate; the readers turn
+    /// those into an error before this sees them).
     fn widen(self) -> i64;
 }
 
 macro_rules! label_value {
     ($($t:ty),*) => {$(
-        impl LabelValue for $t {
+        impl IntValue for $t {
             #[inline(always)]
             fn widen(self) -> i64 {
                 self as i64
@@ -85,7 +86,7 @@ macro_rules! label_value {
 }
 label_value!(i8, i16, i32, i64, u8, u16, u32);
 
-impl LabelValue for u64 {
+impl IntValue for u64 {
     #[inline(always)]
     fn widen(self) -> i64 {
         self.min(i64::MAX as u64) as i64

@@ -2,7 +2,7 @@
 //! model's outputs as a list of floats. This module turns an Arrow record batch of that shape into
 //! typed slices, checking everything a file can get wrong.
 
-use crate::dense::{LabelValue, validate_labels};
+use crate::dense::{IntValue, validate_labels};
 use crate::error::{Error, Result};
 use crate::options::{Kind, Task};
 use arrow_array::cast::AsArray;
@@ -96,7 +96,7 @@ impl Labels {
     /// `task` and converted to `u32` ([`validate_labels`]; errors name the position within the
     /// range).
     pub fn validate(&self, rows: Option<&[u32]>, range: std::ops::Range<usize>, task: Task) -> Result<Vec<u32>> {
-        fn picked<T: LabelValue>(
+        fn picked<T: IntValue>(
             values: &[T],
             rows: Option<&[u32]>,
             range: std::ops::Range<usize>,
@@ -174,8 +174,8 @@ fn native_integers(array: &ArrayRef, name: &str) -> Result<ArrayRef> {
 /// The smallest and largest value of an integer column ([`native_integers`]) as `i64`, without
 /// widening the column first.
 fn integer_range(array: &ArrayRef) -> (i64, i64) {
-    fn range<T: LabelValue>(values: &[T]) -> (i64, i64) {
-        // Branch-free (vectorized).
+    fn range<T: IntValue>(values: &[T]) -> (i64, i64) {
+        // Branch-free.
         values.iter().fold((i64::MAX, i64::MIN), |(lo, hi), &v| (lo.min(v.widen()), hi.max(v.widen())))
     }
     macro_rules! typed {
@@ -191,7 +191,7 @@ fn integer_range(array: &ArrayRef) -> (i64, i64) {
 
 /// An integer column ([`native_integers`]) as `u32`s, which the caller has checked they fit.
 fn narrowed(array: &ArrayRef) -> Vec<u32> {
-    fn narrow<T: LabelValue>(values: &[T]) -> Vec<u32> {
+    fn narrow<T: IntValue>(values: &[T]) -> Vec<u32> {
         values.iter().map(|&v| v.widen() as u32).collect()
     }
     macro_rules! typed {
