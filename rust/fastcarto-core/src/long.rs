@@ -171,32 +171,25 @@ fn native_integers(array: &ArrayRef, name: &str) -> Result<ArrayRef> {
     }
 }
 
-/// The smallest and largest value of an integer column ([`native_integers`]) as `i64`, without
-/// widening the column first.
-fn integer_range(array: &ArrayRef) -> (i64, i64) {
-    fn range<T: IntValue>(values: &[T]) -> (i64, i64) {
+/// The epochs of an integer column ([`native_integers`]), read at its own width: the range
+/// first, since a batch usually holds a single epoch, which needs no per-row vector.
+fn epochs_of(array: &ArrayRef, name: &str) -> Result<Epochs> {
+    fn epochs<T: IntValue>(values: &[T], name: &str) -> Result<Epochs> {
         // Branch-free.
-        values.iter().fold((i64::MAX, i64::MIN), |(lo, hi), &v| (lo.min(v.widen()), hi.max(v.widen())))
+        let (lo, hi) = values.iter().fold((i64::MAX, i64::MIN), |(lo, hi), &v| (lo.min(v.widen()), hi.max(v.widen())));
+        let valid = |e: i64| u32::try_from(e).ok().filter(|&e| e < crate::state::NONE);
+        if let Some(&bad) = [lo, hi].iter().find(|&&e| !values.is_empty() && valid(e).is_none()) {
+            return Err(Error::invalid(format!("epoch {bad} in column {name:?} is negative or too large")));
+        }
+        Ok(match values.len() {
+            0 => Epochs::Column(Vec::new()),
+            _ if lo == hi => Epochs::Constant(lo as u32),
+            _ => Epochs::Column(values.iter().map(|&v| v.widen() as u32).collect()),
+        })
     }
     macro_rules! typed {
         ($t:ty) => {
-            range(array.as_primitive::<$t>().values())
-        };
-    }
-    downcast_integer! {
-        array.data_type() => (typed),
-        t => unreachable!("an integer column, not {t}"),
-    }
-}
-
-/// An integer column ([`native_integers`]) as `u32`s, which the caller has checked they fit.
-fn narrowed(array: &ArrayRef) -> Vec<u32> {
-    fn narrow<T: IntValue>(values: &[T]) -> Vec<u32> {
-        values.iter().map(|&v| v.widen() as u32).collect()
-    }
-    macro_rules! typed {
-        ($t:ty) => {
-            narrow(array.as_primitive::<$t>().values())
+            epochs(array.as_primitive::<$t>().values(), name)
         };
     }
     downcast_integer! {
@@ -227,24 +220,7 @@ pub fn has_column(batch: &RecordBatch, name: &str) -> bool {
 pub fn decode(batch: &RecordBatch, columns: &Columns, kind: Kind, epoch: Option<u32>) -> Result<LongBatch> {
     let rows = batch.num_rows();
     let epochs = match (batch.column_by_name(&columns.epoch), epoch) {
-        (Some(col), _) => {
-            let col = &native_integers(col, &columns.epoch)?;
-            // The range first: a batch usually holds a single epoch, which needs no per-row
-            // vector.
-            let (lo, hi) = integer_range(col);
-            let valid = |e: i64| u32::try_from(e).ok().filter(|&e| e < crate::state::NONE);
-            if let Some(&bad) = [lo, hi].iter().find(|&&e| rows > 0 && valid(e).is_none()) {
-                return Err(Error::invalid(format!(
-                    "epoch {bad} in column {:?} is negative or too large",
-                    columns.epoch
-                )));
-            }
-            match rows {
-                0 => Epochs::Column(Vec::new()),
-                _ if lo == hi => Epochs::Constant(lo as u32),
-                _ => Epochs::Column(narrowed(col)),
-            }
-        }
+        (Some(col), _) => epochs_of(&native_integers(col, &columns.epoch)?, &columns.epoch)?,
         (None, Some(e)) => Epochs::Constant(e),
         (None, None) => {
             column(batch, &columns.epoch, "epoch")?;
