@@ -56,9 +56,11 @@ pub(super) unsafe fn observe_logits(zt: &[f32], cols: usize, gold: &[u32; GROUP]
             let gap = _mm512_sub_ps(v, max);
             let d = _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(exp_min, gap), gap, exp_min);
             let e = _mm512_maskz_mov_ps(!_mm512_cmp_ps_mask::<_CMP_LT_OQ>(gap, exp_min), exp_in_range(d));
-            let e_other = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(kf, arg), e);
-            rest = _mm512_add_ps(rest, e_other);
-            sq_rest = _mm512_fmadd_ps(e_other, e_other, sq_rest);
+            // Masked sums (the other classes'): adding the zeros of the portable version leaves
+            // these sums, never `-0`, unchanged.
+            let other = _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(kf, arg);
+            rest = _mm512_mask_add_ps(rest, other, rest, e);
+            sq_rest = _mm512_mask3_fmadd_ps(e, e, sq_rest, other);
             tilt = _mm512_fnmadd_ps(e, d, tilt);
         }
         // Per-row finish.
@@ -113,11 +115,13 @@ pub(super) unsafe fn observe_probs(zt: &[f32], cols: usize, gold: &[u32; GROUP],
         for k in 0..cols {
             let v = unsafe { _mm512_loadu_ps(at.add(k * GROUP)) };
             let is_gold = first.take(ps(k as f32), v);
-            lowest = _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, lowest), lowest, v);
-            let v_other = _mm512_maskz_mov_ps(!is_gold, v);
-            sq_other = _mm512_fmadd_ps(v_other, v_other, sq_other);
+            // `minps` is `v < lowest ? v : lowest`, the portable select (NaN keeps `lowest`); the
+            // masked steps skip the zeros the portable version adds or subtracts, which leave
+            // these sums (never `-0`) unchanged.
+            lowest = _mm512_min_ps(v, lowest);
+            sq_other = _mm512_mask3_fmadd_ps(v, v, sq_other, !is_gold);
             let normal = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(v, ps(f32::MIN_POSITIVE));
-            entropy = _mm512_sub_ps(entropy, _mm512_maskz_mov_ps(normal, _mm512_mul_ps(v, ln(v))));
+            entropy = _mm512_mask_sub_ps(entropy, normal, entropy, _mm512_mul_ps(v, ln(v)));
         }
         let FirstPass { sum, gold: gp, max_other, max, arg, .. } = first;
         let one_minus_g = _mm512_sub_ps(one, gp);
@@ -161,8 +165,8 @@ impl FirstPass {
         self.sum = _mm512_add_ps(self.sum, v);
         let is_gold = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(kf, self.goldf);
         self.gold = _mm512_mask_blend_ps(is_gold, self.gold, v);
-        let above_other = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, self.max_other);
-        self.max_other = _mm512_mask_blend_ps(above_other & !is_gold, self.max_other, v);
+        // `maxps` is `v > max_other ? v : max_other`, the portable select (NaN keeps the max).
+        self.max_other = _mm512_mask_max_ps(self.max_other, !is_gold, v, self.max_other);
         let greater = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, self.max);
         self.max = _mm512_mask_blend_ps(greater, self.max, v);
         self.arg = _mm512_mask_blend_ps(greater, self.arg, kf);
