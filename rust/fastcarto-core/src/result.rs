@@ -25,11 +25,10 @@ pub struct FinalizeOptions {
     pub ddof: u32,
 }
 
-/// Slots per parallel task when building the table; their states stay in cache while every
-/// column is computed, so the 88-byte states are read from memory once, not once per column.
+/// Slots per parallel task when building the table.
 const CHUNK: usize = 1 << 14;
 
-/// Writes one column's values for a run of slots, every one of them. Called once per chunk (not
+/// Writes one column's values for a run of slots, every one of them. Called once per tile (not
 /// per slot), so the per-slot expression is inlined into a plain loop instead of costing an
 /// indirect call.
 type Column<'a, T> = Box<dyn Fn(&[ExampleState], &mut [MaybeUninit<T>]) + Sync + Send + 'a>;
@@ -280,46 +279,83 @@ fn fill_chunks(
         }
         _ => Vec::new(),
     };
-    tasks.into_par_iter().with_max_len(1).enumerate().try_for_each(|(k, outs)| -> Result<()> {
+    tasks.into_par_iter().with_max_len(1).enumerate().try_for_each(|(k, mut outs)| -> Result<()> {
         let c = first + k;
         let range = c * CHUNK..((c + 1) * CHUNK).min(n);
-        let first_row = range.start;
         let mut buf;
         let chunk: &[ExampleState] = match source {
-            Source::Ready(slots) => &slots[range],
-            Source::Consumed(consumed) => consumed.slice(range),
+            Source::Ready(slots) => &slots[range.clone()],
+            Source::Consumed(consumed) => consumed.slice(range.clone()),
             Source::Computed { .. } | Source::ConsumedPacked(_) => {
                 let worker = rayon::current_thread_index().unwrap_or(0) % buffers.len();
                 buf = buffers[worker].lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                 // Sized, not cleared: every state is written over.
                 buf.resize(range.len(), ExampleState::EMPTY);
                 match source {
-                    Source::Computed { fill, .. } => fill(range, &mut buf)?,
-                    Source::ConsumedPacked(consumed) => unpack(consumed.slice(range), &mut buf),
+                    Source::Computed { fill, .. } => fill(range.clone(), &mut buf)?,
+                    Source::ConsumedPacked(consumed) => unpack(consumed.slice(range.clone()), &mut buf),
                     _ => unreachable!("matched above"),
                 }
                 &buf
             }
         };
-        for (out, spec) in outs.into_iter().zip(specs) {
-            match (out, spec) {
-                (Buf::F64(o), Spec::F64(f)) => f(chunk, o),
-                (Buf::I64(o), Spec::I64(f)) => f(chunk, o),
-                (Buf::Optional(o, ok), Spec::Optional(values, present)) => {
-                    values(chunk, o);
-                    present(chunk, ok);
-                }
-                (Buf::Bool(o), Spec::Bool(f)) => f(chunk, o),
-                (Buf::I64(o), Spec::Rows(f)) => {
-                    for (j, o) in o.iter_mut().enumerate() {
-                        o.write(f(first_row + j));
+        let mut stage = Stage::default();
+        for lo in (0..chunk.len()).step_by(TILE) {
+            let at = lo..(lo + TILE).min(chunk.len());
+            let states = &chunk[at.clone()];
+            for (out, spec) in outs.iter_mut().zip(specs) {
+                match (out, spec) {
+                    (Buf::F64(o), Spec::F64(f)) => staged(&mut stage.f64[..], |s| f(states, s), &mut o[at.clone()]),
+                    (Buf::I64(o), Spec::I64(f)) => staged(&mut stage.i64[..], |s| f(states, s), &mut o[at.clone()]),
+                    (Buf::Optional(o, ok), Spec::Optional(values, present)) => {
+                        staged(&mut stage.i64[..], |s| values(states, s), &mut o[at.clone()]);
+                        present(states, &mut ok[at.clone()]);
                     }
+                    (Buf::Bool(o), Spec::Bool(f)) => f(states, &mut o[at.clone()]),
+                    (Buf::I64(o), Spec::Rows(f)) => staged(
+                        &mut stage.i64[..],
+                        |s| {
+                            for (j, v) in s.iter_mut().enumerate() {
+                                v.write(f(range.start + at.start + j));
+                            }
+                        },
+                        &mut o[at.clone()],
+                    ),
+                    _ => {}
                 }
-                _ => {}
             }
         }
+        crate::cache::stream_fence();
         Ok(())
     })
+}
+
+/// Values of a column staged at a time before they are streamed to the table (8 KiB each).
+const TILE: usize = 1024;
+
+/// A tile's values of one column, staged in cache and then streamed to the table
+/// ([`crate::cache::stream_copy`]), which is written once and not read again here.
+struct Stage {
+    f64: Box<[MaybeUninit<f64>; TILE]>,
+    i64: Box<[MaybeUninit<i64>; TILE]>,
+}
+
+impl Default for Stage {
+    fn default() -> Self {
+        Stage { f64: Box::new([MaybeUninit::uninit(); TILE]), i64: Box::new([MaybeUninit::uninit(); TILE]) }
+    }
+}
+
+/// Writes `out.len()` values into `stage` with `write` (which writes all of them) and streams
+/// them to `out`.
+fn staged<T: Copy>(
+    stage: &mut [MaybeUninit<T>],
+    write: impl FnOnce(&mut [MaybeUninit<T>]),
+    out: &mut [MaybeUninit<T>],
+) {
+    let stage = &mut stage[..out.len()];
+    write(stage);
+    crate::cache::stream_copy(stage, out);
 }
 
 /// A column filler from a per-slot expression, monomorphized so the loop inlines it.
