@@ -25,8 +25,10 @@ pub struct FinalizeOptions {
     pub ddof: u32,
 }
 
-/// Slots per parallel task when building the table.
-const CHUNK: usize = 1 << 14;
+/// Slots per parallel task when building the table. A task's computed states (360 KB) stay in
+/// the core's L2 while each column reads them; with 16,384 (1.4 MB) a dense `compute` took 5%
+/// longer on one thread.
+const CHUNK: usize = 1 << 12;
 
 /// Writes one column's values for a run of slots, every one of them. Called once per tile (not
 /// per slot), so the per-slot expression is inlined into a plain loop instead of costing an
@@ -132,7 +134,7 @@ impl<'a, S> Consumed<'a, S> {
 
 /// Slots whose rows are written between two releases of a consumed state (23 MB of state;
 /// a few chunks in unit tests, so that small states cross several waves).
-const WAVE: usize = if cfg!(test) { 3 * CHUNK } else { 16 * CHUNK };
+const WAVE: usize = if cfg!(test) { 3 * CHUNK } else { 1 << 18 };
 
 impl Source<'_> {
     fn len(&self) -> usize {
