@@ -259,9 +259,14 @@ pub(crate) fn fold_epoch<T: Real, S: Sink>(
             Kind::Logits => observe_logits::<T, FMA>(zt, eff, &gold, lanes),
             Kind::Probs => observe_probs::<T, FMA>(zt, eff, &gold, lanes),
         }
-        keep[..g].fill(true);
         let mut omitted = false;
-        for l in (0..g).filter(|&l| lanes.flagged[l]) {
+        // Flagged rows are rare: one branch-free (vector) test finds whether the group has any,
+        // where scanning the flags lane by lane took 2% of a dense `compute`.
+        let any_flagged = lanes.flagged[..g].iter().fold(false, |any, &f| any | f);
+        if any_flagged {
+            keep[..g].fill(true);
+        }
+        for l in (0..g).filter(|&l| any_flagged && lanes.flagged[l]) {
             let i = start + l;
             let row = &rows[i * cols..(i + 1) * cols];
             let example = first_example + i as u64;
