@@ -44,6 +44,21 @@ def test_pandas_uses_nullable_integers_only_where_needed() -> None:
     assert df["first_learned"].isna().tolist() == [True, False]
     assert df["forgetting"].dtype == np.int64
     assert df["never_learned"].tolist() == [True, False]
+    assert df["first_learned"].tolist() == [pd.NA, 0]
+
+
+def test_pandas_nullable_columns_hold_arrow_values_and_nulls() -> None:
+    rng = np.random.default_rng(3)
+    datamap = fastcarto.compute(
+        rng.normal(size=(6, 5000, 3)), rng.integers(0, 3, 5000), kind="logits"
+    )
+    df = datamap.to_pandas()
+    table = datamap.to_arrow()
+    for name in ("first_learned", "stable_from"):
+        column = table.column(name)
+        assert 0 < column.null_count < len(column)
+        expected = pd.array(column.to_pylist(), dtype="Int64")
+        pd.testing.assert_series_equal(df[name], pd.Series(expected, name=name))
 
 
 def test_getitem_and_columns(datamap: fastcarto.DataMap) -> None:
