@@ -10,7 +10,7 @@
 
 use crate::bigvec::BigVec;
 use crate::error::{Error, Result};
-use crate::state::{ExampleState, NONE, Observation};
+use crate::state::{ExampleState, NONE, Observation, later_learned, later_sums};
 use rayon::prelude::*;
 
 /// Epoch numbers a packed state holds: `0..PACKED_EPOCHS` (12 bits; all ones marks none).
@@ -128,18 +128,7 @@ impl Packed {
         }
         let correct = obs.pred == label;
         let was_correct = field(e, 3) != EPOCH_MASK;
-        let (na, nf) = (n as f64, (n + 1) as f64);
-        let [mean, m2, margin, el2n, loss, entropy] = self.sums;
-        let delta = obs.gold_prob - mean;
-        let inv = 1.0 / nf;
-        self.sums = [
-            mean + delta * inv,
-            m2 + delta * delta * (na * inv),
-            margin + obs.margin,
-            el2n + obs.el2n,
-            loss + obs.loss,
-            entropy + obs.entropy,
-        ];
+        self.sums = later_sums(n as u32, self.sums, obs);
         // No count overflows its field: each is at most the number of distinct epochs.
         self.counts = c
             + 1
@@ -147,15 +136,8 @@ impl Packed {
             + (u64::from(obs.gold_prob > 0.5) << (2 * EPOCH_BITS))
             + (u64::from(was_correct && !correct) << (3 * EPOCH_BITS));
         let epoch = u64::from(epoch);
-        let first_learned = match field(e, 2) {
-            EPOCH_MASK if correct => epoch,
-            known => known,
-        };
-        let stable_from = match (correct, was_correct) {
-            (false, _) => EPOCH_MASK,
-            (true, true) => field(e, 3),
-            (true, false) => epoch,
-        };
+        let (first_learned, stable_from) =
+            later_learned(correct, was_correct, field(e, 2), field(e, 3), epoch, EPOCH_MASK);
         self.epochs = field(e, 0)
             | epoch << EPOCH_BITS
             | first_learned << (2 * EPOCH_BITS)

@@ -148,28 +148,16 @@ impl ExampleState {
         debug_assert!(self.n > 0 && self.last_epoch < epoch);
         let correct = obs.pred == self.label;
         let was_correct = self.ends_correct();
-        let (na, nf) = (self.n as f64, (self.n + 1) as f64);
-        let delta = obs.gold_prob - self.mean;
-        let inv = 1.0 / nf;
-        self.mean += delta * inv;
-        self.m2 += delta * delta * (na * inv);
-        self.sum_margin += obs.margin;
-        self.sum_el2n += obs.el2n;
-        self.sum_loss += obs.loss;
-        self.sum_entropy += obs.entropy;
+        let sums = [self.mean, self.m2, self.sum_margin, self.sum_el2n, self.sum_loss, self.sum_entropy];
+        [self.mean, self.m2, self.sum_margin, self.sum_el2n, self.sum_loss, self.sum_entropy] =
+            later_sums(self.n, sums, obs);
         self.n += 1;
         self.n_correct += correct as u32;
         self.n_confident += (obs.gold_prob > 0.5) as u32;
         self.forgetting += (was_correct && !correct) as u32;
         self.last_epoch = epoch;
-        if correct && self.first_learned == NONE {
-            self.first_learned = epoch;
-        }
-        self.stable_from = match (correct, was_correct) {
-            (false, _) => NONE,
-            (true, true) => self.stable_from,
-            (true, false) => epoch,
-        };
+        (self.first_learned, self.stable_from) =
+            later_learned(correct, was_correct, self.first_learned, self.stable_from, epoch, NONE);
         self.final_pred = obs.pred;
     }
 
@@ -477,6 +465,45 @@ impl State {
         }
         Ok(())
     }
+}
+
+/// The float part of [`ExampleState::push_later`] on `[mean, m2, sum_margin, sum_el2n,
+/// sum_loss, sum_entropy]` after `n` observations: Welford's update and the plain sums. Shared
+/// with the packed in-place update (`slots::Packed`), which must give the same bits.
+#[inline(always)]
+pub(crate) fn later_sums(n: u32, [mean, m2, margin, el2n, loss, entropy]: [f64; 6], obs: &Observation) -> [f64; 6] {
+    let (na, nf) = (n as f64, (n + 1) as f64);
+    let delta = obs.gold_prob - mean;
+    let inv = 1.0 / nf;
+    [
+        mean + delta * inv,
+        m2 + delta * delta * (na * inv),
+        margin + obs.margin,
+        el2n + obs.el2n,
+        loss + obs.loss,
+        entropy + obs.entropy,
+    ]
+}
+
+/// `first_learned` and `stable_from` after a later epoch `epoch`, predicted `correct`ly or not
+/// (`was_correct`: the last epoch before it was); `none` marks a missing epoch (the wide and the
+/// packed states mark it differently).
+#[inline(always)]
+pub(crate) fn later_learned<E: Copy + PartialEq>(
+    correct: bool,
+    was_correct: bool,
+    first_learned: E,
+    stable_from: E,
+    epoch: E,
+    none: E,
+) -> (E, E) {
+    let first_learned = if correct && first_learned == none { epoch } else { first_learned };
+    let stable_from = match (correct, was_correct) {
+        (false, _) => none,
+        (true, true) => stable_from,
+        (true, false) => epoch,
+    };
+    (first_learned, stable_from)
 }
 
 #[cfg(test)]
