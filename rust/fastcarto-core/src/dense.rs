@@ -1,7 +1,7 @@
 //! Dense inputs: `[epochs, examples, classes]` arrays (numpy arrays, memory maps, `.npy` files).
 
 use crate::error::{Error, Result};
-use crate::kernel::{RunState, Scratch, fold_epoch};
+use crate::kernel::{RunAt, RunState, Scratch, fold_epoch};
 use crate::math::Real;
 use crate::options::{Kind, NanPolicy, Task};
 use crate::slots::{Slot, with_slots};
@@ -134,59 +134,49 @@ pub fn accumulate<T: Real>(
     }
     with_slots!(&mut state.slots, v => v.par_chunks_mut(BLOCK).enumerate().try_for_each_init(
         || (Scratch::default(), RunState::default()),
-        |(scratch, run), (b, slots)| {
-            fold_block(
-                kind,
-                nan_policy,
-                epochs,
-                cols,
-                labels,
-                b * BLOCK,
-                slots,
-                per,
-                Fold::Merge { allow },
-                scratch,
-                run,
-            )
+        |(scratch, run), (b, slots)| -> Result<()> {
+            let lo = b * BLOCK;
+            run.resize(slots.len());
+            // Each run of examples is merged while its states are in L1; on error the state is
+            // left partly updated (see above).
+            fold_block(kind, nan_policy, epochs, cols, labels, (lo, slots.len()), per, scratch, run, 0, |i, n, run| {
+                for (j, slot) in slots[i..i + n].iter_mut().enumerate() {
+                    let merged = ExampleState::merge((lo + i + j) as u64, &slot.get(), &run.example(i + j), allow);
+                    *slot = Slot::put(&merged.map_err(|e| e.slot_to_example(per))?);
+                }
+                Ok(())
+            })
         },
     ))
 }
 
-/// What [`fold_block`] does with the states it computes.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Fold {
-    /// Merges them into the slots' states (`allow` label changes, as [`ExampleState::merge`]).
-    Merge { allow: bool },
-    /// Writes them over the slots, whose contents are not read: the same states as merging
-    /// into empty ones, without the merge's checks and copies (a one-shot table's scratch).
-    Overwrite,
-}
-
-/// Folds every epoch of slots `lo..lo + slots.len()` into `slots`: one block's work, taken
-/// `SUB` examples at a time.
+/// Folds every epoch of examples `lo..lo + len` into `run[at..at + len]` (empty states first):
+/// one block's work, taken `SUB` examples at a time so that their states stay in L1 while the
+/// epochs stream past. `done(i, n, run)` is called after each such run of examples `lo + i..lo +
+/// i + n` (`run[at + i..]`) while no error has been met; on error the run is left partly folded.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn fold_block<T: Real, S: Slot>(
+pub(crate) fn fold_block<T: Real>(
     kind: Kind,
     nan_policy: NanPolicy,
     epochs: &[EpochView<'_, T>],
     cols: usize,
     labels: &[u32],
-    lo: usize,
-    slots: &mut [S],
+    (lo, len): (usize, usize),
     per: u64,
-    fold: Fold,
     scratch: &mut Scratch<T>,
     run: &mut RunState,
+    at: usize,
+    mut done: impl FnMut(usize, usize, &RunState) -> Result<()>,
 ) -> Result<()> {
     // The block's first bad value in (epoch, example) order is the one reported: the runs go
     // epoch by epoch but `SUB` examples at a time, so a later run may still hold an earlier
     // epoch's (it need only look at the epochs before the one found so far).
     let mut failed: Option<(usize, Error)> = None;
-    for (k, slots) in slots.chunks_mut(SUB).enumerate() {
-        let lo = lo + k * SUB;
-        let hi = lo + slots.len();
+    for sub in (0..len).step_by(SUB) {
+        let (lo, at) = (lo + sub, at + sub);
+        let hi = lo + SUB.min(len - sub);
         let labels = &labels[lo..hi];
-        run.reset(slots.len());
+        run.reset_range(at, labels);
         let upto = failed.as_ref().map_or(epochs.len(), |(j, _)| *j);
         let bad = epochs[..upto].iter().enumerate().find_map(|(j, ev)| {
             fold_epoch(
@@ -196,7 +186,7 @@ pub(crate) fn fold_block<T: Real, S: Slot>(
                 &ev.values[lo * cols..hi * cols],
                 cols,
                 labels,
-                run,
+                &mut RunAt { run: &mut *run, at },
                 lo as u64,
                 scratch,
             )
@@ -206,24 +196,8 @@ pub(crate) fn fold_block<T: Real, S: Slot>(
         if bad.is_some() {
             failed = bad;
         }
-        if failed.is_some() {
-            continue; // the state is left partly updated on error (see `accumulate`)
-        }
-        match fold {
-            Fold::Overwrite => {
-                for (i, slot) in slots.iter_mut().enumerate() {
-                    *slot = S::put(&run.example(i, labels[i]));
-                }
-            }
-            Fold::Merge { allow } => {
-                for (i, slot) in slots.iter_mut().enumerate() {
-                    let seen = run.example(i, labels[i]);
-                    *slot = S::put(
-                        &ExampleState::merge(lo as u64 + i as u64, &slot.get(), &seen, allow)
-                            .map_err(|e| e.slot_to_example(per))?,
-                    );
-                }
-            }
+        if failed.is_none() {
+            done(sub, hi - lo, run)?;
         }
     }
     failed.map_or(Ok(()), |(_, e)| Err(e))

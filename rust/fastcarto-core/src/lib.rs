@@ -34,6 +34,7 @@ pub mod options;
 pub mod parallel;
 pub mod read;
 pub mod result;
+pub(crate) mod run_state;
 pub mod serialize;
 pub mod slots;
 pub mod state;
@@ -162,25 +163,13 @@ pub fn compute_dense_table<T: Real>(
     let per = task.slots_per_example() as u64;
     parallel::run(threads, n_examples * numbered.len(), || {
         let (views, labels) = dense_views(array, &numbered, labels, task, n_examples)?;
-        let fill = |range: std::ops::Range<usize>, slots: &mut [ExampleState]| -> Result<()> {
-            let (mut scratch, mut run) = (kernel::Scratch::default(), kernel::RunState::default());
-            for (k, block) in slots.chunks_mut(dense::BLOCK).enumerate() {
-                let lo = range.start + k * dense::BLOCK;
-                dense::fold_block(
-                    kind,
-                    nan_policy,
-                    &views,
-                    cols,
-                    &labels,
-                    lo,
-                    block,
-                    per,
-                    dense::Fold::Overwrite,
-                    &mut scratch,
-                    &mut run,
-                )?;
-            }
-            Ok(())
+        let fill = |range: std::ops::Range<usize>, run: &mut run_state::RunState| -> Result<()> {
+            let mut scratch = kernel::Scratch::default();
+            run.resize(range.len());
+            let block = (range.start, range.len());
+            dense::fold_block(kind, nan_policy, &views, cols, &labels, block, per, &mut scratch, run, 0, |_, _, _| {
+                Ok(())
+            })
         };
         let source = result::Source::Computed { n_slots: labels.len(), fill: &fill };
         result::build_table(source, task, kind, None, opts)

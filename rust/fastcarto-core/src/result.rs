@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::options::{Compat, Kind, Task};
+use crate::run_state::{RunState, Tile};
 use crate::slots::{Packed, Slot, Slots};
 use crate::state::{ExampleState, NONE, State};
 use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch};
@@ -30,10 +31,10 @@ pub struct FinalizeOptions {
 /// longer on one thread.
 const CHUNK: usize = 1 << 12;
 
-/// Writes one column's values for a run of slots, every one of them. Called once per tile (not
-/// per slot), so the per-slot expression is inlined into a plain loop instead of costing an
-/// indirect call.
-type Column<'a, T> = Box<dyn Fn(&[ExampleState], &mut [MaybeUninit<T>]) + Sync + Send + 'a>;
+/// Writes one column's values for a tile of slots, every one of them. Called once per tile (not
+/// per slot), so the per-slot expression is inlined into a loop over the tile's arrays (which
+/// LLVM vectorizes) instead of costing an indirect call.
+type Column<'a, T> = Box<dyn Fn(&Tile<'_>, &mut [MaybeUninit<T>]) + Sync + Send + 'a>;
 
 /// One output column: ready-made, or computed from each slot.
 enum Spec<'a> {
@@ -63,9 +64,9 @@ enum Buf<F, I, B> {
 type Owned = Buf<Box<[MaybeUninit<f64>]>, Box<[MaybeUninit<i64>]>, Box<[MaybeUninit<bool>]>>;
 type Share<'b> = Buf<&'b mut [MaybeUninit<f64>], &'b mut [MaybeUninit<i64>], &'b mut [MaybeUninit<bool>]>;
 
-/// Writes the states of slots `range` (one task's share) over the buffer, whose contents
-/// (a previous share's states) it must not read.
-pub(crate) type Fill<'a> = dyn Fn(std::ops::Range<usize>, &mut [ExampleState]) -> Result<()> + Sync + 'a;
+/// Makes the run hold exactly the states of slots `range` (one task's share); its contents
+/// before (a previous share's states) must not be read.
+pub(crate) type Fill<'a> = dyn Fn(std::ops::Range<usize>, &mut RunState) -> Result<()> + Sync + 'a;
 
 /// Where the table's states come from: a whole state, or computed task by task and never
 /// stored whole (one-shot dense inputs, which then need no per-example state at all).
@@ -271,40 +272,26 @@ fn fill_chunks(
     first: usize,
     n: usize,
 ) -> Result<()> {
-    // One buffer of computed states per worker, reused by every task it runs: tasks are single
-    // chunks, so that a worker that runs out of work takes the last ones from the other (as
-    // large splits, a slower half of the input left one thread idle for 5% of a dense compute),
-    // and a fresh buffer per task would cost its page faults every time.
-    let buffers: Vec<Mutex<Vec<ExampleState>>> = match source {
-        Source::Computed { .. } | Source::ConsumedPacked(_) => {
-            (0..rayon::current_num_threads()).map(|_| Mutex::default()).collect()
-        }
-        _ => Vec::new(),
-    };
+    // One buffer of states per worker, reused by every task it runs: tasks are single chunks,
+    // so that a worker that runs out of work takes the last ones from the other (as large
+    // splits, a slower half of the input left one thread idle for 5% of a dense compute), and a
+    // fresh buffer per task would cost its page faults every time.
+    let buffers: Vec<Mutex<RunState>> = (0..rayon::current_num_threads()).map(|_| Mutex::default()).collect();
     tasks.into_par_iter().with_max_len(1).enumerate().try_for_each(|(k, mut outs)| -> Result<()> {
         let c = first + k;
         let range = c * CHUNK..((c + 1) * CHUNK).min(n);
-        let mut buf;
-        let chunk: &[ExampleState] = match source {
-            Source::Ready(slots) => &slots[range.clone()],
-            Source::Consumed(consumed) => consumed.slice(range.clone()),
-            Source::Computed { .. } | Source::ConsumedPacked(_) => {
-                let worker = rayon::current_thread_index().unwrap_or(0) % buffers.len();
-                buf = buffers[worker].lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                // Sized, not cleared: every state is written over.
-                buf.resize(range.len(), ExampleState::EMPTY);
-                match source {
-                    Source::Computed { fill, .. } => fill(range.clone(), &mut buf)?,
-                    Source::ConsumedPacked(consumed) => unpack(consumed.slice(range.clone()), &mut buf),
-                    _ => unreachable!("matched above"),
-                }
-                &buf
-            }
-        };
+        let worker = rayon::current_thread_index().unwrap_or(0) % buffers.len();
+        let mut run = buffers[worker].lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match source {
+            Source::Ready(slots) => run.set_all(slots[range.clone()].iter().copied()),
+            Source::Consumed(consumed) => run.set_all(consumed.slice(range.clone()).iter().copied()),
+            Source::ConsumedPacked(consumed) => run.set_all(consumed.slice(range.clone()).iter().map(Slot::get)),
+            Source::Computed { fill, .. } => fill(range.clone(), &mut run)?,
+        }
         let mut stage = Stage::default();
-        for lo in (0..chunk.len()).step_by(TILE) {
-            let at = lo..(lo + TILE).min(chunk.len());
-            let states = &chunk[at.clone()];
+        for lo in (0..range.len()).step_by(TILE) {
+            let at = lo..(lo + TILE).min(range.len());
+            let states = &run.tile(at.clone());
             for (out, spec) in outs.iter_mut().zip(specs) {
                 match (out, spec) {
                     (Buf::F64(o), Spec::F64(f)) => staged(&mut stage.f64[..], |s| f(states, s), &mut o[at.clone()]),
@@ -362,12 +349,12 @@ fn staged<T: Copy>(
 
 /// A column filler from a per-slot expression, monomorphized so the loop inlines it.
 fn column<'a, T>(f: impl Fn(&ExampleState) -> T + Sync + Send + 'a) -> Column<'a, T> {
-    Box::new(move |chunk: &[ExampleState], out: &mut [MaybeUninit<T>]| {
+    Box::new(move |tile: &Tile<'_>, out: &mut [MaybeUninit<T>]| {
         // Every value must be written (the buffers are not initialized otherwise).
-        assert_eq!(out.len(), chunk.len(), "a column share and its states differ in length");
-        for (o, s) in out.iter_mut().zip(chunk) {
-            o.write(f(s));
-        }
+        assert_eq!(out.len(), tile.len(), "a column share and its states differ in length");
+        tile.for_each(|i, s| {
+            out[i].write(f(&s));
+        });
     })
 }
 
@@ -397,20 +384,14 @@ fn correctness(s: &ExampleState) -> f64 {
     s.n_correct as f64 / s.n as f64
 }
 
-fn unpack(packed: &[Packed], out: &mut [ExampleState]) {
-    for (o, p) in out.iter_mut().zip(packed) {
-        *o = p.get();
-    }
-}
-
 /// Builds the metrics table. `ids` (one per example) replaces the default ids `0..n_examples`.
 pub fn finalize(state: &State, ids: Option<ArrayRef>, opts: FinalizeOptions) -> Result<RecordBatch> {
     let (task, kind) = (state.task(), state.kind());
     crate::parallel::run_default(state.stored().len(), || match state.stored() {
         Slots::Wide(slots) => build_table(Source::Ready(slots), task, kind, ids, opts),
         Slots::Packed(slots) => {
-            let fill = |range: std::ops::Range<usize>, out: &mut [ExampleState]| -> Result<()> {
-                unpack(&slots[range], out);
+            let fill = |range: std::ops::Range<usize>, run: &mut RunState| -> Result<()> {
+                run.set_all(slots[range].iter().map(Slot::get));
                 Ok(())
             };
             build_table(Source::Computed { n_slots: slots.len(), fill: &fill }, task, kind, ids, opts)

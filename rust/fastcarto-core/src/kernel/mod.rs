@@ -5,14 +5,16 @@
 //! quantities are formed so that nothing cancels: `ln s` is `ln_1p` of the sum of the non-argmax
 //! terms, `1 - p(gold)` is built from the same sum, and `-ln p(gold) = ln s + (max - z_gold)`.
 //! Each row is finished in the input's precision; every per-epoch value is accumulated in `f64`,
-//! in a structure-of-arrays [`RunState`] that is folded into the per-example states at the end.
+//! in a structure-of-arrays [`RunState`], from which the table's columns (or the per-example
+//! states) are made at the end.
 //! The observation is portable code that LLVM vectorizes; `f32` rows on CPUs with AVX-512 take
 //! the same steps written with intrinsics instead (`avx512`), with the same results.
 
 use crate::error::{Error, Result};
 use crate::math::{Real, ln_1p_from, mul_add_with};
 use crate::options::{Kind, NanPolicy};
-use crate::state::{ExampleState, NONE, Observation};
+pub(crate) use crate::run_state::RunState;
+use crate::state::{NONE, Observation};
 use multiversion::multiversion;
 
 #[cfg(target_arch = "x86_64")]
@@ -32,80 +34,6 @@ const PREFETCH_AHEAD: usize = 2;
 /// Tolerance on `|sum(p) - 1|` for probability rows: float rounding over `c` terms plus 1e-3.
 pub fn prob_sum_tolerance<T: Real>(c: usize) -> f64 {
     1e-3 + 4.0 * c as f64 * T::EPSILON.to_f64()
-}
-
-/// The state of a run of consecutive examples while epochs stream past, as structure of arrays
-/// so the per-epoch update is vector code. Folded into the per-example [`ExampleState`]s once at
-/// the end of the run, which keeps the scalar, 88-byte-stride work out of the per-row path.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct RunState {
-    mean: Vec<f64>,
-    m2: Vec<f64>,
-    sum_margin: Vec<f64>,
-    sum_el2n: Vec<f64>,
-    sum_loss: Vec<f64>,
-    sum_entropy: Vec<f64>,
-    n: Vec<u32>,
-    n_correct: Vec<u32>,
-    n_confident: Vec<u32>,
-    forgetting: Vec<u32>,
-    first_epoch: Vec<u32>,
-    first_learned: Vec<u32>,
-    stable_from: Vec<u32>,
-    last_epoch: Vec<u32>,
-    final_pred: Vec<u32>,
-}
-
-impl RunState {
-    /// Empties the run and sizes it for `len` examples.
-    pub(crate) fn reset(&mut self, len: usize) {
-        for v in [&mut self.mean, &mut self.m2, &mut self.sum_margin, &mut self.sum_el2n, &mut self.sum_loss] {
-            v.clear();
-            v.resize(len, 0.0);
-        }
-        self.sum_entropy.clear();
-        self.sum_entropy.resize(len, 0.0);
-        for v in [&mut self.n, &mut self.n_correct, &mut self.n_confident, &mut self.forgetting] {
-            v.clear();
-            v.resize(len, 0);
-        }
-        for v in [
-            &mut self.first_epoch,
-            &mut self.first_learned,
-            &mut self.stable_from,
-            &mut self.last_epoch,
-            &mut self.final_pred,
-        ] {
-            v.clear();
-            v.resize(len, NONE);
-        }
-    }
-
-    /// The run's example `i` as an [`ExampleState`] carrying `label`.
-    pub(crate) fn example(&self, i: usize, label: u32) -> ExampleState {
-        if self.n[i] == 0 {
-            // Nothing observed (every epoch omitted): keep the label the caller gave.
-            return ExampleState { label, ..ExampleState::EMPTY };
-        }
-        ExampleState {
-            mean: self.mean[i],
-            m2: self.m2[i],
-            sum_margin: self.sum_margin[i],
-            sum_el2n: self.sum_el2n[i],
-            sum_loss: self.sum_loss[i],
-            sum_entropy: self.sum_entropy[i],
-            n: self.n[i],
-            n_correct: self.n_correct[i],
-            n_confident: self.n_confident[i],
-            forgetting: self.forgetting[i],
-            first_epoch: self.first_epoch[i],
-            last_epoch: self.last_epoch[i],
-            first_learned: self.first_learned[i],
-            stable_from: self.stable_from[i],
-            final_pred: self.final_pred[i],
-            label,
-        }
-    }
 }
 
 /// Per-row results of one group, structure of arrays, in the input's precision: the rows are
@@ -199,7 +127,13 @@ pub(crate) trait Sink {
     );
 }
 
-impl Sink for RunState {
+/// Examples `at..` of a [`RunState`] as a sink: the call's row `i` is example `at + i`.
+pub(crate) struct RunAt<'a> {
+    pub(crate) run: &'a mut RunState,
+    pub(crate) at: usize,
+}
+
+impl Sink for RunAt<'_> {
     #[inline(always)]
     fn take<T: Real>(
         &mut self,
@@ -210,10 +144,11 @@ impl Sink for RunState {
         o: &Lanes<T>,
         keep: Option<&[bool; GROUP]>,
     ) {
+        let (run, start) = (&mut *self.run, self.at + start);
         match keep {
-            None if g == GROUP && has_avx512::<T>() => update_run_avx512(self, start, epoch, gold, o),
-            None => update_run::<T, true>(self, start, g, epoch, gold, o, &[true; GROUP]),
-            Some(keep) => update_run::<T, false>(self, start, g, epoch, gold, o, keep),
+            None if g == GROUP && has_avx512::<T>() => update_run_avx512(run, start, epoch, gold, o),
+            None => update_run::<T, true>(run, start, g, epoch, gold, o, &[true; GROUP]),
+            Some(keep) => update_run::<T, false>(run, start, g, epoch, gold, o, keep),
         }
     }
 }

@@ -1,0 +1,259 @@
+//! The states of consecutive examples as structure of arrays: what the kernel updates epoch by
+//! epoch, and what the table's columns are computed from.
+//!
+//! One field per array, so the kernel's per-epoch update is vector code, and each column of the
+//! table is a loop over a few contiguous arrays (which LLVM vectorizes) instead of a pass over
+//! 88-byte [`ExampleState`]s. A one-shot dense `compute` never builds the per-example states at
+//! all: the kernel folds a task's examples here and the columns are written from here.
+
+use crate::state::{ExampleState, NONE};
+use std::ops::Range;
+
+/// The states of consecutive examples, one array per field of [`ExampleState`].
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RunState {
+    pub(crate) mean: Vec<f64>,
+    pub(crate) m2: Vec<f64>,
+    pub(crate) sum_margin: Vec<f64>,
+    pub(crate) sum_el2n: Vec<f64>,
+    pub(crate) sum_loss: Vec<f64>,
+    pub(crate) sum_entropy: Vec<f64>,
+    pub(crate) n: Vec<u32>,
+    pub(crate) n_correct: Vec<u32>,
+    pub(crate) n_confident: Vec<u32>,
+    pub(crate) forgetting: Vec<u32>,
+    pub(crate) first_epoch: Vec<u32>,
+    pub(crate) first_learned: Vec<u32>,
+    pub(crate) stable_from: Vec<u32>,
+    pub(crate) last_epoch: Vec<u32>,
+    pub(crate) final_pred: Vec<u32>,
+    pub(crate) label: Vec<u32>,
+}
+
+impl RunState {
+    /// Holds `len` examples; their states are unspecified until written or reset.
+    pub(crate) fn resize(&mut self, len: usize) {
+        for v in [
+            &mut self.mean,
+            &mut self.m2,
+            &mut self.sum_margin,
+            &mut self.sum_el2n,
+            &mut self.sum_loss,
+            &mut self.sum_entropy,
+        ] {
+            v.resize(len, 0.0);
+        }
+        for v in [
+            &mut self.n,
+            &mut self.n_correct,
+            &mut self.n_confident,
+            &mut self.forgetting,
+            &mut self.first_epoch,
+            &mut self.first_learned,
+            &mut self.stable_from,
+            &mut self.last_epoch,
+            &mut self.final_pred,
+            &mut self.label,
+        ] {
+            v.resize(len, NONE);
+        }
+    }
+
+    /// `len` empty states (label none).
+    #[cfg(test)]
+    pub(crate) fn reset(&mut self, len: usize) {
+        self.resize(len);
+        self.reset_range(0, &vec![NONE; len]);
+    }
+
+    /// Examples `at..at + labels.len()` become empty states with those labels.
+    pub(crate) fn reset_range(&mut self, at: usize, labels: &[u32]) {
+        let r = at..at + labels.len();
+        let e = ExampleState::EMPTY;
+        for (v, x) in [
+            (&mut self.mean, e.mean),
+            (&mut self.m2, e.m2),
+            (&mut self.sum_margin, e.sum_margin),
+            (&mut self.sum_el2n, e.sum_el2n),
+            (&mut self.sum_loss, e.sum_loss),
+            (&mut self.sum_entropy, e.sum_entropy),
+        ] {
+            v[r.clone()].fill(x);
+        }
+        for (v, x) in [
+            (&mut self.n, e.n),
+            (&mut self.n_correct, e.n_correct),
+            (&mut self.n_confident, e.n_confident),
+            (&mut self.forgetting, e.forgetting),
+            (&mut self.first_epoch, e.first_epoch),
+            (&mut self.first_learned, e.first_learned),
+            (&mut self.stable_from, e.stable_from),
+            (&mut self.last_epoch, e.last_epoch),
+            (&mut self.final_pred, e.final_pred),
+        ] {
+            v[r.clone()].fill(x);
+        }
+        self.label[r].copy_from_slice(labels);
+    }
+
+    /// Overwrites example `i` with `s`.
+    #[inline(always)]
+    pub(crate) fn set(&mut self, i: usize, s: &ExampleState) {
+        self.mean[i] = s.mean;
+        self.m2[i] = s.m2;
+        self.sum_margin[i] = s.sum_margin;
+        self.sum_el2n[i] = s.sum_el2n;
+        self.sum_loss[i] = s.sum_loss;
+        self.sum_entropy[i] = s.sum_entropy;
+        self.n[i] = s.n;
+        self.n_correct[i] = s.n_correct;
+        self.n_confident[i] = s.n_confident;
+        self.forgetting[i] = s.forgetting;
+        self.first_epoch[i] = s.first_epoch;
+        self.first_learned[i] = s.first_learned;
+        self.stable_from[i] = s.stable_from;
+        self.last_epoch[i] = s.last_epoch;
+        self.final_pred[i] = s.final_pred;
+        self.label[i] = s.label;
+    }
+
+    /// Holds exactly `states`, in order.
+    pub(crate) fn set_all(&mut self, states: impl ExactSizeIterator<Item = ExampleState>) {
+        self.resize(states.len());
+        for (i, s) in states.enumerate() {
+            self.set(i, &s);
+        }
+    }
+
+    /// Example `i`'s state.
+    #[inline(always)]
+    pub(crate) fn example(&self, i: usize) -> ExampleState {
+        self.tile(0..self.n.len()).get(i)
+    }
+
+    /// Examples `range`, read-only.
+    #[inline(always)]
+    pub(crate) fn tile(&self, range: Range<usize>) -> Tile<'_> {
+        Tile {
+            mean: &self.mean[range.clone()],
+            m2: &self.m2[range.clone()],
+            sum_margin: &self.sum_margin[range.clone()],
+            sum_el2n: &self.sum_el2n[range.clone()],
+            sum_loss: &self.sum_loss[range.clone()],
+            sum_entropy: &self.sum_entropy[range.clone()],
+            n: &self.n[range.clone()],
+            n_correct: &self.n_correct[range.clone()],
+            n_confident: &self.n_confident[range.clone()],
+            forgetting: &self.forgetting[range.clone()],
+            first_epoch: &self.first_epoch[range.clone()],
+            first_learned: &self.first_learned[range.clone()],
+            stable_from: &self.stable_from[range.clone()],
+            last_epoch: &self.last_epoch[range.clone()],
+            final_pred: &self.final_pred[range.clone()],
+            label: &self.label[range],
+        }
+    }
+}
+
+/// Consecutive examples of a [`RunState`], read-only; every array has the same length.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tile<'a> {
+    mean: &'a [f64],
+    m2: &'a [f64],
+    sum_margin: &'a [f64],
+    sum_el2n: &'a [f64],
+    sum_loss: &'a [f64],
+    sum_entropy: &'a [f64],
+    n: &'a [u32],
+    n_correct: &'a [u32],
+    n_confident: &'a [u32],
+    forgetting: &'a [u32],
+    first_epoch: &'a [u32],
+    first_learned: &'a [u32],
+    stable_from: &'a [u32],
+    last_epoch: &'a [u32],
+    final_pred: &'a [u32],
+    label: &'a [u32],
+}
+
+impl Tile<'_> {
+    pub(crate) fn len(&self) -> usize {
+        self.n.len()
+    }
+
+    /// Calls `f(i, state of example i)` for every example in order. Each array is cut to the
+    /// same length first, so the indexing needs no bounds checks and a loop whose `f` reads a
+    /// few fields loads only those and vectorizes.
+    #[inline(always)]
+    pub(crate) fn for_each(&self, mut f: impl FnMut(usize, ExampleState)) {
+        let len = self.len();
+        let t = Tile {
+            mean: &self.mean[..len],
+            m2: &self.m2[..len],
+            sum_margin: &self.sum_margin[..len],
+            sum_el2n: &self.sum_el2n[..len],
+            sum_loss: &self.sum_loss[..len],
+            sum_entropy: &self.sum_entropy[..len],
+            n: &self.n[..len],
+            n_correct: &self.n_correct[..len],
+            n_confident: &self.n_confident[..len],
+            forgetting: &self.forgetting[..len],
+            first_epoch: &self.first_epoch[..len],
+            first_learned: &self.first_learned[..len],
+            stable_from: &self.stable_from[..len],
+            last_epoch: &self.last_epoch[..len],
+            final_pred: &self.final_pred[..len],
+            label: &self.label[..len],
+        };
+        for i in 0..len {
+            f(i, t.get(i));
+        }
+    }
+
+    /// Example `i`'s state.
+    #[inline(always)]
+    pub(crate) fn get(&self, i: usize) -> ExampleState {
+        ExampleState {
+            mean: self.mean[i],
+            m2: self.m2[i],
+            sum_margin: self.sum_margin[i],
+            sum_el2n: self.sum_el2n[i],
+            sum_loss: self.sum_loss[i],
+            sum_entropy: self.sum_entropy[i],
+            n: self.n[i],
+            n_correct: self.n_correct[i],
+            n_confident: self.n_confident[i],
+            forgetting: self.forgetting[i],
+            first_epoch: self.first_epoch[i],
+            last_epoch: self.last_epoch[i],
+            first_learned: self.first_learned[i],
+            stable_from: self.stable_from[i],
+            final_pred: self.final_pred[i],
+            label: self.label[i],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_round_trip_and_reset_to_empty() {
+        let mut s = ExampleState::EMPTY;
+        (s.mean, s.m2, s.sum_margin, s.sum_el2n, s.sum_loss, s.sum_entropy) = (0.5, 0.25, -1.0, 2.0, 3.0, 4.0);
+        (s.n, s.n_correct, s.n_confident, s.forgetting) = (5, 4, 3, 1);
+        (s.first_epoch, s.last_epoch, s.first_learned, s.stable_from, s.final_pred, s.label) = (0, 9, 2, 6, 1, 1);
+        let mut run = RunState::default();
+        run.set_all([ExampleState::EMPTY, s, s].into_iter());
+        assert_eq!(run.example(1), s);
+        let mut seen = Vec::new();
+        run.tile(1..3).for_each(|i, state| seen.push((i, state)));
+        assert_eq!(seen, vec![(0, s), (1, s)]);
+        run.reset_range(1, &[7]);
+        assert_eq!(run.example(1), ExampleState { label: 7, ..ExampleState::EMPTY });
+        assert_eq!(run.example(2), s);
+        run.reset(2);
+        assert_eq!(run.example(1), ExampleState::EMPTY);
+    }
+}
