@@ -30,7 +30,7 @@ pub trait Real:
     /// Machine epsilon; probability inputs clip the gold probability to it before `ln` (as
     /// scikit-learn's `log_loss` does) so one exact zero does not make the mean loss infinite.
     const EPSILON: Self;
-    /// Smallest positive normal number; `ln_fast` is only defined from here up.
+    /// Smallest positive normal number; `ln_fast` is accurate from here up.
     const MIN_POSITIVE: Self;
     /// Name used in error messages (`"float32"` / `"float64"`).
     const DTYPE: &'static str;
@@ -63,6 +63,8 @@ pub trait Real:
         if x > hi { hi } else { x }
     }
     /// Natural log of a positive normal number, accurate to a few ulp (`FMA` as for `exp_with`).
+    /// Finite at 0 and at subnormals (meaningless there, but `0 * ln 0` is 0, which the
+    /// entropy relies on).
     fn ln_with<const FMA: bool>(self) -> Self;
     fn mul_add_(self, b: Self, c: Self) -> Self;
     #[inline(always)]
@@ -151,29 +153,99 @@ impl Real for f32 {
 
     #[inline(always)]
     fn ln_with<const FMA: bool>(self) -> Self {
-        use cephes_f32::*;
+        use ln_f32::*;
         let fma = |a: f32, b: f32, c: f32| if FMA { a.mul_add_(b, c) } else { a * b + c };
-        let bits = self.to_bits();
-        let mut e = ((bits >> 23) as i32 - 126) as f32;
-        // Mantissa scaled into [0.5, 1).
-        let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f00_0000);
-        let small = m < std::f32::consts::FRAC_1_SQRT_2;
-        e = if small { e - 1.0 } else { e };
-        let x = if small { m + m - 1.0 } else { m - 1.0 };
-        let z = x * x;
-        let mut p = LN_POLY[0];
-        for c in &LN_POLY[1..] {
-            p = fma(p, x, *c);
-        }
-        let mut y = p * x * z;
-        y += e * LN2_LO;
-        y += -0.5 * z;
-        x + y + e * LN2_HI
+        let ix = self.to_bits() as i32;
+        // x = 2^k z with z in [OFF, 2 OFF); z's leading mantissa bits pick its table entry c.
+        let tmp = ix.wrapping_sub(OFF);
+        let i = ((tmp >> 19) & 15) as usize;
+        let k = (tmp >> 23) as f32;
+        let z = f32::from_bits(ix.wrapping_sub(tmp & EXPONENT_MASK) as u32);
+        // ln z = ln c + ln(1 + r), r = z / c - 1 (|r| < 0.031), formed without rounding error
+        // to speak of: one fused rounding, or an exact difference times a near-exact 1 / c.
+        let r = if FMA { z.mul_add_(INV_C[i], -1.0) } else { (z - C[i]) * INV_C[i] };
+        let q = fma(fma(fma(POLY[0], r, POLY[1]), r, POLY[2]), r, POLY[3]);
+        let y = fma(r * r, q, r);
+        // k ln 2 + ln c: one rounding when fused, else through ln 2's exact-product split.
+        let y0 =
+            if FMA { k.mul_add_(LN2, LN_C[i]) } else { k * cephes_f32::LN2_HI + (k * cephes_f32::LN2_LO + LN_C[i]) };
+        y0 + y
     }
 }
 
-/// The constants of the `f32` `exp` and `ln` (Cephes `expf`, `logf`), shared with the
-/// AVX-512 kernel, which repeats those functions' operations with intrinsics.
+/// The constants of the `f32` `ln` (a 16-entry table, as in ARM's optimized-routines `logf`,
+/// with the polynomial in `f32`), shared with the AVX-512 kernel, which repeats its operations
+/// with intrinsics. Each `C[i]` was searched near its interval's middle so that `1 / C[i]` and
+/// `ln C[i]` both round to `f32` within 0.007 ulp (`INV_C`, `LN_C`), which keeps the table's
+/// own rounding out of the result; the interval around 1 has `C = 1`, so `ln` is exact at 1 and
+/// accurate (`r = z - 1`) for the probabilities near 1 that a confident model gives.
+pub(crate) mod ln_f32 {
+    /// The bits of 0.69921875: `z` lies in `[OFF, 2 OFF)`, an interval around 1.
+    pub(crate) const OFF: i32 = 0x3f33_0000;
+    /// The sign and exponent bits.
+    pub(crate) const EXPONENT_MASK: i32 = 0xff80_0000_u32 as i32;
+    pub(crate) const LN2: f32 = std::f32::consts::LN_2;
+    pub(crate) const C: [f32; 16] = [
+        0.715_952_5,
+        0.746_572_5,
+        0.777_840_3,
+        0.808_824_3,
+        0.840_769_77,
+        0.870_453_83,
+        0.903_320_2,
+        0.934_557_74,
+        0.965_683_76,
+        1.0,
+        1.055_045,
+        1.114_961_5,
+        1.177_664_5,
+        1.239_899_3,
+        1.302_714_1,
+        1.364_808_2,
+    ];
+    pub(crate) const INV_C: [f32; 16] = [
+        1.396_740_7,
+        1.339_454_7,
+        1.285_610_9,
+        1.236_362_5,
+        1.189_386_2,
+        1.148_826,
+        1.107_027_2,
+        1.070_024_8,
+        1.035_535_7,
+        1.0,
+        0.947_826_86,
+        0.896_891_95,
+        0.849_138_26,
+        0.806_517_1,
+        0.767_628_13,
+        0.732_703_7,
+    ];
+    pub(crate) const LN_C: [f32; 16] = [
+        -0.334_141_43,
+        -0.292_262_55,
+        -0.251_234_03,
+        -0.212_173_57,
+        -0.173_437_42,
+        -0.138_740_55,
+        -0.101_678_2,
+        -0.067_681_87,
+        -0.034_918_87,
+        0.0,
+        0.053_583_428,
+        0.108_819_88,
+        0.163_533_26,
+        0.215_030_15,
+        0.264_449_86,
+        0.311_013_9,
+    ];
+    /// `(ln(1 + r) - r) / r^2` to degree 3 (Taylor), highest degree first: truncation below
+    /// 5e-9 of the result for |r| < 0.031.
+    pub(crate) const POLY: [f32; 4] = [0.2, -0.25, 1.0 / 3.0, -0.5];
+}
+
+/// The constants of the `f32` `exp` (Cephes `expf`), shared with the AVX-512 kernel, which
+/// repeats its operations with intrinsics.
 pub(crate) mod cephes_f32 {
     /// 1.5 * 2^23: adding it rounds to the nearest integer and leaves that integer in the low
     /// mantissa bits, which avoids a float->int conversion that does not vectorize.
@@ -184,18 +256,6 @@ pub(crate) mod cephes_f32 {
     /// `expf`'s minimax polynomial on |r| <= ln2/2, highest degree first.
     pub(crate) const EXP_POLY: [f32; 6] =
         [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1];
-    /// `logf`'s polynomial, highest degree first.
-    pub(crate) const LN_POLY: [f32; 9] = [
-        7.037_683_6e-2,
-        -1.151_461e-1,
-        1.167_699_9e-1,
-        -1.242_014_1e-1,
-        1.424_932_3e-1,
-        -1.666_805_8e-1,
-        2.000_071_4e-1,
-        -2.499_999_4e-1,
-        3.333_333_1e-1,
-    ];
 }
 
 impl Real for f64 {
@@ -388,6 +448,23 @@ mod tests {
         }
         assert!(worst <= 2, "worst error {worst} ulp");
         assert_eq!(1.0f32.ln_fast(), 0.0);
+        for x in [0.0f32, 1e-45, 1e-40] {
+            assert!(x.ln_fast().is_finite() && x.ln_with::<true>().is_finite(), "ln {x}");
+        }
+    }
+
+    /// Every `f32` in [1/4, 4), where the table's intervals and their edges repeat with each
+    /// exponent: probabilities, and the softmax sums of the logits kernel.
+    #[test]
+    fn ln_f32_is_within_one_ulp_around_one() {
+        let mut worst = (0, 0);
+        for bits in 0.25f32.to_bits()..4.0f32.to_bits() {
+            let x = f32::from_bits(bits);
+            let want = (x as f64).ln() as f32;
+            worst.0 = worst.0.max(ulps32(x.ln_with::<true>(), want));
+            worst.1 = worst.1.max(ulps32(x.ln_fast(), want));
+        }
+        assert!(worst.0 <= 1 && worst.1 <= 1, "worst errors (fused, unfused) {worst:?} ulp");
     }
 
     #[test]
@@ -403,6 +480,9 @@ mod tests {
         }
         assert!(worst < 3e-16, "worst relative error {worst}");
         assert_eq!(1.0f64.ln_fast(), 0.0);
+        for x in [0.0f64, 5e-324, 1e-310] {
+            assert!(x.ln_fast().is_finite() && x.ln_with::<true>().is_finite(), "ln {x}");
+        }
     }
 
     #[test]

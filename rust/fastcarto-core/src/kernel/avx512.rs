@@ -120,8 +120,7 @@ pub(super) unsafe fn observe_probs(zt: &[f32], cols: usize, gold: &[u32; GROUP],
             // these sums (never `-0`) unchanged.
             lowest = _mm512_min_ps(v, lowest);
             sq_other = _mm512_mask3_fmadd_ps(v, v, sq_other, !is_gold);
-            let normal = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(v, ps(f32::MIN_POSITIVE));
-            entropy = _mm512_mask_sub_ps(entropy, normal, entropy, _mm512_mul_ps(v, ln(v)));
+            entropy = _mm512_fnmadd_ps(v, ln(v), entropy);
         }
         let FirstPass { sum, gold: gp, max_other, max, arg, .. } = first;
         let one_minus_g = _mm512_sub_ps(one, gp);
@@ -321,29 +320,28 @@ fn exp(x: __m512) -> __m512 {
     _mm512_maskz_mov_ps(!_mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, lo), exp_in_range(c))
 }
 
-/// `f32::ln_with::<true>` on 16 lanes of positive normal numbers.
+/// `f32::ln_with::<true>` on 16 lanes of positive normal numbers (same operations, same order;
+/// the 16-entry tables are one register each, indexed by `vpermps`).
 #[inline]
 #[target_feature(enable = "avx512f,fma")]
 fn ln(v: __m512) -> __m512 {
+    use crate::math::ln_f32::*;
     let ps = _mm512_set1_ps;
-    let bits = _mm512_castps_si512(v);
-    let e = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32::<23>(bits), _mm512_set1_epi32(126)));
-    let m = _mm512_castsi512_ps(_mm512_or_si512(
-        _mm512_and_si512(bits, _mm512_set1_epi32(0x007f_ffff)),
-        _mm512_set1_epi32(0x3f00_0000),
-    ));
-    let small = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(m, ps(std::f32::consts::FRAC_1_SQRT_2));
-    let e = _mm512_mask_blend_ps(small, e, _mm512_sub_ps(e, ps(1.0)));
-    let x = _mm512_mask_blend_ps(small, _mm512_sub_ps(m, ps(1.0)), _mm512_sub_ps(_mm512_add_ps(m, m), ps(1.0)));
-    let z = _mm512_mul_ps(x, x);
-    let mut p = ps(LN_POLY[0]);
-    for c in &LN_POLY[1..] {
-        p = _mm512_fmadd_ps(p, x, ps(*c));
+    let ix = _mm512_castps_si512(v);
+    let tmp = _mm512_sub_epi32(ix, _mm512_set1_epi32(OFF));
+    // `vpermps` reads the low 4 bits of each index: `(tmp >> 19) & 15`.
+    let i = _mm512_srli_epi32::<19>(tmp);
+    let k = _mm512_cvtepi32_ps(_mm512_srai_epi32::<23>(tmp));
+    let z = _mm512_castsi512_ps(_mm512_sub_epi32(ix, _mm512_and_si512(tmp, _mm512_set1_epi32(EXPONENT_MASK))));
+    // SAFETY: the tables hold 16 values each.
+    let (inv_c, ln_c) = unsafe { (_mm512_loadu_ps(INV_C.as_ptr()), _mm512_loadu_ps(LN_C.as_ptr())) };
+    let r = _mm512_fmsub_ps(z, _mm512_permutexvar_ps(i, inv_c), ps(1.0));
+    let mut q = ps(POLY[0]);
+    for c in &POLY[1..] {
+        q = _mm512_fmadd_ps(q, r, ps(*c));
     }
-    let mut y = _mm512_mul_ps(_mm512_mul_ps(p, x), z);
-    y = _mm512_add_ps(y, _mm512_mul_ps(e, ps(LN2_LO)));
-    y = _mm512_add_ps(y, _mm512_mul_ps(ps(-0.5), z));
-    _mm512_add_ps(_mm512_add_ps(x, y), _mm512_mul_ps(e, ps(LN2_HI)))
+    let y = _mm512_fmadd_ps(_mm512_mul_ps(r, r), q, r);
+    _mm512_add_ps(_mm512_fmadd_ps(k, ps(LN2), _mm512_permutexvar_ps(i, ln_c)), y)
 }
 
 #[cfg(test)]

@@ -476,9 +476,9 @@ fn observe_probs<T: Real, const FMA: bool>(zt: &[T], cols: usize, gold: &[u32; G
             // The other classes' squares, summed without cancellation.
             let v_other = if is_gold { T::ZERO } else { v };
             sq_other[l] = mul_add_with::<T, FMA>(v_other, v_other, sq_other[l]);
-            // 0 ln 0 = 0; subnormal p contribute less than 1e-36 and are outside ln_fast's domain.
-            let plogp = if v >= T::MIN_POSITIVE { v * v.ln_with::<FMA>() } else { T::ZERO };
-            entropy[l] = entropy[l] - plogp;
+            // Outside its domain (0, subnormals) `ln` is finite, so 0 ln 0 = 0 and a subnormal p
+            // adds less than 1e-36; negative and non-finite values flag the row.
+            entropy[l] = mul_add_with::<T, FMA>(-v, v.ln_with::<FMA>(), entropy[l]);
         }
     }
     let FirstPass { sum, gold: gp, max_other, max, arg, .. } = first;
