@@ -173,7 +173,10 @@ pub(crate) fn fold_epoch<T: Real, S: Sink>(
     // One-column binary outputs are read as the two-column equivalent.
     let eff = cols.max(2);
     let Scratch { rows: zt, lanes } = scratch;
-    zt.resize(eff * GROUP, T::ZERO);
+    // The transposed rows start on a cache line: they are stored and loaded a line at a time.
+    let pad = 64 / std::mem::size_of::<T>();
+    zt.resize(eff * GROUP + pad, T::ZERO);
+    let at = zt.as_ptr().align_offset(64).min(pad);
     let lanes = lanes.get_or_insert_with(Lanes::new);
     let mut keep = [true; GROUP];
     let avx512 = has_avx512::<T>();
@@ -186,13 +189,13 @@ pub(crate) fn fold_epoch<T: Real, S: Sink>(
         gold[..g].copy_from_slice(labels);
         let ahead = (start + PREFETCH_AHEAD * GROUP).min(n);
         crate::cache::prefetch(&rows[ahead * cols..(ahead + GROUP).min(n) * cols]);
-        transpose(kind, &rows[start * cols..(start + g) * cols], cols, g, zt);
+        transpose(kind, &rows[start * cols..(start + g) * cols], cols, g, &mut zt[at..]);
         // Fused multiply-adds in the exp/ln polynomials where this clone may use them.
         const FMA: bool = multiversion::target::target_cfg_f!(target_feature = "fma");
         match kind {
-            _ if avx512 => observe_avx512(kind, zt, eff, &gold, lanes),
-            Kind::Logits => observe_logits::<T, FMA>(zt, eff, &gold, lanes),
-            Kind::Probs => observe_probs::<T, FMA>(zt, eff, &gold, lanes),
+            _ if avx512 => observe_avx512(kind, zt, at, eff, &gold, lanes),
+            Kind::Logits => observe_logits::<T, FMA>(&zt[at..], eff, &gold, lanes),
+            Kind::Probs => observe_probs::<T, FMA>(&zt[at..], eff, &gold, lanes),
         }
         let mut omitted = false;
         // Flagged rows are rare: one branch-free (vector) test finds whether the group has any,
@@ -235,16 +238,17 @@ fn has_avx512<T: Real>() -> bool {
     false
 }
 
-/// `observe_logits` / `observe_probs` of `f32` rows with AVX-512 intrinsics (bit for bit the
-/// same results); only where [`has_avx512`] holds.
+/// `observe_logits` / `observe_probs` of the `f32` rows `zt[at..]` with AVX-512 intrinsics
+/// (bit for bit the same results); only where [`has_avx512`] holds.
 #[inline(always)]
-fn observe_avx512<T: Real>(kind: Kind, zt: &Vec<T>, cols: usize, gold: &[u32; GROUP], out: &mut Lanes<T>) {
+fn observe_avx512<T: Real>(kind: Kind, zt: &Vec<T>, at: usize, cols: usize, gold: &[u32; GROUP], out: &mut Lanes<T>) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::any::Any;
         let zt = (zt as &dyn Any).downcast_ref::<Vec<f32>>();
         let out = (out as &mut dyn Any).downcast_mut::<Lanes<f32>>();
         if let (Some(zt), Some(out)) = (zt, out) {
+            let zt = &zt[at..];
             assert!(zt.len() >= cols * GROUP);
             // SAFETY: the CPU's features were checked (`has_avx512`), the length above.
             match kind {
@@ -254,7 +258,7 @@ fn observe_avx512<T: Real>(kind: Kind, zt: &Vec<T>, cols: usize, gold: &[u32; GR
             return;
         }
     }
-    let _ = (kind, zt, cols, gold, out);
+    let _ = (kind, zt, at, cols, gold, out);
     unreachable!("only called for f32 rows on CPUs with AVX-512")
 }
 
