@@ -2,7 +2,8 @@
 //! pages: [`crate::bigvec`].)
 //!
 //! Memory no longer needed (a consumed state, a memory-mapped file already read) goes back to
-//! the system page by page ([`dont_need`]).
+//! the system page by page ([`dont_need`]); large fresh buffers ask for huge pages
+//! ([`advise_huge`]).
 
 /// Returns memory freed by this process to the system. glibc's allocator keeps freed blocks of a
 /// few MiB (the keyed state's chunks) in its heap for reuse, after raising its mmap threshold,
@@ -42,4 +43,24 @@ pub(crate) unsafe fn dont_need(start: usize, end: usize) {
             unsafe { libc::madvise(at as *mut libc::c_void, PIECE.min(end - at), libc::MADV_DONTNEED) };
         });
     }
+}
+
+/// Asks for transparent huge pages over the whole 2 MiB pages inside `values` (a hint, honoured
+/// in the `madvise` and `always` modes), before they are first written. A fresh 128 MB table
+/// otherwise takes 32,000 page faults, whose kernel time (70–130 ms measured) exceeded the
+/// whole computation of its 1M examples.
+pub(crate) fn advise_huge<T>(values: &mut [T]) {
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let at = values.as_mut_ptr() as usize;
+        let (start, end) = (at.next_multiple_of(HUGE), (at + std::mem::size_of_val(values)) / HUGE * HUGE);
+        if end > start {
+            // SAFETY: whole pages inside `values`, which this borrow owns; the advice changes no
+            // contents.
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = values;
 }

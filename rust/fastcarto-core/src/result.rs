@@ -193,10 +193,10 @@ impl<'a> Builder<'a> {
             .iter()
             .map(|spec| match spec {
                 Spec::Ready(_) => Buf::None,
-                Spec::F64(_) => Buf::F64(Box::new_uninit_slice(n)),
-                Spec::I64(_) | Spec::Rows(_) => Buf::I64(Box::new_uninit_slice(n)),
-                Spec::Optional(..) => Buf::Optional(Box::new_uninit_slice(n), Box::new_uninit_slice(n)),
-                Spec::Bool(_) => Buf::Bool(Box::new_uninit_slice(n)),
+                Spec::F64(_) => Buf::F64(fresh(n)),
+                Spec::I64(_) | Spec::Rows(_) => Buf::I64(fresh(n)),
+                Spec::Optional(..) => Buf::Optional(fresh(n), fresh(n)),
+                Spec::Bool(_) => Buf::Bool(fresh(n)),
             })
             .collect();
         let n_chunks = n.div_ceil(CHUNK);
@@ -356,6 +356,13 @@ fn column<'a, T>(f: impl Fn(&ExampleState) -> T + Sync + Send + 'a) -> Column<'a
             out[i].write(f(&s));
         });
     })
+}
+
+/// A column's buffer of `n` values, not yet written, on huge pages where the system allows.
+fn fresh<T>(n: usize) -> Box<[MaybeUninit<T>]> {
+    let mut v = Box::new_uninit_slice(n);
+    crate::alloc::advise_huge(&mut v);
+    v
 }
 
 /// Packs bools into a bitmap, 64 to a word, in parallel (`From<Vec<bool>>` goes bit by bit, and
