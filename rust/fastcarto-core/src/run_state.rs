@@ -31,32 +31,40 @@ pub(crate) struct RunState {
 }
 
 impl RunState {
+    /// Every array but the labels', with the value an empty state ([`ExampleState::EMPTY`])
+    /// holds there: the one list of fields that sizing and resetting share.
+    #[allow(clippy::type_complexity)]
+    fn arrays_mut(&mut self) -> ([(&mut Vec<f64>, f64); 6], [(&mut Vec<u32>, u32); 9]) {
+        let e = ExampleState::EMPTY;
+        (
+            [
+                (&mut self.mean, e.mean),
+                (&mut self.m2, e.m2),
+                (&mut self.sum_margin, e.sum_margin),
+                (&mut self.sum_el2n, e.sum_el2n),
+                (&mut self.sum_loss, e.sum_loss),
+                (&mut self.sum_entropy, e.sum_entropy),
+            ],
+            [
+                (&mut self.n, e.n),
+                (&mut self.n_correct, e.n_correct),
+                (&mut self.n_confident, e.n_confident),
+                (&mut self.forgetting, e.forgetting),
+                (&mut self.first_epoch, e.first_epoch),
+                (&mut self.first_learned, e.first_learned),
+                (&mut self.stable_from, e.stable_from),
+                (&mut self.last_epoch, e.last_epoch),
+                (&mut self.final_pred, e.final_pred),
+            ],
+        )
+    }
+
     /// Holds `len` examples; their states are unspecified until written or reset.
     pub(crate) fn resize(&mut self, len: usize) {
-        for v in [
-            &mut self.mean,
-            &mut self.m2,
-            &mut self.sum_margin,
-            &mut self.sum_el2n,
-            &mut self.sum_loss,
-            &mut self.sum_entropy,
-        ] {
-            v.resize(len, 0.0);
-        }
-        for v in [
-            &mut self.n,
-            &mut self.n_correct,
-            &mut self.n_confident,
-            &mut self.forgetting,
-            &mut self.first_epoch,
-            &mut self.first_learned,
-            &mut self.stable_from,
-            &mut self.last_epoch,
-            &mut self.final_pred,
-            &mut self.label,
-        ] {
-            v.resize(len, NONE);
-        }
+        let (f64s, u32s) = self.arrays_mut();
+        f64s.into_iter().for_each(|(v, x)| v.resize(len, x));
+        u32s.into_iter().for_each(|(v, x)| v.resize(len, x));
+        self.label.resize(len, NONE);
     }
 
     /// `len` empty states (label none).
@@ -69,30 +77,9 @@ impl RunState {
     /// Examples `at..at + labels.len()` become empty states with those labels.
     pub(crate) fn reset_range(&mut self, at: usize, labels: &[u32]) {
         let r = at..at + labels.len();
-        let e = ExampleState::EMPTY;
-        for (v, x) in [
-            (&mut self.mean, e.mean),
-            (&mut self.m2, e.m2),
-            (&mut self.sum_margin, e.sum_margin),
-            (&mut self.sum_el2n, e.sum_el2n),
-            (&mut self.sum_loss, e.sum_loss),
-            (&mut self.sum_entropy, e.sum_entropy),
-        ] {
-            v[r.clone()].fill(x);
-        }
-        for (v, x) in [
-            (&mut self.n, e.n),
-            (&mut self.n_correct, e.n_correct),
-            (&mut self.n_confident, e.n_confident),
-            (&mut self.forgetting, e.forgetting),
-            (&mut self.first_epoch, e.first_epoch),
-            (&mut self.first_learned, e.first_learned),
-            (&mut self.stable_from, e.stable_from),
-            (&mut self.last_epoch, e.last_epoch),
-            (&mut self.final_pred, e.final_pred),
-        ] {
-            v[r.clone()].fill(x);
-        }
+        let (f64s, u32s) = self.arrays_mut();
+        f64s.into_iter().for_each(|(v, x)| v[r.clone()].fill(x));
+        u32s.into_iter().for_each(|(v, x)| v[r.clone()].fill(x));
         self.label[r].copy_from_slice(labels);
     }
 
