@@ -1,6 +1,6 @@
 //! Working around the caches where they get in the way: software prefetch, for the two places
-//! whose memory accesses the hardware prefetcher cannot foresee (the kernel's rows a few groups
-//! ahead within one call and the keyed scatter's random accesses to example states), and
+//! whose memory accesses the hardware prefetcher cannot foresee (the dense kernel's jumps from
+//! one epoch's rows to the next's and the keyed scatter's random accesses to example states), and
 //! streaming stores for output written once and not read back soon (the metrics table).
 
 use std::mem::MaybeUninit;
@@ -18,6 +18,25 @@ pub(crate) fn prefetch<T>(values: &[T]) {
         for line in (start / LINE * LINE..end).step_by(LINE) {
             // SAFETY: prefetching never faults, whatever the address.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(line as *const i8) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = values;
+}
+
+/// [`prefetch`] into the second-level cache (`prefetcht1`), for lines needed a few thousand
+/// cycles from now, which the first level would not keep.
+#[inline(always)]
+pub(crate) fn prefetch_l2<T>(values: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
+        const LINE: usize = 64;
+        let start = values.as_ptr() as usize;
+        let end = start + std::mem::size_of_val(values);
+        for line in (start / LINE * LINE..end).step_by(LINE) {
+            // SAFETY: prefetching never faults, whatever the address.
+            unsafe { _mm_prefetch::<_MM_HINT_T1>(line as *const i8) };
         }
     }
     #[cfg(not(target_arch = "x86_64"))]

@@ -514,7 +514,7 @@ impl KeyedState {
                     part.sort(&slots[lo..hi], n_buckets);
                     let mut sink = Routing { part, slots: &slots[lo..hi], first: lo };
                     let values = &values[lo * c..hi * c];
-                    fold_epoch(kind, nan_policy, epoch, values, c, &labels, &mut sink, lo as u64, scratch)
+                    fold_epoch(kind, nan_policy, epoch, values, c, &labels, &mut sink, lo as u64, scratch, &[])
                 })
                 .collect();
             let observed: Result<()> = observed.into_iter().collect();

@@ -28,9 +28,6 @@ mod avx512;
 /// kept their running values in memory all the same; the intrinsics keep them in registers).
 pub(crate) const GROUP: usize = 64;
 
-/// Groups ahead of the one being observed whose rows are prefetched.
-const PREFETCH_AHEAD: usize = 2;
-
 /// Tolerance on `|sum(p) - 1|` for probability rows: float rounding over `c` terms plus 1e-3.
 pub fn prob_sum_tolerance<T: Real>(c: usize) -> f64 {
     1e-3 + 4.0 * c as f64 * T::EPSILON.to_f64()
@@ -155,7 +152,8 @@ impl Sink for RunAt<'_> {
 
 /// Observes one epoch of `labels.len()` consecutive rows (`rows` is row-major with `cols`
 /// columns) and hands each group of results to `sink`. `first_example` is the index of the
-/// first row, for error messages.
+/// first row, for error messages. `ahead` (possibly empty) are the rows the caller reads next:
+/// each group asks for its share of them, into the second-level cache.
 #[allow(clippy::too_many_arguments)]
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 pub(crate) fn fold_epoch<T: Real, S: Sink>(
@@ -168,6 +166,7 @@ pub(crate) fn fold_epoch<T: Real, S: Sink>(
     sink: &mut S,
     first_example: u64,
     scratch: &mut Scratch<T>,
+    ahead: &[T],
 ) -> Result<()> {
     debug_assert_eq!(rows.len(), labels.len() * cols);
     // One-column binary outputs are read as the two-column equivalent.
@@ -181,14 +180,16 @@ pub(crate) fn fold_epoch<T: Real, S: Sink>(
     let mut keep = [true; GROUP];
     let avx512 = has_avx512::<T>();
     let n = labels.len();
+    // Whole cache lines (of `f32`) per group, so that no line is asked for twice.
+    let share = ahead.len().div_ceil(n.div_ceil(GROUP).max(1)).next_multiple_of(16);
     let mut start = 0;
     while start < n {
         let g = (n - start).min(GROUP);
         let labels = &labels[start..start + g];
         let mut gold = [0u32; GROUP];
         gold[..g].copy_from_slice(labels);
-        let ahead = (start + PREFETCH_AHEAD * GROUP).min(n);
-        crate::cache::prefetch(&rows[ahead * cols..(ahead + GROUP).min(n) * cols]);
+        let from = (start / GROUP * share).min(ahead.len());
+        crate::cache::prefetch_l2(&ahead[from..(from + share).min(ahead.len())]);
         transpose(kind, &rows[start * cols..(start + g) * cols], cols, g, &mut zt[at..]);
         // Fused multiply-adds in the exp/ln polynomials where this clone may use them.
         const FMA: bool = multiversion::target::target_cfg_f!(target_feature = "fma");
