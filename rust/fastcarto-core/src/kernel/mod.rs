@@ -188,9 +188,17 @@ pub(crate) fn fold_epoch<T: Real, S: Sink>(
         let labels = &labels[start..start + g];
         let mut gold = [0u32; GROUP];
         gold[..g].copy_from_slice(labels);
+        // This group's share of the rows ahead, asked for in two halves: after the transpose and
+        // after the observation. All at once, the prefetches waited for free fill buffers with
+        // nothing else to do: 44.2-44.7 ms, not 39.2-40.5 (a dense `compute`, 1M x 10 x 10
+        // probabilities, two threads); before the transpose, all of them, 44.7 ms; three or
+        // four pieces, no better than two. Every other line (the adjacent-line prefetcher's
+        // pair) was slower: 46 ms.
         let from = (start / GROUP * share).min(ahead.len());
-        crate::cache::prefetch_l2(&ahead[from..(from + share).min(ahead.len())]);
+        let soon = &ahead[from..(from + share).min(ahead.len())];
+        let (soon, later) = soon.split_at((soon.len() / 2).next_multiple_of(16).min(soon.len()));
         transpose(kind, &rows[start * cols..(start + g) * cols], cols, g, &mut zt[at..]);
+        crate::cache::prefetch_l2(soon);
         // Fused multiply-adds in the exp/ln polynomials where this clone may use them.
         const FMA: bool = multiversion::target::target_cfg_f!(target_feature = "fma");
         match kind {
@@ -198,6 +206,7 @@ pub(crate) fn fold_epoch<T: Real, S: Sink>(
             Kind::Logits => observe_logits::<T, FMA>(&zt[at..], eff, &gold, lanes),
             Kind::Probs => observe_probs::<T, FMA>(&zt[at..], eff, &gold, lanes),
         }
+        crate::cache::prefetch_l2(later);
         let mut omitted = false;
         // Flagged rows are rare: one branch-free (vector) test finds whether the group has any,
         // where scanning the flags lane by lane took 2% of a dense `compute`.
