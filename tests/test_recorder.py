@@ -719,3 +719,71 @@ def test_given_accumulator_and_its_errors(tmp_path: Path) -> None:
         Recorder(tmp_path / "x", kind="probs", accumulator=acc)
     with pytest.raises(ValueError, match="accumulator=True"):
         Recorder(tmp_path / "y", kind="logits").datamap()
+
+
+# --------------------------------------------------------------------------------------------
+# the segment-file protocol (fastcarto._segments) on its own
+
+
+def test_segment_names_round_trip() -> None:
+    from fastcarto import _segments
+
+    assert _segments.segment_name(3, 7, None) == "epoch-000003-part-00007.arrows"
+    assert _segments.segment_name(3, 7, 1) == "epoch-000003-shard-001-part-00007.arrows"
+    for shard in (None, 0, 12):
+        name = _segments.segment_name(41, 2, shard)
+        assert SEGMENT.match(name)
+        assert _segments.segment_key(name) == (41, 2)
+
+
+def test_list_directory_sorts_entries_by_shard(tmp_path: Path) -> None:
+    from fastcarto import _segments
+
+    names = [
+        "epoch-000000-part-00000.arrows",
+        "epoch-000000-shard-001-part-00000.arrows",
+        "epoch-000001-shard-002-part-00000.arrows",
+        ".epoch-000002-shard-001-part-00000.arrows.tmp",
+        ".epoch-000002-part-00001.arrows.tmp",
+        "other.parquet",
+        ".hidden.arrow",
+        "notes.txt",
+    ]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    plain = _segments.list_directory(tmp_path, None)
+    assert [p.name for p in plain.ours] == [names[0]]
+    assert [p.name for p in plain.stale] == [names[4]]
+    assert sorted(p.name for p in plain.foreign) == sorted([names[1], names[2], names[5]])
+    one = _segments.list_directory(tmp_path, 1)
+    assert [p.name for p in one.ours] == [names[1]]
+    assert [p.name for p in one.stale] == [names[3]]
+    # Another shard's segments belong to the same sharded recording, not foreign to it.
+    assert sorted(p.name for p in one.foreign) == sorted([names[0], names[5]])
+
+
+def test_publish_is_all_or_nothing(tmp_path: Path) -> None:
+    from fastcarto import _segments
+
+    schema = _segments.make_schema("logits", 2, np.dtype(np.float32), "int64")
+    rows = np.arange(3, dtype=np.int64)
+    outputs = np.arange(6, dtype=np.float32).reshape(3, 2)
+    batch = _segments.record_batch(schema, 4, rows, rows % 2, outputs)
+    options = pa.ipc.IpcWriteOptions()
+    final = tmp_path / _segments.segment_name(4, 0, None)
+
+    def failing() -> Iterator[pa.RecordBatch]:
+        yield batch
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        _segments.publish(final, schema, failing(), options=options, fsync=False)
+    assert list(tmp_path.iterdir()) == []  # neither the segment nor its temporary file
+    _segments.publish(final, schema, [batch, batch], options=options, fsync=True)
+    assert [p.name for p in tmp_path.iterdir()] == [final.name]
+    assert _segments.read_schema(final, "logits") == (2, np.dtype(np.float32), "int64")
+    back = pa.Table.from_batches(list(_segments.read_batches(final)))
+    assert back.column("epoch").to_pylist() == [4] * 6
+    assert back.column("logits").to_pylist()[:3] == outputs.tolist()
+    with pytest.raises(fastcarto.FileFormatError, match="records logits outputs"):
+        _segments.read_schema(final, "probs")

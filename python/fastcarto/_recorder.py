@@ -1,16 +1,16 @@
 """`Recorder`: training dynamics written to disk from inside a training loop, crash-safe.
 
-Rows are buffered (a bounded amount) and published as *segments*: complete Arrow IPC stream
-files of fastcarto's long table, each written to a dot-named temporary file, synced, and renamed
-into place, so a directory only ever holds complete segments whatever instant the training
-process dies at. The format and the guarantee are described in ``docs/recorder.md``.
+Rows are checked, buffered (a bounded amount) and published as *segments*: complete Arrow IPC
+stream files of fastcarto's long table, each written to a dot-named temporary file, synced, and
+renamed into place, so a directory only ever holds complete segments whatever instant the
+training process dies at. The file protocol (names, schema, atomic publication, directory scan)
+is in ``_segments``; the format and the guarantee are described in ``docs/recorder.md``.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,24 +34,25 @@ from ._inputs import (
     check_epoch,
     check_positive,
 )
+from ._segments import (
+    BATCH_ROWS,
+    fsync_dir,
+    list_directory,
+    make_schema,
+    publish,
+    read_batches,
+    read_schema,
+    record_batch,
+    segment_key,
+    segment_name,
+)
 
 Mode = Literal["create", "append", "overwrite"]
 IdType = Literal["int64", "string"]
 
-FORMAT = "long-table/1"
-"""Value of the ``fastcarto.format`` schema metadata key of every segment."""
-
 MODES = ("create", "append", "overwrite")
 ID_TYPES = ("int64", "string")
 DEFAULT_BUFFER_BYTES = 64 * 1024 * 1024
-# Rows per Arrow record batch inside a segment: large enough that per-batch overhead vanishes,
-# small enough that readers can process a segment's batches in parallel.
-BATCH_ROWS = 65_536
-
-_SEGMENT = re.compile(r"^epoch-(\d+)-(?:shard-(\d+)-)?part-(\d+)\.arrows$")
-_TEMPORARY = re.compile(r"^\.epoch-\d+-(?:shard-(\d+)-)?part-\d+\.arrows\.tmp$")
-# Files that `fastcarto.compute(directory)` reads (names starting with "." are ignored).
-_DATA_SUFFIXES = (".arrows", ".arrow", ".feather", ".parquet")
 # DLPack device types numpy can read: CPU, CUDA pinned host memory, ROCm host, CUDA managed.
 _HOST_DEVICES = (1, 3, 11, 13)
 _DEVICE_NAMES = {2: "CUDA", 4: "OpenCL", 7: "Vulkan", 8: "Metal", 10: "ROCm", 14: "oneAPI"}
@@ -723,22 +724,21 @@ class Recorder:
         acc = self._acc
         if acc is None:
             return
-        keyed = sorted(segments, key=lambda p: _segment_key(p.name))
+        keyed = sorted(segments, key=lambda p: segment_key(p.name))
         col = self._kind
         for seg in keyed:
-            with pa.OSFile(str(seg), "rb") as f, pa.ipc.open_stream(f) as reader:
-                for batch in reader:
-                    if not batch.num_rows:
-                        continue
-                    epochs = batch.column("epoch").to_numpy()
-                    values = batch.column(col).flatten().to_numpy()
-                    outputs = values.reshape(batch.num_rows, acc.n_classes)
-                    acc.update(
-                        outputs,
-                        batch.column("label").to_numpy(),
-                        epoch=int(epochs[0]),
-                        index=batch.column("id").to_numpy(),
-                    )
+            for batch in read_batches(seg):
+                if not batch.num_rows:
+                    continue
+                epochs = batch.column("epoch").to_numpy()
+                values = batch.column(col).flatten().to_numpy()
+                outputs = values.reshape(batch.num_rows, acc.n_classes)
+                acc.update(
+                    outputs,
+                    batch.column("label").to_numpy(),
+                    epoch=int(epochs[0]),
+                    index=batch.column("id").to_numpy(),
+                )
 
     # ----------------------------------------------------------------------------------------
     # the directory
@@ -751,26 +751,10 @@ class Recorder:
         if not self._path.exists():
             self._path.mkdir(parents=True)
             if self._fsync:
-                _fsync_dir(self._path.parent)
+                fsync_dir(self._path.parent)
             return []
-        ours: list[Path] = []
-        foreign: list[Path] = []
-        stale: list[Path] = []
-        for entry in sorted(self._path.iterdir()):
-            name = entry.name
-            m = _SEGMENT.match(name)
-            if m:
-                shard = _shard_of(m.group(2))
-                if shard == self._shard:
-                    ours.append(entry)
-                elif self._shard is None or shard is None:
-                    foreign.append(entry)  # a sharded and an unsharded recording
-                continue
-            t = _TEMPORARY.match(name)
-            if t and _shard_of(t.group(1)) == self._shard:
-                stale.append(entry)  # a crashed run's unpublished segment
-            elif not name.startswith(".") and name.lower().endswith(_DATA_SUFFIXES):
-                foreign.append(entry)
+        listing = list_directory(self._path, self._shard)
+        ours, foreign, stale = listing.ours, listing.foreign, listing.stale
         if foreign:
             shown = ", ".join(p.name for p in foreign[:3]) + (", ..." if len(foreign) > 3 else "")
             raise FileExistsError(
@@ -783,7 +767,7 @@ class Recorder:
             tmp.unlink(missing_ok=True)
             removed = True
         if ours and mode == "create":
-            epochs = sorted({_segment_key(p.name)[0] for p in ours})
+            epochs = sorted({segment_key(p.name)[0] for p in ours})
             raise FileExistsError(
                 f"{self._path} already holds {len(ours)} recorded segments (epochs "
                 f"{epochs[0]}..{epochs[-1]}); pass mode='append' to add to them, "
@@ -792,36 +776,23 @@ class Recorder:
         if mode == "overwrite" or resume_epoch is not None:
             keep = []
             for seg in ours:
-                if mode == "overwrite" or _segment_key(seg.name)[0] >= (resume_epoch or 0):
+                if mode == "overwrite" or segment_key(seg.name)[0] >= (resume_epoch or 0):
                     seg.unlink()
                     removed = True
                 else:
                     keep.append(seg)
             ours = keep
         if removed and self._fsync:
-            _fsync_dir(self._path)
+            fsync_dir(self._path)
         for seg in ours:
-            epoch, part = _segment_key(seg.name)
+            epoch, part = segment_key(seg.name)
             self._next_part[epoch] = max(self._next_part.get(epoch, 0), part + 1)
             self._adopt_schema(seg)
         return ours
 
     def _adopt_schema(self, seg: Path) -> None:
         """Takes (or checks against) an earlier run's segment schema, for mode='append'."""
-        try:
-            with pa.OSFile(str(seg), "rb") as f, pa.ipc.open_stream(f) as reader:
-                schema = reader.schema
-        except (OSError, pa.ArrowInvalid) as exc:
-            raise _core.FileFormatError(f"{seg}: not a readable segment ({exc})") from exc
-        meta = schema.metadata or {}
-        kind = meta.get(b"fastcarto.kind", b"").decode()
-        if kind != self._kind or self._kind not in schema.names:
-            raise _core.FileFormatError(
-                f"{seg} records {kind or 'unknown'} outputs, but this recorder {self._kind}"
-            )
-        out = schema.field(self._kind).type
-        n_classes, float_dt = int(out.list_size), np.dtype(out.value_type.to_pandas_dtype())
-        id_type = "string" if pa.types.is_string(schema.field("id").type) else "int64"
+        n_classes, float_dt, id_type = read_schema(seg, self._kind)
         for name, mine, theirs in (
             ("classes", self._n_classes, n_classes),
             ("float type", self._float, float_dt),
@@ -841,16 +812,7 @@ class Recorder:
 
     def _make_schema(self) -> pa.Schema:
         assert self._n_classes is not None and self._float is not None
-        value = pa.float32() if self._float == np.float32 else pa.float64()
-        return pa.schema(
-            [
-                pa.field("epoch", pa.int64(), nullable=False),
-                pa.field("id", pa.string() if self._id_type == "string" else pa.int64(), False),
-                pa.field("label", pa.int64(), nullable=False),
-                pa.field(self._kind, pa.list_(value, self._n_classes), nullable=False),
-            ],
-            metadata={"fastcarto.format": FORMAT, "fastcarto.kind": self._kind},
-        )
+        return make_schema(self._kind, self._n_classes, self._float, self._id_type or "int64")
 
     # ----------------------------------------------------------------------------------------
     # buffering and publishing
@@ -895,25 +857,15 @@ class Recorder:
         assert self._buf_epoch is not None and self._schema is not None
         epoch = self._buf_epoch
         part = self._next_part.get(epoch, 0)
-        shard = "" if self._shard is None else f"shard-{self._shard:03d}-"
-        name = f"epoch-{epoch:06d}-{shard}part-{part:05d}.arrows"
-        final = self._path / name
-        tmp = self._path / f".{name}.tmp"
-        try:
-            with open(tmp, "wb") as f:
-                with pa.ipc.new_stream(f, self._schema, options=self._write_options) as writer:
-                    for batch in self._batches(epoch):
-                        writer.write_batch(batch)
-                f.flush()
-                if self._fsync:
-                    os.fsync(f.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            # Nothing is published; the rows stay buffered for a later flush.
-            tmp.unlink(missing_ok=True)
-            raise
-        if self._fsync:
-            _fsync_dir(self._path)
+        final = self._path / segment_name(epoch, part, self._shard)
+        # On an error nothing is published; the rows stay buffered for a later flush.
+        publish(
+            final,
+            self._schema,
+            self._batches(epoch),
+            options=self._write_options,
+            fsync=self._fsync,
+        )
         self._next_part[epoch] = part + 1
         self._segments.append(final)
         self._rows_written += self._buf_rows
@@ -948,15 +900,7 @@ class Recorder:
                 ids = np.concatenate([c.ids for c in chunks])
             else:
                 ids = pa.concat_arrays([c.ids for c in chunks])
-        n = labels.shape[0]
-        value_type = self._schema.field(self._kind).type
-        columns = [
-            pa.array(np.full(n, epoch, dtype=np.int64)),
-            ids if isinstance(ids, pa.Array) else pa.array(ids),
-            pa.array(labels),
-            pa.FixedSizeListArray.from_arrays(pa.array(outputs.reshape(-1)), type=value_type),
-        ]
-        return pa.RecordBatch.from_arrays(columns, schema=self._schema)
+        return record_batch(self._schema, epoch, ids, labels, outputs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1013,25 +957,3 @@ def _host_array(obj: Any, what: str) -> npt.NDArray[Any]:
 
 def _id_at(ids: npt.NDArray[np.int64] | pa.Array, row: int) -> str:
     return str(ids[row]) if isinstance(ids, np.ndarray) else repr(ids[row].as_py())
-
-
-def _shard_of(group: str | None) -> int | None:
-    return None if group is None else int(group)
-
-
-def _segment_key(name: str) -> tuple[int, int]:
-    m = _SEGMENT.match(name)
-    assert m is not None
-    return int(m.group(1)), int(m.group(3))
-
-
-def _fsync_dir(path: Path) -> None:
-    """Makes a rename (or creation) in ``path`` durable; a no-op where directories cannot be
-    opened (Windows, where the rename is durable once the file's data is)."""
-    if os.name == "nt":
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
