@@ -7,6 +7,7 @@ minibatches, merge laws, all-or-nothing updates, serialization, and fork safety.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import multiprocessing
 import pickle
@@ -267,7 +268,7 @@ def test_shuffled_minibatches_equal_whole_epochs(plan: dict[str, Any]) -> None:
         for idx in np.split(perm, cuts):
             if len(idx) == 0:
                 continue
-            acc.update(x[e][idx], y[idx], epoch=e, index=idx)
+            acc.update(x[e][idx], y[idx], epoch=e, ids=idx)
     whole = fed(x, y, range(e_), kind=kind, multilabel=ml)
     assert_maps_equal(acc.finalize(), whole.finalize())
     assert_maps_equal(acc.finalize(), fastcarto.compute(x, y, kind=kind))
@@ -286,7 +287,7 @@ def test_minibatch_index_dtypes_and_lists() -> None:
         acc = Accumulator(10, 3, kind="logits")
         for e in range(2):
             for idx in (np.arange(0, 10, 2), np.arange(1, 10, 2)):
-                acc.update(x[e][idx], y[idx], epoch=e, index=make_index(idx))
+                acc.update(x[e][idx], y[idx], epoch=e, ids=make_index(idx))
         assert_maps_equal(acc.finalize(), ref.finalize())
 
 
@@ -296,7 +297,7 @@ def test_examples_seen_in_some_epochs_only() -> None:
     acc = Accumulator(8, 3, kind="logits")
     for e in range(4):
         idx = np.arange(8) if e != 2 else np.arange(1, 8)
-        acc.update(x[e][idx], y[idx], epoch=e, index=idx)
+        acc.update(x[e][idx], y[idx], epoch=e, ids=idx)
     dm = acc.finalize()
     assert dm["n_epochs"].tolist() == [3] + [4] * 7
     sub = fastcarto.compute(x, y, kind="logits", epochs=[0, 1, 3])
@@ -342,8 +343,8 @@ def test_epochs_past_the_packed_state_widen_it_in_place() -> None:
     resumed = pickle.loads(pickle.dumps(acc))
     for a in (acc, resumed):
         half = np.arange(0, 40, 2)
-        a.update(x[2][half], y[half], epoch=5000, index=half)
-        a.update(x[2][half + 1], y[half + 1], epoch=5000, index=half + 1)
+        a.update(x[2][half], y[half], epoch=5000, ids=half)
+        a.update(x[2][half + 1], y[half + 1], epoch=5000, ids=half + 1)
         got = a.finalize().to_pandas()
         pd.testing.assert_frame_equal(got, want, check_dtype=False)
     assert acc.last_epoch == 5000
@@ -433,7 +434,7 @@ def test_merge_disjoint_examples_equals_whole(plan: dict[str, Any], data: st.Dat
         acc = Accumulator(n, c, kind=kind, multilabel=ml)
         if len(sel):
             for e in range(e_):
-                acc.update(x[e][sel], y[sel], epoch=e, index=sel)
+                acc.update(x[e][sel], y[sel], epoch=e, ids=sel)
         parts.append(acc)
     a, b = parts
     a.merge(b)
@@ -513,7 +514,7 @@ def test_merge_split_epochs_and_examples_at_once() -> None:
         for idx in (idx_a, idx_b):
             acc = Accumulator(20, 3, kind="logits")
             for e in epochs:
-                acc.update(x[e][idx], y[idx], epoch=e, index=idx)
+                acc.update(x[e][idx], y[idx], epoch=e, ids=idx)
             shards.append(acc)
     total = shards[3]
     for s in (shards[0], shards[2], shards[1]):
@@ -571,8 +572,8 @@ def test_merge_conflict_in_one_example_only_changes_nothing() -> None:
     x, y = make_run(11, 3, 50, 3)
     a = fed(x, y, [0], kind="logits")
     b = Accumulator(50, 3, kind="logits")
-    b.update(x[1][:49], y[:49], epoch=1, index=np.arange(49))
-    b.update(x[0][49:], y[49:], epoch=0, index=[49])
+    b.update(x[1][:49], y[:49], epoch=1, ids=np.arange(49))
+    b.update(x[0][49:], y[49:], epoch=0, ids=[49])
     _merge_fails(a, b, EpochOrderError, "example 49")
 
 
@@ -667,7 +668,7 @@ def test_update_non_finite_in_minibatch_names_the_example_not_the_row(run3: Any)
     out = x[3][idx].copy()
     out[2, 0] = np.nan  # row 2 is example 17
     _update_fails(
-        acc, NonFiniteError, "epoch 3", "example 17", outputs=out, labels=y[idx], index=idx, epoch=3
+        acc, NonFiniteError, "epoch 3", "example 17", outputs=out, labels=y[idx], ids=idx, epoch=3
     )
 
 
@@ -683,7 +684,7 @@ def test_update_label_out_of_range_in_minibatch_names_the_example(run3: Any) -> 
         "example 4",
         outputs=x[3][idx],
         labels=labels,
-        index=idx,
+        ids=idx,
         epoch=3,
     )
 
@@ -719,9 +720,9 @@ def test_update_repeated_epoch_message_says_duplicate(run3: Any) -> None:
 def test_update_repeated_epoch_in_minibatch(run3: Any) -> None:
     x, y, acc = run3
     idx = np.array([3, 9])
-    acc.update(x[3][idx], y[idx], epoch=3, index=idx)
+    acc.update(x[3][idx], y[idx], epoch=3, ids=idx)
     _update_fails(
-        acc, EpochOrderError, "example 9", outputs=x[3][[9]], labels=y[[9]], index=[9], epoch=3
+        acc, EpochOrderError, "example 9", outputs=x[3][[9]], labels=y[[9]], ids=[9], epoch=3
     )
 
 
@@ -760,7 +761,7 @@ def test_update_repeated_index_in_one_update(run3: Any) -> None:
         "more than once",
         outputs=x[3][idx],
         labels=y[idx],
-        index=idx,
+        ids=idx,
         epoch=3,
     )
 
@@ -776,16 +777,14 @@ def test_update_index_out_of_range(run3: Any, bad: int) -> None:
         "out of range",
         outputs=x[3][:2],
         labels=y[:2],
-        index=idx,
+        ids=idx,
         epoch=3,
     )
 
 
 def test_update_negative_index(run3: Any) -> None:
     x, y, acc = run3
-    _update_fails(
-        acc, ValueError, "negative", outputs=x[3][:2], labels=y[:2], index=[0, -1], epoch=3
-    )
+    _update_fails(acc, ValueError, "negative", outputs=x[3][:2], labels=y[:2], ids=[0, -1], epoch=3)
 
 
 @pytest.mark.parametrize(
@@ -799,7 +798,7 @@ def test_update_negative_index(run3: Any) -> None:
 )
 def test_update_bad_index(run3: Any, index: Any, cls: type[BaseException]) -> None:
     x, y, acc = run3
-    _update_fails(acc, cls, outputs=x[3][:2], labels=y[:2], index=index, epoch=3)
+    _update_fails(acc, cls, outputs=x[3][:2], labels=y[:2], ids=index, epoch=3)
 
 
 def test_update_label_change_is_label_error(run3: Any) -> None:
@@ -838,9 +837,31 @@ def test_update_label_change_allowed_with_aum_compat_keeps_latest() -> None:
     assert_maps_equal(early.finalize(), acc.finalize())
 
 
-def test_update_with_index_requires_epoch(run3: Any) -> None:
+def test_update_with_ids_requires_epoch(run3: Any) -> None:
     x, y, acc = run3
-    _update_fails(acc, ValueError, "epoch=", outputs=x[3][:2], labels=y[:2], index=[0, 1])
+    _update_fails(acc, ValueError, "epoch=", outputs=x[3][:2], labels=y[:2], ids=[0, 1])
+
+
+def test_update_index_is_a_deprecated_alias_of_ids(run3: Any) -> None:
+    x, y, acc = run3
+    twin = Accumulator.from_arrow(acc.to_arrow())
+    idx = np.array([4, 1, 7])
+    with pytest.warns(DeprecationWarning, match=r"index=.*deprecated; pass ids="):
+        acc.update(x[3][idx], y[idx], epoch=3, index=idx)
+    twin.update(x[3][idx], y[idx], epoch=3, ids=idx)
+    assert_maps_equal(acc.finalize(), twin.finalize())
+    _update_fails(
+        acc, TypeError, "ids= only", outputs=x[4][idx], labels=y[idx], epoch=4, ids=idx, index=idx
+    )
+
+
+def test_update_and_record_take_the_same_arguments() -> None:
+    # One signature for the two ways of feeding minibatches: (outputs, labels, *, epoch, ids).
+    update = inspect.signature(Accumulator.update).parameters
+    record = inspect.signature(fastcarto.Recorder.record).parameters
+    for params in (update, record):
+        assert list(params)[1:3] == ["outputs", "labels"]
+        assert params["epoch"].kind is params["ids"].kind is inspect.Parameter.KEYWORD_ONLY
 
 
 @pytest.mark.parametrize("epoch", [-1, 2**32 - 1, 2**40, 1.0, True, "3"])
@@ -851,7 +872,7 @@ def test_update_bad_epoch_value(run3: Any, epoch: Any) -> None:
 
 def test_update_numpy_integer_epoch(run3: Any) -> None:
     # a numpy integer (e.g. from `for epoch in np.arange(n)`) is a good epoch number, as it is
-    # in `compute(epochs=...)` and in `index=`
+    # in `compute(epochs=...)` and in `ids=`
     x, y, acc = run3
     acc.update(x[3], y, epoch=np.int64(3))
     assert acc.last_epoch == 3
@@ -1234,12 +1255,12 @@ def test_properties_and_repr() -> None:
 def test_last_epoch_tracks_latest_observation() -> None:
     x, y = make_run(30, 8, 6, 3)
     acc = Accumulator(6, 3, kind="logits")
-    acc.update(x[4][[1, 2]], y[[1, 2]], epoch=4, index=[1, 2])
+    acc.update(x[4][[1, 2]], y[[1, 2]], epoch=4, ids=[1, 2])
     assert acc.last_epoch == 4
     assert "up to epoch 4" in repr(acc)
-    acc.update(x[2][[0]], y[[0]], epoch=2, index=[0])  # another example, earlier epoch
+    acc.update(x[2][[0]], y[[0]], epoch=2, ids=[0])  # another example, earlier epoch
     assert acc.last_epoch == 4
-    acc.update(x[7][[3]], y[[3]], epoch=7, index=[3])
+    acc.update(x[7][[3]], y[[3]], epoch=7, ids=[3])
     assert acc.last_epoch == 7
     # without index the next epoch is the one after the latest of any example
     acc.update(np.zeros((6, 3)), y)

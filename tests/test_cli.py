@@ -650,7 +650,7 @@ def test_commands_read_a_recorded_run(run_dir: Path, capsys: pytest.CaptureFixtu
     logits, labels = logits_and_labels(run_dir)
     with fastcarto.Recorder(run_dir / "rec", kind="logits") as rec:
         for epoch in range(E):
-            rec.record(epoch, np.arange(N), logits[epoch], labels)
+            rec.record(logits[epoch], labels, epoch=epoch, ids=np.arange(N))
     code, _, stderr = run_cli(capsys, "map", "rec", "-o", "dm.parquet", "--plot", "map.svg")
     assert code == 0, stderr
     got = pq.read_table(run_dir / "dm.parquet")

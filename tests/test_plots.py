@@ -208,8 +208,8 @@ def test_compat_tables() -> None:
 
 def test_unobserved_examples_are_left_out_and_said() -> None:
     acc = fastcarto.Accumulator(n_examples=5, n_classes=2, kind="logits")
-    acc.update(np.array([[2.0, 0.0], [0.0, 1.0], [1.0, 1.5]]), [0, 0, 1], index=[0, 1, 2], epoch=0)
-    acc.update(np.array([[1.0, 0.0], [0.5, 1.0], [0.0, 1.5]]), [0, 0, 1], index=[0, 1, 2], epoch=1)
+    acc.update(np.array([[2.0, 0.0], [0.0, 1.0], [1.0, 1.5]]), [0, 0, 1], ids=[0, 1, 2], epoch=0)
+    acc.update(np.array([[1.0, 0.0], [0.5, 1.0], [0.0, 1.5]]), [0, 0, 1], ids=[0, 1, 2], epoch=1)
     fig = acc.finalize().plot()
     assert "2 examples without a finite confidence/variability are left out" in all_text(fig)
 
@@ -358,7 +358,7 @@ def test_trajectories_from_a_recorder_directory(
     with fastcarto.Recorder(tmp_path / "rec", kind="logits") as rec:
         for epoch in range(E):
             for batch in np.array_split(np.arange(N), 3):
-                rec.record(epoch, batch, logits[epoch, batch], labels[batch])
+                rec.record(logits[epoch, batch], labels[batch], epoch=epoch, ids=batch)
     frame = fastcarto.trajectories(IDS, tmp_path / "rec", kind="logits")
     expected = fastcarto.trajectories(IDS, logits, labels, kind="logits")
     np.testing.assert_array_equal(frame.to_numpy(), expected.to_numpy())

@@ -349,7 +349,12 @@ def lay_out(fmt: str, table: pa.Table, tmp: Path, rng: np.random.Generator, dyn:
                 for chunk in random_split(rng, part, int(rng.integers(1, 4))):
                     if chunk.num_rows:
                         outputs = np.stack(chunk.column(dyn.kind).to_numpy(zero_copy_only=False))
-                        rec.record(e, chunk.column("id"), outputs, chunk.column("label").to_numpy())
+                        rec.record(
+                            outputs,
+                            chunk.column("label").to_numpy(),
+                            epoch=e,
+                            ids=chunk.column("id"),
+                        )
                 rec.end_epoch(e)
         return directory
     raise AssertionError(fmt)

@@ -86,8 +86,8 @@ class Recorder:
     """Writes a model's outputs on training examples to a directory, from inside any training
     loop, so that :func:`fastcarto.compute` can map them later, even after a crash.
 
-    Call :meth:`record` with each minibatch's example ids, outputs (logits or probabilities)
-    and labels. Rows are copied into a buffer of at most ``buffer_bytes`` and published as
+    Call :meth:`record` with each minibatch's outputs (logits or probabilities), labels, epoch
+    and example ids. Rows are copied into a buffer of at most ``buffer_bytes`` and published as
     *segments* in ``path``: Arrow IPC stream files named
     ``epoch-{epoch:06d}-part-{seq:05d}.arrows``, one epoch per segment, each holding fastcarto's
     long table (columns ``epoch``, ``id``, ``label`` and ``logits`` / ``probs``). A segment is
@@ -162,7 +162,7 @@ class Recorder:
     ...         for epoch in range(3):
     ...             for idx in np.array_split(rng.permutation(6), 2):    # two minibatches
     ...                 logits = rng.normal(size=(len(idx), 3)).astype(np.float32)
-    ...                 rec.record(epoch, idx, logits, labels[idx])
+    ...                 rec.record(logits, labels[idx], epoch=epoch, ids=idx)
     ...             rec.end_epoch(epoch)
     ...     print(rec.rows_written, [p.name for p in rec.segments][:2])
     ...     print(rec.datamap().to_pandas()["n_epochs"].tolist())   # the live map
@@ -322,17 +322,22 @@ class Recorder:
         """The live accumulator (``accumulator=``), or None."""
         return self._acc
 
-    def record(self, epoch: int, ids: Any, outputs: Any, labels: Any) -> None:
+    def record(
+        self,
+        outputs: Any,
+        labels: Any,
+        *args: Any,
+        epoch: int | None = None,
+        ids: Any = None,
+    ) -> None:
         """Records one minibatch: the model's outputs on some examples at ``epoch``.
+
+        ``record(outputs, labels, epoch=epoch, ids=ids)``: the arguments of
+        :meth:`fastcarto.Accumulator.update`, in the same order; ``epoch`` and ``ids`` are
+        required, by keyword.
 
         Parameters
         ----------
-        epoch:
-            Non-negative integer. Record epochs one after the other: a new epoch publishes the
-            previous epoch's buffered rows (a segment never mixes epochs).
-        ids:
-            Shape ``(rows,)``: integer ids (int64 range; ``[0, n_examples)`` when
-            ``n_examples`` is set) or strings, the same type in every call.
         outputs:
             Shape ``(rows, classes)`` float32/float64 logits or probabilities (float16 is
             widened): a numpy array, or any CPU tensor, read through DLPack (``__dlpack__``) or
@@ -340,6 +345,12 @@ class Recorder:
             ``t.detach().cpu()``. The values are copied, so the caller may reuse its buffers.
         labels:
             Shape ``(rows,)`` integer labels in ``[0, classes)`` (0/1 for one output column).
+        epoch:
+            Non-negative integer. Record epochs one after the other: a new epoch publishes the
+            previous epoch's buffered rows (a segment never mixes epochs).
+        ids:
+            Shape ``(rows,)``: integer ids (int64 range; ``[0, n_examples)`` when
+            ``n_examples`` is set) or strings, the same type in every call.
 
         Every row is checked before anything is kept: shapes, dtypes, a class count that
         matches earlier calls, finite outputs, probabilities that lie in [0, 1] and sum to 1
@@ -348,6 +359,20 @@ class Recorder:
         records nothing. Labels that change between epochs, and duplicates across separate runs
         of an epoch, are found by the reader (or by the live accumulator).
         """
+        # `epoch` and `ids` default to None only so that a positional call in the order
+        # record(epoch, ids, outputs, labels) gets this message rather than Python's
+        # "takes 3 positional arguments but 5 were given".
+        if args or epoch is None or ids is None:
+            raise TypeError(
+                "Recorder.record takes (outputs, labels, *, epoch, ids): call "
+                "rec.record(outputs, labels, epoch=epoch, ids=ids)"
+                + (
+                    f"; got {2 + len(args)} positional arguments (the order "
+                    "record(epoch, ids, outputs, labels) is no longer accepted)"
+                    if args
+                    else f"; {'epoch=' if epoch is None else 'ids='} is missing"
+                )
+            )
         self._check_open()
         epoch = check_epoch(epoch)
         arr, n_classes, float_dt = self._outputs(outputs)
@@ -373,7 +398,7 @@ class Recorder:
         if self._acc is not None and rows:
             assert isinstance(id_arr, np.ndarray)
             try:
-                self._acc.update(arr, lab, epoch=epoch, index=id_arr)
+                self._acc.update(arr, lab, epoch=epoch, ids=id_arr)
             except BaseException:
                 if first:
                     self._n_classes, self._float, self._id_type, self._acc = previous
@@ -737,7 +762,7 @@ class Recorder:
                     outputs,
                     batch.column("label").to_numpy(),
                     epoch=int(epochs[0]),
-                    index=batch.column("id").to_numpy(),
+                    ids=batch.column("id").to_numpy(),
                 )
 
     # ----------------------------------------------------------------------------------------
