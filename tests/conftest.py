@@ -35,6 +35,23 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+def profile_share(share: float) -> settings:
+    """The loaded profile with ``share`` times its examples (``share * 100`` under "ci"): every
+    other setting, and the scaling by HYPOTHESIS_PROFILE, comes from the profile."""
+    return settings(max_examples=max(1, round(share * settings.default.max_examples)))
+
+
+# Property tests take one of these (or the profile itself) as their decorator: how many
+# examples a test draws is relative to the profile, so HYPOTHESIS_PROFILE=thorough reaches
+# every one. Cheap properties over a wide input space draw more, those whose every example
+# folds several runs, writes files or builds a long table draw fewer.
+MORE_EXAMPLES = profile_share(1.5)
+SOME_MORE_EXAMPLES = profile_share(1.2)
+FEWER_EXAMPLES = profile_share(0.6)
+FEW_EXAMPLES = profile_share(0.4)
+FEWEST_EXAMPLES = profile_share(0.25)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # When a property fails, hypothesis's pytest plugin imports libcst (to suggest an @example
     # patch), which on some installs triggers mypy_extensions' TypedDict DeprecationWarning; under

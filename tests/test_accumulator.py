@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from conftest import FEWEST_EXAMPLES
 from fastcarto import (
     Accumulator,
     EpochOrderError,
@@ -29,7 +30,7 @@ from fastcarto import (
     LabelError,
     NonFiniteError,
 )
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 # When a hypothesis test fails, hypothesis' pytest plugin imports libcst (to write a patch), which
@@ -40,13 +41,6 @@ with warnings.catch_warnings():
     with contextlib.suppress(Exception):
         import libcst.metadata  # noqa: F401
 
-SETTINGS = settings(
-    max_examples=25,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-    derandomize=True,
-    database=None,
-)
 
 RTOL = 1e-12
 ATOL = 1e-12  # sums of margins may cancel to ~0, where a relative tolerance means nothing
@@ -243,7 +237,7 @@ def minibatch_plan(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
-@SETTINGS
+@FEWEST_EXAMPLES
 @given(plan=minibatch_plan())
 def test_shuffled_minibatches_equal_whole_epochs(plan: dict[str, Any]) -> None:
     e_, n, c, kind, ml = (
@@ -388,7 +382,7 @@ def merge_plan(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
-@SETTINGS
+@FEWEST_EXAMPLES
 @given(plan=merge_plan())
 def test_merge_epoch_split_equals_whole_in_either_order(plan: dict[str, Any]) -> None:
     e_, n, c, kind, ml, k = (
@@ -417,7 +411,7 @@ def test_merge_epoch_split_equals_whole_in_either_order(plan: dict[str, Any]) ->
     assert_maps_equal(ab.finalize(), fastcarto.compute(x, y, kind=kind))
 
 
-@SETTINGS
+@FEWEST_EXAMPLES
 @given(plan=merge_plan(), data=st.data())
 def test_merge_disjoint_examples_equals_whole(plan: dict[str, Any], data: st.DataObject) -> None:
     e_, n, c, kind, ml = (
@@ -442,7 +436,7 @@ def test_merge_disjoint_examples_equals_whole(plan: dict[str, Any], data: st.Dat
     assert_maps_equal(a.finalize(), whole)
 
 
-@SETTINGS
+@FEWEST_EXAMPLES
 @given(plan=merge_plan())
 def test_merge_with_empty_is_identity(plan: dict[str, Any]) -> None:
     e_, n, c, kind, ml = (
@@ -468,7 +462,7 @@ def test_merge_with_empty_is_identity(plan: dict[str, Any]) -> None:
     assert acc.to_arrow().equals(before)
 
 
-@SETTINGS
+@FEWEST_EXAMPLES
 @given(
     seed=st.integers(0, 2**32 - 1),
     n_epochs=st.integers(3, 7),

@@ -21,6 +21,7 @@ import fastcarto
 import numpy as np
 import pyarrow as pa
 import pytest
+from conftest import FEWER_EXAMPLES
 from fastcarto import (
     Accumulator,
     EmptyInputError,
@@ -30,7 +31,7 @@ from fastcarto import (
     LabelError,
     NonFiniteError,
 )
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 # See tests/test_accumulator.py: keeps hypothesis failure reports readable under -W error.
@@ -1120,13 +1121,7 @@ _garbage = st.one_of(
 )
 
 
-@settings(
-    max_examples=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-    derandomize=True,
-    database=None,
-)
+@FEWER_EXAMPLES
 @given(
     source=_garbage,
     lab=st.one_of(_garbage, st.lists(st.integers(-3, 5), min_size=0, max_size=4)),
@@ -1143,13 +1138,7 @@ def test_garbage_to_compute_raises_cleanly(
         assert isinstance(exc, (ValueError, TypeError, OSError)), repr(exc)
 
 
-@settings(
-    max_examples=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-    derandomize=True,
-    database=None,
-)
+@FEWER_EXAMPLES
 @given(
     outputs=_garbage,
     lab=st.one_of(_garbage, st.lists(st.integers(-3, 5), min_size=0, max_size=4)),
