@@ -8,8 +8,10 @@ examples (deterministic CI) and writes nothing to the working tree. Choose a pro
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,15 @@ SOME_MORE_EXAMPLES = profile_share(1.2)
 FEWER_EXAMPLES = profile_share(0.6)
 FEW_EXAMPLES = profile_share(0.4)
 FEWEST_EXAMPLES = profile_share(0.25)
+
+
+# When a hypothesis test fails, hypothesis' pytest plugin imports libcst (to write a patch), which
+# emits a DeprecationWarning from mypy_extensions; with warnings as errors that turns the failure
+# report into an INTERNALERROR. Importing it here, warnings silenced, keeps failures readable.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    with contextlib.suppress(Exception):
+        import libcst.metadata  # noqa: F401
 
 
 def pytest_configure(config: pytest.Config) -> None:

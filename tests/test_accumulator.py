@@ -6,14 +6,11 @@ minibatches, merge laws, all-or-nothing updates, serialization, and fork safety.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import io
 import multiprocessing
 import pickle
 import re
-import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import fastcarto
@@ -30,17 +27,10 @@ from fastcarto import (
     LabelError,
     NonFiniteError,
 )
+from helpers import assert_maps_equal, raises
 from hypothesis import given
 from hypothesis import strategies as st
-
-# When a hypothesis test fails, hypothesis' pytest plugin imports libcst (to write a patch), which
-# emits a DeprecationWarning from mypy_extensions; with warnings as errors that turns the failure
-# report into an INTERNALERROR. Importing it here, warnings silenced, keeps failures readable.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    with contextlib.suppress(Exception):
-        import libcst.metadata  # noqa: F401
-
+from reference import sigmoid, softmax
 
 RTOL = 1e-12
 ATOL = 1e-12  # sums of margins may cancel to ~0, where a relative tolerance means nothing
@@ -48,35 +38,6 @@ ATOL = 1e-12  # sums of margins may cancel to ~0, where a relative tolerance mea
 
 # --------------------------------------------------------------------------------------------
 # helpers
-
-
-@contextlib.contextmanager
-def raises(
-    cls: type[BaseException] | tuple[type[BaseException], ...], *fragments: str
-) -> Iterator[None]:
-    """Like `pytest.raises(cls)`, but a Rust panic (pyo3's PanicException, a BaseException) is
-    reported as such, and every fragment must appear in the message."""
-    try:
-        yield
-    except BaseException as exc:
-        names = [k.__name__ for k in type(exc).__mro__]
-        assert "PanicException" not in names, f"a Rust panic reached Python: {exc!r}"
-        if not isinstance(exc, cls):
-            raise AssertionError(f"expected {cls}, got {type(exc).__name__}: {exc}") from exc
-        msg = str(exc)
-        for frag in fragments:
-            assert frag in msg, f"{frag!r} not in error message {msg!r}"
-    else:
-        raise AssertionError(f"{cls} not raised")
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
 
 
 def make_run(
@@ -103,24 +64,15 @@ def make_run(
     return out.astype(dtype), labels
 
 
-def assert_maps_equal(a: fastcarto.DataMap, b: fastcarto.DataMap, *, exact: bool = False) -> None:
-    """Same columns and types; integer / bool / null columns exactly equal, floats to 1e-12."""
-    ta, tb = a.to_arrow(), b.to_arrow()
-    assert ta.column_names == tb.column_names
-    assert ta.num_rows == tb.num_rows
-    for name in ta.column_names:
-        ca, cb = ta.column(name), tb.column(name)
-        assert ca.type == cb.type, name
-        if pa.types.is_floating(ca.type):
-            xa, xb = ca.to_numpy(), cb.to_numpy()
-            if exact:
-                np.testing.assert_array_equal(xa, xb, err_msg=name)
-            else:
-                np.testing.assert_allclose(
-                    xa, xb, rtol=RTOL, atol=ATOL, equal_nan=True, err_msg=name
-                )
-        else:
-            assert ca.to_pylist() == cb.to_pylist(), name
+def planned_run(
+    plan: dict[str, Any],
+) -> tuple[int, int, int, str, bool, np.ndarray, np.ndarray]:
+    """A plan's shape and its run: ``(epochs, examples, classes, kind, multilabel, outputs,
+    labels)``."""
+    e_, n, c = plan["n_epochs"], plan["n_examples"], plan["n_classes"]
+    kind, ml = plan["kind"], plan["multilabel"]
+    x, y = make_run(plan["seed"], e_, n, c, kind, multilabel=ml)
+    return e_, n, c, kind, ml, x, y
 
 
 def copy_acc(acc: Accumulator) -> Accumulator:
@@ -240,14 +192,7 @@ def minibatch_plan(draw: st.DrawFn) -> dict[str, Any]:
 @FEWEST_EXAMPLES
 @given(plan=minibatch_plan())
 def test_shuffled_minibatches_equal_whole_epochs(plan: dict[str, Any]) -> None:
-    e_, n, c, kind, ml = (
-        plan["n_epochs"],
-        plan["n_examples"],
-        plan["n_classes"],
-        plan["kind"],
-        plan["multilabel"],
-    )
-    x, y = make_run(plan["seed"], e_, n, c, kind, multilabel=ml)
+    e_, n, c, kind, ml, x, y = planned_run(plan)
     rng = np.random.default_rng(plan["seed"] + 1)
     acc = Accumulator(n, c, kind=kind, multilabel=ml)
     for e in range(e_):
@@ -385,15 +330,8 @@ def merge_plan(draw: st.DrawFn) -> dict[str, Any]:
 @FEWEST_EXAMPLES
 @given(plan=merge_plan())
 def test_merge_epoch_split_equals_whole_in_either_order(plan: dict[str, Any]) -> None:
-    e_, n, c, kind, ml, k = (
-        plan["n_epochs"],
-        plan["n_examples"],
-        plan["n_classes"],
-        plan["kind"],
-        plan["multilabel"],
-        plan["split"],
-    )
-    x, y = make_run(plan["seed"], e_, n, c, kind, multilabel=ml)
+    e_, _, _, kind, ml, x, y = planned_run(plan)
+    k = plan["split"]
     whole = fed(x, y, range(e_), kind=kind, multilabel=ml).finalize()
 
     early = fed(x, y, range(k), kind=kind, multilabel=ml)
@@ -414,14 +352,7 @@ def test_merge_epoch_split_equals_whole_in_either_order(plan: dict[str, Any]) ->
 @FEWEST_EXAMPLES
 @given(plan=merge_plan(), data=st.data())
 def test_merge_disjoint_examples_equals_whole(plan: dict[str, Any], data: st.DataObject) -> None:
-    e_, n, c, kind, ml = (
-        plan["n_epochs"],
-        plan["n_examples"],
-        plan["n_classes"],
-        plan["kind"],
-        plan["multilabel"],
-    )
-    x, y = make_run(plan["seed"], e_, n, c, kind, multilabel=ml)
+    e_, n, c, kind, ml, x, y = planned_run(plan)
     mask = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool)
     parts = []
     for sel in (np.flatnonzero(mask), np.flatnonzero(~mask)):
@@ -439,14 +370,7 @@ def test_merge_disjoint_examples_equals_whole(plan: dict[str, Any], data: st.Dat
 @FEWEST_EXAMPLES
 @given(plan=merge_plan())
 def test_merge_with_empty_is_identity(plan: dict[str, Any]) -> None:
-    e_, n, c, kind, ml = (
-        plan["n_epochs"],
-        plan["n_examples"],
-        plan["n_classes"],
-        plan["kind"],
-        plan["multilabel"],
-    )
-    x, y = make_run(plan["seed"], e_, n, c, kind, multilabel=ml)
+    e_, n, c, kind, ml, x, y = planned_run(plan)
     acc = fed(x, y, range(e_), kind=kind, multilabel=ml)
     before = acc.to_arrow()
 
