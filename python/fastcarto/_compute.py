@@ -5,9 +5,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from . import _tables
 from ._datamap import DataMap
-from ._engine import compute_table
-from ._inputs import Compat, EpochSelection, Kind, NanPolicy
+from ._dense import dense_table
+from ._inputs import (
+    COMPATS,
+    KINDS,
+    NAN_POLICIES,
+    Compat,
+    EpochSelection,
+    Kind,
+    NanPolicy,
+    as_path,
+    check_choice,
+    check_ddof,
+    check_threads,
+)
 
 
 def compute(
@@ -99,17 +112,45 @@ def compute(
     >>> fastcarto.compute(logits, labels, kind="logits", compat="cartography").columns[:4]
     ['guid', 'index', 'threshold_closeness', 'confidence']
     """
-    table, kind = compute_table(
+    check_choice("kind", kind, KINDS, optional=True)
+    check_choice("compat", compat, COMPATS, optional=True)
+    check_choice("nan_policy", nan_policy, NAN_POLICIES)
+    check_threads(threads)
+    check_ddof(ddof)
+
+    path = as_path(source)
+    keyed = None
+    if path is not None and (path.suffix.lower() != ".npy" or path.is_dir()):
+        keyed = _tables.read_files
+    elif path is None and _tables.is_table(source):
+        keyed = _tables.read_table
+    if keyed is not None:
+        state, ids, kind = keyed(
+            source,
+            labels,
+            kind=kind,
+            columns=columns,
+            nan_policy=nan_policy,
+            epochs=epochs,
+            require_complete=require_complete,
+            progress=progress,
+            threads=threads,
+        )
+        # The state is not kept: its memory is released as the table is written.
+        table = state.take_table(compat=compat, ddof=int(ddof), ids=ids)
+        return DataMap(table, kind=kind, compat=compat)
+    if columns is not None:
+        raise ValueError("columns= names the columns of a long table, not of an array")
+    if kind is None:
+        raise ValueError("pass kind='logits' or kind='probs': fastcarto never guesses it")
+    table = dense_table(
         source,
         labels,
         kind=kind,
-        compat=compat,
         epochs=epochs,
         nan_policy=nan_policy,
-        ddof=ddof,
-        columns=columns,
-        require_complete=require_complete,
-        progress=progress,
         threads=threads,
+        compat=compat,
+        ddof=ddof,
     )
     return DataMap(table, kind=kind, compat=compat)

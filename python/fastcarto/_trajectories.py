@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from ._engine import compute_table
+from ._dense import dense_table
 from ._inputs import KINDS, check_choice
 from ._metric_table import MetricTable
 from ._plots import OKABE_ITO, _figure, _finish
@@ -90,7 +90,7 @@ def _trajectories(
         epoch, row_ids, row_labels, outputs = _read_dense_rows(source, wanted, labels)
     # One engine pass over the chosen (epoch, example) observations, each as its own example:
     # its confidence is p(gold) at that epoch.
-    table, _ = compute_table(outputs[None], row_labels, kind=kind, nan_policy="omit")
+    table = dense_table(outputs[None], row_labels, kind=kind, nan_policy="omit")
     gold = MetricTable(table, kind=kind)["confidence"]
     long = pd.DataFrame({"epoch": epoch, "id": row_ids, "p": gold})
     if long.duplicated(["epoch", "id"]).any():
