@@ -36,12 +36,11 @@ from ._inputs import (
 )
 from ._segments import (
     BATCH_ROWS,
-    fsync_dir,
-    list_directory,
+    adopt_schema,
     make_schema,
+    prepare_directory,
     publish,
     read_batches,
-    read_schema,
     record_batch,
     segment_key,
     segment_name,
@@ -770,45 +769,9 @@ class Recorder:
 
     def _prepare_directory(self, mode: str, resume_epoch: int | None) -> list[Path]:
         """Checks (and in mode 'overwrite' / resume, cleans) the directory; returns the
-        segments of an earlier run that this recorder continues (mode 'append')."""
-        if self._path.exists() and not self._path.is_dir():
-            raise NotADirectoryError(f"{self._path} exists and is not a directory")
-        if not self._path.exists():
-            self._path.mkdir(parents=True)
-            if self._fsync:
-                fsync_dir(self._path.parent)
-            return []
-        listing = list_directory(self._path, self._shard)
-        ours, foreign, stale = listing.ours, listing.foreign, listing.stale
-        if foreign:
-            shown = ", ".join(p.name for p in foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-            raise FileExistsError(
-                f"{self._path} holds data files the recorder did not write ({shown}); "
-                "fastcarto.compute would read them along with the recording: choose another "
-                "directory"
-            )
-        removed = False
-        for tmp in stale:
-            tmp.unlink(missing_ok=True)
-            removed = True
-        if ours and mode == "create":
-            epochs = sorted({segment_key(p.name)[0] for p in ours})
-            raise FileExistsError(
-                f"{self._path} already holds {len(ours)} recorded segments (epochs "
-                f"{epochs[0]}..{epochs[-1]}); pass mode='append' to add to them, "
-                "mode='overwrite' to replace them, or choose another directory"
-            )
-        if mode == "overwrite" or resume_epoch is not None:
-            keep = []
-            for seg in ours:
-                if mode == "overwrite" or segment_key(seg.name)[0] >= (resume_epoch or 0):
-                    seg.unlink()
-                    removed = True
-                else:
-                    keep.append(seg)
-            ours = keep
-        if removed and self._fsync:
-            fsync_dir(self._path)
+        segments of an earlier run that this recorder continues (mode 'append'), whose part
+        numbers it continues and whose schema it takes."""
+        ours = prepare_directory(self._path, self._shard, mode, resume_epoch, fsync=self._fsync)
         for seg in ours:
             epoch, part = segment_key(seg.name)
             self._next_part[epoch] = max(self._next_part.get(epoch, 0), part + 1)
@@ -817,19 +780,10 @@ class Recorder:
 
     def _adopt_schema(self, seg: Path) -> None:
         """Takes (or checks against) an earlier run's segment schema, for mode='append'."""
-        n_classes, float_dt, id_type = read_schema(seg, self._kind)
-        for name, mine, theirs in (
-            ("classes", self._n_classes, n_classes),
-            ("float type", self._float, float_dt),
-            ("id type", self._id_type, id_type),
-        ):
-            if mine is not None and mine != theirs:
-                raise _core.FileFormatError(
-                    f"{seg} has {theirs} for its {name}, but this recorder {mine}; append only "
-                    "to a recording of the same shape"
-                )
-        self._n_classes, self._float, self._id_type = n_classes, float_dt, id_type
-        if self._live and id_type == "string":
+        self._n_classes, self._float, self._id_type = adopt_schema(
+            seg, self._kind, self._n_classes, self._float, self._id_type
+        )
+        if self._live and self._id_type == "string":
             raise ValueError(
                 "a live accumulator needs integer ids, but the existing segments have string ids"
             )

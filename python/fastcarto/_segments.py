@@ -88,6 +88,76 @@ def list_directory(path: Path, shard: int | None) -> Listing:
     return listing
 
 
+def prepare_directory(
+    path: Path, shard: int | None, mode: str, resume_epoch: int | None, *, fsync: bool
+) -> list[Path]:
+    """Checks the recording directory ``path`` for the recorder of ``shard`` (creating it when
+    missing): refuses foreign data files, and this shard's earlier segments in mode 'create';
+    removes stale temporaries, and the earlier segments in mode 'overwrite' (from
+    ``resume_epoch`` on when resuming). Returns the earlier segments that stay (mode 'append')."""
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{path} exists and is not a directory")
+    if not path.exists():
+        path.mkdir(parents=True)
+        if fsync:
+            fsync_dir(path.parent)
+        return []
+    listing = list_directory(path, shard)
+    ours, foreign, stale = listing.ours, listing.foreign, listing.stale
+    if foreign:
+        shown = ", ".join(p.name for p in foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise FileExistsError(
+            f"{path} holds data files the recorder did not write ({shown}); "
+            "fastcarto.compute would read them along with the recording: choose another "
+            "directory"
+        )
+    removed = False
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+        removed = True
+    if ours and mode == "create":
+        epochs = sorted({segment_key(p.name)[0] for p in ours})
+        raise FileExistsError(
+            f"{path} already holds {len(ours)} recorded segments (epochs "
+            f"{epochs[0]}..{epochs[-1]}); pass mode='append' to add to them, "
+            "mode='overwrite' to replace them, or choose another directory"
+        )
+    if mode == "overwrite" or resume_epoch is not None:
+        keep = []
+        for seg in ours:
+            if mode == "overwrite" or segment_key(seg.name)[0] >= (resume_epoch or 0):
+                seg.unlink()
+                removed = True
+            else:
+                keep.append(seg)
+        ours = keep
+    if removed and fsync:
+        fsync_dir(path)
+    return ours
+
+
+def adopt_schema(
+    seg: Path,
+    kind: str,
+    n_classes: int | None,
+    float_dt: np.dtype[Any] | None,
+    id_type: str | None,
+) -> tuple[int, np.dtype[Any], str]:
+    """The shape of the earlier segment ``seg`` (:func:`read_schema`) that a recorder appending
+    to it takes; a :class:`fastcarto.FileFormatError` where the recorder's own ``n_classes``,
+    ``float_dt`` or ``id_type`` (None: not fixed yet) differ."""
+    theirs = read_schema(seg, kind)
+    for name, mine, their in zip(
+        ("classes", "float type", "id type"), (n_classes, float_dt, id_type), theirs, strict=True
+    ):
+        if mine is not None and mine != their:
+            raise _core.FileFormatError(
+                f"{seg} has {their} for its {name}, but this recorder {mine}; append only "
+                "to a recording of the same shape"
+            )
+    return theirs
+
+
 def make_schema(kind: str, n_classes: int, float_dt: np.dtype[Any], id_type: str) -> pa.Schema:
     """The schema of every segment of a recording."""
     value = pa.float32() if float_dt == np.float32 else pa.float64()
