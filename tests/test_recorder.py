@@ -817,3 +817,21 @@ def test_publish_is_all_or_nothing(tmp_path: Path) -> None:
     assert back.column("logits").to_pylist()[:3] == outputs.tolist()
     with pytest.raises(fastcarto.FileFormatError, match="records logits outputs"):
         _segments.read_schema(final, "probs")
+
+
+def test_adopt_schema_takes_or_checks_the_shape(tmp_path: Path) -> None:
+    from fastcarto import _segments
+
+    schema = _segments.make_schema("probs", 3, np.dtype(np.float64), "string")
+    seg = tmp_path / _segments.segment_name(0, 0, None)
+    _segments.publish(seg, schema, [], options=pa.ipc.IpcWriteOptions(), fsync=False)
+    shape = (3, np.dtype(np.float64), "string")
+    assert _segments.adopt_schema(seg, "probs", None, None, None) == shape
+    assert _segments.adopt_schema(seg, "probs", *shape) == shape
+    for mine, what in [
+        ((2, None, None), "for its classes"),
+        ((None, np.dtype(np.float32), None), "for its float type"),
+        ((None, None, "int64"), "for its id type"),
+    ]:
+        with pytest.raises(fastcarto.FileFormatError, match=f"{what}, but this recorder"):
+            _segments.adopt_schema(seg, "probs", *mine)
