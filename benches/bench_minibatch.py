@@ -48,7 +48,7 @@ def main() -> None:
         batches = [(i, logits[i], labels[i]) for i in order]
         t0 = time.perf_counter()
         for i, z, y in batches:
-            acc.update(z, y, epoch=e, index=i)
+            acc.update(z, y, epoch=e, ids=i)
         t1 = time.perf_counter()
         for i, z, y in batches:
             sums.update(z, y, i, "logits")

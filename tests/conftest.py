@@ -8,8 +8,10 @@ examples (deterministic CI) and writes nothing to the working tree. Choose a pro
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,32 @@ settings.register_profile(
     "thorough", parent=settings.get_profile("ci"), max_examples=2000, derandomize=False
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def profile_share(share: float) -> settings:
+    """The loaded profile with ``share`` times its examples (``share * 100`` under "ci"): every
+    other setting, and the scaling by HYPOTHESIS_PROFILE, comes from the profile."""
+    return settings(max_examples=max(1, round(share * settings.default.max_examples)))
+
+
+# Property tests take one of these (or the profile itself) as their decorator: how many
+# examples a test draws is relative to the profile, so HYPOTHESIS_PROFILE=thorough reaches
+# every one. Cheap properties over a wide input space draw more, those whose every example
+# folds several runs, writes files or builds a long table draw fewer.
+MORE_EXAMPLES = profile_share(1.5)
+SOME_MORE_EXAMPLES = profile_share(1.2)
+FEWER_EXAMPLES = profile_share(0.6)
+FEW_EXAMPLES = profile_share(0.4)
+FEWEST_EXAMPLES = profile_share(0.25)
+
+
+# When a hypothesis test fails, hypothesis' pytest plugin imports libcst (to write a patch), which
+# emits a DeprecationWarning from mypy_extensions; with warnings as errors that turns the failure
+# report into an INTERNALERROR. Importing it here, warnings silenced, keeps failures readable.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    with contextlib.suppress(Exception):
+        import libcst.metadata  # noqa: F401
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -49,7 +49,7 @@ def main(directory: str) -> None:
             order, logits = epoch_data(epoch)
             for start in range(0, N_EXAMPLES, BATCH):
                 idx = order[start : start + BATCH]
-                rec.record(epoch, idx, logits[idx], y[idx])
+                rec.record(logits[idx], y[idx], epoch=epoch, ids=idx)
             rec.end_epoch(epoch)
             print(f"epoch {epoch}", flush=True)
 

@@ -6,13 +6,11 @@ minibatches, merge laws, all-or-nothing updates, serialization, and fork safety.
 
 from __future__ import annotations
 
-import contextlib
+import inspect
 import io
 import multiprocessing
 import pickle
 import re
-import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import fastcarto
@@ -20,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from conftest import FEWEST_EXAMPLES
 from fastcarto import (
     Accumulator,
     EpochOrderError,
@@ -28,24 +27,10 @@ from fastcarto import (
     LabelError,
     NonFiniteError,
 )
-from hypothesis import HealthCheck, given, settings
+from helpers import assert_maps_equal, raises
+from hypothesis import given
 from hypothesis import strategies as st
-
-# When a hypothesis test fails, hypothesis' pytest plugin imports libcst (to write a patch), which
-# emits a DeprecationWarning from mypy_extensions; with warnings as errors that turns the failure
-# report into an INTERNALERROR. Importing it here, warnings silenced, keeps failures readable.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    with contextlib.suppress(Exception):
-        import libcst.metadata  # noqa: F401
-
-SETTINGS = settings(
-    max_examples=25,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-    derandomize=True,
-    database=None,
-)
+from reference import sigmoid, softmax
 
 RTOL = 1e-12
 ATOL = 1e-12  # sums of margins may cancel to ~0, where a relative tolerance means nothing
@@ -53,35 +38,6 @@ ATOL = 1e-12  # sums of margins may cancel to ~0, where a relative tolerance mea
 
 # --------------------------------------------------------------------------------------------
 # helpers
-
-
-@contextlib.contextmanager
-def raises(
-    cls: type[BaseException] | tuple[type[BaseException], ...], *fragments: str
-) -> Iterator[None]:
-    """Like `pytest.raises(cls)`, but a Rust panic (pyo3's PanicException, a BaseException) is
-    reported as such, and every fragment must appear in the message."""
-    try:
-        yield
-    except BaseException as exc:
-        names = [k.__name__ for k in type(exc).__mro__]
-        assert "PanicException" not in names, f"a Rust panic reached Python: {exc!r}"
-        if not isinstance(exc, cls):
-            raise AssertionError(f"expected {cls}, got {type(exc).__name__}: {exc}") from exc
-        msg = str(exc)
-        for frag in fragments:
-            assert frag in msg, f"{frag!r} not in error message {msg!r}"
-    else:
-        raise AssertionError(f"{cls} not raised")
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
 
 
 def make_run(
@@ -108,24 +64,15 @@ def make_run(
     return out.astype(dtype), labels
 
 
-def assert_maps_equal(a: fastcarto.DataMap, b: fastcarto.DataMap, *, exact: bool = False) -> None:
-    """Same columns and types; integer / bool / null columns exactly equal, floats to 1e-12."""
-    ta, tb = a.to_arrow(), b.to_arrow()
-    assert ta.column_names == tb.column_names
-    assert ta.num_rows == tb.num_rows
-    for name in ta.column_names:
-        ca, cb = ta.column(name), tb.column(name)
-        assert ca.type == cb.type, name
-        if pa.types.is_floating(ca.type):
-            xa, xb = ca.to_numpy(), cb.to_numpy()
-            if exact:
-                np.testing.assert_array_equal(xa, xb, err_msg=name)
-            else:
-                np.testing.assert_allclose(
-                    xa, xb, rtol=RTOL, atol=ATOL, equal_nan=True, err_msg=name
-                )
-        else:
-            assert ca.to_pylist() == cb.to_pylist(), name
+def planned_run(
+    plan: dict[str, Any],
+) -> tuple[int, int, int, str, bool, np.ndarray, np.ndarray]:
+    """A plan's shape and its run: ``(epochs, examples, classes, kind, multilabel, outputs,
+    labels)``."""
+    e_, n, c = plan["n_epochs"], plan["n_examples"], plan["n_classes"]
+    kind, ml = plan["kind"], plan["multilabel"]
+    x, y = make_run(plan["seed"], e_, n, c, kind, multilabel=ml)
+    return e_, n, c, kind, ml, x, y
 
 
 def copy_acc(acc: Accumulator) -> Accumulator:
@@ -242,17 +189,10 @@ def minibatch_plan(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
-@SETTINGS
+@FEWEST_EXAMPLES
 @given(plan=minibatch_plan())
 def test_shuffled_minibatches_equal_whole_epochs(plan: dict[str, Any]) -> None:
-    e_, n, c, kind, ml = (
-        plan["n_epochs"],
-        plan["n_examples"],
-        plan["n_classes"],
-        plan["kind"],
-        plan["multilabel"],
-    )
-    x, y = make_run(plan["seed"], e_, n, c, kind, multilabel=ml)
+    e_, n, c, kind, ml, x, y = planned_run(plan)
     rng = np.random.default_rng(plan["seed"] + 1)
     acc = Accumulator(n, c, kind=kind, multilabel=ml)
     for e in range(e_):
@@ -267,7 +207,7 @@ def test_shuffled_minibatches_equal_whole_epochs(plan: dict[str, Any]) -> None:
         for idx in np.split(perm, cuts):
             if len(idx) == 0:
                 continue
-            acc.update(x[e][idx], y[idx], epoch=e, index=idx)
+            acc.update(x[e][idx], y[idx], epoch=e, ids=idx)
     whole = fed(x, y, range(e_), kind=kind, multilabel=ml)
     assert_maps_equal(acc.finalize(), whole.finalize())
     assert_maps_equal(acc.finalize(), fastcarto.compute(x, y, kind=kind))
@@ -286,7 +226,7 @@ def test_minibatch_index_dtypes_and_lists() -> None:
         acc = Accumulator(10, 3, kind="logits")
         for e in range(2):
             for idx in (np.arange(0, 10, 2), np.arange(1, 10, 2)):
-                acc.update(x[e][idx], y[idx], epoch=e, index=make_index(idx))
+                acc.update(x[e][idx], y[idx], epoch=e, ids=make_index(idx))
         assert_maps_equal(acc.finalize(), ref.finalize())
 
 
@@ -296,7 +236,7 @@ def test_examples_seen_in_some_epochs_only() -> None:
     acc = Accumulator(8, 3, kind="logits")
     for e in range(4):
         idx = np.arange(8) if e != 2 else np.arange(1, 8)
-        acc.update(x[e][idx], y[idx], epoch=e, index=idx)
+        acc.update(x[e][idx], y[idx], epoch=e, ids=idx)
     dm = acc.finalize()
     assert dm["n_epochs"].tolist() == [3] + [4] * 7
     sub = fastcarto.compute(x, y, kind="logits", epochs=[0, 1, 3])
@@ -342,8 +282,8 @@ def test_epochs_past_the_packed_state_widen_it_in_place() -> None:
     resumed = pickle.loads(pickle.dumps(acc))
     for a in (acc, resumed):
         half = np.arange(0, 40, 2)
-        a.update(x[2][half], y[half], epoch=5000, index=half)
-        a.update(x[2][half + 1], y[half + 1], epoch=5000, index=half + 1)
+        a.update(x[2][half], y[half], epoch=5000, ids=half)
+        a.update(x[2][half + 1], y[half + 1], epoch=5000, ids=half + 1)
         got = a.finalize().to_pandas()
         pd.testing.assert_frame_equal(got, want, check_dtype=False)
     assert acc.last_epoch == 5000
@@ -387,18 +327,11 @@ def merge_plan(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
-@SETTINGS
+@FEWEST_EXAMPLES
 @given(plan=merge_plan())
 def test_merge_epoch_split_equals_whole_in_either_order(plan: dict[str, Any]) -> None:
-    e_, n, c, kind, ml, k = (
-        plan["n_epochs"],
-        plan["n_examples"],
-        plan["n_classes"],
-        plan["kind"],
-        plan["multilabel"],
-        plan["split"],
-    )
-    x, y = make_run(plan["seed"], e_, n, c, kind, multilabel=ml)
+    e_, _, _, kind, ml, x, y = planned_run(plan)
+    k = plan["split"]
     whole = fed(x, y, range(e_), kind=kind, multilabel=ml).finalize()
 
     early = fed(x, y, range(k), kind=kind, multilabel=ml)
@@ -416,24 +349,17 @@ def test_merge_epoch_split_equals_whole_in_either_order(plan: dict[str, Any]) ->
     assert_maps_equal(ab.finalize(), fastcarto.compute(x, y, kind=kind))
 
 
-@SETTINGS
+@FEWEST_EXAMPLES
 @given(plan=merge_plan(), data=st.data())
 def test_merge_disjoint_examples_equals_whole(plan: dict[str, Any], data: st.DataObject) -> None:
-    e_, n, c, kind, ml = (
-        plan["n_epochs"],
-        plan["n_examples"],
-        plan["n_classes"],
-        plan["kind"],
-        plan["multilabel"],
-    )
-    x, y = make_run(plan["seed"], e_, n, c, kind, multilabel=ml)
+    e_, n, c, kind, ml, x, y = planned_run(plan)
     mask = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool)
     parts = []
     for sel in (np.flatnonzero(mask), np.flatnonzero(~mask)):
         acc = Accumulator(n, c, kind=kind, multilabel=ml)
         if len(sel):
             for e in range(e_):
-                acc.update(x[e][sel], y[sel], epoch=e, index=sel)
+                acc.update(x[e][sel], y[sel], epoch=e, ids=sel)
         parts.append(acc)
     a, b = parts
     a.merge(b)
@@ -441,17 +367,10 @@ def test_merge_disjoint_examples_equals_whole(plan: dict[str, Any], data: st.Dat
     assert_maps_equal(a.finalize(), whole)
 
 
-@SETTINGS
+@FEWEST_EXAMPLES
 @given(plan=merge_plan())
 def test_merge_with_empty_is_identity(plan: dict[str, Any]) -> None:
-    e_, n, c, kind, ml = (
-        plan["n_epochs"],
-        plan["n_examples"],
-        plan["n_classes"],
-        plan["kind"],
-        plan["multilabel"],
-    )
-    x, y = make_run(plan["seed"], e_, n, c, kind, multilabel=ml)
+    e_, n, c, kind, ml, x, y = planned_run(plan)
     acc = fed(x, y, range(e_), kind=kind, multilabel=ml)
     before = acc.to_arrow()
 
@@ -467,7 +386,7 @@ def test_merge_with_empty_is_identity(plan: dict[str, Any]) -> None:
     assert acc.to_arrow().equals(before)
 
 
-@SETTINGS
+@FEWEST_EXAMPLES
 @given(
     seed=st.integers(0, 2**32 - 1),
     n_epochs=st.integers(3, 7),
@@ -513,7 +432,7 @@ def test_merge_split_epochs_and_examples_at_once() -> None:
         for idx in (idx_a, idx_b):
             acc = Accumulator(20, 3, kind="logits")
             for e in epochs:
-                acc.update(x[e][idx], y[idx], epoch=e, index=idx)
+                acc.update(x[e][idx], y[idx], epoch=e, ids=idx)
             shards.append(acc)
     total = shards[3]
     for s in (shards[0], shards[2], shards[1]):
@@ -571,8 +490,8 @@ def test_merge_conflict_in_one_example_only_changes_nothing() -> None:
     x, y = make_run(11, 3, 50, 3)
     a = fed(x, y, [0], kind="logits")
     b = Accumulator(50, 3, kind="logits")
-    b.update(x[1][:49], y[:49], epoch=1, index=np.arange(49))
-    b.update(x[0][49:], y[49:], epoch=0, index=[49])
+    b.update(x[1][:49], y[:49], epoch=1, ids=np.arange(49))
+    b.update(x[0][49:], y[49:], epoch=0, ids=[49])
     _merge_fails(a, b, EpochOrderError, "example 49")
 
 
@@ -667,7 +586,7 @@ def test_update_non_finite_in_minibatch_names_the_example_not_the_row(run3: Any)
     out = x[3][idx].copy()
     out[2, 0] = np.nan  # row 2 is example 17
     _update_fails(
-        acc, NonFiniteError, "epoch 3", "example 17", outputs=out, labels=y[idx], index=idx, epoch=3
+        acc, NonFiniteError, "epoch 3", "example 17", outputs=out, labels=y[idx], ids=idx, epoch=3
     )
 
 
@@ -683,7 +602,7 @@ def test_update_label_out_of_range_in_minibatch_names_the_example(run3: Any) -> 
         "example 4",
         outputs=x[3][idx],
         labels=labels,
-        index=idx,
+        ids=idx,
         epoch=3,
     )
 
@@ -719,9 +638,9 @@ def test_update_repeated_epoch_message_says_duplicate(run3: Any) -> None:
 def test_update_repeated_epoch_in_minibatch(run3: Any) -> None:
     x, y, acc = run3
     idx = np.array([3, 9])
-    acc.update(x[3][idx], y[idx], epoch=3, index=idx)
+    acc.update(x[3][idx], y[idx], epoch=3, ids=idx)
     _update_fails(
-        acc, EpochOrderError, "example 9", outputs=x[3][[9]], labels=y[[9]], index=[9], epoch=3
+        acc, EpochOrderError, "example 9", outputs=x[3][[9]], labels=y[[9]], ids=[9], epoch=3
     )
 
 
@@ -760,7 +679,7 @@ def test_update_repeated_index_in_one_update(run3: Any) -> None:
         "more than once",
         outputs=x[3][idx],
         labels=y[idx],
-        index=idx,
+        ids=idx,
         epoch=3,
     )
 
@@ -776,16 +695,14 @@ def test_update_index_out_of_range(run3: Any, bad: int) -> None:
         "out of range",
         outputs=x[3][:2],
         labels=y[:2],
-        index=idx,
+        ids=idx,
         epoch=3,
     )
 
 
 def test_update_negative_index(run3: Any) -> None:
     x, y, acc = run3
-    _update_fails(
-        acc, ValueError, "negative", outputs=x[3][:2], labels=y[:2], index=[0, -1], epoch=3
-    )
+    _update_fails(acc, ValueError, "negative", outputs=x[3][:2], labels=y[:2], ids=[0, -1], epoch=3)
 
 
 @pytest.mark.parametrize(
@@ -799,7 +716,7 @@ def test_update_negative_index(run3: Any) -> None:
 )
 def test_update_bad_index(run3: Any, index: Any, cls: type[BaseException]) -> None:
     x, y, acc = run3
-    _update_fails(acc, cls, outputs=x[3][:2], labels=y[:2], index=index, epoch=3)
+    _update_fails(acc, cls, outputs=x[3][:2], labels=y[:2], ids=index, epoch=3)
 
 
 def test_update_label_change_is_label_error(run3: Any) -> None:
@@ -838,9 +755,31 @@ def test_update_label_change_allowed_with_aum_compat_keeps_latest() -> None:
     assert_maps_equal(early.finalize(), acc.finalize())
 
 
-def test_update_with_index_requires_epoch(run3: Any) -> None:
+def test_update_with_ids_requires_epoch(run3: Any) -> None:
     x, y, acc = run3
-    _update_fails(acc, ValueError, "epoch=", outputs=x[3][:2], labels=y[:2], index=[0, 1])
+    _update_fails(acc, ValueError, "epoch=", outputs=x[3][:2], labels=y[:2], ids=[0, 1])
+
+
+def test_update_index_is_a_deprecated_alias_of_ids(run3: Any) -> None:
+    x, y, acc = run3
+    twin = Accumulator.from_arrow(acc.to_arrow())
+    idx = np.array([4, 1, 7])
+    with pytest.warns(DeprecationWarning, match=r"index=.*deprecated; pass ids="):
+        acc.update(x[3][idx], y[idx], epoch=3, index=idx)
+    twin.update(x[3][idx], y[idx], epoch=3, ids=idx)
+    assert_maps_equal(acc.finalize(), twin.finalize())
+    _update_fails(
+        acc, TypeError, "ids= only", outputs=x[4][idx], labels=y[idx], epoch=4, ids=idx, index=idx
+    )
+
+
+def test_update_and_record_take_the_same_arguments() -> None:
+    # One signature for the two ways of feeding minibatches: (outputs, labels, *, epoch, ids).
+    update = inspect.signature(Accumulator.update).parameters
+    record = inspect.signature(fastcarto.Recorder.record).parameters
+    for params in (update, record):
+        assert list(params)[1:3] == ["outputs", "labels"]
+        assert params["epoch"].kind is params["ids"].kind is inspect.Parameter.KEYWORD_ONLY
 
 
 @pytest.mark.parametrize("epoch", [-1, 2**32 - 1, 2**40, 1.0, True, "3"])
@@ -851,7 +790,7 @@ def test_update_bad_epoch_value(run3: Any, epoch: Any) -> None:
 
 def test_update_numpy_integer_epoch(run3: Any) -> None:
     # a numpy integer (e.g. from `for epoch in np.arange(n)`) is a good epoch number, as it is
-    # in `compute(epochs=...)` and in `index=`
+    # in `compute(epochs=...)` and in `ids=`
     x, y, acc = run3
     acc.update(x[3], y, epoch=np.int64(3))
     assert acc.last_epoch == 3
@@ -1234,12 +1173,12 @@ def test_properties_and_repr() -> None:
 def test_last_epoch_tracks_latest_observation() -> None:
     x, y = make_run(30, 8, 6, 3)
     acc = Accumulator(6, 3, kind="logits")
-    acc.update(x[4][[1, 2]], y[[1, 2]], epoch=4, index=[1, 2])
+    acc.update(x[4][[1, 2]], y[[1, 2]], epoch=4, ids=[1, 2])
     assert acc.last_epoch == 4
     assert "up to epoch 4" in repr(acc)
-    acc.update(x[2][[0]], y[[0]], epoch=2, index=[0])  # another example, earlier epoch
+    acc.update(x[2][[0]], y[[0]], epoch=2, ids=[0])  # another example, earlier epoch
     assert acc.last_epoch == 4
-    acc.update(x[7][[3]], y[[3]], epoch=7, index=[3])
+    acc.update(x[7][[3]], y[[3]], epoch=7, ids=[3])
     assert acc.last_epoch == 7
     # without index the next epoch is the one after the latest of any example
     acc.update(np.zeros((6, 3)), y)

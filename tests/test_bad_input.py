@@ -6,14 +6,10 @@ says what and where, and no Rust panic ever reaches Python.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
 import subprocess
 import sys
 import textwrap
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +17,7 @@ import fastcarto
 import numpy as np
 import pyarrow as pa
 import pytest
+from conftest import FEWER_EXAMPLES
 from fastcarto import (
     Accumulator,
     EmptyInputError,
@@ -30,50 +27,16 @@ from fastcarto import (
     LabelError,
     NonFiniteError,
 )
-from hypothesis import HealthCheck, given, settings
+from helpers import assert_maps_equal, is_panic, raises
+from hypothesis import given
 from hypothesis import strategies as st
-
-# See tests/test_accumulator.py: keeps hypothesis failure reports readable under -W error.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    with contextlib.suppress(Exception):
-        import libcst.metadata  # noqa: F401
+from reference import softmax
 
 E, N, C = 4, 8, 3
 
 
 # --------------------------------------------------------------------------------------------
 # helpers
-
-
-def is_panic(exc: BaseException) -> bool:
-    """pyo3's PanicException (module `pyo3_runtime`) derives from BaseException."""
-    return any(k.__name__ == "PanicException" for k in type(exc).__mro__)
-
-
-@contextlib.contextmanager
-def raises(
-    cls: type[BaseException] | tuple[type[BaseException], ...], *fragments: str
-) -> Iterator[None]:
-    """`pytest.raises(cls)` that also fails on a Rust panic and checks message fragments."""
-    try:
-        yield
-    except BaseException as exc:
-        assert not is_panic(exc), f"a Rust panic reached Python: {exc!r}"
-        if not isinstance(exc, cls):
-            raise AssertionError(f"expected {cls}, got {type(exc).__name__}: {exc}") from exc
-        # fragments are looked for outside the directories of any path in the message, so
-        # that a temporary folder named after the test cannot supply them
-        msg = re.sub(r"/\S*/", "/", str(exc))
-        for frag in fragments:
-            assert frag in msg, f"{frag!r} not in error message {msg!r}"
-    else:
-        raise AssertionError(f"{cls} not raised")
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def logits(
@@ -90,20 +53,6 @@ def probs(
 
 def labels(n: int = N, c: int = C, seed: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, c, size=n)
-
-
-def assert_same_map(a: fastcarto.DataMap, b: fastcarto.DataMap, *, rtol: float = 1e-12) -> None:
-    ta, tb = a.to_arrow(), b.to_arrow()
-    assert ta.column_names == tb.column_names
-    for name in ta.column_names:
-        ca, cb = ta.column(name), tb.column(name)
-        assert ca.type == cb.type, name
-        if pa.types.is_floating(ca.type):
-            np.testing.assert_allclose(
-                ca.to_numpy(), cb.to_numpy(), rtol=rtol, atol=1e-12, equal_nan=True, err_msg=name
-            )
-        else:
-            assert ca.to_pylist() == cb.to_pylist(), name
 
 
 def test_raises_helper_rejects_panics() -> None:
@@ -191,7 +140,7 @@ def test_nan_omit_skips_observations(kind: str) -> None:
     # example 5 is exactly what it is over the epochs it has (epoch numbers are positions)
     ref = fastcarto.compute(x, y, kind=kind, epochs=[0, 1, 3], nan_policy="omit")
     row5 = fastcarto.DataMap(dm.to_arrow().slice(5, 1), kind=kind)
-    assert_same_map(row5, fastcarto.DataMap(ref.to_arrow().slice(5, 1), kind=kind))
+    assert_maps_equal(row5, fastcarto.DataMap(ref.to_arrow().slice(5, 1), kind=kind))
     # the untouched examples do not notice
     clean = fastcarto.compute(original, y, kind=kind)
     keep = [i for i in range(N) if i not in (1, 5)]
@@ -237,7 +186,7 @@ def test_nan_omit_in_accumulator_minibatch() -> None:
         if e == 1:
             out[[2, 6], 0] = np.nan
         idx = np.arange(N)[::-1].copy()
-        acc.update(out[idx], y[idx], epoch=e, index=idx)
+        acc.update(out[idx], y[idx], epoch=e, ids=idx)
     assert acc.finalize()["n_epochs"].tolist() == [E, E, E - 1, E, E, E, E - 1, E]
 
 
@@ -322,7 +271,7 @@ def test_non_integer_label_lists_are_type_error(bad: list[Any]) -> None:
 def test_bool_labels_are_accepted_as_zero_one() -> None:
     y = labels(c=2)
     x = logits(shape=(E, N, 2))
-    assert_same_map(
+    assert_maps_equal(
         fastcarto.compute(x, y.astype(bool), kind="logits"), fastcarto.compute(x, y, kind="logits")
     )
 
@@ -386,7 +335,7 @@ def test_uint64_huge_label() -> None:
 
 def test_uint64_small_labels_work() -> None:
     y = labels()
-    assert_same_map(
+    assert_maps_equal(
         fastcarto.compute(logits(), y.astype(np.uint64), kind="logits"),
         fastcarto.compute(logits(), y, kind="logits"),
     )
@@ -431,7 +380,7 @@ def test_accumulator_update_with_zero_rows_and_index() -> None:
         acc.update(
             np.zeros((0, C)),
             np.zeros(0, dtype=np.int64),
-            index=np.zeros(0, dtype=np.int64),
+            ids=np.zeros(0, dtype=np.int64),
             epoch=1,
         )
     except BaseException as exc:
@@ -483,8 +432,8 @@ def test_good_epoch_selections_agree() -> None:
     x, y = logits(), labels()
     ref = fastcarto.compute(x, y, kind="logits", epochs=[1, 3])
     for sel in (slice(1, None, 2), np.array([1, 3]), [1, -1], (np.int64(1), np.int32(3))):
-        assert_same_map(fastcarto.compute(x, y, kind="logits", epochs=sel), ref)
-    assert_same_map(
+        assert_maps_equal(fastcarto.compute(x, y, kind="logits", epochs=sel), ref)
+    assert_maps_equal(
         fastcarto.compute(x, y, kind="logits", epochs=np.int64(2)),
         fastcarto.compute(x[:2], y, kind="logits"),
     )
@@ -553,13 +502,13 @@ def test_ragged_nested_list_is_an_error() -> None:
 def test_big_endian_arrays_work(dtype: str) -> None:
     x, y = logits(np.float64), labels()
     native = x.astype(dtype.replace(">", "<"))
-    assert_same_map(
+    assert_maps_equal(
         fastcarto.compute(x.astype(dtype), y, kind="logits"),
         fastcarto.compute(native, y, kind="logits"),
     )
     acc = Accumulator(N, C, kind="logits")
     acc.update(x[0].astype(dtype), y)
-    assert_same_map(acc.finalize(), fastcarto.compute(native[:1], y, kind="logits"))
+    assert_maps_equal(acc.finalize(), fastcarto.compute(native[:1], y, kind="logits"))
 
 
 @pytest.mark.parametrize(
@@ -590,7 +539,7 @@ def test_non_contiguous_arrays_equal_contiguous_copies(view: Any, dtype: Any) ->
     x, y = logits(dtype), labels()
     v = view(x)
     np.testing.assert_array_equal(v, x)
-    assert_same_map(
+    assert_maps_equal(
         fastcarto.compute(v, y, kind="logits"),
         fastcarto.compute(np.ascontiguousarray(x), y, kind="logits"),
     )
@@ -611,7 +560,7 @@ def test_non_contiguous_accumulator_updates(view: Any) -> None:
     acc = Accumulator(N, C, kind="logits")
     for e in range(E):
         acc.update(view(x[e]), y)
-    assert_same_map(acc.finalize(), fastcarto.compute(x, y, kind="logits"))
+    assert_maps_equal(acc.finalize(), fastcarto.compute(x, y, kind="logits"))
 
 
 def test_non_contiguous_one_column_accumulator_update() -> None:
@@ -620,7 +569,7 @@ def test_non_contiguous_one_column_accumulator_update() -> None:
     acc = Accumulator(N, 1, kind="logits")
     for e in range(E):
         acc.update(x[e, :, 2], y)
-    assert_same_map(
+    assert_maps_equal(
         acc.finalize(), fastcarto.compute(np.ascontiguousarray(x[:, :, 2:]), y, kind="logits")
     )
 
@@ -629,13 +578,13 @@ def test_non_contiguous_labels_and_index() -> None:
     x = logits()
     y2 = np.repeat(labels(), 2)
     y = y2[::2]
-    assert_same_map(
+    assert_maps_equal(
         fastcarto.compute(x, y, kind="logits"), fastcarto.compute(x, y.copy(), kind="logits")
     )
     acc = Accumulator(N, C, kind="logits")
     idx = np.repeat(np.arange(N), 2)[::2]
-    acc.update(x[0], y, index=idx, epoch=0)
-    assert_same_map(acc.finalize(), fastcarto.compute(x[:1], y.copy(), kind="logits"))
+    acc.update(x[0], y, ids=idx, epoch=0)
+    assert_maps_equal(acc.finalize(), fastcarto.compute(x[:1], y.copy(), kind="logits"))
 
 
 def test_read_only_arrays_work() -> None:
@@ -652,25 +601,25 @@ def test_memmaps_work(tmp_path: Path) -> None:
     raw[:] = x
     raw.flush()
     ref = fastcarto.compute(x, y, kind="logits")
-    assert_same_map(fastcarto.compute(raw, y, kind="logits"), ref)
+    assert_maps_equal(fastcarto.compute(raw, y, kind="logits"), ref)
     ro = np.memmap(tmp_path / "raw.bin", dtype=np.float32, mode="r", shape=x.shape)
-    assert_same_map(fastcarto.compute(ro, y, kind="logits"), ref)
+    assert_maps_equal(fastcarto.compute(ro, y, kind="logits"), ref)
     npy = np.lib.format.open_memmap(tmp_path / "m.npy", mode="w+", dtype=np.float32, shape=x.shape)
     npy[:] = x
     npy.flush()
-    assert_same_map(fastcarto.compute(npy, y, kind="logits"), ref)
-    assert_same_map(fastcarto.compute(tmp_path / "m.npy", y, kind="logits"), ref)
-    assert_same_map(fastcarto.compute(str(tmp_path / "m.npy"), y, kind="logits"), ref)
+    assert_maps_equal(fastcarto.compute(npy, y, kind="logits"), ref)
+    assert_maps_equal(fastcarto.compute(tmp_path / "m.npy", y, kind="logits"), ref)
+    assert_maps_equal(fastcarto.compute(str(tmp_path / "m.npy"), y, kind="logits"), ref)
 
 
 def test_nested_lists_work() -> None:
     x, y = logits(), labels()
     ref = fastcarto.compute(x, y, kind="logits")
-    assert_same_map(fastcarto.compute(x.tolist(), y.tolist(), kind="logits"), ref)
+    assert_maps_equal(fastcarto.compute(x.tolist(), y.tolist(), kind="logits"), ref)
     acc = Accumulator(N, C, kind="logits")
     for e in range(E):
         acc.update(x[e].tolist(), y.tolist())
-    assert_same_map(acc.finalize(), ref)
+    assert_maps_equal(acc.finalize(), ref)
 
 
 def test_flat_list_for_one_column_accumulator() -> None:
@@ -679,7 +628,7 @@ def test_flat_list_for_one_column_accumulator() -> None:
     acc = Accumulator(N, 1, kind="logits")
     for e in range(E):
         acc.update(x[e, :, 0].tolist(), y)
-    assert_same_map(acc.finalize(), fastcarto.compute(x, y, kind="logits"))
+    assert_maps_equal(acc.finalize(), fastcarto.compute(x, y, kind="logits"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -863,10 +812,10 @@ def test_bad_thread_environment_variable_is_fastcarto_error(
 def test_good_thread_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     ref = fastcarto.compute(logits(), labels(), kind="logits")
     monkeypatch.setenv("FASTCARTO_NUM_THREADS", " 2 ")
-    assert_same_map(fastcarto.compute(logits(), labels(), kind="logits"), ref)
+    assert_maps_equal(fastcarto.compute(logits(), labels(), kind="logits"), ref)
     for unset in ("", "  "):  # set but empty is unset (all cores), as for OMP_NUM_THREADS
         monkeypatch.setenv("FASTCARTO_NUM_THREADS", unset)
-        assert_same_map(fastcarto.compute(logits(), labels(), kind="logits"), ref)
+        assert_maps_equal(fastcarto.compute(logits(), labels(), kind="logits"), ref)
 
 
 def test_explicit_threads_override_bad_environment_variable(
@@ -874,11 +823,11 @@ def test_explicit_threads_override_bad_environment_variable(
 ) -> None:
     ref = fastcarto.compute(logits(), labels(), kind="logits")
     monkeypatch.setenv("FASTCARTO_NUM_THREADS", "abc")
-    assert_same_map(fastcarto.compute(logits(), labels(), kind="logits", threads=2), ref)
+    assert_maps_equal(fastcarto.compute(logits(), labels(), kind="logits", threads=2), ref)
     acc = Accumulator(N, C, kind="logits", threads=2)
     for e in range(E):
         acc.update(logits()[e], labels())
-    assert_same_map(acc.finalize(), ref)
+    assert_maps_equal(acc.finalize(), ref)
 
 
 def test_last_epoch_with_bad_environment_variable_is_not_silently_none(
@@ -908,7 +857,7 @@ def npy(tmp_path: Path) -> Path:
 
 
 def test_npy_path_works(npy: Path) -> None:
-    assert_same_map(
+    assert_maps_equal(
         fastcarto.compute(npy, labels(), kind="logits"),
         fastcarto.compute(logits(np.float32), labels(), kind="logits"),
     )
@@ -1098,6 +1047,12 @@ def test_accumulator_too_large_for_memory_does_not_abort() -> None:
 # random garbage never panics
 
 
+def _filled(shape: tuple[int, ...], dtype: Any, fill: float) -> np.ndarray[Any, Any]:
+    # NaN, inf or 1e30 cast to an integer type is garbage on purpose, not a warning to fail on.
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.full(shape, fill, dtype=dtype)
+
+
 _garbage = st.one_of(
     st.none(),
     st.integers(),
@@ -1106,7 +1061,7 @@ _garbage = st.one_of(
     st.lists(st.floats(), max_size=4),
     st.lists(st.lists(st.floats(allow_nan=True), max_size=3), max_size=3),
     st.builds(
-        lambda shape, dtype, fill: np.full(shape, fill, dtype=dtype),
+        _filled,
         st.lists(st.integers(0, 3), min_size=0, max_size=4).map(tuple),
         st.sampled_from([np.float32, np.float64, np.int64, np.uint8, np.bool_, np.float16]),
         st.sampled_from([0.0, 0.5, 1.0, -1.0, np.nan, np.inf, 1e30]),
@@ -1114,13 +1069,7 @@ _garbage = st.one_of(
 )
 
 
-@settings(
-    max_examples=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-    derandomize=True,
-    database=None,
-)
+@FEWER_EXAMPLES
 @given(
     source=_garbage,
     lab=st.one_of(_garbage, st.lists(st.integers(-3, 5), min_size=0, max_size=4)),
@@ -1137,13 +1086,7 @@ def test_garbage_to_compute_raises_cleanly(
         assert isinstance(exc, (ValueError, TypeError, OSError)), repr(exc)
 
 
-@settings(
-    max_examples=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-    derandomize=True,
-    database=None,
-)
+@FEWER_EXAMPLES
 @given(
     outputs=_garbage,
     lab=st.one_of(_garbage, st.lists(st.integers(-3, 5), min_size=0, max_size=4)),
@@ -1158,7 +1101,7 @@ def test_garbage_to_update_raises_cleanly_and_changes_nothing(
     acc.update(np.zeros((3, n_classes)), np.zeros(3, dtype=np.int64))
     before = acc.to_arrow()
     try:
-        acc.update(outputs, lab, epoch=epoch, index=index)
+        acc.update(outputs, lab, epoch=epoch, ids=index)
     except BaseException as exc:
         assert not is_panic(exc), repr(exc)
         assert isinstance(exc, (ValueError, TypeError)), repr(exc)

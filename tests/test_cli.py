@@ -10,8 +10,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 from fastcarto import cli
+from helpers import run_cli_process
 
 E, N, C = 6, 20, 3
 
@@ -312,15 +311,7 @@ def test_help(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
 
 
 def test_python_dash_m(run_dir: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "fastcarto", *MAP, "--compat", "cartography", "-o", "-"],
-        capture_output=True,
-        text=True,
-        cwd=run_dir,
-        env={**os.environ, "FASTCARTO_DEBUG": ""},
-        timeout=60,
-        check=False,
-    )
+    proc = run_cli_process([*MAP, "--compat", "cartography", "-o", "-"], cwd=run_dir)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.startswith("fastcarto: DataMap(20 examples, logits, compat='cartography'")
     got = pcsv.read_csv(pa.BufferReader(proc.stdout.encode()))
@@ -328,15 +319,7 @@ def test_python_dash_m(run_dir: Path) -> None:
 
 
 def test_python_dash_m_bad_input(run_dir: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "fastcarto", *MAP, "--epochs", "1:x", "-o", "dm.csv"],
-        capture_output=True,
-        text=True,
-        cwd=run_dir,
-        env={**os.environ, "FASTCARTO_DEBUG": ""},
-        timeout=60,
-        check=False,
-    )
+    proc = run_cli_process([*MAP, "--epochs", "1:x", "-o", "dm.csv"], cwd=run_dir)
     assert proc.returncode == 2 and proc.stdout == ""
     assert_one_error_line(proc.stderr)
 
@@ -650,7 +633,7 @@ def test_commands_read_a_recorded_run(run_dir: Path, capsys: pytest.CaptureFixtu
     logits, labels = logits_and_labels(run_dir)
     with fastcarto.Recorder(run_dir / "rec", kind="logits") as rec:
         for epoch in range(E):
-            rec.record(epoch, np.arange(N), logits[epoch], labels)
+            rec.record(logits[epoch], labels, epoch=epoch, ids=np.arange(N))
     code, _, stderr = run_cli(capsys, "map", "rec", "-o", "dm.parquet", "--plot", "map.svg")
     assert code == 0, stderr
     got = pq.read_table(run_dir / "dm.parquet")

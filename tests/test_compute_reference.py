@@ -25,7 +25,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from hypothesis import given, settings
+from conftest import FEW_EXAMPLES, FEWER_EXAMPLES, MORE_EXAMPLES, SOME_MORE_EXAMPLES
+from hypothesis import given
 from hypothesis import strategies as st
 from reference import (
     COMPAT_COLUMNS,
@@ -44,12 +45,6 @@ from reference import (
 DTYPES = (np.float32, np.float64)
 KINDS = ("logits", "probs")
 COMPATS = (None, "cartography", "aum", "dataiq", "toneva")
-
-
-def scaled(n: int) -> int:
-    """``n`` examples under the default "ci" profile (100 examples), scaled with the profile
-    loaded by conftest.py (HYPOTHESIS_PROFILE=dev / thorough)."""
-    return max(1, n * settings.default.max_examples // 100)
 
 
 # Half-width of the band around 0.5 in which Data-IQ's "p(gold) > 0.5" may go either way
@@ -294,7 +289,7 @@ def check_against_reference(
 # ---------------------------------------------------------------------------------------------
 
 
-@settings(max_examples=scaled(150))
+@MORE_EXAMPLES
 @given(data=st.data(), ddof=st.sampled_from([0, 1]), threads=st.sampled_from([1, 2]))
 def test_default_table_matches_reference(data: st.DataObject, ddof: int, threads: int) -> None:
     case = data.draw(dynamics())
@@ -303,7 +298,7 @@ def test_default_table_matches_reference(data: st.DataObject, ddof: int, threads
     assert dm.columns == list(DEFAULT_COLUMNS)
 
 
-@settings(max_examples=scaled(120))
+@SOME_MORE_EXAMPLES
 @given(data=st.data(), compat=st.sampled_from(COMPATS[1:]), ddof=st.sampled_from([0, 1]))
 def test_compat_tables_match_reference(data: st.DataObject, compat: str, ddof: int) -> None:
     case = data.draw(dynamics())
@@ -312,7 +307,7 @@ def test_compat_tables_match_reference(data: st.DataObject, compat: str, ddof: i
     assert dm.columns == list(COMPAT_COLUMNS[compat])
 
 
-@settings(max_examples=scaled(120))
+@SOME_MORE_EXAMPLES
 @given(data=st.data(), compat=st.sampled_from(COMPATS), threads=st.sampled_from([1, 2]))
 def test_nan_policy_omit_matches_reference(
     data: st.DataObject, compat: str | None, threads: int
@@ -322,7 +317,6 @@ def test_nan_policy_omit_matches_reference(
     check_against_reference(case, compat=compat, epochs=epochs, nan_policy="omit", threads=threads)
 
 
-@settings(max_examples=scaled(100))
 @given(
     data=st.data(),
     compat=st.sampled_from(COMPATS),
@@ -344,7 +338,7 @@ def test_multilabel_matches_reference(
     assert dm.columns == [columns[0], "class", *columns[1:]]
 
 
-@settings(max_examples=scaled(60))
+@FEWER_EXAMPLES
 @given(case=dynamics(multilabel=True, max_classes=5, max_examples=15))
 def test_multilabel_rows_are_independent_binary_problems(case: dict[str, Any]) -> None:
     """Row (n, c) of a multi-label table is example n of the one-column binary problem c."""
@@ -364,7 +358,6 @@ def test_multilabel_rows_are_independent_binary_problems(case: dict[str, Any]) -
     )
 
 
-@settings(max_examples=scaled(100))
 @given(data=st.data(), compat=st.sampled_from(COMPATS))
 def test_single_column_equals_two_column_equivalent(
     data: st.DataObject, compat: str | None
@@ -392,7 +385,7 @@ def test_single_column_equals_two_column_equivalent(
     check_against_reference(case, compat=compat, epochs=epochs)
 
 
-@settings(max_examples=scaled(60))
+@FEWER_EXAMPLES
 @given(data=st.data(), compat=st.sampled_from(COMPATS), omit=st.booleans())
 def test_thread_count_does_not_change_results(
     data: st.DataObject, compat: str | None, omit: bool
@@ -414,7 +407,7 @@ def scratch_dir() -> Any:
         yield Path(d)
 
 
-@settings(max_examples=scaled(40))
+@FEW_EXAMPLES
 @given(case=dynamics(), compat=st.sampled_from(COMPATS), number=st.integers(0, 2**31))
 def test_npy_path_and_memmap_equal_in_memory(
     scratch_dir: Path, case: dict[str, Any], compat: str | None, number: int
@@ -442,7 +435,7 @@ def test_npy_path_and_memmap_equal_in_memory(
         (scratch_dir / f"raw-{number}.bin").unlink(missing_ok=True)
 
 
-@settings(max_examples=scaled(40))
+@FEW_EXAMPLES
 @given(case=dynamics())
 def test_non_contiguous_input_equals_contiguous(case: dict[str, Any]) -> None:
     outputs, labels = case["outputs"], case["labels"]

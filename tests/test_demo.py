@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import fastcarto
@@ -14,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from fastcarto import cli
 from fastcarto._demo import run_demo
+from helpers import run_cli_process
 
 
 def test_run_demo(tmp_path: Path) -> None:
@@ -54,15 +52,7 @@ def test_run_demo(tmp_path: Path) -> None:
 
 
 def test_demo_command(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "fastcarto", "demo", "--out", "out", "--epochs", "8"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={**os.environ, "FASTCARTO_DEBUG": ""},
-        timeout=300,
-        check=False,
-    )
+    proc = run_cli_process(["demo", "--out", "out", "--epochs", "8"], cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     assert "regions: easy-to-learn" in proc.stdout

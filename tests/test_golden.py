@@ -336,7 +336,7 @@ def test_aum_package_unit_case(golden: dict[str, Any]) -> None:
         logits = np.array(update["logits"], dtype=np.float64)
         targets = np.array(update["targets"], dtype=np.int64)
         index = np.array([ids[i] for i in update["ids"]], dtype=np.int64)
-        acc.update(logits, targets, index=index, epoch=k)
+        acc.update(logits, targets, ids=index, epoch=k)
         for i in update["ids"]:
             counts[i] += 1
     df = acc.finalize().to_pandas()

@@ -79,7 +79,7 @@ def test_suggested_label(dm: fastcarto.DataMap) -> None:
 
 def test_unobserved_examples_are_not_flagged() -> None:
     acc = fastcarto.Accumulator(n_examples=3, n_classes=2, kind="logits")
-    acc.update(np.array([[0.0, 2.0]]), [0], index=[0], epoch=0)
+    acc.update(np.array([[0.0, 2.0]]), [0], ids=[0], epoch=0)
     issues = acc.finalize().label_issues()
     assert issues["is_label_issue"].tolist() == [True, False, False]
     assert issues["label_score"].isna().tolist() == [False, True, True]

@@ -23,8 +23,11 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 from fastcarto import RegionRule
+from fastcarto._plots import OKABE_ITO, REGION_COLORS
 from matplotlib.collections import LineCollection, PathCollection, QuadMesh
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
+from reference import softmax
 
 E, N, C = 6, 400, 3
 
@@ -58,6 +61,19 @@ def synthetic_map(n: int, seed: int = 0) -> fastcarto.DataMap:
         }
     )
     return fastcarto.DataMap(table, kind="logits")
+
+
+def legend_texts(ax: Any) -> list[str]:
+    legend = ax.get_legend()
+    return [] if legend is None else [t.get_text() for t in legend.get_texts()]
+
+
+def region_at(x: float, y: float, v: float, c: float) -> str:
+    """The region the rule with thresholds ``(v, c)`` gives the point (variability x,
+    confidence y)."""
+    if x >= v:
+        return "ambiguous"
+    return "easy-to-learn" if y >= c else "hard-to-learn"
 
 
 def main_axes(fig: Figure) -> Any:
@@ -109,18 +125,55 @@ def test_data_map(dm: fastcarto.DataMap) -> None:
     labels = {t.get_text().split("\n")[0]: t.get_text() for t in ax.texts}
     for region in fastcarto.REGIONS:
         assert f"{counts[region]:,} (" in labels[region]
-    easy = next(t for t in ax.texts if t.get_text().startswith("easy"))
-    x, y = easy.get_position()
-    assert x < v and y > c  # inside its region
+    # each region's box: drawn inside its region, edged in the region's colour
+    boxes = {t.get_text().split("\n")[0]: t for t in ax.texts}
+    assert set(boxes) == set(fastcarto.REGIONS)
+    for region, box in boxes.items():
+        assert region_at(*box.get_position(), v, c) == region, box.get_position()
+        patch = box.get_bbox_patch()
+        assert patch is not None
+        assert to_hex(patch.get_edgecolor()) == REGION_COLORS[region].lower(), region
+    # every point coloured by its example's correctness
+    drawn = sorted(
+        zip(
+            offsets[:, 0].tolist(), offsets[:, 1].tolist(), points.get_array().tolist(), strict=True
+        )
+    )
+    want = sorted(
+        zip(
+            dm["variability"].tolist(),
+            dm["confidence"].tolist(),
+            dm["correctness"].tolist(),
+            strict=True,
+        )
+    )
+    np.testing.assert_allclose(drawn, want)
+    assert ax.get_xlim()[0] == 0.0 and ax.get_xlim()[1] >= dm["variability"].max()
+    assert ax.get_ylim() == (-0.02, 1.02)
+    # the marginal histograms count every example, each along its own axis
+    top = next(a for a in fig.axes if a.get_ylabel() == "examples")
+    right = next(a for a in fig.axes if a.get_xlabel() == "examples")
+    assert sum(p.get_height() for p in top.patches) == N
+    assert sum(p.get_width() for p in right.patches) == N
+    colorbar = next(a for a in fig.axes if a.get_ylabel().startswith("correctness"))
+    assert colorbar is not ax
     text = all_text(fig)
     assert f"points: all {N:,} examples" in text and "correctness" in text
-    assert "Data map (400 examples, logits, 6 epochs)" in text
+    assert fig._suptitle is not None
+    assert fig._suptitle.get_text() == "Data map (400 examples, logits, 6 epochs)"
 
 
 def test_custom_rule_moves_the_boundaries(dm: fastcarto.DataMap) -> None:
-    ax = main_axes(dm.plot(rule=RegionRule(variability=0.05, confidence=0.8)))
+    rule = RegionRule(variability=0.05, confidence=0.8)
+    ax = main_axes(dm.plot(rule=rule))
     (hline,) = [coll for coll in ax.collections if isinstance(coll, LineCollection)]
     np.testing.assert_allclose(hline.get_segments()[0], [[0.0, 0.8], [0.05, 0.8]])
+    assert any(np.allclose(line.get_xdata(), [0.05, 0.05]) for line in ax.lines)
+    counts = dm.regions(rule).value_counts()
+    for t in ax.texts:
+        region, share = t.get_text().split("\n")
+        assert share.startswith(f"{counts[region]:,} (")
+        assert region_at(*t.get_position(), 0.05, 0.8) == region
 
 
 def test_deterministic_subsample_above_max_points() -> None:
@@ -169,7 +222,20 @@ def test_by_class(dm: fastcarto.DataMap) -> None:
 
 
 def test_by_class_density_and_too_many_classes(dm: fastcarto.DataMap) -> None:
-    assert isinstance(dm.plot(by_class=True, mode="density"), Figure)
+    fig = dm.plot(by_class=True, mode="density")
+    panels = [ax for ax in fig.axes if ax.get_visible() and ax.get_title().startswith("label ")]
+    assert len(panels) == C
+    for ax in panels:
+        assert [type(c) for c in ax.collections if isinstance(c, (QuadMesh, PathCollection))] == [
+            QuadMesh
+        ]
+    # each panel's mesh counts its own class: the bins with data there hold the class's mean
+    # correctness, NaN-free only where some example of the class lies
+    for cls, ax in enumerate(panels):
+        (mesh,) = [c for c in ax.collections if isinstance(c, QuadMesh)]
+        values = mesh.get_array()
+        assert values.count() >= 1 and values.max() <= 1.0 and values.min() >= 0.0, cls
+    assert "density: mean correctness in bins, all 400 examples" in all_text(fig)
     rng = np.random.default_rng(0)
     many = fastcarto.compute(rng.normal(size=(2, 100, 40)), np.arange(100) % 40, kind="logits")
     with pytest.raises(ValueError, match="40 are too many"):
@@ -185,8 +251,8 @@ def test_save(dm: fastcarto.DataMap, tmp_path: Path, suffix: str) -> None:
         "forgetting": dm.plot_forgetting,
     }.items():
         path = tmp_path / f"{name}{suffix}"
-        fig = draw(save=path)
-        assert isinstance(fig, Figure)
+        fig = draw(save=path, title=f"saved {name}")
+        assert f"saved {name}" in all_text(fig)
         assert path.read_bytes().startswith(magic)
 
 
@@ -201,15 +267,25 @@ def test_compat_tables() -> None:
     rng = np.random.default_rng(0)
     logits, labels = rng.normal(size=(4, 50, 3)), rng.integers(0, 3, 50)
     carto = fastcarto.compute(logits, labels, kind="logits", compat="cartography")
-    assert isinstance(carto.plot(), Figure)  # correctness counts are scaled as cartography does
+    # cartography's correctness is a count of correct epochs; the points are coloured by it
+    # scaled to [0, 1], as cartography's plot does
+    fig = carto.plot()
+    ax = next(a for a in fig.axes if a.get_xlabel().startswith("variability"))
+    (points,) = [c for c in ax.collections if isinstance(c, PathCollection)]
+    counts = carto["correctness"]
+    np.testing.assert_allclose(
+        sorted(points.get_array().tolist()), sorted((counts / counts.max()).tolist())
+    )
+    assert fig._suptitle is not None
+    assert fig._suptitle.get_text().startswith("Data map (50 examples, logits")
     with pytest.raises(ValueError, match="compat='aum'"):
         fastcarto.compute(logits, labels, kind="logits", compat="aum").plot()
 
 
 def test_unobserved_examples_are_left_out_and_said() -> None:
     acc = fastcarto.Accumulator(n_examples=5, n_classes=2, kind="logits")
-    acc.update(np.array([[2.0, 0.0], [0.0, 1.0], [1.0, 1.5]]), [0, 0, 1], index=[0, 1, 2], epoch=0)
-    acc.update(np.array([[1.0, 0.0], [0.5, 1.0], [0.0, 1.5]]), [0, 0, 1], index=[0, 1, 2], epoch=1)
+    acc.update(np.array([[2.0, 0.0], [0.0, 1.0], [1.0, 1.5]]), [0, 0, 1], ids=[0, 1, 2], epoch=0)
+    acc.update(np.array([[1.0, 0.0], [0.5, 1.0], [0.0, 1.5]]), [0, 0, 1], ids=[0, 1, 2], epoch=1)
     fig = acc.finalize().plot()
     assert "2 examples without a finite confidence/variability are left out" in all_text(fig)
 
@@ -225,6 +301,15 @@ def test_plot_aum(dm: fastcarto.DataMap) -> None:
     assert any(np.allclose(line.get_xdata(), [0, 0]) for line in ax.lines)
     assert f"{int((dm['aum'] < 0).sum()):,} below flagged" in all_text(fig)
     assert "mean logit margin" in ax.get_xlabel()
+    assert len(ax.patches) == 60  # bins=60 by default
+    lo = min(p.get_x() for p in ax.patches)
+    hi = max(p.get_x() + p.get_width() for p in ax.patches)
+    np.testing.assert_allclose([lo, hi], [dm["aum"].min(), dm["aum"].max()])
+    assert legend_texts(ax) == [
+        f"examples ({N:,})",
+        f"AUM = 0 (default rule): {int((dm['aum'] < 0).sum()):,} below flagged",
+    ]
+    assert ax.get_title() == f"AUM ({N:,} examples, logits)"
 
 
 def test_plot_aum_with_threshold_samples(run: tuple[np.ndarray, np.ndarray]) -> None:
@@ -250,6 +335,12 @@ def test_plot_forgetting(dm: fastcarto.DataMap) -> None:
     expected = np.bincount(forgetting[~never].astype(int)).tolist()
     assert heights[:-1] == expected and heights[-1] == never.sum()
     assert ax.get_yscale() == "log"
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert ticks == [*map(str, range(len(expected))), "never\nlearned"]
+    assert legend_texts(ax) == ["learned at some epoch", "never learned"]
+    assert [to_hex(p.get_facecolor()) for p in ax.patches[-1:]] == [OKABE_ITO[3].lower()]
+    assert ax.get_title() == f"Forgetting ({N:,} examples)"
+    assert ax.get_xlabel().startswith("forgetting events")
 
 
 # --------------------------------------------------------------------------------------------
@@ -257,9 +348,7 @@ def test_plot_forgetting(dm: fastcarto.DataMap) -> None:
 
 
 def gold_probabilities(logits: np.ndarray, labels: np.ndarray, ids: list[int]) -> np.ndarray:
-    z = logits[:, ids, :].astype(np.float64)
-    p = np.exp(z - z.max(axis=-1, keepdims=True))
-    p /= p.sum(axis=-1, keepdims=True)
+    p = softmax(logits[:, ids, :])
     return p[:, np.arange(len(ids)), labels[ids]]
 
 
@@ -358,7 +447,7 @@ def test_trajectories_from_a_recorder_directory(
     with fastcarto.Recorder(tmp_path / "rec", kind="logits") as rec:
         for epoch in range(E):
             for batch in np.array_split(np.arange(N), 3):
-                rec.record(epoch, batch, logits[epoch, batch], labels[batch])
+                rec.record(logits[epoch, batch], labels[batch], epoch=epoch, ids=batch)
     frame = fastcarto.trajectories(IDS, tmp_path / "rec", kind="logits")
     expected = fastcarto.trajectories(IDS, logits, labels, kind="logits")
     np.testing.assert_array_equal(frame.to_numpy(), expected.to_numpy())
@@ -390,10 +479,34 @@ def test_plot_trajectories(run: tuple[np.ndarray, np.ndarray], tmp_path: Path) -
     dm = fastcarto.compute(logits, labels, kind="logits")
     fig = dm.plot_trajectories(IDS, logits, save=tmp_path / "t.svg")
     (ax,) = fig.axes
-    assert len([line for line in ax.get_lines() if len(line.get_xdata()) == E]) == len(IDS)
-    assert f"id 7 (given label {labels[7]})" in all_text(fig)
-    assert (tmp_path / "t.svg").exists()
+    curves = [line for line in ax.get_lines() if len(line.get_xdata()) == E]
+    assert len(curves) == len(IDS)
+    expected = gold_probabilities(logits, labels, IDS)
+    for i, line in enumerate(curves):  # one curve per id, in order, with p(gold) per epoch
+        assert line.get_xdata().tolist() == list(range(E))
+        np.testing.assert_allclose(line.get_ydata(), expected[:, i], rtol=1e-5)
+        assert line.get_label() == f"id {IDS[i]} (given label {labels[IDS[i]]})"
+    assert to_hex(curves[0].get_color()) != to_hex(curves[1].get_color())
+    assert legend_texts(ax) == [f"id {i} (given label {labels[i]})" for i in IDS]
+    assert ax.get_xlabel() == "epoch" and ax.get_ylabel().startswith("p(gold)")
+    assert ax.get_ylim() == (-0.02, 1.02)
+    assert ax.get_title() == "Training dynamics of chosen examples"
+    assert (tmp_path / "t.svg").read_bytes().startswith(b"<?xml")
     many = fastcarto.plot_trajectories(list(range(30)), logits, labels, kind="logits")
-    assert "mean of 30 examples" in all_text(many)
+    (ax,) = many.axes
+    thin = [line for line in ax.get_lines() if line.get_linewidth() == 0.7]
+    assert len(thin) == 30  # every example, grey, and their mean on top
+    assert legend_texts(ax) == ["mean of 30 examples"]
+    (mean,) = [line for line in ax.get_lines() if line.get_label() == "mean of 30 examples"]
+    np.testing.assert_allclose(
+        mean.get_ydata(),
+        gold_probabilities(logits, labels, list(range(30))).mean(axis=1),
+        rtol=1e-5,
+    )
     np.save(tmp_path / "z.npy", logits)
-    assert isinstance(dm.plot_trajectories([1], os.fspath(tmp_path / "z.npy")), Figure)
+    (ax,) = dm.plot_trajectories([1], os.fspath(tmp_path / "z.npy"), title="one").axes
+    (line,) = [line for line in ax.get_lines() if len(line.get_xdata()) == E]
+    np.testing.assert_allclose(
+        line.get_ydata(), gold_probabilities(logits, labels, [1])[:, 0], rtol=1e-5
+    )
+    assert ax.get_title() == "one"

@@ -33,6 +33,7 @@ import pyarrow.feather as feather
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import pytest
+from conftest import SOME_MORE_EXAMPLES
 from fastcarto import (
     EmptyInputError,
     EpochOrderError,
@@ -41,17 +42,12 @@ from fastcarto import (
     LabelError,
     NonFiniteError,
 )
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 Array = np.ndarray[Any, Any]
 
 ID_MODES = ("dense", "sparse", "negative", "huge", "string", "direct-then-hashed")
-
-
-def scaled(n: int) -> int:
-    """``n`` examples under the default "ci" profile, scaled with HYPOTHESIS_PROFILE."""
-    return max(1, n * settings.default.max_examples // 100)
 
 
 # --------------------------------------------------------------------------------------------
@@ -349,7 +345,12 @@ def lay_out(fmt: str, table: pa.Table, tmp: Path, rng: np.random.Generator, dyn:
                 for chunk in random_split(rng, part, int(rng.integers(1, 4))):
                     if chunk.num_rows:
                         outputs = np.stack(chunk.column(dyn.kind).to_numpy(zero_copy_only=False))
-                        rec.record(e, chunk.column("id"), outputs, chunk.column("label").to_numpy())
+                        rec.record(
+                            outputs,
+                            chunk.column("label").to_numpy(),
+                            epoch=e,
+                            ids=chunk.column("id"),
+                        )
                 rec.end_epoch(e)
         return directory
     raise AssertionError(fmt)
@@ -412,7 +413,7 @@ def test_every_layout_matches_dense(
     assert_same(got, expected(dyn), exact=presorted or fmt in ORDERED)
 
 
-@settings(max_examples=scaled(120))
+@SOME_MORE_EXAMPLES
 @given(
     seed=st.integers(0, 2**32 - 1),
     fmt=st.sampled_from(FORMATS),

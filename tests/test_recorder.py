@@ -143,7 +143,7 @@ def test_round_trip(tmp_path: Path, id_kind: str, dtype: type, limit: dict[str, 
             for idx in minibatches(rng, n):
                 out = rng.normal(size=(len(idx), c)).astype(dtype)
                 ids = idx if id_kind == "int" else names[idx]
-                rec.record(epoch, ids, out, labels[idx])
+                rec.record(out, labels[idx], epoch=epoch, ids=ids)
                 expected += [
                     (epoch, i, labels[j], tuple(o))
                     for i, j, o in zip(ids, idx, out.tolist(), strict=True)
@@ -186,7 +186,7 @@ def test_values_are_copied(tmp_path: Path) -> None:
     out = np.ones((3, 2), dtype=np.float32)
     ids, labels = np.array([0, 1, 2]), np.array([0, 1, 0])
     with Recorder(tmp_path, kind="logits", mode="overwrite") as rec:
-        rec.record(0, ids, out, labels)
+        rec.record(out, labels, epoch=0, ids=ids)
         out[:] = 7.0  # a training loop reusing its buffers
         ids[:] = [5, 6, 7]
         labels[:] = 1
@@ -200,13 +200,13 @@ def test_large_call_is_split_and_published_before_returning(tmp_path: Path) -> N
     rng = np.random.default_rng(1)
     out = rng.normal(size=(1000, 3))
     with Recorder(tmp_path / "r", kind="logits", buffer_rows=300) as rec:
-        rec.record(2, np.arange(1000), out, rng.integers(0, 3, size=1000))
+        rec.record(out, rng.integers(0, 3, size=1000), epoch=2, ids=np.arange(1000))
         assert rec.rows_written == 900 and rec.rows_buffered == 100
         assert [p.name for p in rec.segments] == [
             f"epoch-000002-part-{i:05d}.arrows" for i in range(3)
         ]
         # A new epoch publishes the previous one's rows.
-        rec.record(3, np.arange(2), out[:2], np.array([0, 1]))
+        rec.record(out[:2], np.array([0, 1]), epoch=3, ids=np.arange(2))
         assert rec.rows_written == 1000 and rec.segments[-1].name.startswith("epoch-000002-")
     assert rec.segments[-1].name == "epoch-000003-part-00000.arrows"
     table = read_back(tmp_path / "r")
@@ -220,28 +220,30 @@ def test_large_call_is_split_and_published_before_returning(tmp_path: Path) -> N
 def test_float_conversions(tmp_path: Path) -> None:
     ids, labels = np.arange(2), np.array([0, 1])
     with Recorder(tmp_path / "a", kind="logits") as rec:
-        rec.record(0, ids, np.ones((2, 2), dtype=np.float16), labels)  # widened
-        rec.record(1, ids, np.ones((2, 2), dtype=np.float64), labels)  # to the first call's
+        rec.record(np.ones((2, 2), dtype=np.float16), labels, epoch=0, ids=ids)  # widened
+        rec.record(
+            np.ones((2, 2), dtype=np.float64), labels, epoch=1, ids=ids
+        )  # to the first call's
     assert rec.float_dtype == np.float32
     assert read_back(tmp_path / "a").schema.field("logits").type.value_type == pa.float32()
     with Recorder(tmp_path / "b", kind="logits", float_dtype="float64") as rec:
-        rec.record(0, ids, np.ones((2, 2), dtype=np.float32), labels)
+        rec.record(np.ones((2, 2), dtype=np.float32), labels, epoch=0, ids=ids)
     assert read_back(tmp_path / "b").schema.field("logits").type.value_type == pa.float64()
 
 
 def test_binary_single_column_and_probs(tmp_path: Path) -> None:
     p = np.array([0.9, 0.2, 0.6])
     with Recorder(tmp_path / "bin", kind="probs", n_classes=1) as rec:
-        rec.record(0, np.arange(3), p, np.array([1, 0, 1]))  # 1-D: one column
+        rec.record(p, np.array([1, 0, 1]), epoch=0, ids=np.arange(3))  # 1-D: one column
     table = read_back(tmp_path / "bin")
     assert table.schema.field("probs").type == pa.list_(pa.float64(), 1)
     assert table.schema.metadata[b"fastcarto.kind"] == b"probs"
     probs = np.array([[0.2, 0.8], [0.5, 0.5]], dtype=np.float32)
     with Recorder(tmp_path / "p", kind="probs") as rec:
-        rec.record(0, ["a", "b"], probs, [1, 0])
-        rec.record(1, np.array(["a", "b"]), probs, [1, 0])  # numpy unicode
-        rec.record(2, pa.array(["b", "a"]), probs, pa.array([0, 1]))  # Arrow arrays
-        rec.record(3, [], np.empty((0, 2)), [])  # an empty batch records nothing
+        rec.record(probs, [1, 0], epoch=0, ids=["a", "b"])
+        rec.record(probs, [1, 0], epoch=1, ids=np.array(["a", "b"]))  # numpy unicode
+        rec.record(probs, pa.array([0, 1]), epoch=2, ids=pa.array(["b", "a"]))  # Arrow arrays
+        rec.record(np.empty((0, 2)), [], epoch=3, ids=[])  # an empty batch records nothing
     table = read_back(tmp_path / "p")
     assert table.column("id").to_pylist() == ["a", "b", "a", "b", "b", "a"]
     assert table.column("label").to_pylist() == [1, 0, 1, 0, 0, 1]
@@ -253,7 +255,12 @@ def test_options_compression_shard_no_fsync(tmp_path: Path) -> None:
     lab = rng.integers(0, 3, size=50)
     for shard in (0, 1):
         with Recorder(tmp_path, kind="logits", shard=shard, compression="zstd", fsync=False) as rec:
-            rec.record(0, np.arange(shard * 25, shard * 25 + 25), out[shard * 25 :][:25], lab[:25])
+            rec.record(
+                out[shard * 25 :][:25],
+                lab[:25],
+                epoch=0,
+                ids=np.arange(shard * 25, shard * 25 + 25),
+            )
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == [
         "epoch-000000-shard-000-part-00000.arrows",
@@ -269,7 +276,7 @@ def test_options_compression_shard_no_fsync(tmp_path: Path) -> None:
 
 def test_exception_in_with_block_keeps_recorded_rows(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="diverged"), Recorder(tmp_path, kind="logits") as rec:
-        rec.record(0, np.arange(2), np.zeros((2, 2)), np.array([0, 1]))
+        rec.record(np.zeros((2, 2)), np.array([0, 1]), epoch=0, ids=np.arange(2))
         raise RuntimeError("training diverged")
     assert rec.closed and read_back(tmp_path).num_rows == 2
 
@@ -280,7 +287,9 @@ def test_repr_and_properties(tmp_path: Path) -> None:
     assert (
         repr(rec) == f"Recorder({str(tmp_path / 'r')!r}, logits; open, 0 segments, 0 rows written)"
     )
-    rec.record(0, np.arange(6), np.zeros((6, 3), dtype=np.float32), np.zeros(6, dtype=int))
+    rec.record(
+        np.zeros((6, 3), dtype=np.float32), np.zeros(6, dtype=int), epoch=0, ids=np.arange(6)
+    )
     assert rec.path == tmp_path / "r" and rec.kind == "logits"
     assert (rec.n_classes, rec.ids, rec.rows_written, rec.rows_buffered) == (3, "int64", 4, 2)
     assert repr(rec).endswith("3 classes, int64 ids; open, 1 segment, 4 rows written, 2 buffered)")
@@ -415,7 +424,7 @@ def test_sigkill_leaves_only_complete_segments(tmp_path: Path, delay: float) -> 
     resume = max(reported) + 1
     with Recorder(directory, kind="logits", mode="append", resume_epoch=resume) as rec:
         order, logits = recorder_child.epoch_data(resume)
-        rec.record(resume, order, logits[order], labels[order])
+        rec.record(logits[order], labels[order], epoch=resume, ids=order)
     assert not [f for f in directory.iterdir() if f.name.startswith(".")]
     reference = np.stack([recorder_child.epoch_data(e)[1] for e in range(resume + 1)])
     assert_maps_equal(
@@ -456,8 +465,8 @@ def test_tensors_through_dlpack_and_array(tmp_path: Path) -> None:
     out = rng.normal(size=(5, 3)).astype(np.float32)
     lab = np.array([0, 1, 2, 1, 0])
     with Recorder(tmp_path, kind="logits") as rec:
-        rec.record(0, FakeTensor(np.arange(5)), FakeTensor(out), FakeTensor(lab))
-        rec.record(1, ArrayOnly(np.arange(5)), ArrayOnly(out), ArrayOnly(lab))
+        rec.record(FakeTensor(out), FakeTensor(lab), epoch=0, ids=FakeTensor(np.arange(5)))
+        rec.record(ArrayOnly(out), ArrayOnly(lab), epoch=1, ids=ArrayOnly(np.arange(5)))
     table = read_back(tmp_path)
     assert table.column("id").to_pylist() == [0, 1, 2, 3, 4] * 2
     assert table.column("label").to_pylist() == lab.tolist() * 2
@@ -471,9 +480,11 @@ def test_gpu_tensor_is_refused_with_advice(tmp_path: Path) -> None:
     rec = Recorder(tmp_path, kind="logits")
     gpu = FakeTensor(np.zeros((2, 3), dtype=np.float32), device=(2, 0))
     with pytest.raises(TypeError, match=r"outputs live on a CUDA device.*\.cpu\(\)"):
-        rec.record(0, np.arange(2), gpu, np.array([0, 1]))
+        rec.record(gpu, np.array([0, 1]), epoch=0, ids=np.arange(2))
     with pytest.raises(TypeError, match=r"labels live on a CUDA device"):
-        rec.record(0, np.arange(2), np.zeros((2, 3)), FakeTensor(np.array([0, 1]), (2, 0)))
+        rec.record(
+            np.zeros((2, 3)), FakeTensor(np.array([0, 1]), (2, 0)), epoch=0, ids=np.arange(2)
+        )
     rec.close()
     assert rec.rows_written == 0 and not list(tmp_path.iterdir())
 
@@ -490,6 +501,7 @@ def with_value(array: np.ndarray[Any, Any], index: Any, value: Any) -> np.ndarra
     return copy
 
 
+# (case, (epoch, ids, outputs, labels), exception, message)
 BAD_CALLS: list[tuple[str, tuple[Any, ...], type[BaseException], str]] = [
     ("epoch negative", (-1, IDS, OUT, LAB), ValueError, "epoch must be a non-negative"),
     ("epoch float", (1.0, IDS, OUT, LAB), ValueError, "epoch must be a non-negative"),
@@ -532,50 +544,68 @@ def test_bad_record_calls(
 ) -> None:
     with Recorder(tmp_path / "r", kind="logits") as rec:
         first = np.array([5, 6, 7, 0])
-        rec.record(0, first, OUT, LAB)  # fixes 3 classes, int ids, float32
-        rec.record(0, np.array([9]), OUT[:1], LAB[:1])
+        rec.record(OUT, LAB, epoch=0, ids=first)  # fixes 3 classes, int ids, float32
+        rec.record(OUT[:1], LAB[:1], epoch=0, ids=np.array([9]))
         before = (rec.rows_buffered, rec.rows_written)
+        epoch, ids, outputs, labels = args
         with pytest.raises(exc, match=message):
-            rec.record(*args)
+            rec.record(outputs, labels, epoch=epoch, ids=ids)
         assert (rec.rows_buffered, rec.rows_written) == before, "nothing was kept"
-        rec.record(1, IDS, OUT, LAB)  # still usable
+        rec.record(OUT, LAB, epoch=1, ids=IDS)  # still usable
     assert read_back(tmp_path / "r").num_rows == 9
+
+
+def test_record_in_the_old_positional_order_is_a_clear_type_error(tmp_path: Path) -> None:
+    with Recorder(tmp_path / "r", kind="logits") as rec:
+        with pytest.raises(
+            TypeError, match=r"rec\.record\(outputs, labels, epoch=epoch, ids=ids\)"
+        ):
+            rec.record(0, IDS, OUT, LAB)
+        with pytest.raises(TypeError, match="ids= is missing"):
+            rec.record(OUT, LAB, epoch=0)
+        with pytest.raises(TypeError, match="epoch= is missing"):
+            rec.record(OUT, LAB, ids=IDS)
+        assert (rec.rows_buffered, rec.rows_written) == (0, 0)
+        rec.record(OUT, LAB, epoch=0, ids=IDS)
+    assert read_back(tmp_path / "r").num_rows == len(IDS)
 
 
 def test_duplicates_across_calls_with_n_examples(tmp_path: Path) -> None:
     with Recorder(tmp_path, kind="logits", n_examples=10, buffer_rows=2) as rec:
-        rec.record(0, np.array([3, 4, 5]), np.zeros((3, 2)), np.array([0, 1, 0]))
+        rec.record(np.zeros((3, 2)), np.array([0, 1, 0]), epoch=0, ids=np.array([3, 4, 5]))
         with pytest.raises(FastcartoError, match="id 4 was already recorded at epoch 0"):
-            rec.record(0, np.array([9, 4]), np.zeros((2, 2)), np.array([0, 1]))  # published
-        rec.record(1, np.array([3, 4]), np.zeros((2, 2)), np.array([0, 1]))  # a new epoch
+            rec.record(
+                np.zeros((2, 2)), np.array([0, 1]), epoch=0, ids=np.array([9, 4])
+            )  # published
+        rec.record(np.zeros((2, 2)), np.array([0, 1]), epoch=1, ids=np.array([3, 4]))  # a new epoch
         with pytest.raises(ValueError, match=r"id 10 in row 1 is out of range.*0\.\.9"):
-            rec.record(1, np.array([0, 10]), np.zeros((2, 2)), np.array([0, 1]))
+            rec.record(np.zeros((2, 2)), np.array([0, 1]), epoch=1, ids=np.array([0, 10]))
         with pytest.raises(ValueError, match="out of range"):
-            rec.record(1, np.array([-1]), np.zeros((1, 2)), np.array([0]))
+            rec.record(np.zeros((1, 2)), np.array([0]), epoch=1, ids=np.array([-1]))
 
 
 def test_string_duplicates_and_check_off(tmp_path: Path) -> None:
     with Recorder(tmp_path / "a", kind="logits") as rec:
-        rec.record(0, ["x", "y"], np.zeros((2, 2)), [0, 1])
+        rec.record(np.zeros((2, 2)), [0, 1], epoch=0, ids=["x", "y"])
         with pytest.raises(FastcartoError, match="id 'y' was already recorded"):
-            rec.record(0, ["z", "y"], np.zeros((2, 2)), [0, 1])
+            rec.record(np.zeros((2, 2)), [0, 1], epoch=0, ids=["z", "y"])
         with pytest.raises(FastcartoError, match="id 'q' appears twice"):
-            rec.record(0, ["q", "q"], np.zeros((2, 2)), [0, 1])
+            rec.record(np.zeros((2, 2)), [0, 1], epoch=0, ids=["q", "q"])
     with Recorder(tmp_path / "b", kind="logits", check_duplicates=False) as rec:
-        rec.record(0, ["x"], np.zeros((1, 2)), [0])
-        rec.record(0, ["x"], np.zeros((1, 2)), [0])  # left to the reader
+        rec.record(np.zeros((1, 2)), [0], epoch=0, ids=["x"])
+        rec.record(np.zeros((1, 2)), [0], epoch=0, ids=["x"])  # left to the reader
     assert read_back(tmp_path / "b").num_rows == 2
 
 
 def test_invalid_probabilities(tmp_path: Path) -> None:
     with Recorder(tmp_path, kind="probs") as rec:
         with pytest.raises(InvalidProbabilitiesError, match=r"id 1 .*sums to 1\.5"):
-            rec.record(0, [0, 1], np.array([[0.5, 0.5], [1.0, 0.5]]), [0, 1])
+            rec.record(np.array([[0.5, 0.5], [1.0, 0.5]]), [0, 1], epoch=0, ids=[0, 1])
         with pytest.raises(
             InvalidProbabilitiesError, match=r"id 0 .*value 1\.1 in column 0 is outside \[0, 1\]"
         ):
-            rec.record(0, [0, 1], np.array([[1.1, -0.1], [0.5, 0.5]]), [0, 1])
-        rec.record(0, [0, 1], np.array([[0.25, 0.75], [0.5, 0.5]]), [0, 1])
+            rec.record(np.array([[1.1, -0.1], [0.5, 0.5]]), [0, 1], epoch=0, ids=[0, 1])
+        rec.record(np.array([[0.25, 0.75], [0.5, 0.5]]), [0, 1], epoch=0, ids=[0, 1])
 
 
 def test_bad_constructor_arguments(tmp_path: Path) -> None:
@@ -605,14 +635,14 @@ def test_closed_recorder(tmp_path: Path) -> None:
     rec = Recorder(tmp_path, kind="logits")
     rec.close()
     with pytest.raises(ValueError, match="closed"):
-        rec.record(0, IDS, OUT, LAB)
+        rec.record(OUT, LAB, epoch=0, ids=IDS)
     with pytest.raises(ValueError, match="closed"):
         rec.flush()
 
 
 def test_end_epoch_checks_the_epoch(tmp_path: Path) -> None:
     with Recorder(tmp_path, kind="logits") as rec:
-        rec.record(4, IDS, OUT, LAB)
+        rec.record(OUT, LAB, epoch=4, ids=IDS)
         with pytest.raises(
             ValueError, match=r"end_epoch\(3\) but the buffered rows are of epoch 4"
         ):
@@ -629,7 +659,7 @@ def test_existing_directory_modes(tmp_path: Path) -> None:
     def run(epochs: range, **kwargs: Any) -> Recorder:
         with Recorder(tmp_path, kind="logits", buffer_rows=3, **kwargs) as rec:
             for e in epochs:
-                rec.record(e, IDS, OUT + e, LAB)
+                rec.record(OUT + e, LAB, epoch=e, ids=IDS)
         return rec
 
     run(range(2))
@@ -680,7 +710,7 @@ def test_live_accumulator_matches_compute_after_every_epoch(tmp_path: Path, kind
         assert rec.accumulator is None  # made at the first call, once the classes are known
         for epoch in range(n_epochs):
             for idx in minibatches(rng, n):
-                rec.record(epoch, idx, dense[epoch, idx], labels[idx])
+                rec.record(dense[epoch, idx], labels[idx], epoch=epoch, ids=idx)
             rec.end_epoch(epoch)
             want = fastcarto.compute(dense[: epoch + 1], labels, kind=kind)
             assert_maps_equal(rec.datamap().to_pandas(), want.to_pandas())
@@ -692,7 +722,7 @@ def test_live_accumulator_matches_compute_after_every_epoch(tmp_path: Path, kind
     if kind == "probs":
         extra = np.exp(extra) / np.exp(extra).sum(axis=1, keepdims=True)
     with Recorder(tmp_path, kind=kind, mode="append", n_examples=n, accumulator=True) as rec:
-        rec.record(n_epochs, np.arange(n), extra, labels)
+        rec.record(extra, labels, epoch=n_epochs, ids=np.arange(n))
     want = fastcarto.compute(np.concatenate([dense, extra[None]]), labels, kind=kind)
     assert_maps_equal(rec.datamap().to_pandas(), want.to_pandas())
 
@@ -701,15 +731,15 @@ def test_given_accumulator_and_its_errors(tmp_path: Path) -> None:
     acc = fastcarto.Accumulator(n_examples=4, n_classes=3, kind="logits")
     rec = Recorder(tmp_path, kind="logits", accumulator=acc)
     assert rec.accumulator is acc and rec.n_examples == 4 and rec.n_classes == 3
-    rec.record(0, IDS, OUT, LAB)
+    rec.record(OUT, LAB, epoch=0, ids=IDS)
     # The accumulator's own checks apply too, and a refused call records nothing.
     with pytest.raises(LabelError, match="label"):
-        rec.record(1, IDS, OUT, (LAB + 1) % 3)
+        rec.record(OUT, (LAB + 1) % 3, epoch=1, ids=IDS)
     assert (rec.rows_buffered, rec.rows_written) == (0, 4)  # epoch 0 was published first
     assert acc.last_epoch == 0
     other = Recorder(tmp_path / "s", kind="logits", n_examples=4, accumulator=True)
     with pytest.raises(TypeError, match="live accumulator needs integer ids"):
-        other.record(1, ["a", "b", "c", "d"], OUT, LAB)
+        other.record(OUT, LAB, epoch=1, ids=["a", "b", "c", "d"])
     other.close()
     rec.close()
     assert acc.finalize().to_pandas()["n_epochs"].tolist() == [1, 1, 1, 1]
@@ -719,3 +749,89 @@ def test_given_accumulator_and_its_errors(tmp_path: Path) -> None:
         Recorder(tmp_path / "x", kind="probs", accumulator=acc)
     with pytest.raises(ValueError, match="accumulator=True"):
         Recorder(tmp_path / "y", kind="logits").datamap()
+
+
+# --------------------------------------------------------------------------------------------
+# the segment-file protocol (fastcarto._segments) on its own
+
+
+def test_segment_names_round_trip() -> None:
+    from fastcarto import _segments
+
+    assert _segments.segment_name(3, 7, None) == "epoch-000003-part-00007.arrows"
+    assert _segments.segment_name(3, 7, 1) == "epoch-000003-shard-001-part-00007.arrows"
+    for shard in (None, 0, 12):
+        name = _segments.segment_name(41, 2, shard)
+        assert SEGMENT.match(name)
+        assert _segments.segment_key(name) == (41, 2)
+
+
+def test_list_directory_sorts_entries_by_shard(tmp_path: Path) -> None:
+    from fastcarto import _segments
+
+    names = [
+        "epoch-000000-part-00000.arrows",
+        "epoch-000000-shard-001-part-00000.arrows",
+        "epoch-000001-shard-002-part-00000.arrows",
+        ".epoch-000002-shard-001-part-00000.arrows.tmp",
+        ".epoch-000002-part-00001.arrows.tmp",
+        "other.parquet",
+        ".hidden.arrow",
+        "notes.txt",
+    ]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    plain = _segments.list_directory(tmp_path, None)
+    assert [p.name for p in plain.ours] == [names[0]]
+    assert [p.name for p in plain.stale] == [names[4]]
+    assert sorted(p.name for p in plain.foreign) == sorted([names[1], names[2], names[5]])
+    one = _segments.list_directory(tmp_path, 1)
+    assert [p.name for p in one.ours] == [names[1]]
+    assert [p.name for p in one.stale] == [names[3]]
+    # Another shard's segments belong to the same sharded recording, not foreign to it.
+    assert sorted(p.name for p in one.foreign) == sorted([names[0], names[5]])
+
+
+def test_publish_is_all_or_nothing(tmp_path: Path) -> None:
+    from fastcarto import _segments
+
+    schema = _segments.make_schema("logits", 2, np.dtype(np.float32), "int64")
+    rows = np.arange(3, dtype=np.int64)
+    outputs = np.arange(6, dtype=np.float32).reshape(3, 2)
+    batch = _segments.record_batch(schema, 4, rows, rows % 2, outputs)
+    options = pa.ipc.IpcWriteOptions()
+    final = tmp_path / _segments.segment_name(4, 0, None)
+
+    def failing() -> Iterator[pa.RecordBatch]:
+        yield batch
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        _segments.publish(final, schema, failing(), options=options, fsync=False)
+    assert list(tmp_path.iterdir()) == []  # neither the segment nor its temporary file
+    _segments.publish(final, schema, [batch, batch], options=options, fsync=True)
+    assert [p.name for p in tmp_path.iterdir()] == [final.name]
+    assert _segments.read_schema(final, "logits") == (2, np.dtype(np.float32), "int64")
+    back = pa.Table.from_batches(list(_segments.read_batches(final)))
+    assert back.column("epoch").to_pylist() == [4] * 6
+    assert back.column("logits").to_pylist()[:3] == outputs.tolist()
+    with pytest.raises(fastcarto.FileFormatError, match="records logits outputs"):
+        _segments.read_schema(final, "probs")
+
+
+def test_adopt_schema_takes_or_checks_the_shape(tmp_path: Path) -> None:
+    from fastcarto import _segments
+
+    schema = _segments.make_schema("probs", 3, np.dtype(np.float64), "string")
+    seg = tmp_path / _segments.segment_name(0, 0, None)
+    _segments.publish(seg, schema, [], options=pa.ipc.IpcWriteOptions(), fsync=False)
+    shape = (3, np.dtype(np.float64), "string")
+    assert _segments.adopt_schema(seg, "probs", None, None, None) == shape
+    assert _segments.adopt_schema(seg, "probs", *shape) == shape
+    for mine, what in [
+        ((2, None, None), "for its classes"),
+        ((None, np.dtype(np.float32), None), "for its float type"),
+        ((None, None, "int64"), "for its id type"),
+    ]:
+        with pytest.raises(fastcarto.FileFormatError, match=f"{what}, but this recorder"):
+            _segments.adopt_schema(seg, "probs", *mine)

@@ -69,8 +69,8 @@ def test_rule_is_configurable(dm: fastcarto.DataMap) -> None:
 
 def test_examples_never_observed_have_no_region() -> None:
     acc = fastcarto.Accumulator(n_examples=4, n_classes=2, kind="logits")
-    acc.update(np.array([[2.0, 0.0], [0.0, 1.0]]), [0, 0], index=[0, 1], epoch=0)
-    acc.update(np.array([[1.0, 0.0], [0.0, 3.0]]), [0, 0], index=[0, 1], epoch=1)
+    acc.update(np.array([[2.0, 0.0], [0.0, 1.0]]), [0, 0], ids=[0, 1], epoch=0)
+    acc.update(np.array([[1.0, 0.0], [0.0, 3.0]]), [0, 0], ids=[0, 1], epoch=1)
     regions = acc.finalize().regions()
     assert regions.isna().tolist() == [False, False, True, True]
 
@@ -155,7 +155,7 @@ def test_select_ties_keep_row_order() -> None:
 
 def test_select_never_picks_unobserved_examples() -> None:
     acc = fastcarto.Accumulator(n_examples=4, n_classes=2, kind="probs")
-    acc.update(np.array([[0.9, 0.1], [0.3, 0.7]]), [0, 0], index=[1, 3], epoch=0)
+    acc.update(np.array([[0.9, 0.1], [0.3, 0.7]]), [0, 0], ids=[1, 3], epoch=0)
     dm = acc.finalize()
     assert dm.select("confidence", 1.0)["id"].tolist() == [3, 1]
     assert dm.select("confidence", 1.0, both_ends=True)["id"].tolist() == [3, 1]

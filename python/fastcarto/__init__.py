@@ -26,9 +26,9 @@ from ._core import (
 from ._core import __version__ as __version__
 from ._datamap import DataMap
 from ._label_issues import threshold_samples
-from ._plots import plot_trajectories, trajectories
 from ._recorder import Recorder
 from ._regions import REGIONS, RegionRule
+from ._trajectories import plot_trajectories, trajectories
 
 __all__ = [
     "REGIONS",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,7 @@ class Accumulator:
     Memory is fixed (64 bytes per example; 88 once an epoch number reaches 4,095 or with more
     than 65,535 classes) whatever the number of epochs: past epochs are never kept. Call
     :meth:`update` with each epoch's outputs (whole epochs, or minibatches with their example
-    ``index``), and :meth:`finalize` whenever a map is wanted. Two accumulators of the same
+    ``ids``), and :meth:`finalize` whenever a map is wanted. Two accumulators of the same
     examples merge exactly (:meth:`merge`), so shards, workers and resumed runs combine.
     Accumulators pickle, and convert to and from Arrow (:meth:`to_arrow`).
 
@@ -63,7 +64,7 @@ class Accumulator:
     >>> for epoch in range(3):
     ...     for idx in (np.array([0, 2]), np.array([1, 3])):   # two minibatches
     ...         acc.update(rng.normal(size=(2, 3)).astype(np.float32), labels[idx],
-    ...                    index=idx, epoch=epoch)
+    ...                    epoch=epoch, ids=idx)
     >>> acc.finalize().to_pandas()["n_epochs"].tolist()
     [3, 3, 3, 3]
     """
@@ -124,16 +125,36 @@ class Accumulator:
         return self._state.last_epoch
 
     def update(
-        self, outputs: Any, labels: Any, *, epoch: int | None = None, index: Any = None
+        self,
+        outputs: Any,
+        labels: Any,
+        *,
+        epoch: int | None = None,
+        ids: Any = None,
+        index: Any = None,
     ) -> None:
         """Adds one epoch's outputs for some or all examples.
 
         ``outputs`` has shape ``(rows, n_classes)`` (or ``(rows,)`` when ``n_classes == 1``);
         ``labels`` one label per row (``(rows, n_classes)`` targets for multi-label). Without
-        ``index`` the rows are examples ``0..n_examples`` and ``epoch`` defaults to the one after
-        the latest seen; with ``index`` (minibatches) ``epoch`` is required. The update is
-        all-or-nothing: after an error the accumulator is unchanged.
+        ``ids`` the rows are examples ``0..n_examples`` and ``epoch`` defaults to the one after
+        the latest seen; with ``ids`` (minibatches: the rows' example positions, one per row)
+        ``epoch`` is required. The arguments are those of :meth:`fastcarto.Recorder.record`, in
+        the same order. The update is all-or-nothing: after an error the accumulator is
+        unchanged.
+
+        ``index=`` is the former name of ``ids=``, accepted with a ``DeprecationWarning`` for
+        one release.
         """
+        if index is not None:
+            if ids is not None:
+                raise TypeError("pass ids= only (index= is its deprecated former name)")
+            warnings.warn(
+                "Accumulator.update(index=...) is deprecated; pass ids=... (the same values)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            ids = index
         if self.n_classes == 1 and np.ndim(outputs) == 1:
             # One logit / probability per row: the (rows, 1) column the engine reads.
             arr = as_float_array(np.asarray(outputs)[:, None], ndim=2, what="outputs")
@@ -152,10 +173,10 @@ class Accumulator:
                 if multilabel
                 else "a multi-label accumulator needs targets of shape (rows, classes)"
             )
-        ix = None if index is None else as_index(index, rows=rows)
+        ix = None if ids is None else as_index(ids, rows=rows)
         if epoch is None:
             if ix is not None:
-                raise ValueError("pass epoch= when updating a subset of examples with index=")
+                raise ValueError("pass epoch= when updating a subset of examples with ids=")
             last = self._state.last_epoch
             epoch = 0 if last is None else last + 1
         epoch = check_epoch(epoch)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from . import _core, _tables
+from . import _tables
 from ._datamap import DataMap
+from ._dense import dense_table
 from ._inputs import (
     COMPATS,
     KINDS,
@@ -15,13 +16,10 @@ from ._inputs import (
     EpochSelection,
     Kind,
     NanPolicy,
-    as_float_array,
-    as_labels,
     as_path,
     check_choice,
     check_ddof,
     check_threads,
-    resolve_epochs,
 )
 
 
@@ -145,24 +143,14 @@ def compute(
         raise ValueError("columns= names the columns of a long table, not of an array")
     if kind is None:
         raise ValueError("pass kind='logits' or kind='probs': fastcarto never guesses it")
-    # Arrays and .npy files: one pass, straight to the table (no per-example state kept).
-    data: Any
-    if path is not None:
-        (n_epochs, n_examples, n_classes), _ = _core.inspect_npy(path)
-        data = path
-    else:
-        data = as_float_array(source, ndim=3, what="outputs")
-        n_epochs, n_examples, n_classes = data.shape
-    flat, multilabel = as_labels(labels, n_examples=n_examples, n_classes=n_classes)
-    table = _core.map_dense(
-        data,
-        flat,
+    table = dense_table(
+        source,
+        labels,
         kind=kind,
-        epochs=resolve_epochs(epochs, n_epochs),
-        multilabel=multilabel,
+        epochs=epochs,
         nan_policy=nan_policy,
         threads=threads,
         compat=compat,
-        ddof=int(ddof),
+        ddof=ddof,
     )
     return DataMap(table, kind=kind, compat=compat)

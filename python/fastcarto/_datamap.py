@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import pyarrow as pa
+
+from . import _label_issues, _plots, _regions, _trajectories
+from ._metric_table import MetricTable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
 _NULLABLE_INT = ("label", "first_learned", "stable_from", "final_pred")
 
 
-class DataMap:
+class DataMap(MetricTable):
     """Training-dynamics metrics, one row per example (per (example, class) for multi-label).
 
     Built by :func:`fastcarto.compute` or :meth:`fastcarto.Accumulator.finalize`; the columns are
@@ -41,46 +43,7 @@ class DataMap:
     [1.0, 0.5]
     """
 
-    __slots__ = ("_compat", "_kind", "_table")
-
-    def __init__(
-        self, table: pa.Table | pa.RecordBatch, *, kind: str, compat: str | None = None
-    ) -> None:
-        if isinstance(table, pa.RecordBatch):
-            table = pa.Table.from_batches([table])
-        self._table: pa.Table = table
-        self._kind = kind
-        self._compat = compat
-
-    @property
-    def kind(self) -> str:
-        """``"logits"`` or ``"probs"``: what the metrics were computed from."""
-        return self._kind
-
-    @property
-    def compat(self) -> str | None:
-        """The published convention the table follows, or None for fastcarto's own."""
-        return self._compat
-
-    @property
-    def columns(self) -> list[str]:
-        return list(self._table.column_names)
-
-    def __len__(self) -> int:
-        return int(self._table.num_rows)
-
-    def __getitem__(self, column: str) -> np.ndarray[Any, Any]:
-        """One column as a numpy array (nullable integer columns become float with NaN)."""
-        if column not in self._table.column_names:
-            raise KeyError(f"no column {column!r}; columns are {self.columns}")
-        col = self._table.column(column)
-        if col.null_count:
-            col = col.cast(pa.float64())
-        return np.asarray(col.to_numpy())
-
-    def to_arrow(self) -> pa.Table:
-        """The metrics as a ``pyarrow.Table`` (no copy)."""
-        return self._table
+    __slots__ = ()
 
     def to_pandas(self) -> pd.DataFrame:
         """The metrics as a ``pandas.DataFrame``; optional integers use the nullable ``Int64``."""
@@ -151,11 +114,11 @@ class DataMap:
         """
         import pandas as pd
 
-        from ._regions import REGIONS, region_codes
-
-        codes = region_codes(self, rule)
+        codes = _regions.region_codes(self, rule)
         return pd.Series(
-            pd.Categorical.from_codes(codes, categories=REGIONS), name="region", copy=False
+            pd.Categorical.from_codes(codes, categories=_regions.REGIONS),
+            name="region",
+            copy=False,
         )
 
     def select(
@@ -187,9 +150,8 @@ class DataMap:
         >>> dm.select("confidence", 0.5, worst=True)["id"].tolist()
         [0, 2]
         """
-        from ._regions import select_rows, subset
-
-        return subset(self, select_rows(self, metric, fraction, worst=worst, both_ends=both_ends))
+        rows = _regions.select_rows(self, metric, fraction, worst=worst, both_ends=both_ends)
+        return _regions.subset(self, rows)
 
     def query(
         self,
@@ -215,9 +177,8 @@ class DataMap:
         >>> dm.query(confidence=(0.5, 0.9))["id"].tolist()
         [2, 3]
         """
-        from ._regions import query_mask, subset
-
-        return subset(self, query_mask(self, conditions, region=region, rule=rule))
+        mask = _regions.query_mask(self, conditions, region=region, rule=rule)
+        return _regions.subset(self, mask)
 
     # ----------------------------------------------------------------------------------------
     # label issues (fastcarto._label_issues)
@@ -254,17 +215,15 @@ class DataMap:
         >>> issues["label_score"].round(3).tolist()
         [0.9, 0.2, 0.4]
         """
-        from ._label_issues import label_issues
-
-        return label_issues(self, threshold_mask=threshold_mask, percentile=percentile)
+        return _label_issues.label_issues(
+            self, threshold_mask=threshold_mask, percentile=percentile
+        )
 
     def aum_threshold(self, threshold_mask: npt.ArrayLike, *, percentile: float = 99.0) -> float:
         """The mislabeling threshold of Pleiss et al. (2020): the ``percentile`` (default 99th)
         of the AUM of the threshold samples ``threshold_mask`` (see
         :func:`fastcarto.threshold_samples`; a boolean mask or row positions)."""
-        from ._label_issues import aum_threshold
-
-        return aum_threshold(self, threshold_mask, percentile=percentile)
+        return _label_issues.aum_threshold(self, threshold_mask, percentile=percentile)
 
     def class_summary(
         self,
@@ -280,9 +239,9 @@ class DataMap:
         in each region (by :meth:`regions`), ``mean_confidence`` and ``mean_label_score``;
         sorted by ``label_noise``, worst first. Threshold samples are left out.
         """
-        from ._label_issues import class_summary
-
-        return class_summary(self, rule=rule, threshold_mask=threshold_mask, percentile=percentile)
+        return _label_issues.class_summary(
+            self, rule=rule, threshold_mask=threshold_mask, percentile=percentile
+        )
 
     def report(
         self,
@@ -293,9 +252,9 @@ class DataMap:
     ) -> str:
         """A short text summary: region counts and rule, label issues, never-learned and
         forgotten examples, and the classes with the most label issues."""
-        from ._label_issues import report
-
-        return report(self, rule=rule, threshold_mask=threshold_mask, percentile=percentile)
+        return _label_issues.report(
+            self, rule=rule, threshold_mask=threshold_mask, percentile=percentile
+        )
 
     # ----------------------------------------------------------------------------------------
     # plots (fastcarto._plots; matplotlib is imported only when one is drawn)
@@ -321,9 +280,7 @@ class DataMap:
         instead (same axes, thresholds of the whole map). ``save`` writes the figure (PNG, PDF,
         SVG, ... by suffix). Returns the ``matplotlib.figure.Figure``.
         """
-        from ._plots import plot_datamap
-
-        return plot_datamap(
+        return _plots.plot_datamap(
             self,
             by_class=by_class,
             mode=mode,
@@ -346,9 +303,7 @@ class DataMap:
         """Histogram of the AUM with the mislabeling threshold: the threshold samples' and the
         other examples' AUM apart, and the ``percentile`` threshold, when ``threshold_mask`` is
         given; else the default rule's AUM = 0."""
-        from ._plots import plot_aum
-
-        return plot_aum(
+        return _plots.plot_aum(
             self,
             threshold_mask=threshold_mask,
             percentile=percentile,
@@ -366,9 +321,7 @@ class DataMap:
     ) -> Figure:
         """How many examples were forgotten 0, 1, 2, ... times (Toneva et al., 2019), with the
         never-learned examples as a bar of their own."""
-        from ._plots import plot_forgetting
-
-        return plot_forgetting(self, log=log, title=title, save=save)
+        return _plots.plot_forgetting(self, log=log, title=title, save=save)
 
     def plot_trajectories(
         self,
@@ -382,10 +335,15 @@ class DataMap:
         """p(gold) over the epochs for ``ids``, read back from ``source`` (the outputs this
         map was computed from; see :func:`fastcarto.plot_trajectories`). ``labels`` default to
         this map's ``label`` column for array and ``.npy`` sources."""
-        from ._plots import is_table_source, plot_trajectories
-
-        if labels is None and not is_table_source(source):
+        if labels is None and not _trajectories.is_table_source(source):
             if "label" not in self.columns or "class" in self.columns:
                 raise ValueError("pass labels= (this map has no single-label 'label' column)")
             labels = self.to_arrow().column("label").to_numpy(zero_copy_only=False)
-        return plot_trajectories(ids, source, labels, kind=self.kind, title=title, save=save)  # type: ignore[arg-type]
+        return _trajectories.plot_trajectories(
+            ids,
+            source,
+            labels,
+            kind=self.kind,  # type: ignore[arg-type]
+            title=title,
+            save=save,
+        )

@@ -139,7 +139,7 @@ def train_and_map(
         record_to, kind="logits", n_classes=n_out, n_examples=labels.size, mode="overwrite"
     ) as rec:
         for epoch, logits in train_epochs(x, labels, epochs=epochs, seed=seed, n_classes=n_out):
-            rec.record(epoch, ids, logits, labels)
+            rec.record(logits, labels, epoch=epoch, ids=ids)
     return compute(record_to, kind="logits", progress=False)
 
 

@@ -154,14 +154,15 @@ def _label_error(msg: str) -> Exception:
     return LabelError(msg)
 
 
-def as_index(index: Any, *, rows: int) -> npt.NDArray[np.uint64]:
-    arr = np.asarray(index)
+def as_index(ids: Any, *, rows: int) -> npt.NDArray[np.uint64]:
+    """``Accumulator.update``'s ``ids=`` (example positions) as the engine's row index."""
+    arr = np.asarray(ids)
     if arr.dtype.kind not in "iu":
-        raise TypeError(f"index must hold integers, got dtype {arr.dtype}")
+        raise TypeError(f"ids must hold integers (example positions), got dtype {arr.dtype}")
     if arr.shape != (rows,):
-        raise ValueError(f"index must have one entry per row ({rows}), got shape {arr.shape}")
+        raise ValueError(f"ids must have one entry per row ({rows}), got shape {arr.shape}")
     if arr.dtype.kind == "i" and arr.size and arr.min() < 0:
-        raise ValueError(f"index contains a negative value ({arr.min()})")
+        raise ValueError(f"ids contain a negative value ({arr.min()})")
     return np.ascontiguousarray(arr, dtype=np.uint64)
 
 

@@ -12,12 +12,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from ._metric_table import MetricTable
 from ._regions import REGIONS, RegionRule, region_codes, require
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from ._datamap import DataMap
 
 #: Percentile of the threshold samples' AUM used as the mislabeling threshold (Pleiss et al.).
 DEFAULT_PERCENTILE = 99.0
@@ -101,7 +100,7 @@ def threshold_samples(
     return targets, mask
 
 
-def _threshold_mask(dm: DataMap, threshold_mask: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+def _threshold_mask(dm: MetricTable, threshold_mask: npt.ArrayLike) -> npt.NDArray[np.bool_]:
     if "class" in dm.columns:
         raise ValueError("threshold samples apply to single-label maps, not multi-label ones")
     mask = np.asarray(threshold_mask)
@@ -130,7 +129,7 @@ def _threshold_mask(dm: DataMap, threshold_mask: npt.ArrayLike) -> npt.NDArray[n
 
 
 def aum_threshold(
-    dm: DataMap, threshold_mask: npt.ArrayLike, *, percentile: float = DEFAULT_PERCENTILE
+    dm: MetricTable, threshold_mask: npt.ArrayLike, *, percentile: float = DEFAULT_PERCENTILE
 ) -> float:
     """The ``percentile`` of the threshold samples' AUM (see :meth:`DataMap.aum_threshold`)."""
     require(dm, "aum_threshold", "aum", "label")
@@ -144,7 +143,7 @@ def aum_threshold(
     return float(np.percentile(aum, percentile))
 
 
-def label_scores(dm: DataMap) -> npt.NDArray[np.float64]:
+def label_scores(dm: MetricTable) -> npt.NDArray[np.float64]:
     """``label_score``: the AUM mapped monotonically onto [0, 1], 0.5 at AUM = 0."""
     aum = np.asarray(dm["aum"], dtype=np.float64)
     if dm.kind == "probs":
@@ -156,7 +155,7 @@ def label_scores(dm: DataMap) -> npt.NDArray[np.float64]:
 
 
 def label_issues(
-    dm: DataMap,
+    dm: MetricTable,
     *,
     threshold_mask: npt.ArrayLike | None = None,
     percentile: float = DEFAULT_PERCENTILE,
@@ -205,7 +204,7 @@ def _int_and_mask(column: Any) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bo
 
 
 def class_summary(
-    dm: DataMap,
+    dm: MetricTable,
     *,
     rule: RegionRule | None = None,
     threshold_mask: npt.ArrayLike | None = None,
@@ -259,7 +258,7 @@ def class_summary(
 
 
 def report(
-    dm: DataMap,
+    dm: MetricTable,
     *,
     rule: RegionRule | None = None,
     threshold_mask: npt.ArrayLike | None = None,

@@ -1,4 +1,5 @@
-"""Plots of a data map: the map itself, AUM, forgetting, and p(gold) trajectories.
+"""Plots of a data map: the map itself, AUM and forgetting (p(gold) trajectories are drawn by
+``_trajectories``, with these helpers).
 
 matplotlib is imported inside each function, so ``import fastcarto`` never pays for it. Figures
 are ``matplotlib.figure.Figure`` objects created without pyplot: nothing is shown or kept in a
@@ -9,24 +10,19 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
+from ._label_issues import _threshold_mask, aum_threshold
+from ._metric_table import MetricTable
 from ._regions import REGIONS, RegionRule, require
 
 if TYPE_CHECKING:
-    import pandas as pd
-    import pyarrow as pa
     from matplotlib.axes import Axes
     from matplotlib.colors import Colormap, Normalize
     from matplotlib.figure import Figure
-
-    from ._datamap import DataMap
-    from ._inputs import Kind
 
 PlotMode = Literal["auto", "scatter", "density"]
 
@@ -45,8 +41,6 @@ OKABE_ITO = (
 REGION_COLORS = {"easy-to-learn": "#009E73", "ambiguous": "#E69F00", "hard-to-learn": "#D55E00"}
 _HIST_COLOR = "#0072B2"
 _DPI = 150
-#: Suffixes of files read as long tables (one row per (epoch, example)) by the trajectories.
-TABLE_SUFFIXES = (".parquet", ".arrow", ".feather", ".ipc", ".arrows")
 #: At most this many panels for ``by_class=True``.
 MAX_CLASS_PANELS = 36
 
@@ -63,7 +57,7 @@ def _finish(fig: Figure, save: str | os.PathLike[str] | None) -> Figure:
     return fig
 
 
-def _correctness_colors(dm: DataMap) -> tuple[Colormap, Normalize, list[float] | None]:
+def _correctness_colors(dm: MetricTable) -> tuple[Colormap, Normalize, list[float] | None]:
     """Colour map and normalization of correctness: discrete levels k/E when every example
     has the same small number of epochs E, continuous otherwise."""
     from matplotlib import colormaps
@@ -84,7 +78,7 @@ def _correctness_colors(dm: DataMap) -> tuple[Colormap, Normalize, list[float] |
     return cmap, Normalize(0.0, 1.0), None
 
 
-def _constant_epochs(dm: DataMap) -> int | None:
+def _constant_epochs(dm: MetricTable) -> int | None:
     if "n_epochs" not in dm.columns or len(dm) == 0:
         return None
     n = np.asarray(dm["n_epochs"])
@@ -92,7 +86,7 @@ def _constant_epochs(dm: DataMap) -> int | None:
     return hi if lo == hi and hi > 0 else None
 
 
-def _correctness(dm: DataMap) -> npt.NDArray[np.float64]:
+def _correctness(dm: MetricTable) -> npt.NDArray[np.float64]:
     corr = np.asarray(dm["correctness"], dtype=np.float64)
     if dm.compat == "cartography":  # a count of correct epochs; scaled as cartography's plot
         top = np.nanmax(corr) if np.isfinite(corr).any() else 1.0
@@ -118,7 +112,7 @@ def _marker_size(n: int) -> float:
 
 
 def plot_datamap(
-    dm: DataMap,
+    dm: MetricTable,
     *,
     by_class: bool = False,
     mode: PlotMode = "auto",
@@ -228,7 +222,7 @@ def _count_formatter() -> Any:
     return FuncFormatter(short)
 
 
-def _default_title(dm: DataMap) -> str:
+def _default_title(dm: MetricTable) -> str:
     n = len(dm)
     epochs = _constant_epochs(dm)
     parts = [f"{n:,} {'rows' if 'class' in dm.columns else 'examples'}", dm.kind]
@@ -328,7 +322,7 @@ def _draw_correctness_histogram(
     corr: npt.NDArray[np.float64],
     cmap: Colormap,
     norm: Normalize,
-    dm: DataMap,
+    dm: MetricTable,
     what: str,
 ) -> None:
     epochs = _constant_epochs(dm)
@@ -351,7 +345,7 @@ def _draw_correctness_histogram(
 
 
 def _plot_by_class(
-    dm: DataMap,
+    dm: MetricTable,
     conf: npt.NDArray[np.float64],
     var: npt.NDArray[np.float64],
     corr: npt.NDArray[np.float64],
@@ -436,7 +430,7 @@ def _plot_by_class(
 
 
 def plot_aum(
-    dm: DataMap,
+    dm: MetricTable,
     *,
     threshold_mask: npt.ArrayLike | None = None,
     percentile: float = 99.0,
@@ -445,8 +439,6 @@ def plot_aum(
     save: str | os.PathLike[str] | None = None,
 ) -> Figure:
     """See :meth:`DataMap.plot_aum`."""
-    from ._label_issues import _threshold_mask, aum_threshold
-
     require(dm, "plot_aum", "aum")
     aum = np.asarray(dm["aum"], dtype=np.float64)
     finite = np.isfinite(aum)
@@ -485,7 +477,7 @@ def plot_aum(
 
 
 def plot_forgetting(
-    dm: DataMap,
+    dm: MetricTable,
     *,
     log: bool = False,
     title: str | None = None,
@@ -524,278 +516,4 @@ def plot_forgetting(
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     ax.set_title(title if title is not None else f"Forgetting ({len(dm):,} {what})")
-    return _finish(fig, save)
-
-
-# --------------------------------------------------------------------------------------------
-# trajectories of p(gold)
-
-
-def is_table_source(source: Any) -> bool:
-    """Whether ``source`` is read as a long table (one row per (epoch, example)): an Arrow /
-    Parquet file, a directory of them, or an object speaking the Arrow PyCapsule stream
-    interface."""
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        return path.is_dir() or path.suffix.lower() in TABLE_SUFFIXES
-    from ._tables import is_table
-
-    return is_table(source) and not isinstance(source, np.ndarray)
-
-
-def trajectories(
-    ids: npt.ArrayLike,
-    source: Any,
-    labels: npt.ArrayLike | None = None,
-    *,
-    kind: Kind,
-) -> pd.DataFrame:
-    """p(gold) at every epoch for the examples ``ids``: a DataFrame indexed by epoch, one
-    column per id (in the order given).
-
-    ``source`` is what the map was computed from: a dense ``(epochs, examples, classes)``
-    array or ``.npy`` path (``ids`` are then row positions and ``labels`` the examples'
-    labels), or a long table — an Arrow IPC / Parquet file, a directory of them, or any Arrow
-    stream — with columns ``epoch``, ``id``, ``label`` and ``logits`` or ``probs`` (a list of
-    floats per row), whose ``id`` values are matched and whose labels are used. Only the chosen
-    examples are read. p(gold) at each epoch is the engine's ``confidence`` of that single
-    observation, so it agrees with the map exactly.
-
-    >>> import numpy as np, fastcarto
-    >>> z = np.array([[[2.0, 0.0], [0.0, 1.0]], [[0.0, 0.0], [1.0, 0.0]]])
-    >>> fastcarto.trajectories([1], z, [1, 1], kind="logits").round(3)[1].tolist()
-    [0.731, 0.269]
-    """
-    from ._inputs import KINDS, check_choice
-
-    check_choice("kind", kind, KINDS)
-    frame, _ = _trajectories(ids, source, labels, kind=kind)
-    return frame
-
-
-def _trajectories(
-    ids: npt.ArrayLike, source: Any, labels: npt.ArrayLike | None, *, kind: Kind
-) -> tuple[pd.DataFrame, dict[Any, Any]]:
-    """The trajectories and each id's label."""
-    import pandas as pd
-
-    from ._compute import compute
-
-    wanted = np.atleast_1d(np.asarray(ids))
-    if wanted.ndim != 1 or wanted.size == 0:
-        raise ValueError("ids must be a non-empty list of example ids")
-    repeated = pd.Index(wanted)[pd.Index(wanted).duplicated()]
-    if len(repeated):
-        raise ValueError(f"ids must be distinct; {repeated.tolist()[0]!r} is given more than once")
-    if is_table_source(source):
-        if labels is not None:
-            raise ValueError("labels come from the table's 'label' column; do not pass labels=")
-        epoch, row_ids, row_labels, outputs = _read_long_rows(source, wanted, kind)
-    else:
-        epoch, row_ids, row_labels, outputs = _read_dense_rows(source, wanted, labels)
-    # One engine pass over the chosen (epoch, example) observations, each as its own example:
-    # its confidence is p(gold) at that epoch.
-    gold = compute(outputs[None], row_labels, kind=kind, nan_policy="omit")["confidence"]
-    long = pd.DataFrame({"epoch": epoch, "id": row_ids, "p": gold})
-    if long.duplicated(["epoch", "id"]).any():
-        raise ValueError("the source holds more than one row for some (epoch, id)")
-    frame = long.pivot(index="epoch", columns="id", values="p")
-    order = wanted.tolist()
-    frame = frame.reindex(columns=order)
-    frame.columns.name = "id"
-    label_of = dict(zip(row_ids.tolist(), row_labels.tolist(), strict=True))
-    return frame, label_of
-
-
-def _read_dense_rows(
-    source: Any, wanted: npt.NDArray[Any], labels: npt.ArrayLike | None
-) -> tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[np.int64], npt.NDArray[Any]]:
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if path.suffix.lower() != ".npy":
-            raise ValueError(
-                f"{path}: trajectories read .npy arrays and long tables "
-                f"({', '.join(TABLE_SUFFIXES)}, or a directory of them)"
-            )
-        arr: npt.NDArray[Any] = np.load(path, mmap_mode="r", allow_pickle=False)
-    else:
-        arr = np.asarray(source)
-    if arr.ndim != 3:
-        raise ValueError(f"outputs must have shape (epochs, examples, classes), got {arr.shape}")
-    if labels is None:
-        raise ValueError("pass labels= (one label per example) with an array source")
-    y = np.asarray(labels)
-    n_epochs, n_examples, n_classes = arr.shape
-    if y.shape != (n_examples,):
-        raise ValueError(f"labels must have shape ({n_examples},), got {y.shape}")
-    if wanted.dtype.kind not in "iu":
-        raise TypeError("ids of an array source are row positions (integers)")
-    # Ids are the map's ids, the rows' positions: no Python-style negative indices, whose
-    # curves would be labelled with an id that no example has.
-    outside = wanted[(wanted < 0) | (wanted >= n_examples)]
-    if outside.size:
-        raise IndexError(
-            f"ids of an array source are row positions 0..{n_examples - 1}, got {outside[0]}"
-        )
-    rows = wanted
-    # Only the chosen rows are read (a memory map reads just those pages).
-    picked = np.ascontiguousarray(arr[:, rows, :])
-    epoch = np.repeat(np.arange(n_epochs), rows.size)
-    return (
-        epoch,
-        np.tile(wanted, n_epochs),
-        np.tile(y[rows], n_epochs).astype(np.int64),
-        picked.reshape(n_epochs * rows.size, n_classes),
-    )
-
-
-def _read_long_rows(
-    source: Any, wanted: npt.NDArray[Any], kind: str
-) -> tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[np.int64], npt.NDArray[Any]]:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    epochs: list[npt.NDArray[Any]] = []
-    ids: list[npt.NDArray[Any]] = []
-    labels: list[npt.NDArray[Any]] = []
-    outputs: list[npt.NDArray[Any]] = []
-    width: int | None = None
-    for batch in _long_batches(source, wanted, kind):
-        missing = [c for c in ("epoch", "id", "label", kind) if c not in batch.schema.names]
-        if missing:
-            raise ValueError(
-                f"the table lacks column(s) {', '.join(missing)}; it has "
-                f"{', '.join(batch.schema.names)}"
-            )
-        try:
-            keep = pc.is_in(batch.column("id"), value_set=pa.array(wanted.tolist()))
-        except (pa.ArrowTypeError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
-            raise TypeError(
-                f"the ids {wanted[:3].tolist()} do not match the table's ids, of type "
-                f"{batch.column('id').type}"
-            ) from err
-        batch = batch.filter(keep)
-        if batch.num_rows == 0:
-            continue
-        column = batch.column(kind)
-        if pa.types.is_fixed_size_list(column.type):
-            size = column.type.list_size
-        elif pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
-            lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
-            size = int(lengths[0])
-            if (lengths != size).any():
-                raise ValueError(f"rows of {kind!r} have different numbers of classes")
-        else:
-            raise TypeError(f"column {kind!r} must be a list of floats, got {column.type}")
-        if width is not None and size != width:
-            raise ValueError(f"rows of {kind!r} have different numbers of classes")
-        width = size
-        values = column.flatten().to_numpy(zero_copy_only=False)
-        outputs.append(np.asarray(values).reshape(-1, size))
-        epochs.append(batch.column("epoch").to_numpy(zero_copy_only=False))
-        ids.append(np.asarray(batch.column("id").to_pylist()))
-        labels.append(batch.column("label").to_numpy(zero_copy_only=False))
-    if not ids:
-        raise ValueError(f"none of the ids {wanted[:5].tolist()} is in the table")
-    row_ids = np.concatenate(ids)
-    absent = [i for i in wanted.tolist() if i not in set(row_ids.tolist())]
-    if absent:
-        raise ValueError(f"ids not found in the table: {absent[:5]}")
-    out = np.concatenate(outputs)
-    if out.dtype not in (np.float32, np.float64):
-        out = out.astype(np.float64)
-    return np.concatenate(epochs), row_ids, np.concatenate(labels).astype(np.int64), out
-
-
-def _long_batches(source: Any, wanted: npt.NDArray[Any], kind: str) -> Iterator[pa.RecordBatch]:
-    """Record batches of a long table, reading only the needed columns where the format
-    allows (Parquet row groups whose id statistics exclude every wanted id are skipped)."""
-    import pyarrow as pa
-    import pyarrow.dataset as ds
-
-    columns = ["epoch", "id", "label", kind]
-    if not isinstance(source, (str, os.PathLike)):
-        from ._tables import as_arrow_stream
-
-        reader = pa.RecordBatchReader.from_stream(as_arrow_stream(source))
-        yield from reader
-        return
-    path = Path(source)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file or directory")
-    files = (
-        sorted(
-            p
-            for p in path.rglob("*")
-            if p.suffix.lower() in TABLE_SUFFIXES and not p.name.startswith(".")
-        )
-        if path.is_dir()
-        else [path]
-    )
-    if not files:
-        raise ValueError(f"{path}: no {', '.join(TABLE_SUFFIXES)} files in this directory")
-    for file in files:
-        if file.suffix.lower() == ".parquet":
-            dataset = ds.dataset(file, format="parquet")
-            names = dataset.schema.names
-            wanted_filter = ds.field("id").isin(wanted.tolist()) if "id" in names else None
-            yield from dataset.to_batches(
-                columns=[c for c in columns if c in names], filter=wanted_filter
-            )
-        else:
-            yield from _ipc_batches(file)
-
-
-def _ipc_batches(file: Path) -> Iterator[pa.RecordBatch]:
-    """Batches of an Arrow IPC file (memory-mapped) or stream."""
-    import pyarrow as pa
-
-    with pa.memory_map(str(file)) as source:
-        try:
-            reader: Any = pa.ipc.open_file(source)
-        except pa.ArrowInvalid:
-            source.seek(0)
-            yield from pa.ipc.open_stream(source)
-            return
-        for i in range(reader.num_record_batches):
-            yield reader.get_batch(i)
-
-
-def plot_trajectories(
-    ids: npt.ArrayLike,
-    source: Any,
-    labels: npt.ArrayLike | None = None,
-    *,
-    kind: Kind,
-    title: str | None = None,
-    save: str | os.PathLike[str] | None = None,
-) -> Figure:
-    """p(gold) over the epochs for the examples ``ids`` (read back from ``source`` as in
-    :func:`fastcarto.trajectories`), one line each. Returns the Figure; ``save`` writes it."""
-    from ._inputs import KINDS, check_choice
-
-    check_choice("kind", kind, KINDS)
-    frame, label_of = _trajectories(ids, source, labels, kind=kind)
-    fig = _figure((6.8, 4.2), layout="constrained")
-    ax = fig.add_subplot()
-    columns: Sequence[Any] = list(frame.columns)
-    many = len(columns) > 10
-    for i, column in enumerate(columns):
-        if many:
-            ax.plot(frame.index, frame[column], color="0.55", linewidth=0.7, alpha=0.6)
-        else:
-            ax.plot(frame.index, frame[column], marker="o", markersize=3, linewidth=1.5,
-                    color=OKABE_ITO[i % len(OKABE_ITO)],
-                    label=f"id {column} (given label {label_of.get(column)})")  # fmt: skip
-    if many:
-        ax.plot(frame.index, frame.mean(axis=1), color=OKABE_ITO[0], linewidth=2.2,
-                label=f"mean of {len(columns)} examples")  # fmt: skip
-    ax.axhline(0.5, color="0.5", linestyle=":", linewidth=1.0)
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("p(gold): probability of the given label")
-    ax.legend(frameon=False, fontsize=8, loc="best")
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)
-    ax.set_title(title if title is not None else "Training dynamics of chosen examples")
     return _finish(fig, save)

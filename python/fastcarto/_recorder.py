@@ -1,16 +1,16 @@
 """`Recorder`: training dynamics written to disk from inside a training loop, crash-safe.
 
-Rows are buffered (a bounded amount) and published as *segments*: complete Arrow IPC stream
-files of fastcarto's long table, each written to a dot-named temporary file, synced, and renamed
-into place, so a directory only ever holds complete segments whatever instant the training
-process dies at. The format and the guarantee are described in ``docs/recorder.md``.
+Rows are checked, buffered (a bounded amount) and published as *segments*: complete Arrow IPC
+stream files of fastcarto's long table, each written to a dot-named temporary file, synced, and
+renamed into place, so a directory only ever holds complete segments whatever instant the
+training process dies at. The file protocol (names, schema, atomic publication, directory scan)
+is in ``_segments``; the format and the guarantee are described in ``docs/recorder.md``.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,24 +34,24 @@ from ._inputs import (
     check_epoch,
     check_positive,
 )
+from ._segments import (
+    BATCH_ROWS,
+    adopt_schema,
+    make_schema,
+    prepare_directory,
+    publish,
+    read_batches,
+    record_batch,
+    segment_key,
+    segment_name,
+)
 
 Mode = Literal["create", "append", "overwrite"]
 IdType = Literal["int64", "string"]
 
-FORMAT = "long-table/1"
-"""Value of the ``fastcarto.format`` schema metadata key of every segment."""
-
 MODES = ("create", "append", "overwrite")
 ID_TYPES = ("int64", "string")
 DEFAULT_BUFFER_BYTES = 64 * 1024 * 1024
-# Rows per Arrow record batch inside a segment: large enough that per-batch overhead vanishes,
-# small enough that readers can process a segment's batches in parallel.
-BATCH_ROWS = 65_536
-
-_SEGMENT = re.compile(r"^epoch-(\d+)-(?:shard-(\d+)-)?part-(\d+)\.arrows$")
-_TEMPORARY = re.compile(r"^\.epoch-\d+-(?:shard-(\d+)-)?part-\d+\.arrows\.tmp$")
-# Files that `fastcarto.compute(directory)` reads (names starting with "." are ignored).
-_DATA_SUFFIXES = (".arrows", ".arrow", ".feather", ".parquet")
 # DLPack device types numpy can read: CPU, CUDA pinned host memory, ROCm host, CUDA managed.
 _HOST_DEVICES = (1, 3, 11, 13)
 _DEVICE_NAMES = {2: "CUDA", 4: "OpenCL", 7: "Vulkan", 8: "Metal", 10: "ROCm", 14: "oneAPI"}
@@ -85,8 +85,8 @@ class Recorder:
     """Writes a model's outputs on training examples to a directory, from inside any training
     loop, so that :func:`fastcarto.compute` can map them later, even after a crash.
 
-    Call :meth:`record` with each minibatch's example ids, outputs (logits or probabilities)
-    and labels. Rows are copied into a buffer of at most ``buffer_bytes`` and published as
+    Call :meth:`record` with each minibatch's outputs (logits or probabilities), labels, epoch
+    and example ids. Rows are copied into a buffer of at most ``buffer_bytes`` and published as
     *segments* in ``path``: Arrow IPC stream files named
     ``epoch-{epoch:06d}-part-{seq:05d}.arrows``, one epoch per segment, each holding fastcarto's
     long table (columns ``epoch``, ``id``, ``label`` and ``logits`` / ``probs``). A segment is
@@ -161,7 +161,7 @@ class Recorder:
     ...         for epoch in range(3):
     ...             for idx in np.array_split(rng.permutation(6), 2):    # two minibatches
     ...                 logits = rng.normal(size=(len(idx), 3)).astype(np.float32)
-    ...                 rec.record(epoch, idx, logits, labels[idx])
+    ...                 rec.record(logits, labels[idx], epoch=epoch, ids=idx)
     ...             rec.end_epoch(epoch)
     ...     print(rec.rows_written, [p.name for p in rec.segments][:2])
     ...     print(rec.datamap().to_pandas()["n_epochs"].tolist())   # the live map
@@ -321,17 +321,22 @@ class Recorder:
         """The live accumulator (``accumulator=``), or None."""
         return self._acc
 
-    def record(self, epoch: int, ids: Any, outputs: Any, labels: Any) -> None:
+    def record(
+        self,
+        outputs: Any,
+        labels: Any,
+        *args: Any,
+        epoch: int | None = None,
+        ids: Any = None,
+    ) -> None:
         """Records one minibatch: the model's outputs on some examples at ``epoch``.
+
+        ``record(outputs, labels, epoch=epoch, ids=ids)``: the arguments of
+        :meth:`fastcarto.Accumulator.update`, in the same order; ``epoch`` and ``ids`` are
+        required, by keyword.
 
         Parameters
         ----------
-        epoch:
-            Non-negative integer. Record epochs one after the other: a new epoch publishes the
-            previous epoch's buffered rows (a segment never mixes epochs).
-        ids:
-            Shape ``(rows,)``: integer ids (int64 range; ``[0, n_examples)`` when
-            ``n_examples`` is set) or strings, the same type in every call.
         outputs:
             Shape ``(rows, classes)`` float32/float64 logits or probabilities (float16 is
             widened): a numpy array, or any CPU tensor, read through DLPack (``__dlpack__``) or
@@ -339,6 +344,12 @@ class Recorder:
             ``t.detach().cpu()``. The values are copied, so the caller may reuse its buffers.
         labels:
             Shape ``(rows,)`` integer labels in ``[0, classes)`` (0/1 for one output column).
+        epoch:
+            Non-negative integer. Record epochs one after the other: a new epoch publishes the
+            previous epoch's buffered rows (a segment never mixes epochs).
+        ids:
+            Shape ``(rows,)``: integer ids (int64 range; ``[0, n_examples)`` when
+            ``n_examples`` is set) or strings, the same type in every call.
 
         Every row is checked before anything is kept: shapes, dtypes, a class count that
         matches earlier calls, finite outputs, probabilities that lie in [0, 1] and sum to 1
@@ -347,6 +358,20 @@ class Recorder:
         records nothing. Labels that change between epochs, and duplicates across separate runs
         of an epoch, are found by the reader (or by the live accumulator).
         """
+        # `epoch` and `ids` default to None only so that a positional call in the order
+        # record(epoch, ids, outputs, labels) gets this message rather than Python's
+        # "takes 3 positional arguments but 5 were given".
+        if args or epoch is None or ids is None:
+            raise TypeError(
+                "Recorder.record takes (outputs, labels, *, epoch, ids): call "
+                "rec.record(outputs, labels, epoch=epoch, ids=ids)"
+                + (
+                    f"; got {2 + len(args)} positional arguments (the order "
+                    "record(epoch, ids, outputs, labels) is no longer accepted)"
+                    if args
+                    else f"; {'epoch=' if epoch is None else 'ids='} is missing"
+                )
+            )
         self._check_open()
         epoch = check_epoch(epoch)
         arr, n_classes, float_dt = self._outputs(outputs)
@@ -372,7 +397,7 @@ class Recorder:
         if self._acc is not None and rows:
             assert isinstance(id_arr, np.ndarray)
             try:
-                self._acc.update(arr, lab, epoch=epoch, index=id_arr)
+                self._acc.update(arr, lab, epoch=epoch, ids=id_arr)
             except BaseException:
                 if first:
                     self._n_classes, self._float, self._id_type, self._acc = previous
@@ -723,117 +748,42 @@ class Recorder:
         acc = self._acc
         if acc is None:
             return
-        keyed = sorted(segments, key=lambda p: _segment_key(p.name))
+        keyed = sorted(segments, key=lambda p: segment_key(p.name))
         col = self._kind
         for seg in keyed:
-            with pa.OSFile(str(seg), "rb") as f, pa.ipc.open_stream(f) as reader:
-                for batch in reader:
-                    if not batch.num_rows:
-                        continue
-                    epochs = batch.column("epoch").to_numpy()
-                    values = batch.column(col).flatten().to_numpy()
-                    outputs = values.reshape(batch.num_rows, acc.n_classes)
-                    acc.update(
-                        outputs,
-                        batch.column("label").to_numpy(),
-                        epoch=int(epochs[0]),
-                        index=batch.column("id").to_numpy(),
-                    )
+            for batch in read_batches(seg):
+                if not batch.num_rows:
+                    continue
+                epochs = batch.column("epoch").to_numpy()
+                values = batch.column(col).flatten().to_numpy()
+                outputs = values.reshape(batch.num_rows, acc.n_classes)
+                acc.update(
+                    outputs,
+                    batch.column("label").to_numpy(),
+                    epoch=int(epochs[0]),
+                    ids=batch.column("id").to_numpy(),
+                )
 
     # ----------------------------------------------------------------------------------------
     # the directory
 
     def _prepare_directory(self, mode: str, resume_epoch: int | None) -> list[Path]:
         """Checks (and in mode 'overwrite' / resume, cleans) the directory; returns the
-        segments of an earlier run that this recorder continues (mode 'append')."""
-        if self._path.exists() and not self._path.is_dir():
-            raise NotADirectoryError(f"{self._path} exists and is not a directory")
-        if not self._path.exists():
-            self._path.mkdir(parents=True)
-            if self._fsync:
-                _fsync_dir(self._path.parent)
-            return []
-        ours: list[Path] = []
-        foreign: list[Path] = []
-        stale: list[Path] = []
-        for entry in sorted(self._path.iterdir()):
-            name = entry.name
-            m = _SEGMENT.match(name)
-            if m:
-                shard = _shard_of(m.group(2))
-                if shard == self._shard:
-                    ours.append(entry)
-                elif self._shard is None or shard is None:
-                    foreign.append(entry)  # a sharded and an unsharded recording
-                continue
-            t = _TEMPORARY.match(name)
-            if t and _shard_of(t.group(1)) == self._shard:
-                stale.append(entry)  # a crashed run's unpublished segment
-            elif not name.startswith(".") and name.lower().endswith(_DATA_SUFFIXES):
-                foreign.append(entry)
-        if foreign:
-            shown = ", ".join(p.name for p in foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-            raise FileExistsError(
-                f"{self._path} holds data files the recorder did not write ({shown}); "
-                "fastcarto.compute would read them along with the recording: choose another "
-                "directory"
-            )
-        removed = False
-        for tmp in stale:
-            tmp.unlink(missing_ok=True)
-            removed = True
-        if ours and mode == "create":
-            epochs = sorted({_segment_key(p.name)[0] for p in ours})
-            raise FileExistsError(
-                f"{self._path} already holds {len(ours)} recorded segments (epochs "
-                f"{epochs[0]}..{epochs[-1]}); pass mode='append' to add to them, "
-                "mode='overwrite' to replace them, or choose another directory"
-            )
-        if mode == "overwrite" or resume_epoch is not None:
-            keep = []
-            for seg in ours:
-                if mode == "overwrite" or _segment_key(seg.name)[0] >= (resume_epoch or 0):
-                    seg.unlink()
-                    removed = True
-                else:
-                    keep.append(seg)
-            ours = keep
-        if removed and self._fsync:
-            _fsync_dir(self._path)
+        segments of an earlier run that this recorder continues (mode 'append'), whose part
+        numbers it continues and whose schema it takes."""
+        ours = prepare_directory(self._path, self._shard, mode, resume_epoch, fsync=self._fsync)
         for seg in ours:
-            epoch, part = _segment_key(seg.name)
+            epoch, part = segment_key(seg.name)
             self._next_part[epoch] = max(self._next_part.get(epoch, 0), part + 1)
             self._adopt_schema(seg)
         return ours
 
     def _adopt_schema(self, seg: Path) -> None:
         """Takes (or checks against) an earlier run's segment schema, for mode='append'."""
-        try:
-            with pa.OSFile(str(seg), "rb") as f, pa.ipc.open_stream(f) as reader:
-                schema = reader.schema
-        except (OSError, pa.ArrowInvalid) as exc:
-            raise _core.FileFormatError(f"{seg}: not a readable segment ({exc})") from exc
-        meta = schema.metadata or {}
-        kind = meta.get(b"fastcarto.kind", b"").decode()
-        if kind != self._kind or self._kind not in schema.names:
-            raise _core.FileFormatError(
-                f"{seg} records {kind or 'unknown'} outputs, but this recorder {self._kind}"
-            )
-        out = schema.field(self._kind).type
-        n_classes, float_dt = int(out.list_size), np.dtype(out.value_type.to_pandas_dtype())
-        id_type = "string" if pa.types.is_string(schema.field("id").type) else "int64"
-        for name, mine, theirs in (
-            ("classes", self._n_classes, n_classes),
-            ("float type", self._float, float_dt),
-            ("id type", self._id_type, id_type),
-        ):
-            if mine is not None and mine != theirs:
-                raise _core.FileFormatError(
-                    f"{seg} has {theirs} for its {name}, but this recorder {mine}; append only "
-                    "to a recording of the same shape"
-                )
-        self._n_classes, self._float, self._id_type = n_classes, float_dt, id_type
-        if self._live and id_type == "string":
+        self._n_classes, self._float, self._id_type = adopt_schema(
+            seg, self._kind, self._n_classes, self._float, self._id_type
+        )
+        if self._live and self._id_type == "string":
             raise ValueError(
                 "a live accumulator needs integer ids, but the existing segments have string ids"
             )
@@ -841,16 +791,7 @@ class Recorder:
 
     def _make_schema(self) -> pa.Schema:
         assert self._n_classes is not None and self._float is not None
-        value = pa.float32() if self._float == np.float32 else pa.float64()
-        return pa.schema(
-            [
-                pa.field("epoch", pa.int64(), nullable=False),
-                pa.field("id", pa.string() if self._id_type == "string" else pa.int64(), False),
-                pa.field("label", pa.int64(), nullable=False),
-                pa.field(self._kind, pa.list_(value, self._n_classes), nullable=False),
-            ],
-            metadata={"fastcarto.format": FORMAT, "fastcarto.kind": self._kind},
-        )
+        return make_schema(self._kind, self._n_classes, self._float, self._id_type or "int64")
 
     # ----------------------------------------------------------------------------------------
     # buffering and publishing
@@ -895,25 +836,15 @@ class Recorder:
         assert self._buf_epoch is not None and self._schema is not None
         epoch = self._buf_epoch
         part = self._next_part.get(epoch, 0)
-        shard = "" if self._shard is None else f"shard-{self._shard:03d}-"
-        name = f"epoch-{epoch:06d}-{shard}part-{part:05d}.arrows"
-        final = self._path / name
-        tmp = self._path / f".{name}.tmp"
-        try:
-            with open(tmp, "wb") as f:
-                with pa.ipc.new_stream(f, self._schema, options=self._write_options) as writer:
-                    for batch in self._batches(epoch):
-                        writer.write_batch(batch)
-                f.flush()
-                if self._fsync:
-                    os.fsync(f.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            # Nothing is published; the rows stay buffered for a later flush.
-            tmp.unlink(missing_ok=True)
-            raise
-        if self._fsync:
-            _fsync_dir(self._path)
+        final = self._path / segment_name(epoch, part, self._shard)
+        # On an error nothing is published; the rows stay buffered for a later flush.
+        publish(
+            final,
+            self._schema,
+            self._batches(epoch),
+            options=self._write_options,
+            fsync=self._fsync,
+        )
         self._next_part[epoch] = part + 1
         self._segments.append(final)
         self._rows_written += self._buf_rows
@@ -948,15 +879,7 @@ class Recorder:
                 ids = np.concatenate([c.ids for c in chunks])
             else:
                 ids = pa.concat_arrays([c.ids for c in chunks])
-        n = labels.shape[0]
-        value_type = self._schema.field(self._kind).type
-        columns = [
-            pa.array(np.full(n, epoch, dtype=np.int64)),
-            ids if isinstance(ids, pa.Array) else pa.array(ids),
-            pa.array(labels),
-            pa.FixedSizeListArray.from_arrays(pa.array(outputs.reshape(-1)), type=value_type),
-        ]
-        return pa.RecordBatch.from_arrays(columns, schema=self._schema)
+        return record_batch(self._schema, epoch, ids, labels, outputs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1013,25 +936,3 @@ def _host_array(obj: Any, what: str) -> npt.NDArray[Any]:
 
 def _id_at(ids: npt.NDArray[np.int64] | pa.Array, row: int) -> str:
     return str(ids[row]) if isinstance(ids, np.ndarray) else repr(ids[row].as_py())
-
-
-def _shard_of(group: str | None) -> int | None:
-    return None if group is None else int(group)
-
-
-def _segment_key(name: str) -> tuple[int, int]:
-    m = _SEGMENT.match(name)
-    assert m is not None
-    return int(m.group(1)), int(m.group(3))
-
-
-def _fsync_dir(path: Path) -> None:
-    """Makes a rename (or creation) in ``path`` durable; a no-op where directories cannot be
-    opened (Windows, where the rename is durable once the file's data is)."""
-    if os.name == "nt":
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -9,16 +9,18 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from ._metric_table import MetricTable
+
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ._datamap import DataMap
+T = TypeVar("T", bound=MetricTable)
 
 Region = Literal["easy-to-learn", "ambiguous", "hard-to-learn"]
 
@@ -138,7 +140,7 @@ class RegionRule:
 # columns a method needs
 
 
-def metric(dm: DataMap, name: str) -> npt.NDArray[np.float64]:
+def metric(dm: MetricTable, name: str) -> npt.NDArray[np.float64]:
     """Column ``name`` of ``dm`` as float64 (NaN for nulls), with the derived
     ``forgetfulness`` (allenai/cartography's: never-learned examples count as infinitely often
     forgotten) when the table has no such column."""
@@ -151,7 +153,7 @@ def metric(dm: DataMap, name: str) -> npt.NDArray[np.float64]:
     raise KeyError(f"no column {name!r} in this map; columns are {columns}")
 
 
-def require(dm: DataMap, what: str, *names: str) -> None:
+def require(dm: MetricTable, what: str, *names: str) -> None:
     """Raises a ``ValueError`` naming what is missing when ``dm`` lacks any of ``names``."""
     missing = [n for n in names if n not in dm.columns]
     if missing:
@@ -164,21 +166,20 @@ def require(dm: DataMap, what: str, *names: str) -> None:
         raise ValueError(f"{what} needs the column(s) {', '.join(missing)}{hint}")
 
 
-def region_codes(dm: DataMap, rule: RegionRule | None) -> npt.NDArray[np.int8]:
+def region_codes(dm: MetricTable, rule: RegionRule | None) -> npt.NDArray[np.int8]:
     require(dm, "regions", "confidence", "variability")
     return (rule or RegionRule()).codes(dm["confidence"], dm["variability"])
 
 
-def subset(dm: DataMap, rows: npt.NDArray[Any]) -> DataMap:
-    """The rows of ``dm`` at positions ``rows`` (in that order), or where a mask is True."""
-    from ._datamap import DataMap
-
+def subset(dm: T, rows: npt.NDArray[Any]) -> T:
+    """The rows of ``dm`` at positions ``rows`` (in that order), or where a mask is True, as a
+    table of the same class (a :class:`fastcarto.DataMap` for a data map)."""
     table = dm.to_arrow()
     if rows.dtype == np.bool_:
         table = table.filter(pa.array(rows))
     else:
         table = table.take(pa.array(rows.astype(np.int64, copy=False)))
-    return DataMap(table, kind=dm.kind, compat=dm.compat)
+    return type(dm)(table, kind=dm.kind, compat=dm.compat)
 
 
 # --------------------------------------------------------------------------------------------
@@ -186,7 +187,7 @@ def subset(dm: DataMap, rows: npt.NDArray[Any]) -> DataMap:
 
 
 def select_rows(
-    dm: DataMap, metric_name: str, fraction: float, *, worst: bool, both_ends: bool
+    dm: MetricTable, metric_name: str, fraction: float, *, worst: bool, both_ends: bool
 ) -> npt.NDArray[np.int64]:
     """Row positions chosen by :meth:`DataMap.select`, in selection order."""
     if metric_name not in SELECT_ASCENDING:
@@ -216,7 +217,7 @@ def select_rows(
 
 
 def query_mask(
-    dm: DataMap,
+    dm: MetricTable,
     conditions: Mapping[str, Any],
     *,
     region: str | Iterable[str] | None = None,
@@ -238,7 +239,7 @@ def query_mask(
     return mask
 
 
-def _condition_mask(dm: DataMap, name: str, condition: Any) -> npt.NDArray[np.bool_]:
+def _condition_mask(dm: MetricTable, name: str, condition: Any) -> npt.NDArray[np.bool_]:
     if name not in dm.columns and name != "forgetfulness":
         raise ValueError(f"no column {name!r} to query; columns are {dm.columns}")
     column = dm.to_arrow().column(name) if name in dm.columns else None
