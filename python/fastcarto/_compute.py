@@ -76,8 +76,8 @@ def compute(
     epochs:
         Which epochs to use: an int ``k`` (the first ``k``, as cartography's burn-out), a slice, or
         increasing epoch indices. Reported epoch numbers stay positions in ``source``. For long
-        tables and files these are epoch numbers: ``k`` means epochs ``0..k-1``, which must all
-        be present (an error otherwise), and slices and lists select the numbers they hold.
+        tables and files these are epoch numbers: ``k`` means epochs 0 to ``k - 1``, which must
+        all be present (an error otherwise), and slices and lists select the numbers they hold.
     nan_policy:
         ``"raise"`` (default) fails on NaN/inf naming the epoch and example; ``"omit"`` skips
         those (epoch, example) observations, and ``n_epochs`` counts what was used.

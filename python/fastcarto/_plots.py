@@ -635,7 +635,7 @@ def _read_dense_rows(
     outside = wanted[(wanted < 0) | (wanted >= n_examples)]
     if outside.size:
         raise IndexError(
-            f"ids of an array source are row positions 0..{n_examples - 1}, got {outside[0]}"
+            f"ids of an array source are row positions 0 to {n_examples - 1}, got {outside[0]}"
         )
     rows = wanted
     # Only the chosen rows are read (a memory map reads just those pages).

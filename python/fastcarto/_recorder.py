@@ -231,7 +231,7 @@ class Recorder:
             if n_examples is None:
                 raise ValueError(
                     "a live accumulator needs n_examples= (ids are example positions "
-                    "0..n_examples-1)"
+                    "0 to n_examples - 1)"
                 )
             feed_existing = mode == "append"
         elif accumulator not in (None, False):
@@ -242,7 +242,7 @@ class Recorder:
         self._live = accumulator is True or isinstance(accumulator, Accumulator)
         if self._live and self._id_type == "string":
             raise ValueError(
-                "a live accumulator needs integer ids 0..n_examples-1, not ids='string'"
+                "a live accumulator needs integer ids 0 to n_examples - 1, not ids='string'"
             )
 
         # Buffer and bookkeeping.
@@ -523,7 +523,7 @@ class Recorder:
                 i = int(np.argmax(bad))
                 raise _core.LabelError(
                     f"label {arr[i]} in row {i} is out of range for {n_classes} "
-                    f"class{'es' if n_classes > 1 else ''} (valid: 0..={limit - 1})"
+                    f"class{'es' if n_classes > 1 else ''} (valid labels: 0 to {limit - 1})"
                 )
         return np.ascontiguousarray(arr, dtype=np.int64)
 
@@ -580,7 +580,7 @@ class Recorder:
                     i = int(np.argmax(bad))
                     raise ValueError(
                         f"id {arr[i]} in row {i} is out of range: with n_examples="
-                        f"{self._n_examples} ids are example positions 0..{self._n_examples - 1}"
+                        f"{self._n_examples} ids are example positions 0 to {self._n_examples - 1}"
                     )
         if self._id_type is not None and id_type != self._id_type:
             if rows == 0:  # an empty batch has no id type of its own
@@ -592,7 +592,9 @@ class Recorder:
                 "(the id type cannot change within a recording)"
             )
         if id_type == "string" and self._live:
-            raise TypeError("a live accumulator needs integer ids 0..n_examples-1, got string ids")
+            raise TypeError(
+                "a live accumulator needs integer ids 0 to n_examples - 1, got string ids"
+            )
         return arr, id_type
 
     def _check_finite(
@@ -786,7 +788,7 @@ class Recorder:
             epochs = sorted({_segment_key(p.name)[0] for p in ours})
             raise FileExistsError(
                 f"{self._path} already holds {len(ours)} recorded segments (epochs "
-                f"{epochs[0]}..{epochs[-1]}); pass mode='append' to add to them, "
+                f"{epochs[0]} to {epochs[-1]}); pass mode='append' to add to them, "
                 "mode='overwrite' to replace them, or choose another directory"
             )
         if mode == "overwrite" or resume_epoch is not None:

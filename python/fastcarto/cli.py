@@ -133,7 +133,7 @@ Write the examples whose label looks wrong, from the training dynamics alone:
 flagged when the area under the margin (AUM) is below 0 (the given label was on
 average not the model's top class), or, with --threshold-mask, below the 99th
 percentile of the AUM of threshold samples (Pleiss et al., 2020). Columns: id,
-is_label_issue, label_score (0..1, lower = more likely wrong), given_label,
+is_label_issue, label_score (0 to 1, lower = more likely wrong), given_label,
 predicted_label, suggested_label. Only flagged examples are written, most
 likely first, unless --all."""
 

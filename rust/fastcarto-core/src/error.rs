@@ -62,7 +62,7 @@ pub enum Error {
     InvalidProbabilities { epoch: u32, example: Example, reason: String },
 
     /// A label is negative or not smaller than the number of classes.
-    #[error("label {label} of {example} is out of range for {n_classes} classes (valid: 0..={max})")]
+    #[error("label {label} of {example} is out of range for {n_classes} classes (valid labels: 0 to {max})")]
     LabelOutOfRange { example: Example, label: i64, n_classes: u32, max: u32 },
 
     /// The same example carries two different labels.
@@ -77,7 +77,7 @@ pub enum Error {
 
     /// Two partial states for one example interleave in time, so forgetting cannot be ordered.
     #[error(
-        "{example}: epochs {first_a}..={last_a} and {first_b}..={last_b} interleave; \
+        "{example}: epochs {first_a} to {last_a} and {first_b} to {last_b} interleave; \
          states can only be merged when one covers strictly later epochs than the other"
     )]
     InterleavedEpochs { example: Example, first_a: u32, last_a: u32, first_b: u32, last_b: u32 },
