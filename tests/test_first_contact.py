@@ -37,6 +37,142 @@ def no_rust_ranges(message: str) -> None:
     assert not re.search(r"\d\s*\.\.=?\s*[\d+{]", message), message
 
 
+# --------------------------------------------------------------------------------------------
+# labels given as a path, as the CLI's --labels
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".txt", ".csv"])
+def test_compute_takes_a_labels_path(
+    run: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]], tmp_path: Path, suffix: str
+) -> None:
+    logits, labels = run
+    np.save(tmp_path / "logits.npy", logits)
+    path = tmp_path / f"labels{suffix}"
+    if suffix == ".npy":
+        np.save(path, labels)
+    else:
+        np.savetxt(path, labels, fmt="%d")
+    expected = fastcarto.compute(logits, labels, kind="logits").to_arrow()
+    for source in (logits, tmp_path / "logits.npy"):
+        for given in (path, str(path)):
+            got = fastcarto.compute(source, given, kind="logits").to_arrow()
+            assert got.equals(expected)
+
+
+def test_compute_takes_a_path_of_multilabel_targets(
+    run: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]], tmp_path: Path
+) -> None:
+    logits, _ = run
+    targets = (np.random.default_rng(0).random((N, C)) < 0.4).astype(np.int64)
+    np.savetxt(tmp_path / "targets.csv", targets, fmt="%d", delimiter=",")
+    got = fastcarto.compute(logits, tmp_path / "targets.csv", kind="logits")
+    assert got.to_arrow().equals(fastcarto.compute(logits, targets, kind="logits").to_arrow())
+
+
+def test_per_epoch_npy_directory_takes_a_labels_path(
+    run: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]], tmp_path: Path
+) -> None:
+    logits, labels = run
+    for e in range(E):
+        np.save(tmp_path / f"epoch_{e}.npy", logits[e])
+    np.savetxt(tmp_path.parent / f"{tmp_path.name}-labels.txt", labels, fmt="%d")
+    got = fastcarto.compute(
+        tmp_path, tmp_path.parent / f"{tmp_path.name}-labels.txt", kind="logits"
+    )
+    expected = fastcarto.compute(tmp_path, labels, kind="logits")
+    assert got.to_arrow().equals(expected.to_arrow())
+
+
+def test_bad_labels_paths_are_named(
+    run: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]], tmp_path: Path
+) -> None:
+    logits, labels = run
+    with pytest.raises(FileNotFoundError, match=r"missing\.npy"):
+        fastcarto.compute(logits, tmp_path / "missing.npy", kind="logits")
+    (tmp_path / "labels.json").write_text("[0, 1]")
+    with pytest.raises(ValueError, match=r"labels.json: unsupported labels file"):
+        fastcarto.compute(logits, tmp_path / "labels.json", kind="logits")
+    np.savetxt(tmp_path / "short.txt", labels[:10], fmt="%d")
+    with pytest.raises(ValueError, match="got 10 labels for 60 examples"):
+        fastcarto.compute(logits, tmp_path / "short.txt", kind="logits")
+    # a long table carries its labels: a labels path is refused as an array would be
+    table = pa.table({"epoch": [0], "id": [0], "label": [0], "logits": [[0.0, 1.0]]})
+    with pytest.raises(ValueError, match="long table carries its labels"):
+        fastcarto.compute(table, tmp_path / "short.txt")
+
+
+def test_cli_labels_are_read_by_the_same_function(
+    run: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    logits, labels = run
+    np.save(tmp_path / "logits.npy", logits)
+    np.savetxt(tmp_path / "labels.txt", labels, fmt="%d")
+    import fastcarto._compute as compute_module
+
+    seen: list[str] = []
+    read = compute_module.read_labels
+
+    def spy(path: Any) -> Any:
+        seen.append(str(path))
+        return read(path)
+
+    monkeypatch.setattr(compute_module, "read_labels", spy)
+    out = tmp_path / "map.csv"
+    argv = ["map", str(tmp_path / "logits.npy"), "--labels", str(tmp_path / "labels.txt")]
+    assert cli.main([*argv, "--kind", "logits", "-o", str(out), "-q"]) == 0
+    assert seen == [str(tmp_path / "labels.txt")]
+    assert out.read_text().count("\n") == N + 1
+
+
+# --------------------------------------------------------------------------------------------
+# messages blame the argument that is wrong, in plain words
+
+
+def test_plot_trajectories_with_another_run_blames_the_source(
+    run: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]], tmp_path: Path
+) -> None:
+    logits, labels = run
+    dm = fastcarto.compute(logits, labels, kind="logits")
+    other = logits[:, :40]
+    # the labels come from the map, so the source is what does not fit
+    with pytest.raises(ValueError, match=r"source holds 40 examples .* this map has 60") as err:
+        dm.plot_trajectories([1, 2], other)
+    assert "labels" not in str(err.value)
+    np.save(tmp_path / "other.npy", other)
+    with pytest.raises(ValueError, match=r"source holds 40 examples"):
+        dm.plot_trajectories([1], tmp_path / "other.npy")
+    # with both given, the message names both and says they must come from one run
+    with pytest.raises(ValueError, match=r"labels has shape \(60,\) but the source has 40"):
+        fastcarto.plot_trajectories([1, 2], other, labels, kind="logits")
+
+
+def test_trajectory_errors_name_the_id_and_epoch(
+    run: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]],
+) -> None:
+    logits, labels = run
+    bad = labels.copy()
+    bad[7] = 9
+    with pytest.raises(fastcarto.LabelError, match=r"label 9 of id 7 is out of range") as err:
+        fastcarto.trajectories([3, 7], logits, bad, kind="logits")
+    assert "valid labels: 0 to 2" in str(err.value)
+    probs = softmax(logits)
+    probs[2, 7] = [0.5, 0.4, 0.4]
+    with pytest.raises(fastcarto.InvalidProbabilitiesError, match=r"id 7 at epoch 2 .*kind='log"):
+        fastcarto.trajectories([3, 7], probs, labels, kind="probs")
+    table = pa.table(
+        {
+            "epoch": [0, 0, 1, 1],
+            "id": ["a", "b", "a", "b"],
+            "label": [0, 5, 0, 5],
+            "logits": [[0.0, 1.0]] * 4,
+        }
+    )
+    with pytest.raises(fastcarto.LabelError, match=r"label 5 of id 'b'"):
+        fastcarto.trajectories(["a", "b"], table, kind="logits")
+
+
 def test_no_rust_range_notation_in_messages(
     run: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]], tmp_path: Path
 ) -> None:
@@ -71,3 +207,72 @@ def test_no_rust_range_notation_in_messages(
     messages.append(str(value_err.value))
     for message in messages:
         no_rust_ranges(message)
+
+
+# --------------------------------------------------------------------------------------------
+# probabilities declared as logits
+
+
+def test_kind_warning_is_exported() -> None:
+    assert issubclass(fastcarto.KindWarning, UserWarning)
+    assert "KindWarning" in fastcarto.__all__
+
+
+def test_probabilities_declared_as_logits_warn(
+    run: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]], tmp_path: Path
+) -> None:
+    logits, labels = run
+    probs = softmax(logits)
+    with pytest.warns(
+        fastcarto.KindWarning, match=r"every row checked \(120 rows of epochs 0 and 4\)"
+    ):
+        fastcarto.compute(probs, labels, kind="logits")
+    np.save(tmp_path / "probs.npy", probs.astype(np.float64))
+    with pytest.warns(fastcarto.KindWarning, match="pass kind='probs'") as record:
+        fastcarto.compute(tmp_path / "probs.npy", labels, kind="logits", epochs=[1])
+    assert "epoch 1)" in str(record[0].message)
+    assert record[0].filename == __file__  # points at the caller's line
+    acc = fastcarto.Accumulator(N, C, kind="logits")
+    with pytest.warns(fastcarto.KindWarning, match="the first update"):
+        acc.update(probs[0], labels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        acc.update(probs[1], labels)  # checked on the first update only
+
+
+def test_logits_and_other_cases_do_not_warn(
+    run: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]],
+) -> None:
+    logits, labels = run
+    probs = softmax(logits)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fastcarto.compute(logits, labels, kind="logits")
+        fastcarto.compute(probs, labels, kind="probs")
+        # logits that happen to lie in [0, 1] but do not sum to 1
+        fastcarto.compute(probs * 0.5, labels, kind="logits")
+        # one-hot rows: as likely logits written by hand
+        fastcarto.compute(np.eye(C, dtype=np.float32)[None, labels], labels, kind="logits")
+        # one column: a binary model's logit may lie in [0, 1]
+        fastcarto.compute(probs[:, :, :1], labels % 2, kind="logits")
+        # multi-label outputs are not distributions over classes
+        targets = (np.random.default_rng(1).random((N, C)) < 0.5).astype(np.int64)
+        fastcarto.compute(probs, targets, kind="logits")
+        fastcarto.Accumulator(N, C, kind="logits").update(logits[0], labels)
+
+
+def test_cli_shows_the_kind_warning_on_one_line(
+    run: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    logits, labels = run
+    np.save(tmp_path / "probs.npy", softmax(logits))
+    np.save(tmp_path / "labels.npy", labels)
+    argv = ["map", str(tmp_path / "probs.npy"), "--labels", str(tmp_path / "labels.npy")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")  # as a command run outside pytest
+        assert cli.main([*argv, "--kind", "logits", "-o", str(tmp_path / "m.csv"), "-q"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("fastcarto: warning: kind='logits', but every row checked")
+    assert err.count("\n") == 1

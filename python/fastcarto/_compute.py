@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
+
+import numpy as np
 
 from . import _core, _tables
 from ._datamap import DataMap
@@ -21,7 +24,9 @@ from ._inputs import (
     check_choice,
     check_ddof,
     check_threads,
+    read_labels,
     resolve_epochs,
+    warn_if_dense_probabilities,
 )
 
 
@@ -65,6 +70,8 @@ def compute(
         One integer label per example, shape ``(examples,)``; or 0/1 targets of shape
         ``(examples, classes)`` for multi-label models with independent sigmoid outputs, whose
         metrics are then reported per (example, class) pair (long form, with a ``class`` column).
+        Either may be given as the path of a file, read as the CLI's ``--labels``: a ``.npy``
+        array, or a ``.txt`` (whitespace-separated) / ``.csv`` file with one example per line.
     kind:
         ``"logits"`` (probabilities are their softmax, or sigmoid for one column) or ``"probs"``
         (rows must lie in [0, 1] and sum to 1). Declared by the caller, never guessed; a long
@@ -153,16 +160,22 @@ def compute(
     else:
         data = as_float_array(source, ndim=3, what="outputs")
         n_epochs, n_examples, n_classes = data.shape
+    if isinstance(labels, (str, os.PathLike)):
+        labels = read_labels(labels)
     flat, multilabel = as_labels(labels, n_examples=n_examples, n_classes=n_classes)
+    chosen = resolve_epochs(epochs, n_epochs)
     table = _core.map_dense(
         data,
         flat,
         kind=kind,
-        epochs=resolve_epochs(epochs, n_epochs),
+        epochs=chosen,
         multilabel=multilabel,
         nan_policy=nan_policy,
         threads=threads,
         compat=compat,
         ddof=int(ddof),
     )
+    if kind == "logits" and not multilabel:
+        outputs = np.load(path, mmap_mode="r", allow_pickle=False) if path is not None else data
+        warn_if_dense_probabilities(outputs, chosen, stacklevel=2)
     return DataMap(table, kind=kind, compat=compat)

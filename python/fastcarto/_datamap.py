@@ -382,10 +382,17 @@ class DataMap:
         """p(gold) over the epochs for ``ids``, read back from ``source`` (the outputs this
         map was computed from; see :func:`fastcarto.plot_trajectories`). ``labels`` default to
         this map's ``label`` column for array and ``.npy`` sources."""
-        from ._plots import is_table_source, plot_trajectories
+        from ._plots import dense_shape, is_table_source, plot_trajectories
 
         if labels is None and not is_table_source(source):
             if "label" not in self.columns or "class" in self.columns:
                 raise ValueError("pass labels= (this map has no single-label 'label' column)")
             labels = self.to_arrow().column("label").to_numpy(zero_copy_only=False)
+            # The labels are this map's, so a source of another size is the source's fault.
+            shape = dense_shape(source)
+            if shape is not None and len(shape) == 3 and shape[1] != len(self):
+                raise ValueError(
+                    f"source holds {shape[1]} examples (outputs of shape {shape}) but this map "
+                    f"has {len(self)}: pass the outputs this map was computed from"
+                )
         return plot_trajectories(ids, source, labels, kind=self.kind, title=title, save=save)  # type: ignore[arg-type]

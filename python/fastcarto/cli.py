@@ -19,20 +19,23 @@ command with one line ``fastcarto: error: ...`` on standard error and exit statu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
 import re
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
-if TYPE_CHECKING:
-    import numpy.typing as npt
+from ._inputs import LABEL_SUFFIXES as LABEL_SUFFIXES
+from ._inputs import check_readable_file as _check_readable_file
+from ._inputs import read_labels
 
+if TYPE_CHECKING:
     from ._datamap import DataMap
     from ._inputs import EpochSelection
 
@@ -57,7 +60,6 @@ OUTPUT_FORMATS = {
     ".arrow": "Arrow IPC file",
     ".jsonl": "JSON lines",
 }
-LABEL_SUFFIXES = (".npy", ".txt", ".csv")
 
 _EXAMPLES = """\
 examples:
@@ -484,54 +486,6 @@ def output_format(out: str) -> str:
     return suffix
 
 
-def read_labels(path: str) -> npt.NDArray[Any]:
-    """Labels from a ``.npy`` file (any shape; checked by ``compute``) or a text file.
-
-    A ``.txt`` file holds whitespace-separated integers and a ``.csv`` file comma-separated ones,
-    one example per line: a single column gives labels of shape ``(examples,)``, several columns
-    multi-label targets of shape ``(examples, classes)``.
-    """
-    p = Path(path)
-    suffix = p.suffix.lower()
-    if suffix not in LABEL_SUFFIXES:
-        raise ValueError(
-            f"{path}: unsupported labels file; use a .npy file, or a .txt/.csv file with one "
-            "integer per line"
-        )
-    _check_readable_file(p)
-    if suffix == ".npy":
-        with open(p, "rb") as f:
-            if f.read(6) != b"\x93NUMPY":
-                raise ValueError(f"{path}: not a .npy file (no .npy header)")
-        try:
-            labels: npt.NDArray[Any] = np.load(p, allow_pickle=False)
-        except ValueError as exc:  # not a .npy file, object arrays, ...
-            raise ValueError(f"{path}: not a readable .npy file of labels ({exc})") from None
-        if not isinstance(labels, np.ndarray):
-            raise ValueError(f"{path}: not a .npy array of labels")
-        return labels
-    with warnings.catch_warnings():
-        # An empty file is an error below, not a UserWarning on stderr.
-        warnings.simplefilter("ignore", UserWarning)
-        try:
-            table = np.loadtxt(
-                p, dtype=np.int64, delimiter="," if suffix == ".csv" else None, ndmin=2
-            )
-        except ValueError as exc:
-            raise ValueError(f"{path}: expected one integer label per line ({exc})") from None
-    if table.size == 0:
-        raise ValueError(f"{path}: the labels file is empty")
-    return table[:, 0] if table.shape[1] == 1 else table
-
-
-def _check_readable_file(path: Path) -> None:
-    """Raises the ``OSError`` users expect for a missing path or a directory."""
-    if not path.exists():
-        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
-    if path.is_dir():
-        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
-
-
 def _check_output_dir(out: str) -> None:
     """Fails before any work is done when ``out`` cannot be created."""
     if out == "-":
@@ -633,7 +587,8 @@ def _compute_source(args: argparse.Namespace) -> DataMap:
 
     source: str = args.outputs
     path = Path(source)
-    labels = read_labels(args.labels) if args.labels is not None else None
+    # compute() reads a labels path with the same reader as Python's labels="labels.npy".
+    labels: str | None = args.labels
     options: dict[str, Any] = {
         "kind": args.kind,
         "compat": getattr(args, "compat", None),
@@ -649,11 +604,27 @@ def _compute_source(args: argparse.Namespace) -> DataMap:
                 f"{source}: a .npy SOURCE of dense outputs (epochs, examples, classes) needs "
                 "--labels and --kind"
             )
-        return compute(path, labels, **options)
+        with _one_line_warnings():
+            return compute(path, labels, **options)
     if not _GLOB.search(source) and not path.exists():
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), source)
     progress = not args.quiet and sys.stderr.isatty()
-    return compute(source, labels, progress=progress, **options)
+    with _one_line_warnings():
+        return compute(source, labels, progress=progress, **options)
+
+
+@contextlib.contextmanager
+def _one_line_warnings() -> Iterator[None]:
+    """Shows the warnings of the computation (such as ``KindWarning``) as one line
+    ``fastcarto: warning: ...`` on standard error, not as Python's source-line report."""
+
+    def show(message: Warning | str, *_: object, **__: object) -> None:
+        text = " ".join(str(message).split())
+        print(f"{PROG}: warning: {text}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
 
 
 _GLOB = re.compile(r"[*?\[]")
