@@ -210,6 +210,48 @@ def test_no_rust_range_notation_in_messages(
 
 
 # --------------------------------------------------------------------------------------------
+# an unquoted glob on the command line
+
+
+def test_unquoted_glob_gets_a_hint(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["map", "runs/epoch-0.parquet", "runs/epoch-1.parquet", "runs/epoch-2.parquet"]
+    assert cli.main([*argv, "-o", "x.csv"]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("fastcarto: error: SOURCE is one path, got 3")
+    assert "quote the pattern ('runs/*.parquet') so fastcarto expands it" in err
+    # files of different folders or formats: a generic example of the quoting
+    assert cli.main(["issues", "a.arrow", "b/c.parquet", "-o", "x.csv"]) == cli.EXIT_USAGE
+    assert "quote the pattern ('runs/*.parquet')" in capsys.readouterr().err
+    # unknown options are still reported as such
+    assert cli.main(["map", "a.parquet", "--bogus", "-o", "x.csv"]) == cli.EXIT_USAGE
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_quoted_glob_reads_every_file(
+    run: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pyarrow.parquet as pq
+
+    logits, labels = run
+    (tmp_path / "runs").mkdir()
+    for e in range(E):
+        table = pa.table(
+            {
+                "epoch": np.full(N, e),
+                "id": np.arange(N),
+                "label": labels,
+                "logits": pa.FixedSizeListArray.from_arrays(pa.array(logits[e].ravel()), C),
+            }
+        )
+        pq.write_table(table, tmp_path / "runs" / f"epoch-{e}.parquet")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["map", "runs/*.parquet", "-o", "map.csv", "-q"]) == 0
+    assert (tmp_path / "map.csv").read_text().count("\n") == N + 1
+
+
+# --------------------------------------------------------------------------------------------
 # probabilities declared as logits
 
 

@@ -823,6 +823,27 @@ def _slice_spec(match: re.Match[str]) -> str:
     return repr(f"{start}:{stop}" + (f":{step}" if step else ""))
 
 
+def _unrecognized(args: argparse.Namespace, extra: list[str]) -> str:
+    """The usage error for arguments no option takes: several SOURCE paths are what the shell
+    makes of an unquoted glob, so say to quote it."""
+    source = getattr(args, "outputs", None)
+    if source is None or any(a.startswith("-") for a in extra):
+        return f"unrecognized arguments: {' '.join(extra)}"
+    paths = [Path(p) for p in (source, *extra)]
+    parents = {p.parent for p in paths}
+    suffixes = {p.suffix for p in paths}
+    if len(parents) == 1 and len(suffixes) == 1:
+        pattern = str(paths[0].parent / f"*{paths[0].suffix}")
+    else:
+        pattern = "runs/*.parquet"
+    return (
+        f"SOURCE is one path, got {len(paths)} ({source}, {extra[0]}"
+        + (", ..." if len(extra) > 1 else "")
+        + f"): a glob left unquoted is expanded by the shell; quote the pattern ('{pattern}') "
+        "so fastcarto expands it, or pass the directory"
+    )
+
+
 def _debug() -> bool:
     return os.environ.get("FASTCARTO_DEBUG", "").strip() not in ("", "0")
 
@@ -842,7 +863,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            parser.error(_unrecognized(args, extra))
     except SystemExit as exc:  # --help, --version and usage errors
         code = exc.code
         if code is None or isinstance(code, int):
