@@ -318,3 +318,59 @@ def test_cli_shows_the_kind_warning_on_one_line(
     err = capsys.readouterr().err
     assert err.startswith("fastcarto: warning: kind='logits', but every row checked")
     assert err.count("\n") == 1
+
+
+# --------------------------------------------------------------------------------------------
+# region labels leave the densest points visible
+
+
+def clustered_map(n: int = 6000) -> fastcarto.DataMap:
+    """A map whose points crowd where region labels used to sit: the middle of each region."""
+    rng = np.random.default_rng(5)
+    third = n // 3
+    var = np.concatenate(
+        [rng.normal(0.06, 0.01, third), rng.normal(0.06, 0.01, third), rng.normal(0.3, 0.02, third)]
+    )
+    conf = np.concatenate(
+        [rng.normal(0.75, 0.04, third), rng.normal(0.25, 0.04, third), rng.normal(0.5, 0.06, third)]
+    )
+    table = pa.table(
+        {
+            "id": np.arange(var.size),
+            "confidence": np.clip(conf, 0, 1),
+            "variability": np.clip(var, 0, None),
+            "correctness": np.clip(conf, 0, 1),
+        }
+    )
+    return fastcarto.DataMap(table, kind="logits")
+
+
+def points_under(ax: Any, text: Any, var: np.ndarray[Any, Any], conf: np.ndarray[Any, Any]) -> int:
+    renderer = ax.get_figure().canvas.get_renderer()
+    box = text.get_bbox_patch().get_window_extent(renderer).transformed(ax.transData.inverted())
+    inside = (var >= box.x0) & (var <= box.x1) & (conf >= box.y0) & (conf <= box.y1)
+    return int(inside.sum())
+
+
+def test_region_labels_sit_away_from_the_points() -> None:
+    dm = clustered_map()
+    fig = dm.plot()
+    FigureCanvasAgg(fig).draw()  # places the labels' boxes
+    ax = next(a for a in fig.axes if a.get_xlabel().startswith("variability"))
+    var, conf = dm["variability"], dm["confidence"]
+    labels = [t for t in ax.texts if t.get_text().split("\n")[0] in fastcarto.REGIONS]
+    assert len(labels) == 3
+    for text in labels:
+        # at most a few stragglers under a label, where its old place covered a cluster
+        assert points_under(ax, text, var, conf) <= len(dm) // 200, text.get_text()
+        patch = text.get_bbox_patch()
+        assert patch.get_alpha() is not None and patch.get_alpha() < 1
+    # the labels do not overlap each other
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_bbox_patch().get_window_extent(renderer) for t in labels]
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            assert not a.overlaps(b)
+    # boundaries are thin dashed lines
+    dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+    assert dashed and all(line.get_linewidth() <= 1.0 for line in dashed)
