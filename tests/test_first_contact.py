@@ -374,3 +374,45 @@ def test_region_labels_sit_away_from_the_points() -> None:
     # boundaries are thin dashed lines
     dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
     assert dashed and all(line.get_linewidth() <= 1.0 for line in dashed)
+
+
+# --------------------------------------------------------------------------------------------
+# the demo's picture and its list of files
+
+
+def test_demo_help_lists_every_file(capsys: pytest.CaptureFixture[str]) -> None:
+    from fastcarto._demo import FILES
+
+    assert cli.main(["demo", "--help"]) == 0
+    text = capsys.readouterr().out
+    for name in FILES:
+        assert re.search(rf"^\s+{re.escape(name)}\s+\S", text, re.MULTILINE), name
+
+
+def test_demo_writes_its_files_and_marks_the_flipped_labels(tmp_path: Path) -> None:
+    pytest.importorskip("sklearn")
+    from fastcarto._demo import FILES, mark_label_issues, run_demo
+
+    result = run_demo(tmp_path / "demo", noise=0.2, epochs=6, seed=2, stream=None)
+    written = sorted(p.name + ("/" if p.is_dir() else "") for p in (tmp_path / "demo").iterdir())
+    assert written == sorted(FILES)
+    assert sorted(f.name + ("/" if f.is_dir() else "") for f in result.files) == sorted(FILES)
+
+    flagged = result.issues["is_label_issue"].to_numpy(dtype=bool)
+    flipped = result.flipped
+    ax = mark_label_issues(result.datamap.plot(), result.datamap, flagged, flipped)
+    legend = ax.get_legend()
+    assert legend is not None
+    entries = [t.get_text() for t in legend.get_texts()]
+    assert entries == [
+        f"flagged, really flipped ({int((flagged & flipped).sum()):,})",
+        f"flagged, label was right ({int((flagged & ~flipped).sum()):,})",
+        f"flipped, not flagged ({int((~flagged & flipped).sum()):,})",
+    ]
+    # each group is drawn at its examples' place on the map
+    var, conf = result.datamap["variability"], result.datamap["confidence"]
+    groups = ax.collections[-3:]
+    for collection, mask in zip(
+        groups, (flagged & flipped, flagged & ~flipped, ~flagged & flipped), strict=True
+    ):
+        np.testing.assert_array_equal(collection.get_offsets(), np.c_[var[mask], conf[mask]])

@@ -150,10 +150,12 @@ _DEMO_DESCRIPTION = """\
 Run fastcarto's main job on a built-in example: train a small neural network
 (scikit-learn's MLPClassifier, one partial_fit per epoch) on scikit-learn's
 handwritten digits with a known fraction of labels flipped, record its outputs
-every epoch, compute the data map, and write into DIR: datamap.png,
-metrics.parquet, label_issues.csv, report.txt and the recorded dynamics.
+every epoch, compute the data map, and write into DIR (listed below).
 Prints the region counts and how many flipped labels were found. Needs
-scikit-learn: python -m pip install 'fastcarto[demo]'."""
+scikit-learn: python -m pip install 'fastcarto[demo]'.
+
+files written into DIR:
+"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -229,6 +231,7 @@ def _bounded_int(minimum: int, what: str) -> Callable[[str], int]:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``fastcarto`` command and its subcommands."""
     from . import __version__
+    from ._demo import FILES as DEMO_FILES
     from ._regions import REGIONS, SELECT_ASCENDING
 
     parser = _Parser(
@@ -322,7 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo",
         help="run the whole job on scikit-learn's digits with flipped labels",
-        description=_DEMO_DESCRIPTION,
+        description=_DEMO_DESCRIPTION
+        + "\n".join(f"  {name:<18}{what}" for name, what in DEMO_FILES.items()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_argument(
