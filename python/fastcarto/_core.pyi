@@ -24,6 +24,7 @@ __all__ = [
     "discover",
     "inspect_npy",
     "map_dense",
+    "prob_sum_tolerance",
     "read_path",
     "read_stream",
     "thread_count",
