@@ -17,10 +17,12 @@ from fastcarto import cli
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 E, N, C = 5, 60, 3
+#: Dense logits (E, N, C) and their labels.
+Run = tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]
 
 
 @pytest.fixture
-def run() -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+def run() -> Run:
     rng = np.random.default_rng(3)
     logits = rng.normal(scale=2.0, size=(E, N, C)).astype(np.float32)
     labels = rng.integers(0, C, size=N)
@@ -42,9 +44,7 @@ def no_rust_ranges(message: str) -> None:
 
 
 @pytest.mark.parametrize("suffix", [".npy", ".txt", ".csv"])
-def test_compute_takes_a_labels_path(
-    run: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]], tmp_path: Path, suffix: str
-) -> None:
+def test_compute_takes_a_labels_path(run: Run, tmp_path: Path, suffix: str) -> None:
     logits, labels = run
     np.save(tmp_path / "logits.npy", logits)
     path = tmp_path / f"labels{suffix}"
@@ -59,9 +59,7 @@ def test_compute_takes_a_labels_path(
             assert got.equals(expected)
 
 
-def test_compute_takes_a_path_of_multilabel_targets(
-    run: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]], tmp_path: Path
-) -> None:
+def test_compute_takes_a_path_of_multilabel_targets(run: Run, tmp_path: Path) -> None:
     logits, _ = run
     targets = (np.random.default_rng(0).random((N, C)) < 0.4).astype(np.int64)
     np.savetxt(tmp_path / "targets.csv", targets, fmt="%d", delimiter=",")
@@ -69,9 +67,7 @@ def test_compute_takes_a_path_of_multilabel_targets(
     assert got.to_arrow().equals(fastcarto.compute(logits, targets, kind="logits").to_arrow())
 
 
-def test_per_epoch_npy_directory_takes_a_labels_path(
-    run: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]], tmp_path: Path
-) -> None:
+def test_per_epoch_npy_directory_takes_a_labels_path(run: Run, tmp_path: Path) -> None:
     logits, labels = run
     for e in range(E):
         np.save(tmp_path / f"epoch_{e}.npy", logits[e])
@@ -83,9 +79,7 @@ def test_per_epoch_npy_directory_takes_a_labels_path(
     assert got.to_arrow().equals(expected.to_arrow())
 
 
-def test_bad_labels_paths_are_named(
-    run: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]], tmp_path: Path
-) -> None:
+def test_bad_labels_paths_are_named(run: Run, tmp_path: Path) -> None:
     logits, labels = run
     with pytest.raises(FileNotFoundError, match=r"missing\.npy"):
         fastcarto.compute(logits, tmp_path / "missing.npy", kind="logits")
@@ -102,7 +96,7 @@ def test_bad_labels_paths_are_named(
 
 
 def test_cli_labels_are_read_by_the_same_function(
-    run: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]],
+    run: Run,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -130,9 +124,7 @@ def test_cli_labels_are_read_by_the_same_function(
 # messages blame the argument that is wrong, in plain words
 
 
-def test_plot_trajectories_with_another_run_blames_the_source(
-    run: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]], tmp_path: Path
-) -> None:
+def test_plot_trajectories_with_another_run_blames_the_source(run: Run, tmp_path: Path) -> None:
     logits, labels = run
     dm = fastcarto.compute(logits, labels, kind="logits")
     other = logits[:, :40]
@@ -149,7 +141,7 @@ def test_plot_trajectories_with_another_run_blames_the_source(
 
 
 def test_trajectory_errors_name_the_id_and_epoch(
-    run: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]],
+    run: Run,
 ) -> None:
     logits, labels = run
     bad = labels.copy()
@@ -173,9 +165,7 @@ def test_trajectory_errors_name_the_id_and_epoch(
         fastcarto.trajectories(["a", "b"], table, kind="logits")
 
 
-def test_no_rust_range_notation_in_messages(
-    run: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]], tmp_path: Path
-) -> None:
+def test_no_rust_range_notation_in_messages(run: Run, tmp_path: Path) -> None:
     logits, labels = run
     messages = []
     with pytest.raises(fastcarto.LabelError) as err:
@@ -228,7 +218,7 @@ def test_unquoted_glob_gets_a_hint(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_quoted_glob_reads_every_file(
-    run: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]],
+    run: Run,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -260,9 +250,7 @@ def test_kind_warning_is_exported() -> None:
     assert "KindWarning" in fastcarto.__all__
 
 
-def test_probabilities_declared_as_logits_warn(
-    run: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]], tmp_path: Path
-) -> None:
+def test_probabilities_declared_as_logits_warn(run: Run, tmp_path: Path) -> None:
     logits, labels = run
     probs = softmax(logits)
     with pytest.warns(
@@ -283,7 +271,7 @@ def test_probabilities_declared_as_logits_warn(
 
 
 def test_logits_and_other_cases_do_not_warn(
-    run: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]],
+    run: Run,
 ) -> None:
     logits, labels = run
     probs = softmax(logits)
@@ -304,7 +292,7 @@ def test_logits_and_other_cases_do_not_warn(
 
 
 def test_cli_shows_the_kind_warning_on_one_line(
-    run: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]],
+    run: Run,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
