@@ -75,7 +75,9 @@ def compute(
     kind:
         ``"logits"`` (probabilities are their softmax, or sigmoid for one column) or ``"probs"``
         (rows must lie in [0, 1] and sum to 1). Declared by the caller, never guessed; a long
-        table declares it by naming its outputs column ``logits`` or ``probs``.
+        table declares it by naming its outputs column ``logits`` or ``probs``. An array declared
+        ``"logits"`` whose sampled rows (256 of the first and of the last epoch used) are all
+        probability distributions gives a :class:`fastcarto.KindWarning`.
     compat:
         Reproduce a published implementation's conventions and column names exactly:
         ``"cartography"`` (allenai/cartography ``td_metrics``), ``"aum"`` (the ``aum`` package),
