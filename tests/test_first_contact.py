@@ -199,6 +199,13 @@ def test_no_rust_range_notation_in_messages(run: Run, tmp_path: Path) -> None:
         no_rust_ranges(message)
 
 
+def test_missing_files_are_reported_without_rust_error_codes(tmp_path: Path) -> None:
+    for missing in (tmp_path / "nope.npy", tmp_path / "nope.parquet"):
+        with pytest.raises(FileNotFoundError) as err:
+            fastcarto.compute(missing, kind="logits")
+        assert str(err.value) == f"{missing}: No such file or directory"
+
+
 # --------------------------------------------------------------------------------------------
 # an unquoted glob on the command line
 

@@ -105,7 +105,7 @@ pub enum Error {
     Incompatible(String),
 
     /// A file could not be opened or read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {}", io_reason(.source))]
     Io { path: PathBuf, source: std::io::Error },
 
     /// A file was read but its contents are not what fastcarto expects.
@@ -119,6 +119,16 @@ pub enum Error {
     /// An Arrow error while (de)serializing state or results.
     #[error("arrow: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),
+}
+
+/// What went wrong with a file, in the system's words ("No such file or directory") without the
+/// " (os error 2)" that Rust appends: the message is read by users, not by a debugger.
+fn io_reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match (e.raw_os_error(), text.rfind(" (os error ")) {
+        (Some(_), Some(at)) => text[..at].to_string(),
+        _ => text,
+    }
 }
 
 impl Error {
@@ -196,5 +206,19 @@ impl Error {
 
     pub(crate) fn invalid(msg: impl Into<String>) -> Self {
         Error::InvalidInput(msg.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_messages_leave_out_the_os_error_code() {
+        let source = std::io::Error::from_raw_os_error(2);
+        let msg = Error::Io { path: "x.npy".into(), source }.to_string();
+        assert!(msg.starts_with("x.npy: ") && !msg.contains("os error"), "{msg}");
+        let custom = std::io::Error::other("cut short");
+        assert_eq!(Error::Io { path: "y".into(), source: custom }.to_string(), "y: cut short");
     }
 }
