@@ -419,7 +419,7 @@ def test_trajectories_refuse_ids_that_name_no_example(
     logits, labels = run
     n = logits.shape[1]
     for ids in ([-1], [0, n]):
-        with pytest.raises(IndexError, match=rf"row positions 0\.\.{n - 1}, got {ids[-1]}"):
+        with pytest.raises(IndexError, match=rf"row positions 0 to {n - 1}, got {ids[-1]}"):
             fastcarto.trajectories(ids, logits, labels, kind="logits")
     with pytest.raises(ValueError, match="ids must be distinct; 7 is given more than once"):
         fastcarto.trajectories([7, 0, 7], logits, labels, kind="logits")

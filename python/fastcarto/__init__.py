@@ -25,6 +25,7 @@ from ._core import (
 )
 from ._core import __version__ as __version__
 from ._datamap import DataMap
+from ._inputs import KindWarning
 from ._label_issues import threshold_samples
 from ._recorder import Recorder
 from ._regions import REGIONS, RegionRule
@@ -40,6 +41,7 @@ __all__ = [
     "FileFormatError",
     "IncompatibleStateError",
     "InvalidProbabilitiesError",
+    "KindWarning",
     "LabelError",
     "NonFiniteError",
     "Recorder",

@@ -26,6 +26,8 @@ from ._inputs import (
     check_epoch,
     check_positive,
     check_threads,
+    sample_rows,
+    warn_if_probabilities,
 )
 
 
@@ -180,9 +182,13 @@ class Accumulator:
             last = self._state.last_epoch
             epoch = 0 if last is None else last + 1
         epoch = check_epoch(epoch)
+        first = self._state.last_epoch is None
         self._state.update(
             arr, flat, epoch=epoch, index=ix, nan_policy=self._nan_policy, threads=self._threads
         )
+        if first and self.kind == "logits" and not self.multilabel:
+            # Checked on the first update only: a sample of its rows.
+            warn_if_probabilities(arr[sample_rows(rows)], where="the first update", stacklevel=2)
 
     def merge(self, other: Accumulator) -> None:
         """Folds ``other`` into this one, exactly.

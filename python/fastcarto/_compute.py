@@ -63,10 +63,14 @@ def compute(
         One integer label per example, shape ``(examples,)``; or 0/1 targets of shape
         ``(examples, classes)`` for multi-label models with independent sigmoid outputs, whose
         metrics are then reported per (example, class) pair (long form, with a ``class`` column).
+        Either may be given as the path of a file, read as the CLI's ``--labels``: a ``.npy``
+        array, or a ``.txt`` (whitespace-separated) / ``.csv`` file with one example per line.
     kind:
         ``"logits"`` (probabilities are their softmax, or sigmoid for one column) or ``"probs"``
         (rows must lie in [0, 1] and sum to 1). Declared by the caller, never guessed; a long
-        table declares it by naming its outputs column ``logits`` or ``probs``.
+        table declares it by naming its outputs column ``logits`` or ``probs``. An array declared
+        ``"logits"`` whose sampled rows (256 of the first and of the last epoch used) are all
+        probability distributions gives a :class:`fastcarto.KindWarning`.
     compat:
         Reproduce a published implementation's conventions and column names exactly:
         ``"cartography"`` (allenai/cartography ``td_metrics``), ``"aum"`` (the ``aum`` package),
@@ -74,8 +78,8 @@ def compute(
     epochs:
         Which epochs to use: an int ``k`` (the first ``k``, as cartography's burn-out), a slice, or
         increasing epoch indices. Reported epoch numbers stay positions in ``source``. For long
-        tables and files these are epoch numbers: ``k`` means epochs ``0..k-1``, which must all
-        be present (an error otherwise), and slices and lists select the numbers they hold.
+        tables and files these are epoch numbers: ``k`` means epochs 0 to ``k - 1``, which must
+        all be present (an error otherwise), and slices and lists select the numbers they hold.
     nan_policy:
         ``"raise"`` (default) fails on NaN/inf naming the epoch and example; ``"omit"`` skips
         those (epoch, example) observations, and ``n_epochs`` counts what was used.

@@ -24,6 +24,7 @@ __all__ = [
     "discover",
     "inspect_npy",
     "map_dense",
+    "prob_sum_tolerance",
     "read_path",
     "read_stream",
     "thread_count",
@@ -104,6 +105,7 @@ def map_dense(
 ) -> pa.RecordBatch: ...
 def inspect_npy(path: str | PathLike[str]) -> tuple[tuple[int, int, int], str]: ...
 def thread_count(threads: int | None = None) -> int: ...
+def prob_sum_tolerance(n_classes: int, itemsize: int) -> float: ...
 
 _Columns = tuple[str, str, str, str | None]
 _Progress = Callable[[int, int, int], None]

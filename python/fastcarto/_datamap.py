@@ -339,6 +339,13 @@ class DataMap(MetricTable):
             if "label" not in self.columns or "class" in self.columns:
                 raise ValueError("pass labels= (this map has no single-label 'label' column)")
             labels = self.to_arrow().column("label").to_numpy(zero_copy_only=False)
+            # The labels are this map's, so a source of another size is the source's fault.
+            shape = _trajectories.dense_shape(source)
+            if shape is not None and len(shape) == 3 and shape[1] != len(self):
+                raise ValueError(
+                    f"source holds {shape[1]} examples (outputs of shape {shape}) but this map "
+                    f"has {len(self)}: pass the outputs this map was computed from"
+                )
         return _trajectories.plot_trajectories(
             ids,
             source,

@@ -23,8 +23,21 @@ import numpy.typing as npt
 
 if TYPE_CHECKING:
     import pandas as pd
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
     from ._datamap import DataMap
+
+#: What the demo writes into its directory, and what each holds (``fastcarto demo --help`` lists
+#: them from here).
+FILES = {
+    "datamap.png": "the data map, with the flagged labels marked as really flipped or not",
+    "trajectories.png": "p(gold) per epoch of three flagged (flipped) and two unflagged examples",
+    "metrics.parquet": "every metric of every example",
+    "label_issues.csv": "every example's label score and flag, its true label, whether flipped",
+    "report.txt": "the summary printed by the demo (regions, label issues)",
+    "dynamics/": "the recorded logits of every epoch (fastcarto.Recorder's Arrow IPC segments)",
+}
 
 #: The network of the demo: one hidden layer of this many ReLU units.
 HIDDEN_UNITS = 128
@@ -237,10 +250,12 @@ def _write_outputs(
 
     files = []
     path = out_dir / "datamap.png"
-    dm.plot(
-        title=f"Data map of an MLP on digits with {100 * flipped.mean():.0f}% flipped labels",
-        save=path,
+    flagged = issues["is_label_issue"].to_numpy(dtype=bool)
+    fig = dm.plot(
+        title=f"Data map of an MLP on digits with {100 * flipped.mean():.0f}% flipped labels"
     )
+    mark_label_issues(fig, dm, flagged, flipped)
+    fig.savefig(path, dpi=150)
     files.append(path)
 
     path = out_dir / "metrics.parquet"
@@ -257,7 +272,6 @@ def _write_outputs(
     files.append(path)
 
     # p(gold) of a few flagged and a few unflagged examples, read back from the recording.
-    flagged = issues["is_label_issue"].to_numpy(dtype=bool)
     ids = [*np.flatnonzero(flagged & flipped)[:3], *np.flatnonzero(~flagged)[:2]]
     path = out_dir / "trajectories.png"
     dm.plot_trajectories(
@@ -267,4 +281,37 @@ def _write_outputs(
         save=path,
     )
     files.append(path)
+    files.append(dynamics)
     return files
+
+
+#: How :func:`mark_label_issues` draws each group: (label, marker, colour).
+_ISSUE_MARKERS = (
+    ("flagged, really flipped", "o", "#D55E00"),
+    ("flagged, label was right", "X", "#56B4E9"),
+    ("flipped, not flagged", "P", "#000000"),
+)
+
+
+def mark_label_issues(
+    fig: Figure, dm: DataMap, flagged: npt.NDArray[np.bool_], flipped: npt.NDArray[np.bool_]
+) -> Axes:
+    """Marks, on the data map ``fig`` (from :meth:`DataMap.plot`, one row per example in id
+    order), the flagged examples that were really flipped, those whose label was right, and the
+    flipped ones the rule missed, with a legend giving each count. Returns the map's axes."""
+    ax = next(a for a in fig.axes if a.get_xlabel().startswith("variability"))
+    var, conf = dm["variability"], dm["confidence"]
+    groups = (flagged & flipped, flagged & ~flipped, ~flagged & flipped)
+    for mask, (label, marker, colour) in zip(groups, _ISSUE_MARKERS, strict=True):
+        hollow = marker == "o"
+        ax.scatter(
+            var[mask], conf[mask], marker=marker, s=26 if hollow else 22,
+            linewidths=0.8 if hollow else 0.4, facecolors="none" if hollow else colour,
+            edgecolors=colour if hollow else "white",
+            label=f"{label} ({int(mask.sum()):,})", zorder=4,
+        )  # fmt: skip
+    ax.legend(
+        loc="best", fontsize=7.5, framealpha=0.85, title="label issues (AUM < 0)",
+        title_fontsize=7.5,
+    )  # fmt: skip
+    return ax

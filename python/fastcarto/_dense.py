@@ -7,8 +7,10 @@ engine's per-row metrics (the trajectories) call it without depending on the dat
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from . import _core
@@ -20,7 +22,9 @@ from ._inputs import (
     as_float_array,
     as_labels,
     as_path,
+    read_labels,
     resolve_epochs,
+    warn_if_dense_probabilities,
 )
 
 
@@ -34,9 +38,14 @@ def dense_table(
     threads: int | None = None,
     compat: Compat | None = None,
     ddof: int = 0,
+    stacklevel: int = 2,
 ) -> pa.Table:
     """The metrics table of dense ``source`` (an ``(epochs, examples, classes)`` array or a
-    ``.npy`` path, memory-mapped by the engine), as :func:`fastcarto.compute` documents."""
+    ``.npy`` path, memory-mapped by the engine), as :func:`fastcarto.compute` documents.
+
+    ``labels`` may be the path of a labels file (:func:`read_labels`). A ``kind="logits"``
+    input whose sampled rows are all distributions warns, pointing ``stacklevel`` frames up.
+    """
     path = as_path(source)
     data: Any
     if path is not None:
@@ -45,15 +54,22 @@ def dense_table(
     else:
         data = as_float_array(source, ndim=3, what="outputs")
         n_epochs, n_examples, n_classes = data.shape
+    if isinstance(labels, (str, os.PathLike)):
+        labels = read_labels(labels)
     flat, multilabel = as_labels(labels, n_examples=n_examples, n_classes=n_classes)
-    return _core.map_dense(
+    chosen = resolve_epochs(epochs, n_epochs)
+    table = _core.map_dense(
         data,
         flat,
         kind=kind,
-        epochs=resolve_epochs(epochs, n_epochs),
+        epochs=chosen,
         multilabel=multilabel,
         nan_policy=nan_policy,
         threads=threads,
         compat=compat,
         ddof=int(ddof),
     )
+    if kind == "logits" and not multilabel:
+        outputs = np.load(path, mmap_mode="r", allow_pickle=False) if path is not None else data
+        warn_if_dense_probabilities(outputs, chosen, stacklevel=stacklevel + 1)
+    return table

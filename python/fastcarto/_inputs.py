@@ -3,8 +3,10 @@ engine takes, with a clear error for everything else. No arithmetic on outputs h
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +22,71 @@ EpochSelection = int | slice | Sequence[int] | None
 KINDS = ("logits", "probs")
 COMPATS = ("cartography", "aum", "dataiq", "toneva")
 NAN_POLICIES = ("raise", "omit")
+#: Files of labels: ``labels=`` and ``--labels`` (see :func:`read_labels`).
+LABEL_SUFFIXES = (".npy", ".txt", ".csv")
+
+
+class KindWarning(UserWarning):
+    """Outputs declared ``kind="logits"`` look like probabilities: every row checked is a
+    distribution (values in [0, 1] that sum to 1 within the engine's tolerance)."""
+
+
+#: Rows per epoch that :func:`warn_if_probabilities` looks at: a sample spread evenly over the
+#: examples, so the check costs the same for 1 thousand rows and for 400 MB.
+KIND_SAMPLE_ROWS = 256
+
+
+def sample_rows(n_rows: int) -> npt.NDArray[np.intp]:
+    """At most :data:`KIND_SAMPLE_ROWS` row positions spread evenly over ``n_rows``."""
+    if n_rows <= 0:
+        return np.zeros(0, dtype=np.intp)
+    return np.unique(np.linspace(0, n_rows - 1, min(n_rows, KIND_SAMPLE_ROWS)).astype(np.intp))
+
+
+def warn_if_probabilities(rows: npt.NDArray[Any], *, where: str, stacklevel: int) -> None:
+    """Warns with :class:`KindWarning` when every finite row of ``rows`` (a sample of outputs
+    declared logits, shape ``(rows, classes)``) is a probability distribution.
+
+    One column is never warned about: a binary model's logit and its probability differ in
+    range only, and a sample of logits may well all lie in [0, 1]. Nor are one-hot rows alone
+    (every value 0 or 1): logits written by hand look the same.
+    """
+    if rows.ndim != 2 or rows.shape[1] < 2:
+        return
+    rows = rows[np.isfinite(rows).all(axis=1)]
+    if rows.shape[0] == 0 or rows.min() < 0 or rows.max() > 1:
+        return
+    if ((rows == 0) | (rows == 1)).all():
+        return
+    from ._core import prob_sum_tolerance
+
+    tolerance = prob_sum_tolerance(rows.shape[1], rows.dtype.itemsize)
+    if np.abs(rows.sum(axis=1, dtype=np.float64) - 1.0).max() > tolerance:
+        return
+    warnings.warn(
+        KindWarning(
+            f"kind='logits', but every row checked ({rows.shape[0]} rows of {where}) is a "
+            "probability distribution (values in [0, 1] that sum to 1); if these are "
+            "probabilities, pass kind='probs': the softmax of probabilities is not the model's "
+            "prediction"
+        ),
+        stacklevel=stacklevel + 1,
+    )
+
+
+def warn_if_dense_probabilities(
+    outputs: npt.NDArray[Any], epochs: Sequence[int], *, stacklevel: int
+) -> None:
+    """:func:`warn_if_probabilities` on a sample of dense ``(epochs, examples, classes)``
+    outputs: :data:`KIND_SAMPLE_ROWS` rows of the first and of the last epoch used (of a memory
+    map, only those rows' pages are read)."""
+    if outputs.shape[1] == 0 or outputs.shape[2] < 2 or not epochs:
+        return
+    rows = sample_rows(outputs.shape[1])
+    chosen = sorted({epochs[0], epochs[-1]})
+    sample = np.concatenate([np.asarray(outputs[e, rows]) for e in chosen])
+    where = "epoch" + ("s " if len(chosen) > 1 else " ") + " and ".join(map(str, chosen))
+    warn_if_probabilities(sample, where=where, stacklevel=stacklevel + 1)
 
 
 def check_choice(
@@ -218,3 +285,51 @@ def as_path(source: Any) -> Path | None:
     if isinstance(source, (str, os.PathLike)):
         return Path(source)
     return None
+
+
+def read_labels(path: str | os.PathLike[str]) -> npt.NDArray[Any]:
+    """Labels from a ``.npy`` file (any shape; checked by ``compute``) or a text file.
+
+    A ``.txt`` file holds whitespace-separated integers and a ``.csv`` file comma-separated ones,
+    one example per line: a single column gives labels of shape ``(examples,)``, several columns
+    multi-label targets of shape ``(examples, classes)``.
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in LABEL_SUFFIXES:
+        raise ValueError(
+            f"{path}: unsupported labels file; use a .npy file, or a .txt/.csv file with one "
+            "integer per line"
+        )
+    check_readable_file(p)
+    if suffix == ".npy":
+        with open(p, "rb") as f:
+            if f.read(6) != b"\x93NUMPY":
+                raise ValueError(f"{path}: not a .npy file (no .npy header)")
+        try:
+            labels: npt.NDArray[Any] = np.load(p, allow_pickle=False)
+        except ValueError as exc:  # not a .npy file, object arrays, ...
+            raise ValueError(f"{path}: not a readable .npy file of labels ({exc})") from None
+        if not isinstance(labels, np.ndarray):
+            raise ValueError(f"{path}: not a .npy array of labels")
+        return labels
+    with warnings.catch_warnings():
+        # An empty file is an error below, not a UserWarning on stderr.
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            table = np.loadtxt(
+                p, dtype=np.int64, delimiter="," if suffix == ".csv" else None, ndmin=2
+            )
+        except ValueError as exc:
+            raise ValueError(f"{path}: expected one integer label per line ({exc})") from None
+    if table.size == 0:
+        raise ValueError(f"{path}: the labels file is empty")
+    return table[:, 0] if table.shape[1] == 1 else table
+
+
+def check_readable_file(path: Path) -> None:
+    """Raises the ``OSError`` users expect for a missing path or a directory."""
+    if not path.exists():
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))

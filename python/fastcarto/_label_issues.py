@@ -43,7 +43,7 @@ def threshold_samples(
     Parameters
     ----------
     labels:
-        One integer label in ``0..n_classes-1`` per example.
+        One integer label from 0 to ``n_classes - 1`` per example.
     n_classes:
         The number of real classes ``C``; the extra class is ``C``.
     seed:

@@ -169,9 +169,9 @@ def plot_datamap(
         ax, conf, var, corr, finite, cmap, norm, mode=mode, max_points=max_points, seed=seed,
         x_max=x_max, what=what,
     )  # fmt: skip
-    _draw_regions(ax, codes, (v_thr, c_thr), x_max)
     ax.set_xlim(0.0, x_max)
     ax.set_ylim(-0.02, 1.02)
+    _draw_regions(ax, codes, (v_thr, c_thr), x_max, points=(var[finite], conf[finite]))
     ax.set_xlabel("variability (std. of p(gold) over epochs)")
     ax.set_ylabel("confidence (mean p(gold) over epochs)")
 
@@ -289,32 +289,111 @@ def _draw_regions(
     *,
     fontsize: float = 9.0,
     labels: bool = True,
+    points: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None,
 ) -> None:
-    """The boundaries of the region rule and, inside each region, its name and share."""
+    """The boundaries of the region rule (thin dashed lines) and, inside each region, its name
+    and share, placed where the fewest of ``points`` (variability, confidence) lie so that no
+    label hides the densest examples."""
     v_thr, c_thr = thresholds
     left = min(v_thr, x_max) if math.isfinite(v_thr) else x_max
     if left < x_max:
-        ax.axvline(left, color="0.2", linestyle="--", linewidth=1.0)
-    ax.hlines(c_thr, 0.0, left, colors="0.2", linestyles="--", linewidth=1.0)
+        ax.axvline(left, color="0.2", linestyle="--", linewidth=1.0, zorder=1.5)
+    ax.hlines(c_thr, 0.0, left, colors="0.2", linestyles="--", linewidth=1.0, zorder=1.5)
     if not labels:
         return
     n = int((codes >= 0).sum())
-    centres = {
-        "easy-to-learn": (left / 2, (max(c_thr, 0.0) + 1.0) / 2),
-        "hard-to-learn": (left / 2, min(c_thr, 1.0) / 2),
-        "ambiguous": ((left + x_max) / 2, 0.5),
+    y_lo, y_hi = -0.02, 1.02
+    c_mid = min(max(c_thr, y_lo), y_hi)
+    rects = {
+        "easy-to-learn": (0.0, left, c_mid, y_hi),
+        "hard-to-learn": (0.0, left, y_lo, c_mid),
+        "ambiguous": (left, x_max, y_lo, y_hi),
     }
+    counts = _binned_counts(points, x_max, (y_lo, y_hi))
+    # The label's box in data units, from its size in points and the axes' size on the figure.
+    fig = ax.get_figure()
+    assert fig is not None
+    width_pt, height_pt = (size * 72 / fig.dpi for size in (ax.bbox.width, ax.bbox.height))
+    per_pt = (x_max / width_pt, (y_hi - y_lo) / height_pt)
+    placed: list[tuple[float, float, float, float]] = []
     for code, region in enumerate(REGIONS):
         count = int((codes == code).sum())
         if count == 0:
             continue
-        x, y = centres[region]
+        text = f"{region}\n{count:,} ({100 * count / max(n, 1):.0f}%)"
+        chars = max(len(line) for line in text.splitlines())
+        box = ((0.62 * chars + 1.2) * fontsize * per_pt[0], 3.2 * fontsize * per_pt[1])
+        x0, y0 = _emptiest_spot(rects[region], box, counts, (x_max, y_lo, y_hi), placed)
+        placed.append((x0, y0, x0 + box[0], y0 + box[1]))
         ax.text(
-            x, y, f"{region}\n{count:,} ({100 * count / max(n, 1):.0f}%)", ha="center",
-            va="center", fontsize=fontsize, zorder=5,
+            x0 + box[0] / 2, y0 + box[1] / 2, text, ha="center", va="center",
+            fontsize=fontsize, zorder=5,
             bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": REGION_COLORS[region],
-                  "lw": 1.5, "alpha": 0.85},
+                  "lw": 1.2, "alpha": 0.75},
         )  # fmt: skip
+
+
+#: Bins per axis of the point counts that label placement looks at.
+_PLACEMENT_BINS = 64
+
+
+def _binned_counts(
+    points: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None,
+    x_max: float,
+    y_range: tuple[float, float],
+) -> npt.NDArray[np.int64]:
+    """Counts of the points on a grid over the axes, as a summed-area table (one pass, however
+    many points: a box's count is then four lookups)."""
+    bins = _PLACEMENT_BINS
+    table = np.zeros((bins + 1, bins + 1), dtype=np.int64)
+    if points is None:
+        return table
+    var, conf = points
+    ok = np.isfinite(var) & np.isfinite(conf)
+    y_lo, y_hi = y_range
+    ix = np.clip((var[ok] * (bins / x_max)).astype(np.int64), 0, bins - 1)
+    iy = np.clip(((conf[ok] - y_lo) * (bins / (y_hi - y_lo))).astype(np.int64), 0, bins - 1)
+    grid = np.bincount(ix * bins + iy, minlength=bins * bins).reshape(bins, bins)
+    table[1:, 1:] = grid.cumsum(axis=0).cumsum(axis=1)
+    return table
+
+
+def _emptiest_spot(
+    rect: tuple[float, float, float, float],
+    box: tuple[float, float],
+    counts: npt.NDArray[np.int64],
+    axes: tuple[float, float, float],
+    placed: list[tuple[float, float, float, float]],
+) -> tuple[float, float]:
+    """The lower-left corner, inside ``rect`` (x0, x1, y0, y1) where it fits, of a ``box``
+    (width, height) covering the fewest points and no label already placed: the corners first,
+    then the edges' middles, then the centre."""
+    x_max, y_lo, y_hi = axes
+    rx0, rx1, ry0, ry1 = rect
+    w, h = box
+    pad_x, pad_y = 0.015 * x_max, 0.015 * (y_hi - y_lo)
+    xs = (rx0 + pad_x, rx1 - pad_x - w, (rx0 + rx1 - w) / 2)
+    ys = (ry1 - pad_y - h, ry0 + pad_y, (ry0 + ry1 - h) / 2)
+    order = [(0, 0), (1, 0), (0, 1), (1, 1), (2, 0), (2, 1), (0, 2), (1, 2), (2, 2)]
+    bins = counts.shape[0] - 1
+
+    def covered(x0: float, y0: float) -> int:
+        i0, i1 = (int(np.clip(round(v / x_max * bins), 0, bins)) for v in (x0, x0 + w))
+        j0, j1 = (
+            int(np.clip(round((v - y_lo) / (y_hi - y_lo) * bins), 0, bins)) for v in (y0, y0 + h)
+        )
+        return int(counts[i1, j1] - counts[i0, j1] - counts[i1, j0] + counts[i0, j0])
+
+    best: tuple[float, float, float] | None = None
+    for i, j in order:
+        x0 = min(max(xs[i], pad_x), x_max - pad_x - w)
+        y0 = min(max(ys[j], y_lo + pad_y), y_hi - pad_y - h)
+        overlaps = any(x0 < b[2] and b[0] < x0 + w and y0 < b[3] and b[1] < y0 + h for b in placed)
+        score = covered(x0, y0) + (1 << 62 if overlaps else 0)
+        if best is None or score < best[0]:
+            best = (score, x0, y0)
+    assert best is not None
+    return best[1], best[2]
 
 
 def _draw_correctness_histogram(

@@ -231,7 +231,7 @@ class Recorder:
             if n_examples is None:
                 raise ValueError(
                     "a live accumulator needs n_examples= (ids are example positions "
-                    "0..n_examples-1)"
+                    "0 to n_examples - 1)"
                 )
             feed_existing = mode == "append"
         elif accumulator not in (None, False):
@@ -242,7 +242,7 @@ class Recorder:
         self._live = accumulator is True or isinstance(accumulator, Accumulator)
         if self._live and self._id_type == "string":
             raise ValueError(
-                "a live accumulator needs integer ids 0..n_examples-1, not ids='string'"
+                "a live accumulator needs integer ids 0 to n_examples - 1, not ids='string'"
             )
 
         # Buffer and bookkeeping.
@@ -548,7 +548,7 @@ class Recorder:
                 i = int(np.argmax(bad))
                 raise _core.LabelError(
                     f"label {arr[i]} in row {i} is out of range for {n_classes} "
-                    f"class{'es' if n_classes > 1 else ''} (valid: 0..={limit - 1})"
+                    f"class{'es' if n_classes > 1 else ''} (valid labels: 0 to {limit - 1})"
                 )
         return np.ascontiguousarray(arr, dtype=np.int64)
 
@@ -605,7 +605,7 @@ class Recorder:
                     i = int(np.argmax(bad))
                     raise ValueError(
                         f"id {arr[i]} in row {i} is out of range: with n_examples="
-                        f"{self._n_examples} ids are example positions 0..{self._n_examples - 1}"
+                        f"{self._n_examples} ids are example positions 0 to {self._n_examples - 1}"
                     )
         if self._id_type is not None and id_type != self._id_type:
             if rows == 0:  # an empty batch has no id type of its own
@@ -617,7 +617,9 @@ class Recorder:
                 "(the id type cannot change within a recording)"
             )
         if id_type == "string" and self._live:
-            raise TypeError("a live accumulator needs integer ids 0..n_examples-1, got string ids")
+            raise TypeError(
+                "a live accumulator needs integer ids 0 to n_examples - 1, got string ids"
+            )
         return arr, id_type
 
     def _check_finite(

@@ -119,7 +119,7 @@ def prepare_directory(
         epochs = sorted({segment_key(p.name)[0] for p in ours})
         raise FileExistsError(
             f"{path} already holds {len(ours)} recorded segments (epochs "
-            f"{epochs[0]}..{epochs[-1]}); pass mode='append' to add to them, "
+            f"{epochs[0]} to {epochs[-1]}); pass mode='append' to add to them, "
             "mode='overwrite' to replace them, or choose another directory"
         )
     if mode == "overwrite" or resume_epoch is not None:

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import _core
-from ._inputs import EpochSelection, Kind, check_epoch_selection
+from ._inputs import EpochSelection, Kind, check_epoch_selection, read_labels
 
 DEFAULT_COLUMNS = {"epoch": "epoch", "id": "id", "label": "label", "outputs": None}
 
@@ -226,6 +226,8 @@ def _read_npy_epochs(
         if NPY_LABELS not in by_name:
             raise ValueError(f"{text}: pass labels= or put the labels in {NPY_LABELS}")
         labels = np.load(by_name[NPY_LABELS], allow_pickle=False)
+    elif isinstance(labels, (str, os.PathLike)):
+        labels = read_labels(labels)
     flat = np.asarray(labels)
     if flat.ndim != 1 or flat.dtype.kind not in "iu":
         raise _core.LabelError(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from ._core import InvalidProbabilitiesError, LabelError, prob_sum_tolerance
 from ._dense import dense_table
 from ._inputs import KINDS, check_choice
 from ._metric_table import MetricTable
@@ -40,6 +41,21 @@ def is_table_source(source: Any) -> bool:
         path = Path(source)
         return path.is_dir() or path.suffix.lower() in TABLE_SUFFIXES
     return is_table(source) and not isinstance(source, np.ndarray)
+
+
+def dense_shape(source: Any) -> tuple[int, ...] | None:
+    """The shape of a dense source (an array, or a ``.npy`` path, of which only the header is
+    read), or None when it has none."""
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if path.suffix.lower() != ".npy" or not path.is_file():
+            return None
+        shape: tuple[int, ...] = np.load(path, mmap_mode="r", allow_pickle=False).shape
+        return shape
+    try:
+        return tuple(np.shape(source))
+    except (TypeError, ValueError):  # ragged nested lists: the reader reports them
+        return None
 
 
 def trajectories(
@@ -90,7 +106,27 @@ def _trajectories(
         epoch, row_ids, row_labels, outputs = _read_dense_rows(source, wanted, labels)
     # One engine pass over the chosen (epoch, example) observations, each as its own example:
     # its confidence is p(gold) at that epoch.
-    table = dense_table(outputs[None], row_labels, kind=kind, nan_policy="omit")
+    try:
+        table = dense_table(outputs[None], row_labels, kind=kind, nan_policy="omit")
+    except (LabelError, InvalidProbabilitiesError) as err:
+        # The engine saw each observation as its own example, so its message names a row of
+        # this internal layout; name the epoch and id the user asked for instead.
+        row = _first_rejected_row(err, outputs, row_labels)
+        if row is None:
+            raise
+        ident = row_ids[row : row + 1].tolist()[0]
+        if isinstance(err, LabelError):
+            top = max(outputs.shape[1], 2) - 1
+            message = (
+                f"label {int(row_labels[row])} of id {ident!r} is out of range for "
+                f"{outputs.shape[1]} classes (valid labels: 0 to {top})"
+            )
+        else:
+            message = (
+                f"the outputs of id {ident!r} at epoch {int(epoch[row])} are not probabilities "
+                "(values in [0, 1] that sum to 1); if these are logits, pass kind='logits'"
+            )
+        raise type(err)(message) from err
     gold = MetricTable(table, kind=kind)["confidence"]
     long = pd.DataFrame({"epoch": epoch, "id": row_ids, "p": gold})
     if long.duplicated(["epoch", "id"]).any():
@@ -101,6 +137,23 @@ def _trajectories(
     frame.columns.name = "id"
     label_of = dict(zip(row_ids.tolist(), row_labels.tolist(), strict=True))
     return frame, label_of
+
+
+def _first_rejected_row(
+    err: Exception, outputs: npt.NDArray[Any], labels: npt.NDArray[np.int64]
+) -> int | None:
+    """The first row the engine rejected (a label out of range, or, for probabilities, a row
+    outside [0, 1] or off a sum of 1 by more than the engine's tolerance), or None."""
+    if isinstance(err, LabelError):
+        top = max(outputs.shape[1], 2) - 1  # one column: a binary model's 0/1 labels
+        bad = (labels < 0) | (labels > top)
+    else:
+        tol = prob_sum_tolerance(outputs.shape[1], outputs.dtype.itemsize)
+        total = outputs.sum(axis=1, dtype=np.float64)
+        bad = ((outputs < 0) | (outputs > 1)).any(axis=1)
+        if outputs.shape[1] > 1:
+            bad |= np.abs(total - 1.0) > tol
+    return int(np.argmax(bad)) if bad.any() else None
 
 
 def _read_dense_rows(
@@ -123,7 +176,10 @@ def _read_dense_rows(
     y = np.asarray(labels)
     n_epochs, n_examples, n_classes = arr.shape
     if y.shape != (n_examples,):
-        raise ValueError(f"labels must have shape ({n_examples},), got {y.shape}")
+        raise ValueError(
+            f"labels has shape {y.shape} but the source has {n_examples} examples (outputs of "
+            f"shape {arr.shape}): pass the labels and the outputs of the same run"
+        )
     if wanted.dtype.kind not in "iu":
         raise TypeError("ids of an array source are row positions (integers)")
     # Ids are the map's ids, the rows' positions: no Python-style negative indices, whose
@@ -131,7 +187,7 @@ def _read_dense_rows(
     outside = wanted[(wanted < 0) | (wanted >= n_examples)]
     if outside.size:
         raise IndexError(
-            f"ids of an array source are row positions 0..{n_examples - 1}, got {outside[0]}"
+            f"ids of an array source are row positions 0 to {n_examples - 1}, got {outside[0]}"
         )
     rows = wanted
     # Only the chosen rows are read (a memory map reads just those pages).

@@ -19,20 +19,23 @@ command with one line ``fastcarto: error: ...`` on standard error and exit statu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
 import re
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
-if TYPE_CHECKING:
-    import numpy.typing as npt
+from ._inputs import LABEL_SUFFIXES as LABEL_SUFFIXES
+from ._inputs import check_readable_file as _check_readable_file
+from ._inputs import read_labels
 
+if TYPE_CHECKING:
     from ._datamap import DataMap
     from ._inputs import EpochSelection
 
@@ -57,7 +60,6 @@ OUTPUT_FORMATS = {
     ".arrow": "Arrow IPC file",
     ".jsonl": "JSON lines",
 }
-LABEL_SUFFIXES = (".npy", ".txt", ".csv")
 
 _EXAMPLES = """\
 examples:
@@ -133,7 +135,7 @@ Write the examples whose label looks wrong, from the training dynamics alone:
 flagged when the area under the margin (AUM) is below 0 (the given label was on
 average not the model's top class), or, with --threshold-mask, below the 99th
 percentile of the AUM of threshold samples (Pleiss et al., 2020). Columns: id,
-is_label_issue, label_score (0..1, lower = more likely wrong), given_label,
+is_label_issue, label_score (0 to 1, lower = more likely wrong), given_label,
 predicted_label, suggested_label. Only flagged examples are written, most
 likely first, unless --all."""
 
@@ -148,10 +150,12 @@ _DEMO_DESCRIPTION = """\
 Run fastcarto's main job on a built-in example: train a small neural network
 (scikit-learn's MLPClassifier, one partial_fit per epoch) on scikit-learn's
 handwritten digits with a known fraction of labels flipped, record its outputs
-every epoch, compute the data map, and write into DIR: datamap.png,
-metrics.parquet, label_issues.csv, report.txt and the recorded dynamics.
+every epoch, compute the data map, and write into DIR (listed below).
 Prints the region counts and how many flipped labels were found. Needs
-scikit-learn: python -m pip install 'fastcarto[demo]'."""
+scikit-learn: python -m pip install 'fastcarto[demo]'.
+
+files written into DIR:
+"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -227,6 +231,7 @@ def _bounded_int(minimum: int, what: str) -> Callable[[str], int]:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``fastcarto`` command and its subcommands."""
     from . import __version__
+    from ._demo import FILES as DEMO_FILES
     from ._regions import REGIONS, SELECT_ASCENDING
 
     parser = _Parser(
@@ -320,7 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo",
         help="run the whole job on scikit-learn's digits with flipped labels",
-        description=_DEMO_DESCRIPTION,
+        description=_DEMO_DESCRIPTION
+        + "\n".join(f"  {name:<18}{what}" for name, what in DEMO_FILES.items()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_argument(
@@ -484,54 +490,6 @@ def output_format(out: str) -> str:
     return suffix
 
 
-def read_labels(path: str) -> npt.NDArray[Any]:
-    """Labels from a ``.npy`` file (any shape; checked by ``compute``) or a text file.
-
-    A ``.txt`` file holds whitespace-separated integers and a ``.csv`` file comma-separated ones,
-    one example per line: a single column gives labels of shape ``(examples,)``, several columns
-    multi-label targets of shape ``(examples, classes)``.
-    """
-    p = Path(path)
-    suffix = p.suffix.lower()
-    if suffix not in LABEL_SUFFIXES:
-        raise ValueError(
-            f"{path}: unsupported labels file; use a .npy file, or a .txt/.csv file with one "
-            "integer per line"
-        )
-    _check_readable_file(p)
-    if suffix == ".npy":
-        with open(p, "rb") as f:
-            if f.read(6) != b"\x93NUMPY":
-                raise ValueError(f"{path}: not a .npy file (no .npy header)")
-        try:
-            labels: npt.NDArray[Any] = np.load(p, allow_pickle=False)
-        except ValueError as exc:  # not a .npy file, object arrays, ...
-            raise ValueError(f"{path}: not a readable .npy file of labels ({exc})") from None
-        if not isinstance(labels, np.ndarray):
-            raise ValueError(f"{path}: not a .npy array of labels")
-        return labels
-    with warnings.catch_warnings():
-        # An empty file is an error below, not a UserWarning on stderr.
-        warnings.simplefilter("ignore", UserWarning)
-        try:
-            table = np.loadtxt(
-                p, dtype=np.int64, delimiter="," if suffix == ".csv" else None, ndmin=2
-            )
-        except ValueError as exc:
-            raise ValueError(f"{path}: expected one integer label per line ({exc})") from None
-    if table.size == 0:
-        raise ValueError(f"{path}: the labels file is empty")
-    return table[:, 0] if table.shape[1] == 1 else table
-
-
-def _check_readable_file(path: Path) -> None:
-    """Raises the ``OSError`` users expect for a missing path or a directory."""
-    if not path.exists():
-        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
-    if path.is_dir():
-        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
-
-
 def _check_output_dir(out: str) -> None:
     """Fails before any work is done when ``out`` cannot be created."""
     if out == "-":
@@ -633,7 +591,8 @@ def _compute_source(args: argparse.Namespace) -> DataMap:
 
     source: str = args.outputs
     path = Path(source)
-    labels = read_labels(args.labels) if args.labels is not None else None
+    # compute() reads a labels path with the same reader as Python's labels="labels.npy".
+    labels: str | None = args.labels
     options: dict[str, Any] = {
         "kind": args.kind,
         "compat": getattr(args, "compat", None),
@@ -649,11 +608,27 @@ def _compute_source(args: argparse.Namespace) -> DataMap:
                 f"{source}: a .npy SOURCE of dense outputs (epochs, examples, classes) needs "
                 "--labels and --kind"
             )
-        return compute(path, labels, **options)
+        with _one_line_warnings():
+            return compute(path, labels, **options)
     if not _GLOB.search(source) and not path.exists():
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), source)
     progress = not args.quiet and sys.stderr.isatty()
-    return compute(source, labels, progress=progress, **options)
+    with _one_line_warnings():
+        return compute(source, labels, progress=progress, **options)
+
+
+@contextlib.contextmanager
+def _one_line_warnings() -> Iterator[None]:
+    """Shows the warnings of the computation (such as ``KindWarning``) as one line
+    ``fastcarto: warning: ...`` on standard error, not as Python's source-line report."""
+
+    def show(message: Warning | str, *_: object, **__: object) -> None:
+        text = " ".join(str(message).split())
+        print(f"{PROG}: warning: {text}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
 
 
 _GLOB = re.compile(r"[*?\[]")
@@ -852,6 +827,27 @@ def _slice_spec(match: re.Match[str]) -> str:
     return repr(f"{start}:{stop}" + (f":{step}" if step else ""))
 
 
+def _unrecognized(args: argparse.Namespace, extra: list[str]) -> str:
+    """The usage error for arguments no option takes: several SOURCE paths are what the shell
+    makes of an unquoted glob, so say to quote it."""
+    source = getattr(args, "outputs", None)
+    if source is None or any(a.startswith("-") for a in extra):
+        return f"unrecognized arguments: {' '.join(extra)}"
+    paths = [Path(p) for p in (source, *extra)]
+    parents = {p.parent for p in paths}
+    suffixes = {p.suffix for p in paths}
+    if len(parents) == 1 and len(suffixes) == 1:
+        pattern = str(paths[0].parent / f"*{paths[0].suffix}")
+    else:
+        pattern = "runs/*.parquet"
+    return (
+        f"SOURCE is one path, got {len(paths)} ({source}, {extra[0]}"
+        + (", ..." if len(extra) > 1 else "")
+        + f"): a glob left unquoted is expanded by the shell; quote the pattern ('{pattern}') "
+        "so fastcarto expands it, or pass the directory"
+    )
+
+
 def _debug() -> bool:
     return os.environ.get("FASTCARTO_DEBUG", "").strip() not in ("", "0")
 
@@ -871,7 +867,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            parser.error(_unrecognized(args, extra))
     except SystemExit as exc:  # --help, --version and usage errors
         code = exc.code
         if code is None or isinstance(code, int):

@@ -62,7 +62,7 @@ pub enum Error {
     InvalidProbabilities { epoch: u32, example: Example, reason: String },
 
     /// A label is negative or not smaller than the number of classes.
-    #[error("label {label} of {example} is out of range for {n_classes} classes (valid: 0..={max})")]
+    #[error("label {label} of {example} is out of range for {n_classes} classes (valid labels: 0 to {max})")]
     LabelOutOfRange { example: Example, label: i64, n_classes: u32, max: u32 },
 
     /// The same example carries two different labels.
@@ -77,7 +77,7 @@ pub enum Error {
 
     /// Two partial states for one example interleave in time, so forgetting cannot be ordered.
     #[error(
-        "{example}: epochs {first_a}..={last_a} and {first_b}..={last_b} interleave; \
+        "{example}: epochs {first_a} to {last_a} and {first_b} to {last_b} interleave; \
          states can only be merged when one covers strictly later epochs than the other"
     )]
     InterleavedEpochs { example: Example, first_a: u32, last_a: u32, first_b: u32, last_b: u32 },
@@ -105,7 +105,7 @@ pub enum Error {
     Incompatible(String),
 
     /// A file could not be opened or read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {}", io_reason(.source))]
     Io { path: PathBuf, source: std::io::Error },
 
     /// A file was read but its contents are not what fastcarto expects.
@@ -119,6 +119,16 @@ pub enum Error {
     /// An Arrow error while (de)serializing state or results.
     #[error("arrow: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),
+}
+
+/// What went wrong with a file, in the system's words ("No such file or directory") without the
+/// " (os error 2)" that Rust appends: the message is read by users, not by a debugger.
+fn io_reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match (e.raw_os_error(), text.rfind(" (os error ")) {
+        (Some(_), Some(at)) => text[..at].to_string(),
+        _ => text,
+    }
 }
 
 impl Error {
@@ -196,5 +206,19 @@ impl Error {
 
     pub(crate) fn invalid(msg: impl Into<String>) -> Self {
         Error::InvalidInput(msg.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_messages_leave_out_the_os_error_code() {
+        let source = std::io::Error::from_raw_os_error(2);
+        let msg = Error::Io { path: "x.npy".into(), source }.to_string();
+        assert!(msg.starts_with("x.npy: ") && !msg.contains("os error"), "{msg}");
+        let custom = std::io::Error::other("cut short");
+        assert_eq!(Error::Io { path: "y".into(), source: custom }.to_string(), "y: cut short");
     }
 }

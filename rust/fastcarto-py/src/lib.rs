@@ -5,6 +5,7 @@
 //! Python package that wraps this module.
 
 mod errors;
+mod probs;
 
 use arrow_buffer::Buffer;
 use errors::to_py;
@@ -467,5 +468,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(discover, m)?)?;
     m.add_function(wrap_pyfunction!(compute_npy_epochs, m)?)?;
     errors::register(m)?;
+    probs::register(m)?;
     Ok(())
 }

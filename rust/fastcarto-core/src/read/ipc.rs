@@ -115,7 +115,10 @@ fn check_message(path: &Path, what: &str, message: &arrow_ipc::Message<'_>, body
         let (offset, len) = (buffer.offset(), buffer.length());
         let end = offset.checked_add(len).and_then(|e| usize::try_from(e).ok());
         if offset < 0 || len < 0 || end.is_none_or(|e| e > body.len()) {
-            return corrupt(format!("a buffer at {offset}..+{len} lies outside the {}-byte body", body.len()));
+            return corrupt(format!(
+                "a {len}-byte buffer at offset {offset} lies outside the {}-byte body",
+                body.len()
+            ));
         }
         if compressed && len >= 8 {
             let at = offset as usize;
