@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from . import _core
 from ._regions import REGIONS, RegionRule, require
 
 if TYPE_CHECKING:
@@ -46,7 +47,6 @@ REGION_COLORS = {"easy-to-learn": "#009E73", "ambiguous": "#E69F00", "hard-to-le
 _HIST_COLOR = "#0072B2"
 _DPI = 150
 #: Suffixes of files read as long tables (one row per (epoch, example)) by the trajectories.
-TABLE_SUFFIXES = (".parquet", ".arrow", ".feather", ".ipc", ".arrows")
 #: At most this many panels for ``by_class=True``.
 MAX_CLASS_PANELS = 36
 
@@ -536,8 +536,10 @@ def is_table_source(source: Any) -> bool:
     Parquet file, a directory of them, or an object speaking the Arrow PyCapsule stream
     interface."""
     if isinstance(source, (str, os.PathLike)):
+        # As `compute` decides: everything but a `.npy` array goes to the readers' discovery
+        # (files, directories, globs), which names what it cannot read.
         path = Path(source)
-        return path.is_dir() or path.suffix.lower() in TABLE_SUFFIXES
+        return path.is_dir() or path.suffix.lower() != ".npy"
     from ._tables import is_table
 
     return is_table(source) and not isinstance(source, np.ndarray)
@@ -597,8 +599,14 @@ def _trajectories(
     # its confidence is p(gold) at that epoch.
     gold = compute(outputs[None], row_labels, kind=kind, nan_policy="omit")["confidence"]
     long = pd.DataFrame({"epoch": epoch, "id": row_ids, "p": gold})
-    if long.duplicated(["epoch", "id"]).any():
-        raise ValueError("the source holds more than one row for some (epoch, id)")
+    repeated_rows = long.duplicated(["epoch", "id"]).to_numpy()
+    if repeated_rows.any():
+        at = int(np.argmax(repeated_rows))
+        dup_id, dup_epoch = row_ids.tolist()[at], int(epoch[at])
+        shown = repr(dup_id) if isinstance(dup_id, str) else dup_id
+        raise _core.EpochOrderError(
+            f"example with id {shown} has more than one row for epoch {dup_epoch} (duplicate row)"
+        )
     frame = long.pivot(index="epoch", columns="id", values="p")
     order = wanted.tolist()
     frame = frame.reindex(columns=order)
@@ -615,7 +623,7 @@ def _read_dense_rows(
         if path.suffix.lower() != ".npy":
             raise ValueError(
                 f"{path}: trajectories read .npy arrays and long tables "
-                f"({', '.join(TABLE_SUFFIXES)}, or a directory of them)"
+                f"({', '.join(_core.TABLE_SUFFIXES)}, or a directory of them)"
             )
         arr: npt.NDArray[Any] = np.load(path, mmap_mode="r", allow_pickle=False)
     else:
@@ -720,43 +728,33 @@ def _long_batches(source: Any, wanted: npt.NDArray[Any], kind: str) -> Iterator[
         reader = pa.RecordBatchReader.from_stream(as_arrow_stream(source))
         yield from reader
         return
-    path = Path(source)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file or directory")
-    files = (
-        sorted(
-            p
-            for p in path.rglob("*")
-            if p.suffix.lower() in TABLE_SUFFIXES and not p.name.startswith(".")
-        )
-        if path.is_dir()
-        else [path]
-    )
-    if not files:
-        raise ValueError(f"{path}: no {', '.join(TABLE_SUFFIXES)} files in this directory")
-    for file in files:
-        if file.suffix.lower() == ".parquet":
+    # The readers' own discovery: a file, a directory (hidden names skipped) or a glob.
+    for file, fmt, _, _ in _core.discover(os.fspath(source)):
+        if fmt == "parquet":
             dataset = ds.dataset(file, format="parquet")
             names = dataset.schema.names
             wanted_filter = ds.field("id").isin(wanted.tolist()) if "id" in names else None
             yield from dataset.to_batches(
                 columns=[c for c in columns if c in names], filter=wanted_filter
             )
+        elif fmt in ("ipc-file", "ipc-stream"):
+            yield from _ipc_batches(file, stream=fmt == "ipc-stream")
         else:
-            yield from _ipc_batches(file)
+            raise ValueError(
+                f"{file}: trajectories read long tables ({', '.join(_core.TABLE_SUFFIXES)}) or one "
+                ".npy array of shape (epochs, examples, classes)"
+            )
 
 
-def _ipc_batches(file: Path) -> Iterator[pa.RecordBatch]:
-    """Batches of an Arrow IPC file (memory-mapped) or stream."""
+def _ipc_batches(file: Path, *, stream: bool) -> Iterator[pa.RecordBatch]:
+    """Batches of an Arrow IPC stream, or of an IPC file (memory-mapped)."""
     import pyarrow as pa
 
     with pa.memory_map(str(file)) as source:
-        try:
-            reader: Any = pa.ipc.open_file(source)
-        except pa.ArrowInvalid:
-            source.seek(0)
+        if stream:
             yield from pa.ipc.open_stream(source)
             return
+        reader: Any = pa.ipc.open_file(source)
         for i in range(reader.num_record_batches):
             yield reader.get_batch(i)
 
