@@ -593,7 +593,7 @@ def test_missing_epochs_and_require_complete(tmp_path: Path) -> None:
     short = int(np.flatnonzero(dyn.present[dyn.epochs].sum(axis=0) < 5)[0])
     write_parquet(tmp_path / "d.parquet", sort_by_epoch(table), rng)
     for source in (table, tmp_path / "d.parquet"):
-        with pytest.raises(FastcartoError, match=r"require_complete") as info:
+        with pytest.raises(FastcartoError, match=r"every example must have all") as info:
             fastcarto.compute(source, require_complete=True)
         assert "of the 5 epochs present" in str(info.value)
     # The first incomplete id in id order is named.

@@ -140,9 +140,9 @@ def read_stream(
 
 @final
 class BatchChecker:
-    def __init__(
-        self, *, kind: str, n_examples: int | None = None, across_batches: bool = True
-    ) -> None: ...
+    def __new__(
+        cls, *, kind: str, n_examples: int | None = None, across_batches: bool = True
+    ) -> BatchChecker: ...
     def check(
         self,
         outputs: npt.NDArray[np.floating[Any]],

@@ -619,13 +619,8 @@ def _read_dense_rows(
     source: Any, wanted: npt.NDArray[Any], labels: npt.ArrayLike | None
 ) -> tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[np.int64], npt.NDArray[Any]]:
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if path.suffix.lower() != ".npy":
-            raise ValueError(
-                f"{path}: trajectories read .npy arrays and long tables "
-                f"({', '.join(_core.TABLE_SUFFIXES)}, or a directory of them)"
-            )
-        arr: npt.NDArray[Any] = np.load(path, mmap_mode="r", allow_pickle=False)
+        # A `.npy` file (`is_table_source` sends every other path to the readers).
+        arr: npt.NDArray[Any] = np.load(source, mmap_mode="r", allow_pickle=False)
     else:
         arr = np.asarray(source)
     if arr.ndim != 3:

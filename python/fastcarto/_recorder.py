@@ -110,7 +110,7 @@ class Recorder:
         then 1-D outputs are accepted too.
     n_examples:
         Size of the training set. When given, ids must be integers in ``[0, n_examples)``, and
-        duplicate ids within an epoch are found with one byte per example. Required for a live
+        duplicate ids within an epoch are found with one bit per example. Required for a live
         accumulator.
     ids:
         ``"int64"`` or ``"string"``; taken from the first :meth:`record` call when omitted.
@@ -147,7 +147,8 @@ class Recorder:
         but a power loss or kernel crash may then lose or truncate recent segments.
     check_duplicates:
         Refuse an id recorded twice in the current epoch (see :meth:`record`). Without
-        ``n_examples`` this keeps the current epoch's ids in a set (about 60-100 bytes per id).
+        ``n_examples`` this keeps the current epoch's ids in a set (about 10-20 bytes per
+        integer id, plus the text of string ids).
 
     Examples
     --------

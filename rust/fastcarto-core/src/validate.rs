@@ -75,7 +75,10 @@ fn describe_invalid_probs<T: Real>(row: &[T]) -> String {
         return "the positive-class probability is outside [0, 1]".to_string();
     }
     let s: f64 = row.iter().map(|v| v.to_f64()).sum();
-    format!("the row sums to {s} (tolerance {:.1e}); pass probabilities that sum to 1", prob_sum_tolerance::<T>(row.len()))
+    format!(
+        "the row sums to {s} (tolerance {:.1e}); pass probabilities that sum to 1",
+        prob_sum_tolerance::<T>(row.len())
+    )
 }
 
 /// The first value of `index` seen before (each below `bound`), or None: a bitmap over
@@ -276,7 +279,10 @@ mod tests {
             seen.check(0, Ids::Int(&[3, 4])).unwrap();
             seen.insert(0, Ids::Int(&[3, 4]));
             let err = seen.check(0, Ids::Int(&[9, 4])).unwrap_err();
-            assert!(matches!(&err, Error::DuplicateObservation { epoch: 0, example: Example::Id(id) } if id.starts_with("4 (row 1")), "{err}");
+            assert!(
+                matches!(&err, Error::DuplicateObservation { epoch: 0, example: Example::Id(id) } if id.starts_with("4 (row 1")),
+                "{err}"
+            );
             let err = seen.check(1, Ids::Int(&[1, 2, 1])).unwrap_err();
             assert!(err.to_string().contains("id 1 (rows 0 and 2 of this batch)"), "{err}");
             seen.check(1, Ids::Int(&[3, 4])).unwrap();

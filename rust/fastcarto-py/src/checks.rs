@@ -32,7 +32,9 @@ impl<'py> IdColumn<'py> {
         }
         let array = ids.extract::<PyArray>()?.into_inner().0;
         if array.as_string_opt::<i32>().is_none() || array.null_count() > 0 {
-            return Err(PyTypeError::new_err("ids must be an int64 numpy array or an Arrow string array without nulls"));
+            return Err(PyTypeError::new_err(
+                "ids must be an int64 numpy array or an Arrow string array without nulls",
+            ));
         }
         Ok(IdColumn::Str(array))
     }
@@ -93,7 +95,11 @@ impl PyBatchChecker {
             // Rows are named by the id the caller knows, and the row of this batch.
             let name = |row: u64| {
                 let row = row as usize;
-                if row < ids.len() { Example::Id(format!("{} (row {row} of this batch)", ids.name(row))) } else { Example::Index(row as u64) }
+                if row < ids.len() {
+                    Example::Id(format!("{} (row {row} of this batch)", ids.name(row)))
+                } else {
+                    Example::Index(row as u64)
+                }
             };
             result.map_err(|e| e.name_example(name)).and_then(|()| seen.check(epoch, ids))
         })?

@@ -512,4 +512,3 @@ fn observe_probs<T: Real, const FMA: bool>(zt: &[T], cols: usize, gold: &[u32; G
         out.flagged[l] = !sums_to_one || lowest[l] < T::ZERO || max[l] > T::ONE;
     }
 }
-

@@ -163,10 +163,7 @@ pub fn discover(source: &str) -> Result<Vec<DataFile>> {
             }
         }
         if files.is_empty() {
-            return Err(Error::Empty(format!(
-                "{source}: no data files ({}) in this directory",
-                listed(DATA_SUFFIXES)
-            )));
+            return Err(Error::Empty(format!("{source}: no data files ({}) in this directory", listed(DATA_SUFFIXES))));
         }
     } else {
         let meta = std::fs::metadata(path).map_err(|e| Error::Io { path: path.into(), source: e })?;
