@@ -198,6 +198,18 @@ def test_cli_epochs_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "--epochs" in capsys.readouterr().err
 
 
+def test_cli_npy_directory_without_kind(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "run").mkdir()
+    for e in range(2):
+        np.save(tmp_path / "run" / f"epoch_{e}.npy", np.zeros((3, 2), np.float32))
+    np.save(tmp_path / "run" / "labels.npy", np.array([0, 1, 0]))
+    code = cli.main(["map", str(tmp_path / "run"), "-o", "-"])
+    err = capsys.readouterr().err
+    assert code == 2 and "need --kind (logits or probs)" in err and "kind=" not in err
+    assert cli.main(["map", str(tmp_path / "run"), "--kind", "logits", "-q", "-o", "-"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 4  # header and three examples
+
+
 # --------------------------------------------------------------------------------------------
 # one list of suffixes, one discovery
 

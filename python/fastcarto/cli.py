@@ -654,11 +654,22 @@ def _compute_source(args: argparse.Namespace) -> DataMap:
         return compute(path, labels, **options)
     if not _GLOB.search(source) and not path.exists():
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), source)
+    if args.kind is None:
+        _check_kind_given(source)
     progress = not args.quiet and sys.stderr.isatty()
     return compute(source, labels, progress=progress, **options)
 
 
 _GLOB = re.compile(r"[*?\[]")
+
+
+def _check_kind_given(source: str) -> None:
+    """Refuses per-epoch ``.npy`` arrays without ``--kind`` (a long table names its outputs
+    column), in the command's words rather than the API's."""
+    from . import _core
+
+    if all(fmt == "npy" for _, fmt, _, _ in _core.discover(source)):
+        raise ValueError(f"{source}: .npy arrays of outputs need --kind (logits or probs)")
 
 
 def _check_output(out: str) -> None:
