@@ -674,9 +674,8 @@ def test_update_repeated_index_in_one_update(run3: Any) -> None:
     idx = np.array([2, 5, 2])
     _update_fails(
         acc,
-        FastcartoError,
-        "index 2",
-        "more than once",
+        EpochOrderError,
+        "example 2 already has an observation for epoch 3",
         outputs=x[3][idx],
         labels=y[idx],
         ids=idx,

@@ -190,7 +190,7 @@ def test_no_rust_range_notation_in_messages(run: Run, tmp_path: Path) -> None:
     messages.append(str(index_err.value))
     with fastcarto.Recorder(tmp_path / "rec", kind="logits", n_classes=C) as rec:
         with pytest.raises(fastcarto.LabelError) as err:
-            rec.record(0, np.arange(N), logits[0], labels + 3)
+            rec.record(logits[0], labels + 3, epoch=0, ids=np.arange(N))
         messages.append(str(err.value))
     with pytest.raises(ValueError) as value_err:
         fastcarto.Recorder(tmp_path / "live", kind="logits", n_classes=C, accumulator=True)

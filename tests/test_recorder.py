@@ -28,7 +28,7 @@ import pyarrow as pa
 import pytest
 import recorder_child
 from fastcarto import (
-    FastcartoError,
+    EpochOrderError,
     InvalidProbabilitiesError,
     LabelError,
     NonFiniteError,
@@ -510,9 +510,9 @@ BAD_CALLS: list[tuple[str, tuple[Any, ...], type[BaseException], str]] = [
     ("outputs int", (0, IDS, OUT.astype(int), LAB), TypeError, "float32 or float64"),
     ("outputs a path", (0, IDS, "x.npy", LAB), TypeError, "expected an array"),
     ("classes change", (0, IDS, np.zeros((4, 2)), LAB % 2), ValueError, "cannot change"),
-    ("nan", (0, IDS, with_value(OUT, (2, 1), np.nan), LAB), NonFiniteError, "epoch 0, id 2"),
-    ("inf", (0, IDS, with_value(OUT, (3, 0), np.inf), LAB), NonFiniteError, r"row 3.*column 0"),
-    ("label too big", (0, IDS, OUT, with_value(LAB, 1, 3)), LabelError, r"label 3 in row 1"),
+    ("nan", (0, IDS, with_value(OUT, (2, 1), np.nan), LAB), NonFiniteError, r"0, .*id 2 \(row 2"),
+    ("inf", (0, IDS, with_value(OUT, (3, 0), np.inf), LAB), NonFiniteError, r"id 3 \(row 3 [^;]*$"),
+    ("label too big", (0, IDS, OUT, with_value(LAB, 1, 3)), LabelError, r"label 3 of .*\(row 1 "),
     ("label negative", (0, IDS, OUT, with_value(LAB, 0, -100)), LabelError, "label -100"),
     ("labels float", (0, IDS, OUT, LAB.astype(float)), TypeError, "labels must be integers"),
     ("labels short", (0, IDS, OUT, LAB[:3]), ValueError, r"labels must have shape \(rows,\)"),
@@ -525,8 +525,18 @@ BAD_CALLS: list[tuple[str, tuple[Any, ...], type[BaseException], str]] = [
     ("ids mixed list", (0, [1, "a", 2, 3], OUT, LAB), TypeError, "all integers or all strings"),
     ("ids none", (0, ["a", None, "b", "c"], OUT, LAB), (TypeError, ValueError), "None|null|str"),
     ("ids change type", (0, ["a", "b", "c", "d"], OUT, LAB), TypeError, "cannot change"),
-    ("id twice in batch", (0, np.array([0, 1, 1, 2]), OUT, LAB), FastcartoError, "id 1 appears"),
-    ("id twice in epoch", (0, np.array([7, 8, 9, 10]), OUT, LAB), FastcartoError, "id 7 was"),
+    (
+        "id twice in batch",
+        (0, np.array([0, 1, 1, 2]), OUT, LAB),
+        EpochOrderError,
+        r"id 1 \(rows 1 and 2 of this batch\) already has an observation for epoch 0",
+    ),
+    (
+        "id twice in epoch",
+        (0, np.array([7, 8, 9, 10]), OUT, LAB),
+        EpochOrderError,
+        r"id 7 \(row 0 of this batch, recorded before in this epoch\)",
+    ),
     (
         "uint64 too big",
         (0, np.array([2**63, 1, 2, 3], dtype=np.uint64), OUT, LAB),
@@ -573,12 +583,12 @@ def test_record_in_the_old_positional_order_is_a_clear_type_error(tmp_path: Path
 def test_duplicates_across_calls_with_n_examples(tmp_path: Path) -> None:
     with Recorder(tmp_path, kind="logits", n_examples=10, buffer_rows=2) as rec:
         rec.record(np.zeros((3, 2)), np.array([0, 1, 0]), epoch=0, ids=np.array([3, 4, 5]))
-        with pytest.raises(FastcartoError, match="id 4 was already recorded at epoch 0"):
+        with pytest.raises(EpochOrderError, match=r"id 4 \(row 1 .* for epoch 0"):
             rec.record(
                 np.zeros((2, 2)), np.array([0, 1]), epoch=0, ids=np.array([9, 4])
             )  # published
         rec.record(np.zeros((2, 2)), np.array([0, 1]), epoch=1, ids=np.array([3, 4]))  # a new epoch
-        with pytest.raises(ValueError, match=r"id 10 in row 1 is out of range.*0 to 9"):
+        with pytest.raises(ValueError, match=r"id 10 in row 1 is out of range.* 0 to 9"):
             rec.record(np.zeros((2, 2)), np.array([0, 1]), epoch=1, ids=np.array([0, 10]))
         with pytest.raises(ValueError, match="out of range"):
             rec.record(np.zeros((1, 2)), np.array([0]), epoch=1, ids=np.array([-1]))
@@ -587,9 +597,9 @@ def test_duplicates_across_calls_with_n_examples(tmp_path: Path) -> None:
 def test_string_duplicates_and_check_off(tmp_path: Path) -> None:
     with Recorder(tmp_path / "a", kind="logits") as rec:
         rec.record(np.zeros((2, 2)), [0, 1], epoch=0, ids=["x", "y"])
-        with pytest.raises(FastcartoError, match="id 'y' was already recorded"):
+        with pytest.raises(EpochOrderError, match='id "y" \\(row 1 '):
             rec.record(np.zeros((2, 2)), [0, 1], epoch=0, ids=["z", "y"])
-        with pytest.raises(FastcartoError, match="id 'q' appears twice"):
+        with pytest.raises(EpochOrderError, match='id "q" \\(rows 0 and 1 '):
             rec.record(np.zeros((2, 2)), [0, 1], epoch=0, ids=["q", "q"])
     with Recorder(tmp_path / "b", kind="logits", check_duplicates=False) as rec:
         rec.record(np.zeros((1, 2)), [0], epoch=0, ids=["x"])

@@ -10,11 +10,15 @@ import numpy.typing as npt
 import pyarrow as pa
 
 __all__ = [
+    "DATA_SUFFIXES",
+    "TABLE_SUFFIXES",
+    "BatchChecker",
     "EmptyInputError",
     "EpochOrderError",
     "FastcartoError",
     "FileFormatError",
     "IncompatibleStateError",
+    "InterleavedEpochsError",
     "InvalidProbabilitiesError",
     "LabelError",
     "NonFiniteError",
@@ -31,12 +35,15 @@ __all__ = [
 ]
 
 __version__: str
+TABLE_SUFFIXES: tuple[str, ...]
+DATA_SUFFIXES: tuple[str, ...]
 
 class FastcartoError(ValueError): ...
 class NonFiniteError(FastcartoError): ...
 class InvalidProbabilitiesError(FastcartoError): ...
 class LabelError(FastcartoError): ...
 class EpochOrderError(FastcartoError): ...
+class InterleavedEpochsError(EpochOrderError): ...
 class IncompatibleStateError(FastcartoError): ...
 class FileFormatError(FastcartoError): ...
 class EmptyInputError(FastcartoError): ...
@@ -132,6 +139,22 @@ def read_stream(
     progress: _Progress | None = None,
     threads: int | None = None,
 ) -> tuple[State, pa.Array]: ...
+
+@final
+class BatchChecker:
+    def __new__(
+        cls, *, kind: str, n_examples: int | None = None, across_batches: bool = True
+    ) -> BatchChecker: ...
+    def check(
+        self,
+        outputs: npt.NDArray[np.floating[Any]],
+        labels: npt.NDArray[np.int64],
+        ids: npt.NDArray[np.int64] | pa.Array,
+        *,
+        epoch: int,
+    ) -> None: ...
+    def add(self, ids: npt.NDArray[np.int64] | pa.Array, *, epoch: int) -> None: ...
+
 def discover(source: str) -> list[tuple[Path, str, int | None, int]]: ...
 def compute_npy_epochs(
     files: Sequence[tuple[str | PathLike[str], int]],

@@ -14,6 +14,8 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from ._arguments import argument_error
+
 Kind = Literal["logits", "probs"]
 Compat = Literal["cartography", "aum", "dataiq", "toneva"]
 NanPolicy = Literal["raise", "omit"]
@@ -251,7 +253,8 @@ def resolve_epochs(epochs: EpochSelection, n_epochs: int) -> list[int]:
     if isinstance(epochs, (int, np.integer)):
         k = int(epochs)
         if not 1 <= k <= n_epochs:
-            raise ValueError(f"epochs={k} selects the first {k} epochs, but there are {n_epochs}")
+            template = f"{{arg}} selects the first {k} epochs, but there are {n_epochs}"
+            raise argument_error(ValueError, template, "epochs", k)
         return list(range(k))
     if isinstance(epochs, slice):
         chosen = list(range(n_epochs))[epochs]
@@ -275,8 +278,11 @@ def resolve_epochs(epochs: EpochSelection, n_epochs: int) -> list[int]:
     if not chosen:
         from ._core import EmptyInputError
 
-        raise EmptyInputError(
-            f"the epoch selection {epochs!r} is empty (there are {n_epochs} epochs)"
+        raise argument_error(
+            EmptyInputError,
+            f"the epoch selection {{value}} is empty (there are {n_epochs} epochs)",
+            "epochs",
+            epochs,
         )
     return chosen
 

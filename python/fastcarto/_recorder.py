@@ -112,7 +112,7 @@ class Recorder:
         then 1-D outputs are accepted too.
     n_examples:
         Size of the training set. When given, ids must be integers in ``[0, n_examples)``, and
-        duplicate ids within an epoch are found with one byte per example. Required for a live
+        duplicate ids within an epoch are found with one bit per example. Required for a live
         accumulator.
     ids:
         ``"int64"`` or ``"string"``; taken from the first :meth:`record` call when omitted.
@@ -149,7 +149,8 @@ class Recorder:
         but a power loss or kernel crash may then lose or truncate recent segments.
     check_duplicates:
         Refuse an id recorded twice in the current epoch (see :meth:`record`). Without
-        ``n_examples`` this keeps the current epoch's ids in a set (about 60-100 bytes per id).
+        ``n_examples`` this keeps the current epoch's ids in a set (about 10-20 bytes per
+        integer id, plus the text of string ids).
 
     Examples
     --------
@@ -250,9 +251,10 @@ class Recorder:
         self._buf_epoch: int | None = None
         self._buf_rows = 0
         self._buf_bytes = 0
-        self._cur_epoch: int | None = None  # the epoch duplicates are tracked for
-        self._seen_mask: npt.NDArray[np.bool_] | None = None
-        self._seen_set: set[Any] = set()
+        # The engine's checks of each batch; it remembers the current epoch's ids.
+        self._checker = _core.BatchChecker(
+            kind=self._kind, n_examples=self._n_examples, across_batches=self._check_duplicates
+        )
         self._next_part: dict[int, int] = {}
         self._segments: list[Path] = []
         self._rows_written = 0
@@ -378,11 +380,8 @@ class Recorder:
         rows = arr.shape[0]
         lab = self._labels(labels, rows, n_classes)
         id_arr, id_type = self._ids(ids, rows)
-        new_epoch = epoch != self._cur_epoch
-        self._check_finite(arr, epoch, id_arr)
-        if self._kind == "probs":
-            self._check_probabilities(arr, epoch, id_arr)
-        self._check_duplicates_of(id_arr, new_epoch, epoch)
+        # Finite outputs, probabilities, label range, ids in range and not seen this epoch.
+        self._checker.check(arr, lab, id_arr, epoch=epoch)
 
         # Everything is valid: commit, in an order that keeps the accumulator and the files
         # consistent (the previous epoch is published before the new rows touch anything).
@@ -404,10 +403,7 @@ class Recorder:
                 raise
         if first:
             self._schema = self._make_schema()
-        if new_epoch:
-            self._cur_epoch = epoch
-            self._reset_seen()
-        self._mark_seen(id_arr)
+        self._checker.add(id_arr, epoch=epoch)
         if rows:
             self._buffer(epoch, _Chunk(id_arr, lab, arr))
 
@@ -541,15 +537,7 @@ class Recorder:
             raise ValueError(
                 f"labels must have shape (rows,) = ({rows},) to match outputs, got {arr.shape}"
             )
-        limit = max(n_classes, 2)
-        if rows:
-            bad = (arr < 0) | (arr >= limit)
-            if bad.any():
-                i = int(np.argmax(bad))
-                raise _core.LabelError(
-                    f"label {arr[i]} in row {i} is out of range for {n_classes} "
-                    f"class{'es' if n_classes > 1 else ''} (valid labels: 0 to {limit - 1})"
-                )
+        # The range is checked with the outputs (`_core.BatchChecker`).
         return np.ascontiguousarray(arr, dtype=np.int64)
 
     def _ids(self, ids: Any, rows: int) -> tuple[npt.NDArray[np.int64] | pa.Array, str]:
@@ -599,14 +587,6 @@ class Recorder:
                 raise ValueError(f"id {arr.max()} does not fit in int64")
             arr = np.ascontiguousarray(arr, dtype=np.int64)
             id_type = "int64"
-            if self._n_examples is not None and rows:
-                bad = (arr < 0) | (arr >= self._n_examples)
-                if bad.any():
-                    i = int(np.argmax(bad))
-                    raise ValueError(
-                        f"id {arr[i]} in row {i} is out of range: with n_examples="
-                        f"{self._n_examples} ids are example positions 0 to {self._n_examples - 1}"
-                    )
         if self._id_type is not None and id_type != self._id_type:
             if rows == 0:  # an empty batch has no id type of its own
                 if self._id_type == "string":
@@ -621,98 +601,6 @@ class Recorder:
                 "a live accumulator needs integer ids 0 to n_examples - 1, got string ids"
             )
         return arr, id_type
-
-    def _check_finite(
-        self, arr: npt.NDArray[np.floating[Any]], epoch: int, ids: npt.NDArray[np.int64] | pa.Array
-    ) -> None:
-        finite = np.isfinite(arr)
-        if not finite.all():
-            row, col = (int(v) for v in np.argwhere(~finite)[0])
-            raise _core.NonFiniteError(
-                f"non-finite output {arr[row, col]} at epoch {epoch}, id {_id_at(ids, row)} "
-                f"(row {row} of this batch, column {col})"
-            )
-
-    def _check_probabilities(
-        self, arr: npt.NDArray[np.floating[Any]], epoch: int, ids: npt.NDArray[np.int64] | pa.Array
-    ) -> None:
-        if not arr.size:
-            return
-        outside = (arr < 0) | (arr > 1)
-        if outside.any():
-            row, col = (int(v) for v in np.argwhere(outside)[0])
-            reason = f"value {arr[row, col]} in column {col} is outside [0, 1]"
-        elif arr.shape[1] > 1:
-            # The engine's tolerance: float rounding over C terms plus 1e-3.
-            tol = 1e-3 + 4.0 * arr.shape[1] * float(np.finfo(arr.dtype).eps)
-            off = np.abs(arr.sum(axis=1, dtype=np.float64) - 1.0) > tol
-            if not off.any():
-                return
-            row = int(np.argmax(off))
-            total = float(arr[row].sum(dtype=np.float64))
-            reason = f"the row sums to {total} (tolerance {tol:.1e})"
-        else:
-            return
-        raise _core.InvalidProbabilitiesError(
-            f"invalid probabilities at epoch {epoch}, id {_id_at(ids, row)} (row {row} of this "
-            f'batch): {reason}; if these are logits, pass kind="logits"'
-        )
-
-    def _check_duplicates_of(
-        self, ids: npt.NDArray[np.int64] | pa.Array, new_epoch: bool, epoch: int
-    ) -> None:
-        rows = len(ids)
-        if not rows:
-            return
-        if isinstance(ids, np.ndarray):
-            order = np.sort(ids, kind="stable")
-            same = order[1:] == order[:-1]
-            if same.any():
-                dup: Any = order[1:][same][0]
-                raise _core.FastcartoError(
-                    f"id {dup} appears twice in this batch at epoch {epoch} (duplicate rows)"
-                )
-        elif len(ids.unique()) != rows:
-            seen: set[str] = set()
-            for value in ids.to_pylist():
-                if value in seen:
-                    raise _core.FastcartoError(
-                        f"id {value!r} appears twice in this batch at epoch {epoch} "
-                        "(duplicate rows)"
-                    )
-                seen.add(value)
-        if new_epoch or not self._check_duplicates:
-            return
-        if self._seen_mask is not None and isinstance(ids, np.ndarray):
-            hit = self._seen_mask[ids]
-            if hit.any():
-                dup = ids[int(np.argmax(hit))]
-                raise _core.FastcartoError(
-                    f"id {dup} was already recorded at epoch {epoch} (duplicate rows)"
-                )
-        else:
-            values = ids.tolist() if isinstance(ids, np.ndarray) else ids.to_pylist()
-            if not self._seen_set.isdisjoint(values):
-                dup = next(v for v in values if v in self._seen_set)
-                raise _core.FastcartoError(
-                    f"id {dup!r} was already recorded at epoch {epoch} (duplicate rows)"
-                )
-
-    def _reset_seen(self) -> None:
-        self._seen_set = set()
-        if self._check_duplicates and self._n_examples is not None:
-            if self._seen_mask is None:
-                self._seen_mask = np.zeros(self._n_examples, dtype=np.bool_)
-            else:
-                self._seen_mask.fill(False)
-
-    def _mark_seen(self, ids: npt.NDArray[np.int64] | pa.Array) -> None:
-        if not self._check_duplicates:
-            return
-        if self._seen_mask is not None and isinstance(ids, np.ndarray):
-            self._seen_mask[ids] = True
-        else:
-            self._seen_set.update(ids.tolist() if isinstance(ids, np.ndarray) else ids.to_pylist())
 
     # ----------------------------------------------------------------------------------------
     # accumulator
@@ -934,7 +822,3 @@ def _host_array(obj: Any, what: str) -> npt.NDArray[Any]:
             f"{what} could not be read as an array ({exc}); pass a numpy array or a CPU tensor "
             "(detach it first)"
         ) from exc
-
-
-def _id_at(ids: npt.NDArray[np.int64] | pa.Array, row: int) -> str:
-    return str(ids[row]) if isinstance(ids, np.ndarray) else repr(ids[row].as_py())

@@ -33,8 +33,6 @@ BATCH_ROWS = 65_536
 
 _SEGMENT = re.compile(r"^epoch-(\d+)-(?:shard-(\d+)-)?part-(\d+)\.arrows$")
 _TEMPORARY = re.compile(r"^\.epoch-\d+-(?:shard-(\d+)-)?part-\d+\.arrows\.tmp$")
-# Files that `fastcarto.compute(directory)` reads (names starting with "." are ignored).
-_DATA_SUFFIXES = (".arrows", ".arrow", ".feather", ".parquet")
 
 
 def segment_name(epoch: int, part: int, shard: int | None) -> str:
@@ -83,7 +81,7 @@ def list_directory(path: Path, shard: int | None) -> Listing:
         t = _TEMPORARY.match(name)
         if t and _shard_of(t.group(1)) == shard:
             listing.stale.append(entry)  # a crashed run's unpublished segment
-        elif not name.startswith(".") and name.lower().endswith(_DATA_SUFFIXES):
+        elif not name.startswith(".") and name.lower().endswith(_core.DATA_SUFFIXES):
             listing.foreign.append(entry)
     return listing
 

@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import _core
+from ._arguments import argument_error
 from ._inputs import EpochSelection, Kind, check_epoch_selection, read_labels
 
 DEFAULT_COLUMNS = {"epoch": "epoch", "id": "id", "label": "label", "outputs": None}
@@ -44,9 +45,11 @@ def epoch_filter(epochs: EpochSelection) -> tuple[Any, ...]:
     check_epoch_selection(epochs)
     if isinstance(epochs, (int, np.integer)):
         if epochs < 1:
-            raise ValueError(f"epochs={epochs} selects no epochs")
+            raise argument_error(ValueError, "{arg} selects no epochs", "epochs", int(epochs))
         if epochs >= 2**32:
-            raise ValueError(f"epochs={epochs} is more epochs than a run can hold")
+            raise argument_error(
+                ValueError, "{arg} is more epochs than a run can hold", "epochs", int(epochs)
+            )
         # The first k: epoch numbers 0..k-1, all of which the read checks are present.
         return ("first", int(epochs))
     if isinstance(epochs, slice):
@@ -335,10 +338,10 @@ def read_table(
     )
     try:
         state, ids = read(source)
-    except _core.EpochOrderError as err:
+    except _core.InterleavedEpochsError:
         # A table is in memory, so it can be read again in epoch order (a stable sort keeps
         # duplicates adjacent, so they are still reported).
-        if not in_memory or "interleave" not in str(err):
+        if not in_memory:
             raise
         table = source if isinstance(source, pa.Table) else pa.Table.from_batches([source])
         state, ids = read(table.sort_by([(names[0], "ascending")]))

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from ._core import InvalidProbabilitiesError, LabelError, prob_sum_tolerance
+from . import _core
+from ._core import EpochOrderError, InvalidProbabilitiesError, LabelError, prob_sum_tolerance
 from ._dense import dense_table
 from ._inputs import KINDS, check_choice
 from ._metric_table import MetricTable
@@ -29,17 +30,16 @@ if TYPE_CHECKING:
 
     from ._inputs import Kind
 
-#: Suffixes of files read as long tables (one row per (epoch, example)) by the trajectories.
-TABLE_SUFFIXES = (".parquet", ".arrow", ".feather", ".ipc", ".arrows")
-
 
 def is_table_source(source: Any) -> bool:
     """Whether ``source`` is read as a long table (one row per (epoch, example)): an Arrow /
     Parquet file, a directory of them, or an object speaking the Arrow PyCapsule stream
     interface."""
     if isinstance(source, (str, os.PathLike)):
+        # As `compute` decides: everything but a `.npy` array goes to the readers' discovery
+        # (files, directories, globs), which names what it cannot read.
         path = Path(source)
-        return path.is_dir() or path.suffix.lower() in TABLE_SUFFIXES
+        return path.is_dir() or path.suffix.lower() != ".npy"
     return is_table(source) and not isinstance(source, np.ndarray)
 
 
@@ -129,8 +129,14 @@ def _trajectories(
         raise type(err)(message) from err
     gold = MetricTable(table, kind=kind)["confidence"]
     long = pd.DataFrame({"epoch": epoch, "id": row_ids, "p": gold})
-    if long.duplicated(["epoch", "id"]).any():
-        raise ValueError("the source holds more than one row for some (epoch, id)")
+    repeated_rows = long.duplicated(["epoch", "id"]).to_numpy()
+    if repeated_rows.any():
+        at = int(np.argmax(repeated_rows))
+        dup_id, dup_epoch = row_ids.tolist()[at], int(epoch[at])
+        shown = repr(dup_id) if isinstance(dup_id, str) else dup_id
+        raise EpochOrderError(
+            f"example with id {shown} has more than one row for epoch {dup_epoch} (duplicate row)"
+        )
     frame = long.pivot(index="epoch", columns="id", values="p")
     order = wanted.tolist()
     frame = frame.reindex(columns=order)
@@ -160,13 +166,8 @@ def _read_dense_rows(
     source: Any, wanted: npt.NDArray[Any], labels: npt.ArrayLike | None
 ) -> tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[np.int64], npt.NDArray[Any]]:
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if path.suffix.lower() != ".npy":
-            raise ValueError(
-                f"{path}: trajectories read .npy arrays and long tables "
-                f"({', '.join(TABLE_SUFFIXES)}, or a directory of them)"
-            )
-        arr: npt.NDArray[Any] = np.load(path, mmap_mode="r", allow_pickle=False)
+        # A `.npy` file (`is_table_source` sends every other path to the readers).
+        arr: npt.NDArray[Any] = np.load(source, mmap_mode="r", allow_pickle=False)
     else:
         arr = np.asarray(source)
     if arr.ndim != 3:
@@ -270,43 +271,33 @@ def _long_batches(source: Any, wanted: npt.NDArray[Any], kind: str) -> Iterator[
         reader = pa.RecordBatchReader.from_stream(as_arrow_stream(source))
         yield from reader
         return
-    path = Path(source)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file or directory")
-    files = (
-        sorted(
-            p
-            for p in path.rglob("*")
-            if p.suffix.lower() in TABLE_SUFFIXES and not p.name.startswith(".")
-        )
-        if path.is_dir()
-        else [path]
-    )
-    if not files:
-        raise ValueError(f"{path}: no {', '.join(TABLE_SUFFIXES)} files in this directory")
-    for file in files:
-        if file.suffix.lower() == ".parquet":
+    # The readers' own discovery: a file, a directory (hidden names skipped) or a glob.
+    for file, fmt, _, _ in _core.discover(os.fspath(source)):
+        if fmt == "parquet":
             dataset = ds.dataset(file, format="parquet")
             names = dataset.schema.names
             wanted_filter = ds.field("id").isin(wanted.tolist()) if "id" in names else None
             yield from dataset.to_batches(
                 columns=[c for c in columns if c in names], filter=wanted_filter
             )
+        elif fmt in ("ipc-file", "ipc-stream"):
+            yield from _ipc_batches(file, stream=fmt == "ipc-stream")
         else:
-            yield from _ipc_batches(file)
+            raise ValueError(
+                f"{file}: trajectories read long tables ({', '.join(_core.TABLE_SUFFIXES)}) or one "
+                ".npy array of shape (epochs, examples, classes)"
+            )
 
 
-def _ipc_batches(file: Path) -> Iterator[pa.RecordBatch]:
-    """Batches of an Arrow IPC file (memory-mapped) or stream."""
+def _ipc_batches(file: Path, *, stream: bool) -> Iterator[pa.RecordBatch]:
+    """Batches of an Arrow IPC stream, or of an IPC file (memory-mapped)."""
     import pyarrow as pa
 
     with pa.memory_map(str(file)) as source:
-        try:
-            reader: Any = pa.ipc.open_file(source)
-        except pa.ArrowInvalid:
-            source.seek(0)
+        if stream:
             yield from pa.ipc.open_stream(source)
             return
+        reader: Any = pa.ipc.open_file(source)
         for i in range(reader.num_record_batches):
             yield reader.get_batch(i)
 

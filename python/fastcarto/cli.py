@@ -31,6 +31,7 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
+from ._arguments import spelled
 from ._inputs import LABEL_SUFFIXES as LABEL_SUFFIXES
 from ._inputs import check_readable_file as _check_readable_file
 from ._inputs import read_labels
@@ -612,6 +613,8 @@ def _compute_source(args: argparse.Namespace) -> DataMap:
             return compute(path, labels, **options)
     if not _GLOB.search(source) and not path.exists():
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), source)
+    if args.kind is None:
+        _check_kind_given(source)
     progress = not args.quiet and sys.stderr.isatty()
     with _one_line_warnings():
         return compute(source, labels, progress=progress, **options)
@@ -632,6 +635,15 @@ def _one_line_warnings() -> Iterator[None]:
 
 
 _GLOB = re.compile(r"[*?\[]")
+
+
+def _check_kind_given(source: str) -> None:
+    """Refuses per-epoch ``.npy`` arrays without ``--kind`` (a long table names its outputs
+    column), in the command's words rather than the API's."""
+    from . import _core
+
+    if all(fmt == "npy" for _, fmt, _, _ in _core.discover(source)):
+        raise ValueError(f"{source}: .npy arrays of outputs need --kind (logits or probs)")
 
 
 def _check_output(out: str) -> None:
@@ -806,25 +818,33 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _message(exc: BaseException) -> str:
-    """A one-line description of ``exc`` for a CLI user."""
+    """A one-line description of ``exc`` for a CLI user: an error that names an argument of
+    the Python API (see ``_arguments``) names the command's option instead."""
     if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
         text = f"{exc.filename}: {exc.strerror}"
     else:
-        text = str(exc) or type(exc).__name__
-    # Messages of the Python API name keyword arguments; point at the equivalent option instead.
-    text = _KEYWORD.sub(lambda m: f"--{m[1].replace('_', '-')} {m[2]}", text)
-    text = _SLICE.sub(_slice_spec, text)
+        text = spelled(exc, _option) or str(exc) or type(exc).__name__
     return " ".join(text.split())  # one line, whatever the message holds
 
 
-_KEYWORD = re.compile(r"\b(kind|compat|nan_policy|epochs)=\"?([\w-]+)\"?")
-_SLICE = re.compile(r"\bslice\((-?\d+|None), (-?\d+|None), (-?\d+|None)\)")
+#: The API's arguments that the commands take as options of the same name.
+_OPTIONS = ("kind", "compat", "nan_policy", "epochs", "ddof", "threads")
 
 
-def _slice_spec(match: re.Match[str]) -> str:
-    """``slice(1, None, 2)`` written as the ``--epochs`` spec it came from, ``'1::2'``."""
-    start, stop, step = ("" if g == "None" else g for g in match.groups())
-    return repr(f"{start}:{stop}" + (f":{step}" if step else ""))
+def _option(argument: str, value: Any) -> tuple[str, str] | None:
+    """``argument=value`` as this command line writes it (``--nan-policy omit``), and the value
+    alone; None for an argument the commands do not take."""
+    if argument not in _OPTIONS:
+        return None
+    if isinstance(value, slice):
+        parts = (value.start, value.stop, value.step)
+        start, stop, step = ("" if v is None else str(v) for v in parts)
+        text = repr(f"{start}:{stop}" + (f":{step}" if step else ""))
+    elif isinstance(value, (list, tuple)):
+        text = ",".join(str(v) for v in value)
+    else:
+        text = str(value)
+    return f"--{argument.replace('_', '-')} {text}", text
 
 
 def _unrecognized(args: argparse.Namespace, extra: list[str]) -> str:

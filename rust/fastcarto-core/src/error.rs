@@ -1,4 +1,6 @@
-//! The one error type of the engine. Every message says what was wrong, where, and what to do.
+//! The one error type of the engine. Every message says what was wrong, where, and what to do,
+//! in words that hold for every front end: the option to change is named by the bindings
+//! (`fastcarto-py/src/errors.rs`), which know how their users spell it.
 
 use std::path::PathBuf;
 
@@ -51,14 +53,11 @@ impl PartialEq<u64> for Example {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A value is NaN or infinite and `nan_policy` is `raise`.
-    #[error(
-        "non-finite value ({value}) at epoch {epoch}, {example}; \
-         pass nan_policy=\"omit\" to skip such observations"
-    )]
+    #[error("non-finite value ({value}) at epoch {epoch}, {example}")]
     NonFinite { epoch: u32, example: Example, value: f64 },
 
     /// `kind="probs"` but a row is not a probability distribution.
-    #[error("invalid probabilities at epoch {epoch}, {example}: {reason}; if these are logits, pass kind=\"logits\"")]
+    #[error("invalid probabilities at epoch {epoch}, {example}: {reason}")]
     InvalidProbabilities { epoch: u32, example: Example, reason: String },
 
     /// A label is negative or not smaller than the number of classes.

@@ -539,7 +539,7 @@ impl KeyedState {
         match short {
             None => Ok(()),
             Some((slot, s)) => Err(Error::invalid(format!(
-                "{} has {} of the {e} epochs present in the data (require_complete=True)",
+                "{} has {} of the {e} epochs present in the data, and every example must have all of them",
                 Example::Id(self.id_display(slot)),
                 s.n
             ))),

@@ -39,6 +39,7 @@ pub mod serialize;
 pub mod slots;
 pub mod state;
 pub(crate) mod transpose;
+pub mod validate;
 
 pub use dense::{EpochView, accumulate, validate_labels};
 pub use error::{Error, Result};

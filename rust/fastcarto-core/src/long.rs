@@ -244,7 +244,7 @@ pub fn decode(batch: &RecordBatch, columns: &Columns, kind: Kind, epoch: Option<
     let name = columns.outputs_name(kind);
     let out = column(batch, name, "outputs").map_err(|e| match (kind, batch.column_by_name(other_kind(kind))) {
         (_, Some(_)) => Error::invalid(format!(
-            "{e}; the table has a {:?} column: pass kind=\"{}\"",
+            "{e}; the table has a {:?} column: read it as {}",
             other_kind(kind),
             other_kind(kind)
         )),

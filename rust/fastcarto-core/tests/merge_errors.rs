@@ -249,19 +249,27 @@ proptest! {
         // Out of range.
         let mut out_of_range = as_u64(&idx);
         *out_of_range.last_mut().unwrap() = case.n as u64;
-        bad_indexes.push(out_of_range);
-        // Repeated example.
+        bad_indexes.push((out_of_range, false));
+        // Repeated example: a duplicate (epoch, example).
         if idx.len() >= 2 {
             let mut repeated = as_u64(&idx);
             repeated[idx.len() - 1] = repeated[0];
-            bad_indexes.push(repeated);
+            bad_indexes.push((repeated, true));
         }
         // Wrong length.
-        bad_indexes.push(as_u64(&idx[..idx.len() - 1]));
-        for bad in &bad_indexes {
+        bad_indexes.push((as_u64(&idx[..idx.len() - 1]), false));
+        for (bad, duplicate) in &bad_indexes {
             let mut s = base.clone();
             let err = fail("merge_at with a bad index", s.merge_at(&update, bad))?;
-            prop_assert!(matches!(err, Error::InvalidInput(_)), "{:?}", err);
+            if *duplicate {
+                prop_assert!(
+                    matches!(&err, Error::DuplicateObservation { example, .. } if *example == bad[0]),
+                    "{:?}",
+                    err
+                );
+            } else {
+                prop_assert!(matches!(err, Error::InvalidInput(_)), "{:?}", err);
+            }
             check_states_identical(&s, &base, "after a bad index")?;
         }
         // Other kind, other task, other size.

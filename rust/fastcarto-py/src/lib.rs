@@ -4,7 +4,9 @@
 //! engine, and convert results and errors. The public, documented API is the `fastcarto`
 //! Python package that wraps this module.
 
+mod checks;
 mod errors;
+mod files;
 mod probs;
 
 use arrow_buffer::Buffer;
@@ -467,6 +469,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(read_stream, m)?)?;
     m.add_function(wrap_pyfunction!(discover, m)?)?;
     m.add_function(wrap_pyfunction!(compute_npy_epochs, m)?)?;
+    m.add_class::<checks::PyBatchChecker>()?;
+    files::register(m)?;
     errors::register(m)?;
     probs::register(m)?;
     Ok(())

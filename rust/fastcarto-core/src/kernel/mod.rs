@@ -10,7 +10,7 @@
 //! The observation is portable code that LLVM vectorizes; `f32` rows on CPUs with AVX-512 take
 //! the same steps written with intrinsics instead (`avx512`), with the same results.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::math::{Real, ln_1p_from, mul_add_with};
 use crate::options::{Kind, NanPolicy};
 pub(crate) use crate::run_state::RunState;
@@ -216,20 +216,19 @@ pub(crate) fn fold_epoch<T: Real, S: Sink>(
                 let i = start + l;
                 let row = &rows[i * cols..(i + 1) * cols];
                 let example = first_example + i as u64;
-                if let Some(v) = row.iter().find(|v| !v.is_finite()) {
-                    if nan_policy == NanPolicy::Omit {
-                        keep[l] = false;
-                        omitted = true;
-                        continue;
-                    }
-                    return Err(Error::NonFinite { epoch, example: example.into(), value: v.to_f64() });
+                if nan_policy == NanPolicy::Omit && row.iter().any(|v| !v.is_finite()) {
+                    keep[l] = false;
+                    omitted = true;
+                    continue;
                 }
-                if kind == Kind::Probs {
-                    return Err(Error::InvalidProbabilities {
-                        epoch,
-                        example: example.into(),
-                        reason: describe_invalid_probs(row),
-                    });
+                // The rules are `validate`'s, shared with callers that check rows up front; a
+                // probability row the vector test flagged is refused whatever the scalar sum.
+                match crate::validate::row_error(row, kind, epoch, example) {
+                    Some(err) => return Err(err),
+                    None if kind == Kind::Probs => {
+                        return Err(crate::validate::invalid_probabilities(row, epoch, example));
+                    }
+                    None => {}
                 }
             }
         }
@@ -512,18 +511,4 @@ fn observe_probs<T: Real, const FMA: bool>(zt: &[T], cols: usize, gold: &[u32; G
         let sums_to_one = sum_off <= tol && -sum_off <= tol;
         out.flagged[l] = !sums_to_one || lowest[l] < T::ZERO || max[l] > T::ONE;
     }
-}
-
-fn describe_invalid_probs<T: Real>(row: &[T]) -> String {
-    if let Some((k, v)) = row.iter().enumerate().find(|(_, v)| !(**v >= T::ZERO && **v <= T::ONE)) {
-        return format!("value {} in column {k} is outside [0, 1]", v.to_f64());
-    }
-    if row.len() == 1 {
-        return "the positive-class probability is outside [0, 1]".to_string();
-    }
-    let s: f64 = row.iter().map(|v| v.to_f64()).sum();
-    format!(
-        "the row sums to {s} (tolerance {:.1e}); pass probabilities that sum to 1",
-        prob_sum_tolerance::<T>(row.len())
-    )
 }

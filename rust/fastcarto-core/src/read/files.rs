@@ -39,6 +39,22 @@ impl DataFile {
 
 const IPC_MAGIC: &[u8] = b"ARROW1";
 
+/// Suffixes (lower case, without the dot) of Arrow IPC data: files and streams, told apart by
+/// their first bytes.
+pub const IPC_SUFFIXES: &[&str] = &["arrow", "arrows", "feather", "ipc"];
+/// Suffixes of Parquet files.
+pub const PARQUET_SUFFIXES: &[&str] = &["parquet", "pq"];
+/// Suffixes of long tables (one row per epoch and example): Arrow IPC and Parquet.
+pub const TABLE_SUFFIXES: &[&str] = &["arrow", "arrows", "feather", "ipc", "parquet", "pq"];
+/// Every suffix [`discover`] reads: long tables, allenai/cartography's `.jsonl` (and its
+/// `dynamics_epoch_{e}.json`) and `.npy` arrays.
+pub const DATA_SUFFIXES: &[&str] = &["arrow", "arrows", "feather", "ipc", "parquet", "pq", "jsonl", "npy"];
+
+/// The suffixes as a message lists them: `.arrow, .arrows, ...`.
+fn listed(suffixes: &[&str]) -> String {
+    suffixes.iter().map(|s| format!(".{s}")).collect::<Vec<_>>().join(", ")
+}
+
 /// The epoch named in a path: the number after the last `epoch` (`epoch_3`, `epoch-000003`,
 /// `epoch=3`, `dynamics_epoch_3`), case-insensitive.
 pub fn epoch_from_name(path: &Path) -> Option<u32> {
@@ -70,9 +86,10 @@ fn hidden(name: &str) -> bool {
 
 fn format_of(path: &Path) -> Result<Option<FileFormat>> {
     let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
-    Ok(match ext.as_str() {
-        "arrow" | "feather" | "ipc" | "arrows" => Some(sniff_ipc(path)?),
-        "parquet" | "pq" => Some(FileFormat::Parquet),
+    let ext = ext.as_str();
+    Ok(match ext {
+        _ if IPC_SUFFIXES.contains(&ext) => Some(sniff_ipc(path)?),
+        _ if PARQUET_SUFFIXES.contains(&ext) => Some(FileFormat::Parquet),
         "jsonl" => Some(FileFormat::CartographyJsonl),
         // allenai/cartography's reader looks for `dynamics_epoch_{e}.json` (its writer uses .jsonl).
         "json" if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("dynamics_epoch_")) => {
@@ -146,16 +163,18 @@ pub fn discover(source: &str) -> Result<Vec<DataFile>> {
             }
         }
         if files.is_empty() {
-            return Err(Error::Empty(format!(
-                "{source}: no data files (.arrow, .arrows, .feather, .parquet, .jsonl, .npy) in this directory"
-            )));
+            return Err(Error::Empty(format!("{source}: no data files ({}) in this directory", listed(DATA_SUFFIXES))));
         }
     } else {
         let meta = std::fs::metadata(path).map_err(|e| Error::Io { path: path.into(), source: e })?;
         let format = format_of(path)?.ok_or_else(|| {
             path_error(
                 path,
-                "unknown file type; expected .arrow/.feather (Arrow IPC), .arrows, .parquet, .jsonl or .npy",
+                format!(
+                    "unknown file type; expected Arrow IPC ({}), Parquet ({}), .jsonl or .npy",
+                    listed(IPC_SUFFIXES),
+                    listed(PARQUET_SUFFIXES)
+                ),
             )
         })?;
         let parent = path.parent().unwrap_or(Path::new(""));
@@ -187,5 +206,20 @@ mod tests {
         assert_eq!(e("Epochs_2/x.parquet"), Some(2));
         assert_eq!(e("part-3.parquet"), None);
         assert_eq!(last_number(Path::new("logits_15.npy")), Some(15));
+    }
+
+    #[test]
+    fn the_suffix_lists_agree() {
+        let joined: Vec<&str> = IPC_SUFFIXES.iter().chain(PARQUET_SUFFIXES).copied().collect();
+        assert_eq!(joined, TABLE_SUFFIXES);
+        assert_eq!(&DATA_SUFFIXES[..TABLE_SUFFIXES.len()], TABLE_SUFFIXES);
+        let dir = std::env::temp_dir().join(format!("fastcarto-suffixes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for suffix in DATA_SUFFIXES {
+            let path = dir.join(format!("x.{}", suffix.to_ascii_uppercase()));
+            std::fs::write(&path, b"").unwrap();
+            assert!(format_of(&path).unwrap().is_some(), "{suffix}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -189,7 +189,7 @@ pub(super) fn for_each_batch(
     visit: &mut Visit<'_>,
 ) -> Result<()> {
     if kind != Kind::Logits {
-        return Err(path_error(path, "allenai/cartography's training dynamics hold logits: pass kind=\"logits\""));
+        return Err(path_error(path, "allenai/cartography's training dynamics hold logits, not probabilities"));
     }
     let epoch = name_epoch
         .ok_or_else(|| path_error(path, "cannot tell the epoch: expected a name like dynamics_epoch_3.jsonl"))?;

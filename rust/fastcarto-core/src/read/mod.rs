@@ -18,7 +18,9 @@ mod jsonl;
 mod npy_epochs;
 mod parquet;
 
-pub use files::{DataFile, FileFormat, discover, epoch_from_name};
+pub use files::{
+    DATA_SUFFIXES, DataFile, FileFormat, IPC_SUFFIXES, PARQUET_SUFFIXES, TABLE_SUFFIXES, discover, epoch_from_name,
+};
 pub(crate) use ipc::stream_batches_in;
 pub use npy_epochs::read_npy_epochs;
 
@@ -71,7 +73,7 @@ impl EpochFilter {
             listed += ", ...";
         }
         Err(Error::invalid(format!(
-            "epochs={k} takes the first {k} epochs, numbered 0 to {}, but the data has {} of them ({listed}); \
+            "the first {k} epochs were selected, numbered 0 to {}, but the data has {} of them ({listed}); \
              give the epoch numbers to use as a slice or a list",
             k - 1,
             present.len()
@@ -336,7 +338,7 @@ mod tests {
         assert!(first.check_present([0, 1, 2].into_iter()).is_ok());
         let err = first.check_present([1, 2].into_iter()).unwrap_err().to_string();
         assert!(
-            err.contains("epochs=3 takes the first 3 epochs, numbered 0 to 2, but the data has 2 of them (1, 2)"),
+            err.contains("the first 3 epochs were selected, numbered 0 to 2, but the data has 2 of them (1, 2)"),
             "{err}"
         );
         let many = EpochFilter::First(20);
