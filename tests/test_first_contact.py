@@ -103,7 +103,7 @@ def test_cli_labels_are_read_by_the_same_function(
     logits, labels = run
     np.save(tmp_path / "logits.npy", logits)
     np.savetxt(tmp_path / "labels.txt", labels, fmt="%d")
-    import fastcarto._compute as compute_module
+    import fastcarto._dense as compute_module
 
     seen: list[str] = []
     read = compute_module.read_labels
