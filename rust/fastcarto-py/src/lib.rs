@@ -250,16 +250,17 @@ fn map_dense<'py>(
     let table = if let Ok(path) = outputs.extract::<PathBuf>() {
         py.detach(|| {
             let map = MappedNpy::open(&path)?;
-            let view = map.view()?;
-            let task = run(dims(&view).2);
-            match view {
-                NpyView::F32(v) => {
-                    fastcarto_core::compute_dense_table(v, &epochs, labels, task, kind, nan, threads, opts)
+            map.read(|view| {
+                let task = run(dims(&view).2);
+                match view {
+                    NpyView::F32(v) => {
+                        fastcarto_core::compute_dense_table(v, &epochs, labels, task, kind, nan, threads, opts)
+                    }
+                    NpyView::F64(v) => {
+                        fastcarto_core::compute_dense_table(v, &epochs, labels, task, kind, nan, threads, opts)
+                    }
                 }
-                NpyView::F64(v) => {
-                    fastcarto_core::compute_dense_table(v, &epochs, labels, task, kind, nan, threads, opts)
-                }
-            }
+            })
         })
     } else if let Ok(a) = outputs.extract::<PyReadonlyArray3<'_, f32>>() {
         let (view, task) = (a.as_array(), run(a.shape()[2]));
@@ -278,12 +279,13 @@ fn map_dense<'py>(
 fn inspect_npy(py: Python<'_>, path: PathBuf) -> PyResult<((usize, usize, usize), &'static str)> {
     py.detach(|| {
         let map = MappedNpy::open(&path)?;
-        let view = map.view()?;
-        let name = match view {
-            NpyView::F32(_) => "float32",
-            NpyView::F64(_) => "float64",
-        };
-        Ok((dims(&view), name))
+        map.read(|view| {
+            let name = match view {
+                NpyView::F32(_) => "float32",
+                NpyView::F64(_) => "float64",
+            };
+            Ok((dims(&view), name))
+        })
     })
     .map_err(to_py)
 }

@@ -9,8 +9,9 @@
 //! front, and a failed allocation aborts the process). Panics left in arrow-ipc on malformed
 //! input become errors naming the file ([`guarded`]).
 
-use super::{Located, Visit, guarded, path_error};
+use super::{Located, Visit, guarded, one_line, path_error};
 use crate::error::{Error, Result};
+use crate::mapped::GuardedMap;
 use arrow_array::RecordBatch;
 use arrow_buffer::Buffer;
 use arrow_ipc::reader::{FileDecoder, read_dictionary, read_footer_length, read_record_batch};
@@ -25,10 +26,11 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
     move |e| Error::Io { path: path.into(), source: e }
 }
 
-/// A read-only memory map of a whole file, and an Arrow buffer over it.
+/// A read-only memory map of a whole file, and an Arrow buffer over it. The map is guarded
+/// against the file being truncated while it is read ([`GuardedMap`]): each pass over it ends
+/// with [`Mapped::checked`].
 struct Mapped {
-    #[cfg_attr(not(unix), allow(dead_code))]
-    map: Arc<memmap2::Mmap>,
+    map: Arc<GuardedMap>,
     buffer: Buffer,
 }
 
@@ -38,9 +40,7 @@ fn map(path: &Path) -> Result<Mapped> {
     if len == 0 {
         return Err(path_error(path, "empty file"));
     }
-    // SAFETY: the map is read-only; a file truncated by another process while mapped can
-    // fault, as with any memory-mapped reader (documented).
-    let mmap = Arc::new(unsafe { memmap2::Mmap::map(&file) }.map_err(io(path))?);
+    let mmap = Arc::new(GuardedMap::map(&file, path)?);
     // Read front to back: a hint for read-ahead, never an error worth reporting.
     #[cfg(unix)]
     let _ = mmap.advise(memmap2::Advice::Sequential);
@@ -51,6 +51,11 @@ fn map(path: &Path) -> Result<Mapped> {
 }
 
 impl Mapped {
+    /// `result` of a pass over the map, or the error for a file cut meanwhile.
+    fn checked<T>(&self, result: Result<T>) -> Result<T> {
+        self.map.checked(result)
+    }
+
     /// Unmaps the pages of bytes `start..end` from this process (they stay in the page cache).
     /// Pages of a file mapping count in the reader's resident set as they are touched; without
     /// this a pass over a 15 GB file would look like 15 GB of memory use, and on a machine
@@ -147,8 +152,7 @@ fn block_range(block: &Block, len: usize) -> Option<(usize, usize, usize)> {
     (start.checked_add(n)? <= len).then_some((start, meta, n))
 }
 
-fn open_file(path: &Path) -> Result<IpcFile> {
-    let mapped = map(path)?;
+fn open_file(path: &Path, mapped: Mapped) -> Result<IpcFile> {
     let buffer = mapped.buffer.clone();
     guarded(path, "footer", || {
         let len = buffer.len();
@@ -211,7 +215,18 @@ pub(super) fn for_each_file_batch(
     wanted: &(dyn Fn(usize) -> bool + Sync),
     visit: &mut Visit<'_>,
 ) -> Result<()> {
-    let file = open_file(path)?;
+    let mapped = map(path)?;
+    let map = mapped.map.clone();
+    map.checked(read_file_batches(path, mapped, wanted, visit))
+}
+
+fn read_file_batches(
+    path: &Path,
+    mapped: Mapped,
+    wanted: &(dyn Fn(usize) -> bool + Sync),
+    visit: &mut Visit<'_>,
+) -> Result<()> {
+    let file = open_file(path, mapped)?;
     let n = file.blocks.len();
     let wanted: Vec<usize> = (0..n).filter(|&i| wanted(i)).collect();
     let len = file.mapped.buffer.len();
@@ -264,10 +279,11 @@ pub(super) fn for_each_stream_batch(
     // Each release also asks for the next bytes from the disk, in the background (as the file
     // reader does for its next window).
     mapped.will_need(0, RELEASE_EVERY);
-    frame_stream(&mapped.buffer, path, wanted, visit, &|start, end| {
+    let result = frame_stream(&mapped.buffer, path, wanted, visit, &|start, end| {
         mapped.release(start, end);
         mapped.will_need(end, end + RELEASE_EVERY);
-    })
+    });
+    mapped.checked(result)
 }
 
 /// Every record batch of an Arrow IPC stream held in memory (a serialized state), framed by the
