@@ -267,9 +267,11 @@ fn read_file_batches(
 /// Bytes of a stream read between two releases of its pages ([`Mapped::release`]).
 const RELEASE_EVERY: usize = 64 << 20;
 
-/// Reads an Arrow IPC stream: a schema message, then dictionary and record batch messages,
-/// optionally ending with an end-of-stream marker (the format lets a stream end without one, so
-/// a stream cut exactly between two messages reads as a shorter stream).
+/// Reads an Arrow IPC stream: a schema message, then dictionary and record batch messages, then
+/// the end-of-stream marker. The format lets a stream end without the marker, but then a stream
+/// cut exactly between two messages would read as a shorter, complete one, losing rows without
+/// a word; every writer that closes its stream writes the marker (pyarrow's, arrow-rs's, and so
+/// every `fastcarto.Recorder` segment), so a stream without it is an error.
 pub(super) fn for_each_stream_batch(
     path: &Path,
     wanted: &(dyn Fn(usize) -> bool + Sync),
@@ -313,6 +315,7 @@ fn frame_stream(
     let mut released = 0;
     let mut schema = None;
     let mut dictionaries = HashMap::new();
+    let mut ended = false;
     while pos < len {
         let what = if schema.is_none() { "not an Arrow IPC stream".to_string() } else { format!("batch {i}") };
         let truncated = |part: &str| path_error(path, format!("{what}: the {part} is cut at byte {len} (truncated)"));
@@ -322,7 +325,8 @@ fn frame_stream(
             size => (4, size),
         };
         if size == 0 {
-            break; // end-of-stream marker
+            ended = true; // end-of-stream marker
+            break;
         }
         let meta_end = usize::try_from(size)
             .ok()
@@ -373,11 +377,24 @@ fn frame_stream(
                 i += 1;
             }
             MessageHeader::NONE => {}
-            t => return Err(path_error(path, format!("{what}: unexpected {t:?} message in a stream"))),
+            t => {
+                let name = t.variant_name().unwrap_or("unknown");
+                return Err(path_error(path, format!("{what}: unexpected {name} message in a stream")));
+            }
         }
     }
     if schema.is_none() {
         return Err(path_error(path, "not an Arrow IPC stream: no schema message"));
+    }
+    if !ended {
+        return Err(path_error(
+            path,
+            format!(
+                "the Arrow IPC stream ends after {i} record batches without its end-of-stream marker, so rows may be \
+                 missing: it was cut short (copied or written only in part) or its writer was never closed; \
+                 write it again and close the writer"
+            ),
+        ));
     }
     Ok(())
 }
