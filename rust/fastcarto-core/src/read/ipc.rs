@@ -101,7 +101,9 @@ fn parse_message<'a>(path: &Path, what: &str, meta: &'a [u8]) -> Result<arrow_ip
         [_, _, _, _, rest @ ..] => rest,
         _ => return Err(path_error(path, format!("{what}: the message header is cut"))),
     };
-    root_as_message(fb).map_err(|e| path_error(path, format!("{what}: unreadable message header: {e}")))
+    root_as_message(fb).map_err(|e| {
+        path_error(path, format!("{what}: unreadable message header ({}); the file is corrupt", one_line(e)))
+    })
 }
 
 /// Checks what arrow-ipc trusts in a record batch or dictionary message before it decodes it
@@ -120,7 +122,10 @@ fn check_message(path: &Path, what: &str, message: &arrow_ipc::Message<'_>, body
         let (offset, len) = (buffer.offset(), buffer.length());
         let end = offset.checked_add(len).and_then(|e| usize::try_from(e).ok());
         if offset < 0 || len < 0 || end.is_none_or(|e| e > body.len()) {
-            return corrupt(format!("a buffer at {offset}..+{len} lies outside the {}-byte body", body.len()));
+            return corrupt(format!(
+                "a {len}-byte buffer at offset {offset} lies outside the {}-byte body",
+                body.len()
+            ));
         }
         if compressed && len >= 8 {
             let at = offset as usize;
@@ -160,12 +165,12 @@ fn open_file(path: &Path, mapped: Mapped) -> Result<IpcFile> {
             return Err(path_error(path, "truncated Arrow IPC file: the footer is missing"));
         }
         let trailer: [u8; 10] = buffer[len - 10..].try_into().expect("10 bytes");
-        let footer_len = read_footer_length(trailer).map_err(|e| path_error(path, e.to_string()))?;
+        let footer_len = read_footer_length(trailer).map_err(|e| path_error(path, one_line(e)))?;
         if footer_len + 10 > len {
             return Err(path_error(path, "truncated Arrow IPC file: the footer is cut"));
         }
         let footer = root_as_footer(&buffer[len - 10 - footer_len..len - 10])
-            .map_err(|e| path_error(path, format!("unreadable footer: {e}")))?;
+            .map_err(|e| path_error(path, format!("unreadable footer ({}); the file is corrupt", one_line(e))))?;
         let schema = fb_to_schema(footer.schema().ok_or_else(|| path_error(path, "the footer has no schema"))?);
         let mut decoder = FileDecoder::new(Arc::new(schema), footer.version());
         let slice = |block: &Block| -> Result<(Buffer, usize)> {
@@ -177,7 +182,7 @@ fn open_file(path: &Path, mapped: Mapped) -> Result<IpcFile> {
             let (data, meta) = slice(block)?;
             let what = format!("dictionary {d}");
             check_message(path, &what, &parse_message(path, &what, &data[..meta])?, &data[meta..])?;
-            decoder.read_dictionary(block, &data).map_err(|e| path_error(path, format!("{what}: {e}")))?;
+            decoder.read_dictionary(block, &data).map_err(|e| path_error(path, format!("{what}: {}", one_line(e))))?;
         }
         let blocks: Vec<Block> = footer.recordBatches().map(|b| b.iter().copied().collect()).unwrap_or_default();
         for block in &blocks {
@@ -198,7 +203,7 @@ impl IpcFile {
             check_message(path, &what, &parse_message(path, &what, &data[..meta])?, &data[meta..])?;
             self.decoder
                 .read_record_batch(block, &data)
-                .map_err(|e| path_error(path, format!("{what}: {e}")))?
+                .map_err(|e| path_error(path, format!("{what}: {}", one_line(e))))?
                 .ok_or_else(|| path_error(path, format!("{what} is missing")))
         })
     }
@@ -343,7 +348,7 @@ fn frame_stream(
         pos = body_end;
         check_message(path, &what, &message, &body)?;
         let version = message.version();
-        let fail = |e: arrow_schema::ArrowError| path_error(path, format!("{what}: {e}"));
+        let fail = |e: arrow_schema::ArrowError| path_error(path, format!("{what}: {}", one_line(e)));
         match message.header_type() {
             MessageHeader::Schema if schema.is_none() => {
                 let fb = message.header_as_schema().ok_or_else(|| path_error(path, format!("{what}: no schema")))?;
