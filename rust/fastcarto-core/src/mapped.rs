@@ -22,7 +22,7 @@
 //! process rewrites in place without shrinking the file are read as they are at that moment
 //! (they are not a fault, only different data); on other Unix systems the map is unguarded; and
 //! a reader must call `check` after its pass (every reader in this crate does).
-//! Cost: one table update per file opened; nothing per page or per batch read.
+//! Cost: one table update per file opened and one `fstat` per pass; nothing per page or batch.
 
 use crate::error::{Error, Result};
 use memmap2::Mmap;
@@ -33,6 +33,7 @@ pub struct GuardedMap {
     // Declared before `guard`, so the map is gone before its range leaves the table.
     map: Mmap,
     guard: imp::Registration,
+    file: std::fs::File,
     path: PathBuf,
 }
 
@@ -44,12 +45,16 @@ impl GuardedMap {
         // faults into zero pages and a mark that `check` reports (module docs).
         let map = unsafe { Mmap::map(file) }.map_err(|source| Error::Io { path: path.into(), source })?;
         let guard = imp::Registration::new(map.as_ptr() as usize, map.len());
-        Ok(GuardedMap { map, guard, path: path.into() })
+        let file = file.try_clone().map_err(|source| Error::Io { path: path.into(), source })?;
+        Ok(GuardedMap { map, guard, file, path: path.into() })
     }
 
-    /// Whether a read faulted past the end of the file (it has been truncated since it was mapped).
+    /// Whether the file has been truncated since it was mapped: a read faulted past its end, or
+    /// it is now shorter than the map. The second test catches what no fault reveals: a cut
+    /// inside a page leaves the rest of that page readable as zeros (a stream then reads zeros
+    /// where its next message should be), and pages never touched after the cut never fault.
     pub fn cut(&self) -> bool {
-        self.guard.cut()
+        self.guard.cut() || self.file.metadata().is_ok_and(|m| m.len() < self.map.len() as u64)
     }
 
     /// An error naming the file if it was cut while mapped; call after each pass over the map.
@@ -278,6 +283,8 @@ mod tests {
         assert_eq!(map[3 * page], 7);
         map.check().unwrap();
         std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(page as u64).unwrap();
+        // The file is shorter than the map: cut, even before any read faults.
+        assert!(map.cut());
         // The first page is still the file's; the rest faulted and reads zeros.
         let seen: Vec<u8> = (0..4).map(|p| map[p * page + 1]).collect();
         assert_eq!(seen, [7, 0, 0, 0]);
