@@ -248,6 +248,31 @@ class Accumulator:
         }
 
     def __setstate__(self, data: dict[str, Any]) -> None:
+        # A pickle is untrusted input: check what __getstate__ wrote before using any of it.
+        if not isinstance(data, dict):
+            raise _core.FastcartoError(
+                f"not a pickled fastcarto Accumulator: its state is a {type(data).__name__}, "
+                "not a dict; the pickle is corrupt or from another program"
+            )
+        missing = [k for k in ("state", "compat", "nan_policy", "threads") if k not in data]
+        if missing:
+            raise _core.FastcartoError(
+                f"not a pickled fastcarto Accumulator: {', '.join(map(repr, missing))} "
+                "missing from its state; the pickle is corrupt or from another program"
+            )
+        if not isinstance(data["state"], bytes):
+            raise _core.FastcartoError(
+                "not a pickled fastcarto Accumulator: its 'state' is a "
+                f"{type(data['state']).__name__}, not bytes; the pickle is corrupt"
+            )
+        try:
+            check_choice("compat", data["compat"], COMPATS, optional=True)
+            check_choice("nan_policy", data["nan_policy"], NAN_POLICIES)
+            check_threads(data["threads"])
+        except (TypeError, ValueError) as err:
+            raise _core.FastcartoError(
+                f"not a pickled fastcarto Accumulator: {err}; the pickle is corrupt"
+            ) from err
         self._state = _core.State.from_ipc(data["state"])
         self._compat = data["compat"]
         self._nan_policy = data["nan_policy"]

@@ -141,8 +141,8 @@ def as_float_array(obj: Any, *, ndim: int, what: str) -> npt.NDArray[np.floating
     Zero-copy whenever ``obj`` already is such an array with contiguous rows; otherwise the
     smallest copy that makes it one.
     """
-    if isinstance(obj, (str, os.PathLike)):
-        raise TypeError(f"{what}: expected an array here, got a path")
+    if isinstance(obj, (str, bytes, os.PathLike)):
+        raise TypeError(f"{what}: expected an array here, got a path ({obj!r})")
     try:
         arr = np.asarray(obj)
     except Exception as exc:  # e.g. a tensor that requires grad
@@ -288,6 +288,11 @@ def resolve_epochs(epochs: EpochSelection, n_epochs: int) -> list[int]:
 
 
 def as_path(source: Any) -> Path | None:
+    """``source`` as a path, or None when it is not one. Bytes are a path too, decoded with the
+    file system's encoding (``os.fsdecode``), as ``open`` and ``numpy.load`` take them; numpy
+    would otherwise read them as an array of one byte string."""
+    if isinstance(source, bytes):
+        return Path(os.fsdecode(source))
     if isinstance(source, (str, os.PathLike)):
         return Path(source)
     return None

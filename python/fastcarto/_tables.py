@@ -94,8 +94,10 @@ def _files_kind(files: list[tuple[Path, str, int | None, int]], outputs: str | N
     for path, fmt, _, _ in files:
         if fmt == "cartography-jsonl":
             continue
+        # The schema's own errors already name the file; only the column check's do not.
+        names = _file_schema(str(path), fmt).names
         try:
-            kind = _outputs_kind(_file_schema(str(path), fmt).names, outputs)
+            kind = _outputs_kind(names, outputs)
         except ValueError as err:
             raise type(err)(f"{path}: {err}") from err
         if first is None:
@@ -127,7 +129,11 @@ def _file_schema(path: str, fmt: str) -> pa.Schema:
         # file.
         if isinstance(err, OSError) and err.errno is not None:
             raise
-        raise _core.FileFormatError(f"{path}: cannot read the schema: {err}") from err
+        why = (str(err).strip().splitlines() or ["unreadable"])[0]
+        raise _core.FileFormatError(
+            f"{path}: cannot read the schema ({why}); the file is corrupt or truncated, "
+            "write it again"
+        ) from err
 
 
 @contextmanager

@@ -28,6 +28,7 @@ pub mod error;
 pub(crate) mod kernel;
 pub mod keyed;
 pub mod long;
+pub mod mapped;
 pub mod math;
 pub mod npy;
 pub mod options;

@@ -1,8 +1,10 @@
 //! `.npy` files, memory-mapped: the operating system pages epochs in as the kernel reads them,
-//! so a file larger than RAM works and nothing is copied.
+//! so a file larger than RAM works and nothing is copied. A file truncated by another process
+//! while it is read is an error, not a crash ([`crate::mapped`]): read through
+//! [`MappedNpy::read`], which checks after the pass.
 
 use crate::error::{Error, Result};
-use memmap2::Mmap;
+use crate::mapped::GuardedMap;
 use ndarray::{ArrayView2, ArrayView3, ArrayViewD, Axis, Ix3};
 use ndarray_npy::{ViewNpyError, ViewNpyExt};
 use std::fs::File;
@@ -11,7 +13,7 @@ use std::path::{Path, PathBuf};
 /// An open, memory-mapped `.npy` file of shape `[epochs, examples, classes]`.
 pub struct MappedNpy {
     path: PathBuf,
-    map: Mmap,
+    map: GuardedMap,
     dtype: NpyDtype,
     ndim: usize,
 }
@@ -47,32 +49,18 @@ impl MappedNpy {
             return Err(Error::Io { path, source });
         }
         let file = File::open(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
-        // SAFETY: the map is read-only. If another process truncates the file while it is mapped,
-        // reads fault; that is the documented contract of memory-mapped input.
-        let map = unsafe { Mmap::map(&file) }.map_err(|source| Error::Io { path: path.clone(), source })?;
+        let map = GuardedMap::map(&file, &path)?;
         #[cfg(unix)]
         let _ = map.advise(memmap2::Advice::Sequential);
-        let format = |reason: String| Error::Format { path: path.clone(), reason };
-        let dtype = match ArrayViewD::<f32>::view_npy(&map) {
-            Ok(v) if v.ndim() != ndim => return Err(format(describe(ViewNpyError::WrongNdim(Some(ndim), v.ndim())))),
-            Ok(_) => NpyDtype::F32,
-            Err(ViewNpyError::WrongDescriptor(_)) => match ArrayViewD::<f64>::view_npy(&map) {
-                Ok(v) if v.ndim() != ndim => {
-                    return Err(format(describe(ViewNpyError::WrongNdim(Some(ndim), v.ndim()))));
-                }
-                Ok(_) => NpyDtype::F64,
-                Err(ViewNpyError::WrongDescriptor(d)) => {
-                    return Err(format(format!("dtype {d} is not supported; save float32 or float64 outputs")));
-                }
-                Err(e) => return Err(format(describe(e))),
-            },
-            Err(e) => return Err(format(describe(e))),
-        };
+        // A file cut while its header is parsed reads zeros there: that is the error to report.
+        let dtype = map.checked(dtype_of(&map, ndim).map_err(|reason| Error::Format { path: path.clone(), reason }))?;
         let this = MappedNpy { path, map, dtype, ndim };
-        let standard = match this.view()? {
-            NpyView::F32(v) => v.is_standard_layout(),
-            NpyView::F64(v) => v.is_standard_layout(),
-        };
+        let standard = this.read(|view| {
+            Ok(match view {
+                NpyView::F32(v) => v.is_standard_layout(),
+                NpyView::F64(v) => v.is_standard_layout(),
+            })
+        })?;
         if !standard {
             return Err(this.format_error("the array is stored in Fortran order; save it with C order".into()));
         }
@@ -87,7 +75,21 @@ impl MappedNpy {
         self.dtype
     }
 
-    /// The mapped array.
+    /// Runs `pass` over the mapped array; its result, unless the file was truncated by another
+    /// process meanwhile: then an error naming the file (whatever `pass` returned, since it
+    /// read zeros past the cut).
+    pub fn read<R>(&self, pass: impl FnOnce(NpyView<'_>) -> Result<R>) -> Result<R> {
+        let result = self.view().and_then(pass);
+        self.map.checked(result)
+    }
+
+    /// Errors if the file was truncated since it was mapped (see [`read`](Self::read)).
+    pub fn check(&self) -> Result<()> {
+        self.map.check()
+    }
+
+    /// The mapped array. A pass over it must be followed by [`check`](Self::check) (or be made
+    /// through [`read`](Self::read)).
     pub fn view(&self) -> Result<NpyView<'_>> {
         let err = |e| self.format_error(describe(e));
         Ok(match (self.dtype, self.ndim) {
@@ -104,6 +106,24 @@ impl MappedNpy {
 
     fn format_error(&self, reason: String) -> Error {
         Error::Format { path: self.path.clone(), reason }
+    }
+}
+
+/// The element type of a mapped `.npy` file with `ndim` dimensions, or why it cannot be read.
+fn dtype_of(map: &[u8], ndim: usize) -> std::result::Result<NpyDtype, String> {
+    let wrong_ndim = |got: usize| describe(ViewNpyError::WrongNdim(Some(ndim), got));
+    match ArrayViewD::<f32>::view_npy(map) {
+        Ok(v) if v.ndim() != ndim => Err(wrong_ndim(v.ndim())),
+        Ok(_) => Ok(NpyDtype::F32),
+        Err(ViewNpyError::WrongDescriptor(_)) => match ArrayViewD::<f64>::view_npy(map) {
+            Ok(v) if v.ndim() != ndim => Err(wrong_ndim(v.ndim())),
+            Ok(_) => Ok(NpyDtype::F64),
+            Err(ViewNpyError::WrongDescriptor(d)) => {
+                Err(format!("dtype {d} is not supported; save float32 or float64 outputs"))
+            }
+            Err(e) => Err(describe(e)),
+        },
+        Err(e) => Err(describe(e)),
     }
 }
 

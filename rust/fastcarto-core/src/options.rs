@@ -103,6 +103,17 @@ pub enum Task {
     MultiLabel { n_classes: u32 },
 }
 
+/// As messages name a task: `4 classes`, `multi-label, 4 classes`.
+impl std::fmt::Display for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Task::MultiClass { n_classes: 1 } => write!(f, "binary, one output column"),
+            Task::MultiClass { n_classes } => write!(f, "{n_classes} classes"),
+            Task::MultiLabel { n_classes } => write!(f, "multi-label, {n_classes} classes"),
+        }
+    }
+}
+
 impl Task {
     /// Columns per row of model output.
     pub fn output_columns(self) -> u32 {

@@ -141,14 +141,29 @@ pub fn from_record_batch(batch: &RecordBatch) -> Result<State> {
     Ok(State::new(0, task, kind)?.with_label_changes(allow).with_stored(crate::slots::Slots::from_states(slots)))
 }
 
+/// What every slot of a state built by the engine satisfies, checked on load so that a corrupted
+/// or hand-edited state is an error rather than impossible metrics. With `n` observed epochs:
+/// - counts: `n_correct`, `n_confident <= n`; `forgetting <= min(n_correct, n - n_correct)` (each
+///   forgetting event leaves a correct epoch for a wrong one); the epoch span holds `n` epochs.
+/// - epochs: `first_epoch <= first_learned <= stable_from <= last_epoch` where set;
+///   `first_learned` is set exactly when `n_correct > 0`, `stable_from` exactly when the last
+///   epoch was correct (`final_pred == label`).
+/// - `mean` (of p(gold), each in [0, 1]) lies in [0, 1]; `m2`, the sum of squared deviations of
+///   `n` values in [0, 1], lies in [0, n/4].
+/// - per-epoch terms, so their sums lie in `n` times: EL2N in [0, sqrt 2] (the distance between
+///   two distributions), entropy in [0, ln C] (C the classes a slot's distribution spans, 2 for
+///   one column), loss >= 0; every sum (the margin's too) is finite. These hold whatever the
+///   kind: a state re-read under the other kind stays a valid state of that kind.
+///
+/// The upper bounds allow a relative 1e-6 for rounding (float32 terms summed in float64).
 fn check_invariants(s: &ExampleState, labels: u32, preds: u32) -> std::result::Result<(), String> {
     if s.n == 0 {
         // An example whose observations were all omitted still knows its label.
         let unlabeled = ExampleState { label: crate::state::NONE, ..*s };
         return if unlabeled != ExampleState::EMPTY {
-            Err("an empty slot carries values".into())
+            Err("an empty slot (n = 0) carries values".into())
         } else if s.label != NONE && s.label >= labels {
-            Err("label out of range".into())
+            Err(format!("label {} is out of range for {labels} label values", s.label))
         } else {
             Ok(())
         };
@@ -156,18 +171,49 @@ fn check_invariants(s: &ExampleState, labels: u32, preds: u32) -> std::result::R
     let epochs = s.first_epoch != NONE && s.last_epoch != NONE && s.first_epoch <= s.last_epoch;
     let span_ok = epochs && (s.last_epoch - s.first_epoch) as u64 + 1 >= s.n as u64;
     let in_span = |e: u32| e == NONE || (s.first_epoch <= e && e <= s.last_epoch);
+    let learned_in_order = s.first_learned == NONE || s.stable_from == NONE || s.first_learned <= s.stable_from;
+    let forgetting_ok = s.forgetting <= s.n_correct && s.forgetting <= s.n - s.n_correct.min(s.n);
     let checks = [
-        (span_ok, "epoch span does not fit the count"),
-        (s.n_correct <= s.n && s.n_confident <= s.n && s.forgetting < s.n, "counts exceed the epochs"),
-        (in_span(s.first_learned) && in_span(s.stable_from), "epochs outside the observed span"),
+        (span_ok, "the epoch span (first_epoch, last_epoch) does not hold n epochs"),
+        (s.n_correct <= s.n && s.n_confident <= s.n, "n_correct or n_confident exceeds n"),
+        (forgetting_ok, "forgetting exceeds the correct-to-wrong transitions n_correct and n allow"),
+        (in_span(s.first_learned) && in_span(s.stable_from), "first_learned or stable_from lies outside the epochs"),
+        (learned_in_order, "stable_from comes before first_learned"),
         ((s.first_learned == NONE) == (s.n_correct == 0), "first_learned disagrees with n_correct"),
-        (s.label < labels && s.final_pred < preds, "label or prediction out of range"),
-        ((0.0..=1.0).contains(&s.mean) && s.m2 >= 0.0 && s.m2.is_finite(), "mean or m2 out of range"),
+        (s.label < labels && s.final_pred < preds, "label or final_pred is out of range"),
+        ((s.stable_from == NONE) == (s.final_pred != s.label), "stable_from disagrees with final_pred and label"),
     ];
-    match checks.iter().find(|(ok, _)| !ok) {
-        Some((_, why)) => Err((*why).to_string()),
+    if let Some((_, why)) = checks.iter().find(|(ok, _)| !ok) {
+        return Err((*why).to_string());
+    }
+    let n = s.n as f64;
+    let slack = |b: f64| b.abs() * 1e-6 + 1e-12;
+    let within = |x: f64, lo: f64, hi: f64| x.is_finite() && x >= lo - slack(lo) && x <= hi + slack(hi);
+    let ranges = [
+        ("mean", s.mean, 0.0, 1.0),
+        ("m2", s.m2, 0.0, n / 4.0),
+        ("sum_el2n", s.sum_el2n, 0.0, n * std::f64::consts::SQRT_2),
+        ("sum_entropy", s.sum_entropy, 0.0, n * (preds as f64).ln()),
+        ("sum_loss", s.sum_loss, 0.0, f64::INFINITY),
+        ("sum_margin", s.sum_margin, f64::NEG_INFINITY, f64::INFINITY),
+    ];
+    match ranges.iter().find(|(_, x, lo, hi)| !within(*x, *lo, *hi)) {
+        Some((name, x, _, _)) if !x.is_finite() => Err(format!("{name} is {x}; it is always finite")),
+        Some((name, x, lo, hi)) => Err(format!(
+            "{name} is {}, outside [{}, {}], the range {} epochs can give",
+            number(*x),
+            number(*lo),
+            number(*hi),
+            s.n
+        )),
         None => Ok(()),
     }
+}
+
+/// A float as a message shows it: plain digits, or an exponent for very large or small values
+/// (`{}` alone writes 5.8e149 as 150 digits).
+fn number(x: f64) -> String {
+    if x != 0.0 && !(1e-6..1e16).contains(&x.abs()) { format!("{x:e}") } else { format!("{x}") }
 }
 
 /// The state as Arrow IPC stream bytes (what `pickle` stores).

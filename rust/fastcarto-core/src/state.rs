@@ -337,7 +337,7 @@ impl State {
 
     fn check_compatible(&self, other: &State) -> Result<()> {
         if self.task != other.task {
-            return Err(Error::Incompatible(format!("tasks differ ({:?} vs {:?})", self.task, other.task)));
+            return Err(Error::Incompatible(format!("tasks differ ({} vs {})", self.task, other.task)));
         }
         if self.kind != other.kind {
             return Err(Error::Incompatible(format!(

@@ -533,3 +533,24 @@ fn first_non_finite_across_runs_of_a_block() {
         other => panic!("expected NonFinite, got {:?}", other.map(|_| ())),
     }
 }
+
+/// Logits near float32's largest values: `max - z_gold` overflows float32, but the loss is the
+/// float64 value (6e38), through both the full groups (the AVX-512 kernel where the CPU has it)
+/// and the tail rows (the portable one).
+#[test]
+fn float32_logits_near_the_largest_value_give_a_finite_loss() {
+    let rows = 64 * 2 + 5;
+    let mut values = Vec::with_capacity(rows * 2);
+    for _ in 0..rows {
+        values.extend([3e38f32, -3e38]);
+    }
+    let logits = ndarray::Array3::from_shape_vec((1, rows, 2), values).unwrap();
+    let labels = vec![1i64; rows];
+    let task = Task::MultiClass { n_classes: 2 };
+    let state = compute_dense(logits.view(), &[0], &labels, task, Kind::Logits, NanPolicy::Raise, None).unwrap();
+    for (i, s) in state.slots().iter().enumerate() {
+        let want = 3e38f32 as f64 - (-3e38f32) as f64;
+        assert!((s.sum_loss - want).abs() <= want * 1e-12, "row {i}: loss {} instead of {want}", s.sum_loss);
+        assert_eq!(s.mean, 0.0, "row {i}");
+    }
+}

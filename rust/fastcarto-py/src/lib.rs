@@ -25,7 +25,7 @@ use pyo3_arrow::input::AnyRecordBatch;
 use pyo3_arrow::{PyArray, PyRecordBatch};
 use std::path::PathBuf;
 use std::ptr::NonNull;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 fn parse<T: std::str::FromStr<Err = fastcarto_core::Error>>(s: &str) -> PyResult<T> {
     s.parse().map_err(to_py)
@@ -46,9 +46,31 @@ fn dtype_error(obj: &Bound<'_, PyAny>, what: &str) -> PyErr {
 }
 
 /// The state of every example: what `fastcarto.Accumulator` and `fastcarto.DataMap` hold.
-#[pyclass(name = "State", module = "fastcarto._core")]
+///
+/// Usable from several Python threads at once: the state sits behind a lock, taken with the GIL
+/// released (the engine runs without the GIL, so a thread waiting for the lock while holding it
+/// could stall the one that holds the lock), so calls from different threads run one after
+/// another, each whole.
+#[pyclass(name = "State", module = "fastcarto._core", frozen)]
 struct PyState {
-    inner: State,
+    inner: Mutex<State>,
+}
+
+impl PyState {
+    fn new(state: State) -> Self {
+        PyState { inner: Mutex::new(state) }
+    }
+
+    /// Runs `f` on the state, with the GIL released while waiting for the lock and running.
+    fn with<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&mut State) -> R + Send) -> R {
+        py.detach(|| f(&mut lock(&self.inner)))
+    }
+}
+
+/// A poisoned lock only means a panic elsewhere; the engine's updates are all-or-nothing, so the
+/// state is still whole.
+fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[pymethods]
@@ -64,14 +86,14 @@ impl PyState {
         allow_label_change: bool,
     ) -> PyResult<Self> {
         let state = State::new(n_examples, task_of(n_classes, multilabel), parse(kind)?).map_err(to_py)?;
-        Ok(PyState { inner: state.with_label_changes(allow_label_change) })
+        Ok(PyState::new(state.with_label_changes(allow_label_change)))
     }
 
     /// Folds one epoch's `[rows, classes]` outputs in (all-or-nothing).
     #[pyo3(signature = (outputs, labels, *, epoch, index=None, nan_policy="raise", threads=None))]
     #[allow(clippy::too_many_arguments)]
     fn update(
-        &mut self,
+        &self,
         py: Python<'_>,
         outputs: &Bound<'_, PyAny>,
         labels: PyReadonlyArray1<'_, i64>,
@@ -86,23 +108,38 @@ impl PyState {
             Some(ix) => Some(contiguous(ix, "index")?),
             None => None,
         };
-        let state = &mut self.inner;
         if let Ok(a) = outputs.extract::<PyReadonlyArray2<'_, f32>>() {
             let view = a.as_array();
-            py.detach(|| state.update(view, labels, epoch, index, nan, threads)).map_err(to_py)
+            self.with(py, |state| state.update(view, labels, epoch, index, nan, threads)).map_err(to_py)
         } else if let Ok(a) = outputs.extract::<PyReadonlyArray2<'_, f64>>() {
             let view = a.as_array();
-            py.detach(|| state.update(view, labels, epoch, index, nan, threads)).map_err(to_py)
+            self.with(py, |state| state.update(view, labels, epoch, index, nan, threads)).map_err(to_py)
         } else {
             Err(dtype_error(outputs, "outputs"))
         }
     }
 
     /// Merges another state of the same examples (later epochs, or other examples) into this one.
-    fn merge(&mut self, py: Python<'_>, other: PyRef<'_, PyState>) -> PyResult<()> {
-        let other = &other.inner;
-        let state = &mut self.inner;
-        py.detach(|| state.merge(other)).map_err(to_py)
+    fn merge(&self, py: Python<'_>, other: PyRef<'_, PyState>) -> PyResult<()> {
+        if std::ptr::eq(self, &*other) {
+            // One lock cannot be taken twice; merging with an equal copy is what was asked.
+            let copy = self.with(py, |state| state.clone());
+            return self.with(py, |state| state.merge(&copy)).map_err(to_py);
+        }
+        // Two locks, always taken in address order, so that `a.merge(b)` and `b.merge(a)` in two
+        // threads cannot each hold one and wait for the other.
+        let (this, that) = (&self.inner, &other.inner);
+        py.detach(|| {
+            let (mut state, other) = if (this as *const Mutex<State>) < (that as *const Mutex<State>) {
+                let state = lock(this);
+                (state, lock(that))
+            } else {
+                let other = lock(that);
+                (lock(this), other)
+            };
+            state.merge(&other)
+        })
+        .map_err(to_py)
     }
 
     /// The metrics table as a `pyarrow.RecordBatch`.
@@ -115,8 +152,7 @@ impl PyState {
         ids: Option<PyArray>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (opts, ids) = (finalize_options(compat, ddof)?, ids.map(|a| a.into_inner().0));
-        let state = &self.inner;
-        let batch = py.detach(|| fastcarto_core::finalize(state, ids, opts)).map_err(to_py)?;
+        let batch = self.with(py, |state| fastcarto_core::finalize(state, ids, opts)).map_err(to_py)?;
         PyRecordBatch::new(batch).into_pyarrow(py)
     }
 
@@ -125,21 +161,20 @@ impl PyState {
     /// larger of the two, not their sum), and the state is left with no examples.
     #[pyo3(signature = (*, compat=None, ddof=0, ids=None))]
     fn take_table<'py>(
-        &mut self,
+        &self,
         py: Python<'py>,
         compat: Option<&str>,
         ddof: u32,
         ids: Option<PyArray>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (opts, ids) = (finalize_options(compat, ddof)?, ids.map(|a| a.into_inner().0));
-        let state = &mut self.inner;
-        let batch = py.detach(|| fastcarto_core::take_table(state, ids, opts)).map_err(to_py)?;
+        let batch = self.with(py, |state| fastcarto_core::take_table(state, ids, opts)).map_err(to_py)?;
         PyRecordBatch::new(batch).into_pyarrow(py)
     }
 
     /// The raw state as a `pyarrow.RecordBatch` (one row per example slot).
     fn to_arrow<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let batch = serialize::to_record_batch(&self.inner).map_err(to_py)?;
+        let batch = self.with(py, |state| serialize::to_record_batch(state)).map_err(to_py)?;
         PyRecordBatch::new(batch).into_pyarrow(py)
     }
 
@@ -149,12 +184,12 @@ impl PyState {
         let table = data.into_table()?;
         let (batches, schema) = table.into_inner();
         let batch = arrow_concat(&schema, &batches)?;
-        Ok(PyState { inner: serialize::from_record_batch(&batch).map_err(to_py)? })
+        Ok(PyState::new(serialize::from_record_batch(&batch).map_err(to_py)?))
     }
 
     /// Arrow IPC stream bytes of the raw state.
     fn to_ipc<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        let bytes = serialize::to_ipc_bytes(&self.inner).map_err(to_py)?;
+        let bytes = self.with(py, |state| serialize::to_ipc_bytes(state)).map_err(to_py)?;
         Ok(PyBytes::new(py, &bytes))
     }
 
@@ -175,44 +210,43 @@ impl PyState {
             None => Buffer::from(bytes),
         };
         let state = py.detach(|| serialize::from_ipc_buffer(&buffer)).map_err(to_py)?;
-        Ok(PyState { inner: state })
+        Ok(PyState::new(state))
     }
 
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (Bound<'py, PyBytes>,))> {
         let ctor = slf.get_type().getattr("from_ipc")?;
-        Ok((ctor, (slf.borrow().to_ipc(slf.py())?,)))
+        Ok((ctor, (slf.get().to_ipc(slf.py())?,)))
     }
 
     #[getter]
-    fn n_examples(&self) -> usize {
-        self.inner.n_examples()
+    fn n_examples(&self, py: Python<'_>) -> usize {
+        self.with(py, |state| state.n_examples())
     }
     #[getter]
-    fn n_classes(&self) -> u32 {
-        self.inner.task().output_columns()
+    fn n_classes(&self, py: Python<'_>) -> u32 {
+        self.with(py, |state| state.task().output_columns())
     }
     #[getter]
-    fn multilabel(&self) -> bool {
-        matches!(self.inner.task(), Task::MultiLabel { .. })
+    fn multilabel(&self, py: Python<'_>) -> bool {
+        self.with(py, |state| matches!(state.task(), Task::MultiLabel { .. }))
     }
     #[getter]
-    fn kind(&self) -> &'static str {
-        self.inner.kind().as_str()
+    fn kind(&self, py: Python<'_>) -> &'static str {
+        self.with(py, |state| state.kind().as_str())
     }
     /// Whether labels may change between epochs, keeping the latest (the `aum` package does).
     #[getter]
-    fn allow_label_change(&self) -> bool {
-        self.inner.allows_label_change()
+    fn allow_label_change(&self, py: Python<'_>) -> bool {
+        self.with(py, |state| state.allows_label_change())
     }
     #[setter]
-    fn set_allow_label_change(&mut self, allow: bool) {
-        self.inner.set_label_changes(allow);
+    fn set_allow_label_change(&self, py: Python<'_>, allow: bool) {
+        self.with(py, |state| state.set_label_changes(allow));
     }
     /// Latest epoch observed for any example, or None.
     #[getter]
     fn last_epoch(&self, py: Python<'_>) -> Option<u32> {
-        let state = &self.inner;
-        py.detach(|| state.last_epoch())
+        self.with(py, |state| state.last_epoch())
     }
 }
 
@@ -253,16 +287,17 @@ fn map_dense<'py>(
     let table = if let Ok(path) = outputs.extract::<PathBuf>() {
         py.detach(|| {
             let map = MappedNpy::open(&path)?;
-            let view = map.view()?;
-            let task = run(dims(&view).2);
-            match view {
-                NpyView::F32(v) => {
-                    fastcarto_core::compute_dense_table(v, &epochs, labels, task, kind, nan, threads, opts)
+            map.read(|view| {
+                let task = run(dims(&view).2);
+                match view {
+                    NpyView::F32(v) => {
+                        fastcarto_core::compute_dense_table(v, &epochs, labels, task, kind, nan, threads, opts)
+                    }
+                    NpyView::F64(v) => {
+                        fastcarto_core::compute_dense_table(v, &epochs, labels, task, kind, nan, threads, opts)
+                    }
                 }
-                NpyView::F64(v) => {
-                    fastcarto_core::compute_dense_table(v, &epochs, labels, task, kind, nan, threads, opts)
-                }
-            }
+            })
         })
     } else if let Ok(a) = outputs.extract::<PyReadonlyArray3<'_, f32>>() {
         let (view, task) = (a.as_array(), run(a.shape()[2]));
@@ -281,12 +316,13 @@ fn map_dense<'py>(
 fn inspect_npy(py: Python<'_>, path: PathBuf) -> PyResult<((usize, usize, usize), &'static str)> {
     py.detach(|| {
         let map = MappedNpy::open(&path)?;
-        let view = map.view()?;
-        let name = match view {
-            NpyView::F32(_) => "float32",
-            NpyView::F64(_) => "float64",
-        };
-        Ok((dims(&view), name))
+        map.read(|view| {
+            let name = match view {
+                NpyView::F32(_) => "float32",
+                NpyView::F64(_) => "float64",
+            };
+            Ok((dims(&view), name))
+        })
     })
     .map_err(to_py)
 }
@@ -362,7 +398,7 @@ fn keyed_read<'py>(
         Some(ids) => PyArray::from_array_ref(ids).to_pyarrow(py)?.unbind(),
         None => py.None(),
     };
-    Ok((PyState { inner: state }, ids))
+    Ok((PyState::new(state), ids))
 }
 
 /// Reads a keyed long table (file, directory or glob) into (state, ids).
@@ -448,7 +484,7 @@ fn compute_npy_epochs(
         .detach(|| parallel::run(threads, usize::MAX, || read::read_npy_epochs(&files, labels, kind, nan, &epochs)))
         .map_err(to_py)?
         .map_err(to_py)?;
-    Ok(PyState { inner: state })
+    Ok(PyState::new(state))
 }
 
 /// Number of worker threads a call with `threads=None` uses (honours FASTCARTO_NUM_THREADS).

@@ -246,7 +246,11 @@ pub(super) unsafe fn update_run(run: &mut RunState, start: usize, epoch: u32, go
             let spread = _mm512_mul_pd(_mm512_mul_pd(delta, delta), _mm512_mul_pd(na, inv));
             _mm512_storeu_pd(at(&mut run.m2, l), _mm512_add_pd(m2, spread));
             let margin = _mm512_sub_pd(lane8(&o.gold_value, l), lane8(&o.max_other, l));
-            let loss = _mm512_add_pd(lane8(&o.loss_a, l), lane8(&o.loss_b, l));
+            // `Lanes::loss`: a gap that overflowed float32 is recomputed in float64.
+            let gap = lane8(&o.loss_b, l);
+            let overflowed = _mm512_cmp_pd_mask::<_CMP_EQ_OQ>(gap, pd(f64::INFINITY));
+            let gap = _mm512_mask_sub_pd(gap, overflowed, lane8(&o.max_other, l), lane8(&o.gold_value, l));
+            let loss = _mm512_add_pd(lane8(&o.loss_a, l), gap);
             for (sum, value) in [
                 (&mut run.sum_margin, margin),
                 (&mut run.sum_el2n, lane8(&o.el2n, l)),
@@ -489,6 +493,10 @@ mod tests {
                 for (l, (g, a, b, x, pred)) in lanes.into_iter().enumerate() {
                     (o.gold_prob[l], o.gold_value[l], o.max_other[l], o.el2n[l]) = (g, a, b, x);
                     (o.loss_a[l], o.loss_b[l], o.entropy[l], o.pred[l]) = (x + 1.0, a, g * 2.0, pred);
+                    if pred == 3 {
+                        // Logits near float32's limits: `max - z_gold` overflowed.
+                        (o.gold_value[l], o.max_other[l], o.loss_b[l]) = (-3e38, 3e38 * a.abs(), f32::INFINITY);
+                    }
                 }
                 (run, o, gold.try_into().unwrap(), epoch)
             })

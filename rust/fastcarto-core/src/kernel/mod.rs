@@ -74,9 +74,15 @@ impl<T: Real> Lanes<T> {
         self.gold_value[l].to_f64() - self.max_other[l].to_f64()
     }
 
+    /// `ln(sum of exp(z - max)) + (max - z_gold)`. The second term, formed in the input's
+    /// precision, overflows to infinity when the logits are near float32's largest values
+    /// (`max - z_gold` of 3e38 and -3e38); it is then `max_other - z_gold` (the gold class is not
+    /// the argmax), which float64 holds.
     #[inline(always)]
     fn loss(&self, l: usize) -> f64 {
-        self.loss_a[l].to_f64() + self.loss_b[l].to_f64()
+        let gap = self.loss_b[l].to_f64();
+        let gap = if gap == f64::INFINITY { self.max_other[l].to_f64() - self.gold_value[l].to_f64() } else { gap };
+        self.loss_a[l].to_f64() + gap
     }
 
     /// Lane `l`'s observation, widened to `f64`.

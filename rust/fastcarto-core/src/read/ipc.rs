@@ -9,8 +9,9 @@
 //! front, and a failed allocation aborts the process). Panics left in arrow-ipc on malformed
 //! input become errors naming the file ([`guarded`]).
 
-use super::{Located, Visit, guarded, path_error};
+use super::{Located, Visit, guarded, one_line, path_error};
 use crate::error::{Error, Result};
+use crate::mapped::GuardedMap;
 use arrow_array::RecordBatch;
 use arrow_buffer::Buffer;
 use arrow_ipc::reader::{FileDecoder, read_dictionary, read_footer_length, read_record_batch};
@@ -25,10 +26,11 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
     move |e| Error::Io { path: path.into(), source: e }
 }
 
-/// A read-only memory map of a whole file, and an Arrow buffer over it.
+/// A read-only memory map of a whole file, and an Arrow buffer over it. The map is guarded
+/// against the file being truncated while it is read ([`GuardedMap`]): each pass over it ends
+/// with [`Mapped::checked`].
 struct Mapped {
-    #[cfg_attr(not(unix), allow(dead_code))]
-    map: Arc<memmap2::Mmap>,
+    map: Arc<GuardedMap>,
     buffer: Buffer,
 }
 
@@ -38,9 +40,7 @@ fn map(path: &Path) -> Result<Mapped> {
     if len == 0 {
         return Err(path_error(path, "empty file"));
     }
-    // SAFETY: the map is read-only; a file truncated by another process while mapped can
-    // fault, as with any memory-mapped reader (documented).
-    let mmap = Arc::new(unsafe { memmap2::Mmap::map(&file) }.map_err(io(path))?);
+    let mmap = Arc::new(GuardedMap::map(&file, path)?);
     // Read front to back: a hint for read-ahead, never an error worth reporting.
     #[cfg(unix)]
     let _ = mmap.advise(memmap2::Advice::Sequential);
@@ -51,6 +51,11 @@ fn map(path: &Path) -> Result<Mapped> {
 }
 
 impl Mapped {
+    /// `result` of a pass over the map, or the error for a file cut meanwhile.
+    fn checked<T>(&self, result: Result<T>) -> Result<T> {
+        self.map.checked(result)
+    }
+
     /// Unmaps the pages of bytes `start..end` from this process (they stay in the page cache).
     /// Pages of a file mapping count in the reader's resident set as they are touched; without
     /// this a pass over a 15 GB file would look like 15 GB of memory use, and on a machine
@@ -96,7 +101,9 @@ fn parse_message<'a>(path: &Path, what: &str, meta: &'a [u8]) -> Result<arrow_ip
         [_, _, _, _, rest @ ..] => rest,
         _ => return Err(path_error(path, format!("{what}: the message header is cut"))),
     };
-    root_as_message(fb).map_err(|e| path_error(path, format!("{what}: unreadable message header: {e}")))
+    root_as_message(fb).map_err(|e| {
+        path_error(path, format!("{what}: unreadable message header ({}); the file is corrupt", one_line(e)))
+    })
 }
 
 /// Checks what arrow-ipc trusts in a record batch or dictionary message before it decodes it
@@ -150,8 +157,7 @@ fn block_range(block: &Block, len: usize) -> Option<(usize, usize, usize)> {
     (start.checked_add(n)? <= len).then_some((start, meta, n))
 }
 
-fn open_file(path: &Path) -> Result<IpcFile> {
-    let mapped = map(path)?;
+fn open_file(path: &Path, mapped: Mapped) -> Result<IpcFile> {
     let buffer = mapped.buffer.clone();
     guarded(path, "footer", || {
         let len = buffer.len();
@@ -159,12 +165,12 @@ fn open_file(path: &Path) -> Result<IpcFile> {
             return Err(path_error(path, "truncated Arrow IPC file: the footer is missing"));
         }
         let trailer: [u8; 10] = buffer[len - 10..].try_into().expect("10 bytes");
-        let footer_len = read_footer_length(trailer).map_err(|e| path_error(path, e.to_string()))?;
+        let footer_len = read_footer_length(trailer).map_err(|e| path_error(path, one_line(e)))?;
         if footer_len + 10 > len {
             return Err(path_error(path, "truncated Arrow IPC file: the footer is cut"));
         }
         let footer = root_as_footer(&buffer[len - 10 - footer_len..len - 10])
-            .map_err(|e| path_error(path, format!("unreadable footer: {e}")))?;
+            .map_err(|e| path_error(path, format!("unreadable footer ({}); the file is corrupt", one_line(e))))?;
         let schema = fb_to_schema(footer.schema().ok_or_else(|| path_error(path, "the footer has no schema"))?);
         let mut decoder = FileDecoder::new(Arc::new(schema), footer.version());
         let slice = |block: &Block| -> Result<(Buffer, usize)> {
@@ -176,7 +182,7 @@ fn open_file(path: &Path) -> Result<IpcFile> {
             let (data, meta) = slice(block)?;
             let what = format!("dictionary {d}");
             check_message(path, &what, &parse_message(path, &what, &data[..meta])?, &data[meta..])?;
-            decoder.read_dictionary(block, &data).map_err(|e| path_error(path, format!("{what}: {e}")))?;
+            decoder.read_dictionary(block, &data).map_err(|e| path_error(path, format!("{what}: {}", one_line(e))))?;
         }
         let blocks: Vec<Block> = footer.recordBatches().map(|b| b.iter().copied().collect()).unwrap_or_default();
         for block in &blocks {
@@ -197,7 +203,7 @@ impl IpcFile {
             check_message(path, &what, &parse_message(path, &what, &data[..meta])?, &data[meta..])?;
             self.decoder
                 .read_record_batch(block, &data)
-                .map_err(|e| path_error(path, format!("{what}: {e}")))?
+                .map_err(|e| path_error(path, format!("{what}: {}", one_line(e))))?
                 .ok_or_else(|| path_error(path, format!("{what} is missing")))
         })
     }
@@ -214,7 +220,18 @@ pub(super) fn for_each_file_batch(
     wanted: &(dyn Fn(usize) -> bool + Sync),
     visit: &mut Visit<'_>,
 ) -> Result<()> {
-    let file = open_file(path)?;
+    let mapped = map(path)?;
+    let map = mapped.map.clone();
+    map.checked(read_file_batches(path, mapped, wanted, visit))
+}
+
+fn read_file_batches(
+    path: &Path,
+    mapped: Mapped,
+    wanted: &(dyn Fn(usize) -> bool + Sync),
+    visit: &mut Visit<'_>,
+) -> Result<()> {
+    let file = open_file(path, mapped)?;
     let n = file.blocks.len();
     let wanted: Vec<usize> = (0..n).filter(|&i| wanted(i)).collect();
     let len = file.mapped.buffer.len();
@@ -255,9 +272,11 @@ pub(super) fn for_each_file_batch(
 /// Bytes of a stream read between two releases of its pages ([`Mapped::release`]).
 const RELEASE_EVERY: usize = 64 << 20;
 
-/// Reads an Arrow IPC stream: a schema message, then dictionary and record batch messages,
-/// optionally ending with an end-of-stream marker (the format lets a stream end without one, so
-/// a stream cut exactly between two messages reads as a shorter stream).
+/// Reads an Arrow IPC stream: a schema message, then dictionary and record batch messages, then
+/// the end-of-stream marker. The format lets a stream end without the marker, but then a stream
+/// cut exactly between two messages would read as a shorter, complete one, losing rows without
+/// a word; every writer that closes its stream writes the marker (pyarrow's, arrow-rs's, and so
+/// every `fastcarto.Recorder` segment), so a stream without it is an error.
 pub(super) fn for_each_stream_batch(
     path: &Path,
     wanted: &(dyn Fn(usize) -> bool + Sync),
@@ -267,10 +286,11 @@ pub(super) fn for_each_stream_batch(
     // Each release also asks for the next bytes from the disk, in the background (as the file
     // reader does for its next window).
     mapped.will_need(0, RELEASE_EVERY);
-    frame_stream(&mapped.buffer, path, wanted, visit, &|start, end| {
+    let result = frame_stream(&mapped.buffer, path, wanted, visit, &|start, end| {
         mapped.release(start, end);
         mapped.will_need(end, end + RELEASE_EVERY);
-    })
+    });
+    mapped.checked(result)
 }
 
 /// Every record batch of an Arrow IPC stream held in memory (a serialized state), framed by the
@@ -300,6 +320,7 @@ fn frame_stream(
     let mut released = 0;
     let mut schema = None;
     let mut dictionaries = HashMap::new();
+    let mut ended = false;
     while pos < len {
         let what = if schema.is_none() { "not an Arrow IPC stream".to_string() } else { format!("batch {i}") };
         let truncated = |part: &str| path_error(path, format!("{what}: the {part} is cut at byte {len} (truncated)"));
@@ -309,7 +330,8 @@ fn frame_stream(
             size => (4, size),
         };
         if size == 0 {
-            break; // end-of-stream marker
+            ended = true; // end-of-stream marker
+            break;
         }
         let meta_end = usize::try_from(size)
             .ok()
@@ -326,7 +348,7 @@ fn frame_stream(
         pos = body_end;
         check_message(path, &what, &message, &body)?;
         let version = message.version();
-        let fail = |e: arrow_schema::ArrowError| path_error(path, format!("{what}: {e}"));
+        let fail = |e: arrow_schema::ArrowError| path_error(path, format!("{what}: {}", one_line(e)));
         match message.header_type() {
             MessageHeader::Schema if schema.is_none() => {
                 let fb = message.header_as_schema().ok_or_else(|| path_error(path, format!("{what}: no schema")))?;
@@ -360,11 +382,24 @@ fn frame_stream(
                 i += 1;
             }
             MessageHeader::NONE => {}
-            t => return Err(path_error(path, format!("{what}: unexpected {t:?} message in a stream"))),
+            t => {
+                let name = t.variant_name().unwrap_or("unknown");
+                return Err(path_error(path, format!("{what}: unexpected {name} message in a stream")));
+            }
         }
     }
     if schema.is_none() {
         return Err(path_error(path, "not an Arrow IPC stream: no schema message"));
+    }
+    if !ended {
+        return Err(path_error(
+            path,
+            format!(
+                "the Arrow IPC stream ends after {i} record batches without its end-of-stream marker, so rows may be \
+                 missing: it was cut short (copied or written only in part) or its writer was never closed; \
+                 write it again and close the writer"
+            ),
+        ));
     }
     Ok(())
 }

@@ -291,6 +291,43 @@ pub fn read_path(source: &str, opts: &ReadOptions<'_>) -> Result<KeyedState> {
     read_files(&files, opts)
 }
 
+/// A dependency's error message (arrow-ipc, parquet, flatbuffers) as one readable line for a
+/// user: the first line only (flatbuffers' verifier appends a trace of the fields it walked),
+/// no placeholders a dependency left unfilled (`expected {levels_to_read}`), and no Rust range
+/// notation (`0..5` becomes `0 to 5`).
+pub(crate) fn one_line(e: impl std::fmt::Display) -> String {
+    let text = e.to_string();
+    let line = text.lines().next().unwrap_or("").trim();
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(c) = rest.chars().next() {
+        // `{name}` of identifier characters: an unfilled format placeholder.
+        if c == '{'
+            && let Some(end) = rest.find('}')
+            && end > 1
+            && rest[1..end].chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            out.push('?');
+            rest = &rest[end + 1..];
+            continue;
+        }
+        // `a..b` / `a..=b` between digits.
+        if let Some(after) = rest.strip_prefix("..")
+            && out.ends_with(|c: char| c.is_ascii_digit())
+        {
+            let after = after.strip_prefix('=').unwrap_or(after);
+            if after.starts_with(|c: char| c.is_ascii_digit()) {
+                out.push_str(" to ");
+                rest = after;
+                continue;
+            }
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
 pub(crate) fn path_error(path: &Path, reason: impl Into<String>) -> Error {
     Error::Format { path: path.to_path_buf(), reason: reason.into() }
 }
@@ -323,13 +360,26 @@ pub(crate) fn guarded<T>(path: &Path, what: &str, f: impl FnOnce() -> Result<T>)
             .map(|s| s.to_string())
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_default();
-        Err(path_error(path, format!("corrupt data ({what}): {why}")))
+        Err(path_error(path, format!("corrupt data ({what}): {}", one_line(why))))
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dependency_messages_become_one_readable_line() {
+        assert_eq!(
+            one_line("insufficient definition levels read from column - expected {levels_to_read}, got {levels_read}"),
+            "insufficient definition levels read from column - expected ?, got ?"
+        );
+        assert_eq!(
+            one_line("Utf8 error for string in 0..5: invalid\n\twhile verifying table field `name` at position 12"),
+            "Utf8 error for string in 0 to 5: invalid"
+        );
+        assert_eq!(one_line("labels 0..=3, {} and {a b}"), "labels 0 to 3, {} and {a b}");
+    }
 
     #[test]
     fn the_first_k_epochs_must_all_be_present() {

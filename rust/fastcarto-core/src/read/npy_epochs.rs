@@ -37,9 +37,22 @@ pub fn read_npy_epochs(
     }
     epochs.check_present(files.iter().map(|f| f.1))?;
     let maps = files.iter().map(|(p, _)| MappedNpy::open_epoch(p)).collect::<Result<Vec<_>>>()?;
+    let result = fold_maps(&maps, &files, labels, kind, nan_policy);
+    // A file truncated by another process meanwhile was read as zeros past the cut.
+    maps.iter().try_for_each(MappedNpy::check)?;
+    result
+}
+
+fn fold_maps(
+    maps: &[MappedNpy],
+    files: &[(PathBuf, u32)],
+    labels: &[i64],
+    kind: Kind,
+    nan_policy: NanPolicy,
+) -> Result<State> {
     let views = maps.iter().map(MappedNpy::view).collect::<Result<Vec<_>>>()?;
     let (_, n, c) = dims(&views[0]);
-    for (v, (path, _)) in views.iter().zip(&files) {
+    for (v, (path, _)) in views.iter().zip(files) {
         let (_, n2, c2) = dims(v);
         if (n2, c2) != (n, c) {
             return Err(Error::Format {
@@ -58,11 +71,11 @@ pub fn read_npy_epochs(
     let labels = validate_labels(labels, task)?;
     let mut state = State::new(n, task, kind)?;
     match &views[0] {
-        NpyView::F32(_) => fold(&mut state, &views, &files, &labels, nan_policy, |v| match v {
+        NpyView::F32(_) => fold(&mut state, &views, files, &labels, nan_policy, |v| match v {
             NpyView::F32(a) => a.as_slice(),
             NpyView::F64(_) => None,
         })?,
-        NpyView::F64(_) => fold(&mut state, &views, &files, &labels, nan_policy, |v| match v {
+        NpyView::F64(_) => fold(&mut state, &views, files, &labels, nan_policy, |v| match v {
             NpyView::F64(a) => a.as_slice(),
             NpyView::F32(_) => None,
         })?,

@@ -1,7 +1,7 @@
 //! Parquet: row groups decoded in parallel, a few at a time, reading only the needed columns.
 //! The parquet crate panics on some malformed files; those panics become errors ([`guarded`]).
 
-use super::{Located, Visit, guarded, path_error};
+use super::{Located, Visit, guarded, one_line, path_error};
 use crate::error::{Error, Result};
 use crate::long::Columns;
 use crate::options::Kind;
@@ -15,7 +15,7 @@ const BATCH_ROWS: usize = 1 << 16;
 fn builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<std::fs::File>> {
     let file = std::fs::File::open(path).map_err(|e| Error::Io { path: path.into(), source: e })?;
     ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| path_error(path, format!("not a readable Parquet file: {e}")))
+        .map_err(|e| path_error(path, format!("not a readable Parquet file: {}", one_line(e))))
 }
 
 /// Reads one row group (only the columns a long table needs) into record batches.
@@ -35,8 +35,11 @@ fn row_group(path: &Path, names: &[&str], group: usize) -> Result<Vec<arrow_arra
         .with_projection(mask)
         .with_batch_size(BATCH_ROWS)
         .build()
-        .map_err(|e| path_error(path, format!("row group {group}: {e}")))?;
-    reader.map(|b| b.map_err(|e| path_error(path, format!("row group {group}: {e} (corrupt or truncated)")))).collect()
+        .map_err(|e| path_error(path, format!("row group {group}: {}", one_line(e))))?;
+    let corrupt = |e: arrow_schema::ArrowError| {
+        path_error(path, format!("row group {group} is corrupt or truncated: {}", one_line(e)))
+    };
+    reader.map(|b| b.map_err(corrupt)).collect()
 }
 
 /// Visits each row group's batches; `wanted` and `Located::index` count row groups.
