@@ -9,10 +9,11 @@ demo, the test suite) are checked for what they rely on, not run.
 
 from __future__ import annotations
 
+import importlib.metadata
 import inspect
 import re
 import shlex
-import tomllib
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,9 @@ def parameters(function: Callable[..., Any]) -> list[str]:
 
 
 def blocks(language: str) -> list[str]:
-    return [body for lang, body in FENCE.findall(README.read_text(encoding="utf-8")) if lang == language]
+    return [
+        body for lang, body in FENCE.findall(README.read_text(encoding="utf-8")) if lang == language
+    ]
 
 
 def commands(language: str = "bash") -> Iterator[list[str]]:
@@ -104,6 +107,14 @@ def test_readme_writes_only_into_out(pasted: Path) -> None:
     assert {p.name for p in pasted.iterdir()} == {"out"}
 
 
+@pytest.mark.skipif(not (ROOT / ".git").exists(), reason="not a git checkout")
+def test_what_the_readme_writes_is_ignored_by_git() -> None:
+    demo_default = cli.build_parser().parse_args(["demo"]).out
+    for written in ("out/metrics.parquet", f"{demo_default}/datamap.png"):
+        check = subprocess.run(["git", "check-ignore", "-q", written], cwd=ROOT, check=False)
+        assert check.returncode == 0, f"{written} is not in .gitignore"
+
+
 def cli_commands() -> list[list[str]]:
     return [argv[1:] for argv in commands() if argv[0] == "fastcarto"]
 
@@ -131,8 +142,7 @@ def test_quick_cli_commands_run(pasted: Path, monkeypatch: pytest.MonkeyPatch) -
 
 def test_install_and_test_commands_exist() -> None:
     argvs = list(commands())
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    extras = pyproject["project"]["optional-dependencies"]
+    extras = importlib.metadata.metadata("fastcarto").get_all("Provides-Extra") or []
     installs = [argv for argv in argvs if argv[:4] == ["python", "-m", "pip", "install"]]
     assert installs, "the README shows how to install"
     for argv in installs:
