@@ -30,6 +30,7 @@ pub mod keyed;
 pub mod long;
 pub mod math;
 pub mod npy;
+pub(crate) mod npy_header;
 pub mod options;
 pub mod parallel;
 pub mod read;

@@ -2,9 +2,9 @@
 //! so a file larger than RAM works and nothing is copied.
 
 use crate::error::{Error, Result};
+use crate::npy_header::{ViewNpyError, ViewNpyExt};
 use memmap2::Mmap;
 use ndarray::{ArrayView2, ArrayView3, ArrayViewD, Axis, Ix3};
-use ndarray_npy::{ViewNpyError, ViewNpyExt};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
