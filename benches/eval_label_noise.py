@@ -16,7 +16,7 @@ known flips:
 Each cell is the mean over ``--seeds`` (noise draw, network initialization and folds all follow
 the seed). Needs the ``bench`` extra: ``python -m pip install '.[bench]'``.
 
-    python benches/eval_label_noise.py                       # README table (30 epochs, 3 seeds)
+    python benches/eval_label_noise.py               # docs/datamaps.md's table (30 epochs, 3 seeds)
     python benches/eval_label_noise.py --epochs 150 --seeds 0  # long training: memorization
 """
 

@@ -5,7 +5,7 @@ Simulates the per-epoch logits of a 10-class model on 200,000 examples: most are
 model never puts much probability on it (hard to learn). Then maps them with fastcarto,
 streams the same epochs through an Accumulator as a training loop would, and writes the table.
 
-    python examples/quickstart.py [--out metrics.parquet]
+    python examples/quickstart.py [--out out/quickstart.parquet]
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--examples", type=int, default=200_000)
     ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--out", type=Path, default=Path("metrics.parquet"))
+    ap.add_argument("--out", type=Path, default=Path("out/quickstart.parquet"))
     args = ap.parse_args()
 
     logits, labels, flipped = simulate(args.examples, args.epochs, 10)
@@ -71,6 +71,7 @@ def main() -> None:
     dm.to_arrow()  # a pyarrow.Table; write it anywhere
     import pyarrow.parquet as pq
 
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(dm.to_arrow(), args.out)
     print(f"wrote {args.out}")
 

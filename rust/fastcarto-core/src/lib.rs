@@ -31,6 +31,7 @@ pub mod long;
 pub mod mapped;
 pub mod math;
 pub mod npy;
+pub(crate) mod npy_header;
 pub mod options;
 pub mod parallel;
 pub mod read;

@@ -6,7 +6,7 @@ use crate::dense::{IntValue, validate_labels};
 use crate::error::{Error, Result};
 use crate::options::{Kind, Task};
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float32Type, Float64Type, Int64Type};
+use arrow_array::types::{Float16Type, Float32Type, Float64Type};
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, downcast_integer};
 use arrow_schema::DataType;
 use std::sync::Arc;
@@ -203,11 +203,63 @@ fn integers(array: &ArrayRef, name: &str) -> Result<arrow_array::Int64Array> {
         return Err(Error::invalid(format!("column {name:?} must hold integers, not {}", array.data_type())));
     }
     no_nulls(array.as_ref(), name)?;
-    // `safe: false`: a uint64 value above i64::MAX is an error, not a null read back as 0.
-    let options = arrow_cast::CastOptions { safe: false, ..Default::default() };
-    let cast = arrow_cast::cast_with_options(array, &DataType::Int64, &options)
-        .map_err(|e| Error::invalid(format!("column {name:?} does not fit in int64: {e}")))?;
-    Ok(cast.as_primitive::<Int64Type>().clone())
+    // Written here rather than with `arrow-cast`, whose every-type-to-every-type kernel doubled
+    // the extension's build for these three conversions (integers, strings, float16).
+    macro_rules! typed {
+        ($t:ty) => {{
+            let values = array.as_primitive::<$t>().values();
+            let wide: Option<Vec<i64>> = values.iter().map(|&v| i64::try_from(v).ok()).collect();
+            wide.map(arrow_array::Int64Array::from).ok_or_else(|| {
+                let bad = values.iter().find(|&&v| i64::try_from(v).is_err()).expect("a value that does not fit");
+                Error::invalid(format!("column {name:?} does not fit in int64: value {bad} is above {}", i64::MAX))
+            })
+        }};
+    }
+    downcast_integer! {
+        array.data_type() => (typed),
+        t => unreachable!("an integer column, not {t}"),
+    }
+}
+
+/// String ids of any Arrow string layout (plain, large, view, or a dictionary of those) as one
+/// `Utf8` array; nulls are checked by the caller.
+fn utf8_ids(array: &ArrayRef, name: &str) -> Result<StringArray> {
+    let too_large = || Error::invalid(format!("column {name:?}: its strings exceed 2 GiB in one batch"));
+    Ok(match array.data_type() {
+        DataType::Utf8 => array.as_string::<i32>().clone(),
+        DataType::LargeUtf8 => {
+            let large = array.as_string::<i64>();
+            i32::try_from(large.value_data().len()).map_err(|_| too_large())?;
+            large.iter().collect()
+        }
+        DataType::Utf8View => {
+            let view = array.as_string_view();
+            let bytes: usize = view.iter().map(|s| s.map_or(0, str::len)).sum();
+            i32::try_from(bytes).map_err(|_| too_large())?;
+            view.iter().collect()
+        }
+        DataType::Dictionary(..) => {
+            let dictionary = array.as_any_dictionary();
+            let values: ArrayRef = Arc::new(utf8_ids(dictionary.values(), name)?);
+            let taken = arrow_select::take::take(&values, dictionary.keys(), None)
+                .map_err(|e| Error::invalid(format!("column {name:?}: {e}")))?;
+            taken.as_string::<i32>().clone()
+        }
+        // Inside a dictionary only: its integer values read as their decimal text, as a dictionary
+        // of strings would hold them.
+        t if t.is_integer() => {
+            macro_rules! typed {
+                ($t:ty) => {
+                    array.as_primitive::<$t>().iter().map(|v| v.map(|v| v.to_string())).collect()
+                };
+            }
+            downcast_integer! {
+                t => (typed),
+                t => unreachable!("an integer column, not {t}"),
+            }
+        }
+        t => return Err(Error::invalid(format!("column {name:?} must hold integer or string ids, not {t}"))),
+    })
 }
 
 /// Peeks at a schema: does it hold a column of this name?
@@ -232,11 +284,10 @@ pub fn decode(batch: &RecordBatch, columns: &Columns, kind: Kind, epoch: Option<
     let ids = match id_col.data_type() {
         t if t.is_integer() => Ids::Int(integers(id_col, &columns.id)?),
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(..) => {
-            let cast = arrow_cast::cast(id_col, &DataType::Utf8)
-                .map_err(|e| Error::invalid(format!("column {:?}: {e}", columns.id)))?;
+            let strings = utf8_ids(id_col, &columns.id)?;
             // A dictionary's keys may be valid while the values they point at are null.
-            no_nulls(cast.as_ref(), &columns.id)?;
-            Ids::Str(cast.as_string::<i32>().clone())
+            no_nulls(&strings, &columns.id)?;
+            Ids::Str(strings)
         }
         t => return Err(Error::invalid(format!("column {:?} must hold integer or string ids, not {t}", columns.id))),
     };
@@ -272,8 +323,8 @@ pub fn decode(batch: &RecordBatch, columns: &Columns, kind: Kind, epoch: Option<
         DataType::Float32 => Outputs::F32(values.as_primitive::<Float32Type>().values().clone()),
         DataType::Float64 => Outputs::F64(values.as_primitive::<Float64Type>().values().clone()),
         DataType::Float16 => {
-            let v = arrow_cast::cast(&values, &DataType::Float32)?;
-            Outputs::F32(v.as_primitive::<Float32Type>().values().clone())
+            let widened = values.as_primitive::<Float16Type>().values().iter().map(|v| v.to_f32());
+            Outputs::F32(widened.collect::<Vec<f32>>().into())
         }
         t => {
             return Err(Error::invalid(format!(

@@ -5,8 +5,8 @@
 
 use crate::error::{Error, Result};
 use crate::mapped::GuardedMap;
+use crate::npy_header::{ViewNpyError, ViewNpyExt};
 use ndarray::{ArrayView2, ArrayView3, ArrayViewD, Axis, Ix3};
-use ndarray_npy::{ViewNpyError, ViewNpyExt};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 

@@ -10,7 +10,7 @@ use fastcarto_core::{Kind, Task};
 use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3_arrow::PyArray;
+use crate::arrow_ffi::PyArray;
 
 /// Checks batches of rows (outputs, labels, ids) for one writer, remembering each epoch's ids.
 #[pyclass(name = "BatchChecker", module = "fastcarto._core")]

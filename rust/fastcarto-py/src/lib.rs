@@ -4,12 +4,14 @@
 //! engine, and convert results and errors. The public, documented API is the `fastcarto`
 //! Python package that wraps this module.
 
+mod arrow_ffi;
 mod checks;
 mod errors;
 mod files;
 mod probs;
 
 use arrow_buffer::Buffer;
+use arrow_ffi::{AnyRecordBatch, PyArray, PyRecordBatch};
 use errors::to_py;
 use fastcarto_core::keyed::KeyedState;
 use fastcarto_core::long::Columns;
@@ -21,8 +23,6 @@ use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3, PyUntypedArray
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use pyo3_arrow::input::AnyRecordBatch;
-use pyo3_arrow::{PyArray, PyRecordBatch};
 use std::path::PathBuf;
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
