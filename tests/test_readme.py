@@ -10,11 +10,10 @@ demo, the test suite) are checked for what they rely on, not run.
 from __future__ import annotations
 
 import importlib.metadata
-import inspect
 import re
 import shlex
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +24,6 @@ from fastcarto import cli
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
-
-
-def parameters(function: Callable[..., Any]) -> list[str]:
-    return list(inspect.signature(function).parameters)
 
 
 def blocks(language: str) -> list[str]:
