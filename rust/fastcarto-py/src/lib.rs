@@ -8,11 +8,11 @@ mod errors;
 
 use arrow_buffer::Buffer;
 use errors::to_py;
-use fastcarto_core::keyed::KeyedState;
-use fastcarto_core::long::Columns;
-use fastcarto_core::npy::{MappedNpy, NpyView, dims};
-use fastcarto_core::parallel;
+use fastcarto_core::KeyedState;
+use fastcarto_core::read::long::Columns;
+use fastcarto_core::read::npy::{MappedNpy, NpyView, dims};
 use fastcarto_core::read::{self, EpochFilter, FileFormat, ReadOptions};
+use fastcarto_core::sys::pool as parallel;
 use fastcarto_core::{FinalizeOptions, Kind, NanPolicy, State, Task, serialize};
 use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -452,7 +452,7 @@ fn compute_npy_epochs(
 #[pyfunction]
 #[pyo3(signature = (threads=None))]
 fn thread_count(threads: Option<usize>) -> PyResult<usize> {
-    fastcarto_core::parallel::thread_count(threads).map_err(to_py)
+    fastcarto_core::sys::pool::thread_count(threads).map_err(to_py)
 }
 
 #[pymodule]

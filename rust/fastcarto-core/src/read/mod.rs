@@ -15,6 +15,8 @@
 mod files;
 mod ipc;
 mod jsonl;
+pub mod long;
+pub mod npy;
 mod npy_epochs;
 mod parquet;
 
@@ -23,9 +25,9 @@ pub(crate) use ipc::stream_batches_in;
 pub use npy_epochs::read_npy_epochs;
 
 use crate::error::{Error, Result};
-use crate::keyed::KeyedState;
-use crate::long::{Columns, LongBatch, decode};
-use crate::options::{Kind, NanPolicy};
+use crate::fold::keyed::KeyedState;
+use crate::metrics::{Kind, NanPolicy};
+use crate::read::long::{Columns, LongBatch, decode};
 use arrow_array::RecordBatch;
 use std::path::Path;
 use std::sync::Arc;
@@ -169,11 +171,11 @@ fn epoch_ranges(files: &[DataFile], opts: &ReadOptions<'_>) -> Result<(Ranges, V
             for_each_batch(file, opts, &|_| true, &mut |b, _| {
                 let lb = decode_batch(file, &b, opts)?;
                 match &lb.epochs {
-                    crate::long::Epochs::Constant(e) if lb.rows > 0 => {
+                    crate::read::long::Epochs::Constant(e) if lb.rows > 0 => {
                         epochs.insert(*e);
                     }
-                    crate::long::Epochs::Constant(_) => {}
-                    crate::long::Epochs::Column(v) => epochs.extend(v.iter().copied()),
+                    crate::read::long::Epochs::Constant(_) => {}
+                    crate::read::long::Epochs::Column(v) => epochs.extend(v.iter().copied()),
                 }
                 ranges.resize(b.index + 1, None);
                 ranges[b.index] = lb.epochs.range(lb.rows);
