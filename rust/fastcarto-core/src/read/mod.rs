@@ -59,6 +59,29 @@ impl EpochFilter {
         }
     }
 
+    /// The positions along the epoch axis of a dense input with `n_epochs` epochs that this
+    /// selects, in order (for dense inputs epoch numbers are positions).
+    pub fn positions(&self, n_epochs: usize) -> Result<Vec<usize>> {
+        let out_of_range = |e: usize| Error::invalid(format!("epoch {e} is out of range for {n_epochs} epochs"));
+        Ok(match self {
+            EpochFilter::All => (0..n_epochs).collect(),
+            EpochFilter::First(k) if *k as usize > n_epochs => {
+                return Err(Error::invalid(format!(
+                    "epochs={k} selects the first {k} epochs, but there are {n_epochs}"
+                )));
+            }
+            EpochFilter::First(k) => (0..*k as usize).collect(),
+            EpochFilter::Range { start, stop, step } => {
+                let stop = stop.map_or(n_epochs, |s| (s as usize).min(n_epochs));
+                (*start as usize..stop).step_by((*step).max(1) as usize).collect()
+            }
+            EpochFilter::List(v) => v
+                .iter()
+                .map(|&e| if (e as usize) < n_epochs { Ok(e as usize) } else { Err(out_of_range(e as usize)) })
+                .collect::<Result<_>>()?,
+        })
+    }
+
     /// Errors unless the epochs read (`present`, the kept ones) are what the filter promises:
     /// for [`EpochFilter::First`], all of `0..k`.
     pub fn check_present(&self, present: impl Iterator<Item = u32>) -> Result<()> {
@@ -330,6 +353,33 @@ pub(crate) fn guarded<T>(path: &Path, what: &str, f: impl FnOnce() -> Result<T>)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn epoch_filters_select_dense_positions() {
+        assert_eq!(EpochFilter::All.positions(3).unwrap(), vec![0, 1, 2]);
+        assert_eq!(EpochFilter::First(2).positions(3).unwrap(), vec![0, 1]);
+        assert!(EpochFilter::First(4).positions(3).is_err());
+        let every_other = EpochFilter::Range { start: 1, stop: None, step: 2 };
+        assert_eq!(every_other.positions(6).unwrap(), vec![1, 3, 5]);
+        let capped = EpochFilter::Range { start: 0, stop: Some(9), step: 1 };
+        assert_eq!(capped.positions(2).unwrap(), vec![0, 1]);
+        assert_eq!(EpochFilter::List(vec![2, 0]).positions(3).unwrap(), vec![2, 0]);
+        assert!(EpochFilter::List(vec![3]).positions(3).is_err());
+    }
+
+    #[test]
+    fn file_format_names_are_distinct() {
+        let all = [
+            FileFormat::IpcFile,
+            FileFormat::IpcStream,
+            FileFormat::Parquet,
+            FileFormat::CartographyJsonl,
+            FileFormat::Npy,
+        ];
+        let names: std::collections::HashSet<_> = all.iter().map(|f| f.name()).collect();
+        assert_eq!(names.len(), all.len());
+        assert_eq!(FileFormat::Parquet.name(), "parquet");
+    }
 
     #[test]
     fn the_first_k_epochs_must_all_be_present() {
