@@ -98,12 +98,16 @@ class State:
     @property
     def last_epoch(self) -> int | None: ...
 
+# The epoch selection every entry point takes: None (all), int k (the first k), a slice or a
+# list of epoch numbers (for a dense array, positions).
+_Epochs = int | slice | list[int] | None
+
 def map_dense(
     outputs: npt.NDArray[np.floating[Any]] | str | PathLike[str],
     labels: npt.NDArray[np.int64],
     *,
     kind: str,
-    epochs: list[int],
+    epochs: _Epochs = None,
     multilabel: bool = False,
     nan_policy: str = "raise",
     threads: int | None = None,
@@ -123,7 +127,7 @@ def read_path(
     kind: str,
     columns: _Columns,
     nan_policy: str,
-    epochs: tuple[Any, ...],
+    epochs: _Epochs = None,
     require_complete: bool,
     progress: _Progress | None = None,
     threads: int | None = None,
@@ -134,7 +138,7 @@ def read_stream(
     kind: str,
     columns: _Columns,
     nan_policy: str,
-    epochs: tuple[Any, ...],
+    epochs: _Epochs = None,
     require_complete: bool,
     progress: _Progress | None = None,
     threads: int | None = None,
@@ -162,6 +166,6 @@ def compute_npy_epochs(
     *,
     kind: str,
     nan_policy: str = "raise",
-    epochs: tuple[Any, ...] | None = None,
+    epochs: _Epochs = None,
     threads: int | None = None,
 ) -> State: ...

@@ -38,10 +38,12 @@ def column_names(columns: Mapping[str, str] | None) -> tuple[str, str, str, str 
     return epoch, id_, label, names["outputs"]
 
 
-def epoch_filter(epochs: EpochSelection) -> tuple[Any, ...]:
-    """``epochs=`` for keyed sources, where epochs are numbers, not positions."""
+def epoch_filter(epochs: EpochSelection) -> int | slice | list[int] | None:
+    """``epochs=`` for keyed sources, where epochs are numbers, not positions: checked, and in
+    the one form every ``_core`` entry point takes (None: all; int k: the first k; a slice or a
+    list of epoch numbers)."""
     if epochs is None:
-        return ("all",)
+        return None
     check_epoch_selection(epochs)
     if isinstance(epochs, (int, np.integer)):
         if epochs < 1:
@@ -51,7 +53,7 @@ def epoch_filter(epochs: EpochSelection) -> tuple[Any, ...]:
                 ValueError, "{arg} is more epochs than a run can hold", "epochs", int(epochs)
             )
         # The first k: epoch numbers 0..k-1, all of which the read checks are present.
-        return ("first", int(epochs))
+        return int(epochs)
     if isinstance(epochs, slice):
         start, stop, step = epochs.start or 0, epochs.stop, epochs.step or 1
         if start < 0 or (stop is not None and stop < 0) or step < 1:
@@ -59,7 +61,7 @@ def epoch_filter(epochs: EpochSelection) -> tuple[Any, ...]:
                 "with a keyed source, epochs= slices take non-negative epoch numbers and a "
                 "positive step"
             )
-        return ("range", int(start), None if stop is None else int(stop), int(step))
+        return slice(int(start), None if stop is None else int(stop), int(step))
     chosen = []
     for e in epochs:
         if isinstance(e, bool) or not isinstance(e, (int, np.integer)) or e < 0:
@@ -67,7 +69,7 @@ def epoch_filter(epochs: EpochSelection) -> tuple[Any, ...]:
         chosen.append(int(e))
     if not chosen:
         raise _core.EmptyInputError("the epoch selection is empty")
-    return ("list", chosen)
+    return chosen
 
 
 def _outputs_kind(names: list[str], outputs: str | None) -> Kind:

@@ -5,8 +5,8 @@
 //! the ids over a range 10^6 times wider (they stay hashed).
 
 use arrow_array::Int64Array;
-use fastcarto_core::keyed::KeyedState;
-use fastcarto_core::long::{Epochs, Ids, LongBatch, Outputs};
+use fastcarto_core::KeyedState;
+use fastcarto_core::read::long::{Epochs, Ids, LongBatch, Outputs};
 use fastcarto_core::{Kind, NanPolicy};
 use std::time::{Duration, Instant};
 

@@ -14,7 +14,7 @@ use arrow_ipc::CompressionType;
 use arrow_ipc::writer::{FileWriter, IpcWriteOptions, StreamWriter};
 use arrow_schema::{DataType, Field, Schema};
 use fastcarto_core::Kind;
-use fastcarto_core::long::{Columns, batch};
+use fastcarto_core::read::long::{Columns, batch};
 use fastcarto_core::read::{ReadOptions, read_path};
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;

@@ -16,9 +16,7 @@
 mod common;
 
 use common::*;
-use fastcarto_core::math::Real;
-use fastcarto_core::state::NONE;
-use fastcarto_core::{Error, ExampleState, Kind, NanPolicy, State, Task, compute_dense};
+use fastcarto_core::{Error, ExampleState, Kind, NONE, NanPolicy, Real, State, Sums, Task, compute_dense};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
@@ -151,12 +149,14 @@ fn summarize(label: u32, obs: &[(u32, Obs)], band: f64) -> (ExampleState, (u32, 
     let confident_lo = obs.iter().filter(|(_, o)| o.gold_prob > 0.5 + band).count() as u32;
     let confident_hi = obs.iter().filter(|(_, o)| o.gold_prob > 0.5 - band).count() as u32;
     let state = ExampleState {
-        mean,
-        m2,
-        sum_margin: sum(|o| o.margin),
-        sum_el2n: sum(|o| o.el2n),
-        sum_loss: sum(|o| o.loss),
-        sum_entropy: sum(|o| o.entropy),
+        sums: Sums {
+            mean,
+            m2,
+            margin: sum(|o| o.margin),
+            el2n: sum(|o| o.el2n),
+            loss: sum(|o| o.loss),
+            entropy: sum(|o| o.entropy),
+        },
         n: n as u32,
         n_correct: correct.iter().filter(|&&ok| ok).count() as u32,
         n_confident: confident_lo,
@@ -198,12 +198,20 @@ fn reference<T: Real>(case: &Case, epochs: &[usize], band: f64) -> Vec<(ExampleS
 struct Precision {
     rel: f64,
     /// Absolute slack per epoch observed, per float field (mean, m2, sums).
-    abs: [f64; 6],
+    abs: Sums,
     band: f64,
 }
 
-const F64: Precision = Precision { rel: 1e-12, abs: [1e-300, 1e-15, 0.0, 1e-300, 1e-300, 1e-300], band: 1e-12 };
-const F32: Precision = Precision { rel: 2e-6, abs: [1e-7, 1e-6, 0.0, 1e-6, 1e-6, 1e-6], band: 1e-6 };
+const F64: Precision = Precision {
+    rel: 1e-12,
+    abs: Sums { mean: 1e-300, m2: 1e-15, margin: 0.0, el2n: 1e-300, loss: 1e-300, entropy: 1e-300 },
+    band: 1e-12,
+};
+const F32: Precision = Precision {
+    rel: 2e-6,
+    abs: Sums { mean: 1e-7, m2: 1e-6, margin: 0.0, el2n: 1e-6, loss: 1e-6, entropy: 1e-6 },
+    band: 1e-6,
+};
 
 fn check_against_reference<T: Real>(
     got: &State,
@@ -230,7 +238,7 @@ fn check_against_reference<T: Real>(
         }
         let n = w.n.max(1) as f64;
         for (f, (a, b)) in floats(g).iter().zip(floats(w).iter()).enumerate() {
-            let ok = a == b || (a - b).abs() <= p.rel * a.abs().max(b.abs()) + p.abs[f] * n;
+            let ok = a == b || (a - b).abs() <= p.rel * a.abs().max(b.abs()) + p.abs.to_array()[f] * n;
             prop_assert!(
                 ok,
                 "slot {} field {} ({}): got {:e}, want {:e} (rel diff {:e})\n got  {:?}\n want {:?}",
@@ -378,7 +386,7 @@ fn big_cases() -> Vec<Case> {
 #[test]
 fn thread_count_does_not_change_a_bit() {
     for case in big_cases() {
-        assert!(case.e * case.n >= fastcarto_core::parallel::MIN_PARALLEL_ROWS);
+        assert!(case.e * case.n >= fastcarto_core::sys::pool::MIN_PARALLEL_ROWS);
         let all = case.all_epochs();
         let one = case.dense_threads::<f64>(&all, Some(1));
         for threads in [2, 3] {
@@ -446,7 +454,7 @@ fn omit_skips_rows_and_leaves_unobserved_slots_empty() {
     let without = compute_dense(x.view(), &[0, 2], &y, task, Kind::Logits, NanPolicy::Omit, None).unwrap();
     assert_eq!(s.slots()[1].n_correct, without.slots()[1].n_correct);
     assert_eq!(s.slots()[1].forgetting, without.slots()[1].forgetting);
-    assert!((s.slots()[1].mean - without.slots()[1].mean).abs() < 1e-15);
+    assert!((s.slots()[1].sums.mean - without.slots()[1].sums.mean).abs() < 1e-15);
 }
 
 /// Edge rows checked one by one against the reference.
@@ -550,7 +558,7 @@ fn float32_logits_near_the_largest_value_give_a_finite_loss() {
     let state = compute_dense(logits.view(), &[0], &labels, task, Kind::Logits, NanPolicy::Raise, None).unwrap();
     for (i, s) in state.slots().iter().enumerate() {
         let want = 3e38f32 as f64 - (-3e38f32) as f64;
-        assert!((s.sum_loss - want).abs() <= want * 1e-12, "row {i}: loss {} instead of {want}", s.sum_loss);
-        assert_eq!(s.mean, 0.0, "row {i}");
+        assert!((s.sums.loss - want).abs() <= want * 1e-12, "row {i}: loss {} instead of {want}", s.sums.loss);
+        assert_eq!(s.sums.mean, 0.0, "row {i}");
     }
 }

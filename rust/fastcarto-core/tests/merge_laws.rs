@@ -8,8 +8,8 @@
 mod common;
 
 use common::*;
+use fastcarto_core::Real;
 use fastcarto_core::State;
-use fastcarto_core::math::Real;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
@@ -209,7 +209,7 @@ fn forgetting_and_stability_across_seams() {
         let s = whole.slots()[0];
         let forgetting = pattern.windows(2).filter(|w| w[0] && !w[1]).count() as u32;
         assert_eq!(s.forgetting, forgetting, "{pattern:?}");
-        let none = fastcarto_core::state::NONE;
+        let none = fastcarto_core::NONE;
         let first_learned = pattern.iter().position(|&ok| ok).map_or(none, |p| p as u32);
         let stable_from = match pattern.iter().rposition(|&ok| !ok) {
             Some(p) if p + 1 < e => (p + 1) as u32,

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use fastcarto_core::math::Real;
+use fastcarto_core::Real;
 use fastcarto_core::{Compat, FinalizeOptions, Kind, Task, compute_dense, compute_dense_table, finalize};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;

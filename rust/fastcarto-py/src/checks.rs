@@ -1,6 +1,7 @@
 //! The Recorder's checks of each batch: the engine's own rules (`fastcarto_core::validate`), so a
 //! batch the Recorder keeps is one the readers accept.
 
+use crate::arrow_ffi::PyArray;
 use crate::errors::{Hints, to_py_with};
 use arrow_array::Array;
 use arrow_array::cast::AsArray;
@@ -10,7 +11,6 @@ use fastcarto_core::{Kind, Task};
 use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use crate::arrow_ffi::PyArray;
 
 /// Checks batches of rows (outputs, labels, ids) for one writer, remembering each epoch's ids.
 #[pyclass(name = "BatchChecker", module = "fastcarto._core")]

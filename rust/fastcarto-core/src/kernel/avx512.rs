@@ -7,10 +7,10 @@
 //! order as the portable versions compiled with FMA (the clone that runs wherever these can), so
 //! the two agree bit for bit; tests check that on random and adversarial rows.
 
-use super::{GROUP, Lanes, RunState};
-use crate::math::Real;
-use crate::math::cephes_f32::*;
-use crate::state::NONE;
+use super::{GROUP, Lanes, RunColumns};
+use crate::kernel::math::Real;
+use crate::kernel::math::cephes_f32::*;
+use crate::metrics::NONE;
 use std::arch::x86_64::*;
 
 /// Lanes per register.
@@ -39,19 +39,22 @@ pub(super) unsafe fn observe_logits(zt: &[f32], cols: usize, gold: &[u32; GROUP]
     let (zero, one) = (_mm512_setzero_ps(), ps(1.0));
     let exp_min = ps(<f32 as Real>::EXP_MIN);
     for lane in (0..GROUP).step_by(W) {
-        // SAFETY (every load and store below): `lane + W <= GROUP`, and class `k < cols` of the
-        // group starts at `k * GROUP` in `zt`.
+        // Every load and store below reads `W` lanes from `lane`, and `lane + W <= GROUP`; class
+        // `k < cols` of the group starts at `k * GROUP` in `zt` (`zt.len() >= cols * GROUP`).
         let at = zt.as_ptr().wrapping_add(lane);
+        // SAFETY: lanes `lane..lane + W` of `gold`, which has `GROUP`.
         let goldf = _mm512_cvtepu32_ps(unsafe { _mm512_loadu_si512(gold.as_ptr().add(lane).cast()) });
         // Pass 1 (see `FirstPass`).
         let mut first = FirstPass::new(goldf);
         for k in 0..cols {
+            // SAFETY: lanes `lane..lane + W` of class `k < cols`, inside `zt`.
             first.take(ps(k as f32), unsafe { _mm512_loadu_ps(at.add(k * GROUP)) });
         }
         let FirstPass { sum, gold: z_gold, max_other, max, arg, .. } = first;
         // Pass 2: the sums of the exponentials, as in `observe_logits`.
         let (mut rest, mut tilt, mut sq_rest) = (zero, zero, zero);
         for k in 0..cols {
+            // SAFETY: lanes `lane..lane + W` of class `k < cols`, inside `zt`.
             let (kf, v) = (ps(k as f32), unsafe { _mm512_loadu_ps(at.add(k * GROUP)) });
             let gap = _mm512_sub_ps(v, max);
             let d = _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(exp_min, gap), gap, exp_min);
@@ -92,6 +95,7 @@ pub(super) unsafe fn observe_logits(zt: &[f32], cols: usize, gold: &[u32; GROUP]
             arg,
             flagged: !finite,
         };
+        // SAFETY: `lane + W <= GROUP`, the lanes `out` holds.
         unsafe { results.store(out, lane) };
     }
 }
@@ -107,12 +111,14 @@ pub(super) unsafe fn observe_probs(zt: &[f32], cols: usize, gold: &[u32; GROUP],
     let (zero, one) = (_mm512_setzero_ps(), ps(1.0));
     let tol = ps(super::prob_sum_tolerance::<f32>(cols) as f32);
     for lane in (0..GROUP).step_by(W) {
-        // SAFETY: as in `observe_logits`.
+        // Loads and stores as in `observe_logits`.
         let at = zt.as_ptr().wrapping_add(lane);
+        // SAFETY: lanes `lane..lane + W` of `gold`, which has `GROUP`.
         let goldf = _mm512_cvtepu32_ps(unsafe { _mm512_loadu_si512(gold.as_ptr().add(lane).cast()) });
         let mut first = FirstPass::new(goldf);
         let (mut lowest, mut entropy, mut sq_other) = (one, zero, zero);
         for k in 0..cols {
+            // SAFETY: lanes `lane..lane + W` of class `k < cols`, inside `zt`.
             let v = unsafe { _mm512_loadu_ps(at.add(k * GROUP)) };
             let is_gold = first.take(ps(k as f32), v);
             // `minps` is `v < lowest ? v : lowest`, the portable select (NaN keeps `lowest`); the
@@ -135,6 +141,7 @@ pub(super) unsafe fn observe_probs(zt: &[f32], cols: usize, gold: &[u32; GROUP],
             !sums_to_one | _mm512_cmp_ps_mask::<_CMP_LT_OQ>(lowest, zero) | _mm512_cmp_ps_mask::<_CMP_GT_OQ>(max, one);
         let results =
             Slice { gold_prob: gp, gold_value: gp, max_other, el2n, loss_a: loss, loss_b: zero, entropy, arg, flagged };
+        // SAFETY: `lane + W <= GROUP`, the lanes `out` holds.
         unsafe { results.store(out, lane) };
     }
 }
@@ -227,14 +234,15 @@ fn negate(x: __m512) -> __m512 {
 /// The CPU must have the features [`available`] checks; `start + GROUP <= run.n.len()` (every
 /// array of the run has that length).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq")]
-pub(super) unsafe fn update_run(run: &mut RunState, start: usize, epoch: u32, gold: &[u32; GROUP], o: &Lanes<f32>) {
+pub(super) unsafe fn update_run(run: &mut RunColumns, start: usize, epoch: u32, gold: &[u32; GROUP], o: &Lanes<f32>) {
     debug_assert!(start + GROUP <= run.n.len());
     let pd = _mm512_set1_pd;
     let at = |v: &mut Vec<f64>, l: usize| v.as_mut_ptr().wrapping_add(start + l);
+    // SAFETY: called with `l + 8 <= GROUP`: 8 lanes of a `GROUP`-lane array.
     let lane8 = |v: &[f32; GROUP], l: usize| unsafe { _mm512_cvtps_pd(_mm256_loadu_ps(v.as_ptr().add(l))) };
-    // SAFETY (all loads and stores): `l + 8 <= GROUP` or `l + 16 <= GROUP` lanes, within the
-    // group's arrays and, from `start`, within the run's (the caller's promise).
     for l in (0..GROUP).step_by(8) {
+        // SAFETY: (all loads and stores) `l + 8 <= GROUP` lanes, within the group's arrays and,
+        // from `start`, within the run's (the caller's promise).
         unsafe {
             let na = _mm512_cvtepu32_pd(_mm256_loadu_si256(run.n.as_ptr().add(start + l).cast()));
             let nf = _mm512_add_pd(na, pd(1.0));
@@ -264,6 +272,8 @@ pub(super) unsafe fn update_run(run: &mut RunState, start: usize, epoch: u32, go
     let (none, epoch_v, one) = (_mm512_set1_epi32(NONE as i32), _mm512_set1_epi32(epoch as i32), _mm512_set1_epi32(1));
     let at = |v: &mut Vec<u32>, l: usize| v.as_mut_ptr().wrapping_add(start + l).cast::<__m512i>();
     for l in (0..GROUP).step_by(W) {
+        // SAFETY: (all loads and stores) `l + W <= GROUP` lanes, within the group's arrays and,
+        // from `start`, within the run's (the caller's promise).
         unsafe {
             let pred = _mm512_loadu_si512(o.pred.as_ptr().add(l).cast());
             let correct = _mm512_cmpeq_epi32_mask(pred, _mm512_loadu_si512(gold.as_ptr().add(l).cast()));
@@ -329,7 +339,7 @@ fn exp(x: __m512) -> __m512 {
 #[inline]
 #[target_feature(enable = "avx512f,fma")]
 fn ln(v: __m512) -> __m512 {
-    use crate::math::ln_f32::*;
+    use crate::kernel::math::ln_f32::*;
     let ps = _mm512_set1_ps;
     let ix = _mm512_castps_si512(v);
     let tmp = _mm512_sub_epi32(ix, _mm512_set1_epi32(OFF));
@@ -351,7 +361,7 @@ fn ln(v: __m512) -> __m512 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::options::Kind;
+    use crate::metrics::Kind;
     use proptest::prelude::*;
 
     /// Values that stress every branch: ties, signed zeros, the `exp` range's edges, huge and
@@ -468,7 +478,7 @@ mod tests {
     }
 
     /// A run of `GROUP + 3` examples with arbitrary histories, and results for one group of it.
-    fn run_and_results() -> impl Strategy<Value = (RunState, Box<Lanes<f32>>, [u32; GROUP], u32)> {
+    fn run_and_results() -> impl Strategy<Value = (RunColumns, Box<Lanes<f32>>, [u32; GROUP], u32)> {
         let len = GROUP + 3;
         let f64s = || prop::collection::vec(prop_oneof![-1e3f64..1e3, Just(0.0)], len);
         // Epoch fields: mostly small, sometimes none.
@@ -484,7 +494,7 @@ mod tests {
             0u32..60,
         )
             .prop_map(move |(f, c, e, lanes, gold, epoch)| {
-                let mut run = RunState::default();
+                let mut run = RunColumns::default();
                 run.reset(len);
                 (run.mean, run.m2, run.sum_margin, run.sum_el2n, run.sum_loss, run.sum_entropy) = f;
                 (run.n, run.n_correct, run.n_confident, run.forgetting) = c;

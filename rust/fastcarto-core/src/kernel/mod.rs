@@ -5,20 +5,22 @@
 //! quantities are formed so that nothing cancels: `ln s` is `ln_1p` of the sum of the non-argmax
 //! terms, `1 - p(gold)` is built from the same sum, and `-ln p(gold) = ln s + (max - z_gold)`.
 //! Each row is finished in the input's precision; every per-epoch value is accumulated in `f64`,
-//! in a structure-of-arrays [`RunState`], from which the table's columns (or the per-example
+//! in a structure-of-arrays [`RunColumns`], from which the table's columns (or the per-example
 //! states) are made at the end.
 //! The observation is portable code that LLVM vectorizes; `f32` rows on CPUs with AVX-512 take
 //! the same steps written with intrinsics instead (`avx512`), with the same results.
 
 use crate::error::Result;
-use crate::math::{Real, ln_1p_from, mul_add_with};
-use crate::options::{Kind, NanPolicy};
-pub(crate) use crate::run_state::RunState;
-use crate::state::{NONE, Observation};
+use crate::kernel::math::{Real, ln_1p_from, mul_add_with};
+use crate::metrics::{Kind, NanPolicy};
+use crate::metrics::{NONE, Observation};
+pub(crate) use crate::state::runs::RunColumns;
 use multiversion::multiversion;
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+pub(crate) mod math;
+pub(crate) mod transpose;
 
 /// Rows handled together, one per vector lane. LLVM's loop vectorizer (not the fragile SLP
 /// vectorizer, which gave up on fully unrolled 8-lane code) turns each lane loop below into
@@ -113,7 +115,7 @@ impl<T> Default for Scratch<T> {
 }
 
 /// Where [`fold_epoch`] puts each group's per-row results: folded into a run of examples'
-/// states ([`RunState`], the dense path), or routed row by row towards their examples (the
+/// states ([`RunColumns`], the dense path), or routed row by row towards their examples (the
 /// long tables' `keyed::Routing`).
 pub(crate) trait Sink {
     /// Rows `start..start + g` of the call, lane `l` being row `start + l`; `keep[l]` is false
@@ -130,9 +132,9 @@ pub(crate) trait Sink {
     );
 }
 
-/// Examples `at..` of a [`RunState`] as a sink: the call's row `i` is example `at + i`.
+/// Examples `at..` of a [`RunColumns`] as a sink: the call's row `i` is example `at + i`.
 pub(crate) struct RunAt<'a> {
-    pub(crate) run: &'a mut RunState,
+    pub(crate) run: &'a mut RunColumns,
     pub(crate) at: usize,
 }
 
@@ -204,7 +206,7 @@ pub(crate) fn fold_epoch<T: Real, S: Sink>(
         let soon = &ahead[from..(from + share).min(ahead.len())];
         let (soon, later) = soon.split_at((soon.len() / 2).next_multiple_of(16).min(soon.len()));
         transpose(kind, &rows[start * cols..(start + g) * cols], cols, g, &mut zt[at..]);
-        crate::cache::prefetch_l2(soon);
+        crate::sys::prefetch::prefetch_l2(soon);
         // Fused multiply-adds in the exp/ln polynomials where this clone may use them.
         const FMA: bool = multiversion::target::target_cfg_f!(target_feature = "fma");
         match kind {
@@ -212,7 +214,7 @@ pub(crate) fn fold_epoch<T: Real, S: Sink>(
             Kind::Logits => observe_logits::<T, FMA>(&zt[at..], eff, &gold, lanes),
             Kind::Probs => observe_probs::<T, FMA>(&zt[at..], eff, &gold, lanes),
         }
-        crate::cache::prefetch_l2(later);
+        crate::sys::prefetch::prefetch_l2(later);
         let mut omitted = false;
         // Flagged rows are rare: one branch-free (vector) test finds whether the group has any,
         // where scanning the flags lane by lane took 2% of a dense `compute`.
@@ -265,9 +267,10 @@ fn observe_avx512<T: Real>(kind: Kind, zt: &Vec<T>, at: usize, cols: usize, gold
         if let (Some(zt), Some(out)) = (zt, out) {
             let zt = &zt[at..];
             assert!(zt.len() >= cols * GROUP);
-            // SAFETY: the CPU's features were checked (`has_avx512`), the length above.
             match kind {
+                // SAFETY: the CPU's features were checked (`has_avx512`), the length above.
                 Kind::Logits => unsafe { avx512::observe_logits(zt, cols, gold, out) },
+                // SAFETY: as for the logits.
                 Kind::Probs => unsafe { avx512::observe_probs(zt, cols, gold, out) },
             }
             return;
@@ -280,7 +283,7 @@ fn observe_avx512<T: Real>(kind: Kind, zt: &Vec<T>, at: usize, cols: usize, gold
 /// `update_run::<f32, true>` of a full group with AVX-512 intrinsics (bit for bit the same
 /// state); only where [`has_avx512`] holds.
 #[inline(always)]
-fn update_run_avx512<T: Real>(run: &mut RunState, start: usize, epoch: u32, gold: &[u32; GROUP], o: &Lanes<T>) {
+fn update_run_avx512<T: Real>(run: &mut RunColumns, start: usize, epoch: u32, gold: &[u32; GROUP], o: &Lanes<T>) {
     #[cfg(target_arch = "x86_64")]
     if let Some(o) = (o as &dyn std::any::Any).downcast_ref::<Lanes<f32>>() {
         assert!(start + GROUP <= run.n.len());
@@ -308,7 +311,7 @@ fn observe_portable_fma(kind: Kind, zt: &[f32], cols: usize, gold: &[u32; GROUP]
 /// `ALL`: every row is kept (`keep` is not read), so the updates need no selects.
 #[inline(always)]
 fn update_run<T: Real, const ALL: bool>(
-    run: &mut RunState,
+    run: &mut RunColumns,
     start: usize,
     g: usize,
     epoch: u32,

@@ -18,6 +18,19 @@ pub enum FileFormat {
     Npy,
 }
 
+impl FileFormat {
+    /// The format's name where callers see one (`fastcarto._core.discover`).
+    pub fn name(self) -> &'static str {
+        match self {
+            FileFormat::IpcFile => "ipc-file",
+            FileFormat::IpcStream => "ipc-stream",
+            FileFormat::Parquet => "parquet",
+            FileFormat::CartographyJsonl => "cartography-jsonl",
+            FileFormat::Npy => "npy",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct DataFile {
     pub path: PathBuf,

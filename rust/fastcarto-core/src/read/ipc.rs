@@ -11,7 +11,7 @@
 
 use super::{Located, Visit, guarded, one_line, path_error};
 use crate::error::{Error, Result};
-use crate::mapped::GuardedMap;
+use crate::sys::mapped::GuardedMap;
 use arrow_array::RecordBatch;
 use arrow_buffer::Buffer;
 use arrow_ipc::reader::{FileDecoder, read_dictionary, read_footer_length, read_record_batch};
@@ -64,12 +64,12 @@ impl Mapped {
     fn release(&self, start: usize, end: usize) {
         #[cfg(unix)]
         if end > start {
-            let (base, page) = (self.map.as_ptr() as usize, crate::alloc::page_size());
+            let (base, page) = (self.map.as_ptr() as usize, crate::sys::alloc::page_size());
             // SAFETY: a page-aligned range inside the map (which covers whole pages), a
             // read-only shared file mapping: after MADV_DONTNEED a later access (from a batch
             // still alive, if any) faults the same bytes back in from the file, so nothing that
             // borrows the map observes a change.
-            unsafe { crate::alloc::dont_need((base + start) / page * page, (base + end).next_multiple_of(page)) };
+            unsafe { crate::sys::alloc::dont_need((base + start) / page * page, (base + end).next_multiple_of(page)) };
         }
         #[cfg(not(unix))]
         let _ = (start, end);
@@ -81,7 +81,7 @@ impl Mapped {
     fn will_need(&self, start: usize, end: usize) {
         #[cfg(unix)]
         if end.min(self.map.len()) > start {
-            let page = crate::alloc::page_size();
+            let page = crate::sys::alloc::page_size();
             let from = start / page * page;
             let _ = self.map.advise_range(memmap2::Advice::WillNeed, from, end.min(self.map.len()) - from);
         }

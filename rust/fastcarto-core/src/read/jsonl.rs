@@ -4,8 +4,8 @@
 
 use super::{Located, Visit, path_error};
 use crate::error::{Error, Result};
-use crate::long::{self, Columns};
-use crate::options::Kind;
+use crate::metrics::Kind;
+use crate::read::long::{self, Columns};
 use arrow_array::{ArrayRef, Float64Array, Int64Array, StringArray};
 use rayon::prelude::*;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};

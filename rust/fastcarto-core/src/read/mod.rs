@@ -15,7 +15,10 @@
 mod files;
 mod ipc;
 mod jsonl;
+pub mod long;
+pub mod npy;
 mod npy_epochs;
+pub(crate) mod npy_header;
 mod parquet;
 
 pub use files::{
@@ -25,9 +28,9 @@ pub(crate) use ipc::stream_batches_in;
 pub use npy_epochs::read_npy_epochs;
 
 use crate::error::{Error, Result};
-use crate::keyed::KeyedState;
-use crate::long::{Columns, LongBatch, decode};
-use crate::options::{Kind, NanPolicy};
+use crate::fold::keyed::KeyedState;
+use crate::metrics::{Kind, NanPolicy};
+use crate::read::long::{Columns, LongBatch, decode};
 use arrow_array::RecordBatch;
 use std::path::Path;
 use std::sync::Arc;
@@ -57,6 +60,29 @@ impl EpochFilter {
             EpochFilter::List(v) => v.contains(&e),
             EpochFilter::First(k) => e < *k,
         }
+    }
+
+    /// The positions along the epoch axis of a dense input with `n_epochs` epochs that this
+    /// selects, in order (for dense inputs epoch numbers are positions).
+    pub fn positions(&self, n_epochs: usize) -> Result<Vec<usize>> {
+        let out_of_range = |e: usize| Error::invalid(format!("epoch {e} is out of range for {n_epochs} epochs"));
+        Ok(match self {
+            EpochFilter::All => (0..n_epochs).collect(),
+            EpochFilter::First(k) if *k as usize > n_epochs => {
+                return Err(Error::invalid(format!(
+                    "epochs={k} selects the first {k} epochs, but there are {n_epochs}"
+                )));
+            }
+            EpochFilter::First(k) => (0..*k as usize).collect(),
+            EpochFilter::Range { start, stop, step } => {
+                let stop = stop.map_or(n_epochs, |s| (s as usize).min(n_epochs));
+                (*start as usize..stop).step_by((*step).max(1) as usize).collect()
+            }
+            EpochFilter::List(v) => v
+                .iter()
+                .map(|&e| if (e as usize) < n_epochs { Ok(e as usize) } else { Err(out_of_range(e as usize)) })
+                .collect::<Result<_>>()?,
+        })
     }
 
     /// Errors unless the epochs read (`present`, the kept ones) are what the filter promises:
@@ -171,11 +197,11 @@ fn epoch_ranges(files: &[DataFile], opts: &ReadOptions<'_>) -> Result<(Ranges, V
             for_each_batch(file, opts, &|_| true, &mut |b, _| {
                 let lb = decode_batch(file, &b, opts)?;
                 match &lb.epochs {
-                    crate::long::Epochs::Constant(e) if lb.rows > 0 => {
+                    crate::read::long::Epochs::Constant(e) if lb.rows > 0 => {
                         epochs.insert(*e);
                     }
-                    crate::long::Epochs::Constant(_) => {}
-                    crate::long::Epochs::Column(v) => epochs.extend(v.iter().copied()),
+                    crate::read::long::Epochs::Constant(_) => {}
+                    crate::read::long::Epochs::Column(v) => epochs.extend(v.iter().copied()),
                 }
                 ranges.resize(b.index + 1, None);
                 ranges[b.index] = lb.epochs.range(lb.rows);
@@ -379,6 +405,33 @@ mod tests {
             "Utf8 error for string in 0 to 5: invalid"
         );
         assert_eq!(one_line("labels 0..=3, {} and {a b}"), "labels 0 to 3, {} and {a b}");
+    }
+
+    #[test]
+    fn epoch_filters_select_dense_positions() {
+        assert_eq!(EpochFilter::All.positions(3).unwrap(), vec![0, 1, 2]);
+        assert_eq!(EpochFilter::First(2).positions(3).unwrap(), vec![0, 1]);
+        assert!(EpochFilter::First(4).positions(3).is_err());
+        let every_other = EpochFilter::Range { start: 1, stop: None, step: 2 };
+        assert_eq!(every_other.positions(6).unwrap(), vec![1, 3, 5]);
+        let capped = EpochFilter::Range { start: 0, stop: Some(9), step: 1 };
+        assert_eq!(capped.positions(2).unwrap(), vec![0, 1]);
+        assert_eq!(EpochFilter::List(vec![2, 0]).positions(3).unwrap(), vec![2, 0]);
+        assert!(EpochFilter::List(vec![3]).positions(3).is_err());
+    }
+
+    #[test]
+    fn file_format_names_are_distinct() {
+        let all = [
+            FileFormat::IpcFile,
+            FileFormat::IpcStream,
+            FileFormat::Parquet,
+            FileFormat::CartographyJsonl,
+            FileFormat::Npy,
+        ];
+        let names: std::collections::HashSet<_> = all.iter().map(|f| f.name()).collect();
+        assert_eq!(names.len(), all.len());
+        assert_eq!(FileFormat::Parquet.name(), "parquet");
     }
 
     #[test]

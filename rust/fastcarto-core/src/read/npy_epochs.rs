@@ -1,12 +1,12 @@
 //! One `.npy` array `[examples, classes]` per epoch, every file with the same examples in the
 //! same row order: memory-mapped and folded like one dense `[epochs, examples, classes]` array.
 
-use crate::dense::{EpochView, accumulate, validate_labels};
 use crate::error::{Error, Result};
-use crate::math::Real;
-use crate::npy::{MappedNpy, NpyView, dims};
-use crate::options::{Kind, NanPolicy, Task};
+use crate::fold::dense::{EpochView, accumulate, validate_labels};
+use crate::kernel::math::Real;
+use crate::metrics::{Kind, NanPolicy, Task};
 use crate::read::EpochFilter;
+use crate::read::npy::{MappedNpy, NpyView, dims};
 use crate::state::State;
 use std::path::PathBuf;
 

@@ -3,8 +3,8 @@
 
 use super::{Located, Visit, guarded, one_line, path_error};
 use crate::error::{Error, Result};
-use crate::long::Columns;
-use crate::options::Kind;
+use crate::metrics::Kind;
+use crate::read::long::Columns;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rayon::prelude::*;

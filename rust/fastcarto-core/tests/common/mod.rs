@@ -3,9 +3,7 @@
 
 #![allow(dead_code)]
 
-use fastcarto_core::math::Real;
-use fastcarto_core::state::NONE;
-use fastcarto_core::{ExampleState, Kind, NanPolicy, State, Task, compute_dense};
+use fastcarto_core::{ExampleState, Kind, NONE, NanPolicy, Real, State, Sums, Task, compute_dense};
 use ndarray::{Array2, Array3};
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -274,7 +272,8 @@ pub fn build_case(
 // Comparisons
 // -----------------------------------------------------------------------------------------------
 
-pub const F64_NAMES: [&str; 6] = ["mean", "m2", "sum_margin", "sum_el2n", "sum_loss", "sum_entropy"];
+/// The names of [`Sums`]' fields, in [`Sums::to_array`]'s order.
+pub const F64_NAMES: [&str; Sums::LEN] = ["mean", "m2", "sum_margin", "sum_el2n", "sum_loss", "sum_entropy"];
 
 /// A deterministic pseudo-random run (splitmix64), with rows of every style.
 pub fn big_case(seed: u64, e: usize, n: usize, task: Task, kind: Kind, with_nan: bool) -> Case {
@@ -300,8 +299,8 @@ pub fn big_case(seed: u64, e: usize, n: usize, task: Task, kind: Kind, with_nan:
     build_case(e, n, c, task, kind, with_nan, labels, &seeds)
 }
 
-pub fn floats(s: &ExampleState) -> [f64; 6] {
-    [s.mean, s.m2, s.sum_margin, s.sum_el2n, s.sum_loss, s.sum_entropy]
+pub fn floats(s: &ExampleState) -> [f64; Sums::LEN] {
+    s.sums.to_array()
 }
 
 pub fn counts(s: &ExampleState) -> [(&'static str, u32); 10] {
@@ -341,7 +340,7 @@ pub fn check_states_close(
     got: &State,
     want: &State,
     tol: Tol,
-    scales: Option<&[[f64; 6]]>,
+    scales: Option<&[Sums]>,
     what: &str,
 ) -> Result<(), TestCaseError> {
     prop_assert_eq!(got.task(), want.task(), "{}: task", what);
@@ -353,7 +352,7 @@ pub fn check_states_close(
         }
         let n = g.n.max(1) as f64;
         for (f, (a, b)) in floats(g).iter().zip(floats(w).iter()).enumerate() {
-            let scale = scales.map_or(0.0, |s| s[i][f]);
+            let scale = scales.map_or(0.0, |s| s[i].to_array()[f]);
             let ok = a == b || (a - b).abs() <= tol.rel * a.abs().max(b.abs()).max(scale) + tol.abs * n;
             prop_assert!(
                 ok,
@@ -389,8 +388,8 @@ pub fn check_states_identical(got: &State, want: &State, what: &str) -> Result<(
 
 /// Per slot, per float field: the sum over the selected epochs of |that epoch's value| (the
 /// magnitude a sum of mixed-sign terms may cancel from). Built from single-epoch states.
-pub fn abs_scales<T: Real>(case: &Case, epochs: &[usize]) -> Vec<[f64; 6]> {
-    let mut out = vec![[0.0f64; 6]; case.n * case.per()];
+pub fn abs_scales<T: Real>(case: &Case, epochs: &[usize]) -> Vec<Sums> {
+    let mut out = vec![[0.0f64; Sums::LEN]; case.n * case.per()];
     for &e in epochs {
         let s = case.dense::<T>(&[e]);
         for (acc, slot) in out.iter_mut().zip(s.slots().iter()) {
@@ -399,7 +398,7 @@ pub fn abs_scales<T: Real>(case: &Case, epochs: &[usize]) -> Vec<[f64; 6]> {
             }
         }
     }
-    out
+    out.into_iter().map(Sums::from_array).collect()
 }
 
 /// Whether an example state is a valid "nothing seen" state.
@@ -416,6 +415,6 @@ pub fn config(cases: u32) -> proptest::test_runner::Config {
 }
 
 /// [`abs_scales`] for `sum_margin` only (the one float of mixed sign); zero for the others.
-pub fn margin_scales<T: Real>(case: &Case, epochs: &[usize]) -> Vec<[f64; 6]> {
-    abs_scales::<T>(case, epochs).into_iter().map(|s| [0.0, 0.0, s[2], 0.0, 0.0, 0.0]).collect()
+pub fn margin_scales<T: Real>(case: &Case, epochs: &[usize]) -> Vec<Sums> {
+    abs_scales::<T>(case, epochs).into_iter().map(|s| Sums { margin: s.margin, ..Sums::ZERO }).collect()
 }

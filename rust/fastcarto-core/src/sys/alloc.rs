@@ -1,5 +1,5 @@
 //! Handing memory back to the system. (The per-example state lives in its own mapping on huge
-//! pages: [`crate::bigvec`].)
+//! pages: [`crate::sys::bigvec`].)
 //!
 //! Memory no longer needed (a consumed state, a memory-mapped file already read) goes back to
 //! the system page by page ([`dont_need`]); large fresh buffers ask for huge pages

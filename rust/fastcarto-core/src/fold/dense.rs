@@ -1,12 +1,12 @@
 //! Dense inputs: `[epochs, examples, classes]` arrays (numpy arrays, memory maps, `.npy` files).
 
 use crate::error::{Error, Result};
-use crate::kernel::{RunAt, RunState, Scratch, fold_epoch};
-use crate::math::Real;
-use crate::options::{Kind, NanPolicy, Task};
-use crate::slots::{Slot, with_slots};
-use crate::state::ExampleState;
+use crate::kernel::math::Real;
+use crate::kernel::{RunAt, RunColumns, Scratch, fold_epoch};
+use crate::metrics::ExampleState;
+use crate::metrics::{Kind, NanPolicy, Task};
 use crate::state::State;
+use crate::state::packed::{Slot, with_slots};
 use multiversion::multiversion;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -144,7 +144,7 @@ pub fn accumulate<T: Real>(
         state.slots.hold(last.epoch, 0)?;
     }
     with_slots!(&mut state.slots, v => v.par_chunks_mut(BLOCK).enumerate().try_for_each_init(
-        || (Scratch::default(), RunState::default()),
+        || (Scratch::default(), RunColumns::default()),
         |(scratch, run), (b, slots)| -> Result<()> {
             let lo = b * BLOCK;
             run.resize(slots.len());
@@ -175,9 +175,9 @@ pub(crate) fn fold_block<T: Real>(
     (lo, len): (usize, usize),
     per: u64,
     scratch: &mut Scratch<T>,
-    run: &mut RunState,
+    run: &mut RunColumns,
     at: usize,
-    mut done: impl FnMut(usize, usize, &RunState) -> Result<()>,
+    mut done: impl FnMut(usize, usize, &RunColumns) -> Result<()>,
 ) -> Result<()> {
     // The block's first bad value in (epoch, example) order is the one reported: the runs go
     // epoch by epoch but `SUB` examples at a time, so a later run may still hold an earlier

@@ -105,6 +105,7 @@ mod tests {
         let bytes: Vec<MaybeUninit<u8>> = (0..5).map(MaybeUninit::new).collect();
         let mut out = [MaybeUninit::new(0u8); 5];
         stream_copy(&bytes, &mut out);
+        // SAFETY: `out` was initialized when it was made and `stream_copy` wrote initialized values.
         assert_eq!(out.map(|v| unsafe { v.assume_init() }), [0, 1, 2, 3, 4]);
     }
 }

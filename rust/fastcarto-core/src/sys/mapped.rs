@@ -157,11 +157,11 @@ mod imp {
     fn install() {
         let _lock = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
         let handler = on_sigbus as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void);
-        // SAFETY: sigaction with a null new action only reads the current one into `current`.
+        // SAFETY: `sigaction` is plain C data, for which all-zero bytes are a valid value.
         let mut current: libc::sigaction = unsafe { std::mem::zeroed() };
-        if unsafe { libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut current) } != 0
-            || current.sa_sigaction == handler as libc::sighandler_t
-        {
+        // SAFETY: sigaction with a null new action only reads the current one into `current`.
+        let read = unsafe { libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut current) };
+        if read != 0 || current.sa_sigaction == handler as libc::sighandler_t {
             return;
         }
         // SAFETY: a zeroed sigaction is a valid value; the handler only calls async-signal-safe
@@ -274,7 +274,7 @@ mod tests {
     #[test]
     fn a_file_cut_while_mapped_reads_zeros_and_reports_it() {
         let path = std::env::temp_dir().join(format!("fastcarto-cut-{}.bin", std::process::id()));
-        let page = crate::alloc::page_size();
+        let page = crate::sys::alloc::page_size();
         let mut f = std::fs::File::create(&path).unwrap();
         f.write_all(&vec![7u8; 4 * page]).unwrap();
         drop(f);

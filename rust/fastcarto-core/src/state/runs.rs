@@ -6,12 +6,13 @@
 //! 88-byte [`ExampleState`]s. A one-shot dense `compute` never builds the per-example states at
 //! all: the kernel folds a task's examples here and the columns are written from here.
 
-use crate::state::{ExampleState, NONE};
+use crate::metrics::{ExampleState, NONE, Sums};
 use std::ops::Range;
 
-/// The states of consecutive examples, one array per field of [`ExampleState`].
+/// The states of consecutive examples, one array per field of [`ExampleState`] (and of its
+/// [`Sums`]).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct RunState {
+pub(crate) struct RunColumns {
     pub(crate) mean: Vec<f64>,
     pub(crate) m2: Vec<f64>,
     pub(crate) sum_margin: Vec<f64>,
@@ -30,20 +31,21 @@ pub(crate) struct RunState {
     pub(crate) label: Vec<u32>,
 }
 
-impl RunState {
+impl RunColumns {
     /// Every array but the labels', with the value an empty state ([`ExampleState::EMPTY`])
     /// holds there: the one list of fields that sizing and resetting share.
     #[allow(clippy::type_complexity)]
     fn arrays_mut(&mut self) -> ([(&mut Vec<f64>, f64); 6], [(&mut Vec<u32>, u32); 9]) {
         let e = ExampleState::EMPTY;
+        let Sums { mean, m2, margin, el2n, loss, entropy } = e.sums;
         (
             [
-                (&mut self.mean, e.mean),
-                (&mut self.m2, e.m2),
-                (&mut self.sum_margin, e.sum_margin),
-                (&mut self.sum_el2n, e.sum_el2n),
-                (&mut self.sum_loss, e.sum_loss),
-                (&mut self.sum_entropy, e.sum_entropy),
+                (&mut self.mean, mean),
+                (&mut self.m2, m2),
+                (&mut self.sum_margin, margin),
+                (&mut self.sum_el2n, el2n),
+                (&mut self.sum_loss, loss),
+                (&mut self.sum_entropy, entropy),
             ],
             [
                 (&mut self.n, e.n),
@@ -86,12 +88,13 @@ impl RunState {
     /// Overwrites example `i` with `s`.
     #[inline(always)]
     pub(crate) fn set(&mut self, i: usize, s: &ExampleState) {
-        self.mean[i] = s.mean;
-        self.m2[i] = s.m2;
-        self.sum_margin[i] = s.sum_margin;
-        self.sum_el2n[i] = s.sum_el2n;
-        self.sum_loss[i] = s.sum_loss;
-        self.sum_entropy[i] = s.sum_entropy;
+        let Sums { mean, m2, margin, el2n, loss, entropy } = s.sums;
+        self.mean[i] = mean;
+        self.m2[i] = m2;
+        self.sum_margin[i] = margin;
+        self.sum_el2n[i] = el2n;
+        self.sum_loss[i] = loss;
+        self.sum_entropy[i] = entropy;
         self.n[i] = s.n;
         self.n_correct[i] = s.n_correct;
         self.n_confident[i] = s.n_confident;
@@ -142,7 +145,7 @@ impl RunState {
     }
 }
 
-/// Consecutive examples of a [`RunState`], read-only; every array has the same length.
+/// Consecutive examples of a [`RunColumns`], read-only; every array has the same length.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Tile<'a> {
     mean: &'a [f64],
@@ -201,12 +204,14 @@ impl Tile<'_> {
     #[inline(always)]
     pub(crate) fn get(&self, i: usize) -> ExampleState {
         ExampleState {
-            mean: self.mean[i],
-            m2: self.m2[i],
-            sum_margin: self.sum_margin[i],
-            sum_el2n: self.sum_el2n[i],
-            sum_loss: self.sum_loss[i],
-            sum_entropy: self.sum_entropy[i],
+            sums: Sums {
+                mean: self.mean[i],
+                m2: self.m2[i],
+                margin: self.sum_margin[i],
+                el2n: self.sum_el2n[i],
+                loss: self.sum_loss[i],
+                entropy: self.sum_entropy[i],
+            },
             n: self.n[i],
             n_correct: self.n_correct[i],
             n_confident: self.n_confident[i],
@@ -228,10 +233,10 @@ mod tests {
     #[test]
     fn states_round_trip_and_reset_to_empty() {
         let mut s = ExampleState::EMPTY;
-        (s.mean, s.m2, s.sum_margin, s.sum_el2n, s.sum_loss, s.sum_entropy) = (0.5, 0.25, -1.0, 2.0, 3.0, 4.0);
+        s.sums = Sums::from_array([0.5, 0.25, -1.0, 2.0, 3.0, 4.0]);
         (s.n, s.n_correct, s.n_confident, s.forgetting) = (5, 4, 3, 1);
         (s.first_epoch, s.last_epoch, s.first_learned, s.stable_from, s.final_pred, s.label) = (0, 9, 2, 6, 1, 1);
-        let mut run = RunState::default();
+        let mut run = RunColumns::default();
         run.set_all([ExampleState::EMPTY, s, s].into_iter());
         assert_eq!(run.example(1), s);
         let mut seen = Vec::new();

@@ -2,9 +2,9 @@
 //! model's outputs as a list of floats. This module turns an Arrow record batch of that shape into
 //! typed slices, checking everything a file can get wrong.
 
-use crate::dense::{IntValue, validate_labels};
 use crate::error::{Error, Result};
-use crate::options::{Kind, Task};
+use crate::fold::dense::{IntValue, validate_labels};
+use crate::metrics::{Kind, Task};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float16Type, Float32Type, Float64Type};
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, downcast_integer};
@@ -177,7 +177,7 @@ fn epochs_of(array: &ArrayRef, name: &str) -> Result<Epochs> {
     fn epochs<T: IntValue>(values: &[T], name: &str) -> Result<Epochs> {
         // Branch-free.
         let (lo, hi) = values.iter().fold((i64::MAX, i64::MIN), |(lo, hi), &v| (lo.min(v.widen()), hi.max(v.widen())));
-        let valid = |e: i64| u32::try_from(e).ok().filter(|&e| e < crate::state::NONE);
+        let valid = |e: i64| u32::try_from(e).ok().filter(|&e| e < crate::metrics::NONE);
         if let Some(&bad) = [lo, hi].iter().find(|&&e| !values.is_empty() && valid(e).is_none()) {
             return Err(Error::invalid(format!("epoch {bad} in column {name:?} is negative or too large")));
         }

@@ -2,15 +2,15 @@
 //! into one 64-byte cache line each when every epoch number is below [`PACKED_EPOCHS`] and
 //! every class below [`PACKED_CLASSES`] (nearly every training run).
 //!
-//! The packed form keeps the six `f64` sums as they are and narrows the ten counters, epoch
+//! The packed form keeps the `f64` [`Sums`] as they are and narrows the ten counters, epoch
 //! numbers and classes; it holds exactly the same values, so packing is lossless and every
 //! metric comes out bit for bit the same. It exists for memory (a long read of 100M examples
 //! holds 6.4 GB of state instead of 8.8 GB) and for speed (a row of a shuffled long table
 //! updates one cache line of state instead of two or three).
 
-use crate::bigvec::BigVec;
 use crate::error::{Error, Result};
-use crate::state::{ExampleState, NONE, Observation, later_learned, later_sums};
+use crate::metrics::{ExampleState, NONE, Observation, Sums, later_learned};
+use crate::sys::bigvec::BigVec;
 use rayon::prelude::*;
 
 /// Epoch numbers a packed state holds: `0..PACKED_EPOCHS` (12 bits; all ones marks none).
@@ -30,7 +30,7 @@ const CLASS_MASK: u64 = (1 << CLASS_BITS) - 1;
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[repr(C, align(64))]
 pub struct Packed {
-    sums: [f64; 6],
+    sums: Sums,
     counts: u64,
     epochs: u64,
 }
@@ -83,14 +83,8 @@ impl Slot for Packed {
     fn get(&self) -> ExampleState {
         let (c, e) = (self.counts, self.epochs);
         let field = |w: u64, k: u32| (w >> (k * EPOCH_BITS)) & EPOCH_MASK;
-        let [mean, m2, sum_margin, sum_el2n, sum_loss, sum_entropy] = self.sums;
         ExampleState {
-            mean,
-            m2,
-            sum_margin,
-            sum_el2n,
-            sum_loss,
-            sum_entropy,
+            sums: self.sums,
             n: field(c, 0) as u32,
             n_correct: field(c, 1) as u32,
             n_confident: field(c, 2) as u32,
@@ -128,7 +122,7 @@ impl Packed {
         }
         let correct = obs.pred == label;
         let was_correct = field(e, 3) != EPOCH_MASK;
-        self.sums = later_sums(n as u32, self.sums, obs);
+        self.sums = self.sums.push_later(n as u32, obs);
         // No count overflows its field: each is at most the number of distinct epochs.
         self.counts = c
             + 1
@@ -152,7 +146,7 @@ impl Packed {
             (if v == NONE { mask } else { v as u64 & mask }) << (k * EPOCH_BITS)
         }
         Packed {
-            sums: [s.mean, s.m2, s.sum_margin, s.sum_el2n, s.sum_loss, s.sum_entropy],
+            sums: s.sums,
             counts: f(s.n, EPOCH_MASK, 0)
                 | f(s.n_correct, EPOCH_MASK, 1)
                 | f(s.n_confident, EPOCH_MASK, 2)
@@ -212,8 +206,8 @@ impl Default for Slots {
 macro_rules! with_slots {
     ($slots:expr, $v:ident => $body:expr) => {
         match $slots {
-            $crate::slots::Slots::Wide($v) => $body,
-            $crate::slots::Slots::Packed($v) => $body,
+            $crate::state::packed::Slots::Wide($v) => $body,
+            $crate::state::packed::Slots::Packed($v) => $body,
         }
     };
 }
@@ -236,7 +230,7 @@ impl Slots {
     }
 
     /// `n` empty states, packed when `n_classes` fit.
-    pub fn empty(n: usize, n_classes: u32) -> std::result::Result<Self, crate::bigvec::AllocError> {
+    pub fn empty(n: usize, n_classes: u32) -> std::result::Result<Self, crate::sys::bigvec::AllocError> {
         Ok(if Slots::fits(0, n_classes) {
             Slots::Packed(BigVec::filled(Packed::EMPTY, n)?)
         } else {
@@ -295,7 +289,7 @@ impl Slots {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::Observation;
+    use crate::metrics::Observation;
 
     fn arbitrary(seed: u64) -> ExampleState {
         let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
@@ -371,7 +365,7 @@ mod tests {
             }
             let mut packed = Packed::put(&s);
             proptest::prop_assert_eq!(packed.push_later_if(epoch, label, &obs), applies);
-            let bits = |p: &Packed| (p.sums.map(f64::to_bits), p.counts, p.epochs);
+            let bits = |p: &Packed| (p.sums.to_array().map(f64::to_bits), p.counts, p.epochs);
             proptest::prop_assert_eq!(bits(&packed), bits(&Packed::put(&want)));
             let mut wide = s;
             proptest::prop_assert_eq!(wide.push_later_if(epoch, label, &obs), applies);

@@ -37,6 +37,7 @@ struct Block {
 
 // SAFETY: a `Block` owns its allocation outright (like a `Box<[u8]>`).
 unsafe impl Send for Block {}
+// SAFETY: shared references to a `Block` only read its fields, as for a `Box<[u8]>`.
 unsafe impl Sync for Block {}
 
 impl Drop for Block {
@@ -195,7 +196,7 @@ impl<T: Copy + Send + Sync> BigVec<T> {
             self.memory = Memory::None;
         } else if let Memory::Map(map) = &self.memory {
             let bytes = self.len * Self::SIZE;
-            if bytes.next_multiple_of(crate::alloc::page_size()) < map.len() {
+            if bytes.next_multiple_of(crate::sys::alloc::page_size()) < map.len() {
                 let Memory::Map(map) = std::mem::replace(&mut self.memory, Memory::None) else {
                     unreachable!("matched above")
                 };

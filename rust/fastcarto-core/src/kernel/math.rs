@@ -78,7 +78,7 @@ pub trait Real:
     /// `out[k * GROUP + l] = rows[l * cols + k]` for `g` rows (see `transpose`).
     #[inline(always)]
     fn transpose_group(rows: &[Self], cols: usize, g: usize, out: &mut [Self]) {
-        crate::transpose::scalar(rows, cols, g, out);
+        crate::kernel::transpose::scalar(rows, cols, g, out);
     }
     #[inline(always)]
     fn max_(self, other: Self) -> Self {
@@ -89,7 +89,7 @@ pub trait Real:
 impl Real for f32 {
     #[inline(always)]
     fn transpose_group(rows: &[Self], cols: usize, g: usize, out: &mut [Self]) {
-        crate::transpose::f32_rows(rows, cols, g, out);
+        crate::kernel::transpose::f32_rows(rows, cols, g, out);
     }
 
     const ZERO: Self = 0.0;
@@ -370,7 +370,9 @@ impl Real for f64 {
     }
 }
 
-/// `ln(1 + x)` for `x >= 0`, accurate also for tiny `x`.
+/// `ln(1 + x)` for `x >= 0`, accurate also for tiny `x` (the kernels use [`ln_1p_from`], with
+/// the `1 + x` and `1 / (1 + x)` a softmax already has; this pins its accuracy in tests).
+#[cfg(test)]
 #[inline(always)]
 pub fn ln_1p<T: Real>(x: T) -> T {
     ln_1p_with::<T, false>(x)
@@ -384,6 +386,7 @@ pub fn mul_add_with<T: Real, const FMA: bool>(a: T, b: T, c: T) -> T {
 }
 
 /// [`ln_1p`] with fused multiply-adds when `FMA` (see [`Real::exp_with`]).
+#[cfg(test)]
 #[inline(always)]
 pub fn ln_1p_with<T: Real, const FMA: bool>(x: T) -> T {
     let u = T::ONE + x;

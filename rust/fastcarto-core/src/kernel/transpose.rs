@@ -57,9 +57,13 @@ mod avx2 {
                     // A last, partial tile overlaps the one before it (plain loads, which are
                     // cheaper than masked ones); only its new columns are stored.
                     let start = c0.min(cols - 8);
+                    // SAFETY: rows `r0..r0 + 8` are below `g` and columns `start..start + 8` below
+                    // `cols`, so the 8 floats lie in `rows` (`rows.len() >= g * cols`).
                     let load = |i: usize| unsafe { _mm256_loadu_ps(src.add((r0 + i) * cols + start)) };
                     let t = transpose8([load(0), load(1), load(2), load(3), load(4), load(5), load(6), load(7)]);
                     for (j, v) in t.iter().enumerate().skip(c0 - start) {
+                        // SAFETY: column `start + j < cols` and lanes `r0..r0 + 8 <= GROUP` lie in
+                        // `out` (`out.len() >= cols * GROUP`).
                         unsafe { _mm256_storeu_ps(dst.add((start + j) * GROUP + r0), *v) };
                     }
                     c0 += 8;
@@ -69,9 +73,12 @@ mod avx2 {
                 // Lanes past `width` are masked: they read nothing and become 0.
                 let mask =
                     _mm256_cmpgt_epi32(_mm256_set1_epi32(width as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+                // SAFETY: row `r0 + i < g`; the mask reads only columns `c0..c0 + width <= cols`
+                // of it, which lie in `rows`.
                 let load = |i: usize| unsafe { _mm256_maskload_ps(src.add((r0 + i) * cols + c0), mask) };
                 let t = transpose8([load(0), load(1), load(2), load(3), load(4), load(5), load(6), load(7)]);
                 for (j, v) in t.iter().enumerate().take(width) {
+                    // SAFETY: column `c0 + j < cols` and lanes `r0..r0 + 8 <= GROUP` lie in `out`.
                     unsafe { _mm256_storeu_ps(dst.add((c0 + j) * GROUP + r0), *v) };
                 }
                 c0 += 8;
@@ -79,6 +86,7 @@ mod avx2 {
         }
         for r in full..g {
             for c in 0..cols {
+                // SAFETY: `r < g <= GROUP` and `c < cols`: both offsets lie in their slices.
                 unsafe { *dst.add(c * GROUP + r) = *src.add(r * cols + c) };
             }
         }
@@ -86,6 +94,7 @@ mod avx2 {
 
     #[inline(always)]
     fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
+        // SAFETY: register-only AVX intrinsics; only called from `transpose`, which requires AVX2.
         unsafe {
             let t0 = _mm256_unpacklo_ps(r[0], r[1]);
             let t1 = _mm256_unpackhi_ps(r[0], r[1]);
@@ -127,13 +136,17 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn transpose(rows: &[f32], cols: usize, g: usize, out: &mut [f32]) {
         let (src, dst) = (rows.as_ptr(), out.as_mut_ptr());
-        // SAFETY (all arms): forwarded from this function's contract.
         match cols {
             0 => {}
             1 => out[..g].copy_from_slice(&rows[..g]),
+            // SAFETY: forwarded from this function's contract, with `cols` the width `narrow`
+            // is instantiated for.
             2 => unsafe { narrow::<2>(src, g, dst) },
+            // SAFETY: as above.
             3 => unsafe { narrow::<3>(src, g, dst) },
+            // SAFETY: as above.
             4 => unsafe { narrow::<4>(src, g, dst) },
+            // SAFETY: forwarded from this function's contract (`wide` takes any `cols`).
             _ => unsafe { wide(src, cols, g, dst) },
         }
     }
@@ -266,7 +279,7 @@ mod avx512 {
     #[inline(always)]
     unsafe fn columns<const SKIP: usize>(src: *const f32, s: usize, dst: *mut f32, plan: Blocks) {
         let (mut p, mut q) = (src, dst);
-        // SAFETY (all tiles): each reads and writes only the rows of its block.
+        // SAFETY: (all tiles) each reads and writes only the rows of its block.
         unsafe {
             if plan.lead {
                 tile4::<SKIP>(p, s, q);
@@ -457,6 +470,7 @@ mod tests {
             assert_eq!(libc::mprotect(base as *mut libc::c_void, page, libc::PROT_NONE), 0);
             assert_eq!(libc::mprotect(base.add(page + data) as *mut libc::c_void, page, libc::PROT_NONE), 0);
         }
+        // SAFETY: the mapping is `data + 2 * page` bytes long.
         let first = unsafe { base.add(page) } as *mut f32;
         for (name, f) in paths() {
             for cols in COLS {

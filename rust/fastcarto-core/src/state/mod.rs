@@ -1,262 +1,21 @@
-//! Per-example streaming state: fixed size, updated one epoch at a time, and mergeable.
-//!
-//! Every metric is a function of an [`ExampleState`]. Two states of the same example merge
-//! exactly when one covers strictly later epochs than the other (Chan et al.'s pairwise update
-//! for the mean and the sum of squared deviations; order-aware bookkeeping for forgetting), and a
-//! state that saw nothing is the identity. Threads, shards, files and machines all reuse
-//! [`ExampleState::merge`].
+//! How the states of many examples are kept: [`State`] (every example's state, packed or wide:
+//! [`packed`]), the structure-of-arrays states of a run of consecutive examples that the kernel
+//! updates ([`runs`]), and their serialization ([`serialize`]).
 
-#[cfg(test)]
-use crate::error::Example;
+pub(crate) mod packed;
+pub(crate) mod runs;
+pub mod serialize;
+
 use crate::error::{Error, Result};
-use crate::options::{Kind, Task};
-use crate::slots::{Slot, Slots, with_slots};
+use crate::metrics::{ExampleState, Kind, Task};
+use crate::state::packed::{Slot, Slots, with_slots};
 use rayon::prelude::*;
-
-/// Marks an epoch or class that does not exist (never learned, never observed, ...).
-pub const NONE: u32 = u32::MAX;
-
-/// What one epoch's output says about one example.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Observation {
-    /// Probability of the gold label.
-    pub gold_prob: f64,
-    /// Gold score minus the largest other score (logits, or probabilities for `kind="probs"`).
-    pub margin: f64,
-    /// L2 norm of `p - onehot(gold)`.
-    pub el2n: f64,
-    /// Cross-entropy `-ln p(gold)`.
-    pub loss: f64,
-    /// Predictive entropy `-sum p ln p`.
-    pub entropy: f64,
-    /// Predicted class (first maximum wins ties).
-    pub pred: u32,
-}
-
-/// Everything fastcarto remembers about one example: 88 bytes, whatever the number of epochs.
-#[derive(Debug, Clone, Copy, PartialEq)]
-#[repr(C)]
-pub struct ExampleState {
-    /// Running mean of p(gold) (Welford / Chan).
-    pub mean: f64,
-    /// Sum of squared deviations of p(gold) from the mean.
-    pub m2: f64,
-    pub sum_margin: f64,
-    pub sum_el2n: f64,
-    pub sum_loss: f64,
-    pub sum_entropy: f64,
-    /// Epochs observed.
-    pub n: u32,
-    /// Epochs where the prediction was the gold label.
-    pub n_correct: u32,
-    /// Epochs where p(gold) > 0.5 (Data-IQ's notion of correct).
-    pub n_confident: u32,
-    /// Correct-to-wrong transitions between consecutive observed epochs.
-    pub forgetting: u32,
-    pub first_epoch: u32,
-    pub last_epoch: u32,
-    /// First epoch predicted correctly, or [`NONE`].
-    pub first_learned: u32,
-    /// First epoch from which every later observed epoch is correct, or [`NONE`].
-    pub stable_from: u32,
-    /// Prediction at the last observed epoch, or [`NONE`].
-    pub final_pred: u32,
-    /// Gold label, or [`NONE`] before the first observation.
-    pub label: u32,
-}
-
-impl Default for ExampleState {
-    fn default() -> Self {
-        Self::EMPTY
-    }
-}
-
-impl ExampleState {
-    /// The state of an example nothing is known about; the identity of [`merge`](Self::merge).
-    pub const EMPTY: ExampleState = ExampleState {
-        mean: 0.0,
-        m2: 0.0,
-        sum_margin: 0.0,
-        sum_el2n: 0.0,
-        sum_loss: 0.0,
-        sum_entropy: 0.0,
-        n: 0,
-        n_correct: 0,
-        n_confident: 0,
-        forgetting: 0,
-        first_epoch: NONE,
-        last_epoch: NONE,
-        first_learned: NONE,
-        stable_from: NONE,
-        final_pred: NONE,
-        label: NONE,
-    };
-
-    /// The state after a single observation.
-    #[inline(always)]
-    pub fn single(epoch: u32, label: u32, obs: &Observation) -> Self {
-        let correct = obs.pred == label;
-        let learned = if correct { epoch } else { NONE };
-        ExampleState {
-            mean: obs.gold_prob,
-            m2: 0.0,
-            sum_margin: obs.margin,
-            sum_el2n: obs.el2n,
-            sum_loss: obs.loss,
-            sum_entropy: obs.entropy,
-            n: 1,
-            n_correct: correct as u32,
-            n_confident: (obs.gold_prob > 0.5) as u32,
-            forgetting: 0,
-            first_epoch: epoch,
-            last_epoch: epoch,
-            first_learned: learned,
-            stable_from: learned,
-            final_pred: obs.pred,
-            label,
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.n == 0
-    }
-
-    /// Correct at its first observed epoch.
-    fn starts_correct(&self) -> bool {
-        self.first_learned == self.first_epoch
-    }
-
-    /// Correct at its last observed epoch.
-    fn ends_correct(&self) -> bool {
-        self.stable_from != NONE
-    }
-
-    /// Adds one observation that must be later than every epoch seen so far: `merge` with a
-    /// single-observation state (the engine's bulk path, `kernel::RunState`, applies the same
-    /// arithmetic to whole runs of examples at once).
-    pub fn observe(&mut self, example: u64, epoch: u32, label: u32, obs: &Observation) -> Result<()> {
-        *self = Self::merge_ordered(example, self, &Self::single(epoch, label, obs), false)?;
-        Ok(())
-    }
-
-    /// Adds one observation at `epoch` to a state that has observed something, all of it
-    /// earlier, with the same label: the same arithmetic as [`merge`](Self::merge) with
-    /// [`single`](Self::single), rounding included, without the checks or the copy — the
-    /// long-table reader's per-row path. Callers check the three conditions first.
-    #[inline(always)]
-    pub fn push_later(&mut self, epoch: u32, obs: &Observation) {
-        debug_assert!(self.n > 0 && self.last_epoch < epoch);
-        let correct = obs.pred == self.label;
-        let was_correct = self.ends_correct();
-        let sums = [self.mean, self.m2, self.sum_margin, self.sum_el2n, self.sum_loss, self.sum_entropy];
-        [self.mean, self.m2, self.sum_margin, self.sum_el2n, self.sum_loss, self.sum_entropy] =
-            later_sums(self.n, sums, obs);
-        self.n += 1;
-        self.n_correct += correct as u32;
-        self.n_confident += (obs.gold_prob > 0.5) as u32;
-        self.forgetting += (was_correct && !correct) as u32;
-        self.last_epoch = epoch;
-        (self.first_learned, self.stable_from) =
-            later_learned(correct, was_correct, self.first_learned, self.stable_from, epoch, NONE);
-        self.final_pred = obs.pred;
-    }
-
-    /// Combines two states of the same example. Exact for counts; floats agree with a single
-    /// pass to rounding. Fails when the epochs overlap (a duplicate) or interleave (forgetting
-    /// would depend on an order neither state knows), or when the labels differ.
-    pub fn merge(example: u64, a: &Self, b: &Self, allow_label_change: bool) -> Result<Self> {
-        if a.n == 0 && b.n == 0 {
-            // Neither observed anything; keep whichever label is known (all epochs omitted).
-            return Ok(if a.label != NONE { *a } else { *b });
-        }
-        if a.n == 0 {
-            return Ok(*b);
-        }
-        if b.n == 0 {
-            return Ok(*a);
-        }
-        if a.last_epoch < b.first_epoch {
-            Self::merge_ordered(example, a, b, allow_label_change)
-        } else if b.last_epoch < a.first_epoch {
-            Self::merge_ordered(example, b, a, allow_label_change)
-        } else if let Some(epoch) = shared_endpoint(a, b) {
-            Err(Error::DuplicateObservation { epoch, example: example.into() })
-        } else {
-            Err(Error::InterleavedEpochs {
-                example: example.into(),
-                first_a: a.first_epoch,
-                last_a: a.last_epoch,
-                first_b: b.first_epoch,
-                last_b: b.last_epoch,
-            })
-        }
-    }
-
-    /// `early` covers strictly earlier epochs than `late` (or one of them is empty).
-    #[inline(always)]
-    fn merge_ordered(example: u64, early: &Self, late: &Self, allow_label_change: bool) -> Result<Self> {
-        if early.n == 0 {
-            return Ok(*late);
-        }
-        if late.n == 0 {
-            return Ok(*early);
-        }
-        if late.first_epoch <= early.last_epoch {
-            return Err(if late.first_epoch == early.last_epoch {
-                Error::DuplicateObservation { epoch: late.first_epoch, example: example.into() }
-            } else {
-                Error::EpochOutOfOrder { example: example.into(), epoch: late.first_epoch, last: early.last_epoch }
-            });
-        }
-        if early.label != late.label && !allow_label_change {
-            return Err(Error::LabelChanged { example: example.into(), old: early.label, new: late.label });
-        }
-        let n = early.n + late.n;
-        let (na, nb, nf) = (early.n as f64, late.n as f64, n as f64);
-        let delta = late.mean - early.mean;
-        // One division, shared: with `nb == 1` these are exactly `push_later`'s and the dense
-        // kernel's expressions, so every path agrees bit for bit.
-        let inv = 1.0 / nf;
-        let mean = early.mean + delta * (nb * inv);
-        let m2 = early.m2 + late.m2 + delta * delta * (na * nb * inv);
-        let forgotten_at_seam = (early.ends_correct() && !late.starts_correct()) as u32;
-        let stable_from = if late.stable_from == late.first_epoch && early.ends_correct() {
-            early.stable_from
-        } else {
-            late.stable_from
-        };
-        Ok(ExampleState {
-            mean,
-            m2,
-            sum_margin: early.sum_margin + late.sum_margin,
-            sum_el2n: early.sum_el2n + late.sum_el2n,
-            sum_loss: early.sum_loss + late.sum_loss,
-            sum_entropy: early.sum_entropy + late.sum_entropy,
-            n,
-            n_correct: early.n_correct + late.n_correct,
-            n_confident: early.n_confident + late.n_confident,
-            forgetting: early.forgetting + late.forgetting + forgotten_at_seam,
-            first_epoch: early.first_epoch,
-            last_epoch: late.last_epoch,
-            first_learned: if early.first_learned != NONE { early.first_learned } else { late.first_learned },
-            stable_from,
-            final_pred: late.final_pred,
-            label: late.label,
-        })
-    }
-}
 
 fn oom(n_slots: usize) -> Error {
     Error::OutOfMemory {
         what: format!("{n_slots} more states"),
         bytes: n_slots as u128 * std::mem::size_of::<ExampleState>() as u128,
     }
-}
-
-/// An epoch both states certainly observed: an endpoint of one span that is an endpoint of the
-/// other, or the only epoch of a single-epoch state that is an endpoint of the other.
-fn shared_endpoint(a: &ExampleState, b: &ExampleState) -> Option<u32> {
-    [a.first_epoch, a.last_epoch].into_iter().find(|&e| e == b.first_epoch || e == b.last_epoch)
 }
 
 /// The state of every example (or every (example, class) slot for multi-label tasks), packed
@@ -282,7 +41,7 @@ impl State {
             .ok_or_else(|| Error::invalid("too many examples"))?;
         // Filled in parallel: on a large state this first touch is page-fault bound.
         let slots =
-            crate::parallel::run_default(n_slots, || Slots::empty(n_slots, c)).map_err(|_| Error::OutOfMemory {
+            crate::sys::pool::run_default(n_slots, || Slots::empty(n_slots, c)).map_err(|_| Error::OutOfMemory {
                 what: format!("the state of {n_examples} examples"),
                 bytes: n_slots as u128 * std::mem::size_of::<ExampleState>() as u128,
             })?;
@@ -365,7 +124,7 @@ impl State {
             self.slots.widen()?; // the merge may hold what only the wide form can
         }
         fn merged<A: Slot, B: Slot>(mine: &[A], theirs: &[B], per: u64, allow: bool) -> Result<Vec<A>> {
-            crate::parallel::run_default(mine.len(), || {
+            crate::sys::pool::run_default(mine.len(), || {
                 mine.par_iter()
                     .zip(theirs.par_iter())
                     .enumerate()
@@ -456,48 +215,11 @@ impl State {
     }
 }
 
-/// The float part of [`ExampleState::push_later`] on `[mean, m2, sum_margin, sum_el2n,
-/// sum_loss, sum_entropy]` after `n` observations: Welford's update and the plain sums. Shared
-/// with the packed in-place update (`slots::Packed`), which must give the same bits.
-#[inline(always)]
-pub(crate) fn later_sums(n: u32, [mean, m2, margin, el2n, loss, entropy]: [f64; 6], obs: &Observation) -> [f64; 6] {
-    let (na, nf) = (n as f64, (n + 1) as f64);
-    let delta = obs.gold_prob - mean;
-    let inv = 1.0 / nf;
-    [
-        mean + delta * inv,
-        m2 + delta * delta * (na * inv),
-        margin + obs.margin,
-        el2n + obs.el2n,
-        loss + obs.loss,
-        entropy + obs.entropy,
-    ]
-}
-
-/// `first_learned` and `stable_from` after a later epoch `epoch`, predicted `correct`ly or not
-/// (`was_correct`: the last epoch before it was); `none` marks a missing epoch (the wide and the
-/// packed states mark it differently).
-#[inline(always)]
-pub(crate) fn later_learned<E: Copy + PartialEq>(
-    correct: bool,
-    was_correct: bool,
-    first_learned: E,
-    stable_from: E,
-    epoch: E,
-    none: E,
-) -> (E, E) {
-    let first_learned = if correct && first_learned == none { epoch } else { first_learned };
-    let stable_from = match (correct, was_correct) {
-        (false, _) => none,
-        (true, true) => stable_from,
-        (true, false) => epoch,
-    };
-    (first_learned, stable_from)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Example;
+    use crate::metrics::Observation;
 
     fn obs(g: f64, pred: u32) -> Observation {
         Observation { gold_prob: g, margin: g - 0.5, el2n: 1.0 - g, loss: -g.ln(), entropy: 0.1, pred }
@@ -516,7 +238,7 @@ mod tests {
         assert_eq!(s.first_learned, 0);
         assert_eq!(s.stable_from, 2);
         assert_eq!(s.final_pred, 0);
-        assert!((s.mean - 0.65).abs() < 1e-15);
+        assert!((s.sums.mean - 0.65).abs() < 1e-15);
     }
 
     /// Small updates of a large state find repeated and out-of-range examples without a bitmap
@@ -535,7 +257,7 @@ mod tests {
             let mut state = State::new(n, task, Kind::Logits).unwrap();
             state.merge_at(&update, &index).unwrap();
             for (i, &ix) in index.iter().enumerate() {
-                assert_eq!(state.slots.get(ix as usize).mean.to_bits(), update.slots.get(i).mean.to_bits());
+                assert_eq!(state.slots.get(ix as usize).sums.mean.to_bits(), update.slots.get(i).sums.mean.to_bits());
             }
             assert_eq!(state.slots().iter().filter(|s| s.n > 0).count(), len);
             let fresh = || State::new(n, task, Kind::Logits).unwrap();
@@ -571,8 +293,8 @@ mod tests {
             let mut got = s;
             got.push_later(epoch, &o(next));
             proptest::prop_assert_eq!(got, want);
-            proptest::prop_assert_eq!(got.mean.to_bits(), want.mean.to_bits());
-            proptest::prop_assert_eq!(got.m2.to_bits(), want.m2.to_bits());
+            proptest::prop_assert_eq!(got.sums.mean.to_bits(), want.sums.mean.to_bits());
+            proptest::prop_assert_eq!(got.sums.m2.to_bits(), want.sums.m2.to_bits());
         }
     }
 
@@ -580,7 +302,7 @@ mod tests {
     /// stay packed unless the other side is wide.
     #[test]
     fn packed_states_merge_like_wide_ones() {
-        use crate::slots::Packed;
+        use crate::state::packed::Packed;
         let task = Task::MultiClass { n_classes: 3 };
         let states = |epoch: u32, n: usize| -> Vec<ExampleState> {
             (0..n)

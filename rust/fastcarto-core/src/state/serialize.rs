@@ -3,8 +3,9 @@
 //! corrupted or hand-edited state is an error rather than wrong metrics.
 
 use crate::error::{Error, Result};
-use crate::options::{Kind, Task};
-use crate::state::{ExampleState, NONE, State};
+use crate::metrics::{ExampleState, NONE, Sums};
+use crate::metrics::{Kind, Task};
+use crate::state::State;
 use arrow_array::{Array, ArrayRef, Float64Array, RecordBatch, UInt32Array};
 use arrow_buffer::Buffer;
 use arrow_schema::{DataType, Field, Schema};
@@ -12,7 +13,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 const VERSION: &str = "1";
-const F64_FIELDS: [&str; 6] = ["mean", "m2", "sum_margin", "sum_el2n", "sum_loss", "sum_entropy"];
+/// The columns of [`Sums`], in [`Sums::to_array`]'s order.
+const F64_FIELDS: [&str; Sums::LEN] = ["mean", "m2", "sum_margin", "sum_el2n", "sum_loss", "sum_entropy"];
 const U32_FIELDS: [&str; 10] = [
     "n",
     "n_correct",
@@ -27,7 +29,7 @@ const U32_FIELDS: [&str; 10] = [
 ];
 
 fn f64_of(s: &ExampleState, i: usize) -> f64 {
-    [s.mean, s.m2, s.sum_margin, s.sum_el2n, s.sum_loss, s.sum_entropy][i]
+    s.sums.to_array()[i]
 }
 
 fn u32_of(s: &ExampleState, i: usize) -> u32 {
@@ -118,12 +120,7 @@ pub fn from_record_batch(batch: &RecordBatch) -> Result<State> {
     let mut slots = Vec::with_capacity(rows);
     for r in 0..rows {
         let s = ExampleState {
-            mean: f[0].value(r),
-            m2: f[1].value(r),
-            sum_margin: f[2].value(r),
-            sum_el2n: f[3].value(r),
-            sum_loss: f[4].value(r),
-            sum_entropy: f[5].value(r),
+            sums: Sums::from_array(std::array::from_fn(|k| f[k].value(r))),
             n: u[0].value(r),
             n_correct: u[1].value(r),
             n_confident: u[2].value(r),
@@ -138,7 +135,9 @@ pub fn from_record_batch(batch: &RecordBatch) -> Result<State> {
         check_invariants(&s, labels, preds).map_err(|why| bad(format!("row {r}: {why}")))?;
         slots.push(s);
     }
-    Ok(State::new(0, task, kind)?.with_label_changes(allow).with_stored(crate::slots::Slots::from_states(slots)))
+    Ok(State::new(0, task, kind)?
+        .with_label_changes(allow)
+        .with_stored(crate::state::packed::Slots::from_states(slots)))
 }
 
 /// What every slot of a state built by the engine satisfies, checked on load so that a corrupted
@@ -159,7 +158,7 @@ pub fn from_record_batch(batch: &RecordBatch) -> Result<State> {
 fn check_invariants(s: &ExampleState, labels: u32, preds: u32) -> std::result::Result<(), String> {
     if s.n == 0 {
         // An example whose observations were all omitted still knows its label.
-        let unlabeled = ExampleState { label: crate::state::NONE, ..*s };
+        let unlabeled = ExampleState { label: crate::metrics::NONE, ..*s };
         return if unlabeled != ExampleState::EMPTY {
             Err("an empty slot (n = 0) carries values".into())
         } else if s.label != NONE && s.label >= labels {
@@ -190,12 +189,12 @@ fn check_invariants(s: &ExampleState, labels: u32, preds: u32) -> std::result::R
     let slack = |b: f64| b.abs() * 1e-6 + 1e-12;
     let within = |x: f64, lo: f64, hi: f64| x.is_finite() && x >= lo - slack(lo) && x <= hi + slack(hi);
     let ranges = [
-        ("mean", s.mean, 0.0, 1.0),
-        ("m2", s.m2, 0.0, n / 4.0),
-        ("sum_el2n", s.sum_el2n, 0.0, n * std::f64::consts::SQRT_2),
-        ("sum_entropy", s.sum_entropy, 0.0, n * (preds as f64).ln()),
-        ("sum_loss", s.sum_loss, 0.0, f64::INFINITY),
-        ("sum_margin", s.sum_margin, f64::NEG_INFINITY, f64::INFINITY),
+        ("mean", s.sums.mean, 0.0, 1.0),
+        ("m2", s.sums.m2, 0.0, n / 4.0),
+        ("sum_el2n", s.sums.el2n, 0.0, n * std::f64::consts::SQRT_2),
+        ("sum_entropy", s.sums.entropy, 0.0, n * (preds as f64).ln()),
+        ("sum_loss", s.sums.loss, 0.0, f64::INFINITY),
+        ("sum_margin", s.sums.margin, f64::NEG_INFINITY, f64::INFINITY),
     ];
     match ranges.iter().find(|(_, x, lo, hi)| !within(*x, *lo, *hi)) {
         Some((name, x, _, _)) if !x.is_finite() => Err(format!("{name} is {x}; it is always finite")),

@@ -9,11 +9,11 @@
 //! Errors name rows as [`Example::Index`] positions in the batch; callers rename them to what
 //! their user knows ([`Error::name_example`]).
 
-use crate::dense::validate_labels;
 use crate::error::{Error, Example, Result};
+use crate::fold::validate_labels;
+use crate::kernel::math::Real;
 use crate::kernel::prob_sum_tolerance;
-use crate::math::Real;
-use crate::options::{Kind, Task};
+use crate::metrics::{Kind, Task};
 use std::collections::HashSet;
 
 /// Checks one epoch's rows of outputs (`values`, row-major with `task.output_columns()` columns)

@@ -2,10 +2,11 @@
 //! (example, class) pair for multi-label tasks), under fastcarto's or a published convention.
 
 use crate::error::{Error, Result};
-use crate::options::{Compat, Kind, Task};
-use crate::run_state::{RunState, Tile};
-use crate::slots::{Packed, Slot, Slots};
-use crate::state::{ExampleState, NONE, State};
+use crate::metrics::{Compat, Kind, Task};
+use crate::metrics::{ExampleState, NONE};
+use crate::state::State;
+use crate::state::packed::{Packed, Slot, Slots};
+use crate::state::runs::{RunColumns, Tile};
 use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch};
 use arrow_buffer::{BooleanBuffer, NullBuffer};
 use arrow_schema::{DataType, Field, Schema};
@@ -74,7 +75,7 @@ type Share<'b> = Buf<&'b mut [MaybeUninit<f64>], &'b mut [MaybeUninit<i64>], &'b
 
 /// Makes the run hold exactly the states of slots `range` (one task's share); its contents
 /// before (a previous share's states) must not be read.
-pub(crate) type Fill<'a> = dyn Fn(std::ops::Range<usize>, &mut RunState) -> Result<()> + Sync + 'a;
+pub(crate) type Fill<'a> = dyn Fn(std::ops::Range<usize>, &mut RunColumns) -> Result<()> + Sync + 'a;
 
 /// Where the table's states come from: a whole state, or computed task by task and never
 /// stored whole (one-shot dense inputs, which then need no per-example state at all).
@@ -109,6 +110,7 @@ impl<S> Copy for Consumed<'_, S> {}
 // SAFETY: `Consumed` is created from a vector that `take_table` owns and never touches
 // otherwise until the table is built; tasks only read disjoint ranges of it.
 unsafe impl<S: Sync> Send for Consumed<'_, S> {}
+// SAFETY: as for `Send`: shared between tasks that read disjoint ranges.
 unsafe impl<S: Sync> Sync for Consumed<'_, S> {}
 
 impl<'a, S> Consumed<'a, S> {
@@ -134,7 +136,7 @@ impl<'a, S> Consumed<'a, S> {
             // SAFETY: inside the vector's own allocation (whole pages only), whose states no one
             // reads again; afterwards they read as zeros (valid, if meaningless, states) and the
             // vector is only deallocated.
-            unsafe { crate::alloc::dont_need(start, end) };
+            unsafe { crate::sys::alloc::dont_need(start, end) };
         }
         #[cfg(not(target_os = "linux"))]
         let _ = range;
@@ -248,7 +250,7 @@ impl<'a> Builder<'a> {
                 first = done.end;
             }
         }
-        // SAFETY (each `assume_init` below): `fill_chunks` succeeded, so every chunk's task wrote
+        // Each `assume_init` below is sound: `fill_chunks` succeeded, so every chunk's task wrote
         // every value of its share of every buffer (`column` checks that a share and its states
         // have the same length), and the shares cover the buffers.
         let columns = specs
@@ -257,13 +259,18 @@ impl<'a> Builder<'a> {
             .map(|(spec, buf)| -> ArrayRef {
                 match (spec, buf) {
                     (Spec::Ready(col), _) => col,
+                    // SAFETY: written in full, as said above.
                     (_, Buf::F64(v)) => Arc::new(Float64Array::from(unsafe { v.assume_init() }.into_vec())),
+                    // SAFETY: written in full, as said above.
                     (_, Buf::I64(v)) => Arc::new(Int64Array::from(unsafe { v.assume_init() }.into_vec())),
                     (_, Buf::Optional(v, ok)) => {
+                        // SAFETY: written in full, as said above.
                         let ok = bitmap(unsafe { ok.assume_init() }, n);
                         let nulls = Some(NullBuffer::new(ok)).filter(|n| n.null_count() > 0);
+                        // SAFETY: written in full, as said above.
                         Arc::new(Int64Array::new(unsafe { v.assume_init() }.into_vec().into(), nulls))
                     }
+                    // SAFETY: written in full, as said above.
                     (_, Buf::Bool(v)) => Arc::new(BooleanArray::new(bitmap(unsafe { v.assume_init() }, n), None)),
                     (_, Buf::None) => unreachable!("every computed column has a buffer"),
                 }
@@ -286,7 +293,7 @@ fn fill_chunks(
     // so that a worker that runs out of work takes the last ones from the other (as large
     // splits, a slower half of the input left one thread idle for 5% of a dense compute), and a
     // fresh buffer per task would cost its page faults every time.
-    let buffers: Vec<Mutex<RunState>> = (0..rayon::current_num_threads()).map(|_| Mutex::default()).collect();
+    let buffers: Vec<Mutex<RunColumns>> = (0..rayon::current_num_threads()).map(|_| Mutex::default()).collect();
     tasks.into_par_iter().with_max_len(1).enumerate().try_for_each(|(k, mut outs)| -> Result<()> {
         let c = first + k;
         let range = c * CHUNK..((c + 1) * CHUNK).min(n);
@@ -322,7 +329,7 @@ fn fill_chunks(
                 }
             }
         }
-        crate::cache::stream_fence();
+        crate::sys::prefetch::stream_fence();
         Ok(())
     })
 }
@@ -332,7 +339,7 @@ const TILE: usize = 1024;
 const _: () = assert!(TILE.is_multiple_of(64) && CHUNK.is_multiple_of(TILE));
 
 /// A tile's values of one column, staged in cache and then streamed to the table
-/// ([`crate::cache::stream_copy`]), which is written once and not read again here.
+/// ([`crate::sys::prefetch::stream_copy`]), which is written once and not read again here.
 struct Stage {
     f64: Box<[MaybeUninit<f64>; TILE]>,
     i64: Box<[MaybeUninit<i64>; TILE]>,
@@ -353,7 +360,7 @@ fn staged<T: Copy>(
 ) {
     let stage = &mut stage[..out.len()];
     write(stage);
-    crate::cache::stream_copy(stage, out);
+    crate::sys::prefetch::stream_copy(stage, out);
 }
 
 /// A column filler from a per-slot expression, monomorphized so the loop inlines it.
@@ -433,7 +440,7 @@ fn pack_bits(bytes: &[u8], out: &mut [MaybeUninit<u64>]) {
 /// A column's buffer of `n` values, not yet written, on huge pages where the system allows.
 fn fresh<T>(n: usize) -> Box<[MaybeUninit<T>]> {
     let mut v = Box::new_uninit_slice(n);
-    crate::alloc::advise_huge(&mut v);
+    crate::sys::alloc::advise_huge(&mut v);
     v
 }
 
@@ -459,10 +466,10 @@ fn correctness(s: &ExampleState) -> f64 {
 /// Builds the metrics table. `ids` (one per example) replaces the default ids `0..n_examples`.
 pub fn finalize(state: &State, ids: Option<ArrayRef>, opts: FinalizeOptions) -> Result<RecordBatch> {
     let (task, kind) = (state.task(), state.kind());
-    crate::parallel::run_default(state.stored().len(), || match state.stored() {
+    crate::sys::pool::run_default(state.stored().len(), || match state.stored() {
         Slots::Wide(slots) => build_table(Source::Ready(slots), task, kind, ids, opts),
         Slots::Packed(slots) => {
-            let fill = |range: std::ops::Range<usize>, run: &mut RunState| -> Result<()> {
+            let fill = |range: std::ops::Range<usize>, run: &mut RunColumns| -> Result<()> {
                 run.set_all(slots[range].iter().map(Slot::get));
                 Ok(())
             };
@@ -479,7 +486,7 @@ pub fn take_table(state: &mut State, ids: Option<ArrayRef>, opts: FinalizeOption
     check_ids(ids.as_ref(), state.n_examples())?;
     let (task, kind) = (state.task(), state.kind());
     let mut slots = std::mem::take(&mut state.slots);
-    crate::parallel::run_default(slots.len(), || {
+    crate::sys::pool::run_default(slots.len(), || {
         let source = match &mut slots {
             Slots::Wide(v) => Source::Consumed(Consumed::new(v)),
             Slots::Packed(v) => Source::ConsumedPacked(Consumed::new(v)),
@@ -534,41 +541,41 @@ pub(crate) fn build_table(
     }
 
     let variability = move |s: &ExampleState| {
-        if s.n > ddof { (s.m2 / (s.n - ddof) as f64).sqrt() } else { f64::NAN }
+        if s.n > ddof { (s.sums.m2 / (s.n - ddof) as f64).sqrt() } else { f64::NAN }
     };
     match opts.compat {
         None => {
             b.optional("label", |s| s.label);
-            b.f64("confidence", |s| s.mean);
+            b.f64("confidence", |s| s.sums.mean);
             b.f64("variability", variability);
             b.f64("correctness", correctness);
             b.i64("forgetting", |s| s.forgetting as i64);
             b.bool("never_learned", |s| s.n > 0 && s.n_correct == 0);
             b.optional("first_learned", |s| s.first_learned);
             b.optional("stable_from", |s| s.stable_from);
-            b.f64("aum", |s| mean(s.sum_margin, s));
-            b.f64("threshold_closeness", |s| s.mean * (1.0 - s.mean));
-            b.f64("el2n", |s| mean(s.sum_el2n, s));
-            b.f64("loss", |s| mean(s.sum_loss, s));
-            b.f64("entropy", |s| mean(s.sum_entropy, s));
+            b.f64("aum", |s| mean(s.sums.margin, s));
+            b.f64("threshold_closeness", |s| s.sums.mean * (1.0 - s.sums.mean));
+            b.f64("el2n", |s| mean(s.sums.el2n, s));
+            b.f64("loss", |s| mean(s.sums.loss, s));
+            b.f64("entropy", |s| mean(s.sums.entropy, s));
             b.optional("final_pred", |s| s.final_pred);
             b.i64("n_epochs", |s| s.n as i64);
         }
         Some(Compat::Cartography) => {
             // `index` is the row position in allenai/cartography's table.
             b.rows("index", by_row(1, |row, _| row));
-            b.f64("threshold_closeness", |s| s.mean * (1.0 - s.mean));
-            b.f64("confidence", |s| s.mean);
+            b.f64("threshold_closeness", |s| s.sums.mean * (1.0 - s.sums.mean));
+            b.f64("confidence", |s| s.sums.mean);
             b.f64("variability", variability);
             b.i64("correctness", |s| s.n_correct as i64);
             b.i64("forgetfulness", |s| if s.n_correct == 0 { CARTOGRAPHY_NEVER_LEARNED } else { s.forgetting as i64 });
         }
         Some(Compat::Aum) => {
-            b.f64("aum", |s| mean(s.sum_margin, s));
+            b.f64("aum", |s| mean(s.sums.margin, s));
         }
         Some(Compat::DataIq) => {
-            b.f64("confidence", |s| s.mean);
-            b.f64("aleatoric", |s| (s.mean * (1.0 - s.mean) - s.m2 / s.n as f64).max(0.0));
+            b.f64("confidence", |s| s.sums.mean);
+            b.f64("aleatoric", |s| (s.sums.mean * (1.0 - s.sums.mean) - s.sums.m2 / s.n as f64).max(0.0));
             b.f64("variability", variability);
             b.f64("correctness", |s| s.n_confident as f64 / s.n as f64);
         }
@@ -589,7 +596,7 @@ pub(crate) fn build_table(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::Observation;
+    use crate::metrics::Observation;
 
     /// A state of `n` examples with varied histories (some never observed).
     fn varied_state(n: usize, task: Task) -> State {

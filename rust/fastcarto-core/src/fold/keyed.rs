@@ -4,19 +4,20 @@
 //! Ids map to dense slots. Non-negative integer ids that are dense enough (dataset indices, the
 //! common case) are their own slot, with no hashing; anything else goes through a hash table
 //! that stores only slot numbers. The states live in one vector (a mapping of its own on huge
-//! pages, grown by remapping it, without a copy: [`crate::bigvec`]), merged in parallel
+//! pages, grown by remapping it, without a copy: [`crate::sys::bigvec`]), merged in parallel
 //! over fixed-size chunks of slots, and each batch's rows are bucketed by block of slots before
 //! they are merged: the random scatter of shuffled ids then stays within a few megabytes at a
 //! time. The final state is that vector, compacted in place: memory peaks at one copy.
 
-use crate::bigvec::BigVec;
 use crate::error::{Error, Example, Result};
+use crate::kernel::math::Real;
 use crate::kernel::{GROUP, Lanes, Scratch, Sink, fold_epoch};
-use crate::long::{Ids, Labels, LongBatch, Outputs};
-use crate::math::Real;
-use crate::options::{Kind, NanPolicy, Task};
-use crate::slots::{Slot, Slots, with_slots};
-use crate::state::{ExampleState, NONE, Observation, State};
+use crate::metrics::{ExampleState, NONE, Observation};
+use crate::metrics::{Kind, NanPolicy, Task};
+use crate::read::long::{Ids, Labels, LongBatch, Outputs};
+use crate::state::State;
+use crate::state::packed::{Slot, Slots, with_slots};
+use crate::sys::bigvec::BigVec;
 use arrow_array::{Array, ArrayRef, Int64Array, StringArray};
 use hashbrown::HashTable;
 use rayon::prelude::*;
@@ -439,7 +440,7 @@ impl KeyedState {
         let mut pairs: Vec<u64> =
             ids.par_iter().enumerate().map(|(slot, &id)| ((id as u64) << 32) | slot as u64).collect();
         drop(ids);
-        crate::alloc::release_free_memory(); // the hash table and the 64-bit ids
+        crate::sys::alloc::release_free_memory(); // the hash table and the 64-bit ids
         pairs.par_sort_unstable();
         let order: Vec<u32> = pairs.par_iter().map(|&p| p as u32).collect();
         let ids: Vec<u32> = pairs.par_iter().map(|&p| (p >> 32) as u32).collect();
@@ -596,7 +597,7 @@ impl KeyedState {
             }
         };
         with_slots!(&mut slots, v => v.shrink_to_fit());
-        crate::alloc::release_free_memory();
+        crate::sys::alloc::release_free_memory();
         let n = slots.len();
         let state = State::new(0, task, kind)?.with_stored(slots).with_label_changes(allow_label_change);
         debug_assert_eq!(ids.as_ref().map_or(n, |ids| ids.len()), n);
@@ -756,12 +757,12 @@ fn merge_routed<S: Slot>(slots: &mut [S], parts: &[Part], epoch: u32, allow: boo
             // stopping at each part's end left most rows unprefetched on large states.
             let mut ahead = rows.clone();
             for r in ahead.by_ref().take(PREFETCH) {
-                crate::cache::prefetch(std::slice::from_ref(&chunk[at(r)]));
+                crate::sys::prefetch::prefetch(std::slice::from_ref(&chunk[at(r)]));
             }
             let mut new = 0;
             for r in rows {
                 if let Some(a) = ahead.next() {
-                    crate::cache::prefetch(std::slice::from_ref(&chunk[at(a)]));
+                    crate::sys::prefetch::prefetch(std::slice::from_ref(&chunk[at(a)]));
                 }
                 let slot = &mut chunk[at(r)];
                 // The common case: a later epoch of an example already seen.
@@ -849,8 +850,8 @@ fn spread<S: Slot>(slots: &mut [S], ids: Vec<u32>) {
             // states moved, written (by later blocks or the final fill) before anything reads
             // them, inside the state's own anonymous mapping (they come back as zeros).
             unsafe {
-                crate::alloc::dont_need(used.start as usize, used.end as usize);
-                crate::alloc::dont_need(moved.start as usize, moved.end as usize);
+                crate::sys::alloc::dont_need(used.start as usize, used.end as usize);
+                crate::sys::alloc::dont_need(moved.start as usize, moved.end as usize);
             }
         }
         (end, k) = (lo, j);
@@ -894,7 +895,7 @@ fn permute_in_place<S: Copy + Send + Sync>(slots: &mut [S], mut order: Vec<u32>)
                         live -= 1;
                     } else {
                         *to.at(*j) = *to.at(k);
-                        crate::cache::prefetch(std::slice::from_ref(&*from.at(k)));
+                        crate::sys::prefetch::prefetch(std::slice::from_ref(&*from.at(k)));
                         *j = k;
                     }
                 }
@@ -926,6 +927,7 @@ struct Shared<T>(*mut T);
 
 // SAFETY: used only where the tasks touch disjoint elements (see `permute_in_place`).
 unsafe impl<T: Send> Send for Shared<T> {}
+// SAFETY: as for `Send`: no two tasks touch the same element through it.
 unsafe impl<T: Send> Sync for Shared<T> {}
 
 impl<T> Shared<T> {
@@ -951,7 +953,7 @@ fn ids_len(ids: &Ids) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::long::Epochs;
+    use crate::read::long::Epochs;
 
     /// A batch of one epoch: two logits per row, label `id % 2`.
     fn batch(epoch: u32, ids: &[i64]) -> LongBatch {
@@ -1102,7 +1104,7 @@ mod tests {
     /// point (nothing to move there) and gaps above it.
     #[test]
     fn spread_moves_many_blocks_in_parallel() {
-        use crate::slots::Packed;
+        use crate::state::packed::Packed;
         let state = |k: u32| Packed::put(&ExampleState { n: 1, first_epoch: k % 4000, ..ExampleState::EMPTY });
         for in_place in [0u32, 1, 300_000] {
             let ids: Vec<u32> =

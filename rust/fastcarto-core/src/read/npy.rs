@@ -4,8 +4,8 @@
 //! [`MappedNpy::read`], which checks after the pass.
 
 use crate::error::{Error, Result};
-use crate::mapped::GuardedMap;
-use crate::npy_header::{ViewNpyError, ViewNpyExt};
+use crate::read::npy_header::{ViewNpyError, ViewNpyExt};
+use crate::sys::mapped::GuardedMap;
 use ndarray::{ArrayView2, ArrayView3, ArrayViewD, Axis, Ix3};
 use std::fs::File;
 use std::path::{Path, PathBuf};
