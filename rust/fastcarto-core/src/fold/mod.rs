@@ -166,7 +166,7 @@ impl State {
         let rows = outputs.nrows();
         if index.is_none() && rows != self.n_examples() {
             return Err(Error::invalid(format!(
-                "{rows} rows of outputs for {} examples; pass index= to update a subset",
+                "{rows} rows of outputs for {} examples; to update some examples, give each row's example index",
                 self.n_examples()
             )));
         }
