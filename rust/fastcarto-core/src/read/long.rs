@@ -203,6 +203,11 @@ fn integers(array: &ArrayRef, name: &str) -> Result<arrow_array::Int64Array> {
         return Err(Error::invalid(format!("column {name:?} must hold integers, not {}", array.data_type())));
     }
     no_nulls(array.as_ref(), name)?;
+    // The common case shares the column's buffer: copying it cost the keyed readers a fresh,
+    // page-faulted column per batch.
+    if let Some(already) = array.as_primitive_opt::<arrow_array::types::Int64Type>() {
+        return Ok(already.clone());
+    }
     // Written here rather than with `arrow-cast`, whose every-type-to-every-type kernel doubled
     // the extension's build for these three conversions (integers, strings, float16).
     macro_rules! typed {
