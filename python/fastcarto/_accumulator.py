@@ -71,7 +71,7 @@ class Accumulator:
     [3, 3, 3, 3]
     """
 
-    __slots__ = ("_compat", "_nan_policy", "_state", "_threads")
+    __slots__ = ("_compat", "_kind_checked", "_nan_policy", "_state", "_threads")
 
     def __init__(
         self,
@@ -100,6 +100,7 @@ class Accumulator:
         self._compat = compat
         self._nan_policy = nan_policy
         self._threads = threads
+        self._kind_checked = False
 
     @property
     def n_examples(self) -> int:
@@ -182,13 +183,16 @@ class Accumulator:
             last = self._state.last_epoch
             epoch = 0 if last is None else last + 1
         epoch = check_epoch(epoch)
-        first = self._state.last_epoch is None
         self._state.update(
             arr, flat, epoch=epoch, index=ix, nan_policy=self._nan_policy, threads=self._threads
         )
-        if first and self.kind == "logits" and not self.multilabel:
-            # Checked on the first update only: a sample of its rows.
-            warn_if_probabilities(arr[sample_rows(rows)], where="the first update", stacklevel=2)
+        if not self._kind_checked:
+            # A sample of the first update's rows (of this object): a flag, not the state's
+            # last epoch, which costs a pass over every example.
+            self._kind_checked = True
+            if self.kind == "logits" and not self.multilabel:
+                sample = arr[sample_rows(rows)]
+                warn_if_probabilities(sample, where="the first update", stacklevel=2)
 
     def merge(self, other: Accumulator) -> None:
         """Folds ``other`` into this one, exactly.
@@ -237,6 +241,7 @@ class Accumulator:
         self._compat = compat
         self._nan_policy = nan_policy
         self._threads = threads
+        self._kind_checked = False
         return self
 
     def __getstate__(self) -> dict[str, Any]:
@@ -277,6 +282,7 @@ class Accumulator:
         self._compat = data["compat"]
         self._nan_policy = data["nan_policy"]
         self._threads = data["threads"]
+        self._kind_checked = False
 
     def __repr__(self) -> str:
         last = self.last_epoch
