@@ -16,9 +16,8 @@ pub const BLOCK: usize = 1024;
 
 /// Examples whose epochs are folded together within a task: their run state (about 11 KiB)
 /// stays in L1 while each epoch's rows of them stream past. Folding the whole block epoch by
-/// epoch kept its 84 KiB run state in L2, and the state update took 19% of the time, not 7%
-/// (interleaved, one thread: 165 vs 180 ms for 1M x 10 x 10 logits; 64 and 256 were slower, and
-/// so was prefetching the next example run's rows, all at once or spread over the groups).
+/// epoch kept its 84 KiB run state in L2, where the state update takes about three times as
+/// long.
 const SUB: usize = 128;
 
 /// One epoch of model outputs for every slot of a state, row-major `[slots, slot_columns]`.
@@ -189,11 +188,8 @@ pub(crate) fn fold_block<T: Real>(
         let hi = lo + SUB.min(len - sub);
         // The rows read after each epoch's: the next epoch's, and after the last epoch the next
         // run's first. The hardware prefetcher does not foresee these jumps (from one epoch's
-        // rows to the next's, 40 MB apart for 1M x 10 classes): asking for them one epoch
-        // ahead took a dense `compute` of 1M x 10 x 10 probabilities from 49.4-50.3 to
-        // 44.8-45.3 ms on two threads (its input always in cache: 37.5 ms). Asking for the
-        // next run's rows of the same epoch instead did not help, nor did prefetching into the
-        // first-level cache, or two or more epochs ahead.
+        // rows to the next's, 40 MB apart for 1M x 10 classes), so they are asked for one epoch
+        // ahead, into the second-level cache.
         let ahead = |j: usize| -> &[T] {
             match epochs.get(j + 1) {
                 Some(next) => &next.values[lo * cols..hi * cols],

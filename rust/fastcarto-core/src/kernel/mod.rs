@@ -197,11 +197,8 @@ pub(crate) fn fold_epoch<T: Real, S: Sink>(
         let mut gold = [0u32; GROUP];
         gold[..g].copy_from_slice(labels);
         // This group's share of the rows ahead, asked for in two halves: after the transpose and
-        // after the observation. All at once, the prefetches waited for free fill buffers with
-        // nothing else to do: 44.2-44.7 ms, not 39.2-40.5 (a dense `compute`, 1M x 10 x 10
-        // probabilities, two threads); before the transpose, all of them, 44.7 ms; three or
-        // four pieces, no better than two. Every other line (the adjacent-line prefetcher's
-        // pair) was slower: 46 ms.
+        // after the observation. Asked for all at once, the prefetches wait for free fill
+        // buffers with nothing else to do; spread over the group they overlap the computation.
         let from = (start / GROUP * share).min(ahead.len());
         let soon = &ahead[from..(from + share).min(ahead.len())];
         let (soon, later) = soon.split_at((soon.len() / 2).next_multiple_of(16).min(soon.len()));

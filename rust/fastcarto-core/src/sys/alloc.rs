@@ -47,8 +47,8 @@ pub(crate) unsafe fn dont_need(start: usize, end: usize) {
 
 /// Asks for transparent huge pages over the whole 2 MiB pages inside `values` (a hint, honoured
 /// in the `madvise` and `always` modes), before they are first written. A fresh 128 MB table
-/// otherwise takes 32,000 page faults, whose kernel time (70–130 ms measured) exceeded the
-/// whole computation of its 1M examples.
+/// otherwise takes one page fault per 4 KiB page, whose kernel time can exceed the whole
+/// computation of the table's examples.
 pub(crate) fn advise_huge<T>(values: &mut [T]) {
     #[cfg(target_os = "linux")]
     {

@@ -34,7 +34,7 @@ pub fn thread_count(threads: Option<usize>) -> Result<usize> {
 }
 
 /// The cores this process may use, asked once: the standard library reads the cgroup quota
-/// files on every call (a dozen system calls, ≈ 40 µs here), and small calls ask every time.
+/// files on every call (a dozen system calls), and small calls ask every time.
 fn cores() -> usize {
     static CORES: OnceLock<usize> = OnceLock::new();
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
@@ -82,8 +82,8 @@ pub fn run_default<R: Send>(rows: usize, f: impl FnOnce() -> R + Send) -> R {
 
 /// Runs small work on the calling thread, as the only worker of a pool of its own (its
 /// parallel iterators then run in sequence, and rayon's global pool stays unused). Handing it
-/// to a one-worker pool instead cost two thread switches per call: ≈ 100 µs each time an
-/// `Accumulator` took a minibatch of 256 rows.
+/// to a one-worker pool instead would cost two thread switches per call, more than a small
+/// `Accumulator` minibatch update itself.
 fn on_this_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     if rayon::current_thread_index().is_some() {
         // Already a worker of one of our pools, whose threads run any parallel work in `f`.
@@ -108,7 +108,7 @@ pub fn run<R: Send>(threads: Option<usize>, rows: usize, f: impl FnOnce() -> R +
     if rows < MIN_PARALLEL_ROWS {
         return Ok(on_this_thread(f));
     }
-    // Large work on one thread too goes to a pool's worker: on the caller's thread a dense
-    // compute ran ≈ 3% slower (162 vs 167 ms), and the hand-off costs nothing at that size.
+    // Large work on one thread too goes to a pool's worker: a dense compute runs slower on the
+    // caller's thread, and the hand-off costs nothing at that size.
     Ok(pool(t)?.install(f))
 }

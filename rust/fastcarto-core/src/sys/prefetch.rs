@@ -17,8 +17,8 @@ pub(crate) fn prefetch<T>(values: &[T]) {
 
 /// [`prefetch`] into the second-level cache (`prefetcht1`), for lines needed a few thousand
 /// cycles from now, which the first level would not keep. Called once or twice per group of
-/// rows: not inlined, which keeps the kernel's loop smaller (inlined, the `f64` kernel's dense
-/// `compute` took 151.5-153.9 ms instead of 147.5-149.1; `f32` the same either way).
+/// rows: not inlined, which keeps the kernel's loop smaller (inlined, the `f64` kernel is
+/// measurably slower; `f32` is the same either way).
 #[inline(never)]
 pub(crate) fn prefetch_l2<T>(values: &[T]) {
     #[cfg(target_arch = "x86_64")]
@@ -41,8 +41,8 @@ fn prefetch_lines<const HINT: i32, T>(values: &[T]) {
 
 /// Copies `src` over `dst` with stores that bypass the caches where the CPU has them (x86-64:
 /// `movntdq`, 8-byte values two at a time). An ordinary store first reads its cache line from
-/// memory; writing the 16 columns of a 1M-row table that way took 17 ms on one thread here,
-/// streamed 5.4 ms. Call [`stream_fence`] before other threads read what was written.
+/// memory, so writing a large table that way moves its bytes twice; streamed, once. Call
+/// [`stream_fence`] before other threads read what was written.
 #[inline]
 pub(crate) fn stream_copy<T: Copy>(src: &[MaybeUninit<T>], dst: &mut [MaybeUninit<T>]) {
     assert_eq!(src.len(), dst.len(), "a streamed copy's source and destination differ in length");
