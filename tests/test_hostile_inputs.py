@@ -115,7 +115,7 @@ _CUT_WHILE_READING = """
     try:
         _core.read_keyed(
             path, kind="logits", columns=("epoch", "id", "label", None), nan_policy="raise",
-            epochs=("all",), require_complete=False, progress=progress, threads=1,
+            epochs=None, require_complete=False, progress=progress, threads=1,
         )
     except OSError as err:
         print("OSError:", err)
