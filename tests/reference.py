@@ -404,21 +404,6 @@ def reference_metrics(
     return _table(slots, multilabel, n_classes, "id", [slot_metrics(s, ddof) for s in slots])
 
 
-def reference_metrics_multilabel(
-    outputs: np.ndarray,
-    targets: np.ndarray,
-    kind: str,
-    epochs: Any = None,
-    nan_policy: str = "raise",
-    ddof: int = 0,
-) -> dict[str, np.ndarray]:
-    """Multi-label table (one row per (example, class) pair, example-major)."""
-    targets = np.asarray(targets)
-    if targets.ndim != 2:
-        raise ValueError("multi-label targets must be 2-d")
-    return reference_metrics(outputs, targets, kind, epochs, nan_policy, ddof)
-
-
 def reference_compat(
     outputs: np.ndarray,
     labels: np.ndarray,

@@ -35,7 +35,6 @@ from reference import (
     dataiq_correctness_bounds,
     reference_compat,
     reference_metrics,
-    reference_metrics_multilabel,
     reference_table,
     select_epochs,
     sigmoid,
@@ -353,7 +352,7 @@ def test_multilabel_rows_are_independent_binary_problems(case: dict[str, Any]) -
         rows = table.filter(pc.equal(table.column("class"), c))
         assert rows.drop_columns(["class"]).equals(single.to_arrow(), check_metadata=False), c
     assert (
-        reference_metrics_multilabel(outputs, targets, kind)["class"].tolist()
+        reference_metrics(outputs, targets, kind)["class"].tolist()
         == list(range(n_classes)) * outputs.shape[1]
     )
 
@@ -501,7 +500,7 @@ def test_large_multilabel_table() -> None:
     one = fastcarto.compute(logits, targets, kind="logits", threads=1)
     two = fastcarto.compute(logits, targets, kind="logits", threads=2)
     assert_identical(one, two)
-    assert_matches(two, reference_metrics_multilabel(logits, targets, "logits"), np.float32)
+    assert_matches(two, reference_metrics(logits, targets, "logits"), np.float32)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -113,7 +113,7 @@ _CUT_WHILE_READING = """
             cut.append(rows)
 
     try:
-        _core.read_path(
+        _core.read_keyed(
             path, kind="logits", columns=("epoch", "id", "label", None), nan_policy="raise",
             epochs=None, require_complete=False, progress=progress, threads=1,
         )

@@ -123,13 +123,12 @@ def compute(
     check_ddof(ddof)
 
     path = as_path(source)
-    keyed = None
-    if path is not None and (path.suffix.lower() != ".npy" or path.is_dir()):
-        keyed = _tables.read_files
-    elif path is None and _tables.is_table(source):
-        keyed = _tables.read_table
-    if keyed is not None:
-        state, ids, kind = keyed(
+    if path is None:
+        keyed = _tables.is_table(source)
+    else:
+        keyed = path.suffix.lower() != ".npy" or path.is_dir()
+    if keyed:
+        state, ids, kind = _tables.read_keyed(
             source,
             labels,
             kind=kind,

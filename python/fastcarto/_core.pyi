@@ -29,8 +29,7 @@ __all__ = [
     "inspect_npy",
     "map_dense",
     "prob_sum_tolerance",
-    "read_path",
-    "read_stream",
+    "read_keyed",
     "thread_count",
 ]
 
@@ -121,19 +120,9 @@ def prob_sum_tolerance(n_classes: int, itemsize: int) -> float: ...
 _Columns = tuple[str, str, str, str | None]
 _Progress = Callable[[int, int, int], None]
 
-def read_path(
-    source: str,
-    *,
-    kind: str,
-    columns: _Columns,
-    nan_policy: str,
-    epochs: _Epochs = None,
-    require_complete: bool,
-    progress: _Progress | None = None,
-    threads: int | None = None,
-) -> tuple[State, pa.Array]: ...
-def read_stream(
-    data: Any,
+# source: a file, directory or glob (str), or Arrow data (__arrow_c_stream__/__arrow_c_array__).
+def read_keyed(
+    source: str | Any,
     *,
     kind: str,
     columns: _Columns,

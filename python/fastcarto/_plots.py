@@ -4,6 +4,9 @@
 matplotlib is imported inside each function, so ``import fastcarto`` never pays for it. Figures
 are ``matplotlib.figure.Figure`` objects created without pyplot: nothing is shown or kept in a
 global registry, any backend (or none) works, and callers own the figure they get back.
+
+The options' defaults are those of the ``DataMap`` methods that call these functions, and are
+written there only.
 """
 
 from __future__ import annotations
@@ -55,6 +58,25 @@ def _finish(fig: Figure, save: str | os.PathLike[str] | None) -> Figure:
     if save is not None:
         fig.savefig(os.fspath(save), dpi=_DPI)
     return fig
+
+
+def _finish_chart(
+    fig: Figure,
+    ax: Axes,
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    save: str | os.PathLike[str] | None,
+) -> Figure:
+    """The end of a one-panel chart: axis labels, legend, an open frame and the title."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(frameon=False, fontsize=8)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    ax.set_title(title)
+    return _finish(fig, save)
 
 
 def _correctness_colors(dm: MetricTable) -> tuple[Colormap, Normalize, list[float] | None]:
@@ -114,13 +136,13 @@ def _marker_size(n: int) -> float:
 def plot_datamap(
     dm: MetricTable,
     *,
-    by_class: bool = False,
-    mode: PlotMode = "auto",
-    max_points: int = 50_000,
-    seed: int = 0,
-    rule: RegionRule | None = None,
-    title: str | None = None,
-    save: str | os.PathLike[str] | None = None,
+    by_class: bool,
+    mode: PlotMode,
+    max_points: int,
+    seed: int,
+    rule: RegionRule | None,
+    title: str | None,
+    save: str | os.PathLike[str] | None,
 ) -> Figure:
     """See :meth:`DataMap.plot`."""
     require(dm, "plot", "confidence", "variability", "correctness")
@@ -511,11 +533,11 @@ def _plot_by_class(
 def plot_aum(
     dm: MetricTable,
     *,
-    threshold_mask: npt.ArrayLike | None = None,
-    percentile: float = 99.0,
-    bins: int = 60,
-    title: str | None = None,
-    save: str | os.PathLike[str] | None = None,
+    threshold_mask: npt.ArrayLike | None,
+    percentile: float,
+    bins: int,
+    title: str | None,
+    save: str | os.PathLike[str] | None,
 ) -> Figure:
     """See :meth:`DataMap.plot_aum`."""
     require(dm, "plot_aum", "aum")
@@ -546,21 +568,22 @@ def plot_aum(
         ax.axvline(0.0, color=OKABE_ITO[3], linestyle="--", linewidth=1.5,
                    label=f"AUM = 0 (default rule): {flagged:,} below flagged")  # fmt: skip
     margin = "logit" if dm.kind == "logits" else "probability"
-    ax.set_xlabel(f"area under the margin (mean {margin} margin of the given label)")
-    ax.set_ylabel(what)
-    ax.legend(frameon=False, fontsize=8)
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)
-    ax.set_title(title if title is not None else f"AUM ({len(dm):,} {what}, {dm.kind})")
-    return _finish(fig, save)
+    return _finish_chart(
+        fig,
+        ax,
+        xlabel=f"area under the margin (mean {margin} margin of the given label)",
+        ylabel=what,
+        title=title if title is not None else f"AUM ({len(dm):,} {what}, {dm.kind})",
+        save=save,
+    )
 
 
 def plot_forgetting(
     dm: MetricTable,
     *,
-    log: bool = False,
-    title: str | None = None,
-    save: str | os.PathLike[str] | None = None,
+    log: bool,
+    title: str | None,
+    save: str | os.PathLike[str] | None,
 ) -> Figure:
     """See :meth:`DataMap.plot_forgetting`."""
     require(dm, "plot_forgetting", "forgetting", "never_learned")
@@ -589,10 +612,11 @@ def plot_forgetting(
                         xytext=(0, 1), textcoords="offset points")  # fmt: skip
     if log:
         ax.set_yscale("log")
-    ax.set_xlabel("forgetting events (correct -> wrong transitions between epochs)")
-    ax.set_ylabel(what)
-    ax.legend(frameon=False, fontsize=8)
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)
-    ax.set_title(title if title is not None else f"Forgetting ({len(dm):,} {what})")
-    return _finish(fig, save)
+    return _finish_chart(
+        fig,
+        ax,
+        xlabel="forgetting events (correct -> wrong transitions between epochs)",
+        ylabel=what,
+        title=title if title is not None else f"Forgetting ({len(dm):,} {what})",
+        save=save,
+    )

@@ -5,7 +5,7 @@ the engine; this module only decides which reader a source needs and shows progr
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from . import _core
 from ._arguments import argument_error
-from ._inputs import EpochSelection, Kind, check_epoch_selection, read_labels
+from ._inputs import EpochSelection, Kind, as_path, check_epoch_selection, read_labels
 
 DEFAULT_COLUMNS = {"epoch": "epoch", "id": "id", "label": "label", "outputs": None}
 
@@ -169,8 +169,8 @@ def _refuse_labels(labels: Any) -> None:
         )
 
 
-def read_files(
-    source: str | os.PathLike[str],
+def read_keyed(
+    source: Any,
     labels: Any,
     *,
     kind: Kind | None,
@@ -181,34 +181,64 @@ def read_files(
     progress: bool,
     threads: int | None,
 ) -> tuple[Any, Any, Kind]:
-    """Reads a file, directory or glob: returns (state, ids or None, kind)."""
-    text = os.fspath(source)
-    files = _core.discover(text)
-    formats = {fmt for _, fmt, _, _ in files}
-    if formats == {"npy"}:
-        return _read_npy_epochs(
-            text, files, labels, kind=kind, nan_policy=nan_policy, epochs=epochs, threads=threads
-        )
+    """Reads a long table from a file, directory or glob (a path, which may also name per-epoch
+    ``.npy`` arrays) or from an in-memory table or Arrow stream: returns (state, ids or None,
+    kind)."""
+    files: list[tuple[Path, str, int | None, int]] | None = None
+    if as_path(source) is not None:
+        text = os.fspath(source)
+        files = _core.discover(text)
+        formats = {fmt for _, fmt, _, _ in files}
+        if formats == {"npy"}:
+            return _read_npy_epochs(
+                text,
+                files,
+                labels,
+                kind=kind,
+                nan_policy=nan_policy,
+                epochs=epochs,
+                threads=threads,
+            )
     _refuse_labels(labels)
     names = column_names(columns)
-    if kind is None:
-        if formats == {"cartography-jsonl"}:
-            kind = "logits"
-        else:
-            kind = _files_kind(files, names[3])
-    total = sum(size for *_, size in files)
-    with progress_bar(progress and total > 64 << 20, total, "fastcarto") as update:
-        state, ids = _core.read_path(
-            text,
-            kind=kind,
-            columns=names,
-            nan_policy=nan_policy,
-            epochs=epoch_filter(epochs),
-            require_complete=require_complete,
-            progress=update,
-            threads=threads,
-        )
-    return state, ids, kind
+    if files is not None:
+        data, in_memory, total = text, False, sum(size for *_, size in files)
+        show = progress and total > 64 << 20
+        if kind is None:
+            if formats == {"cartography-jsonl"}:
+                kind = "logits"
+            else:
+                kind = _files_kind(files, names[3])
+    else:
+        # Tables are read with no progress bar: they are in memory, or a stream of unknown size.
+        data, in_memory, kind = _arrow_source(source, kind, names[3])
+        show, total = False, 0
+    chosen: Kind = kind
+
+    def read(data: Any) -> tuple[Any, Any]:
+        with progress_bar(show, total, "fastcarto") as update:
+            state, ids = _core.read_keyed(
+                data,
+                kind=chosen,
+                columns=names,
+                nan_policy=nan_policy,
+                epochs=epoch_filter(epochs),
+                require_complete=require_complete,
+                progress=update,
+                threads=threads,
+            )
+        return state, ids
+
+    try:
+        state, ids = read(data)
+    except _core.InterleavedEpochsError:
+        # A table is in memory, so it can be read again in epoch order (a stable sort keeps
+        # duplicates adjacent, so they are still reported); files the engine re-reads itself.
+        if not in_memory:
+            raise
+        table = data if isinstance(data, pa.Table) else pa.Table.from_batches([data])
+        state, ids = read(table.sort_by([(names[0], "ascending")]))
+    return state, ids, chosen
 
 
 def _read_npy_epochs(
@@ -295,27 +325,15 @@ def as_arrow_stream(source: Any) -> Any:
     return scanner.to_reader()
 
 
-def read_table(
-    source: Any,
-    labels: Any,
-    *,
-    kind: Kind | None,
-    columns: Mapping[str, str] | None,
-    nan_policy: str,
-    epochs: EpochSelection,
-    require_complete: bool,
-    progress: bool,
-    threads: int | None,
-) -> tuple[Any, Any, Kind]:
-    """Reads an in-memory table or an Arrow stream: returns (state, ids, kind)."""
-    _refuse_labels(labels)
+def _arrow_source(source: Any, kind: Kind | None, outputs: str | None) -> tuple[Any, bool, Kind]:
+    """An in-memory table or Arrow stream as the engine reads it: (data, whether it is in memory,
+    kind), the kind from the outputs column's name where not given."""
     import sys
 
     pd = sys.modules.get("pandas")
     if pd is not None and isinstance(source, pd.DataFrame):
         source = pa.Table.from_pandas(source, preserve_index=False)
     source = as_arrow_stream(source)
-    names = column_names(columns)
     in_memory = isinstance(source, (pa.Table, pa.RecordBatch))
     if kind is None:
         schema = (
@@ -333,24 +351,5 @@ def read_table(
             # reading a batch; the reader is then read as the stream.
             source = pa.RecordBatchReader.from_stream(source)
             schema = source.schema
-        kind = _outputs_kind(schema.names, names[3])
-    read: Callable[[Any], tuple[Any, Any]] = lambda data: _core.read_stream(  # noqa: E731
-        data,
-        kind=kind,
-        columns=names,
-        nan_policy=nan_policy,
-        epochs=epoch_filter(epochs),
-        require_complete=require_complete,
-        progress=None,
-        threads=threads,
-    )
-    try:
-        state, ids = read(source)
-    except _core.InterleavedEpochsError:
-        # A table is in memory, so it can be read again in epoch order (a stable sort keeps
-        # duplicates adjacent, so they are still reported).
-        if not in_memory:
-            raise
-        table = source if isinstance(source, pa.Table) else pa.Table.from_batches([source])
-        state, ids = read(table.sort_by([(names[0], "ascending")]))
-    return state, ids, kind
+        kind = _outputs_kind(schema.names, outputs)
+    return source, in_memory, kind

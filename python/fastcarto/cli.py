@@ -244,15 +244,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    m = commands.add_parser(
+    m = _add_map_command(
+        commands,
         "map",
-        help="compute the data map of saved model outputs and write it to a file",
+        summary="compute the data map of saved model outputs and write it to a file",
         description=_MAP_DESCRIPTION,
         epilog=_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        output="the table",
+        compat=True,
     )
-    _add_source_arguments(m, compat=True)
-    _add_output_argument(m, "the table")
     m.add_argument(
         "--plot",
         metavar="IMAGE",
@@ -261,15 +261,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_quiet_argument(m)
     m.set_defaults(handler=_run_map)
 
-    sel = commands.add_parser(
+    sel = _add_map_command(
+        commands,
         "select",
-        help="write the examples of one region, or a fraction ranked by one metric",
+        summary="write the examples of one region, or a fraction ranked by one metric",
         description=_SELECT_DESCRIPTION,
         epilog=_SELECT_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        output="the selected examples",
     )
-    _add_source_arguments(sel)
-    _add_output_argument(sel, "the selected examples")
     how = sel.add_mutually_exclusive_group(required=True)
     how.add_argument("--region", choices=REGIONS, help="the region to select")
     how.add_argument(
@@ -294,15 +293,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_quiet_argument(sel)
     sel.set_defaults(handler=_run_select)
 
-    iss = commands.add_parser(
+    iss = _add_map_command(
+        commands,
         "issues",
-        help="write the examples whose label looks wrong",
+        summary="write the examples whose label looks wrong",
         description=_ISSUES_DESCRIPTION,
         epilog=_ISSUES_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        output="the label issues",
     )
-    _add_source_arguments(iss)
-    _add_output_argument(iss, "the label issues")
     iss.add_argument(
         "--threshold-mask",
         metavar="MASK",
@@ -356,6 +354,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_quiet_argument(demo)
     demo.set_defaults(handler=_run_demo)
     return parser
+
+
+def _add_map_command(
+    commands: argparse._SubParsersAction[_Parser],
+    name: str,
+    *,
+    summary: str,
+    description: str,
+    epilog: str,
+    output: str,
+    compat: bool = False,
+) -> argparse.ArgumentParser:
+    """A command that computes a map from SOURCE and writes ``output`` to OUT: its parser, with
+    the arguments every such command takes."""
+    p = commands.add_parser(
+        name,
+        help=summary,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_source_arguments(p, compat=compat)
+    _add_output_argument(p, output)
+    return p
 
 
 def _add_source_arguments(p: argparse.ArgumentParser, *, compat: bool = False) -> None:

@@ -16,20 +16,26 @@ use proptest::test_runner::TestCaseError;
 fn split_epochs_merge_to_whole<T: Real>(case: &Case, k: usize) -> Result<(), TestCaseError> {
     let all = case.all_epochs();
     let k = k % (case.e + 1);
-    let whole = case.dense::<T>(&all);
     let early = case.dense::<T>(&all[..k]);
     let late = case.dense::<T>(&all[k..]);
+    merged_both_ways::<T>(case, &early, &late, "epoch split")?;
+    Ok(())
+}
+
+/// `early` and `late` merged both ways: the state of the whole run (to the merge tolerance),
+/// and the same bits whichever state is updated. Returns `merge(early, late)`.
+fn merged_both_ways<T: Real>(case: &Case, early: &State, late: &State, what: &str) -> Result<State, TestCaseError> {
+    let all = case.all_epochs();
+    let whole = case.dense::<T>(&all);
     let scales = margin_scales::<T>(case, &all);
-
     let mut forward = early.clone();
-    forward.merge(&late).map_err(|e| TestCaseError::fail(format!("merge(early, late): {e}")))?;
-    check_states_close(&forward, &whole, F64_MERGE, Some(&scales), "merge(early, late)")?;
-
+    forward.merge(late).map_err(|e| TestCaseError::fail(format!("{what}: merge(early, late): {e}")))?;
+    check_states_close(&forward, &whole, F64_MERGE, Some(&scales), &format!("{what}: merge(early, late)"))?;
     let mut backward = late.clone();
-    backward.merge(&early).map_err(|e| TestCaseError::fail(format!("merge(late, early): {e}")))?;
-    check_states_close(&backward, &whole, F64_MERGE, Some(&scales), "merge(late, early)")?;
+    backward.merge(early).map_err(|e| TestCaseError::fail(format!("{what}: merge(late, early): {e}")))?;
     // The argument order only decides which state is updated: the result is the same bits.
-    check_states_identical(&forward, &backward, "merge(early, late) vs merge(late, early)")
+    check_states_identical(&backward, &forward, &format!("{what}: merge(late, early) vs merge(early, late)"))?;
+    Ok(forward)
 }
 
 /// Each example is split at its own epoch `ks[i]`: epochs before go to `early`, the others to
@@ -52,15 +58,7 @@ fn per_example_split_via_update<T: Real>(case: &Case, ks: &[usize]) -> Result<()
                 .map_err(|err| TestCaseError::fail(format!("update at epoch {e}: {err}")))?;
         }
     }
-    let all = case.all_epochs();
-    let whole = case.dense::<T>(&all);
-    let scales = margin_scales::<T>(case, &all);
-    let mut merged = early.clone();
-    merged.merge(&late).map_err(|e| TestCaseError::fail(format!("merge: {e}")))?;
-    check_states_close(&merged, &whole, F64_MERGE, Some(&scales), "merge(early, late) of per-example splits")?;
-    let mut merged_back = late.clone();
-    merged_back.merge(&early).map_err(|e| TestCaseError::fail(format!("merge back: {e}")))?;
-    check_states_identical(&merged_back, &merged, "merge(late, early) vs merge(early, late)")?;
+    let merged = merged_both_ways::<T>(case, &early, &late, "per-example split")?;
     // merge_at with the identity index is merge.
     let index: Vec<u64> = (0..case.n as u64).collect();
     let mut merged_at = early.clone();

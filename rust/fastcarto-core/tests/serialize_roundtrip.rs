@@ -14,6 +14,8 @@ use proptest::test_runner::TestCaseError;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+// The stored schema, written out here rather than taken from `serialize`: saved states outlive
+// the code that wrote them, so renaming or reordering a column must fail this test too.
 const F64_COLUMNS: [&str; 6] = ["mean", "m2", "sum_margin", "sum_el2n", "sum_loss", "sum_entropy"];
 const U32_COLUMNS: [&str; 10] = [
     "n",

@@ -26,8 +26,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(dense::map_dense, m)?)?;
     m.add_function(wrap_pyfunction!(dense::inspect_npy, m)?)?;
     m.add_function(wrap_pyfunction!(pool::thread_count, m)?)?;
-    m.add_function(wrap_pyfunction!(read::read_path, m)?)?;
-    m.add_function(wrap_pyfunction!(read::read_stream, m)?)?;
+    m.add_function(wrap_pyfunction!(read::read_keyed, m)?)?;
     m.add_function(wrap_pyfunction!(read::discover, m)?)?;
     m.add_function(wrap_pyfunction!(read::compute_npy_epochs, m)?)?;
     m.add_class::<checks::PyBatchChecker>()?;

@@ -5,13 +5,14 @@ use crate::args::{Epochs, contiguous, parse};
 use crate::arrow_ffi::{AnyRecordBatch, PyArray};
 use crate::errors::to_py;
 use crate::state::PyState;
-use fastcarto_core::KeyedState;
+use arrow_array::RecordBatchReader;
 use fastcarto_core::read::long::Columns;
 use fastcarto_core::read::{self, EpochFilter, ReadOptions};
 use fastcarto_core::sys::pool;
 use fastcarto_core::{Kind, NanPolicy};
 use numpy::PyReadonlyArray1;
 use pyo3::prelude::*;
+use pyo3::types::PyString;
 use std::path::PathBuf;
 
 fn read_options<'a>(
@@ -43,11 +44,32 @@ fn progress_fn(cb: &Option<Py<PyAny>>) -> Option<impl Fn(u64, u64, u64) + Sync +
     })
 }
 
-/// Runs a keyed read with the GIL released, in the requested thread pool, and converts its
-/// (state, ids) result.
+/// What a keyed read takes its rows from: a file, directory or glob (a `str`), or Arrow data
+/// (anything with `__arrow_c_stream__` or `__arrow_c_array__`).
+pub(crate) enum KeyedSource {
+    Path(String),
+    Arrow(Box<dyn RecordBatchReader + Send>),
+}
+
+impl<'py> FromPyObject<'_, 'py> for KeyedSource {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'_, 'py, PyAny>) -> PyResult<Self> {
+        match obj.cast::<PyString>() {
+            Ok(path) => Ok(Self::Path(path.to_cow()?.into_owned())),
+            Err(_) => Ok(Self::Arrow(obj.extract::<AnyRecordBatch>()?.into_reader()?)),
+        }
+    }
+}
+
+/// Reads a keyed long table (a file, directory or glob, or an Arrow stream) into (state, ids),
+/// with the GIL released, in the requested thread pool.
+#[pyfunction]
+#[pyo3(signature = (source, *, kind, columns, nan_policy, epochs=None, require_complete, progress=None, threads=None))]
 #[allow(clippy::too_many_arguments)]
-fn keyed_read<'py>(
+pub(crate) fn read_keyed<'py>(
     py: Python<'py>,
+    source: KeyedSource,
     kind: &str,
     columns: (String, String, String, Option<String>),
     nan_policy: &str,
@@ -55,59 +77,23 @@ fn keyed_read<'py>(
     require_complete: bool,
     progress: Option<Py<PyAny>>,
     threads: Option<usize>,
-    read: impl FnOnce(&ReadOptions<'_>) -> fastcarto_core::Result<KeyedState> + Send,
 ) -> PyResult<(PyState, Py<PyAny>)> {
     let cb = progress_fn(&progress);
     let cb = cb.as_ref().map(|f| f as &(dyn Fn(u64, u64, u64) + Sync));
     let opts = read_options(kind, columns, nan_policy, Epochs::filter(epochs)?, require_complete, cb)?;
-    let (state, ids) =
-        py.detach(|| pool::run(threads, usize::MAX, || read(&opts)?.into_state())).map_err(to_py)?.map_err(to_py)?;
+    let fold = || {
+        let state = match source {
+            KeyedSource::Path(path) => read::read_path(&path, &opts),
+            KeyedSource::Arrow(reader) => read::read_batches(reader, &opts),
+        }?;
+        state.into_state()
+    };
+    let (state, ids) = py.detach(|| pool::run(threads, usize::MAX, fold)).map_err(to_py)?.map_err(to_py)?;
     let ids = match ids {
         Some(ids) => PyArray::from_array_ref(ids).to_pyarrow(py)?.unbind(),
         None => py.None(),
     };
     Ok((PyState::new(state), ids))
-}
-
-/// Reads a keyed long table (file, directory or glob) into (state, ids).
-#[pyfunction]
-#[pyo3(signature = (source, *, kind, columns, nan_policy, epochs=None, require_complete, progress=None, threads=None))]
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn read_path<'py>(
-    py: Python<'py>,
-    source: &str,
-    kind: &str,
-    columns: (String, String, String, Option<String>),
-    nan_policy: &str,
-    epochs: Option<Epochs<'py>>,
-    require_complete: bool,
-    progress: Option<Py<PyAny>>,
-    threads: Option<usize>,
-) -> PyResult<(PyState, Py<PyAny>)> {
-    keyed_read(py, kind, columns, nan_policy, epochs, require_complete, progress, threads, |opts| {
-        read::read_path(source, opts)
-    })
-}
-
-/// Reads a keyed long table from an Arrow stream (anything with `__arrow_c_stream__`).
-#[pyfunction]
-#[pyo3(signature = (data, *, kind, columns, nan_policy, epochs=None, require_complete, progress=None, threads=None))]
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn read_stream<'py>(
-    py: Python<'py>,
-    data: AnyRecordBatch,
-    kind: &str,
-    columns: (String, String, String, Option<String>),
-    nan_policy: &str,
-    epochs: Option<Epochs<'py>>,
-    require_complete: bool,
-    progress: Option<Py<PyAny>>,
-    threads: Option<usize>,
-) -> PyResult<(PyState, Py<PyAny>)> {
-    let reader = data.into_reader()?;
-    keyed_read(py, kind, columns, nan_policy, epochs, require_complete, progress, threads, |opts| {
-        read::read_batches(reader, opts)
-    })
 }
 
 /// (path, format, epoch in the name, size in bytes).

@@ -4,8 +4,9 @@
 use crate::args::{contiguous, dtype_error, finalize_options, parse, task_of};
 use crate::arrow_ffi::{AnyRecordBatch, PyArray, PyRecordBatch};
 use crate::errors::to_py;
+use arrow_array::{ArrayRef, RecordBatch};
 use arrow_buffer::Buffer;
-use fastcarto_core::{NanPolicy, State, Task, serialize};
+use fastcarto_core::{FinalizeOptions, NanPolicy, State, Task, serialize};
 use numpy::{PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -32,6 +33,20 @@ impl PyState {
     /// Runs `f` on the state, with the GIL released while waiting for the lock and running.
     fn with<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&mut State) -> R + Send) -> R {
         py.detach(|| f(&mut lock(&self.inner)))
+    }
+
+    /// The metrics table that `make` (`fastcarto_core::finalize` or `take_table`) builds from
+    /// the state, as a `pyarrow.RecordBatch`.
+    fn table<'py>(
+        &self,
+        py: Python<'py>,
+        opts: FinalizeOptions,
+        ids: Option<PyArray>,
+        make: impl FnOnce(&mut State, Option<ArrayRef>, FinalizeOptions) -> fastcarto_core::Result<RecordBatch> + Send,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let ids = ids.map(|a| a.into_inner().0);
+        let batch = self.with(py, |state| make(state, ids, opts)).map_err(to_py)?;
+        PyRecordBatch::new(batch).into_pyarrow(py)
     }
 }
 
@@ -119,9 +134,9 @@ impl PyState {
         ddof: u32,
         ids: Option<PyArray>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let (opts, ids) = (finalize_options(compat, ddof)?, ids.map(|a| a.into_inner().0));
-        let batch = self.with(py, |state| fastcarto_core::finalize(state, ids, opts)).map_err(to_py)?;
-        PyRecordBatch::new(batch).into_pyarrow(py)
+        self.table(py, finalize_options(compat, ddof)?, ids, |state, ids, opts| {
+            fastcarto_core::finalize(state, ids, opts)
+        })
     }
 
     /// Takes the metrics table out of a state that is not needed afterwards (as `finalize`):
@@ -135,9 +150,7 @@ impl PyState {
         ddof: u32,
         ids: Option<PyArray>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let (opts, ids) = (finalize_options(compat, ddof)?, ids.map(|a| a.into_inner().0));
-        let batch = self.with(py, |state| fastcarto_core::take_table(state, ids, opts)).map_err(to_py)?;
-        PyRecordBatch::new(batch).into_pyarrow(py)
+        self.table(py, finalize_options(compat, ddof)?, ids, fastcarto_core::take_table)
     }
 
     /// The raw state as a `pyarrow.RecordBatch` (one row per example slot).

@@ -165,9 +165,16 @@ pub fn read_files(files: &[DataFile], opts: &ReadOptions<'_>) -> Result<KeyedSta
         }
         other => other?,
     };
+    checked(state, opts, "the files hold no rows")
+}
+
+/// The checks every read ends with, on the whole state: some rows (`no_rows` is the message
+/// where there are none), every selected epoch present, and with `require_complete` every
+/// example seen at every epoch.
+fn checked(state: KeyedState, opts: &ReadOptions<'_>, no_rows: &str) -> Result<KeyedState> {
     if state.rows() == 0 {
         return Err(Error::Empty(match opts.epochs {
-            EpochFilter::All => "the files hold no rows".to_string(),
+            EpochFilter::All => no_rows.to_string(),
             _ => "no rows in the selected epochs".to_string(),
         }));
     }
@@ -293,17 +300,7 @@ pub fn read_batches(
             progress(0, 0, state.rows());
         }
     }
-    if state.rows() == 0 {
-        return Err(Error::Empty(match opts.epochs {
-            EpochFilter::All => "the stream holds no rows".to_string(),
-            _ => "no rows in the selected epochs".to_string(),
-        }));
-    }
-    opts.epochs.check_present(state.epochs())?;
-    if opts.require_complete {
-        state.check_complete()?;
-    }
-    Ok(state)
+    checked(state, opts, "the stream holds no rows")
 }
 
 /// Reads whatever `source` names: a file, a directory, or a glob pattern of long-table files.
