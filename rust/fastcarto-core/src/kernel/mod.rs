@@ -116,7 +116,7 @@ impl<T> Default for Scratch<T> {
 
 /// Where [`fold_epoch`] puts each group's per-row results: folded into a run of examples'
 /// states ([`RunColumns`], the dense path), or routed row by row towards their examples (the
-/// long tables' `keyed::Routing`).
+/// long tables' `keyed::route::Routing`).
 pub(crate) trait Sink {
     /// Rows `start..start + g` of the call, lane `l` being row `start + l`; `keep[l]` is false
     /// for an observation omitted under `nan_policy="omit"`, and `keep` is `None` when every

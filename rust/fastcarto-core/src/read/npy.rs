@@ -1,6 +1,6 @@
 //! `.npy` files, memory-mapped: the operating system pages epochs in as the kernel reads them,
 //! so a file larger than RAM works and nothing is copied. A file truncated by another process
-//! while it is read is an error, not a crash ([`crate::mapped`]): read through
+//! while it is read is an error, not a crash ([`crate::sys::mapped`]): read through
 //! [`MappedNpy::read`], which checks after the pass.
 
 use crate::error::{Error, Result};
