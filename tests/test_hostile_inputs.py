@@ -431,6 +431,18 @@ def test_a_bytes_path_is_a_path(tmp_path: Path) -> None:
     from_bytes = fastcarto.compute(os.fsencode(path), labels, kind="logits", progress=False)
     from_str = fastcarto.compute(str(path), labels, kind="logits", progress=False)
     assert from_bytes.to_pandas().equals(from_str.to_pandas())
+    table = pa.table(
+        {
+            "epoch": np.repeat(np.arange(3), 5),
+            "id": np.tile(np.arange(5), 3),
+            "label": np.tile(labels, 3),
+            "logits": pa.FixedSizeListArray.from_arrays(logits.ravel(), 2),
+        }
+    )
+    pq.write_table(table, tmp_path / "long.parquet")
+    long_bytes = fastcarto.compute(os.fsencode(tmp_path / "long.parquet"), progress=False)
+    long_str = fastcarto.compute(str(tmp_path / "long.parquet"), progress=False)
+    assert long_bytes.to_pandas().equals(long_str.to_pandas())
     acc = Accumulator(n_examples=5, n_classes=2, kind="logits")
     with pytest.raises(TypeError, match="expected an array here, got a path"):
         acc.update(os.fsencode(path), labels)

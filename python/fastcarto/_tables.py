@@ -185,8 +185,9 @@ def read_keyed(
     ``.npy`` arrays) or from an in-memory table or Arrow stream: returns (state, ids or None,
     kind)."""
     files: list[tuple[Path, str, int | None, int]] | None = None
-    if as_path(source) is not None:
-        text = os.fspath(source)
+    path = as_path(source)
+    if path is not None:
+        text = os.fspath(path)
         files = _core.discover(text)
         formats = {fmt for _, fmt, _, _ in files}
         if formats == {"npy"}:
