@@ -55,15 +55,17 @@ def warn_if_probabilities(rows: npt.NDArray[Any], *, where: str, stacklevel: int
     """
     if rows.ndim != 2 or rows.shape[1] < 2:
         return
-    rows = rows[np.isfinite(rows).all(axis=1)]
-    if rows.shape[0] == 0 or rows.min() < 0 or rows.max() > 1:
+    rows = np.ascontiguousarray(rows[np.isfinite(rows).all(axis=1)])
+    if rows.shape[0] == 0 or ((rows == 0) | (rows == 1)).all():
         return
-    if ((rows == 0) | (rows == 1)).all():
-        return
-    from ._core import prob_sum_tolerance
+    from ._core import BatchChecker, InvalidProbabilitiesError
 
-    tolerance = prob_sum_tolerance(rows.shape[1], rows.dtype.itemsize)
-    if np.abs(rows.sum(axis=1, dtype=np.float64) - 1.0).max() > tolerance:
+    # The engine's own test of a probability row (range and tolerance), not a copy of it.
+    checker = BatchChecker(kind="probs", across_batches=False)
+    n = rows.shape[0]
+    try:
+        checker.check(rows, np.zeros(n, np.int64), np.arange(n, dtype=np.int64), epoch=0)
+    except InvalidProbabilitiesError:
         return
     warnings.warn(
         KindWarning(
