@@ -20,7 +20,30 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .._datamap import DataMap
-    from .knn import KnnGraph
+
+
+@dataclass(frozen=True)
+class KnnGraph:
+    """Each example's ``k`` nearest other examples.
+
+    Attributes
+    ----------
+    distances:
+        ``(n, k)`` ``float32``, ascending along each row.
+    indices:
+        ``(n, k)`` ``int64`` row numbers of the neighbours (never the row itself).
+    metric:
+        ``"euclidean"`` or ``"cosine"`` (cosine distance, ``1 - cos``), or None if unknown
+        (a graph the user gave).
+    """
+
+    distances: npt.NDArray[np.float32]
+    indices: npt.NDArray[np.int64]
+    metric: str | None = None
+
+    @property
+    def k(self) -> int:
+        return int(self.indices.shape[1])
 
 
 @dataclass
