@@ -211,15 +211,16 @@ class DataMap(MetricTable):
         training rather than out-of-sample ones, and that many examples with the **lowest
         AUM** are flagged. For each row with given label ``y``, ``p_y`` is its
         ``confidence`` and ``p_o`` the mean probability of its most likely other class ``o``
-        (``o = final_pred`` when that differs from ``y``; see
-        :func:`fastcarto._label_issues.other_probability` for how ``p_o`` follows from the
-        columns). The threshold of class ``k`` is ``t_k``, the mean ``confidence`` of the rows
-        labeled ``k``. A row counts when ``p_y >= t_y - 1e-6`` or ``p_o >= t_o - 1e-6``, and
-        then votes for ``o`` if ``p_o > p_y``, else for ``y``. With ``n_k`` rows labeled
-        ``k``, of which ``c_k`` count and ``w_k`` vote for another class, the estimate is
-        ``round(N * sum_k n_k w_k / c_k / sum_k n_k)`` (classes with ``c_k > 0``): the
-        calibrated confident joint's off-diagonal. Multi-label maps do this per class (two
-        outcomes, ``o = 1 - y``) and flag that class's lowest-AUM rows.
+        (``o = final_pred`` when that differs from ``y``): ``confidence - aum`` for
+        ``kind="probs"``, ``min(confidence * exp(-aum), 1 - confidence)`` for logits (at each
+        epoch that class has ``p(gold) * exp(-margin)``; the map keeps the two means, not the
+        mean of the product). The threshold of class ``k`` is ``t_k``, the mean
+        ``confidence`` of the rows labeled ``k``. A row counts when ``p_y >= t_y - 1e-6`` or
+        ``p_o >= t_o - 1e-6``, and then votes for ``o`` if ``p_o > p_y``, else for ``y``.
+        With ``n_k`` rows labeled ``k``, of which ``c_k`` count and ``w_k`` vote for another
+        class, the estimate is ``round(N * sum_k n_k w_k / c_k / sum_k n_k)`` (classes with
+        ``c_k > 0``): the calibrated confident joint's off-diagonal. Multi-label maps do this
+        per class (two outcomes, ``o = 1 - y``) and flag that class's lowest-AUM rows.
 
         ``method="aum"``: flagged when the AUM is below 0, i.e. averaged over the epochs the
         given label's score was below the best other class's; exactly ``label_score < 0.5``.

@@ -300,6 +300,7 @@ def label_issues(
     elif method == "aum":
         flagged = observed & (aum < 0.0)
     else:
+        assert threshold_mask is not None  # _method requires it for "threshold"
         hidden = _threshold_mask(dm, threshold_mask)
         threshold = aum_threshold(dm, hidden, percentile=percentile)
         flagged = observed & (aum < threshold) & ~hidden
@@ -416,6 +417,7 @@ def report(
     elif method == "aum":
         how = "mean margin (AUM) < 0: the given label was on average not the top class"
     else:
+        assert threshold_mask is not None  # _method requires it for "threshold"
         thr = aum_threshold(dm, threshold_mask, percentile=percentile)
         how = f"AUM < {thr:.4g}, the {percentile:g}th percentile of the threshold samples"
     lines.append(f"label issues: {flagged:,} of {n:,} {unit} ({_pct(flagged, n)}); {how}")
