@@ -198,7 +198,7 @@ def other_probability(dm: MetricTable) -> npt.NDArray[np.float64]:
         return np.clip(conf - aum, 0.0, 1.0)
     with np.errstate(over="ignore", invalid="ignore"):
         ratio = conf * np.exp(-aum)
-    # 0 * inf (p(gold) 0 at every epoch, AUM -inf) is NaN: the cap is the answer there.
+    # 0 * inf (p(gold) underflowed to 0, exp(-aum) overflowed) is NaN: the cap is the answer.
     return np.where(np.isnan(ratio), 1.0 - conf, np.minimum(ratio, 1.0 - conf))
 
 
