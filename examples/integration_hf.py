@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-import transformers
-
 import fastcarto
 import fastcarto.hf
+import torch
+import transformers
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--out", default="out/hf")

@@ -11,11 +11,10 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
-import keras  # noqa: E402
-from sklearn.datasets import load_digits  # noqa: E402
-
-import fastcarto  # noqa: E402
-import fastcarto.keras  # noqa: E402
+import fastcarto
+import fastcarto.keras
+import keras
+from sklearn.datasets import load_digits
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--out", default="out/keras")

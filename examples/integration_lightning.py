@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import argparse
 
-import lightning
-import torch
-from sklearn.datasets import load_digits
-
 import fastcarto
 import fastcarto.lightning
 import fastcarto.torch
+import lightning
+import torch
+from sklearn.datasets import load_digits
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--out", default="out/lightning")

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import argparse
 
+import fastcarto.sklearn
 import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.neural_network import MLPClassifier
-
-import fastcarto.sklearn
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--out", default="out/sklearn-dynamics")

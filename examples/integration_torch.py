@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-from sklearn.datasets import load_digits
-
 import fastcarto
 import fastcarto.torch
+import torch
+from sklearn.datasets import load_digits
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--out", default="out/torch-dynamics")
