@@ -159,6 +159,22 @@ def test_restart_refused_resume_appends(tmp_path: Path) -> None:
     assert (fastcarto.compute(tmp_path / "dyn").to_pandas()["n_epochs"] == 1).all()
 
 
+def test_resume_from_checkpoint_appends(tmp_path: Path) -> None:
+    def make(epochs: int) -> Any:
+        return hf.DynamicsTrainer(
+            model=model(),
+            args=args(tmp_path, num_train_epochs=epochs, save_strategy="epoch"),
+            train_dataset=examples(),
+            data_collator=collate,
+            dynamics_dir=tmp_path / "dyn",
+        )
+
+    make(1).train()
+    make(2).train(resume_from_checkpoint=True)  # continues the recording at epoch 1
+    df = fastcarto.compute(tmp_path / "dyn").to_pandas()
+    assert (df["n_epochs"] == 2).all() and len(df) == N
+
+
 def test_bad_input(tmp_path: Path) -> None:
     class NoLogits(torch.nn.Module):  # type: ignore[misc]
         def __init__(self) -> None:

@@ -14,6 +14,15 @@ from ._first_wins import FirstWins
 from ._recorder import Mode, Recorder
 
 
+def check_fresh_mode(name: str, mode: object) -> None:
+    """A training callback's mode: resuming from a checkpoint appends by itself."""
+    if mode not in ("create", "overwrite"):
+        raise ValueError(
+            f"{name} must be 'create' or 'overwrite', got {mode!r} (resuming from a checkpoint "
+            "appends by itself)"
+        )
+
+
 class BatchRecorder:
     """Records training batches' logits for one process of a (possibly distributed) run."""
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import transformers
 
 from ._recorder import Mode
-from ._training import BatchRecorder
+from ._training import BatchRecorder, check_fresh_mode
 
 __all__ = ["DynamicsMixin", "DynamicsTrainer"]
 
@@ -77,11 +77,7 @@ class DynamicsMixin:
         super().__init__(*args, **kwargs)
         if dynamics_dir is None:
             raise TypeError(f"{type(self).__name__} needs dynamics_dir=, the recording's directory")
-        if dynamics_mode not in ("create", "overwrite"):
-            raise ValueError(
-                "dynamics_mode must be 'create' or 'overwrite' (resuming from a checkpoint "
-                "appends by itself)"
-            )
+        check_fresh_mode("dynamics_mode", dynamics_mode)
         self._dyn_dir = dynamics_dir
         self._dyn_mode: Mode = dynamics_mode
         self._dyn_resuming = False

@@ -19,7 +19,7 @@ from typing import Any
 import lightning
 
 from ._recorder import Mode
-from ._training import BatchRecorder
+from ._training import BatchRecorder, check_fresh_mode
 
 __all__ = ["DynamicsCallback"]
 
@@ -57,11 +57,7 @@ class DynamicsCallback(lightning.Callback):  # type: ignore[misc]
         labels_key: str = "labels",
         ids_key: str = "ids",
     ) -> None:
-        if mode not in ("create", "overwrite"):
-            raise ValueError(
-                "mode must be 'create' or 'overwrite' (resuming from a checkpoint appends by "
-                "itself)"
-            )
+        check_fresh_mode("mode", mode)
         self.path = path
         self.mode: Mode = mode
         self.keys = (logits_key, labels_key, ids_key)
