@@ -190,3 +190,22 @@ def test_copy_queue_hands_back_ready_heads_in_order() -> None:
     assert [p.outputs for p in q.ready(wait=False)] == [0, 1]
     assert [p.outputs for p in q.ready(wait=True)] == [2] and events[2].waited
     assert len(q) == 0
+
+
+def test_batch_recorder_drops_repeats_first_wins(tmp_path: Path) -> None:
+    from fastcarto._training import BatchRecorder
+
+    rec = BatchRecorder(tmp_path / "run")
+    logits = torch.arange(12, dtype=torch.bfloat16).reshape(4, 3)  # mixed precision: widened
+    rec.record(logits, torch.tensor([0, 1, 2, 0]), torch.tensor([7, 8, 7, 9]), 0, where="t")
+    rec.record(logits[:2], np.array([1, 2]), np.array([9, 10]), 0, where="t")  # 9 again
+    rec.end_epoch(0)
+    rec.record(logits[:1], torch.tensor([0]), torch.tensor([7]), 1, where="t")  # a new epoch
+    rec.close()
+    df = fastcarto.compute(tmp_path / "run").to_pandas()
+    assert df["id"].tolist() == [7, 8, 9, 10]
+    assert df["n_epochs"].tolist() == [2, 1, 1, 1]
+    with raises(ValueError, "shape (batch, classes)"):
+        BatchRecorder(tmp_path / "other").record(
+            torch.zeros(2, 5, 3), torch.tensor([0, 1]), torch.tensor([0, 1]), 0, where="t"
+        )

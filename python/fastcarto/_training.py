@@ -70,7 +70,10 @@ class BatchRecorder:
         if not keep.all():
             rows = torch.as_tensor(np.flatnonzero(keep), device=logits.device)
             logits = logits.index_select(0, rows)
-            labels = labels.index_select(0, rows.to(labels.device))
+            if isinstance(labels, torch.Tensor):
+                labels = labels.index_select(0, rows.to(labels.device))
+            else:
+                labels = np.asarray(labels)[keep]
             ids_host = ids_host[keep]
         labels = labels.detach() if isinstance(labels, torch.Tensor) else labels
         self.recorder.record(logits, labels, epoch=epoch, ids=ids_host)
