@@ -18,7 +18,7 @@ transformers = pytest.importorskip("transformers")
 hf = pytest.importorskip("fastcarto.hf")
 from fastcarto._first_wins import FirstWins  # noqa: E402
 
-N, SEQ, EPOCHS = 40, 8, 3
+N, SEQ, EPOCHS = 32, 8, 2
 
 
 def examples(with_ids: bool = True, n: int = N) -> list[dict[str, Any]]:
