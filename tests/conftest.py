@@ -21,6 +21,10 @@ from hypothesis import HealthCheck, settings
 
 DATA = Path(__file__).parent / "data"
 
+# Keras 3 runs the integration's tests (and the doctest import of fastcarto.keras) on torch,
+# which the test extra installs; its default backend, TensorFlow, is not installed.
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
 settings.register_profile(
     "ci",
     max_examples=100,

@@ -25,6 +25,7 @@ import pyarrow.ipc
 from . import _core
 from ._accumulator import Accumulator
 from ._datamap import DataMap
+from ._device import CopyQueue, start_copy, torch_gpu_tensor
 from ._inputs import (
     KINDS,
     MAX_CLASSES,
@@ -260,6 +261,9 @@ class Recorder:
         self._rows_written = 0
         self._closed = False
         self._schema: pa.Schema | None = None
+        # GPU batches being copied to the host (torch tensors; see ``_device``).
+        self._copies = CopyQueue()
+        self._streams: dict[Any, Any] = {}
 
         existing = self._prepare_directory(mode, resume_epoch)
         if self._acc is None and accumulator is True:
@@ -342,8 +346,14 @@ class Recorder:
         outputs:
             Shape ``(rows, classes)`` float32/float64 logits or probabilities (float16 is
             widened): a numpy array, or any CPU tensor, read through DLPack (``__dlpack__``) or
-            ``__array__`` without importing its framework. GPU tensors are refused: pass
-            ``t.detach().cpu()``. The values are copied, so the caller may reuse its buffers.
+            ``__array__`` without importing its framework (a CPU tensor is read in place, and
+            one that requires grad is detached). PyTorch CUDA/ROCm tensors (outputs, labels or
+            ids) are copied off the GPU without stalling training: on a side stream, into pinned
+            host memory, after the work already queued on the current stream; the batch is
+            recorded once its copy has completed (at a later call, or at :meth:`end_epoch`,
+            :meth:`flush` or :meth:`close`, which wait for the copies), so its checks' errors
+            are raised there. Other GPU arrays are refused: copy them to the host first. The
+            values are copied, so the caller may reuse its buffers.
         labels:
             Shape ``(rows,)`` integer labels in ``[0, classes)`` (0/1 for one output column).
         epoch:
@@ -376,6 +386,21 @@ class Recorder:
             )
         self._check_open()
         epoch = check_epoch(epoch)
+        if torch_gpu_tensor(outputs) or torch_gpu_tensor(labels) or torch_gpu_tensor(ids):
+            # Copied off the GPU without stalling training; recorded once the copy is done.
+            self._record_copied(wait=False)
+            self._copies.push(start_copy(outputs, labels, ids, epoch, self._streams))
+            return
+        if len(self._copies):
+            self._record_copied(wait=True)  # a host batch keeps its place after GPU ones
+        self._record_host(outputs, labels, epoch, ids)
+
+    def _record_copied(self, *, wait: bool) -> None:
+        """Records the GPU batches whose copies to the host are complete (all, with ``wait``)."""
+        for item in self._copies.ready(wait=wait):
+            self._record_host(item.outputs, item.labels, item.epoch, item.ids)
+
+    def _record_host(self, outputs: Any, labels: Any, epoch: int, ids: Any) -> None:
         arr, n_classes, float_dt = self._outputs(outputs)
         rows = arr.shape[0]
         lab = self._labels(labels, rows, n_classes)
@@ -414,6 +439,7 @@ class Recorder:
         and the recorder agree).
         """
         self._check_open()
+        self._record_copied(wait=True)
         if epoch is not None:
             epoch = check_epoch(epoch)
             if self._buf_epoch is not None and self._buf_epoch != epoch:
@@ -425,6 +451,7 @@ class Recorder:
     def flush(self) -> None:
         """Publishes the buffered rows as a segment now (nothing happens when none are)."""
         self._check_open()
+        self._record_copied(wait=True)
         self._flush()
 
     def close(self) -> None:
@@ -432,9 +459,12 @@ class Recorder:
         if self._closed:
             return
         try:
-            self._flush()
+            self._record_copied(wait=True)
         finally:
-            self._closed = True
+            try:
+                self._flush()
+            finally:
+                self._closed = True
 
     def datamap(self, *, ddof: int = 0) -> DataMap:
         """The map of everything recorded so far, from the live accumulator (no reading)."""
@@ -790,6 +820,8 @@ def _host_array(obj: Any, what: str) -> npt.NDArray[Any]:
         return obj
     if isinstance(obj, (str, bytes, os.PathLike)):
         raise TypeError(f"{what}: expected an array or a tensor, got {type(obj).__name__}")
+    if getattr(obj, "requires_grad", False) is True and callable(getattr(obj, "detach", None)):
+        obj = obj.detach()  # a view without the autograd graph; DLPack refuses the tensor
     device = getattr(obj, "__dlpack_device__", None)
     if device is not None and hasattr(obj, "__dlpack__"):
         try:

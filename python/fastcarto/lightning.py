@@ -1,0 +1,114 @@
+"""Training dynamics from a PyTorch Lightning training: :class:`DynamicsCallback`.
+
+class Model(lightning.LightningModule):
+    def training_step(self, batch, batch_idx):
+        x, y, idx = batch                       # e.g. fastcarto.torch.IndexedDataset
+        logits = self(x)
+        loss = torch.nn.functional.cross_entropy(logits, y)
+        return {"loss": loss, "logits": logits, "labels": y, "ids": idx}
+
+trainer = lightning.Trainer(callbacks=[fastcarto.lightning.DynamicsCallback("runs/dyn")])
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import lightning
+
+from ._recorder import Mode
+from ._training import BatchRecorder, check_fresh_mode
+
+__all__ = ["DynamicsCallback"]
+
+
+class DynamicsCallback(lightning.Callback):  # type: ignore[misc]
+    """Records the logits of every training batch to ``path`` (a :class:`fastcarto.Recorder`
+    directory; one shard per rank with several processes).
+
+    The contract: ``training_step`` returns a dict with the ``loss`` and the batch's
+    ``logits`` (shape ``(batch, classes)``), ``labels`` and ``ids`` (integer example ids, e.g.
+    from :class:`fastcarto.torch.IndexedDataset`); the key names can be changed with
+    ``logits_key``, ``labels_key``, ``ids_key``. Each batch is recorded in
+    ``on_train_batch_end`` at ``trainer.current_epoch`` (every micro-batch under gradient
+    accumulation), and the epoch is published in ``on_train_epoch_end``. GPU tensors are copied
+    off the device without stalling training; float16/bfloat16 logits are widened to float32.
+    The first record of an (epoch, id) wins, as in :class:`fastcarto.hf.DynamicsMixin`.
+    Recording reads the outputs only: training is unchanged.
+
+    Parameters
+    ----------
+    path:
+        Directory of the recording.
+    mode:
+        ``"create"`` (default) refuses a directory that holds a recording, ``"overwrite"``
+        replaces it. ``trainer.fit(..., ckpt_path=...)`` continues the recording instead
+        (``mode="append"`` from the checkpoint's epoch).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        mode: Mode = "create",
+        logits_key: str = "logits",
+        labels_key: str = "labels",
+        ids_key: str = "ids",
+    ) -> None:
+        check_fresh_mode("mode", mode)
+        self.path = path
+        self.mode: Mode = mode
+        self.keys = (logits_key, labels_key, ids_key)
+        self._rec: BatchRecorder | None = None
+
+    def on_train_batch_end(
+        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        logits_key, labels_key, ids_key = self.keys
+        if not isinstance(outputs, Mapping):
+            raise ValueError(
+                "DynamicsCallback: training_step must return a dict with 'loss' and the batch's "
+                f"{logits_key!r}, {labels_key!r} and {ids_key!r}, got "
+                f"{type(outputs).__name__}"
+            )
+        missing = [k for k in self.keys if outputs.get(k) is None]
+        if missing:
+            raise ValueError(
+                f"DynamicsCallback: training_step's dict has no {missing}: return "
+                f'{{"loss": loss, "{logits_key}": logits, "{labels_key}": y, "{ids_key}": ids}} '
+                "(ids: integer example ids, e.g. from fastcarto.torch.IndexedDataset)"
+            )
+        epoch = int(trainer.current_epoch)
+        if self._rec is None:
+            resuming = getattr(trainer, "ckpt_path", None) is not None
+            self._rec = BatchRecorder(
+                self.path,
+                rank=int(trainer.global_rank),
+                world_size=int(trainer.world_size),
+                mode="append" if resuming else self.mode,
+                resume_epoch=epoch if resuming else None,
+            )
+        self._rec.record(
+            outputs[logits_key],
+            outputs[labels_key],
+            outputs[ids_key],
+            epoch,
+            where="DynamicsCallback",
+        )
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        if self._rec is not None:
+            self._rec.end_epoch(int(trainer.current_epoch))
+
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        self._close()
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        self._close()  # what was recorded before the error stays readable
+
+    def _close(self) -> None:
+        if self._rec is not None:
+            self._rec.close()
+            self._rec = None
