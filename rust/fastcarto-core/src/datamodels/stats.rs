@@ -20,6 +20,8 @@ use rayon::prelude::*;
 pub enum Masks<'a> {
     /// One byte per (model, training example): zero is "not in the subset", anything else is.
     Bytes(ArrayView2<'a, u8>),
+    /// One `bool` per (model, training example).
+    Bool(ArrayView2<'a, bool>),
     /// `numpy.packbits(masks, axis=1)`: `ceil(N / 8)` bytes per model; `little` is
     /// `bitorder="little"` (else the first column is the byte's most significant bit).
     Packed { rows: ArrayView2<'a, u8>, n_cols: usize, little: bool },
@@ -29,6 +31,7 @@ impl Masks<'_> {
     fn n_rows(&self) -> usize {
         match self {
             Masks::Bytes(v) => v.nrows(),
+            Masks::Bool(v) => v.nrows(),
             Masks::Packed { rows, .. } => rows.nrows(),
         }
     }
@@ -36,6 +39,7 @@ impl Masks<'_> {
     fn n_cols(&self) -> usize {
         match self {
             Masks::Bytes(v) => v.ncols(),
+            Masks::Bool(v) => v.ncols(),
             Masks::Packed { n_cols, .. } => *n_cols,
         }
     }
@@ -45,6 +49,7 @@ impl Masks<'_> {
     fn get(&self, r: usize, j: usize) -> bool {
         match self {
             Masks::Bytes(v) => v[(r, j)] != 0,
+            Masks::Bool(v) => v[(r, j)],
             Masks::Packed { rows, little, .. } => {
                 let byte = rows[(r, j / 8)];
                 let bit = if *little { j % 8 } else { 7 - j % 8 };
@@ -227,6 +232,7 @@ impl Stats {
                 let end = (start + step).min(r);
                 let chunk = match masks {
                     Masks::Bytes(v) => Masks::Bytes(v.slice_move(s![start..end, ..])),
+                    Masks::Bool(v) => Masks::Bool(v.slice_move(s![start..end, ..])),
                     Masks::Packed { rows, n_cols, little } => {
                         Masks::Packed { rows: rows.slice_move(s![start..end, ..]), n_cols, little }
                     }

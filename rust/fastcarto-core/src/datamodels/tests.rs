@@ -162,7 +162,7 @@ fn validation_error_from_statistics_is_the_direct_one() {
     let (tx, ty) = (x.slice(s![..500, ..]).to_owned(), y.slice(s![..500, ..]).to_owned());
     let (vx, vy) = (x.slice(s![500.., ..]).to_owned(), y.slice(s![500.., ..]).to_owned());
     let (train, val) = (stats_of(&tx, &ty), stats_of(&vx, &vy));
-    let opts = FitOptions { patience: None, n_lambdas: 12, ..tight() };
+    let opts = FitOptions { patience: None, n_lambdas: 12, step: 1, ..tight() };
     let fit = fit(&train, &val, &opts, None).unwrap();
     for t in 0..2 {
         for i in [0, 5, 11] {
@@ -185,6 +185,27 @@ fn validation_error_from_statistics_is_the_direct_one() {
             assert!((fit.weights[(j, t)] - beta[j]).abs() < 1e-7);
         }
         assert!((fit.bias[t] - bias).abs() < 1e-7);
+    }
+}
+
+#[test]
+fn coarse_path_evaluates_the_same_curve_around_the_best() {
+    let (x, y) = random(900, 30, 3, 9);
+    let (tx, ty) = (x.slice(s![..800, ..]).to_owned(), y.slice(s![..800, ..]).to_owned());
+    let (vx, vy) = (x.slice(s![800.., ..]).to_owned(), y.slice(s![800.., ..]).to_owned());
+    let (train, val) = (stats_of(&tx, &ty), stats_of(&vx, &vy));
+    let fine = fit(&train, &val, &FitOptions { step: 1, patience: None, ..tight() }, None).unwrap();
+    let coarse = fit(&train, &val, &FitOptions { step: 4, patience: Some(5), ..tight() }, None).unwrap();
+    for t in 0..3 {
+        let walked: Vec<usize> = (0..100).filter(|&i| !coarse.val_mse[(t, i)].is_nan()).collect();
+        assert!(walked.len() < 60, "{}", walked.len());
+        for &i in &walked {
+            let (a, b) = (coarse.val_mse[(t, i)], fine.val_mse[(t, i)]);
+            assert!((a - b).abs() <= 1e-9 * b, "{t} {i}: {a} vs {b}");
+        }
+        let best = (0..100).min_by(|&a, &b| fine.val_mse[(t, a)].total_cmp(&fine.val_mse[(t, b)])).unwrap();
+        assert!(walked.contains(&best), "{t}: best {best} not in {walked:?}");
+        assert_eq!(coarse.lam[t], fine.lam[t]);
     }
 }
 
@@ -218,4 +239,33 @@ proptest! {
 fn solve_probe(st: &Stats) -> f64 {
     let fit = fit(st, st, &FitOptions { n_lambdas: 1, ..FitOptions::default() }, None).unwrap();
     fit.lambdas[(0, 0)].max(1e-3)
+}
+
+/// Timing of the shape (not run by default): `cargo test --release --lib
+/// datamodels::tests::timing -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn timing() {
+    let (m, n, k) = (5000, 1000, 800);
+    let mut state = 88172645463325252u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let x = Array2::from_shape_fn((m, n), |_| u8::from(next() % 2 == 0));
+    let xf = x.mapv(f64::from);
+    let w =
+        Array2::from_shape_fn((n, k), |_| if next() % 20 == 0 { (next() % 1000) as f64 / 250.0 - 2.0 } else { 0.0 });
+    let y = xf.dot(&w) + Array2::from_shape_fn((m, k), |_| (next() % 1000) as f64 / 125.0 - 4.0);
+    let t = std::time::Instant::now();
+    let train = stats_of(&x.slice(s![..4500, ..]).to_owned(), &y.slice(s![..4500, ..]).to_owned());
+    let val = stats_of(&x.slice(s![4500.., ..]).to_owned(), &y.slice(s![4500.., ..]).to_owned());
+    eprintln!("stats {:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    let f = fit(&train, &val, &FitOptions::default(), None).unwrap();
+    eprintln!("fit {:?}", t.elapsed());
+    let nnz: usize = f.weights.iter().filter(|v| **v != 0.0).count();
+    eprintln!("nnz/target {}", nnz as f64 / k as f64);
 }
