@@ -209,7 +209,7 @@ def datamodels_fit(
     *,
     n_lambdas: int = 100,
     lambda_ratio: float = 1e-3,
-    patience: int | None = 5,
+    patience: int | None = ...,
     tol: float = 1e-4,
     max_iter: int = 1000,
     step: int = 4,

@@ -7,15 +7,19 @@ use super::*;
 use ndarray::{Array2, s};
 use proptest::prelude::*;
 
-fn random(m: usize, n: usize, k: usize, seed: u64) -> (Array2<u8>, Array2<f64>) {
-    // A small xorshift: the tests need varied, reproducible data, not quality randomness.
+/// A small xorshift: the tests need varied, reproducible data, not quality randomness.
+fn xorshift(seed: u64) -> impl FnMut() -> u64 {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut next = move || {
+    move || {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
         state
-    };
+    }
+}
+
+fn random(m: usize, n: usize, k: usize, seed: u64) -> (Array2<u8>, Array2<f64>) {
+    let mut next = xorshift(seed);
     let x = Array2::from_shape_fn((m, n), |_| u8::from(next() % 2 == 0));
     let w: Vec<f64> =
         (0..n * k).map(|_| if next() % 4 == 0 { (next() % 1000) as f64 / 250.0 - 2.0 } else { 0.0 }).collect();
@@ -247,13 +251,7 @@ fn solve_probe(st: &Stats) -> f64 {
 #[ignore]
 fn timing() {
     let (m, n, k) = (5000, 1000, 800);
-    let mut state = 88172645463325252u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut next = xorshift(88172645463325252);
     let x = Array2::from_shape_fn((m, n), |_| u8::from(next() % 2 == 0));
     let xf = x.mapv(f64::from);
     let w =
