@@ -386,8 +386,8 @@ def fit(
     >>> top = model.most_influential(0, k=1)
     >>> top.helpful.tolist(), top.harmful.tolist()
     ([3], [7])
-    >>> round(float(model.counterfactual(0, remove=[3])), 1)
-    -2.0
+    >>> abs(model.counterfactual(0, remove=[3]) + 2.0) < 0.2  # removing 3 costs about 2
+    True
     """
     m, y = load(masks, "masks"), load(outputs, "outputs")
     n = check_masks(m, n_train)
