@@ -7,7 +7,7 @@ import fastcarto.datamodels as fdm
 import numpy as np
 import pytest
 from fastcarto.datamodels import DatamodelWarning
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from scipy.stats import spearmanr
 from sklearn.linear_model import Lasso, lasso_path
@@ -31,7 +31,6 @@ def sklearn_raw(masks, y, alpha, **kw):
     return coef, float(las.intercept_ - coef @ sc.mean_)
 
 
-@settings(max_examples=15, deadline=None)
 @given(
     m=st.integers(30, 300),
     n=st.integers(1, 40),
