@@ -20,9 +20,9 @@ fn xorshift(seed: u64) -> impl FnMut() -> u64 {
 
 fn random(m: usize, n: usize, k: usize, seed: u64) -> (Array2<u8>, Array2<f64>) {
     let mut next = xorshift(seed);
-    let x = Array2::from_shape_fn((m, n), |_| u8::from(next() % 2 == 0));
+    let x = Array2::from_shape_fn((m, n), |_| u8::from(next().is_multiple_of(2)));
     let w: Vec<f64> =
-        (0..n * k).map(|_| if next() % 4 == 0 { (next() % 1000) as f64 / 250.0 - 2.0 } else { 0.0 }).collect();
+        (0..n * k).map(|_| if next().is_multiple_of(4) { (next() % 1000) as f64 / 250.0 - 2.0 } else { 0.0 }).collect();
     let y = Array2::from_shape_fn((m, k), |(r, t)| {
         let signal: f64 = (0..n).map(|j| f64::from(x[(r, j)]) * w[j * k + t]).sum();
         signal + (next() % 1000) as f64 / 500.0 - 1.0
@@ -252,10 +252,11 @@ fn solve_probe(st: &Stats) -> f64 {
 fn timing() {
     let (m, n, k) = (5000, 1000, 800);
     let mut next = xorshift(88172645463325252);
-    let x = Array2::from_shape_fn((m, n), |_| u8::from(next() % 2 == 0));
+    let x = Array2::from_shape_fn((m, n), |_| u8::from(next().is_multiple_of(2)));
     let xf = x.mapv(f64::from);
-    let w =
-        Array2::from_shape_fn((n, k), |_| if next() % 20 == 0 { (next() % 1000) as f64 / 250.0 - 2.0 } else { 0.0 });
+    let w = Array2::from_shape_fn((n, k), |_| {
+        if next().is_multiple_of(20) { (next() % 1000) as f64 / 250.0 - 2.0 } else { 0.0 }
+    });
     let y = xf.dot(&w) + Array2::from_shape_fn((m, k), |_| (next() % 1000) as f64 / 125.0 - 4.0);
     let t = std::time::Instant::now();
     let train = stats_of(&x.slice(s![..4500, ..]).to_owned(), &y.slice(s![..4500, ..]).to_owned());
