@@ -13,6 +13,7 @@ __all__ = [
     "DATA_SUFFIXES",
     "TABLE_SUFFIXES",
     "BatchChecker",
+    "DatamodelStats",
     "EmptyInputError",
     "EpochOrderError",
     "FastcartoError",
@@ -25,6 +26,8 @@ __all__ = [
     "State",
     "__version__",
     "compute_npy_epochs",
+    "datamodels_fit",
+    "datamodels_fit_fixed",
     "discover",
     "inspect_npy",
     "map_dense",
@@ -158,3 +161,65 @@ def compute_npy_epochs(
     epochs: _Epochs = None,
     threads: int | None = None,
 ) -> State: ...
+
+@final
+class DatamodelStats:
+    def __new__(cls, n_cols: int, n_targets: int) -> DatamodelStats: ...
+    def update(
+        self, masks: npt.NDArray[Any], outputs: npt.NDArray[Any], *, threads: int | None = None
+    ) -> None: ...
+    def update_packed(
+        self,
+        packed: npt.NDArray[np.uint8],
+        outputs: npt.NDArray[Any],
+        *,
+        n_cols: int,
+        little: bool = False,
+        threads: int | None = None,
+    ) -> None: ...
+    def merge(self, other: DatamodelStats) -> None: ...
+    def copy(self) -> DatamodelStats: ...
+    @property
+    def n_rows(self) -> int: ...
+    @property
+    def n_cols(self) -> int: ...
+    @property
+    def n_targets(self) -> int: ...
+    def parts(
+        self,
+    ) -> tuple[
+        int,
+        npt.NDArray[np.uint32],
+        npt.NDArray[np.float64],
+        npt.NDArray[np.float64],
+        npt.NDArray[np.float64],
+    ]: ...
+    @staticmethod
+    def from_parts(
+        n_rows: int,
+        xtx: npt.NDArray[np.uint32],
+        xty: npt.NDArray[np.float64],
+        sum_y: npt.NDArray[np.float64],
+        sum_y2: npt.NDArray[np.float64],
+    ) -> DatamodelStats: ...
+
+def datamodels_fit(
+    train: DatamodelStats,
+    val: DatamodelStats,
+    *,
+    n_lambdas: int = 100,
+    lambda_ratio: float = 1e-3,
+    patience: int | None = ...,
+    tol: float = 1e-4,
+    max_iter: int = 1000,
+    step: int = 4,
+    threads: int | None = None,
+) -> dict[str, npt.NDArray[Any]]: ...
+def datamodels_fit_fixed(
+    parts: Sequence[DatamodelStats],
+    lam: npt.NDArray[np.float64],
+    *,
+    tol: float = 1e-4,
+    max_iter: int = 1000,
+    threads: int | None = None,
+) -> dict[str, npt.NDArray[Any]]: ...

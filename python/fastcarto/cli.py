@@ -362,6 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_quiet_argument(demo)
     demo.set_defaults(handler=_run_demo)
+    from .datamodels._cli import add_command as add_datamodels_command
+
+    add_datamodels_command(commands, _bounded_int, _add_quiet_argument)
     return parser
 
 

@@ -9,6 +9,7 @@
 mod args;
 mod arrow_ffi;
 mod checks;
+mod datamodels;
 mod dense;
 mod errors;
 mod files;
@@ -30,6 +31,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(read::discover, m)?)?;
     m.add_function(wrap_pyfunction!(read::compute_npy_epochs, m)?)?;
     m.add_class::<checks::PyBatchChecker>()?;
+    m.add_class::<datamodels::PyStats>()?;
+    m.add_function(wrap_pyfunction!(datamodels::datamodels_fit, m)?)?;
+    m.add_function(wrap_pyfunction!(datamodels::datamodels_fit_fixed, m)?)?;
     files::register(m)?;
     errors::register(m)?;
     probs::register(m)?;

@@ -1,0 +1,270 @@
+//! Statistics against plain sums, and the solver against a plain coordinate descent on the
+//! standardized masks themselves.
+
+#![allow(clippy::needless_range_loop)] // index loops read like the formulas they check
+
+use super::*;
+use ndarray::{Array2, s};
+use proptest::prelude::*;
+
+/// A small xorshift: the tests need varied, reproducible data, not quality randomness.
+fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
+
+fn random(m: usize, n: usize, k: usize, seed: u64) -> (Array2<u8>, Array2<f64>) {
+    let mut next = xorshift(seed);
+    let x = Array2::from_shape_fn((m, n), |_| u8::from(next().is_multiple_of(2)));
+    let w: Vec<f64> =
+        (0..n * k).map(|_| if next().is_multiple_of(4) { (next() % 1000) as f64 / 250.0 - 2.0 } else { 0.0 }).collect();
+    let y = Array2::from_shape_fn((m, k), |(r, t)| {
+        let signal: f64 = (0..n).map(|j| f64::from(x[(r, j)]) * w[j * k + t]).sum();
+        signal + (next() % 1000) as f64 / 500.0 - 1.0
+    });
+    (x, y)
+}
+
+fn stats_of(x: &Array2<u8>, y: &Array2<f64>) -> Stats {
+    let mut s = Stats::new(x.ncols(), y.ncols()).unwrap();
+    s.update(Masks::Bytes(x.view()), y.view(), Some(2)).unwrap();
+    s
+}
+
+fn packbits(x: &Array2<u8>, little: bool) -> Array2<u8> {
+    Array2::from_shape_fn((x.nrows(), x.ncols().div_ceil(8)), |(r, b)| {
+        (0..8)
+            .filter(|i| b * 8 + i < x.ncols() && x[(r, b * 8 + i)] != 0)
+            .fold(0u8, |acc, i| acc | if little { 1 << i } else { 0x80 >> i })
+    })
+}
+
+/// Plain coordinate descent on explicitly standardized masks, residual kept as a vector.
+fn reference(x: &Array2<u8>, y: &[f64], lam: f64) -> (Vec<f64>, f64) {
+    let (m, n) = x.dim();
+    let mf = m as f64;
+    let mut xs = Array2::<f64>::zeros((m, n));
+    let mut scale = vec![0.0; n];
+    let mut mean = vec![0.0; n];
+    for j in 0..n {
+        let col: Vec<f64> = (0..m).map(|r| f64::from(x[(r, j)])).collect();
+        mean[j] = col.iter().sum::<f64>() / mf;
+        scale[j] = (col.iter().map(|v| (v - mean[j]).powi(2)).sum::<f64>() / mf).sqrt();
+        if scale[j] > 0.0 {
+            for r in 0..m {
+                xs[(r, j)] = (col[r] - mean[j]) / scale[j];
+            }
+        }
+    }
+    let ybar = y.iter().sum::<f64>() / mf;
+    let mut res: Vec<f64> = y.iter().map(|v| v - ybar).collect();
+    let mut w = vec![0.0; n];
+    for _ in 0..20_000 {
+        let mut dmax = 0.0f64;
+        for j in 0..n {
+            let col = xs.column(j);
+            let norm: f64 = col.iter().map(|v| v * v).sum::<f64>() / mf;
+            if norm == 0.0 {
+                continue;
+            }
+            let rho: f64 = col.iter().zip(&res).map(|(a, b)| a * b).sum::<f64>() / mf + norm * w[j];
+            let new = solve_soft(rho, lam) / norm;
+            let d = new - w[j];
+            if d != 0.0 {
+                res.iter_mut().zip(col.iter()).for_each(|(r, c)| *r -= d * c);
+                w[j] = new;
+                dmax = dmax.max(d.abs());
+            }
+        }
+        if dmax < 1e-15 {
+            break;
+        }
+    }
+    let beta: Vec<f64> = (0..n).map(|j| if scale[j] > 0.0 { w[j] / scale[j] } else { 0.0 }).collect();
+    let bias = ybar - beta.iter().zip(&mean).map(|(b, m)| b * m).sum::<f64>();
+    (beta, bias)
+}
+
+fn solve_soft(z: f64, lam: f64) -> f64 {
+    z.signum() * (z.abs() - lam).max(0.0)
+}
+
+fn tight() -> FitOptions {
+    FitOptions { tol: 1e-13, max_iter: 100_000, ..FitOptions::default() }
+}
+
+#[test]
+fn statistics_are_the_plain_sums() {
+    let (x, y) = random(150, 13, 3, 1);
+    let st = stats_of(&x, &y);
+    let (rows, xtx, xty, sy, syy) = st.parts();
+    assert_eq!(rows, 150);
+    let xf = x.mapv(f64::from);
+    assert_eq!(xtx.mapv(f64::from), xf.t().dot(&xf));
+    let direct = xf.t().dot(&y);
+    assert!(xty.iter().zip(direct.iter()).all(|(a, b)| (a - b).abs() < 1e-9));
+    for t in 0..3 {
+        assert!((sy[t] - y.column(t).sum()).abs() < 1e-9);
+        assert!((syy[t] - y.column(t).mapv(|v| v * v).sum()).abs() < 1e-9);
+    }
+}
+
+#[test]
+fn chunks_shards_and_packing_agree() {
+    let (x, y) = random(9000, 21, 2, 2);
+    let whole = stats_of(&x, &y);
+    let mut a = stats_of(&x.slice(s![..4000, ..]).to_owned(), &y.slice(s![..4000, ..]).to_owned());
+    a.merge(&stats_of(&x.slice(s![4000.., ..]).to_owned(), &y.slice(s![4000.., ..]).to_owned())).unwrap();
+    assert_eq!(whole.parts().1, a.parts().1);
+    for little in [false, true] {
+        let packed = packbits(&x, little);
+        let mut p = Stats::new(21, 2).unwrap();
+        let masks = Masks::Packed { rows: packed.view(), n_cols: 21, little };
+        p.update(masks, y.mapv(|v| v as f32).view(), None).unwrap();
+        assert_eq!(p.parts().1, whole.parts().1);
+    }
+}
+
+#[test]
+fn bad_input_is_an_error_and_leaves_the_statistics_alone() {
+    let (x, mut y) = random(20, 5, 2, 3);
+    let mut st = Stats::new(5, 2).unwrap();
+    assert!(st.update(Masks::Bytes(x.view()), y.slice(s![..19, ..]), None).is_err());
+    y[(7, 1)] = f64::NAN;
+    let err = st.update(Masks::Bytes(x.view()), y.view(), None).unwrap_err().to_string();
+    assert!(err.contains("model 7, target 1"), "{err}");
+    assert_eq!(st.n_rows(), 0);
+    assert!(Stats::new(0, 3).is_err());
+    assert!(st.merge(&Stats::new(4, 2).unwrap()).is_err());
+    let packed = packbits(&x, false);
+    assert!(st.update(Masks::Packed { rows: packed.view(), n_cols: 9, little: false }, y.view(), None).is_err());
+}
+
+#[test]
+fn constant_columns_and_targets_get_zero_weights() {
+    let (mut x, mut y) = random(200, 8, 2, 4);
+    x.column_mut(2).fill(1);
+    x.column_mut(5).fill(0);
+    y.column_mut(1).fill(3.5);
+    let st = stats_of(&x, &y);
+    let fit = fit_fixed(&[&st], &[0.01, 0.01], &tight(), None).unwrap();
+    assert_eq!(fit.constant_columns, vec![2, 5]);
+    assert_eq!(fit.weights[(2, 0)], 0.0);
+    assert_eq!(fit.weights[(5, 0)], 0.0);
+    assert!(fit.weights.column(1).iter().all(|v| *v == 0.0));
+    assert_eq!(fit.bias[1], 3.5);
+}
+
+#[test]
+fn validation_error_from_statistics_is_the_direct_one() {
+    let (x, y) = random(600, 10, 2, 5);
+    let (tx, ty) = (x.slice(s![..500, ..]).to_owned(), y.slice(s![..500, ..]).to_owned());
+    let (vx, vy) = (x.slice(s![500.., ..]).to_owned(), y.slice(s![500.., ..]).to_owned());
+    let (train, val) = (stats_of(&tx, &ty), stats_of(&vx, &vy));
+    let opts = FitOptions { patience: None, n_lambdas: 12, step: 1, ..tight() };
+    let fit = fit(&train, &val, &opts, None).unwrap();
+    for t in 0..2 {
+        for i in [0, 5, 11] {
+            let lam = fit.lambdas[(t, i)];
+            let (beta, bias) = reference(&tx, &ty.column(t).to_vec(), lam);
+            let direct = (0..100)
+                .map(|r| {
+                    let p: f64 = (0..10).map(|j| f64::from(vx[(r, j)]) * beta[j]).sum::<f64>() + bias;
+                    (vy[(r, t)] - p).powi(2)
+                })
+                .sum::<f64>()
+                / 100.0;
+            assert!((fit.val_mse[(t, i)] - direct).abs() < 1e-8 * direct.max(1.0), "{t} {i}");
+        }
+        // The chosen λ is the best of the curve, and the final model is refit on all 600 models.
+        let best = (0..12).min_by(|&a, &b| fit.val_mse[(t, a)].total_cmp(&fit.val_mse[(t, b)])).unwrap();
+        assert_eq!(fit.lam[t], fit.lambdas[(t, best)]);
+        let (beta, bias) = reference(&x, &y.column(t).to_vec(), fit.lam[t]);
+        for j in 0..10 {
+            assert!((fit.weights[(j, t)] - beta[j]).abs() < 1e-7);
+        }
+        assert!((fit.bias[t] - bias).abs() < 1e-7);
+    }
+}
+
+#[test]
+fn coarse_path_evaluates_the_same_curve_around_the_best() {
+    let (x, y) = random(900, 30, 3, 9);
+    let (tx, ty) = (x.slice(s![..800, ..]).to_owned(), y.slice(s![..800, ..]).to_owned());
+    let (vx, vy) = (x.slice(s![800.., ..]).to_owned(), y.slice(s![800.., ..]).to_owned());
+    let (train, val) = (stats_of(&tx, &ty), stats_of(&vx, &vy));
+    let fine = fit(&train, &val, &FitOptions { step: 1, patience: None, ..tight() }, None).unwrap();
+    let coarse = fit(&train, &val, &FitOptions { step: 4, patience: Some(5), ..tight() }, None).unwrap();
+    for t in 0..3 {
+        let walked: Vec<usize> = (0..100).filter(|&i| !coarse.val_mse[(t, i)].is_nan()).collect();
+        assert!(walked.len() < 60, "{}", walked.len());
+        for &i in &walked {
+            let (a, b) = (coarse.val_mse[(t, i)], fine.val_mse[(t, i)]);
+            assert!((a - b).abs() <= 1e-9 * b, "{t} {i}: {a} vs {b}");
+        }
+        let best = (0..100).min_by(|&a, &b| fine.val_mse[(t, a)].total_cmp(&fine.val_mse[(t, b)])).unwrap();
+        assert!(walked.contains(&best), "{t}: best {best} not in {walked:?}");
+        assert_eq!(coarse.lam[t], fine.lam[t]);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn solver_matches_plain_coordinate_descent(
+        m in 20usize..200, n in 1usize..24, seed in 0u64..1000, frac in 0.001f64..0.9,
+    ) {
+        let (x, y) = random(m, n, 2, seed);
+        let st = stats_of(&x, &y);
+        let lam0 = {
+            let d = solve_probe(&st);
+            d * frac
+        };
+        let fit = fit_fixed(&[&st], &[lam0, lam0 * 0.5], &tight(), Some(2)).unwrap();
+        for t in 0..2 {
+            let lam = fit.lam[t];
+            let (beta, bias) = reference(&x, &y.column(t).to_vec(), lam);
+            for j in 0..n {
+                prop_assert!((fit.weights[(j, t)] - beta[j]).abs() < 1e-7, "w[{j}] {} vs {}", fit.weights[(j, t)], beta[j]);
+            }
+            prop_assert!((fit.bias[t] - bias).abs() < 1e-7);
+            prop_assert!(fit.converged[t]);
+            prop_assert!(fit.gap[t] >= -1e-12 && fit.gap[t] < 1e-9);
+        }
+    }
+}
+
+/// A λ of the right size for target 0: the largest |correlation| with the standardized masks.
+fn solve_probe(st: &Stats) -> f64 {
+    let fit = fit(st, st, &FitOptions { n_lambdas: 1, ..FitOptions::default() }, None).unwrap();
+    fit.lambdas[(0, 0)].max(1e-3)
+}
+
+/// Timing of the shape (not run by default): `cargo test --release --lib
+/// datamodels::tests::timing -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn timing() {
+    let (m, n, k) = (5000, 1000, 800);
+    let mut next = xorshift(88172645463325252);
+    let x = Array2::from_shape_fn((m, n), |_| u8::from(next().is_multiple_of(2)));
+    let xf = x.mapv(f64::from);
+    let w = Array2::from_shape_fn((n, k), |_| {
+        if next().is_multiple_of(20) { (next() % 1000) as f64 / 250.0 - 2.0 } else { 0.0 }
+    });
+    let y = xf.dot(&w) + Array2::from_shape_fn((m, k), |_| (next() % 1000) as f64 / 125.0 - 4.0);
+    let t = std::time::Instant::now();
+    let train = stats_of(&x.slice(s![..4500, ..]).to_owned(), &y.slice(s![..4500, ..]).to_owned());
+    let val = stats_of(&x.slice(s![4500.., ..]).to_owned(), &y.slice(s![4500.., ..]).to_owned());
+    eprintln!("stats {:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    let f = fit(&train, &val, &FitOptions::default(), None).unwrap();
+    eprintln!("fit {:?}", t.elapsed());
+    let nnz: usize = f.weights.iter().filter(|v| **v != 0.0).count();
+    eprintln!("nnz/target {}", nnz as f64 / k as f64);
+}
