@@ -25,6 +25,7 @@ from ._core import (
     NonFiniteError,
 )
 from ._core import __version__ as __version__
+from ._datalab import Datalab
 from ._datamap import DataMap
 from ._inputs import KindWarning
 from ._label_issues import threshold_samples
@@ -36,6 +37,7 @@ __all__ = [
     "REGIONS",
     "Accumulator",
     "DataMap",
+    "Datalab",
     "EmptyInputError",
     "EpochOrderError",
     "FastcartoError",

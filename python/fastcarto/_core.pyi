@@ -24,10 +24,12 @@ __all__ = [
     "NonFiniteError",
     "State",
     "__version__",
+    "class_imbalance",
     "compute_npy_epochs",
     "discover",
     "inspect_npy",
     "map_dense",
+    "null_scan",
     "prob_sum_tolerance",
     "read_keyed",
     "thread_count",
@@ -158,3 +160,16 @@ def compute_npy_epochs(
     epochs: _Epochs = None,
     threads: int | None = None,
 ) -> State: ...
+
+# the dataset audit (fastcarto._audit)
+def null_scan(
+    features: npt.NDArray[np.float32] | npt.NDArray[np.float64], *, threads: int | None = None
+) -> tuple[
+    npt.NDArray[np.float64],
+    npt.NDArray[np.bool_],
+    npt.NDArray[np.float64],
+    tuple[str, npt.NDArray[np.uint64]] | None,
+]: ...
+def class_imbalance(
+    labels: npt.NDArray[np.int64], n_classes: int, threshold: float
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_], int, float, bool]: ...

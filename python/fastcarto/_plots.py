@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from matplotlib.colors import Colormap, Normalize
     from matplotlib.figure import Figure
 
+    from ._datalab import Datalab
+
 PlotMode = Literal["auto", "scatter", "density"]
 
 #: Okabe & Ito's colour-blind-safe palette (blue, orange, bluish green, vermillion, sky blue,
@@ -143,6 +145,7 @@ def plot_datamap(
     rule: RegionRule | None,
     title: str | None,
     save: str | os.PathLike[str] | None,
+    issues: Datalab | None = None,
 ) -> Figure:
     """See :meth:`DataMap.plot`."""
     require(dm, "plot", "confidence", "variability", "correctness")
@@ -165,6 +168,8 @@ def plot_datamap(
     n_total = int(finite.sum())
     what = "rows" if "class" in dm.columns else "examples"
     heading = title if title is not None else _default_title(dm)
+    if by_class and issues is not None:
+        raise ValueError("issues= marks the single map; pass by_class=False")
     if by_class:
         return _finish(
             _plot_by_class(
@@ -194,6 +199,10 @@ def plot_datamap(
     ax.set_xlim(0.0, x_max)
     ax.set_ylim(-0.02, 1.02)
     _draw_regions(ax, codes, (v_thr, c_thr), x_max, points=(var[finite], conf[finite]))
+    if issues is not None:
+        from ._audit._plots import mark_issues
+
+        mark_issues(ax, issues, conf, var, finite)
     ax.set_xlabel("variability (std. of p(gold) over epochs)")
     ax.set_ylabel("confidence (mean p(gold) over epochs)")
 
