@@ -37,6 +37,10 @@ pub(crate) fn null_scan<'py>(
     Ok((scan.scores.into_pyarray(py), scan.is_issue.into_pyarray(py), scan.column_impact.into_pyarray(py), most_common))
 }
 
+/// What `class_imbalance` returns: per-example scores and flags, the rarest class, its fraction
+/// of the examples, and whether the dataset is imbalanced.
+type ImbalanceResult<'py> = (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<bool>>, u32, f64, bool);
+
 /// The `class_imbalance` issue type: per-example scores and flags, the rarest class, its
 /// fraction of the examples, and whether the dataset is imbalanced.
 #[pyfunction]
@@ -45,7 +49,7 @@ pub(crate) fn class_imbalance<'py>(
     labels: PyReadonlyArray1<'py, i64>,
     n_classes: usize,
     threshold: f64,
-) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<bool>>, u32, f64, bool)> {
+) -> PyResult<ImbalanceResult<'py>> {
     let labels = contiguous(&labels, "labels")?;
     let found = py
         .detach(|| fastcarto_core::audit::class_imbalance::class_imbalance(labels, n_classes, threshold))
