@@ -27,7 +27,7 @@ from matplotlib.collections import PathCollection
 from matplotlib.colors import to_hex
 
 
-def cleanlab_lab(data: dict[str, Any], label_name: str | None, **find: Any) -> Any:
+def cleanlab_lab(data: Any, label_name: str | None, **find: Any) -> Any:
     """cleanlab's Datalab after find_issues, silent."""
     from cleanlab import Datalab as CleanlabDatalab
 
@@ -166,6 +166,8 @@ def test_data_of_every_kind_gives_the_same_audit(small: dict[str, Any]) -> None:
         pl.DataFrame({"label": small["labels"]}),
         {"label": small["labels"].tolist()},
     ]
+    datasets = pytest.importorskip("datasets")
+    frames.append(datasets.Dataset.from_dict({"label": small["labels"].tolist()}))
     results = []
     for data in frames:
         lab = Datalab(data, label_name="label", verbosity=0)
@@ -174,6 +176,21 @@ def test_data_of_every_kind_gives_the_same_audit(small: dict[str, Any]) -> None:
         assert lab.class_names == ["a", "b", "z-rare"]
     for other in results[1:]:
         pd.testing.assert_frame_equal(results[0], other)
+
+
+def test_a_class_label_column_keeps_its_names() -> None:
+    datasets = pytest.importorskip("datasets")
+    codes = np.r_[np.zeros(50, dtype=int), np.ones(3, dtype=int), np.full(40, 2)]
+    features = datasets.Features({"label": datasets.ClassLabel(names=["zebra", "ant", "cat"])})
+    data = datasets.Dataset.from_dict({"label": codes.tolist()}, features=features)
+    ours = Datalab(data, label_name="label", verbosity=0)
+    assert ours.class_names == ["zebra", "ant", "cat"]
+    np.testing.assert_array_equal(ours.labels, codes)
+    ours.find_issues(issue_types={"class_imbalance": {}})
+    theirs = cleanlab_lab(data, "label", issue_types={"class_imbalance": {}})
+    assert_same_type(ours, theirs, "class_imbalance")
+    assert ours.get_info("class_imbalance")["Rarest Class"] == "ant"
+    assert theirs.get_info("class_imbalance")["Rarest Class"] == "ant"
 
 
 def test_default_types_follow_the_inputs(small: dict[str, Any]) -> None:

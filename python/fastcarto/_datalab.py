@@ -54,7 +54,8 @@ class Datalab:
     ----------
     data:
         The dataset: a ``dict`` of equal-length columns, a ``pandas.DataFrame``, a
-        ``pyarrow.Table``, a ``polars.DataFrame`` or anything with ``__arrow_c_stream__``.
+        ``pyarrow.Table``, a ``polars.DataFrame``, anything with ``__arrow_c_stream__``, or a
+        Hugging Face ``datasets.Dataset``.
     task:
         ``"classification"`` (the only task supported).
     label_name:
@@ -101,7 +102,18 @@ class Datalab:
         self._n = n
         self._labels: npt.NDArray[np.int64] | None = None
         self._class_names: npt.NDArray[Any] | None = None
-        if labels is not None:
+        names = _class_label_names(data, label_name)
+        if labels is not None and names is not None:
+            # A datasets ClassLabel column: its codes and names, as cleanlab keeps them.
+            self._class_names = np.asarray(names, dtype=object)
+            self._labels = np.ascontiguousarray(labels, dtype=np.int64)
+            bad = (self._labels < 0) | (self._labels >= len(names))
+            if bad.any():
+                raise ValueError(
+                    f"label {self._labels[bad][0]} is not a class of the ClassLabel column "
+                    f"{label_name!r} ({len(names)} classes)"
+                )
+        elif labels is not None:
             self._class_names, codes = np.unique(labels, return_inverse=True)
             self._labels = np.ascontiguousarray(codes.reshape(-1), dtype=np.int64)
         self._results: dict[str, IssueResult] = {}
@@ -507,10 +519,15 @@ def _read_labels(data: Any, label_name: str | None) -> tuple[int, npt.NDArray[An
                     f"(columns: {', '.join(table.column_names)})"
                 )
             column = table.column(label_name).to_pandas().to_numpy()
+    elif hasattr(data, "column_names") and hasattr(data, "__len__"):
+        # A Hugging Face ``datasets.Dataset``, as cleanlab's Datalab takes.
+        n = len(data)
+        names = list(data.column_names)
+        column = None if label_name is None else list(_column(data, label_name, names))
     else:
         raise TypeError(
-            "data must be a dict of columns, a pandas or polars DataFrame, or a pyarrow Table, "
-            f"got {type(data).__name__}"
+            "data must be a dict of columns, a pandas or polars DataFrame, a pyarrow Table or "
+            f"a datasets.Dataset, got {type(data).__name__}"
         )
     if column is None:
         return n, None
@@ -534,6 +551,15 @@ def _read_labels(data: Any, label_name: str | None) -> tuple[int, npt.NDArray[An
                 + "); give every label the same type"
             )
     return n, labels
+
+
+def _class_label_names(data: Any, label_name: str | None) -> list[Any] | None:
+    """The class names of a ``datasets.ClassLabel`` label column, else None."""
+    features = getattr(data, "features", None)
+    if label_name is None or not isinstance(features, Mapping):
+        return None
+    names = getattr(features.get(label_name), "names", None)
+    return list(names) if isinstance(names, list) else None
 
 
 def _column(data: Any, name: str, names: list[Any]) -> Any:
