@@ -76,6 +76,20 @@ def test_null_matches_cleanlab(seed: int) -> None:
     np.testing.assert_allclose(mine["average_null_score"], cl["average_null_score"])
 
 
+def test_an_issue_types_dict_reused_from_cleanlab_works() -> None:
+    # cleanlab writes features= into each type's parameters, in place.
+    x = features_with_nulls(np.random.default_rng(5), 80, 3)
+    labels = np.arange(80) % 4
+    issue_types: dict[str, dict[str, Any]] = {"null": {}, "class_imbalance": {}}
+    theirs = cleanlab_lab({"y": labels}, "y", features=x, issue_types=issue_types)
+    assert "features" in issue_types["null"]
+    ours = Datalab({"y": labels}, label_name="y", verbosity=0)
+    ours.find_issues(features=x, issue_types=issue_types)
+    assert_same_type(ours, theirs, "null")
+    with pytest.raises(ValueError, match=r"pass it to find_issues\(features=...\)"):
+        ours.find_issues(features=x.copy(), issue_types=issue_types)
+
+
 def test_null_without_any_nan_matches_cleanlab() -> None:
     x = np.random.default_rng(0).normal(size=(50, 4))
     ours = Datalab({"y": np.arange(50) % 2}, label_name="y", verbosity=0)

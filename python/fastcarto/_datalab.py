@@ -228,7 +228,8 @@ class Datalab:
             dynamics=_read_dynamics(dynamics, self._n),
             knn_graph=_read_knn_graph(knn_graph, self._n),
         )
-        plan = self._plan(inputs, issue_types)
+        given = {"features": features, "pred_probs": pred_probs, "knn_graph": knn_graph}
+        plan = self._plan(inputs, _without_inputs(issue_types, given))
         if not plan:
             raise ValueError(
                 "no issue type can run on these inputs: pass features=, pred_probs=, "
@@ -463,6 +464,28 @@ def _module(name: str, *, required: bool) -> ModuleType | None:
         if required or e.name != f"fastcarto._audit.{name}":
             raise
         return None
+
+
+def _without_inputs(
+    issue_types: Mapping[str, Mapping[str, Any]] | None, given: Mapping[str, Any]
+) -> Mapping[str, Mapping[str, Any]] | None:
+    """``issue_types`` without the inputs cleanlab writes into it (its ``find_issues`` adds
+    ``features=`` etc. to each type's parameters, in place, so a dict reused from a cleanlab
+    call holds them): the same object as the argument is dropped, another one is an error."""
+    if issue_types is None:
+        return None
+    out: dict[str, Mapping[str, Any]] = {}
+    for name, params in issue_types.items():
+        if isinstance(params, Mapping):
+            for key in set(params) & set(given):
+                if params[key] is not given[key] and params[key] is not None:
+                    raise ValueError(
+                        f"issue_types[{name!r}] gives {key}; pass it to find_issues({key}=...) "
+                        "instead, once for every issue type"
+                    )
+            params = {k: v for k, v in params.items() if k not in given}
+        out[name] = params
+    return out
 
 
 def _check_params(name: str, module: ModuleType, params: Mapping[str, Any]) -> None:
