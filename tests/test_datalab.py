@@ -366,21 +366,20 @@ def test_a_sparse_knn_graph_becomes_sorted_rows() -> None:
 
     x = np.random.default_rng(0).normal(size=(60, 3))
     graph = NearestNeighbors(n_neighbors=5).fit(x).kneighbors_graph(mode="distance")
-    knn = _read_knn_graph(graph, 60)
-    assert knn is not None
     distances, indices = NearestNeighbors(n_neighbors=5).fit(x).kneighbors()
-    np.testing.assert_array_equal(knn.indices, indices)
-    np.testing.assert_allclose(knn.distances, distances, rtol=1e-6)
-    assert knn.distances.dtype == np.float32 and knn.indices.dtype == np.int64
-    with pytest.raises(ValueError, match="same number"):
-        graph = graph.tolil()
-        graph[0, 7] = 0.0
-        graph[0, 8] = 1.0
-        _read_knn_graph(graph.tocsr(), 60)
+    # Rows kept in column order (sort_indices) are put back in distance order.
+    by_column = graph.copy()
+    by_column.sort_indices()
+    for matrix in (graph, by_column, by_column.tocoo()):
+        knn = _read_knn_graph(matrix, 60)
+        assert knn is not None
+        np.testing.assert_array_equal(knn.indices, indices)
+        np.testing.assert_allclose(knn.distances, distances, rtol=1e-6)
+        assert knn.distances.dtype == np.float32 and knn.indices.dtype == np.int64
     with pytest.raises(TypeError, match=r"scipy\.sparse"):
         _read_knn_graph(np.zeros((60, 60)), 60)
-    with pytest.raises(ValueError, match="shape"):
-        _read_knn_graph(graph.tocsr()[:50], 60)
+    with pytest.raises(ValueError, match="60 rows but the dataset has 50"):
+        _read_knn_graph(graph, 50)
 
 
 # ---------------------------------------------------------------------------------------------

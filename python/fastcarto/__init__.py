@@ -12,6 +12,8 @@ streaming Rust engine.
 """
 
 from ._accumulator import Accumulator
+from ._audit._base import KnnGraph
+from ._audit.knn import knn
 from ._compute import compute
 from ._core import (
     EmptyInputError,
@@ -46,11 +48,13 @@ __all__ = [
     "InterleavedEpochsError",
     "InvalidProbabilitiesError",
     "KindWarning",
+    "KnnGraph",
     "LabelError",
     "NonFiniteError",
     "Recorder",
     "RegionRule",
     "compute",
+    "knn",
     "plot_trajectories",
     "threshold_samples",
     "trajectories",

@@ -236,8 +236,9 @@ class Datalab:
                 "knn_graph= or dynamics= (or a label column)"
             )
         # Types that use neighbours share one graph, computed at the largest k any of them asks.
-        inputs._computed["k"] = max(
-            [int(params["k"]) for _, params in plan.values() if "k" in params] + [10]
+        inputs._computed["knn_k"] = max(
+            [params["k"] for _, params in plan.values() if isinstance(params.get("k"), int)],
+            default=0,
         )
         from tqdm.auto import tqdm
 
@@ -686,41 +687,38 @@ def _read_pred_probs(
 
 def _read_knn_graph(knn_graph: Any, n: int) -> KnnGraph | None:
     """A user's neighbour graph: a ``KnnGraph``, or a scipy sparse matrix as cleanlab takes."""
-    if knn_graph is None or isinstance(knn_graph, KnnGraph):
-        if knn_graph is not None and knn_graph.indices.shape[0] != n:
-            raise ValueError(f"knn_graph has {knn_graph.indices.shape[0]} rows, the dataset {n}")
-        return knn_graph
-    import scipy.sparse
+    if knn_graph is None:
+        return None
+    if isinstance(knn_graph, KnnGraph):
+        graph = knn_graph
+    else:
+        import scipy.sparse
 
-    if not scipy.sparse.issparse(knn_graph):
-        raise TypeError(
-            "knn_graph must be a scipy.sparse matrix of distances (as "
-            "NearestNeighbors.kneighbors_graph(mode='distance') returns), "
-            f"got {type(knn_graph).__name__}"
+        if not scipy.sparse.issparse(knn_graph):
+            raise TypeError(
+                "knn_graph must be a scipy.sparse matrix of distances (as "
+                "NearestNeighbors.kneighbors_graph(mode='distance') returns), "
+                f"got {type(knn_graph).__name__}"
+            )
+        graph = KnnGraph.from_csr(_sorted_rows(scipy.sparse.csr_matrix(knn_graph)))
+    if graph.indices.shape[0] != n:
+        raise ValueError(
+            f"knn_graph has {graph.indices.shape[0]} rows but the dataset has {n} examples"
         )
-    if knn_graph.shape != (n, n):
-        raise ValueError(f"knn_graph must have shape ({n}, {n}), got {knn_graph.shape}")
-    csr = scipy.sparse.csr_matrix(knn_graph)
+    return graph
+
+
+def _sorted_rows(csr: Any) -> Any:
+    """``csr`` with each row's entries in ascending distance (a sparse matrix may keep them by
+    column, e.g. after ``sort_indices()``), ties in column order."""
+    csr = csr.copy()
     csr.sort_indices()
     counts = np.diff(csr.indptr)
-    k = int(counts[0]) if n else 0
-    if k == 0 or (counts != k).any():
-        raise ValueError(
-            "knn_graph must store the same number k >= 1 of neighbours in every row "
-            f"(rows hold {int(counts.min())} to {int(counts.max())})"
-        )
-    distances = np.asarray(csr.data, dtype=np.float64).reshape(n, k)
-    indices = np.asarray(csr.indices, dtype=np.int64).reshape(n, k)
-    if (indices == np.arange(n)[:, None]).any():
-        raise ValueError("knn_graph must not list an example as its own neighbour")
-    if not np.isfinite(distances).all() or (distances < 0).any():
-        raise ValueError("knn_graph distances must be finite and non-negative")
-    order = np.argsort(distances, axis=1, kind="stable")
-    return KnnGraph(
-        distances=np.take_along_axis(distances, order, axis=1).astype(np.float32),
-        indices=np.take_along_axis(indices, order, axis=1),
-        metric=None,
-    )
+    rows = np.repeat(np.arange(csr.shape[0]), counts)
+    order = np.lexsort((csr.data, rows))  # by row, then distance; stable, so ties by column
+    csr.data, csr.indices = csr.data[order], csr.indices[order]
+    csr.has_sorted_indices = False
+    return csr
 
 
 def _read_dynamics(dynamics: Any, n: int) -> DataMap | None:

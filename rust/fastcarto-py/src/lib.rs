@@ -3,8 +3,9 @@
 //! Nothing here computes: functions borrow numpy buffers (zero-copy), release the GIL around the
 //! engine, and convert results and errors. One module per part of the core it binds: `state`
 //! (the per-example state), `dense` (arrays and `.npy` files), `read` (files and streams),
-//! `pool` (threads); `args` turns arguments into the core's types and `errors` maps errors. The
-//! public, documented API is the `fastcarto` Python package that wraps this module.
+//! `pool` (threads), `knn` (the neighbour graph); `args` turns arguments into the core's types
+//! and `errors` maps errors. The public, documented API is the `fastcarto` Python package that
+//! wraps this module.
 
 mod args;
 mod arrow_ffi;
@@ -13,6 +14,7 @@ mod checks;
 mod dense;
 mod errors;
 mod files;
+mod knn;
 mod pool;
 mod probs;
 mod read;
@@ -33,6 +35,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<checks::PyBatchChecker>()?;
     m.add_function(wrap_pyfunction!(audit::null_scan, m)?)?;
     m.add_function(wrap_pyfunction!(audit::class_imbalance, m)?)?;
+    m.add_function(wrap_pyfunction!(knn::knn, m)?)?;
     files::register(m)?;
     errors::register(m)?;
     probs::register(m)?;
