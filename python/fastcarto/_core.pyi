@@ -158,3 +158,30 @@ def compute_npy_epochs(
     epochs: _Epochs = None,
     threads: int | None = None,
 ) -> State: ...
+
+# The audit: label and underperforming_group (fastcarto_core::audit).
+def label_issues(
+    labels: npt.NDArray[np.int64],
+    pred_probs: npt.NDArray[np.float64],
+    *,
+    thresholds: Sequence[float] | None = None,
+    min_examples_per_class: int = 10,
+) -> dict[str, Any]: ...
+def knn_pred_probs(
+    labels: npt.NDArray[np.int64], indices: npt.NDArray[np.int64], k: int, n_classes: int
+) -> npt.NDArray[np.float64]: ...
+def dbscan(
+    indices: npt.NDArray[np.int64],
+    distances: npt.NDArray[np.float32],
+    *,
+    eps: float = 0.5,
+    min_samples: int = 5,
+) -> npt.NDArray[np.int64]: ...
+def underperforming_groups(
+    labels: npt.NDArray[np.int64],
+    pred_probs: npt.NDArray[np.float64],
+    cluster_ids: npt.NDArray[np.int64],
+    *,
+    min_cluster_samples: int = 5,
+    threshold: float = 0.1,
+) -> dict[str, Any]: ...

@@ -8,6 +8,7 @@
 
 mod args;
 mod arrow_ffi;
+mod audit;
 mod checks;
 mod dense;
 mod errors;
@@ -33,5 +34,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     files::register(m)?;
     errors::register(m)?;
     probs::register(m)?;
+    audit::register(m)?;
     Ok(())
 }

@@ -6,8 +6,9 @@
 //!
 //! Every step keeps cleanlab's constants and order of floating-point operations where a rounding
 //! or a strict comparison depends on it (the `1e-6` slack on the thresholds, `round` half to
-//! even, numpy's pairwise sums); ties in the pruning margins are broken by row order, which is
-//! what numpy's sort does on the small arrays where it is stable.
+//! even, numpy's pairwise sums). Where cleanlab breaks a tie by the order of numpy's unstable
+//! `argsort` (equal rounding residuals, equal pruning margins), fastcarto breaks it by row order:
+//! cleanlab with a stable sort.
 
 use super::numpy_mean;
 use crate::error::{Error, Result};
@@ -196,7 +197,7 @@ pub fn round_preserving_sum(floats: &[f64]) -> Vec<i64> {
         let diff = (orig_sum - int_sum).round_ties_even();
         let increment = if diff < 0.0 { -1.0 } else { 1.0 };
         let changes = (diff.abs() as usize).min(floats.len());
-        // numpy's `argsort` of these few values is stable; `[::-1]` reverses it.
+        // Stable order (cleanlab's numpy `argsort` is not); `[::-1]` reverses it.
         let mut order: Vec<usize> = (0..floats.len()).collect();
         order.sort_by(|&a, &b| (floats[a] - ints[a]).total_cmp(&(floats[b] - ints[b])));
         if increment > 0.0 {
