@@ -327,7 +327,7 @@ def test_report_shows_the_data_map_region_of_label_issues(small: dict[str, Any])
         score=0.5,
         info={"given_label": codes, "predicted_label": codes},
     )
-    section = lab.get_report(num_examples=4).split("label issues")[1]
+    section = lab.get_report(num_examples=4).split("- label issues -")[1]
     regions = dm.regions().to_numpy()
     worst = np.argsort(scores, kind="stable")[:4]
     for row in worst:

@@ -26,13 +26,18 @@ __all__ = [
     "__version__",
     "class_imbalance",
     "compute_npy_epochs",
+    "dbscan",
     "discover",
     "inspect_npy",
+    "knn",
+    "knn_pred_probs",
+    "label_issues",
     "map_dense",
     "null_scan",
     "prob_sum_tolerance",
     "read_keyed",
     "thread_count",
+    "underperforming_groups",
 ]
 
 __version__: str
@@ -170,7 +175,7 @@ def compute_npy_epochs(
     threads: int | None = None,
 ) -> State: ...
 
-# the dataset audit (fastcarto._audit)
+# The audit: null and class_imbalance (fastcarto_core::audit).
 def null_scan(
     features: npt.NDArray[np.float32] | npt.NDArray[np.float64], *, threads: int | None = None
 ) -> tuple[
@@ -182,3 +187,30 @@ def null_scan(
 def class_imbalance(
     labels: npt.NDArray[np.int64], n_classes: int, threshold: float
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_], int, float, bool]: ...
+
+# The audit: label and underperforming_group (fastcarto_core::audit).
+def label_issues(
+    labels: npt.NDArray[np.int64],
+    pred_probs: npt.NDArray[np.float64],
+    *,
+    thresholds: Sequence[float] | None = None,
+    min_examples_per_class: int = 10,
+) -> dict[str, Any]: ...
+def knn_pred_probs(
+    labels: npt.NDArray[np.int64], indices: npt.NDArray[np.int64], k: int, n_classes: int
+) -> npt.NDArray[np.float64]: ...
+def dbscan(
+    indices: npt.NDArray[np.int64],
+    distances: npt.NDArray[np.float32],
+    *,
+    eps: float = 0.5,
+    min_samples: int = 5,
+) -> npt.NDArray[np.int64]: ...
+def underperforming_groups(
+    labels: npt.NDArray[np.int64],
+    pred_probs: npt.NDArray[np.float64],
+    cluster_ids: npt.NDArray[np.int64],
+    *,
+    min_cluster_samples: int = 5,
+    threshold: float = 0.1,
+) -> dict[str, Any]: ...

@@ -33,11 +33,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(read::discover, m)?)?;
     m.add_function(wrap_pyfunction!(read::compute_npy_epochs, m)?)?;
     m.add_class::<checks::PyBatchChecker>()?;
-    m.add_function(wrap_pyfunction!(audit::null_scan, m)?)?;
-    m.add_function(wrap_pyfunction!(audit::class_imbalance, m)?)?;
     m.add_function(wrap_pyfunction!(knn::knn, m)?)?;
     files::register(m)?;
     errors::register(m)?;
     probs::register(m)?;
+    audit::register(m)?;
     Ok(())
 }
