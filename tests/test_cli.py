@@ -563,6 +563,9 @@ def test_issues(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     everything = pq.read_table(run_dir / "all.parquet").to_pandas()
     assert everything["id"].tolist() == list(range(N))
     np.testing.assert_array_equal(everything["label_score"], issues["label_score"])
+    assert run_cli(capsys, *_source("issues"), "--method", "aum", "--all", "-o", "aum.csv")[0] == 0
+    got = pcsv.read_csv(run_dir / "aum.csv").column("is_label_issue").to_pylist()
+    assert got == dm.label_issues(method="aum")["is_label_issue"].tolist()
 
 
 def test_issues_with_threshold_samples(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -592,6 +595,7 @@ def test_issues_with_threshold_samples(run_dir: Path, capsys: pytest.CaptureFixt
         ((*_source("issues"), "--threshold-mask", "labels.npy", "-o", "x.csv"), "0/1"),
         ((*_source("issues"), "--percentile", "50", "-o", "x.csv"), "--threshold-mask"),
         ((*_source("issues"), "--threshold-mask", "nope.npy", "-o", "x.csv"), "No such file"),
+        ((*_source("issues"), "--method", "threshold", "-o", "x.csv"), "needs threshold_mask"),
         (("demo", "--noise", "1.5"), "[0, 1]"),
         (("demo", "--epochs", "1"), "at least 2"),
     ],

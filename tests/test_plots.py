@@ -311,7 +311,7 @@ def test_plot_aum(dm: fastcarto.DataMap) -> None:
     np.testing.assert_allclose([lo, hi], [dm["aum"].min(), dm["aum"].max()])
     assert legend_texts(ax) == [
         f"examples ({N:,})",
-        f"AUM = 0 (default rule): {int((dm['aum'] < 0).sum()):,} below flagged",
+        f"AUM = 0 (method='aum'): {int((dm['aum'] < 0).sum()):,} below flagged",
     ]
     assert ax.get_title() == f"AUM ({N:,} examples, logits)"
 

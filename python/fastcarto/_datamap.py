@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from ._datalab import Datalab
+    from ._label_issues import Method
     from ._plots import PlotMode
     from ._regions import RegionRule
 
@@ -185,7 +186,11 @@ class DataMap(MetricTable):
     # label issues (fastcarto._label_issues)
 
     def label_issues(
-        self, *, threshold_mask: npt.ArrayLike | None = None, percentile: float = 99.0
+        self,
+        *,
+        method: Method | None = None,
+        threshold_mask: npt.ArrayLike | None = None,
+        percentile: float = 99.0,
     ) -> pd.DataFrame:
         """Which labels look wrong, from the training dynamics alone.
 
@@ -193,31 +198,53 @@ class DataMap(MetricTable):
         ``id`` (``class`` for multi-label maps), ``is_label_issue``, ``label_score`` in [0, 1]
         (lower = more likely mislabeled), ``given_label``, ``predicted_label`` (the prediction
         at the last epoch, ``final_pred``) and ``suggested_label`` (``predicted_label`` where
-        flagged, else ``given_label``).
+        flagged, else ``given_label``). ``label_score`` is the AUM (the mean over epochs of
+        the given label's score minus the best other class's; logit margin for
+        ``kind="logits"``, probability margin for ``kind="probs"``) mapped monotonically onto
+        [0, 1] with 0.5 at AUM 0: ``1 / (1 + exp(-aum))`` for logits, ``(aum + 1) / 2`` for
+        probabilities (cleanlab's normalized margin, averaged over epochs). Every rule flags
+        the lowest scores; they differ in how many. Rows never observed are not flagged
+        (``label_score`` NaN).
 
-        **Default rule**: flagged when the AUM is below 0, i.e. averaged over the epochs the
-        given label's score was below the best other class's (logit margin for
-        ``kind="logits"``, probability margin for ``kind="probs"``). ``label_score`` is the AUM
-        mapped monotonically onto [0, 1] with 0.5 at AUM 0: ``1 / (1 + exp(-aum))`` for logits,
-        ``(aum + 1) / 2`` for probabilities (cleanlab's normalized margin, averaged over
-        epochs), so the default flags are exactly ``label_score < 0.5``.
+        ``method="count"`` (the default): **how many** labels are wrong is estimated as
+        confident learning does (Northcutt et al., 2021; cleanlab's ``num_label_issues`` with
+        ``estimation_method="off_diagonal_calibrated"``), from the mean probabilities over
+        training rather than out-of-sample ones, and that many examples with the **lowest
+        AUM** are flagged. For each row with given label ``y``, ``p_y`` is its
+        ``confidence`` and ``p_o`` the mean probability of its most likely other class ``o``
+        (``o = final_pred`` when that differs from ``y``): ``confidence - aum`` for
+        ``kind="probs"``, ``min(confidence * exp(-aum), 1 - confidence)`` for logits (at each
+        epoch that class has ``p(gold) * exp(-margin)``; the map keeps the two means, not the
+        mean of the product). The threshold of class ``k`` is ``t_k``, the mean
+        ``confidence`` of the rows labeled ``k``. A row counts when ``p_y >= t_y - 1e-6`` or
+        ``p_o >= t_o - 1e-6``, and then votes for ``o`` if ``p_o > p_y``, else for ``y``.
+        With ``n_k`` rows labeled ``k``, of which ``c_k`` count and ``w_k`` vote for another
+        class, the estimate is ``round(N * sum_k n_k w_k / c_k / sum_k n_k)`` (classes with
+        ``c_k > 0``): the calibrated confident joint's off-diagonal. Multi-label maps do this
+        per class (two outcomes, ``o = 1 - y``) and flag that class's lowest-AUM rows.
 
-        **Threshold samples** (Pleiss et al., 2020): for a map computed from a run trained on
-        :func:`fastcarto.threshold_samples`' targets, pass its ``mask``: examples whose AUM is
-        below the ``percentile`` (default 99th) of the threshold samples' AUM are flagged. The
-        threshold samples are not judged (``is_label_issue`` False, ``label_score`` NaN,
-        ``suggested_label`` NA). Examples never observed are not flagged (``label_score`` NaN).
+        ``method="aum"``: flagged when the AUM is below 0, i.e. averaged over the epochs the
+        given label's score was below the best other class's; exactly ``label_score < 0.5``.
+
+        ``method="threshold"`` (the default when ``threshold_mask`` is given; Pleiss et al.,
+        2020): for a map computed from a run trained on :func:`fastcarto.threshold_samples`'
+        targets, pass its ``mask``: examples whose AUM is below the ``percentile`` (default
+        99th) of the threshold samples' AUM are flagged. The threshold samples are not judged
+        (``is_label_issue`` False, ``label_score`` NaN, ``suggested_label`` NA).
 
         >>> import numpy as np, fastcarto
-        >>> p = np.array([[[.9, .1], [.2, .8], [.6, .4]]] * 3)
-        >>> issues = fastcarto.compute(p, [0, 0, 1], kind="probs").label_issues()
+        >>> p = np.array([[[.9, .1], [.8, .2], [.2, .8], [.3, .7], [.6, .4]]] * 3)
+        >>> dm = fastcarto.compute(p, [0, 0, 0, 1, 1], kind="probs")
+        >>> issues = dm.label_issues()
         >>> issues[["is_label_issue", "suggested_label"]].values.tolist()
-        [[False, 0], [True, 1], [True, 0]]
+        [[False, 0], [False, 0], [True, 1], [False, 1], [False, 1]]
         >>> issues["label_score"].round(3).tolist()
-        [0.9, 0.2, 0.4]
+        [0.9, 0.8, 0.2, 0.7, 0.4]
+        >>> dm.label_issues(method="aum")["is_label_issue"].tolist()
+        [False, False, True, False, True]
         """
         return _label_issues.label_issues(
-            self, threshold_mask=threshold_mask, percentile=percentile
+            self, method=method, threshold_mask=threshold_mask, percentile=percentile
         )
 
     def aum_threshold(self, threshold_mask: npt.ArrayLike, *, percentile: float = 99.0) -> float:
@@ -230,6 +257,7 @@ class DataMap(MetricTable):
         self,
         *,
         rule: RegionRule | None = None,
+        method: Method | None = None,
         threshold_mask: npt.ArrayLike | None = None,
         percentile: float = 99.0,
     ) -> pd.DataFrame:
@@ -238,23 +266,33 @@ class DataMap(MetricTable):
         One row per given label (per ``class`` for multi-label maps): ``examples``,
         ``label_issues`` (by :meth:`label_issues`), ``label_noise`` (their fraction), the count
         in each region (by :meth:`regions`), ``mean_confidence`` and ``mean_label_score``;
-        sorted by ``label_noise``, worst first. Threshold samples are left out.
+        sorted by ``label_noise``, worst first. Threshold samples are left out. ``method``,
+        ``threshold_mask`` and ``percentile`` choose the rule as in :meth:`label_issues`.
         """
         return _label_issues.class_summary(
-            self, rule=rule, threshold_mask=threshold_mask, percentile=percentile
+            self,
+            rule=rule,
+            method=method,
+            threshold_mask=threshold_mask,
+            percentile=percentile,
         )
 
     def report(
         self,
         *,
         rule: RegionRule | None = None,
+        method: Method | None = None,
         threshold_mask: npt.ArrayLike | None = None,
         percentile: float = 99.0,
     ) -> str:
         """A short text summary: region counts and rule, label issues, never-learned and
         forgotten examples, and the classes with the most label issues."""
         return _label_issues.report(
-            self, rule=rule, threshold_mask=threshold_mask, percentile=percentile
+            self,
+            rule=rule,
+            method=method,
+            threshold_mask=threshold_mask,
+            percentile=percentile,
         )
 
     # ----------------------------------------------------------------------------------------
@@ -307,7 +345,7 @@ class DataMap(MetricTable):
     ) -> Figure:
         """Histogram of the AUM with the mislabeling threshold: the threshold samples' and the
         other examples' AUM apart, and the ``percentile`` threshold, when ``threshold_mask`` is
-        given; else the default rule's AUM = 0."""
+        given; else AUM = 0, the threshold of ``label_issues(method="aum")``."""
         return _plots.plot_aum(
             self,
             threshold_mask=threshold_mask,

@@ -311,7 +311,7 @@ def mark_label_issues(
             label=f"{label} ({int(mask.sum()):,})", zorder=4,
         )  # fmt: skip
     ax.legend(
-        loc="best", fontsize=7.5, framealpha=0.85, title="label issues (AUM < 0)",
+        loc="best", fontsize=7.5, framealpha=0.85, title="label issues",
         title_fontsize=7.5,
     )  # fmt: skip
     return ax

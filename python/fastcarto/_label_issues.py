@@ -1,5 +1,6 @@
-"""Label issues from training dynamics: the default AUM rule, AUM threshold samples (Pleiss et
-al., 2020), per-class summaries and the text report.
+"""Label issues from training dynamics: the default rule (confident learning's count of wrong
+labels, ranked by AUM), the plain AUM < 0 rule, AUM threshold samples (Pleiss et al., 2020),
+per-class summaries and the text report.
 
 The scores are transforms of columns the engine computed (``aum``, ``confidence``, ...); nothing
 here re-derives a training-dynamics metric.
@@ -7,7 +8,7 @@ here re-derives a training-dynamics metric.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -20,6 +21,14 @@ if TYPE_CHECKING:
 
 #: Percentile of the threshold samples' AUM used as the mislabeling threshold (Pleiss et al.).
 DEFAULT_PERCENTILE = 99.0
+
+#: The rules :meth:`DataMap.label_issues` knows (its ``method=``).
+Method = Literal["count", "aum", "threshold"]
+METHODS: tuple[str, ...] = ("count", "aum", "threshold")
+
+#: Slack of the per-class thresholds, as cleanlab's ``compute_confident_joint`` has it
+#: (``pred_probs >= thresholds - 1e-6``).
+_THRESHOLD_SLACK = 1e-6
 
 
 def threshold_samples(
@@ -154,30 +163,151 @@ def label_scores(dm: MetricTable) -> npt.NDArray[np.float64]:
     return 0.5 * (1.0 + np.tanh(0.5 * aum))
 
 
+def _method(method: str | None, threshold_mask: npt.ArrayLike | None) -> str:
+    """The rule to apply: ``method`` checked, or the default for the arguments given."""
+    if method is None:
+        return "count" if threshold_mask is None else "threshold"
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}")
+    if method == "threshold" and threshold_mask is None:
+        raise ValueError("method='threshold' needs threshold_mask (see threshold_samples)")
+    if method != "threshold" and threshold_mask is not None:
+        raise ValueError(
+            f"threshold_mask is used by method='threshold' only, not method={method!r}"
+        )
+    return method
+
+
+def other_probability(dm: MetricTable) -> npt.NDArray[np.float64]:
+    """Each row's mean probability of its most likely other class, as far as the map's columns
+    give it.
+
+    - multi-label rows (two outcomes per row): ``1 - confidence``, exactly;
+    - ``kind="probs"``: ``confidence - aum``, exactly (the AUM is the mean of
+      ``p(gold) - max_other p``);
+    - ``kind="logits"``: ``min(confidence * exp(-aum), 1 - confidence)``. At each epoch the
+      best other class has ``p = p(gold) * exp(-margin)`` (a ratio of softmax terms), and never
+      more than ``1 - p(gold)``; the map keeps the means of ``p(gold)`` and of the margin, not of
+      that product, so their product stands in for it.
+    """
+    conf = np.asarray(dm["confidence"], dtype=np.float64)
+    if "class" in dm.columns:
+        return 1.0 - conf
+    aum = np.asarray(dm["aum"], dtype=np.float64)
+    if dm.kind == "probs":
+        return np.clip(conf - aum, 0.0, 1.0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        ratio = conf * np.exp(-aum)
+    # 0 * inf (p(gold) underflowed to 0, exp(-aum) overflowed) is NaN: the cap is the answer.
+    return np.where(np.isnan(ratio), 1.0 - conf, np.minimum(ratio, 1.0 - conf))
+
+
+def _confident_count_parts(
+    dm: MetricTable, observed: npt.NDArray[np.bool_]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Per observed row, its group (0 for single-label maps, its class for multi-label ones),
+    and per group the estimated number of wrong labels (see :func:`estimated_issues`)."""
+    conf = np.asarray(dm["confidence"], dtype=np.float64)[observed]
+    other = other_probability(dm)[observed]
+    label = np.asarray(dm["label"], dtype=np.float64)[observed].astype(np.int64)
+    pred = np.asarray(dm["final_pred"], dtype=np.float64)[observed].astype(np.int64)
+    if "class" in dm.columns:
+        # Each class is its own two-outcome problem: the keys are (class, 0/1), and the other
+        # outcome is always the other value.
+        cls = np.asarray(dm["class"], dtype=np.float64)[observed].astype(np.int64)
+        group = cls
+        key = 2 * cls + label
+        other_key = 2 * cls + (1 - label)
+        n_groups = int(cls.max()) + 1 if cls.size else 0
+        n_keys = 2 * n_groups
+        key_group = np.arange(n_keys) // 2
+        has_other = np.ones(key.size, dtype=bool)
+    else:
+        group = np.zeros(label.size, dtype=np.int64)
+        key = label
+        # The most likely other class is known only where the last epoch predicted another
+        # class; elsewhere the row can only vote for its own label.
+        has_other = pred != label
+        other_key = np.where(has_other, pred, label)
+        n_groups = 1 if label.size else 0
+        n_keys = int(max(label.max(), pred.max())) + 1 if label.size else 0
+        key_group = np.zeros(n_keys, dtype=np.int64)
+    n_key = np.bincount(key, minlength=n_keys).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # Per-class threshold: the mean probability of the class over the rows labeled with it
+        # (NaN for a class nobody carries: nothing reaches it).
+        threshold = np.bincount(key, weights=conf, minlength=n_keys) / n_key
+    above_own = conf >= threshold[key] - _THRESHOLD_SLACK
+    above_other = has_other & (other >= threshold[other_key] - _THRESHOLD_SLACK)
+    counted = above_own | above_other
+    votes_other = counted & has_other & (other > conf)
+    off = np.bincount(key, weights=votes_other, minlength=n_keys)
+    row = np.bincount(key, weights=counted, minlength=n_keys)
+    confident = row > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        wrong = np.where(confident, n_key * off / row, 0.0)
+    wrong_g = np.bincount(key_group, weights=wrong, minlength=n_groups)
+    carried = np.bincount(key_group, weights=np.where(confident, n_key, 0.0), minlength=n_groups)
+    size_g = np.bincount(group, minlength=n_groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fraction = np.where(carried > 0, wrong_g / carried, 0.0)
+    return group, np.rint(fraction * size_g).astype(np.int64)
+
+
+def estimated_issues(dm: MetricTable) -> int:
+    """How many labels confident learning estimates to be wrong (see
+    :meth:`DataMap.label_issues`, ``method="count"``), summed over classes for multi-label
+    maps. Rows never observed are left out."""
+    require(dm, "estimated_issues", "label", "aum", "confidence", "final_pred")
+    observed = np.isfinite(np.asarray(dm["aum"], dtype=np.float64))
+    return int(_confident_count_parts(dm, observed)[1].sum())
+
+
+def _lowest_per_group(
+    score: npt.NDArray[np.float64], group: npt.NDArray[np.int64], count: npt.NDArray[np.int64]
+) -> npt.NDArray[np.bool_]:
+    """Marks the ``count[g]`` rows of lowest ``score`` in each group ``g`` (ties: earlier row
+    first)."""
+    order = np.lexsort((np.arange(score.size), score, group))
+    sorted_group = group[order]
+    start = np.searchsorted(sorted_group, np.arange(count.size))
+    rank = np.arange(score.size) - start[sorted_group]
+    flagged = np.zeros(score.size, dtype=bool)
+    flagged[order] = rank < count[sorted_group]
+    return flagged
+
+
 def label_issues(
     dm: MetricTable,
     *,
+    method: str | None = None,
     threshold_mask: npt.ArrayLike | None = None,
     percentile: float = DEFAULT_PERCENTILE,
 ) -> pd.DataFrame:
     """See :meth:`DataMap.label_issues`."""
     import pandas as pd
 
-    require(dm, "label_issues", "id", "label", "aum", "final_pred")
+    method = _method(method, threshold_mask)
+    require(dm, "label_issues", "id", "label", "aum", "final_pred", "confidence")
     aum = np.asarray(dm["aum"], dtype=np.float64)
     score = label_scores(dm)
     observed = np.isfinite(aum)
-    if threshold_mask is None:
+    hidden = np.zeros(len(dm), dtype=bool)
+    if method == "count":
+        flagged = np.zeros(len(dm), dtype=bool)
+        group, count = _confident_count_parts(dm, observed)
+        flagged[observed] = _lowest_per_group(aum[observed], group, count)
+    elif method == "aum":
         flagged = observed & (aum < 0.0)
     else:
-        mask = _threshold_mask(dm, threshold_mask)
-        threshold = aum_threshold(dm, mask, percentile=percentile)
-        flagged = observed & (aum < threshold) & ~mask
-        score = np.where(mask, np.nan, score)
+        assert threshold_mask is not None  # _method requires it for "threshold"
+        hidden = _threshold_mask(dm, threshold_mask)
+        threshold = aum_threshold(dm, hidden, percentile=percentile)
+        flagged = observed & (aum < threshold) & ~hidden
+        score = np.where(hidden, np.nan, score)
     table = dm.to_arrow()
     given, given_na = _int_and_mask(table.column("label"))
     predicted, predicted_na = _int_and_mask(table.column("final_pred"))
-    hidden = mask if threshold_mask is not None else np.zeros(len(flagged), dtype=bool)
     suggested = np.where(flagged, predicted, given)
     suggested_na = np.where(flagged, predicted_na, given_na) | hidden
     out: dict[str, Any] = {"id": table.column("id").to_pandas()}
@@ -207,13 +337,14 @@ def class_summary(
     dm: MetricTable,
     *,
     rule: RegionRule | None = None,
+    method: str | None = None,
     threshold_mask: npt.ArrayLike | None = None,
     percentile: float = DEFAULT_PERCENTILE,
 ) -> pd.DataFrame:
     """See :meth:`DataMap.class_summary`."""
     import pandas as pd
 
-    issues = label_issues(dm, threshold_mask=threshold_mask, percentile=percentile)
+    issues = label_issues(dm, method=method, threshold_mask=threshold_mask, percentile=percentile)
     by = "class" if "class" in dm.columns else "label"
     keys = np.asarray(dm[by], dtype=np.float64)
     keep = np.isfinite(keys)
@@ -261,6 +392,7 @@ def report(
     dm: MetricTable,
     *,
     rule: RegionRule | None = None,
+    method: str | None = None,
     threshold_mask: npt.ArrayLike | None = None,
     percentile: float = DEFAULT_PERCENTILE,
 ) -> str:
@@ -277,11 +409,15 @@ def report(
         parts.append(f"no region (not observed) {none:,}")
     lines.append("regions: " + ", ".join(parts))
     lines.append("  rule: " + rule.describe(dm["variability"]))
-    issues = label_issues(dm, threshold_mask=threshold_mask, percentile=percentile)
+    issues = label_issues(dm, method=method, threshold_mask=threshold_mask, percentile=percentile)
     flagged = int(issues["is_label_issue"].sum())
-    if threshold_mask is None:
+    method = _method(method, threshold_mask)
+    if method == "count":
+        how = "the lowest AUM, as many as confident learning estimates are wrong"
+    elif method == "aum":
         how = "mean margin (AUM) < 0: the given label was on average not the top class"
     else:
+        assert threshold_mask is not None  # _method requires it for "threshold"
         thr = aum_threshold(dm, threshold_mask, percentile=percentile)
         how = f"AUM < {thr:.4g}, the {percentile:g}th percentile of the threshold samples"
     lines.append(f"label issues: {flagged:,} of {n:,} {unit} ({_pct(flagged, n)}); {how}")
@@ -292,7 +428,9 @@ def report(
             f"never learned: {never:,} ({_pct(never, n)}); forgotten at least once: "
             f"{forgotten:,} ({_pct(forgotten, n)})"
         )
-    summary = class_summary(dm, rule=rule, threshold_mask=threshold_mask, percentile=percentile)
+    summary = class_summary(
+        dm, rule=rule, method=method, threshold_mask=threshold_mask, percentile=percentile
+    )
     worst = summary[summary["label_issues"] > 0].head(3)
     if len(worst) and len(summary) > 1:
         by = summary.columns[0]

@@ -575,7 +575,7 @@ def plot_aum(
         ax.hist(aum[finite], bins=edges, color=_HIST_COLOR, alpha=0.85,
                 label=f"{what} ({int(finite.sum()):,})")  # fmt: skip
         ax.axvline(0.0, color=OKABE_ITO[3], linestyle="--", linewidth=1.5,
-                   label=f"AUM = 0 (default rule): {flagged:,} below flagged")  # fmt: skip
+                   label=f"AUM = 0 (method='aum'): {flagged:,} below flagged")  # fmt: skip
     margin = "logit" if dm.kind == "logits" else "probability"
     return _finish_chart(
         fig,

@@ -133,9 +133,11 @@ examples:
 
 _ISSUES_DESCRIPTION = """\
 Write the examples whose label looks wrong, from the training dynamics alone:
-flagged when the area under the margin (AUM) is below 0 (the given label was on
-average not the model's top class), or, with --threshold-mask, below the 99th
-percentile of the AUM of threshold samples (Pleiss et al., 2020). Columns: id,
+by default the examples with the lowest area under the margin (AUM), as many as
+confident learning estimates are wrong (--method count); with --method aum those
+whose AUM is below 0 (the given label was on average not the model's top class);
+with --threshold-mask those below the 99th percentile of the AUM of threshold
+samples (Pleiss et al., 2020). Columns: id,
 is_label_issue, label_score (0 to 1, lower = more likely wrong), given_label,
 predicted_label, suggested_label. Only flagged examples are written, most
 likely first, unless --all."""
@@ -320,6 +322,13 @@ def build_parser() -> argparse.ArgumentParser:
         description=_ISSUES_DESCRIPTION,
         epilog=_ISSUES_EXAMPLES,
         output="the label issues",
+    )
+    iss.add_argument(
+        "--method",
+        choices=("count", "aum", "threshold"),
+        default=None,
+        help="the rule (see DataMap.label_issues): count (the default), aum, or threshold "
+        "(the default with --threshold-mask, which it needs)",
     )
     iss.add_argument(
         "--threshold-mask",
@@ -892,7 +901,7 @@ def _run_issues(args: argparse.Namespace) -> int:
         mask = mask.astype(bool)
 
     dm = _compute_source(args)
-    issues = dm.label_issues(threshold_mask=mask, percentile=args.percentile)
+    issues = dm.label_issues(method=args.method, threshold_mask=mask, percentile=args.percentile)
     n_flagged = int(issues["is_label_issue"].sum())
     if not args.all:
         issues = issues[issues["is_label_issue"]].sort_values("label_score", kind="stable")
