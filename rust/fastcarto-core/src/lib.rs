@@ -20,6 +20,7 @@
 //! assert_eq!(table.num_rows(), 3);
 //! ```
 
+pub mod audit;
 pub mod error;
 pub(crate) mod fold;
 pub(crate) mod kernel;

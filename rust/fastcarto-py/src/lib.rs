@@ -8,6 +8,7 @@
 
 mod args;
 mod arrow_ffi;
+mod audit;
 mod checks;
 mod dense;
 mod errors;
@@ -30,6 +31,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(read::discover, m)?)?;
     m.add_function(wrap_pyfunction!(read::compute_npy_epochs, m)?)?;
     m.add_class::<checks::PyBatchChecker>()?;
+    audit::register_geometry(m)?;
     files::register(m)?;
     errors::register(m)?;
     probs::register(m)?;
