@@ -27,7 +27,11 @@ __all__ = [
     "compute_npy_epochs",
     "discover",
     "inspect_npy",
+    "knn_outliers",
     "map_dense",
+    "near_duplicates",
+    "non_iid",
+    "prob_outliers",
     "prob_sum_tolerance",
     "read_keyed",
     "thread_count",
@@ -158,3 +162,51 @@ def compute_npy_epochs(
     epochs: _Epochs = None,
     threads: int | None = None,
 ) -> State: ...
+
+# The audit's outlier, near_duplicate and non_iid issue types (audit.rs).
+def knn_outliers(
+    distances: npt.NDArray[np.float32],
+    indices: npt.NDArray[np.int64],
+    *,
+    threshold: float | None = None,
+    t: float = 1.0,
+    scaling_factor: float | None = None,
+    metric: str | None = None,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_], float, float, float]: ...
+def prob_outliers(
+    pred_probs: npt.NDArray[np.floating[Any]],
+    labels: npt.NDArray[np.int64] | None = None,
+    *,
+    threshold: float | None = None,
+    method: str = "entropy",
+    adjust_pred_probs: bool = True,
+    confident_thresholds: Sequence[float] | npt.NDArray[np.float64] | None = None,
+    m: int = 100,
+    gamma: float = 0.1,
+) -> tuple[
+    npt.NDArray[np.float64], npt.NDArray[np.bool_], float, float, npt.NDArray[np.float64] | None
+]: ...
+def near_duplicates(
+    distances: npt.NDArray[np.float32],
+    indices: npt.NDArray[np.int64],
+    *,
+    threshold: float = 0.13,
+) -> tuple[
+    npt.NDArray[np.float64],
+    npt.NDArray[np.bool_],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    float,
+]: ...
+def non_iid(
+    distances: npt.NDArray[np.float32],
+    indices: npt.NDArray[np.int64],
+    *,
+    num_permutations: int = 25,
+    seed: int = 0,
+    significance_threshold: float = 0.05,
+    threads: int | None = None,
+) -> tuple[
+    npt.NDArray[np.float64], npt.NDArray[np.bool_], float, float, npt.NDArray[np.float64]
+]: ...
