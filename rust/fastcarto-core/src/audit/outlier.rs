@@ -98,10 +98,13 @@ pub fn knn_outliers(graph: &Graph<'_>, p: &KnnParams) -> Result<KnnOutliers> {
         return Err(Error::invalid(format!("outlier scaling_factor must be finite, got {s}")));
     }
     let n = graph.n();
+    let mut row = Vec::with_capacity(graph.k());
     let average_distance: Vec<f64> = (0..n)
         .map(|i| {
-            let (sum, count) = graph.neighbours(i).fold((0.0, 0usize), |(s, c), (_, d)| (s + f64::from(d), c + 1));
-            if count == 0 { f64::NAN } else { sum / count as f64 }
+            row.clear();
+            row.extend(graph.neighbours(i).map(|(_, d)| f64::from(d)));
+            // np.mean: numpy's pairwise sum over the row, then the division.
+            if row.is_empty() { f64::NAN } else { pairwise_sum(&row) / row.len() as f64 }
         })
         .collect();
     let present = sorted(average_distance.iter().copied().filter(|a| !a.is_nan()).collect());
