@@ -30,10 +30,14 @@ __all__ = [
     "discover",
     "inspect_npy",
     "knn",
+    "knn_outliers",
     "knn_pred_probs",
     "label_issues",
     "map_dense",
+    "near_duplicates",
+    "non_iid",
     "null_scan",
+    "prob_outliers",
     "prob_sum_tolerance",
     "read_keyed",
     "thread_count",
@@ -214,3 +218,51 @@ def underperforming_groups(
     min_cluster_samples: int = 5,
     threshold: float = 0.1,
 ) -> dict[str, Any]: ...
+
+# The audit's outlier, near_duplicate and non_iid issue types (audit.rs).
+def knn_outliers(
+    distances: npt.NDArray[np.float32],
+    indices: npt.NDArray[np.int64],
+    *,
+    threshold: float | None = None,
+    t: float = 1.0,
+    scaling_factor: float | None = None,
+    metric: str | None = None,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_], float, float, float]: ...
+def prob_outliers(
+    pred_probs: npt.NDArray[np.floating[Any]],
+    labels: npt.NDArray[np.int64] | None = None,
+    *,
+    threshold: float | None = None,
+    method: str = "entropy",
+    adjust_pred_probs: bool = True,
+    confident_thresholds: Sequence[float] | npt.NDArray[np.float64] | None = None,
+    m: int = 100,
+    gamma: float = 0.1,
+) -> tuple[
+    npt.NDArray[np.float64], npt.NDArray[np.bool_], float, float, npt.NDArray[np.float64] | None
+]: ...
+def near_duplicates(
+    distances: npt.NDArray[np.float32],
+    indices: npt.NDArray[np.int64],
+    *,
+    threshold: float = 0.13,
+) -> tuple[
+    npt.NDArray[np.float64],
+    npt.NDArray[np.bool_],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    float,
+]: ...
+def non_iid(
+    distances: npt.NDArray[np.float32],
+    indices: npt.NDArray[np.int64],
+    *,
+    num_permutations: int = 25,
+    seed: int = 0,
+    significance_threshold: float = 0.05,
+    threads: int | None = None,
+) -> tuple[
+    npt.NDArray[np.float64], npt.NDArray[np.bool_], float, float, npt.NDArray[np.float64]
+]: ...

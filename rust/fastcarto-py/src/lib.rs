@@ -34,6 +34,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(read::compute_npy_epochs, m)?)?;
     m.add_class::<checks::PyBatchChecker>()?;
     m.add_function(wrap_pyfunction!(knn::knn, m)?)?;
+    audit::register_geometry(m)?;
     files::register(m)?;
     errors::register(m)?;
     probs::register(m)?;

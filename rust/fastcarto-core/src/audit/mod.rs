@@ -5,7 +5,12 @@
 
 pub mod class_imbalance;
 pub mod label;
+pub mod near_duplicate;
+pub mod neighbours;
+pub mod non_iid;
 pub mod null;
+pub mod outlier;
+pub(crate) mod stats;
 pub mod underperforming_group;
 
 /// The sum numpy's `add.reduce` gives for a contiguous float64 array (pairwise summation with
