@@ -67,7 +67,7 @@ def knn(
         ``"euclidean"`` or ``"cosine"`` (``1 - cos``); None chooses as cleanlab does.
     exact:
         True: exact search; False: approximate (an inverted file, recall@10 above 0.95 on
-        clustered data); None: exact up to 50,000 rows.
+        clustered data); None: exact up to 30,000 rows.
     seed:
         Seeds the approximate index.
 

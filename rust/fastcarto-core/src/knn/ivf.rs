@@ -13,6 +13,10 @@ use rayon::prelude::*;
 
 /// Nearest centroids each row contributes to its cell's search list.
 pub(crate) const NPROBE: usize = 8;
+/// A cell searches at most this many cells per probe: the ones its rows probe most often. The
+/// union of its rows' probes is small on clustered data, but on data without clusters (an
+/// isotropic Gaussian) it grows towards every cell, and the search towards brute force.
+const MAX_CELLS_PER_PROBE: usize = 4;
 /// Lloyd iterations and training rows per centroid.
 const ITERS: usize = 10;
 const TRAIN_PER_CELL: usize = 32;
@@ -46,6 +50,11 @@ fn gather(rows: Rows<'_>, at: &[u32], d: usize) -> (Vec<f32>, Vec<f32>) {
 
 /// The approximate `k + EXTRA` best candidates of every searchable row.
 pub(crate) fn search<T: Real>(src: &Source<'_, T>, k: usize, seed: u64) -> Cands {
+    search_probing(src, k, seed, NPROBE)
+}
+
+/// [`search`] with `nprobe` centroids per row.
+pub(crate) fn search_probing<T: Real>(src: &Source<'_, T>, k: usize, seed: u64, nprobe: usize) -> Cands {
     let (m, d) = (src.m(), src.d);
     let kc = (k + EXTRA).min(m - 1);
     let cosine = src.metric == Metric::Cosine;
@@ -53,7 +62,8 @@ pub(crate) fn search<T: Real>(src: &Source<'_, T>, k: usize, seed: u64) -> Cands
     let (data, off, pos) = src.pack_range(0..m);
     let all = Rows { data: &data, offset: &off, pos: &pos };
     let nlist = ((m as f64).sqrt().round() as usize).clamp(1, m);
-    let nprobe = NPROBE.min(nlist);
+    let nprobe = nprobe.clamp(1, nlist);
+    let max_cells = MAX_CELLS_PER_PROBE * nprobe;
     let (cent, cnorm) = kmeans(all, d, nlist, cosine, &mut SplitMix(seed));
     let cells: Vec<u32> = (0..nlist as u32).collect();
     let centroids = Rows { data: &cent, offset: &cnorm, pos: &cells };
@@ -86,10 +96,7 @@ pub(crate) fn search<T: Real>(src: &Source<'_, T>, k: usize, seed: u64) -> Cands
         .into_par_iter()
         .map_init(Vec::new, |scratch, c| {
             let (s0, s1) = (start[c], start[c + 1]);
-            let mut lists: Vec<u32> =
-                order[s0..s1].iter().flat_map(|&p| probes.row(p as usize).1.iter().copied()).collect();
-            lists.sort_unstable();
-            lists.dedup();
+            let lists = cells_to_search(&order[s0..s1], &probes, max_cells);
             let mut out = Cands::new(s1 - s0, kc);
             for q0 in (s0..s1).step_by(TILE_Q) {
                 let q1 = (q0 + TILE_Q).min(s1);
@@ -135,6 +142,21 @@ pub(crate) fn search<T: Real>(src: &Source<'_, T>, k: usize, seed: u64) -> Cands
         }
     }
     cands
+}
+
+/// The cells a cell's rows (`members`) are searched in: those their probes name, most often
+/// named first (ties: lower cell), at most `max_cells`, in cell order.
+fn cells_to_search(members: &[u32], probes: &Cands, max_cells: usize) -> Vec<u32> {
+    let mut named: Vec<u32> = members.iter().flat_map(|&p| probes.row(p as usize).1.iter().copied()).collect();
+    named.sort_unstable();
+    let mut counted: Vec<(usize, u32)> = named.chunk_by(|a, b| a == b).map(|run| (run.len(), run[0])).collect();
+    if counted.len() > max_cells {
+        counted.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        counted.truncate(max_cells);
+    }
+    let mut cells: Vec<u32> = counted.into_iter().map(|c| c.1).collect();
+    cells.sort_unstable();
+    cells
 }
 
 /// `nlist` centroids of a seeded sample of `rows` by Lloyd's algorithm (spherical for cosine:

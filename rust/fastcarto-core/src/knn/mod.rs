@@ -27,7 +27,7 @@ use ndarray::ArrayView2;
 
 /// Above this many searchable rows [`knn`] uses the approximate index unless told otherwise:
 /// there exact search costs more than the rest of the audit together (see `docs/audit.md`).
-pub const EXACT_MAX_ROWS: usize = 50_000;
+pub const EXACT_MAX_ROWS: usize = 30_000;
 
 /// The distance between two rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
