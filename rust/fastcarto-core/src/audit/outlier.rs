@@ -121,9 +121,7 @@ pub fn knn_outliers(graph: &Graph<'_>, p: &KnnParams) -> Result<KnnOutliers> {
     let scale = scaling_factor.max(EPSILON);
     let scores = average_distance
         .iter()
-        .map(|&a| {
-            if a.is_nan() || tolerance.is_some_and(|tol| a < tol) { 1.0 } else { (-p.t * a / scale).exp() }
-        })
+        .map(|&a| if a.is_nan() || tolerance.is_some_and(|tol| a < tol) { 1.0 } else { (-p.t * a / scale).exp() })
         .collect();
     let is_issue = average_distance.iter().map(|&a| a > issue_threshold).collect();
     Ok(KnnOutliers { scores, is_issue, average_distance, threshold, issue_threshold, scaling_factor })
@@ -233,9 +231,8 @@ pub fn prob_outliers<T: Real>(
         }
         Some(c.clone())
     } else {
-        let labels = labels.ok_or_else(|| {
-            Error::invalid("outliers from pred_probs need labels (or adjust_pred_probs=False)")
-        })?;
+        let labels = labels
+            .ok_or_else(|| Error::invalid("outliers from pred_probs need labels (or adjust_pred_probs=False)"))?;
         Some(confident_thresholds(pred_probs, labels)?)
     };
     let shift = thresholds.as_ref().map(|c| c.iter().copied().fold(f64::NEG_INFINITY, f64::max));
