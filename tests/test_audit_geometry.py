@@ -16,6 +16,9 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import pytest
+from cleanlab.datalab.datalab import Datalab
+from cleanlab.internal.neighbor.knn_graph import create_knn_graph_and_index
+from cleanlab.outlier import OutOfDistribution
 from conftest import FEWEST_EXAMPLES
 from fastcarto import FastcartoError
 from fastcarto._audit import near_duplicate, non_iid, outlier
@@ -23,10 +26,6 @@ from fastcarto._audit._base import AuditInputs, KnnGraph
 from hypothesis import given
 from hypothesis import strategies as st
 from scipy.sparse import csr_matrix
-
-cleanlab_datalab = pytest.importorskip("cleanlab.datalab.datalab")
-from cleanlab.internal.neighbor.knn_graph import create_knn_graph_and_index  # noqa: E402
-from cleanlab.outlier import OutOfDistribution  # noqa: E402
 
 Array = npt.NDArray[Any]
 
@@ -55,7 +54,7 @@ def graphs(x: Array, k: int, metric: str | None = None) -> tuple[KnnGraph, csr_m
 
 def run_cleanlab(labels: Array, name: str, params: dict[str, Any], **inputs: Any) -> Any:
     """cleanlab's Datalab on one issue type: (issues, summary row, info)."""
-    lab = cleanlab_datalab.Datalab(data={"label": labels}, label_name="label", verbosity=0)
+    lab = Datalab(data={"label": labels}, label_name="label", verbosity=0)
     out = io.StringIO()
     with warnings.catch_warnings(), contextlib.redirect_stdout(out):
         warnings.simplefilter("ignore")

@@ -58,24 +58,26 @@ pub fn non_iid(
     if u32::try_from(n).is_err() {
         return Err(Error::invalid(format!("non_iid supports up to {} rows, got {n}", u32::MAX)));
     }
-    let edges = graph_edges(graph);
+    let edges = (0..n).map(|i| graph.neighbours(i).count()).sum::<usize>();
     let background = background_cdf(n);
     let identity: Vec<u32> = (0..n as u32).collect();
-    let statistic = ks_statistic(&identity, &edges, &background);
+    let statistic = ks_statistic(&identity, graph, edges, &background);
     let mut rng = Mt19937::new(seed);
-    let permutation_statistics = pool::run(threads, edges.len(), || {
+    let permutation_statistics = pool::run(threads, edges, || {
         let batch = rayon::current_num_threads().max(1);
         let mut stats = Vec::with_capacity(num_permutations);
         while stats.len() < num_permutations {
             // Drawn in order from one stream, as numpy draws them; scored in parallel.
             let perms: Vec<Vec<u32>> =
                 (0..batch.min(num_permutations - stats.len())).map(|_| rng.permutation(n)).collect();
-            stats.par_extend(perms.par_iter().map(|p| ks_statistic(p, &edges, &background)));
+            stats.par_extend(perms.par_iter().map(|p| ks_statistic(p, graph, edges, &background)));
         }
         stats
     })?;
-    let p_value = if edges.is_empty() { 1.0 } else { kde_upper_mass(&permutation_statistics, statistic) };
-    let scores = pool::run(threads, n, || (0..n).into_par_iter().map(|i| row_score(graph, i)).collect::<Vec<f64>>())?;
+    let p_value = if edges == 0 { 1.0 } else { kde_upper_mass(&permutation_statistics, statistic) };
+    let scores = pool::run(threads, n, || {
+        (0..n).into_par_iter().map_init(RowBuffers::default, |buf, i| row_score(graph, i, buf)).collect::<Vec<f64>>()
+    })?;
     let mut is_issue = vec![false; n];
     if p_value < significance_threshold {
         // np.argmin: the first of the lowest.
@@ -83,11 +85,6 @@ pub fn non_iid(
         is_issue[worst] = true;
     }
     Ok(NonIid { scores, is_issue, p_value, statistic, permutation_statistics })
-}
-
-/// The graph's present edges `(row, neighbour)`.
-fn graph_edges(graph: &Graph<'_>) -> Vec<(u32, u32)> {
-    (0..graph.n()).flat_map(|i| graph.neighbours(i).map(move |(j, _)| (i as u32, j as u32))).collect()
 }
 
 /// `np.cumsum((N - np.arange(1, N)) / (N * (N - 1) / 2))`: the CDF of `|i - j|` over pairs, at
@@ -105,19 +102,22 @@ fn background_cdf(n: usize) -> Vec<f64> {
 
 /// cleanlab's `_get_statistics` for the order `position` (row `i` sits at `position[i]`): the
 /// largest gap between the foreground CDF `r / M` at each rank `r` of the sorted distances (with
-/// `N - 1` appended, `M` their count without it) and the background CDF. Counting replaces the
-/// sort: within a run of equal distances the gap is largest at one of its ends.
-fn ks_statistic(position: &[u32], edges: &[(u32, u32)], background: &[f64]) -> f64 {
+/// `N - 1` appended, `M` their count without it) over the graph's `edges` present entries, and the
+/// background CDF. Counting replaces the sort: within a run of equal distances the gap is largest
+/// at one of its ends.
+fn ks_statistic(position: &[u32], graph: &Graph<'_>, edges: usize, background: &[f64]) -> f64 {
     let n = position.len();
-    if edges.is_empty() {
+    if edges == 0 {
         return f64::NAN;
     }
     let mut counts = vec![0u32; n];
-    for &(i, j) in edges {
-        counts[position[i as usize].abs_diff(position[j as usize]) as usize] += 1;
+    for (i, &at) in position.iter().enumerate() {
+        for (j, _) in graph.neighbours(i) {
+            counts[at.abs_diff(position[j]) as usize] += 1;
+        }
     }
     counts[n - 1] += 1;
-    let m = edges.len() as f64;
+    let m = edges as f64;
     let mut rank = 0u64;
     let mut worst = 0.0f64;
     for (distance, &c) in counts.iter().enumerate() {
@@ -177,11 +177,20 @@ fn ndtr(a: f64) -> f64 {
     }
 }
 
+/// Scratch space of [`row_score`], reused across the rows of one worker.
+#[derive(Default)]
+struct RowBuffers {
+    distances: Vec<i64>,
+    areas: Vec<f64>,
+}
+
 /// cleanlab's `_score_dataset` for row `i` (module docs); 1 without neighbours.
-fn row_score(graph: &Graph<'_>, i: usize) -> f64 {
+fn row_score(graph: &Graph<'_>, i: usize, buf: &mut RowBuffers) -> f64 {
     let n = graph.n() as i64;
     let ii = i as i64;
-    let mut s: Vec<i64> = graph.neighbours(i).map(|(j, _)| (ii - j as i64).abs()).collect();
+    let s = &mut buf.distances;
+    s.clear();
+    s.extend(graph.neighbours(i).map(|(j, _)| (ii - j as i64).abs()));
     if s.is_empty() {
         return 1.0;
     }
@@ -197,26 +206,23 @@ fn row_score(graph: &Graph<'_>, i: usize) -> f64 {
     let area_middle = 0.5 * (a + 1.0) * length;
     let mut prev_s = 0i64;
     let mut prev_area = 0.0f64;
-    let diffs: Vec<f64> = s
-        .iter()
-        .enumerate()
-        .map(|(r, &sv)| {
-            let area = if sv <= d {
-                (sv * sv) as f64 / nm1
-            } else if sv <= n - d - 1 {
-                area_beginning + 0.5 * (((sv + 3 * d) * (sv - d)) as f64 / nm1)
-            } else {
-                area_beginning + area_middle + (sv as f64 - (n - d - 1) as f64 * 1.0)
-            };
-            let foreground = (r as f64 / m) * (sv as f64 - prev_s as f64);
-            let background = area - prev_area;
-            prev_s = sv;
-            prev_area = area;
-            (foreground - background).abs()
-        })
-        .collect();
+    buf.areas.clear();
+    buf.areas.extend(s.iter().enumerate().map(|(r, &sv)| {
+        let area = if sv <= d {
+            (sv * sv) as f64 / nm1
+        } else if sv < n - d {
+            area_beginning + 0.5 * (((sv + 3 * d) * (sv - d)) as f64 / nm1)
+        } else {
+            area_beginning + area_middle + (sv as f64 - (n - d - 1) as f64 * 1.0)
+        };
+        let foreground = (r as f64 / m) * (sv as f64 - prev_s as f64);
+        let background = area - prev_area;
+        prev_s = sv;
+        prev_area = area;
+        (foreground - background).abs()
+    }));
     let normalizer = ii.max(n - ii) as f64;
-    (-(pairwise_sum(&diffs) / normalizer)).tanh() + 1.0
+    (-(pairwise_sum(&buf.areas) / normalizer)).tanh() + 1.0
 }
 
 /// MT19937 as numpy's legacy `RandomState` seeds and draws it.
@@ -299,17 +305,23 @@ mod tests {
     #[test]
     fn ks_counting_equals_sorting() {
         let n = 40usize;
-        let edges: Vec<(u32, u32)> = (0..n as u32).flat_map(|i| [(i, (i + 1) % 40), (i, (i * 7 + 3) % 40)]).collect();
-        let edges: Vec<(u32, u32)> = edges.into_iter().filter(|(i, j)| i != j).collect();
+        let mut idx = Array2::from_shape_fn((n, 2), |(i, c)| [(i + 1) % n, (i * 7 + 3) % n][c] as i64);
+        for i in 0..n {
+            if idx[[i, 1]] == i as i64 {
+                idx[[i, 1]] = -1;
+            }
+        }
+        let d = Array2::from_elem((n, 2), 1.0f32);
+        let graph = Graph::new(d.view(), idx.view()).unwrap();
+        let edges: Vec<(usize, usize)> = (0..n).flat_map(|i| graph.neighbours(i).map(move |(j, _)| (i, j))).collect();
         let bg = background_cdf(n);
         let position: Vec<u32> = Mt19937::new(3).permutation(n);
-        let mut sorted: Vec<usize> =
-            edges.iter().map(|&(i, j)| position[i as usize].abs_diff(position[j as usize]) as usize).collect();
+        let mut sorted: Vec<usize> = edges.iter().map(|&(i, j)| position[i].abs_diff(position[j]) as usize).collect();
         sorted.sort_unstable();
         sorted.push(n - 1);
         let m = (sorted.len() - 1) as f64;
         let want = sorted.iter().enumerate().map(|(r, &s)| (r as f64 / m - bg[s - 1]).abs()).fold(0.0, f64::max);
-        assert_eq!(ks_statistic(&position, &edges, &bg), want);
+        assert_eq!(ks_statistic(&position, &graph, edges.len(), &bg), want);
     }
 
     #[test]
