@@ -25,12 +25,16 @@ __all__ = [
     "State",
     "__version__",
     "compute_npy_epochs",
+    "dbscan",
     "discover",
     "inspect_npy",
+    "knn_pred_probs",
+    "label_issues",
     "map_dense",
     "prob_sum_tolerance",
     "read_keyed",
     "thread_count",
+    "underperforming_groups",
 ]
 
 __version__: str

@@ -4,6 +4,17 @@
 pub mod label;
 pub mod underperforming_group;
 
+use rayon::prelude::*;
+
+/// Rows per parallel task.
+const CHUNK: usize = 1 << 12;
+
+/// `f(i)` for every row `i < n`, in parallel on fastcarto's pool when `n` is large (the result
+/// does not depend on the thread count).
+pub(crate) fn per_row<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    crate::sys::pool::run_default(n, || (0..n).into_par_iter().with_min_len(CHUNK).map(&f).collect())
+}
+
 /// The sum numpy's `add.reduce` gives for a contiguous float64 array (pairwise summation with
 /// 8 accumulators and blocks of 128), so that means compared with a strict `<` (cleanlab's
 /// cluster scores) or averaged thresholds round as cleanlab's do.
