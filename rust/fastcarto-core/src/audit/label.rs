@@ -80,14 +80,7 @@ fn check(labels: &[i64], pred_probs: &ArrayView2<'_, f64>) -> Result<usize> {
     if k < 2 {
         return Err(Error::InvalidInput(format!("pred_probs has {k} column(s); label issues need at least 2 classes")));
     }
-    if let Some(i) = labels.iter().position(|&y| y < 0 || y as u64 >= k as u64) {
-        return Err(Error::LabelOutOfRange {
-            example: (i as u64).into(),
-            label: labels[i],
-            n_classes: k as u32,
-            max: k as u32 - 1,
-        });
-    }
+    super::check_labels(labels, k)?;
     for (i, row) in pred_probs.outer_iter().enumerate() {
         if let Some(&v) = row.iter().find(|v| !v.is_finite() || **v < 0.0 || **v > 1.0) {
             return Err(Error::InvalidInput(format!(
@@ -294,26 +287,37 @@ fn prune_by_noise_rate(
     for (i, &y) in labels.iter().enumerate() {
         members[y as usize].push(i);
     }
-    let pairs: Vec<(usize, usize, usize)> = (0..k)
-        .filter(|&given| members[given].len() > min_examples)
-        .flat_map(|given| (0..k).map(move |truth| (given, truth)))
-        .filter(|&(given, truth)| truth != given && prune[(truth, given)] > 0)
-        .map(|(given, truth)| (given, truth, (prune[(truth, given)] as usize).min(members[given].len())))
-        .collect();
+    // One pass over each class's rows gathers the margins against every class to prune for
+    // (one cache miss per row, not one per row and class), then one selection per class.
     let picked: Vec<Vec<usize>> = crate::sys::pool::run_default(labels.len(), || {
-        pairs
-            .par_iter()
-            .map(|&(given, truth, count)| {
+        (0..k)
+            .into_par_iter()
+            .filter(|&given| members[given].len() > min_examples)
+            .map(|given| {
                 let rows = &members[given];
-                let mut margins: Vec<(f64, usize)> =
-                    rows.iter().map(|&i| (pred_probs[(i, truth)] - pred_probs[(i, given)], i)).collect();
+                let truths: Vec<(usize, usize)> = (0..k)
+                    .filter(|&truth| truth != given && prune[(truth, given)] > 0)
+                    .map(|truth| (truth, (prune[(truth, given)] as usize).min(rows.len())))
+                    .collect();
+                let mut margins: Vec<Vec<(f64, usize)>> =
+                    truths.iter().map(|_| Vec::with_capacity(rows.len())).collect();
+                for &i in rows {
+                    let row = pred_probs.row(i);
+                    for (m, &(truth, _)) in margins.iter_mut().zip(&truths) {
+                        m.push((row[truth] - row[given], i));
+                    }
+                }
                 // Largest margin first, then row order; margins are finite (checked).
                 let order =
                     |a: &(f64, usize), b: &(f64, usize)| b.0.partial_cmp(&a.0).expect("finite").then(a.1.cmp(&b.1));
-                if count < margins.len() {
-                    margins.select_nth_unstable_by(count - 1, order);
+                let mut flagged = Vec::new();
+                for (m, &(_, count)) in margins.iter_mut().zip(&truths) {
+                    if count < m.len() {
+                        m.select_nth_unstable_by(count - 1, order);
+                    }
+                    flagged.extend(m[..count].iter().map(|e| e.1));
                 }
-                margins[..count].iter().map(|m| m.1).collect()
+                flagged
             })
             .collect()
     });
@@ -395,14 +399,7 @@ pub fn knn_pred_probs(labels: &[i64], indices: ArrayView2<'_, i64>, k: usize, n_
             indices.ncols()
         )));
     }
-    if let Some(i) = labels.iter().position(|&y| y < 0 || y as u64 >= n_classes as u64) {
-        return Err(Error::LabelOutOfRange {
-            example: (i as u64).into(),
-            label: labels[i],
-            n_classes: n_classes as u32,
-            max: (n_classes as u32).saturating_sub(1),
-        });
-    }
+    super::check_labels(labels, n_classes)?;
     for (i, nb) in indices.outer_iter().enumerate() {
         if let Some(&j) = nb.iter().take(k).find(|&&j| j < 0 || j as u64 >= n as u64 || j as usize == i) {
             return Err(Error::InvalidInput(format!(

@@ -6,6 +6,12 @@ pub mod underperforming_group;
 
 use rayon::prelude::*;
 
+/// Checks that every label is a class in `0..n_classes`, with the engine's one label check
+/// (its error names the first bad example).
+pub(crate) fn check_labels(labels: &[i64], n_classes: usize) -> crate::error::Result<()> {
+    crate::fold::validate_labels(labels, crate::metrics::Task::MultiClass { n_classes: n_classes as u32 }).map(drop)
+}
+
 /// Rows per parallel task.
 const CHUNK: usize = 1 << 12;
 
