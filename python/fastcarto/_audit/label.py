@@ -16,6 +16,7 @@ The formulas and constants are in ``docs/audit.md``.
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -150,9 +151,11 @@ def _graph(inputs: AuditInputs, k: int) -> KnnGraph:
         raise ValueError(
             f"label issues without pred_probs need features or a kNN graph of k >= {k}, got {have}"
         )
-    from .knn import knn_graph_for  # the shared graph, computed once per find_issues
-
-    return knn_graph_for(inputs, k)
+    # The audit's one graph, computed once per find_issues (by name: the kNN part of the
+    # audit lands on its own branch).
+    knn = importlib.import_module("fastcarto._audit.knn")
+    graph: KnnGraph = knn.knn_graph_for(inputs, k)
+    return graph
 
 
 def _named(names: npt.NDArray[Any], codes: npt.NDArray[np.int64]) -> npt.NDArray[Any]:

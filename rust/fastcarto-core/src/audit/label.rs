@@ -10,9 +10,10 @@
 //! `argsort` (equal rounding residuals, equal pruning margins), fastcarto breaks it by row order:
 //! cleanlab with a stable sort.
 
-use super::numpy_mean;
+use super::{numpy_mean, per_row};
 use crate::error::{Error, Result};
 use ndarray::{Array2, ArrayView2};
+use rayon::prelude::*;
 
 /// cleanlab's `CONFIDENT_THRESHOLDS_LOWER_BOUND`.
 const THRESHOLD_LOWER_BOUND: f64 = 2e-6;
@@ -79,14 +80,7 @@ fn check(labels: &[i64], pred_probs: &ArrayView2<'_, f64>) -> Result<usize> {
     if k < 2 {
         return Err(Error::InvalidInput(format!("pred_probs has {k} column(s); label issues need at least 2 classes")));
     }
-    if let Some(i) = labels.iter().position(|&y| y < 0 || y as u64 >= k as u64) {
-        return Err(Error::LabelOutOfRange {
-            example: (i as u64).into(),
-            label: labels[i],
-            n_classes: k as u32,
-            max: k as u32 - 1,
-        });
-    }
+    super::check_labels(labels, k)?;
     for (i, row) in pred_probs.outer_iter().enumerate() {
         if let Some(&v) = row.iter().find(|v| !v.is_finite() || **v < 0.0 || **v > 1.0) {
             return Err(Error::InvalidInput(format!(
@@ -138,17 +132,15 @@ fn default_thresholds(labels: &[i64], pred_probs: &ArrayView2<'_, f64>, k: usize
 /// whose probability reaches their threshold (less 1e-6); with several, the `argmax` of all
 /// probabilities; with none, no guess (-1).
 fn true_label_guesses(pred_probs: &ArrayView2<'_, f64>, thresholds: &[f64]) -> Vec<i64> {
-    pred_probs
-        .outer_iter()
-        .map(|row| {
-            let mut confident = row.iter().zip(thresholds).enumerate().filter(|(_, (p, t))| **p >= **t - SLACK);
-            match (confident.next(), confident.next()) {
-                (None, _) => -1,
-                (Some((j, _)), None) => j as i64,
-                (Some(_), Some(_)) => argmax(row.iter().copied()) as i64,
-            }
-        })
-        .collect()
+    per_row(pred_probs.nrows(), |i| {
+        let row = pred_probs.row(i);
+        let mut confident = row.iter().zip(thresholds).enumerate().filter(|(_, (p, t))| **p >= **t - SLACK);
+        match (confident.next(), confident.next()) {
+            (None, _) => -1,
+            (Some((j, _)), None) => j as i64,
+            (Some(_), Some(_)) => argmax(row.iter().copied()) as i64,
+        }
+    })
 }
 
 /// The confident joint `[given, true]` of the guesses, its diagonal at least 1 (uncalibrated).
@@ -295,29 +287,43 @@ fn prune_by_noise_rate(
     for (i, &y) in labels.iter().enumerate() {
         members[y as usize].push(i);
     }
+    // One pass over each class's rows gathers the margins against every class to prune for
+    // (one cache miss per row, not one per row and class), then one selection per class.
+    let picked: Vec<Vec<usize>> = crate::sys::pool::run_default(labels.len(), || {
+        (0..k)
+            .into_par_iter()
+            .filter(|&given| members[given].len() > min_examples)
+            .map(|given| {
+                let rows = &members[given];
+                let truths: Vec<(usize, usize)> = (0..k)
+                    .filter(|&truth| truth != given && prune[(truth, given)] > 0)
+                    .map(|truth| (truth, (prune[(truth, given)] as usize).min(rows.len())))
+                    .collect();
+                let mut margins: Vec<Vec<(f64, usize)>> =
+                    truths.iter().map(|_| Vec::with_capacity(rows.len())).collect();
+                for &i in rows {
+                    let row = pred_probs.row(i);
+                    for (m, &(truth, _)) in margins.iter_mut().zip(&truths) {
+                        m.push((row[truth] - row[given], i));
+                    }
+                }
+                // Largest margin first, then row order; margins are finite (checked).
+                let order =
+                    |a: &(f64, usize), b: &(f64, usize)| b.0.partial_cmp(&a.0).expect("finite").then(a.1.cmp(&b.1));
+                let mut flagged = Vec::new();
+                for (m, &(_, count)) in margins.iter_mut().zip(&truths) {
+                    if count < m.len() {
+                        m.select_nth_unstable_by(count - 1, order);
+                    }
+                    flagged.extend(m[..count].iter().map(|e| e.1));
+                }
+                flagged
+            })
+            .collect()
+    });
     let mut flags = vec![false; labels.len()];
-    let mut margins: Vec<(f64, usize)> = Vec::new();
-    for (given, rows) in members.iter().enumerate() {
-        if rows.len() <= min_examples {
-            continue;
-        }
-        for truth in (0..k).filter(|&j| j != given) {
-            let count = prune[(truth, given)];
-            if count <= 0 {
-                continue;
-            }
-            let count = (count as usize).min(rows.len());
-            margins.clear();
-            margins.extend(rows.iter().map(|&i| (pred_probs[(i, truth)] - pred_probs[(i, given)], i)));
-            // Largest margin first, then row order; margins are finite (checked).
-            let order = |a: &(f64, usize), b: &(f64, usize)| b.0.partial_cmp(&a.0).expect("finite").then(a.1.cmp(&b.1));
-            if count < margins.len() {
-                margins.select_nth_unstable_by(count - 1, order);
-            }
-            for &(_, i) in &margins[..count] {
-                flags[i] = true;
-            }
-        }
+    for i in picked.iter().flatten() {
+        flags[*i] = true;
     }
     flags
 }
@@ -346,20 +352,20 @@ pub fn find_label_issues(labels: &[i64], pred_probs: ArrayView2<'_, f64>, opts: 
     let (py, noise_matrix, inverse_noise_matrix) = estimate_latent(&confident_joint, &counts, n);
     let prune = keep_at_least(&confident_joint.t().to_owned(), opts.min_examples_per_class);
     let mut is_issue = prune_by_noise_rate(labels, &pred_probs, &prune, opts.min_examples_per_class);
-    let mut score = Vec::with_capacity(n);
-    let mut predicted = Vec::with_capacity(n);
+    let per_example = per_row(n, |i| {
+        let (row, y) = (pred_probs.row(i), labels[i] as usize);
+        (model_agrees(row, y), row[y], argmax(row.iter().copied()) as i64)
+    });
     let mut num_off_diagonal = 0;
-    for (i, (row, &y)) in pred_probs.outer_iter().zip(labels).enumerate() {
-        let y = y as usize;
-        let agrees = model_agrees(row, y);
+    for (i, &(agrees, _, _)) in per_example.iter().enumerate() {
         if agrees {
             is_issue[i] = false;
-        } else if default_guesses[i] >= 0 && default_guesses[i] as usize != y {
+        } else if default_guesses[i] >= 0 && default_guesses[i] != labels[i] {
             num_off_diagonal += 1;
         }
-        score.push(row[y]);
-        predicted.push(argmax(row.iter().copied()) as i64);
     }
+    let score = per_example.iter().map(|e| e.1).collect();
+    let predicted = per_example.iter().map(|e| e.2).collect();
     let joint_total = (default_joint.sum() as f64).max(TINY);
     let joint = default_joint.mapv(|v| v as f64 / joint_total);
     Ok(LabelIssues {
@@ -393,33 +399,35 @@ pub fn knn_pred_probs(labels: &[i64], indices: ArrayView2<'_, i64>, k: usize, n_
             indices.ncols()
         )));
     }
-    if let Some(i) = labels.iter().position(|&y| y < 0 || y as u64 >= n_classes as u64) {
-        return Err(Error::LabelOutOfRange {
-            example: (i as u64).into(),
-            label: labels[i],
-            n_classes: n_classes as u32,
-            max: (n_classes as u32).saturating_sub(1),
-        });
+    super::check_labels(labels, n_classes)?;
+    for (i, nb) in indices.outer_iter().enumerate() {
+        if let Some(&j) = nb.iter().take(k).find(|&&j| j < 0 || j as u64 >= n as u64 || j as usize == i) {
+            return Err(Error::InvalidInput(format!(
+                "row {i} of the neighbour graph names {j}, not another of the {n} examples"
+            )));
+        }
     }
-    let mut probs = Array2::<f64>::zeros((n, n_classes));
+    let mut flat = vec![0.0f64; n * n_classes];
     let votes = (k + 1) as f64;
-    for (i, (mut out, nb)) in probs.outer_iter_mut().zip(indices.outer_iter()).enumerate() {
-        let y = labels[i] as usize;
-        out[y] += 1.0;
-        for &j in nb.iter().take(k) {
-            if j < 0 || j as u64 >= n as u64 || j as usize == i {
-                return Err(Error::InvalidInput(format!(
-                    "row {i} of the neighbour graph names {j}, not another of the {n} examples"
-                )));
+    let rows_per_task = super::CHUNK;
+    crate::sys::pool::run_default(n, || {
+        flat.par_chunks_mut(rows_per_task * n_classes.max(1)).enumerate().for_each(|(c, chunk)| {
+            for (r, out) in chunk.chunks_mut(n_classes.max(1)).enumerate() {
+                let i = c * rows_per_task + r;
+                let y = labels[i] as usize;
+                out[y] += 1.0;
+                for &j in indices.row(i).iter().take(k) {
+                    out[labels[j as usize] as usize] += 1.0;
+                }
+                for (class, v) in out.iter_mut().enumerate() {
+                    let p = *v / votes;
+                    let p = if class == y { p - 1.0 / votes } else { p };
+                    *v = p * votes / k as f64;
+                }
             }
-            out[labels[j as usize] as usize] += 1.0;
-        }
-        for (c, v) in out.iter_mut().enumerate() {
-            let p = *v / votes;
-            let p = if c == y { p - 1.0 / votes } else { p };
-            *v = p * votes / k as f64;
-        }
-    }
+        })
+    });
+    let probs = Array2::from_shape_vec((n, n_classes), flat).expect("n * n_classes values");
     Ok(probs)
 }
 
@@ -508,9 +516,9 @@ mod tests {
             let p = Array2::from_shape_vec((n, 3), flat).unwrap();
             let out = find_label_issues(&labels, p.view(), &LabelOptions::default()).unwrap();
             prop_assert_eq!(out.confident_joint.sum(), n as i64);
-            for i in 0..n {
+            for (i, &y) in labels.iter().enumerate() {
                 if out.is_issue[i] {
-                    prop_assert!(!model_agrees(p.row(i), labels[i] as usize));
+                    prop_assert!(!model_agrees(p.row(i), y as usize));
                 }
             }
             let py_sum: f64 = out.py.iter().sum();

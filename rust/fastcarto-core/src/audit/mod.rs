@@ -13,6 +13,23 @@ pub mod outlier;
 pub(crate) mod stats;
 pub mod underperforming_group;
 
+use rayon::prelude::*;
+
+/// Checks that every label is a class in `0..n_classes`, with the engine's one label check
+/// (its error names the first bad example).
+pub(crate) fn check_labels(labels: &[i64], n_classes: usize) -> crate::error::Result<()> {
+    crate::fold::validate_labels(labels, crate::metrics::Task::MultiClass { n_classes: n_classes as u32 }).map(drop)
+}
+
+/// Rows per parallel task.
+const CHUNK: usize = 1 << 12;
+
+/// `f(i)` for every row `i < n`, in parallel on fastcarto's pool when `n` is large (the result
+/// does not depend on the thread count).
+pub(crate) fn per_row<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    crate::sys::pool::run_default(n, || (0..n).into_par_iter().with_min_len(CHUNK).map(&f).collect())
+}
+
 /// The sum numpy's `add.reduce` gives for a contiguous float64 array (pairwise summation with
 /// 8 accumulators and blocks of 128), so that means compared with a strict `<` (cleanlab's
 /// cluster scores) or averaged thresholds round as cleanlab's do.

@@ -122,14 +122,7 @@ pub fn underperforming_groups(
             cluster_ids.len()
         )));
     }
-    if let Some(i) = labels.iter().position(|&y| y < 0 || y as u64 >= k as u64) {
-        return Err(Error::LabelOutOfRange {
-            example: (i as u64).into(),
-            label: labels[i],
-            n_classes: k as u32,
-            max: (k as u32).saturating_sub(1),
-        });
-    }
+    super::check_labels(labels, k)?;
     if let Some(i) = cluster_ids.iter().position(|&c| c < NOISE) {
         return Err(Error::InvalidInput(format!(
             "cluster_ids[{i}] is {}; cluster ids are non-negative, or -1 for no cluster",
