@@ -27,6 +27,7 @@ __all__ = [
     "compute_npy_epochs",
     "discover",
     "inspect_npy",
+    "knn",
     "map_dense",
     "prob_sum_tolerance",
     "read_keyed",
