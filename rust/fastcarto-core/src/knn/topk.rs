@@ -21,10 +21,6 @@ impl Cands {
         Cands { kc, score: vec![f32::INFINITY; rows * kc], pos: vec![u32::MAX; rows * kc] }
     }
 
-    pub fn rows(&self) -> usize {
-        self.pos.len() / self.kc.max(1)
-    }
-
     pub fn as_mut(&mut self) -> CandsMut<'_> {
         CandsMut { kc: self.kc, score: &mut self.score, pos: &mut self.pos }
     }
