@@ -20,7 +20,7 @@ import pyarrow as pa
 import pytest
 from conftest import FEW_EXAMPLES
 from fastcarto import Datalab
-from fastcarto._audit._plots import ISSUE_COLORS
+from fastcarto._plots import ISSUE_COLORS
 from hypothesis import given
 from hypothesis import strategies as st
 from matplotlib.collections import PathCollection

@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     import polars as pl
     from matplotlib.figure import Figure
 
-    from ._datalab import Datalab
     from ._label_issues import Method
     from ._plots import PlotMode
     from ._regions import RegionRule
@@ -308,7 +307,7 @@ class DataMap(MetricTable):
         rule: RegionRule | None = None,
         title: str | None = None,
         save: str | os.PathLike[str] | None = None,
-        issues: Datalab | None = None,
+        issues: Any = None,
     ) -> Figure:
         """The data map of Swayamdipta et al. (2020): variability (x) against confidence (y),
         coloured by correctness, with marginal histograms and the three regions of ``rule``.

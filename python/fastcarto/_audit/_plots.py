@@ -9,25 +9,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from .._plots import _figure, _finish, _marker_size
+from .._plots import ISSUE_COLORS, _figure, _finish, _marker_size
 
 if TYPE_CHECKING:
     import pandas as pd
-    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from .._datalab import Datalab
 
-#: Colours of the issue types (Okabe & Ito, skipping the ones the data map uses for regions).
-ISSUE_COLORS = {
-    "label": "#D55E00",
-    "outlier": "#CC79A7",
-    "near_duplicate": "#0072B2",
-    "non_iid": "#F0E442",
-    "class_imbalance": "#56B4E9",
-    "underperforming_group": "#E69F00",
-    "null": "#000000",
-}
 _NO_ISSUE = "0.78"
 
 
@@ -109,41 +97,3 @@ def plot_features(
         caption += f"; {dropped:,} with a missing feature left out"
     fig.text(0.02, 0.01, caption, fontsize=7.5, color="0.3", ha="left", va="bottom")
     return _finish(fig, save)
-
-
-def mark_issues(
-    ax: Axes,
-    lab: Datalab,
-    conf: npt.NDArray[np.float64],
-    var: npt.NDArray[np.float64],
-    finite: npt.NDArray[np.bool_],
-) -> None:
-    """Outliers and near-duplicates of ``lab`` marked on the data map's main panel."""
-    if lab._n != len(conf):
-        raise ValueError(f"issues= audits {lab._n:,} examples but the data map has {len(conf):,}")
-    issues = lab.issues
-    drawn = False
-    for name, marker, label in (
-        ("outlier", "x", "outlier"),
-        ("near_duplicate", "D", "near duplicate"),
-    ):
-        column = f"is_{name}_issue"
-        if column not in issues.columns:
-            continue
-        rows = np.flatnonzero(issues[column].to_numpy(dtype=bool) & finite)
-        style: dict[str, Any] = (
-            {"c": ISSUE_COLORS[name], "linewidths": 1.0}
-            if marker == "x"
-            else {"facecolors": "none", "edgecolors": ISSUE_COLORS[name], "linewidths": 0.9}
-        )
-        ax.scatter(
-            var[rows], conf[rows], s=22, marker=marker, zorder=5,
-            label=f"{label} ({rows.size:,})", **style,
-        )  # fmt: skip
-        drawn = True
-    if not drawn:
-        raise ValueError(
-            "issues= marks outliers and near-duplicates, but the audit checked neither: "
-            "run find_issues with features="
-        )
-    ax.legend(frameon=False, fontsize=8, loc="lower right")

@@ -11,20 +11,17 @@ from __future__ import annotations
 import importlib
 import json
 from itertools import chain
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
-
-if TYPE_CHECKING:
-    from .._datalab import Datalab
 
 #: cleanlab's default verbosity levels of an issue manager.
 _DEFAULT_LEVELS: dict[int, list[str]] = {0: [], 1: [], 2: [], 3: []}
 
 
 def write(
-    lab: Datalab,
+    lab: Any,
     *,
     num_examples: int,
     verbosity: int,
@@ -52,7 +49,7 @@ def write(
     return text + "\n\n\n".join(sections)
 
 
-def _summary(lab: Datalab, summary: pd.DataFrame, with_score: bool, show_all: bool) -> str:
+def _summary(lab: Any, summary: pd.DataFrame, with_score: bool, show_all: bool) -> str:
     stats = lab.get_info("statistics")
     head = f"Dataset Information: num_examples: {stats['num_examples']}"
     if stats.get("num_classes") is not None:
@@ -76,7 +73,7 @@ def _summary(lab: Datalab, summary: pd.DataFrame, with_score: bool, show_all: bo
 
 
 def _section(
-    lab: Datalab, name: str, num_examples: int, verbosity: int, include_description: bool
+    lab: Any, name: str, num_examples: int, verbosity: int, include_description: bool
 ) -> str:
     module = importlib.import_module(f"fastcarto._audit.{name}")
     levels: dict[int, list[str]] = getattr(module, "VERBOSITY_LEVELS", _DEFAULT_LEVELS)
