@@ -11,10 +11,11 @@ import numpy.typing as npt
 import pandas as pd
 import pytest
 import scipy.sparse
+from conftest import FEW_EXAMPLES, FEWEST_EXAMPLES
 from fastcarto import _core
 from fastcarto._audit import label, underperforming_group
 from fastcarto._audit._base import AuditInputs, KnnGraph
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 pytest.importorskip("cleanlab")
@@ -209,7 +210,7 @@ def test_label_on_adversarial_pred_probs_agrees_with_cleanlab(
     assert_label_agrees(ours, cleanlab_lab(labels, {"label": {}}, pred_probs=p))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@FEWEST_EXAMPLES
 @given(
     seed=st.integers(0, 2**32 - 1),
     n=st.integers(20, 120),
@@ -393,7 +394,7 @@ def test_underperforming_group_with_cluster_ids_and_threshold_agrees_with_cleanl
         assert ours.score == pytest.approx(score_of(lab, "underperforming_group"))
 
 
-@settings(max_examples=40, deadline=None)
+@FEW_EXAMPLES
 @given(
     seed=st.integers(0, 2**32 - 1),
     n=st.integers(2, 80),
