@@ -12,6 +12,8 @@ streaming Rust engine.
 """
 
 from ._accumulator import Accumulator
+from ._audit._base import KnnGraph
+from ._audit.knn import knn
 from ._compute import compute
 from ._core import (
     EmptyInputError,
@@ -25,6 +27,7 @@ from ._core import (
     NonFiniteError,
 )
 from ._core import __version__ as __version__
+from ._datalab import Datalab
 from ._datamap import DataMap
 from ._inputs import KindWarning
 from ._label_issues import threshold_samples
@@ -36,6 +39,7 @@ __all__ = [
     "REGIONS",
     "Accumulator",
     "DataMap",
+    "Datalab",
     "EmptyInputError",
     "EpochOrderError",
     "FastcartoError",
@@ -44,11 +48,13 @@ __all__ = [
     "InterleavedEpochsError",
     "InvalidProbabilitiesError",
     "KindWarning",
+    "KnnGraph",
     "LabelError",
     "NonFiniteError",
     "Recorder",
     "RegionRule",
     "compute",
+    "knn",
     "plot_trajectories",
     "threshold_samples",
     "trajectories",

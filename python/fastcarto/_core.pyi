@@ -25,15 +25,26 @@ __all__ = [
     "NonFiniteError",
     "State",
     "__version__",
+    "class_imbalance",
     "compute_npy_epochs",
     "datamodels_fit",
     "datamodels_fit_fixed",
+    "dbscan",
     "discover",
     "inspect_npy",
+    "knn",
+    "knn_outliers",
+    "knn_pred_probs",
+    "label_issues",
     "map_dense",
+    "near_duplicates",
+    "non_iid",
+    "null_scan",
+    "prob_outliers",
     "prob_sum_tolerance",
     "read_keyed",
     "thread_count",
+    "underperforming_groups",
 ]
 
 __version__: str
@@ -118,6 +129,15 @@ def map_dense(
 ) -> pa.RecordBatch: ...
 def inspect_npy(path: str | PathLike[str]) -> tuple[tuple[int, int, int], str]: ...
 def thread_count(threads: int | None = None) -> int: ...
+def knn(
+    features: npt.NDArray[np.float32] | npt.NDArray[np.float64],
+    k: int,
+    *,
+    metric: str = "cosine",
+    exact: bool | None = None,
+    seed: int = 0,
+    threads: int | None = None,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
 def prob_sum_tolerance(n_classes: int, itemsize: int) -> float: ...
 
 _Columns = tuple[str, str, str, str | None]
@@ -223,3 +243,90 @@ def datamodels_fit_fixed(
     max_iter: int = 1000,
     threads: int | None = None,
 ) -> dict[str, npt.NDArray[Any]]: ...
+# The audit: null and class_imbalance (fastcarto_core::audit).
+def null_scan(
+    features: npt.NDArray[np.float32] | npt.NDArray[np.float64], *, threads: int | None = None
+) -> tuple[
+    npt.NDArray[np.float64],
+    npt.NDArray[np.bool_],
+    npt.NDArray[np.float64],
+    tuple[str, npt.NDArray[np.uint64]] | None,
+]: ...
+def class_imbalance(
+    labels: npt.NDArray[np.int64], n_classes: int, threshold: float
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_], int, float, bool]: ...
+
+# The audit: label and underperforming_group (fastcarto_core::audit).
+def label_issues(
+    labels: npt.NDArray[np.int64],
+    pred_probs: npt.NDArray[np.float64],
+    *,
+    thresholds: Sequence[float] | None = None,
+    min_examples_per_class: int = 10,
+) -> dict[str, Any]: ...
+def knn_pred_probs(
+    labels: npt.NDArray[np.int64], indices: npt.NDArray[np.int64], k: int, n_classes: int
+) -> npt.NDArray[np.float64]: ...
+def dbscan(
+    indices: npt.NDArray[np.int64],
+    distances: npt.NDArray[np.float32],
+    *,
+    eps: float = 0.5,
+    min_samples: int = 5,
+) -> npt.NDArray[np.int64]: ...
+def underperforming_groups(
+    labels: npt.NDArray[np.int64],
+    pred_probs: npt.NDArray[np.float64],
+    cluster_ids: npt.NDArray[np.int64],
+    *,
+    min_cluster_samples: int = 5,
+    threshold: float = 0.1,
+) -> dict[str, Any]: ...
+
+# The audit's outlier, near_duplicate and non_iid issue types (audit.rs).
+def knn_outliers(
+    distances: npt.NDArray[np.float32],
+    indices: npt.NDArray[np.int64],
+    *,
+    threshold: float | None = None,
+    t: float = 1.0,
+    scaling_factor: float | None = None,
+    metric: str | None = None,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_], float, float, float]: ...
+def prob_outliers(
+    pred_probs: npt.NDArray[np.floating[Any]],
+    labels: npt.NDArray[np.int64] | None = None,
+    *,
+    threshold: float | None = None,
+    method: str = "entropy",
+    adjust_pred_probs: bool = True,
+    confident_thresholds: Sequence[float] | npt.NDArray[np.float64] | None = None,
+    m: int = 100,
+    gamma: float = 0.1,
+) -> tuple[
+    npt.NDArray[np.float64], npt.NDArray[np.bool_], float, float, npt.NDArray[np.float64] | None
+]: ...
+def near_duplicates(
+    distances: npt.NDArray[np.float32],
+    indices: npt.NDArray[np.int64],
+    *,
+    threshold: float = 0.13,
+) -> tuple[
+    npt.NDArray[np.float64],
+    npt.NDArray[np.bool_],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    float,
+]: ...
+def non_iid(
+    distances: npt.NDArray[np.float32],
+    indices: npt.NDArray[np.int64],
+    *,
+    num_permutations: int = 25,
+    seed: int = 0,
+    significance_threshold: float = 0.05,
+    threads: int | None = None,
+) -> tuple[
+    npt.NDArray[np.float64], npt.NDArray[np.bool_], float, float, npt.NDArray[np.float64]
+]: ...

@@ -307,6 +307,7 @@ class DataMap(MetricTable):
         rule: RegionRule | None = None,
         title: str | None = None,
         save: str | os.PathLike[str] | None = None,
+        issues: Any = None,
     ) -> Figure:
         """The data map of Swayamdipta et al. (2020): variability (x) against confidence (y),
         coloured by correctness, with marginal histograms and the three regions of ``rule``.
@@ -316,7 +317,9 @@ class DataMap(MetricTable):
         all examples on a grid coloured by their mean correctness. The figure says which, and
         the histograms always count every example. ``by_class=True`` draws one panel per class
         instead (same axes, thresholds of the whole map). ``save`` writes the figure (PNG, PDF,
-        SVG, ... by suffix). Returns the ``matplotlib.figure.Figure``.
+        SVG, ... by suffix). ``issues`` (a :class:`fastcarto.Datalab` over the same examples,
+        after ``find_issues``) marks its outliers and near-duplicates on the map. Returns the
+        ``matplotlib.figure.Figure``.
         """
         return _plots.plot_datamap(
             self,
@@ -327,6 +330,7 @@ class DataMap(MetricTable):
             rule=rule,
             title=title,
             save=save,
+            issues=issues,
         )
 
     def plot_aum(

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from matplotlib.colors import Colormap, Normalize
     from matplotlib.figure import Figure
 
+
 PlotMode = Literal["auto", "scatter", "density"]
 
 #: Okabe & Ito's colour-blind-safe palette (blue, orange, bluish green, vermillion, sky blue,
@@ -41,6 +42,16 @@ OKABE_ITO = (
     "#F0E442",
     "#000000",
 )
+#: Colours of the issue types (Okabe & Ito, skipping the ones the data map uses for regions).
+ISSUE_COLORS = {
+    "label": "#D55E00",
+    "outlier": "#CC79A7",
+    "near_duplicate": "#0072B2",
+    "non_iid": "#F0E442",
+    "class_imbalance": "#56B4E9",
+    "underperforming_group": "#E69F00",
+    "null": "#000000",
+}
 REGION_COLORS = {"easy-to-learn": "#009E73", "ambiguous": "#E69F00", "hard-to-learn": "#D55E00"}
 _HIST_COLOR = "#0072B2"
 _DPI = 150
@@ -143,6 +154,7 @@ def plot_datamap(
     rule: RegionRule | None,
     title: str | None,
     save: str | os.PathLike[str] | None,
+    issues: Any = None,
 ) -> Figure:
     """See :meth:`DataMap.plot`."""
     require(dm, "plot", "confidence", "variability", "correctness")
@@ -165,6 +177,8 @@ def plot_datamap(
     n_total = int(finite.sum())
     what = "rows" if "class" in dm.columns else "examples"
     heading = title if title is not None else _default_title(dm)
+    if by_class and issues is not None:
+        raise ValueError("issues= marks the single map; pass by_class=False")
     if by_class:
         return _finish(
             _plot_by_class(
@@ -194,6 +208,8 @@ def plot_datamap(
     ax.set_xlim(0.0, x_max)
     ax.set_ylim(-0.02, 1.02)
     _draw_regions(ax, codes, (v_thr, c_thr), x_max, points=(var[finite], conf[finite]))
+    if issues is not None:
+        mark_issues(ax, issues, conf, var, finite)
     ax.set_xlabel("variability (std. of p(gold) over epochs)")
     ax.set_ylabel("confidence (mean p(gold) over epochs)")
 
@@ -620,3 +636,41 @@ def plot_forgetting(
         title=title if title is not None else f"Forgetting ({len(dm):,} {what})",
         save=save,
     )
+
+
+def mark_issues(
+    ax: Axes,
+    lab: Any,
+    conf: npt.NDArray[np.float64],
+    var: npt.NDArray[np.float64],
+    finite: npt.NDArray[np.bool_],
+) -> None:
+    """Outliers and near-duplicates of ``lab`` marked on the data map's main panel."""
+    if lab._n != len(conf):
+        raise ValueError(f"issues= audits {lab._n:,} examples but the data map has {len(conf):,}")
+    issues = lab.issues
+    drawn = False
+    for name, marker, label in (
+        ("outlier", "x", "outlier"),
+        ("near_duplicate", "D", "near duplicate"),
+    ):
+        column = f"is_{name}_issue"
+        if column not in issues.columns:
+            continue
+        rows = np.flatnonzero(issues[column].to_numpy(dtype=bool) & finite)
+        style: dict[str, Any] = (
+            {"c": ISSUE_COLORS[name], "linewidths": 1.0}
+            if marker == "x"
+            else {"facecolors": "none", "edgecolors": ISSUE_COLORS[name], "linewidths": 0.9}
+        )
+        ax.scatter(
+            var[rows], conf[rows], s=22, marker=marker, zorder=5,
+            label=f"{label} ({rows.size:,})", **style,
+        )  # fmt: skip
+        drawn = True
+    if not drawn:
+        raise ValueError(
+            "issues= marks outliers and near-duplicates, but the audit checked neither: "
+            "run find_issues with features="
+        )
+    ax.legend(frameon=False, fontsize=8, loc="lower right")

@@ -149,6 +149,26 @@ examples:
       --threshold-mask threshold_mask.npy -o label_issues.csv
 """
 
+_AUDIT_DESCRIPTION = """\
+Audit a dataset as cleanlab's Datalab does (fastcarto.Datalab): label issues,
+outliers, near-duplicates, non-IID order, class imbalance, underperforming
+groups and missing features, from the examples' features and, optionally,
+out-of-sample predicted probabilities or training dynamics. LABELS holds one
+label per example (.npy of any label type, or .txt/.csv of integers). Writes
+into OUTDIR: issues.parquet (or issues.csv with --format csv; one row per
+example, is_<type>_issue and <type>_score for every type checked),
+summary.csv (issue_type, score, num_issues) and report.txt (the report)."""
+
+_AUDIT_EXAMPLES = """\
+examples:
+  fastcarto audit labels.npy --features embeddings.npy --pred-probs pred_probs.npy -o audit/
+  fastcarto audit labels.npy --features embeddings.npy --dynamics run/ -o audit/
+  fastcarto audit labels.npy --features embeddings.npy --dynamics logits.npy \\
+      --dynamics-kind logits --issue-types null,outlier,near_duplicate -o audit/
+  fastcarto audit labels.npy --features embeddings.npy \\
+      --issue-types '{"outlier": {"threshold": 0.2}}' --format csv -o audit/
+"""
+
 _DEMO_DESCRIPTION = """\
 Run fastcarto's main job on a built-in example: train a small neural network
 (scikit-learn's MLPClassifier, one partial_fit per epoch) on scikit-learn's
@@ -330,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_quiet_argument(iss)
     iss.set_defaults(handler=_run_issues)
 
+    _add_audit_command(commands)
+
     demo = commands.add_parser(
         "demo",
         help="run the whole job on scikit-learn's digits with flipped labels",
@@ -366,6 +388,69 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_datamodels_command(commands, _bounded_int, _add_quiet_argument)
     return parser
+
+
+def _add_audit_command(commands: argparse._SubParsersAction[_Parser]) -> None:
+    from ._audit import ISSUE_TYPES
+    from ._inputs import KINDS
+
+    p = commands.add_parser(
+        "audit",
+        help="audit a dataset for label issues, outliers, duplicates, ... (cleanlab's Datalab)",
+        description=_AUDIT_DESCRIPTION,
+        epilog=_AUDIT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("labels", metavar="LABELS", help="one label per example (.npy, .txt, .csv)")
+    p.add_argument(
+        "--features",
+        metavar="X",
+        help="a .npy file of shape (examples, features), float32/float64, memory-mapped",
+    )
+    p.add_argument(
+        "--pred-probs",
+        metavar="P",
+        help="a .npy file of out-of-sample predicted probabilities, shape (examples, classes)",
+    )
+    p.add_argument(
+        "--dynamics",
+        metavar="PATH",
+        help="training dynamics: a fastcarto.Recorder run or long table (as fastcarto map "
+        "reads it), or a .npy file of shape (epochs, examples, classes) with --dynamics-kind",
+    )
+    p.add_argument(
+        "--dynamics-kind", choices=KINDS, help="what a .npy --dynamics holds: logits or probs"
+    )
+    p.add_argument(
+        "--issue-types",
+        metavar="TYPES",
+        help="the issue types to check: comma-separated names ("
+        + ", ".join(ISSUE_TYPES)
+        + ") or a JSON object of their parameters, as cleanlab's issue_types (default: every "
+        "type the inputs allow)",
+    )
+    p.add_argument(
+        "--format",
+        choices=("parquet", "csv"),
+        default="parquet",
+        help="format of the issues table (default parquet)",
+    )
+    p.add_argument(
+        "--num-examples",
+        type=_bounded_int(0, "--num-examples"),
+        default=5,
+        metavar="N",
+        help="examples shown per issue type in report.txt (default 5)",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUTDIR",
+        help="directory to write issues, summary.csv and report.txt into (created)",
+    )
+    _add_quiet_argument(p)
+    p.set_defaults(handler=_run_audit)
 
 
 def _add_map_command(
@@ -829,6 +914,83 @@ def _run_issues(args: argparse.Namespace) -> int:
         args,
         f"{n_flagged:,} of {len(dm):,} examples flagged as label issues"
         f" ({100 * n_flagged / max(len(dm), 1):.1f}%) -> {_where(out)}",
+    )
+    return EXIT_OK
+
+
+def _issue_types(spec: str | None) -> dict[str, dict[str, Any]] | None:
+    """``--issue-types``: names separated by commas, or a JSON object of parameters."""
+    import json
+
+    if spec is None:
+        return None
+    if spec.lstrip().startswith("{"):
+        try:
+            parsed = json.loads(spec)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--issue-types is not valid JSON: {exc}") from None
+        if not isinstance(parsed, dict) or not all(isinstance(v, dict) for v in parsed.values()):
+            raise ValueError(
+                '--issue-types as JSON must map each type to its parameters: {"outlier": {}}'
+            )
+        return parsed
+    names = [name.strip() for name in spec.split(",") if name.strip()]
+    if not names:
+        raise ValueError("--issue-types names no issue type")
+    return {name: {} for name in names}
+
+
+def _run_audit(args: argparse.Namespace) -> int:
+    """``fastcarto audit``: the Datalab's issues, summary and report, written into OUTDIR."""
+    from ._compute import compute
+    from ._datalab import Datalab
+
+    if args.dynamics_kind is not None and args.dynamics is None:
+        raise ValueError("--dynamics-kind applies with --dynamics")
+    issue_types = _issue_types(args.issue_types)
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(out))
+    labels = read_labels(args.labels)
+    if labels.ndim != 1:
+        raise ValueError(f"{args.labels}: the audit takes one label per example, shape (examples,)")
+    for option, path in (("--features", args.features), ("--pred-probs", args.pred_probs)):
+        if path is not None:
+            if Path(path).suffix.lower() != ".npy":
+                raise ValueError(f"{option} must be a .npy file, got {path}")
+            _check_readable_file(Path(path))
+    lab = Datalab({"label": labels}, label_name="label", verbosity=0 if args.quiet else 1)
+    dynamics: Any = args.dynamics
+    if dynamics is not None and Path(dynamics).suffix.lower() == ".npy":
+        if args.dynamics_kind is None:
+            raise ValueError("a .npy --dynamics needs --dynamics-kind logits or probs")
+        dynamics = compute(dynamics, lab.labels, kind=args.dynamics_kind, progress=not args.quiet)
+    pred_probs = None if args.pred_probs is None else np.load(args.pred_probs, mmap_mode="r")
+    lab.find_issues(
+        features=args.features, pred_probs=pred_probs, dynamics=dynamics, issue_types=issue_types
+    )
+
+    out.mkdir(parents=True, exist_ok=True)
+    issues = lab.issues
+    if args.format == "csv":
+        issues.to_csv(out / "issues.csv", index_label="example")
+        table_name = "issues.csv"
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        frame = issues.reset_index(names="example")
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), out / "issues.parquet")
+        table_name = "issues.parquet"
+    summary = lab.get_issue_summary()
+    summary.to_csv(out / "summary.csv", index=False)
+    (out / "report.txt").write_text(lab.get_report(num_examples=args.num_examples) + "\n")
+    counts = zip(summary["issue_type"], summary["num_issues"], strict=True)
+    found = ", ".join(f"{t} {c:,}" for t, c in counts)
+    _report(
+        args,
+        f"{len(issues):,} examples audited ({found}) -> "
+        f"{out}/{{{table_name},summary.csv,report.txt}}",
     )
     return EXIT_OK
 

@@ -45,6 +45,70 @@ class KnnGraph:
     def k(self) -> int:
         return int(self.indices.shape[1])
 
+    @classmethod
+    def from_csr(cls, matrix: Any, metric: str | None = None) -> KnnGraph:
+        """The graph of a scipy sparse matrix as cleanlab's ``knn_graph`` holds it: ``(n, n)``,
+        row ``i`` stores its ``k`` neighbours' distances in ascending order (what
+        ``NearestNeighbors.kneighbors_graph(mode="distance")`` gives). A row with no entries
+        is a row left out of the search (distance ``inf``, index ``-1``).
+
+        >>> import numpy as np, scipy.sparse as sp
+        >>> m = sp.csr_matrix(([1.0, 1.0, 2.0], [1, 0, 1], [0, 1, 2, 3]), shape=(3, 3))
+        >>> KnnGraph.from_csr(m).indices.ravel().tolist()
+        [1, 0, 1]
+        """
+        import scipy.sparse as sp
+
+        if not sp.issparse(matrix):
+            raise TypeError(f"knn_graph must be a scipy sparse matrix, got {type(matrix).__name__}")
+        csr = sp.csr_matrix(matrix)
+        n = csr.shape[0]
+        if csr.shape != (n, n) or n == 0:
+            raise ValueError(f"knn_graph must be a square (n, n) matrix, got shape {csr.shape}")
+        counts = np.diff(csr.indptr)
+        full = counts > 0
+        k = int(counts.max())
+        if k == 0:
+            raise ValueError("knn_graph has no entries")
+        if np.any(counts[full] != k):
+            row = int(np.flatnonzero(full & (counts != k))[0])
+            raise ValueError(
+                f"knn_graph row {row} has {counts[row]} neighbours but others have {k}; every row "
+                "needs the same k (a row of exact duplicates loses its zero distances to "
+                "eliminate_zeros())"
+            )
+        distances = np.full((n, k), np.inf, dtype=np.float32)
+        indices = np.full((n, k), -1, dtype=np.int64)
+        distances[full] = csr.data.reshape(-1, k)
+        indices[full] = csr.indices.reshape(-1, k)
+        kept = distances[full]
+        if not np.all(np.isfinite(kept)) or np.any(kept < 0):
+            raise ValueError("knn_graph distances must be finite and non-negative")
+        if np.any(np.diff(kept, axis=1) < 0):
+            row = int(
+                np.flatnonzero(full)[np.flatnonzero(np.any(np.diff(kept, axis=1) < 0, axis=1))[0]]
+            )
+            raise ValueError(
+                f"knn_graph row {row} is not sorted by distance; store each row's neighbours "
+                "nearest first, as kneighbors_graph does"
+            )
+        if np.any(indices == np.arange(n)[:, None]):
+            row = int(np.flatnonzero(np.any(indices == np.arange(n)[:, None], axis=1))[0])
+            raise ValueError(
+                f"knn_graph row {row} lists itself as a neighbour; leave self loops out"
+            )
+        return cls(distances, indices, metric)
+
+    def to_csr(self) -> Any:
+        """The graph as cleanlab's ``knn_graph``: a ``scipy.sparse.csr_matrix`` of shape
+        ``(n, n)``, each row's distances in ascending order; rows left out have no entries."""
+        import scipy.sparse as sp
+
+        n = self.indices.shape[0]
+        kept = self.indices >= 0
+        indptr = np.concatenate([[0], np.cumsum(kept.sum(axis=1))])
+        return sp.csr_matrix((self.distances[kept], self.indices[kept], indptr), shape=(n, n))
+
 
 @dataclass
 class AuditInputs:

@@ -21,9 +21,11 @@
 //! ```
 
 pub mod datamodels;
+pub mod audit;
 pub mod error;
 pub(crate) mod fold;
 pub(crate) mod kernel;
+pub mod knn;
 pub mod metrics;
 pub mod read;
 pub mod state;

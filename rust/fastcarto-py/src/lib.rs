@@ -3,16 +3,19 @@
 //! Nothing here computes: functions borrow numpy buffers (zero-copy), release the GIL around the
 //! engine, and convert results and errors. One module per part of the core it binds: `state`
 //! (the per-example state), `dense` (arrays and `.npy` files), `read` (files and streams),
-//! `pool` (threads); `args` turns arguments into the core's types and `errors` maps errors. The
-//! public, documented API is the `fastcarto` Python package that wraps this module.
+//! `pool` (threads), `knn` (the neighbour graph); `args` turns arguments into the core's types
+//! and `errors` maps errors. The public, documented API is the `fastcarto` Python package that
+//! wraps this module.
 
 mod args;
 mod arrow_ffi;
+mod audit;
 mod checks;
 mod datamodels;
 mod dense;
 mod errors;
 mod files;
+mod knn;
 mod pool;
 mod probs;
 mod read;
@@ -34,8 +37,11 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<datamodels::PyStats>()?;
     m.add_function(wrap_pyfunction!(datamodels::datamodels_fit, m)?)?;
     m.add_function(wrap_pyfunction!(datamodels::datamodels_fit_fixed, m)?)?;
+    m.add_function(wrap_pyfunction!(knn::knn, m)?)?;
+    audit::register_geometry(m)?;
     files::register(m)?;
     errors::register(m)?;
     probs::register(m)?;
+    audit::register(m)?;
     Ok(())
 }
