@@ -20,8 +20,8 @@
 //! assert_eq!(table.num_rows(), 3);
 //! ```
 
-pub mod datamodels;
 pub mod audit;
+pub mod datamodels;
 pub mod error;
 pub(crate) mod fold;
 pub(crate) mod kernel;

@@ -10,7 +10,8 @@
 //! `argsort` (equal rounding residuals, equal pruning margins), fastcarto breaks it by row order:
 //! cleanlab with a stable sort.
 
-use super::{numpy_mean, per_row};
+use super::per_row;
+use super::stats::numpy_mean;
 use crate::error::{Error, Result};
 use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
@@ -168,7 +169,7 @@ fn calibrate(cj: &Array2<i64>, counts: &[i64]) -> Array2<i64> {
             cal[(i, j)] = cj[(i, j)] as f64 / row_sum * counts[i] as f64;
         }
     }
-    let total = super::numpy_sum(cal.as_slice().expect("a fresh array is contiguous")).max(TINY);
+    let total = super::stats::pairwise_sum(cal.as_slice().expect("a fresh array is contiguous")).max(TINY);
     let n: i64 = counts.iter().sum();
     cal.mapv_inplace(|v| v / total * n as f64);
     let mut out = Array2::<i64>::zeros((k, k));
@@ -183,8 +184,8 @@ fn calibrate(cj: &Array2<i64>, counts: &[i64]) -> Array2<i64> {
 /// values farthest from their integers until the integers add up to the rounded sum.
 pub fn round_preserving_sum(floats: &[f64]) -> Vec<i64> {
     let mut ints: Vec<f64> = floats.iter().map(|v| v.round_ties_even()).collect();
-    let orig_sum = super::numpy_sum(floats).round_ties_even();
-    let mut int_sum = super::numpy_sum(&ints).round_ties_even();
+    let orig_sum = super::stats::pairwise_sum(floats).round_ties_even();
+    let mut int_sum = super::stats::pairwise_sum(&ints).round_ties_even();
     while (int_sum - orig_sum).abs() > SLACK {
         let diff = (orig_sum - int_sum).round_ties_even();
         let increment = if diff < 0.0 { -1.0 } else { 1.0 };
@@ -198,7 +199,7 @@ pub fn round_preserving_sum(floats: &[f64]) -> Vec<i64> {
         for &i in &order[..changes] {
             ints[i] += increment;
         }
-        int_sum = super::numpy_sum(&ints).round_ties_even();
+        int_sum = super::stats::pairwise_sum(&ints).round_ties_even();
     }
     ints.iter().map(|&v| v as i64).collect()
 }
@@ -241,7 +242,7 @@ fn estimate_latent(cj: &Array2<i64>, counts: &[i64], n: usize) -> (Vec<f64>, Arr
             (inv[(j, j)] / noise[(j, j)].max(TINY) * ps).clamp(PY_LOWER_BOUND, 1.0)
         })
         .collect();
-    let py_sum = super::numpy_sum(&py).max(TINY);
+    let py_sum = super::stats::pairwise_sum(&py).max(TINY);
     let py = py.iter().map(|v| v * 1.0 / py_sum).collect();
     clip_noise_rates(&mut noise);
     clip_noise_rates(&mut inv);

@@ -55,6 +55,11 @@ pub(crate) fn pairwise_sum(a: &[f64]) -> f64 {
     }
 }
 
+/// `np.mean` of a contiguous run (NaN when empty).
+pub(crate) fn numpy_mean(a: &[f64]) -> f64 {
+    pairwise_sum(a) / a.len() as f64
+}
+
 /// Values sorted ascending (NaN-free input).
 pub(crate) fn sorted(mut values: Vec<f64>) -> Vec<f64> {
     values.sort_unstable_by(f64::total_cmp);

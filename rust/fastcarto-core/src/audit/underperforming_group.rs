@@ -2,7 +2,7 @@
 //! DBSCAN (scikit-learn's, `metric="precomputed"`) on the sparse kNN distance graph, then each
 //! cluster's mean self-confidence against the mean over all clustered examples.
 
-use super::numpy_mean;
+use super::stats::numpy_mean;
 use crate::error::{Error, Result};
 use ndarray::ArrayView2;
 
