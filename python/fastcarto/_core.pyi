@@ -243,6 +243,7 @@ def datamodels_fit_fixed(
     max_iter: int = 1000,
     threads: int | None = None,
 ) -> dict[str, npt.NDArray[Any]]: ...
+
 # The audit: null and class_imbalance (fastcarto_core::audit).
 def null_scan(
     features: npt.NDArray[np.float32] | npt.NDArray[np.float64], *, threads: int | None = None
