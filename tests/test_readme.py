@@ -84,7 +84,7 @@ def cli_commands() -> list[list[str]]:
 
 def test_every_cli_command_parses() -> None:
     found = cli_commands()
-    assert {argv[0] for argv in found} == {"map", "select", "issues", "demo"}
+    assert {argv[0] for argv in found} == {"map", "select", "issues", "audit", "demo"}
     parser = cli.build_parser()
     for argv in found:
         parser.parse_args(argv)  # exits (a test failure) on an unknown option or bad value
