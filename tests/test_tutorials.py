@@ -47,14 +47,18 @@ def test_tutorial_runs(
     name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import matplotlib
+    from threadpoolctl import threadpool_limits
 
     matplotlib.use("Agg")
     # The build runs in the repository root; a page must not depend on it or write there.
     monkeypatch.chdir(tmp_path)
     blocks = exec_blocks((TUTORIALS / name).read_text(encoding="utf-8"))
     namespace: dict[str, object] = {"__name__": f"tutorial_{Path(name).stem}"}
-    for i, (_, code) in enumerate(blocks):
-        exec(compile(code, f"{name} block {i + 1}", "exec"), namespace)
+    # One BLAS thread: the pages' small fits gain nothing from more, and lose much to
+    # oversubscription when the tests run beside other work.
+    with threadpool_limits(1):
+        for i, (_, code) in enumerate(blocks):
+            exec(compile(code, f"{name} block {i + 1}", "exec"), namespace)
     out = capsys.readouterr().out
     assert "Traceback" not in out
     assert list(tmp_path.iterdir()) == []
