@@ -34,6 +34,11 @@ def test_exec_blocks_are_found() -> None:
     assert exec_blocks(page) == [("a", "x = 1\n"), ("a", "print(x)\n")]
 
 
+def test_every_tutorial_with_code_is_run() -> None:
+    pages = {p.name for p in TUTORIALS.glob("*.md") if exec_blocks(p.read_text(encoding="utf-8"))}
+    assert pages == set(PAGES)
+
+
 @pytest.mark.parametrize("name", PAGES)
 def test_page_has_one_session_of_its_own(name: str) -> None:
     # markdown-exec keeps a session's namespace for the whole build: a session shared between
