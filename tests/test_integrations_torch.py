@@ -134,11 +134,13 @@ def fake_gpu(monkeypatch: pytest.MonkeyPatch) -> list[FakeEvent]:
 
     events: list[FakeEvent] = []
 
-    def start_copy(outputs: Any, labels: Any, ids: Any, epoch: int, streams: Any) -> Any:
+    def start_copy(
+        outputs: Any, labels: Any, ids: Any, epoch: int, streams: Any, call: int = 0
+    ) -> Any:
         event = FakeEvent()
         events.append(event)
         host = [a.array.copy() if isinstance(a, OnGpu) else a for a in (outputs, labels, ids)]
-        return _device.Pending(event, host[0], host[1], host[2], epoch)
+        return _device.Pending(event, host[0], host[1], host[2], epoch, call)
 
     monkeypatch.setattr(_recorder, "torch_gpu_tensor", lambda obj: isinstance(obj, OnGpu))
     monkeypatch.setattr(_recorder, "start_copy", start_copy)
