@@ -461,6 +461,7 @@ def bench_hf(args: argparse.Namespace) -> str:
             trainer = transformers.Trainer(
                 model=model, args=targs, train_dataset=train, callbacks=[Timer(steps)]
             )
+        trainer.remove_callback(transformers.PrinterCallback)  # its end-of-training metrics
         trainer.train()
         return steps
 

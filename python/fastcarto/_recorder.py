@@ -408,12 +408,15 @@ class Recorder:
             Shape ``(rows,)``: integer ids (int64 range; ``[0, n_examples)`` when
             ``n_examples`` is set) or strings, the same type in every call.
 
-        Every row is checked before anything is kept: shapes, dtypes, a class count that
-        matches earlier calls, finite outputs, probabilities that lie in [0, 1] and sum to 1
+        Every row is checked before it is kept: shapes, dtypes and a class count that matches
+        earlier calls at the call; finite outputs, probabilities that lie in [0, 1] and sum to 1
         (``kind="probs"``), labels in range, and ids not seen before in this epoch (within the
-        call, and across the epoch's calls while ``check_duplicates`` is on). A call that raises
-        records nothing. Labels that change between epochs, and duplicates across separate runs
-        of an epoch, are found by the reader (or by the live accumulator).
+        call, and across the epoch's calls while ``check_duplicates`` is on) by the engine,
+        once per block of rows (see ``eager_checks``): a batch that fails is not recorded, and
+        its error names it (its epoch and its number among the epoch's calls); a call that
+        raises at the call records nothing. Labels that change between epochs, and duplicates
+        across separate runs of an epoch, are found by the reader (or by the live
+        accumulator).
         """
         # `epoch` and `ids` default to None only so that a positional call in the order
         # record(epoch, ids, outputs, labels) gets this message rather than Python's
