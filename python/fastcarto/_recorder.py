@@ -369,7 +369,9 @@ class Recorder:
 
     @property
     def accumulator(self) -> Accumulator | None:
-        """The live accumulator (``accumulator=``), or None."""
+        """The live accumulator (``accumulator=``), or None. The rows of the block being filled
+        reach it when the block is checked (:meth:`datamap`, :meth:`end_epoch` and
+        :meth:`flush` check it first)."""
         return self._acc
 
     def record(
