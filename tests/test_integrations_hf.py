@@ -12,7 +12,7 @@ import fastcarto
 import numpy as np
 import pytest
 from helpers import raises
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
@@ -249,7 +249,6 @@ def test_first_record_wins() -> None:
         FirstWins().keep(np.array(["a"]), 0)
 
 
-@settings(max_examples=150, deadline=None)
 @given(
     batches=st.lists(
         st.tuples(
