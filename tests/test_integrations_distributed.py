@@ -16,10 +16,11 @@ import fastcarto
 import numpy as np
 import pyarrow as pa
 import pytest
-from distributed_child import EPOCHS, N
 from helpers import assert_maps_equal
 
 pytest.importorskip("torch")
+from distributed_child import EPOCHS, N  # it imports torch
+
 CHILD = Path(__file__).with_name("distributed_child.py")
 TIMEOUT = 240  # seconds per run: generous, for a loaded CI machine
 
