@@ -1,15 +1,31 @@
 """Overhead of recording training dynamics through each framework integration: the same
-training timed with and without recording, in one process, alternating (plain, recorded,
-plain, ...), each run from the same seed.
+training with and without recording, timed step by step, in one process.
 
-    python benches/bench_integrations.py                 # every integration, tiny models
-    python benches/bench_integrations.py torch hf --repeat 5
-    python benches/bench_integrations.py hf --examples 10000 --hidden 128   # a small transformer
+    python benches/bench_integrations.py                          # every integration, tiny models
+    python benches/bench_integrations.py torch lightning --repeat 5
+    python benches/bench_integrations.py torch --examples 10000 --features 256 --width 1024
+    python benches/bench_integrations.py hf --examples 10000 --hidden 128      # a small transformer
 
-Reports the median time of a run of each variant and the overhead (recorded / plain - 1);
-with --fsync off by default (segments are still published atomically; see docs/recorder.md).
-Boosters are mapped after training: their line compares the mapping with the training time,
-and the accumulated per-round contributions with predicting every prefix from scratch.
+Method (robust to a shared, noisy machine):
+- PyTorch loop: two identical models train on the same batches; each step runs the plain model's
+  step and the recorded model's step (forward, loss, backward, optimizer step, and
+  ``Recorder.record``) back to back, in alternating order, each timed on its own. Every step
+  gives a pair, so slow phases of the machine hit both variants alike. The epoch-end
+  ``end_epoch`` (publishing a segment) is timed separately and spread over the epoch's steps.
+- Frameworks (Lightning, Hugging Face, Keras, scikit-learn): whole runs alternate (plain,
+  recorded, plain, ...), ``--repeat`` of each after a warm-up run of both; each step is timed
+  by a callback (Lightning, Hugging Face) and each run as a whole.
+- Reported: the median step time of each variant with its interquartile range over all steps
+  of all repeats, the overhead of the medians, and the median run time (min-max over repeats)
+  with its overhead, which includes the epoch-end work. Keras and scikit-learn record with an
+  epoch-end prediction pass over the training set, by design: their overhead is that pass.
+- ``--threads`` sets torch's intra-op threads (1 by default: on a shared machine more threads
+  mostly measure contention).
+
+Segments are written with fsync off (``--fsync`` turns it on; they are published atomically
+either way, see docs/recorder.md). Boosters are mapped after training: their line compares the
+mapping with the training time, and the accumulated per-round contributions with predicting
+every prefix from scratch.
 """
 
 from __future__ import annotations
@@ -41,24 +57,105 @@ def fresh(name: str) -> Path:
     return path
 
 
-def alternate(plain: Callable[[], Any], recorded: Callable[[], Any], repeat: int) -> str:
-    times: dict[str, list[float]] = {"plain": [], "recorded": []}
-    plain()  # warm up both (imports, allocator, first-call costs)
-    recorded()
-    for _ in range(repeat):
-        for name, fn in (("plain", plain), ("recorded", recorded)):
+class Steps:
+    """Per-step durations of one run (``start``/``stop`` around each step) and its total."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.total = 0.0
+        self._t0 = 0.0
+
+    def start(self) -> None:
+        self._t0 = time.perf_counter()
+
+    def stop(self) -> None:
+        self.times.append(time.perf_counter() - self._t0)
+
+
+def quartiles(xs: list[float]) -> tuple[float, float, float]:
+    q = np.percentile(np.asarray(xs), [25, 50, 75])
+    return float(q[0]), float(q[1]), float(q[2])
+
+
+def ms(x: float) -> str:
+    return f"{1e3 * x:.3g} ms" if x < 1 else f"{x:.3g} s"
+
+
+def row(plain: list[Steps], recorded: list[Steps], note: str = "") -> str:
+    """``| step plain | step recorded | overhead | run plain | run recorded | overhead |``."""
+    cells = []
+    if plain[0].times:
+        p = quartiles([t for s in plain for t in s.times])
+        r = quartiles([t for s in recorded for t in s.times])
+        cells += [
+            f"{ms(p[1])} ({ms(p[0])}-{ms(p[2])})",
+            f"{ms(r[1])} ({ms(r[0])}-{ms(r[2])})",
+            f"{100 * (r[1] / p[1] - 1):+.1f}%",
+        ]
+    else:
+        cells += ["-", "-", "-"]
+    pt, rt = [s.total for s in plain], [s.total for s in recorded]
+    mp, mr = statistics.median(pt), statistics.median(rt)
+    cells += [
+        f"{ms(mp)} ({ms(min(pt))}-{ms(max(pt))})",
+        f"{ms(mr)} ({ms(min(rt))}-{ms(max(rt))})",
+        f"{100 * (mr / mp - 1):+.1f}%",
+    ]
+    if note:
+        cells.append(note)
+    return " | ".join(cells)
+
+
+def alternate(run: Callable[[bool], Steps], repeat: int) -> tuple[list[Steps], list[Steps]]:
+    """Whole runs, plain and recorded alternating, after a warm-up run of each."""
+    run(False)  # warm up both (imports, allocator, first-call costs)
+    run(True)
+    plain: list[Steps] = []
+    recorded: list[Steps] = []
+    for i in range(repeat):
+        order = (False, True) if i % 2 == 0 else (True, False)
+        for record in order:
             t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    p, r = statistics.median(times["plain"]), statistics.median(times["recorded"])
-    return f"{p:.3f} s | {r:.3f} s | {100 * (r / p - 1):+.1f}%"
+            steps = run(record)
+            steps.total = time.perf_counter() - t0
+            (recorded if record else plain).append(steps)
+    return plain, recorded
 
 
-def digits() -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
+def synthetic(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits (1,797 examples, 64 features, 10 classes) unless ``--examples``
+    asks for a synthetic set of ``--features`` and ``--classes``."""
+    if args.examples is None:
+        from sklearn.datasets import load_digits
 
-    X, y = load_digits(return_X_y=True)
-    return (X / 16).astype(np.float32), y
+        X, y = load_digits(return_X_y=True)
+        return (X / 16).astype(np.float32), y
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(args.examples, args.features)).astype(np.float32)
+    w = rng.normal(size=(args.features, args.classes))
+    y = np.argmax(X @ w + rng.gumbel(size=(args.examples, args.classes)), axis=1)
+    return X, y
+
+
+def describe(args: argparse.Namespace, X: np.ndarray, y: np.ndarray) -> str:
+    classes = len(np.unique(y))
+    return (
+        f"{len(X):,} examples x {X.shape[1]} features, {classes} classes; MLP "
+        f"{X.shape[1]}-{args.width}-{args.width}-{classes}; batches of {args.batch}; "
+        f"{args.epochs} epochs"
+    )
+
+
+def mlp(d: int, width: int, classes: int) -> Any:
+    import torch
+
+    return torch.nn.Sequential(
+        torch.nn.Linear(d, width),
+        torch.nn.ReLU(),
+        torch.nn.Linear(width, width),
+        torch.nn.ReLU(),
+        torch.nn.Linear(width, classes),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -68,25 +165,28 @@ def bench_sklearn(args: argparse.Namespace) -> str:
     import fastcarto.sklearn
     from sklearn.neural_network import MLPClassifier
 
-    X, y = digits()
+    X, y = synthetic(args)
     classes = np.unique(y)
 
-    def plain() -> None:
-        m = MLPClassifier(hidden_layer_sizes=(64,), random_state=0)
-        for _ in range(args.epochs):
-            m.partial_fit(X, y, classes=classes)
+    def run(record: bool) -> Steps:
+        m = MLPClassifier(
+            hidden_layer_sizes=(args.width, args.width), batch_size=args.batch, random_state=0
+        )
+        if record:
+            fastcarto.sklearn.fit_epochs(m, X, y, epochs=args.epochs, path=fresh("sk"))
+        else:
+            for _ in range(args.epochs):
+                m.partial_fit(X, y, classes=classes)
+        return Steps()
 
-    def recorded() -> None:
-        m = MLPClassifier(hidden_layer_sizes=(64,), random_state=0)
-        fastcarto.sklearn.fit_epochs(m, X, y, epochs=args.epochs, path=fresh("sk"))
-
-    return alternate(plain, recorded, args.repeat)
+    plain, recorded = alternate(run, args.repeat)
+    return row(plain, recorded, describe(args, X, y) + "; a predict_proba pass per epoch")
 
 
 def bench_booster(lib: str, args: argparse.Namespace) -> str:
     import importlib
 
-    X, y = digits()
+    X, y = synthetic(argparse.Namespace(examples=None))
     rounds = 50
     if lib == "xgboost":
         import xgboost
@@ -134,17 +234,13 @@ def bench_booster(lib: str, args: argparse.Namespace) -> str:
         prefixes(model)
         t_prefix.append(time.perf_counter() - t0)
     m, p = statistics.median(t_map), statistics.median(t_prefix)
-    return (
-        f"training {t_train:.3f} s | mapping 50 rounds {m:.3f} s | {100 * m / t_train:.0f}% of "
-        f"training; predicting the 50 prefixes instead: {p:.3f} s ({p / m:.1f}x)"
-    )
+    return f"{t_train:.3f} s | {m:.3f} s ({100 * m / t_train:.0f}%) | {p:.3f} s ({p / m:.1f}x)"
 
 
-def torch_loader(batch: int) -> tuple[Any, Any]:
+def torch_loader(X: np.ndarray, y: np.ndarray, batch: int) -> tuple[Any, Any]:
     import fastcarto.torch
     import torch
 
-    X, y = digits()
     data = torch.utils.data.TensorDataset(torch.from_numpy(X), torch.from_numpy(y))
     loader = torch.utils.data.DataLoader(
         fastcarto.torch.IndexedDataset(data),
@@ -158,49 +254,76 @@ def torch_loader(batch: int) -> tuple[Any, Any]:
 def bench_torch(args: argparse.Namespace) -> str:
     import torch
 
-    data, loader = torch_loader(64)
-
-    def run(record: bool) -> None:
+    X, y = synthetic(args)
+    classes = int(y.max()) + 1
+    data, loader = torch_loader(X, y, args.batch)
+    plain, recorded = [], []
+    record_calls: list[float] = []
+    for rep in range(args.repeat + 1):  # the first is a warm-up
         torch.manual_seed(0)
-        model = torch.nn.Sequential(
-            torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10)
+        models = [mlp(X.shape[1], args.width, classes) for _ in range(2)]
+        models[1].load_state_dict(models[0].state_dict())
+        opts = [torch.optim.Adam(m.parameters(), lr=1e-3) for m in models]
+        rec = fastcarto.Recorder(
+            fresh("torch"), kind="logits", n_examples=len(data), fsync=args.fsync
         )
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        rec = (
-            fastcarto.Recorder(fresh("torch"), kind="logits", n_examples=len(data), fsync=False)
-            if record
-            else None
-        )
+        steps = [Steps(), Steps()]
+        calls = Steps()
         for epoch in range(args.epochs):
-            for xb, yb, idx in loader:
-                logits = model(xb)
-                loss = torch.nn.functional.cross_entropy(logits, yb)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                if rec is not None:
-                    rec.record(logits, yb, epoch=epoch, ids=idx)
-            if rec is not None:
-                rec.end_epoch(epoch)
-        if rec is not None:
-            rec.close()
-
-    return alternate(lambda: run(False), lambda: run(True), args.repeat)
+            for k, (xb, yb, idx) in enumerate(loader):
+                for which in (0, 1) if k % 2 == 0 else (1, 0):
+                    model, opt = models[which], opts[which]
+                    steps[which].start()
+                    logits = model(xb)
+                    loss = torch.nn.functional.cross_entropy(logits, yb)
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                    if which == 1:
+                        calls.start()
+                        rec.record(logits, yb, epoch=epoch, ids=idx)
+                        calls.stop()
+                    steps[which].stop()
+            t0 = time.perf_counter()
+            rec.end_epoch(epoch)
+            steps[1].total += time.perf_counter() - t0
+        rec.close()
+        steps[0].total += sum(steps[0].times)
+        steps[1].total += sum(steps[1].times)
+        if rep:
+            plain.append(steps[0])
+            recorded.append(steps[1])
+            record_calls += calls.times
+    # Paired: each step's recorded minus plain time, robust to the machine's slow phases.
+    diffs = [
+        r - p
+        for a, b in zip(plain, recorded, strict=True)
+        for p, r in zip(a.times, b.times, strict=True)
+    ]
+    paired = 100 * statistics.median(diffs) / statistics.median([t for s in plain for t in s.times])
+    note = (
+        f"{describe(args, X, y)}; paired per-step overhead {paired:+.1f}%"
+        f"; record() {1e6 * statistics.median(record_calls):.0f} us; runs: the steps' sum + "
+        "end_epoch"
+    )
+    return row(plain, recorded, note)
 
 
 def bench_lightning(args: argparse.Namespace) -> str:
+    import logging
+
     import fastcarto.lightning
     import lightning
     import torch
 
-    _, loader = torch_loader(64)
+    X, y = synthetic(args)
+    classes = int(y.max()) + 1
+    _, loader = torch_loader(X, y, args.batch)
 
     class Net(lightning.LightningModule):  # type: ignore[misc]
         def __init__(self) -> None:
             super().__init__()
-            self.net = torch.nn.Sequential(
-                torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10)
-            )
+            self.net = mlp(X.shape[1], args.width, classes)
 
         def training_step(self, batch: Any, batch_idx: int) -> Any:
             x, y, idx = batch
@@ -211,9 +334,23 @@ def bench_lightning(args: argparse.Namespace) -> str:
         def configure_optimizers(self) -> Any:
             return torch.optim.Adam(self.parameters(), lr=1e-3)
 
-    def run(record: bool) -> None:
+    class Timer(lightning.Callback):  # type: ignore[misc]
+        def __init__(self, steps: Steps) -> None:
+            self.steps = steps
+
+        def on_train_batch_start(self, *a: Any) -> None:
+            self.steps.start()
+
+        def on_train_batch_end(self, *a: Any) -> None:
+            self.steps.stop()
+
+    def run(record: bool) -> Steps:
+        steps = Steps()
         lightning.seed_everything(0, verbose=False)
-        callbacks = [fastcarto.lightning.DynamicsCallback(fresh("lightning"))] if record else []
+        # The timer runs last: a step's time includes the DynamicsCallback's batch end.
+        callbacks: list[Any] = [Timer(steps)]
+        if record:
+            callbacks.insert(0, fastcarto.lightning.DynamicsCallback(fresh("lightning")))
         lightning.Trainer(
             max_epochs=args.epochs,
             accelerator="cpu",
@@ -223,31 +360,39 @@ def bench_lightning(args: argparse.Namespace) -> str:
             enable_model_summary=False,
             callbacks=callbacks,
         ).fit(Net(), loader)
-
-    import logging
+        return steps
 
     logging.getLogger("lightning").setLevel(logging.ERROR)
-    return alternate(lambda: run(False), lambda: run(True), args.repeat)
+    plain, recorded = alternate(run, args.repeat)
+    return row(plain, recorded, describe(args, X, y))
 
 
 def bench_keras(args: argparse.Namespace) -> str:
     import fastcarto.keras
     import keras
 
-    X, y = digits()
+    X, y = synthetic(args)
+    classes = int(y.max()) + 1
 
-    def run(record: bool) -> None:
+    def run(record: bool) -> Steps:
         keras.utils.set_random_seed(0)
         model = keras.Sequential(
-            [keras.Input((64,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(10)]
+            [
+                keras.Input((X.shape[1],)),
+                keras.layers.Dense(args.width, activation="relu"),
+                keras.layers.Dense(args.width, activation="relu"),
+                keras.layers.Dense(classes),
+            ]
         )
         model.compile(
             optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         )
         callbacks = [fastcarto.keras.DynamicsCallback(fresh("keras"), X, y)] if record else []
-        model.fit(X, y, epochs=args.epochs, batch_size=64, verbose=0, callbacks=callbacks)
+        model.fit(X, y, epochs=args.epochs, batch_size=args.batch, verbose=0, callbacks=callbacks)
+        return Steps()
 
-    return alternate(lambda: run(False), lambda: run(True), args.repeat)
+    plain, recorded = alternate(run, args.repeat)
+    return row(plain, recorded, describe(args, X, y) + "; a prediction pass per epoch")
 
 
 def bench_hf(args: argparse.Namespace) -> str:
@@ -256,7 +401,7 @@ def bench_hf(args: argparse.Namespace) -> str:
     import transformers
 
     transformers.logging.set_verbosity_error()
-    n, seq = args.examples, 32
+    n, seq = args.examples or 1000, args.seq
     g = torch.Generator().manual_seed(0)
     tokens = torch.randint(1, 100, (n, seq), generator=g)
     labels = (tokens[:, :4].sum(1) % 3).tolist()
@@ -272,19 +417,31 @@ def bench_hf(args: argparse.Namespace) -> str:
     config = transformers.BertConfig(
         vocab_size=100,
         hidden_size=args.hidden,
-        num_hidden_layers=2,
+        num_hidden_layers=args.layers,
         num_attention_heads=2,
-        intermediate_size=2 * args.hidden,
+        intermediate_size=4 * args.hidden,
         max_position_embeddings=seq,
         num_labels=3,
     )
 
-    def run(record: bool) -> None:
+    class Timer(transformers.TrainerCallback):  # type: ignore[misc]
+        def __init__(self, steps: Steps) -> None:
+            self.steps = steps
+
+        def on_step_begin(self, *a: Any, **k: Any) -> None:
+            self.steps.start()
+
+        def on_step_end(self, *a: Any, **k: Any) -> None:
+            self.steps.stop()
+
+    def run(record: bool) -> Steps:
+        steps = Steps()
         torch.manual_seed(0)
         targs = transformers.TrainingArguments(
             output_dir=str(WORK / "hf-out"),
             num_train_epochs=1,
-            per_device_train_batch_size=32,
+            max_steps=args.max_steps or -1,
+            per_device_train_batch_size=args.batch,
             report_to=[],
             save_strategy="no",
             logging_strategy="no",
@@ -293,25 +450,44 @@ def bench_hf(args: argparse.Namespace) -> str:
         )
         model = transformers.BertForSequenceClassification(config)
         if record:
-            fastcarto.hf.DynamicsTrainer(
-                model=model, args=targs, train_dataset=train, dynamics_dir=fresh("hf")
-            ).train()
+            trainer = fastcarto.hf.DynamicsTrainer(
+                model=model,
+                args=targs,
+                train_dataset=train,
+                dynamics_dir=fresh("hf"),
+                callbacks=[Timer(steps)],
+            )
         else:
-            transformers.Trainer(model=model, args=targs, train_dataset=train).train()
+            trainer = transformers.Trainer(
+                model=model, args=targs, train_dataset=train, callbacks=[Timer(steps)]
+            )
+        trainer.remove_callback(transformers.PrinterCallback)  # its end-of-training metrics
+        trainer.train()
+        return steps
 
-    return alternate(lambda: run(False), lambda: run(True), args.repeat)
+    plain, recorded = alternate(run, args.repeat)
+    steps = args.max_steps or -(-n // args.batch)
+    return row(
+        plain,
+        recorded,
+        f"BERT, {args.layers} layers, hidden {args.hidden}; {n:,} sequences of {seq} tokens; "
+        f"batches of {args.batch}; {steps} steps",
+    )
 
 
 BENCHES = {
+    "torch": bench_torch,
+    "lightning": bench_lightning,
+    "hf": bench_hf,
+    "keras": bench_keras,
     "sklearn": bench_sklearn,
     "xgboost": lambda a: bench_booster("xgboost", a),
     "lightgbm": lambda a: bench_booster("lightgbm", a),
     "catboost": lambda a: bench_booster("catboost", a),
-    "torch": bench_torch,
-    "lightning": bench_lightning,
-    "keras": bench_keras,
-    "hf": bench_hf,
 }
+
+
+BOOSTERS = ("xgboost", "lightgbm", "catboost")
 
 
 def main() -> None:
@@ -319,13 +495,45 @@ def main() -> None:
     p.add_argument("which", nargs="*", choices=[*BENCHES, []], default=list(BENCHES))
     p.add_argument("--repeat", type=int, default=3, help="timed runs of each variant")
     p.add_argument("--epochs", type=int, default=3, help="epochs per run (not hf: one)")
-    p.add_argument("--examples", type=int, default=1000, help="hf: synthetic sequences")
+    p.add_argument(
+        "--examples", type=int, default=None, help="synthetic examples (default: digits; hf 1000)"
+    )
+    p.add_argument("--features", type=int, default=64, help="synthetic features")
+    p.add_argument("--classes", type=int, default=10, help="synthetic classes")
+    p.add_argument("--width", type=int, default=64, help="the MLPs' hidden width")
+    p.add_argument("--batch", type=int, default=64, help="batch size (hf: per device)")
     p.add_argument("--hidden", type=int, default=32, help="hf: the BERT's hidden size")
+    p.add_argument("--layers", type=int, default=2, help="hf: the BERT's layers")
+    p.add_argument("--seq", type=int, default=32, help="hf: tokens per sequence")
+    p.add_argument("--max-steps", type=int, default=0, help="hf: stop after this many steps")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    p.add_argument("--fsync", action="store_true", help="sync each segment (default off)")
     args = p.parse_args()
-    print("| integration | plain | recorded | overhead |")
-    print("|---|---|---|---|")
     try:
-        for name in args.which or list(BENCHES):
+        import torch
+
+        torch.set_num_threads(args.threads)
+    except ImportError:
+        pass
+    which = args.which or list(BENCHES)
+    frameworks = [w for w in which if w not in BOOSTERS]
+    boosters = [w for w in which if w in BOOSTERS]
+    try:
+        if frameworks:
+            print(
+                "| integration | step, plain: median (IQR) | step, recorded | overhead "
+                "| run, plain: median (min-max) | run, recorded | overhead | setup |"
+            )
+            print("|---|---|---|---|---|---|---|---|")
+        for name in frameworks:
+            print(f"| {name} | {BENCHES[name](args)} |", flush=True)
+        if boosters:
+            print(
+                "\n| library (50 rounds on digits, every=1, in memory) | training "
+                "| mapping 50 epochs (share of training) | predicting the 50 prefixes instead |"
+            )
+            print("|---|---|---|---|")
+        for name in boosters:
             print(f"| {name} | {BENCHES[name](args)} |", flush=True)
     finally:
         shutil.rmtree(WORK, ignore_errors=True)

@@ -12,6 +12,8 @@ import fastcarto
 import numpy as np
 import pytest
 from helpers import raises
+from hypothesis import given
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -245,6 +247,32 @@ def test_first_record_wins() -> None:
         FirstWins().keep(np.array([-1]), 0)
     with raises(TypeError, "integers"):
         FirstWins().keep(np.array(["a"]), 0)
+
+
+@given(
+    batches=st.lists(
+        st.tuples(
+            st.integers(0, 2),  # epoch (epochs change only forward, as in training)
+            st.lists(st.one_of(st.integers(0, 40), st.just(1 << 40)), max_size=12),
+        ),
+        max_size=12,
+    )
+)
+def test_first_record_wins_matches_a_plain_reference(batches: list[tuple[int, list[int]]]) -> None:
+    """The fast path (ids all new and distinct) and the general one give the rows a set of
+    the epoch's recorded ids keeps."""
+    fw = FirstWins()
+    seen: set[int] = set()
+    current = None
+    for epoch, ids in sorted(batches, key=lambda b: b[0]):
+        if epoch != current:
+            current, seen = epoch, set()
+        want = []
+        for i in ids:
+            want.append(i not in seen)
+            seen.add(i)
+        got = fw.keep(np.array(ids, dtype=np.int64), epoch)
+        assert got.tolist() == want
 
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

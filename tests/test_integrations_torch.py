@@ -134,11 +134,13 @@ def fake_gpu(monkeypatch: pytest.MonkeyPatch) -> list[FakeEvent]:
 
     events: list[FakeEvent] = []
 
-    def start_copy(outputs: Any, labels: Any, ids: Any, epoch: int, streams: Any) -> Any:
+    def start_copy(
+        outputs: Any, labels: Any, ids: Any, epoch: int, streams: Any, call: int = 0
+    ) -> Any:
         event = FakeEvent()
         events.append(event)
         host = [a.array.copy() if isinstance(a, OnGpu) else a for a in (outputs, labels, ids)]
-        return _device.Pending(event, host[0], host[1], host[2], epoch)
+        return _device.Pending(event, host[0], host[1], host[2], epoch, call)
 
     monkeypatch.setattr(_recorder, "torch_gpu_tensor", lambda obj: isinstance(obj, OnGpu))
     monkeypatch.setattr(_recorder, "start_copy", start_copy)
@@ -209,3 +211,30 @@ def test_batch_recorder_drops_repeats_first_wins(tmp_path: Path) -> None:
         BatchRecorder(tmp_path / "other").record(
             torch.zeros(2, 5, 3), torch.tensor([0, 1]), torch.tensor([0, 1]), 0, where="t"
         )
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_tensors_recorded_without_stalling_the_stream(tmp_path: Path) -> None:
+    """Real CUDA tensors: record() returns while the training stream is still busy (it queued
+    the copy on a side stream instead of waiting), and what is written equals the logits copied
+    by hand after the stream finished; bfloat16 logits are widened on the side stream."""
+    device = torch.device("cuda")
+    g = torch.Generator(device="cpu").manual_seed(0)
+    n, c, batch, epochs = 256, 5, 32, 2
+    labels = torch.randint(0, c, (n,), generator=g)
+    gathered = np.zeros((epochs, n, c), dtype=np.float32)
+    with fastcarto.Recorder(tmp_path / "cuda", kind="logits", n_examples=n) as rec:
+        for epoch in range(epochs):
+            order = torch.randperm(n, generator=g)
+            for start in range(0, n, batch):
+                idx = order[start : start + batch]
+                torch.cuda._sleep(20_000_000)  # keeps the stream busy for milliseconds
+                logits = torch.randn(len(idx), c, generator=g).to(device, non_blocking=True)
+                if epoch == 1:
+                    logits = logits.to(torch.bfloat16)
+                rec.record(logits, labels[idx].to(device), epoch=epoch, ids=idx.to(device))
+                assert not torch.cuda.current_stream().query(), "record waited for the stream"
+                gathered[epoch, idx.numpy()] = logits.float().cpu().numpy()
+            rec.end_epoch(epoch)
+    want = fastcarto.compute(gathered, labels.numpy(), kind="logits")
+    assert_maps_equal(fastcarto.compute(tmp_path / "cuda"), want, exact=True)

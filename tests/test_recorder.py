@@ -546,23 +546,90 @@ BAD_CALLS: list[tuple[str, tuple[Any, ...], type[BaseException], str]] = [
 ]
 
 
+@pytest.mark.parametrize("eager", [True, False], ids=["eager", "block"])
 @pytest.mark.parametrize(
     ("case", "args", "exc", "message"), BAD_CALLS, ids=[c[0] for c in BAD_CALLS]
 )
 def test_bad_record_calls(
-    tmp_path: Path, case: str, args: tuple[Any, ...], exc: type[BaseException], message: str
+    tmp_path: Path,
+    case: str,
+    args: tuple[Any, ...],
+    exc: type[BaseException],
+    message: str,
+    eager: bool,
 ) -> None:
-    with Recorder(tmp_path / "r", kind="logits") as rec:
+    with Recorder(tmp_path / "r", kind="logits", eager_checks=eager) as rec:
         first = np.array([5, 6, 7, 0])
         rec.record(OUT, LAB, epoch=0, ids=first)  # fixes 3 classes, int ids, float32
         rec.record(OUT[:1], LAB[:1], epoch=0, ids=np.array([9]))
+        kept = rec.rows_buffered + rec.rows_written
         before = (rec.rows_buffered, rec.rows_written)
         epoch, ids, outputs, labels = args
-        with pytest.raises(exc, match=message):
+        try:
             rec.record(outputs, labels, epoch=epoch, ids=ids)
-        assert (rec.rows_buffered, rec.rows_written) == before, "nothing was kept"
+        except exc as raised:  # at the call: always with eager_checks, else shapes and types
+            assert re.search(message, str(raised)), str(raised)
+            assert "record call" not in str(raised)
+            assert (rec.rows_buffered, rec.rows_written) == before, "nothing was kept"
+        else:
+            assert not eager, "eager checks raise at the call"
+            # Checked with its block: the error names the batch, the others are kept.
+            with pytest.raises(exc) as info:
+                rec.flush()
+            assert re.search(message, str(info.value)), str(info.value)
+            assert "in the batch of record call 2 of epoch 0" in str(info.value)
+            assert (rec.rows_buffered, rec.rows_written) == (0, kept)
         rec.record(OUT, LAB, epoch=1, ids=IDS)  # still usable
     assert read_back(tmp_path / "r").num_rows == 9
+
+
+def test_block_checks_keep_the_good_batches_and_name_the_bad_one(tmp_path: Path) -> None:
+    """A bad batch among good ones in one block: the error comes at end_epoch, names the first
+    bad batch (its call number in the epoch), every good batch is written once, and the
+    recording equals the eager one of the good batches."""
+    rng = np.random.default_rng(7)
+    n, batch, c = 600, 20, 4
+    labels = rng.integers(0, c, size=n)
+    bad = {3: "nan", 11: "dup"}  # call number -> what is wrong
+    good_rows: list[tuple[int, np.ndarray[Any, Any], np.ndarray[Any, Any]]] = []
+    with Recorder(tmp_path / "r", kind="logits", n_examples=n, accumulator=True) as rec:
+        for epoch in range(2):
+            order = rng.permutation(n)
+            for call, start in enumerate(range(0, n, batch)):
+                idx = order[start : start + batch]
+                out = rng.normal(size=(len(idx), c)).astype(np.float32)
+                if epoch == 1 and bad.get(call) == "nan":
+                    out[5, 2] = np.nan
+                elif epoch == 1 and bad.get(call) == "dup":
+                    idx = np.concatenate([idx[:-1], order[:1]])  # the epoch's first id again
+                else:
+                    good_rows.append((epoch, idx, out))
+                rec.record(torch_like(out), labels[idx], epoch=epoch, ids=idx)
+            if epoch == 0:
+                rec.end_epoch(epoch)
+                continue
+            with pytest.raises(NonFiniteError) as info:
+                rec.end_epoch(epoch)
+            assert "in the batch of record call 3 of epoch 1" in str(info.value)
+            assert rec.rows_buffered == 0  # the good rows were published anyway
+        live = rec.datamap().to_pandas()
+    table = read_back(tmp_path / "r")
+    assert table.num_rows == sum(len(i) for _, i, _ in good_rows)
+    with Recorder(tmp_path / "eager", kind="logits", eager_checks=True) as ref:
+        for epoch, idx, out in good_rows:
+            ref.record(out, labels[idx], epoch=epoch, ids=idx)
+    assert read_back(tmp_path / "eager").equals(table)
+    want = fastcarto.compute(tmp_path / "eager").to_pandas()
+    assert_maps_equal(live, want)
+
+
+def torch_like(array: np.ndarray[Any, Any]) -> Any:
+    """``array`` as a CPU torch tensor when torch is installed (the fast path reads it)."""
+    try:
+        import torch
+    except ImportError:
+        return array
+    return torch.from_numpy(array)
 
 
 def test_record_in_the_old_positional_order_is_a_clear_type_error(tmp_path: Path) -> None:
@@ -581,7 +648,7 @@ def test_record_in_the_old_positional_order_is_a_clear_type_error(tmp_path: Path
 
 
 def test_duplicates_across_calls_with_n_examples(tmp_path: Path) -> None:
-    with Recorder(tmp_path, kind="logits", n_examples=10, buffer_rows=2) as rec:
+    with Recorder(tmp_path, kind="logits", n_examples=10, buffer_rows=2, eager_checks=True) as rec:
         rec.record(np.zeros((3, 2)), np.array([0, 1, 0]), epoch=0, ids=np.array([3, 4, 5]))
         with pytest.raises(EpochOrderError, match=r"id 4 \(row 1 .* for epoch 0"):
             rec.record(
@@ -739,7 +806,7 @@ def test_live_accumulator_matches_compute_after_every_epoch(tmp_path: Path, kind
 
 def test_given_accumulator_and_its_errors(tmp_path: Path) -> None:
     acc = fastcarto.Accumulator(n_examples=4, n_classes=3, kind="logits")
-    rec = Recorder(tmp_path, kind="logits", accumulator=acc)
+    rec = Recorder(tmp_path, kind="logits", accumulator=acc, eager_checks=True)
     assert rec.accumulator is acc and rec.n_examples == 4 and rec.n_classes == 3
     rec.record(OUT, LAB, epoch=0, ids=IDS)
     # The accumulator's own checks apply too, and a refused call records nothing.

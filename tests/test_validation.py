@@ -120,7 +120,8 @@ def test_duplicate_across_accumulator_updates() -> None:
 
 @pytest.mark.parametrize("n_examples", [None, 10])
 def test_duplicate_in_recorder_batches(tmp_path: Path, n_examples: int | None) -> None:
-    with Recorder(tmp_path, kind="logits", n_examples=n_examples) as rec:
+    # Checked at each call (the default checks a block of rows at a time: test_recorder.py).
+    with Recorder(tmp_path, kind="logits", n_examples=n_examples, eager_checks=True) as rec:
         with pytest.raises(EpochOrderError, match=r"rows 0 and 2 of this batch.*epoch 1"):
             rec.record(np.zeros((3, 2)), np.array([0, 1, 0]), epoch=1, ids=np.array([4, 5, 4]))
         rec.record(np.zeros((2, 2)), np.array([0, 1]), epoch=1, ids=np.array([4, 5]))

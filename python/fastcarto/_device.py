@@ -40,6 +40,7 @@ class Pending:
     labels: Any
     ids: Any
     epoch: int
+    call: int = 0  # the batch's number among its epoch's record calls
 
 
 class CopyQueue:
@@ -76,7 +77,9 @@ def torch_gpu_tensor(obj: Any) -> bool:
     return bool(obj.is_cuda)
 
 
-def start_copy(outputs: Any, labels: Any, ids: Any, epoch: int, streams: dict[Any, Any]) -> Pending:
+def start_copy(
+    outputs: Any, labels: Any, ids: Any, epoch: int, streams: dict[Any, Any], call: int = 0
+) -> Pending:
     """Queues the copy of the GPU tensors among ``outputs``, ``labels`` and ``ids`` to pinned host
     memory on a side stream of their device (``streams`` caches one per device)."""
     import torch
@@ -106,4 +109,4 @@ def start_copy(outputs: Any, labels: Any, ids: Any, epoch: int, streams: dict[An
             hosts.append(host)
         event = torch.cuda.Event()
         event.record(side)
-    return Pending(event, hosts[0], hosts[1], hosts[2], epoch)
+    return Pending(event, hosts[0], hosts[1], hosts[2], epoch, call)

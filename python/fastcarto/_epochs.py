@@ -5,6 +5,7 @@ keeps one too. Also the mapping of a classifier's labels to class positions they
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -133,6 +134,27 @@ def boosting_map(
         sink.abort()
         raise
     return sink.finish()
+
+
+def accumulated(
+    total: npt.NDArray[np.float64],
+    ends: list[int],
+    predict_rounds: Callable[[int, int], Any],
+) -> Iterator[npt.NDArray[np.float64]]:
+    """The margins after each epoch: ``total`` (the margins before the first round) plus each
+    epoch's rounds ``[start, stop)``, predicted alone by ``predict_rounds(start, stop)`` and
+    added in float64, so no prefix is predicted from scratch."""
+    start = 0
+    for stop in ends:
+        total += predict_rounds(start, stop)
+        start = stop
+        yield total
+
+
+def fitted_classes(model: Any, n_class: int) -> npt.NDArray[Any]:
+    """A fitted classifier's ``classes_``; a bare booster's ``0..classes-1``."""
+    fitted = getattr(model, "classes_", None)
+    return np.asarray(fitted if fitted is not None else np.arange(max(n_class, 2)))
 
 
 def check_every(every: object) -> int:

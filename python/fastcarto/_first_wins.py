@@ -21,13 +21,16 @@ class FirstWins:
         self._epoch: int | None = None
         self._mask = np.zeros(0, dtype=bool)
         self._large = np.zeros(0, dtype=np.int64)
+        # For each id below the mask's size, the row it last had in a batch (finds repeats
+        # within a batch without sorting it).
+        self._row = np.zeros(0, dtype=np.int64)
 
     def keep(self, ids: Any, epoch: int) -> npt.NDArray[np.bool_]:
         """Which rows of a batch with these ids are first records in ``epoch`` (earlier rows of
         the batch before later ones); they are remembered as recorded."""
         if epoch != self._epoch:
             self._epoch = epoch
-            self._mask = np.zeros(0, dtype=bool)
+            self._mask.fill(False)
             self._large = np.zeros(0, dtype=np.int64)
         arr = np.asarray(ids)
         if arr.dtype.kind not in "iu" or arr.ndim != 1:
@@ -39,8 +42,13 @@ class FirstWins:
         keep = np.zeros(arr.shape[0], dtype=bool)
         if arr.size == 0:
             return keep
-        if arr.min() < 0:
-            raise ValueError(f"example ids must be non-negative, got {arr.min()}")
+        low, high = int(arr.min()), int(arr.max())
+        if low < 0:
+            raise ValueError(f"example ids must be non-negative, got {low}")
+        if high < self._mask.size:
+            fresh = self._fresh(arr)
+            if fresh is not None:
+                return fresh
         keep[np.unique(arr, return_index=True)[1]] = True  # first row of each id in the batch
         small = arr < _MASK_LIMIT
         top = int(arr[small].max()) + 1 if small.any() else 0
@@ -48,6 +56,7 @@ class FirstWins:
             grown = np.zeros(max(top, 2 * self._mask.size), dtype=bool)
             grown[: self._mask.size] = self._mask
             self._mask = grown
+            self._row = np.zeros(grown.size, dtype=np.int64)
         seen = np.zeros(arr.shape[0], dtype=bool)
         seen[small] = self._mask[arr[small]]
         if (~small).any():
@@ -57,6 +66,19 @@ class FirstWins:
         if (keep & ~small).any():
             self._large = np.union1d(self._large, arr[keep & ~small])
         return keep
+
+    def _fresh(self, arr: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_] | None:
+        """The common case, without sorting: every id below the mask's size, none seen before
+        in the epoch, none twice in the batch; then all rows are kept (and remembered). None
+        when that is not so (nothing is changed then)."""
+        if self._mask[arr].any():
+            return None
+        rows = np.arange(arr.shape[0])
+        self._row[arr] = rows
+        if not np.array_equal(self._row[arr], rows):
+            return None  # an id twice in the batch: its first row's entry was overwritten
+        self._mask[arr] = True
+        return np.ones(arr.shape[0], dtype=bool)
 
     def keep_across(self, ids_by_rank: list[Any], rank: int, epoch: int) -> npt.NDArray[np.bool_]:
         """For data-parallel ranks that each see every rank's ids of a step: the rows this rank

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,10 @@ IdType = Literal["int64", "string"]
 MODES = ("create", "append", "overwrite")
 ID_TYPES = ("int64", "string")
 DEFAULT_BUFFER_BYTES = 64 * 1024 * 1024
+# The block of rows checked at once (unless eager_checks): large enough that the engine's checks
+# and the writer run rarely, small enough to stay in cache-sized memory.
+BLOCK_ROWS = 32_768
+BLOCK_BYTES = 8 * 1024 * 1024
 # DLPack device types numpy can read: CPU, CUDA pinned host memory, ROCm host, CUDA managed.
 _HOST_DEVICES = (1, 3, 11, 13)
 _DEVICE_NAMES = {2: "CUDA", 4: "OpenCL", 7: "Vulkan", 8: "Metal", 10: "ROCm", 14: "oneAPI"}
@@ -80,6 +85,31 @@ class _Chunk:
         """A copy that shares no memory with the caller's arrays (Arrow strings are ours)."""
         ids = self.ids.copy() if isinstance(self.ids, np.ndarray) else self.ids
         return _Chunk(ids, self.labels.copy(), self.outputs.copy())
+
+
+@dataclass
+class _Stage:
+    """The block: rows of one epoch copied in by :meth:`Recorder.record`, not yet checked;
+    ``calls`` holds each batch's rows and its number among the epoch's calls."""
+
+    epoch: int
+    capacity: int
+    outputs: npt.NDArray[np.floating[Any]]
+    labels: npt.NDArray[np.int64]
+    ids: npt.NDArray[np.int64]
+    calls: list[tuple[int, int, int]]
+    rows: int = 0
+
+    @staticmethod
+    def empty(epoch: int, capacity: int, n_classes: int, float_dt: np.dtype[Any]) -> _Stage:
+        return _Stage(
+            epoch,
+            capacity,
+            np.empty((capacity, n_classes), dtype=float_dt),
+            np.empty(capacity, dtype=np.int64),
+            np.empty(capacity, dtype=np.int64),
+            [],
+        )
 
 
 class Recorder:
@@ -152,6 +182,14 @@ class Recorder:
         Refuse an id recorded twice in the current epoch (see :meth:`record`). Without
         ``n_examples`` this keeps the current epoch's ids in a set (about 10-20 bytes per
         integer id, plus the text of string ids).
+    eager_checks:
+        Check each :meth:`record` call's rows as it is made, so that a bad batch raises at its
+        own call. By default (``False``) integer-id batches are copied into a block of rows
+        and checked once per block (when it fills, at most ``BLOCK_ROWS`` rows, and at
+        :meth:`end_epoch`, :meth:`flush`, :meth:`close` and :meth:`datamap`), which removes
+        most of the fixed cost of a call; an error is then raised by that later call, names
+        the batch it came from (its epoch and its number among the epoch's calls), and only
+        that batch is left out.
 
     Examples
     --------
@@ -189,6 +227,7 @@ class Recorder:
         compression: Literal["lz4", "zstd"] | None = None,
         fsync: bool = True,
         check_duplicates: bool = True,
+        eager_checks: bool = False,
     ) -> None:
         check_choice("kind", kind, KINDS)
         check_choice("mode", mode, MODES)
@@ -223,6 +262,7 @@ class Recorder:
         self._shard = shard
         self._fsync = bool(fsync)
         self._check_duplicates = bool(check_duplicates)
+        self._eager = bool(eager_checks)
         self._write_options = pa.ipc.IpcWriteOptions(compression=compression)
 
         self._acc: Accumulator | None = None
@@ -252,6 +292,11 @@ class Recorder:
         self._buf_epoch: int | None = None
         self._buf_rows = 0
         self._buf_bytes = 0
+        # Rows recorded but not yet checked: one block of one epoch, filled call by call.
+        self._stage: _Stage | None = None
+        # Which call of its epoch a batch is (named by errors found later).
+        self._call_epoch: int | None = None
+        self._call_index = 0
         # The engine's checks of each batch; it remembers the current epoch's ids.
         self._checker = _core.BatchChecker(
             kind=self._kind, n_examples=self._n_examples, across_batches=self._check_duplicates
@@ -316,7 +361,7 @@ class Recorder:
     @property
     def rows_buffered(self) -> int:
         """Rows recorded but not yet published (lost if the process dies now)."""
-        return self._buf_rows
+        return self._buf_rows + (self._stage.rows if self._stage is not None else 0)
 
     @property
     def closed(self) -> bool:
@@ -324,7 +369,9 @@ class Recorder:
 
     @property
     def accumulator(self) -> Accumulator | None:
-        """The live accumulator (``accumulator=``), or None."""
+        """The live accumulator (``accumulator=``), or None. The rows of the block being filled
+        reach it when the block is checked (:meth:`datamap`, :meth:`end_epoch` and
+        :meth:`flush` check it first)."""
         return self._acc
 
     def record(
@@ -363,12 +410,15 @@ class Recorder:
             Shape ``(rows,)``: integer ids (int64 range; ``[0, n_examples)`` when
             ``n_examples`` is set) or strings, the same type in every call.
 
-        Every row is checked before anything is kept: shapes, dtypes, a class count that
-        matches earlier calls, finite outputs, probabilities that lie in [0, 1] and sum to 1
+        Every row is checked before it is kept: shapes, dtypes and a class count that matches
+        earlier calls at the call; finite outputs, probabilities that lie in [0, 1] and sum to 1
         (``kind="probs"``), labels in range, and ids not seen before in this epoch (within the
-        call, and across the epoch's calls while ``check_duplicates`` is on). A call that raises
-        records nothing. Labels that change between epochs, and duplicates across separate runs
-        of an epoch, are found by the reader (or by the live accumulator).
+        call, and across the epoch's calls while ``check_duplicates`` is on) by the engine,
+        once per block of rows (see ``eager_checks``): a batch that fails is not recorded, and
+        its error names it (its epoch and its number among the epoch's calls); a call that
+        raises at the call records nothing. Labels that change between epochs, and duplicates
+        across separate runs of an epoch, are found by the reader (or by the live
+        accumulator).
         """
         # `epoch` and `ids` default to None only so that a positional call in the order
         # record(epoch, ids, outputs, labels) gets this message rather than Python's
@@ -385,26 +435,62 @@ class Recorder:
                 )
             )
         self._check_open()
-        epoch = check_epoch(epoch)
-        if torch_gpu_tensor(outputs) or torch_gpu_tensor(labels) or torch_gpu_tensor(ids):
-            # Copied off the GPU without stalling training; recorded once the copy is done.
-            self._record_copied(wait=False)
-            self._copies.push(start_copy(outputs, labels, ids, epoch, self._streams))
-            return
+        if type(epoch) is not int or not 0 <= epoch < 2**32 - 1:
+            epoch = check_epoch(epoch)
+        if epoch != self._call_epoch:
+            self._call_epoch, self._call_index = epoch, 0
+        call = self._call_index
+        self._call_index += 1
+        o, lab, i = _fast_host(outputs), _fast_host(labels), _fast_host(ids)
+        if o is None or lab is None or i is None:
+            if torch_gpu_tensor(outputs) or torch_gpu_tensor(labels) or torch_gpu_tensor(ids):
+                # Copied off the GPU without stalling training; recorded once the copy is done.
+                self._record_copied(wait=False)
+                self._copies.push(start_copy(outputs, labels, ids, epoch, self._streams, call))
+                return
+            o, lab, i = outputs, labels, ids
         if len(self._copies):
             self._record_copied(wait=True)  # a host batch keeps its place after GPU ones
-        self._record_host(outputs, labels, epoch, ids)
+        self._record_host(o, lab, epoch, i, call)
 
     def _record_copied(self, *, wait: bool) -> None:
         """Records the GPU batches whose copies to the host are complete (all, with ``wait``)."""
         for item in self._copies.ready(wait=wait):
-            self._record_host(item.outputs, item.labels, item.epoch, item.ids)
+            self._record_host(item.outputs, item.labels, item.epoch, item.ids, item.call)
 
-    def _record_host(self, outputs: Any, labels: Any, epoch: int, ids: Any) -> None:
+    def _record_host(self, outputs: Any, labels: Any, epoch: int, ids: Any, call: int) -> None:
+        if not self._eager and self._schema is not None and self._id_type == "int64":
+            simple = _simple_batch(outputs, labels, ids, self._n_classes)
+            if simple and self._stage_rows(outputs, labels, ids, epoch, call):
+                return
         arr, n_classes, float_dt = self._outputs(outputs)
         rows = arr.shape[0]
         lab = self._labels(labels, rows, n_classes)
         id_arr, id_type = self._ids(ids, rows)
+        if (
+            not self._eager
+            and self._schema is not None
+            and id_type == "int64"
+            and rows
+            and self._stage_rows(arr, lab, id_arr, epoch, call)
+        ):
+            return
+        # Checked at this call: the first batch (it fixes the recording's types), string ids,
+        # empty batches, batches larger than a block, and everything with eager_checks.
+        self._commit_stage()
+        self._record_now(arr, lab, id_arr, id_type, n_classes, float_dt, epoch)
+
+    def _record_now(
+        self,
+        arr: npt.NDArray[np.floating[Any]],
+        lab: npt.NDArray[np.int64],
+        id_arr: npt.NDArray[np.int64] | pa.Array,
+        id_type: str,
+        n_classes: int,
+        float_dt: np.dtype[Any],
+        epoch: int,
+    ) -> None:
+        rows = arr.shape[0]
         # Finite outputs, probabilities, label range, ids in range and not seen this epoch.
         self._checker.check(arr, lab, id_arr, epoch=epoch)
 
@@ -432,6 +518,84 @@ class Recorder:
         if rows:
             self._buffer(epoch, _Chunk(id_arr, lab, arr))
 
+    # ----------------------------------------------------------------------------------------
+    # the block of unchecked rows
+
+    def _stage_rows(self, outputs: Any, labels: Any, ids: Any, epoch: int, call: int) -> bool:
+        """Copies a batch of integer ids into the block (numpy arrays of the recording's
+        shape; the copy converts their dtypes); False when it is larger than a block."""
+        rows = int(outputs.shape[0])
+        stage = self._stage
+        if stage is not None and (stage.epoch != epoch or stage.rows + rows > stage.capacity):
+            self._commit_stage()
+            stage = None
+        if stage is None:
+            assert self._float is not None and self._n_classes is not None
+            if self._buf_epoch is not None and self._buf_epoch != epoch:
+                self._flush()  # a new epoch publishes the previous one's rows
+            row_bytes = 16 + self._n_classes * self._float.itemsize
+            capacity = min(BLOCK_ROWS, BLOCK_BYTES // row_bytes, self._room(row_bytes))
+            if rows > capacity:
+                return False
+            stage = self._stage = _Stage.empty(epoch, capacity, self._n_classes, self._float)
+        start = stage.rows
+        stop = start + rows
+        stage.outputs[start:stop] = outputs
+        stage.labels[start:stop] = labels
+        stage.ids[start:stop] = ids
+        stage.calls.append((start, stop, call))
+        stage.rows = stop
+        if stop == stage.capacity:
+            self._commit_stage()
+        return True
+
+    def _commit_stage(self) -> None:
+        """Checks the block's rows and buffers them. A bad batch is left out and its error is
+        raised, naming the batch, after the block's other batches were kept."""
+        stage = self._stage
+        if stage is None or not stage.rows:
+            self._stage = None
+            return
+        n, epoch = stage.rows, stage.epoch
+        if self._buf_epoch is not None and self._buf_epoch != epoch:
+            self._flush()  # the previous epoch's rows (on an error the block stays)
+        self._stage = None
+        out, lab, ids = stage.outputs[:n], stage.labels[:n], stage.ids[:n]
+        try:
+            self._admit(out, lab, ids, epoch)
+        except Exception:
+            pass
+        else:
+            self._buffer(epoch, _Chunk(ids, lab, out), owned=True)
+            return
+        # One batch or more is bad: find them, keeping the others, in order.
+        error: tuple[Exception, int] | None = None
+        for start, stop, call in stage.calls:
+            try:
+                self._admit(out[start:stop], lab[start:stop], ids[start:stop], epoch)
+            except Exception as exc:
+                if error is None:
+                    error = (exc, call)
+                continue
+            piece = _Chunk(ids[start:stop], lab[start:stop], out[start:stop])
+            self._buffer(epoch, piece, owned=True)
+        if error is not None:
+            raise _named(error[0], epoch, error[1])
+
+    def _admit(
+        self,
+        out: npt.NDArray[np.floating[Any]],
+        lab: npt.NDArray[np.int64],
+        ids: npt.NDArray[np.int64],
+        epoch: int,
+    ) -> None:
+        """Checks rows of one epoch and takes them into the accumulator and the epoch's ids;
+        changes nothing when it raises."""
+        self._checker.check(out, lab, ids, epoch=epoch)
+        if self._acc is not None:
+            self._acc.update(out, lab, epoch=epoch, ids=ids)
+        self._checker.add(ids, epoch=epoch)
+
     def end_epoch(self, epoch: int | None = None) -> None:
         """Publishes the buffered rows: call after an epoch's last :meth:`record`.
 
@@ -442,17 +606,22 @@ class Recorder:
         self._record_copied(wait=True)
         if epoch is not None:
             epoch = check_epoch(epoch)
-            if self._buf_epoch is not None and self._buf_epoch != epoch:
-                raise ValueError(
-                    f"end_epoch({epoch}) but the buffered rows are of epoch {self._buf_epoch}"
-                )
-        self._flush()
+            pending = self._stage.epoch if self._stage is not None else self._buf_epoch
+            if pending is not None and pending != epoch:
+                raise ValueError(f"end_epoch({epoch}) but the buffered rows are of epoch {pending}")
+        try:
+            self._commit_stage()
+        finally:
+            self._flush()  # the good rows, even when a batch of the block was bad
 
     def flush(self) -> None:
         """Publishes the buffered rows as a segment now (nothing happens when none are)."""
         self._check_open()
         self._record_copied(wait=True)
-        self._flush()
+        try:
+            self._commit_stage()
+        finally:
+            self._flush()
 
     def close(self) -> None:
         """Publishes the buffered rows and closes the recorder (calling it again does nothing)."""
@@ -462,9 +631,12 @@ class Recorder:
             self._record_copied(wait=True)
         finally:
             try:
-                self._flush()
+                self._commit_stage()
             finally:
-                self._closed = True
+                try:
+                    self._flush()
+                finally:
+                    self._closed = True
 
     def datamap(self, *, ddof: int = 0) -> DataMap:
         """The map of everything recorded so far, from the live accumulator (no reading)."""
@@ -476,6 +648,8 @@ class Recorder:
                 "(and n_examples=), or read the directory back with fastcarto.compute"
             )
         check_ddof(ddof)
+        if not self._closed:
+            self._commit_stage()
         return self._acc.finalize(ddof=ddof)
 
     def __reduce__(self) -> Any:
@@ -505,8 +679,8 @@ class Recorder:
         state = "closed" if self._closed else "open"
         n = len(self._segments)
         status = f"{state}, {n} segment{'s' if n != 1 else ''}, {self._rows_written:,} rows written"
-        if self._buf_rows:
-            status += f", {self._buf_rows:,} buffered"
+        if self.rows_buffered:
+            status += f", {self.rows_buffered:,} buffered"
         return f"Recorder({', '.join(parts)}; {status})"
 
     # ----------------------------------------------------------------------------------------
@@ -716,8 +890,9 @@ class Recorder:
     # ----------------------------------------------------------------------------------------
     # buffering and publishing
 
-    def _buffer(self, epoch: int, chunk: _Chunk) -> None:
-        """Adds ``chunk`` (possibly views of the caller's arrays), publishing full buffers."""
+    def _buffer(self, epoch: int, chunk: _Chunk, *, owned: bool = False) -> None:
+        """Adds ``chunk`` (views of the caller's arrays unless ``owned``), publishing full
+        buffers."""
         n = len(chunk)
         row_bytes = chunk.nbytes / n
         start = 0
@@ -740,7 +915,7 @@ class Recorder:
             if self._room(row_bytes) <= 0:
                 self._flush()
                 borrowed = False
-        if borrowed:
+        if borrowed and not owned:
             # The caller may reuse its arrays once we return: keep a copy of what stays.
             self._chunks[-1] = self._chunks[-1].owned()
 
@@ -811,6 +986,56 @@ def _check_positive(
 ) -> None:
     if not (optional and value is None):
         check_positive(name, value, most=most)
+
+
+def _fast_host(obj: Any) -> Any:
+    """A numpy array as it is, a CPU torch tensor's numpy view, else None (the general path)."""
+    if type(obj) is np.ndarray:
+        return obj
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(obj, torch.Tensor) and obj.is_cpu:
+        try:
+            return (obj.detach() if obj.requires_grad else obj).numpy()
+        except (TypeError, RuntimeError):  # bfloat16, conjugate or negative views, sparse
+            return None
+    return None
+
+
+def _simple_batch(outputs: Any, labels: Any, ids: Any, n_classes: int | None) -> bool:
+    """Whether a batch's arrays need no conversion beyond a dtype cast into the block: 2-D
+    floats of the recording's class count, and 1-D signed (or small unsigned) integers."""
+    if not (type(outputs) is np.ndarray and type(labels) is np.ndarray and type(ids) is np.ndarray):
+        return False
+    rows = outputs.shape[0]
+    return (
+        outputs.ndim == 2
+        and outputs.shape[1] == n_classes
+        and outputs.dtype.kind == "f"
+        and outputs.dtype.itemsize in (2, 4, 8)
+        and rows > 0
+        and labels.shape == (rows,)
+        and ids.shape == (rows,)
+        and labels.dtype.kind in "iu"
+        and ids.dtype.kind in "iu"
+        and labels.dtype != np.uint64  # could wrap to negative in the int64 copy
+        and ids.dtype != np.uint64
+    )
+
+
+def _named(exc: Exception, epoch: int, call: int) -> Exception:
+    """``exc`` (a batch's check error) with the batch it came from in its message."""
+    # No semicolon: the engine's hints follow one, and this names the batch only.
+    message = (
+        f"{exc} (in the batch of record call {call} of epoch {epoch}, counting from 0: batches "
+        "are checked a block of rows at a time, so a later call raises this. That batch was "
+        "not recorded, the others were. eager_checks=True raises at the call itself)"
+    )
+    try:
+        named = type(exc)(message)
+    except Exception:
+        return exc
+    named.__cause__ = exc
+    return named
 
 
 def _host_array(obj: Any, what: str) -> npt.NDArray[Any]:

@@ -12,14 +12,20 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from ._datamap import DataMap
-from ._epochs import boosting_map, check_every, check_features, epoch_ends, n_rows
+from ._epochs import (
+    accumulated,
+    boosting_map,
+    check_every,
+    check_features,
+    epoch_ends,
+    fitted_classes,
+    n_rows,
+)
 from ._recorder import Mode
 
 __all__ = ["datamap"]
@@ -74,26 +80,20 @@ def datamap(
     if n_rounds == 0:
         raise ValueError("the booster has no boosting rounds: train it first")
     n_class = booster.num_model_per_iteration()
-    fitted = getattr(model, "classes_", None)
-    classes: npt.NDArray[Any] = np.asarray(
-        fitted if fitted is not None else np.arange(max(n_class, 2))
-    )
+    classes = fitted_classes(model, n_class)
     check_features(booster.num_feature(), X, "the booster")
     n = n_rows(X)
     ends = epoch_ends(n_rounds, every)
 
-    def stages() -> Iterator[npt.NDArray[np.float64]]:
-        total = np.zeros((n, n_class) if n_class > 1 else (n,), dtype=np.float64)
-        start = 0
-        for stop in ends:
-            total += booster.predict(
-                X, start_iteration=start, num_iteration=stop - start, raw_score=True
-            )
-            start = stop
-            yield total
-
+    stages = accumulated(
+        np.zeros((n, n_class) if n_class > 1 else (n,), dtype=np.float64),
+        ends,
+        lambda start, stop: booster.predict(
+            X, start_iteration=start, num_iteration=stop - start, raw_score=True
+        ),
+    )
     return boosting_map(
-        stages(),
+        stages,
         y=y,
         classes=classes,
         n_examples=n,

@@ -20,7 +20,15 @@ import numpy as np
 import numpy.typing as npt
 
 from ._datamap import DataMap
-from ._epochs import boosting_map, check_every, check_features, epoch_ends, n_rows
+from ._epochs import (
+    accumulated,
+    boosting_map,
+    check_every,
+    check_features,
+    epoch_ends,
+    fitted_classes,
+    n_rows,
+)
 from ._recorder import Mode
 
 __all__ = ["datamap"]
@@ -79,11 +87,7 @@ def datamap(
     if n_rounds == 0:
         raise ValueError("the booster has no boosting rounds: train it first")
     n_class = int(config["learner"]["learner_model_param"].get("num_class", "0"))
-    classes: npt.NDArray[Any] = np.asarray(
-        getattr(model, "classes_", None)
-        if getattr(model, "classes_", None) is not None
-        else np.arange(max(n_class, 2))
-    )
+    classes = fitted_classes(model, n_class)
     if isinstance(X, xgb.DMatrix):
         raise TypeError("pass X as an array or DataFrame (fastcarto builds the DMatrix)")
     check_features(booster.num_features(), X, "the booster")
@@ -105,11 +109,13 @@ def datamap(
                 f"XGBoost could not predict rounds of this booster ({exc}); "
                 "fastcarto.xgboost.datamap needs tree boosters (not gblinear)"
             ) from exc
-        start = 0
-        for stop in ends:
-            total += booster.predict(trees_only, output_margin=True, iteration_range=(start, stop))
-            start = stop
-            yield total
+        yield from accumulated(
+            total,
+            ends,
+            lambda start, stop: booster.predict(
+                trees_only, output_margin=True, iteration_range=(start, stop)
+            ),
+        )
 
     return boosting_map(
         stages(),
