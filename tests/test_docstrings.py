@@ -18,11 +18,13 @@ framework integrations and ``fastcarto.dask``; for each public class, its public
   Keras callback's ``on_epoch_end``): a summary; the framework calls it, the class example shows it.
 
 A module whose framework is not installed is skipped; ``fastcarto.dask`` is skipped only while
-it does not exist.
+it does not exist. Classes compiled in ``fastcarto._core`` keep their docstrings in the Rust
+binding; pytest's doctest collection does not see them, so their examples run here.
 """
 
 from __future__ import annotations
 
+import doctest
 import importlib
 import inspect
 import os
@@ -48,6 +50,15 @@ MODULES = [
 
 # A mixin's hooks are those of the framework class it is mixed into.
 MIXIN_BASES = {"fastcarto.hf.DynamicsMixin": ("transformers", "Trainer")}
+
+# Documentation not written yet, with why: each entry must still fail the checks (remove it
+# once it passes), so the list cannot go stale.
+PENDING = {
+    "fastcarto.datamodels.DatamodelStats": (
+        "its docstrings are the doc comments of rust/fastcarto-py/src/datamodels.rs, which "
+        "the datamodels solver work changes at the same time; they follow once it is merged"
+    ),
+}
 
 SECTION = re.compile(r"^(\S[^\n]*)\n-{3,}\s*$", re.MULTILINE)
 
@@ -179,12 +190,39 @@ def problems(qual: str, kind: str, obj: Any) -> list[str]:
     return out
 
 
+def _pending(qual: str) -> bool:
+    return any(qual == name or qual.startswith(name + ".") for name in PENDING)
+
+
 @pytest.mark.parametrize("module_name", MODULES)
 def test_public_api_is_documented(module_name: str) -> None:
     api = list(public_api(module_name))
     assert api, f"{module_name} exports nothing"
-    missing = [p for qual, kind, obj in api for p in problems(qual, kind, obj)]
+    missing = [
+        p for qual, kind, obj in api if not _pending(qual) for p in problems(qual, kind, obj)
+    ]
     assert not missing, "\n".join(missing)
+
+
+@pytest.mark.parametrize("name", sorted(PENDING))
+def test_pending_entries_are_still_pending(name: str) -> None:
+    module = name.rsplit(".", 1)[0]
+    api = [(q, k, o) for q, k, o in public_api(module) if q == name or q.startswith(name + ".")]
+    assert api, f"{name} is no longer public: remove it from PENDING"
+    assert any(problems(*entry) for entry in api), f"{name} is documented: remove it from PENDING"
+
+
+@pytest.mark.parametrize("module_name", ["fastcarto", "fastcarto.datamodels"])
+def test_examples_of_compiled_classes_run(module_name: str) -> None:
+    module = _import(module_name)
+    finder, runner = doctest.DocTestFinder(), doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    for name in module.__all__:
+        obj = getattr(module, name)
+        if getattr(obj, "__module__", None) != "fastcarto._core":
+            continue
+        for test in finder.find(obj, name, globs={}):
+            runner.run(test)
+    assert not runner.failures, f"{runner.failures} compiled-class examples failed (see above)"
 
 
 def test_checker_catches_a_stale_parameter() -> None:
