@@ -24,12 +24,15 @@ binding; pytest's doctest collection does not see them, so their examples run he
 
 from __future__ import annotations
 
+import ast
 import doctest
+import functools
 import importlib
 import inspect
 import os
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -102,8 +105,26 @@ def signature_names(func: Any) -> set[str]:
     return {p for p in sig.parameters if p not in ("self", "cls")}
 
 
+@functools.cache
+def stub_returns() -> dict[str, str]:
+    """Return annotations in ``_core.pyi`` by qualified name: compiled functions have none."""
+    import fastcarto
+
+    tree = ast.parse(Path(fastcarto.__file__).with_name("_core.pyi").read_text(encoding="utf-8"))
+    out = {}
+    for node in tree.body:
+        children = node.body if isinstance(node, ast.ClassDef) else [node]
+        prefix = f"{node.name}." if isinstance(node, ast.ClassDef) else ""
+        for child in children:
+            if isinstance(child, ast.FunctionDef) and child.returns is not None:
+                out[prefix + child.name] = ast.unparse(child.returns)
+    return out
+
+
 def returns_none(func: Any) -> bool:
     annotation = inspect.signature(func).return_annotation
+    if annotation is inspect.Signature.empty:
+        annotation = stub_returns().get(getattr(func, "__qualname__", ""), annotation)
     return annotation in (None, "None", type(None))
 
 
@@ -126,7 +147,12 @@ def _members(cls: type) -> Iterator[tuple[str, Any]]:
             if name.startswith("_") or name in seen:
                 continue
             seen.add(name)
-            if isinstance(raw, property) or callable(raw) or isinstance(raw, classmethod):
+            if (
+                isinstance(raw, property)
+                or inspect.isgetsetdescriptor(raw)
+                or callable(raw)
+                or isinstance(raw, classmethod)
+            ):
                 yield name, raw
 
 
@@ -143,7 +169,7 @@ def public_api(module_name: str) -> Iterator[tuple[str, str, Any]]:
             yield qual, "class", obj
             hooks = _hooks(qual, obj)
             for member, raw in _members(obj):
-                if isinstance(raw, property):
+                if isinstance(raw, property) or inspect.isgetsetdescriptor(raw):
                     yield f"{qual}.{member}", "property", raw
                 elif member in hooks:
                     yield f"{qual}.{member}", "hook", getattr(obj, member)
