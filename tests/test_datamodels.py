@@ -249,6 +249,24 @@ def test_subsets_train_resume_and_feed_fit(tmp_path):
         fdm.Subsets(LogisticRegression(), X, y, X[:7], y[:7], n_models=13, out=tmp_path).run()
 
 
+def test_subsets_margins_stay_finite_when_a_probability_is_zero(tmp_path):
+    from sklearn.naive_bayes import GaussianNB
+
+    # Far-apart classes: GaussianNB gives the other class probability exactly 0.
+    X = np.r_[np.arange(5.0), 100 + np.arange(5.0)][:, None]
+    y = (np.arange(10) >= 5).astype(int)
+    t = [0, 9]
+    assert (GaussianNB().fit(X, y).predict_proba(X[t]) == 0).any()
+    masks, outputs = fdm.Subsets(GaussianNB(), X, y, X[t], y[t], n_models=3, out=tmp_path).run()
+    out = np.asarray(outputs)
+    assert np.isfinite(out).all()
+    for m, row in zip(np.asarray(masks), out, strict=True):
+        est = GaussianNB().fit(X[m], y[m])
+        logp = np.log(np.maximum(est.predict_proba(X[t]), np.finfo(np.float64).tiny))
+        want = logp[[0, 1], y[t]] - logp[[0, 1], 1 - y[t]]
+        np.testing.assert_allclose(row, want, rtol=1e-6)
+
+
 def test_command_line_fit_and_explain(tmp_path, capsys):
     from fastcarto import cli
 

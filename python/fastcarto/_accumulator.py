@@ -104,22 +104,27 @@ class Accumulator:
 
     @property
     def n_examples(self) -> int:
+        """The number of examples (rows of the map)."""
         return self._state.n_examples
 
     @property
     def n_classes(self) -> int:
+        """The number of output columns (classes)."""
         return self._state.n_classes
 
     @property
     def kind(self) -> str:
+        """``"logits"`` or ``"probs"``, as declared."""
         return self._state.kind
 
     @property
     def multilabel(self) -> bool:
+        """Whether outputs are independent per-class sigmoids (metrics per example and class)."""
         return self._state.multilabel
 
     @property
     def compat(self) -> str | None:
+        """The published convention :meth:`finalize` follows, or None for fastcarto's own."""
         return self._compat
 
     @property
@@ -146,8 +151,48 @@ class Accumulator:
         the same order. The update is all-or-nothing: after an error the accumulator is
         unchanged.
 
-        ``index=`` is the former name of ``ids=``, accepted with a ``DeprecationWarning`` for
-        one release.
+        Parameters
+        ----------
+        outputs:
+            Logits or probabilities (as declared by ``kind``), ``(rows, n_classes)``.
+        labels:
+            Gold labels, one integer per row, or ``(rows, n_classes)`` 0/1 targets when
+            ``multilabel``.
+        epoch:
+            The epoch these outputs belong to; required with ``ids``.
+        ids:
+            The rows' example positions in ``0..n_examples`` (minibatches).
+        index:
+            The former name of ``ids=``, accepted with a ``DeprecationWarning`` for one
+            release.
+
+        Raises
+        ------
+        ValueError
+            Outputs of the wrong shape, a multi-label mismatch, ``ids`` without ``epoch``.
+        fastcarto.LabelError
+            A label out of range, or one that changes between epochs (unless
+            ``compat="aum"``).
+        fastcarto.NonFiniteError
+            A NaN or infinite output with ``nan_policy="raise"``.
+        fastcarto.EpochOrderError
+            An epoch an example has already seen.
+        fastcarto.InvalidProbabilitiesError
+            ``kind="probs"`` outputs outside [0, 1] or not summing to 1.
+
+        Warns
+        -----
+        fastcarto.KindWarning
+            The first update's ``kind="logits"`` outputs look like probabilities.
+
+        Examples
+        --------
+        >>> import numpy as np, fastcarto
+        >>> acc = fastcarto.Accumulator(n_examples=3, n_classes=2, kind="probs")
+        >>> acc.update(np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]]), [0, 1, 1])
+        >>> acc.update(np.array([[0.3, 0.7]]), [1], epoch=1, ids=[2])
+        >>> acc.last_epoch
+        1
         """
         if index is not None:
             if ids is not None:
@@ -199,6 +244,33 @@ class Accumulator:
 
         ``other`` covers the same examples: other epochs (that neither overlap nor interleave
         with this one's, per example), or other examples.
+
+        Parameters
+        ----------
+        other:
+            Another accumulator of the same examples, classes and kind; left unchanged.
+
+        Raises
+        ------
+        TypeError
+            ``other`` is not an :class:`Accumulator`.
+        fastcarto.IncompatibleStateError
+            A different number of examples or classes, or another kind.
+        fastcarto.InterleavedEpochsError
+            An example's epochs in the two interleave (forgetting depends on order).
+        fastcarto.EpochOrderError
+            An example has the same epoch in both.
+
+        Examples
+        --------
+        >>> import numpy as np, fastcarto
+        >>> first = fastcarto.Accumulator(2, 2, kind="probs")
+        >>> second = fastcarto.Accumulator(2, 2, kind="probs")
+        >>> first.update(np.array([[0.9, 0.1], [0.4, 0.6]]), [0, 1], epoch=0)
+        >>> second.update(np.array([[0.8, 0.2], [0.3, 0.7]]), [0, 1], epoch=1)
+        >>> first.merge(second)
+        >>> first.finalize().to_pandas()["n_epochs"].tolist()
+        [2, 2]
         """
         if not isinstance(other, Accumulator):
             raise TypeError(f"can only merge another Accumulator, got {type(other).__name__}")
@@ -208,13 +280,48 @@ class Accumulator:
         self._state.merge(state)
 
     def finalize(self, *, ddof: int = 0) -> DataMap:
-        """The data map of everything seen so far (the accumulator stays usable)."""
+        """The data map of everything seen so far (the accumulator stays usable).
+
+        Parameters
+        ----------
+        ddof:
+            Delta degrees of freedom of the variability (0: the population standard deviation
+            of Swayamdipta et al.; 1: the sample one).
+
+        Returns
+        -------
+        DataMap
+            One row per example, the columns of :func:`fastcarto.compute`.
+
+        Examples
+        --------
+        >>> import numpy as np, fastcarto
+        >>> acc = fastcarto.Accumulator(2, 2, kind="probs")
+        >>> acc.update(np.array([[0.9, 0.1], [0.4, 0.6]]), [0, 1])
+        >>> acc.update(np.array([[0.7, 0.3], [0.2, 0.8]]), [0, 1])
+        >>> acc.finalize().to_pandas()["confidence"].round(2).tolist()
+        [0.8, 0.7]
+        """
         check_ddof(ddof)
         table = self._state.finalize(compat=self._compat, ddof=int(ddof))
         return DataMap(table, kind=self.kind, compat=self._compat)
 
     def to_arrow(self) -> pa.RecordBatch:
-        """The raw per-example state as an Arrow record batch (see :meth:`from_arrow`)."""
+        """The raw per-example state as an Arrow record batch (see :meth:`from_arrow`).
+
+        Returns
+        -------
+        pyarrow.RecordBatch
+            One row per example: its running sums and counts, versioned.
+
+        Examples
+        --------
+        >>> import numpy as np, fastcarto
+        >>> acc = fastcarto.Accumulator(2, 2, kind="probs")
+        >>> acc.update(np.array([[0.9, 0.1], [0.4, 0.6]]), [0, 1])
+        >>> acc.to_arrow().num_rows
+        2
+        """
         return self._state.to_arrow()
 
     @classmethod
@@ -230,6 +337,34 @@ class Accumulator:
 
         ``compat`` applies from now on, as in the constructor (``"aum"`` accepts labels that
         change between updates).
+
+        Parameters
+        ----------
+        data:
+            A ``pyarrow.RecordBatch`` or anything speaking the Arrow PyCapsule interface.
+        compat, nan_policy, threads:
+            As in the constructor.
+
+        Returns
+        -------
+        Accumulator
+            The same state, ready for more updates.
+
+        Raises
+        ------
+        fastcarto.FastcartoError
+            Not a state :meth:`to_arrow` wrote, of a version this release cannot read, or
+            with inconsistent counts.
+
+        Examples
+        --------
+        >>> import numpy as np, fastcarto
+        >>> acc = fastcarto.Accumulator(2, 2, kind="probs")
+        >>> acc.update(np.array([[0.9, 0.1], [0.4, 0.6]]), [0, 1])
+        >>> again = fastcarto.Accumulator.from_arrow(acc.to_arrow())
+        >>> again.update(np.array([[0.7, 0.3], [0.2, 0.8]]), [0, 1])
+        >>> again.last_epoch
+        1
         """
         check_choice("compat", compat, COMPATS, optional=True)
         check_choice("nan_policy", nan_policy, NAN_POLICIES)

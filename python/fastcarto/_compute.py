@@ -104,6 +104,39 @@ def compute(
         first_learned, stable_from, aum, threshold_closeness, el2n, loss, entropy, final_pred,
         n_epochs`` (see ``docs/metrics.md`` for every formula).
 
+    Raises
+    ------
+    TypeError, ValueError
+        Arguments of the wrong type, shape or value (an unknown ``kind`` or ``compat``, no
+        ``kind`` for an array, labels of another length).
+    FileNotFoundError
+        A path that does not exist.
+    fastcarto.FileFormatError
+        A file fastcarto cannot read (corrupt, truncated, or of another format).
+    fastcarto.EmptyInputError
+        A glob that matches no file, no epochs selected, or no examples.
+    fastcarto.LabelError
+        A label out of range, or one that changes between epochs (except ``compat="aum"``).
+    fastcarto.NonFiniteError
+        A NaN or infinite output with ``nan_policy="raise"``.
+    fastcarto.InvalidProbabilitiesError
+        ``kind="probs"`` rows outside [0, 1] or not summing to 1.
+    fastcarto.EpochOrderError
+        A long table with an (epoch, id) pair twice.
+    fastcarto.FastcartoError
+        ``require_complete`` and an example missing some epochs (and the other engine
+        errors: every class above derives from it).
+
+    Warns
+    -----
+    fastcarto.KindWarning
+        ``kind="logits"`` outputs that look like probabilities.
+
+    See Also
+    --------
+    Accumulator : the same map, built one batch at a time.
+    Recorder : writes the long table from a training loop.
+
     Examples
     --------
     >>> import numpy as np, fastcarto

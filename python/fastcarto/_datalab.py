@@ -130,6 +130,7 @@ class Datalab:
 
     @property
     def has_labels(self) -> bool:
+        """Whether the data has a label column (``label_name`` was given)."""
         return self._labels is not None
 
     @property
@@ -207,6 +208,25 @@ class Datalab:
             Training dynamics: a :class:`fastcarto.DataMap` aligned with the rows (or with an
             ``id`` column numbering them), or a source :func:`fastcarto.compute` reads on its
             own (a ``Recorder`` run, a long table). Label issues then come from the dynamics.
+
+        Raises
+        ------
+        TypeError
+            ``issue_types`` is not a dict of dicts.
+        ValueError
+            An unknown issue type or parameter, a type that cannot run on the inputs given,
+            no type that can run at all, or inputs whose number of rows differs from the
+            data's.
+
+        Examples
+        --------
+        >>> import numpy as np, fastcarto
+        >>> X = np.random.default_rng(0).normal(size=(40, 2))
+        >>> X[3] = np.nan
+        >>> lab = fastcarto.Datalab(data={"y": ["a", "b"] * 20}, label_name="y", verbosity=0)
+        >>> lab.find_issues(features=X, issue_types={"null": {}})
+        >>> int(lab.issues["is_null_issue"].sum())
+        1
         """
         if issue_types is not None and not isinstance(issue_types, Mapping):
             raise TypeError(
@@ -301,7 +321,37 @@ class Datalab:
         """Per-example results: every type's ``is_<type>_issue`` and ``<type>_score``, or one
         type's columns with its extra ones (``label``: ``given_label``, ``predicted_label``;
         ``near_duplicate``: ``near_duplicate_sets``, ``distance_to_nearest_neighbor``;
-        ``class_imbalance``: ``given_label``), as cleanlab returns them."""
+        ``class_imbalance``: ``given_label``), as cleanlab returns them.
+
+        Parameters
+        ----------
+        issue_name:
+            One issue type (``"label"``, ``"outlier"``, ...), or None for all.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per example.
+
+        Raises
+        ------
+        ValueError
+            Before :meth:`find_issues`, or for a type it did not check.
+
+        Examples
+        --------
+        >>> import numpy as np, fastcarto
+        >>> X = np.random.default_rng(0).normal(size=(40, 2))
+        >>> X[3] = np.nan
+        >>> lab = fastcarto.Datalab(data={"y": ["a", "b"] * 20}, label_name="y", verbosity=0)
+        >>> lab.find_issues(features=X, issue_types={"null": {}})
+        >>> lab.get_issues("null").head(4)
+           is_null_issue  null_score
+        0          False         1.0
+        1          False         1.0
+        2          False         1.0
+        3           True         0.0
+        """
         if not self._results:
             raise ValueError("no issues yet: call find_issues() first")
         issues = self.issues
@@ -327,8 +377,36 @@ class Datalab:
         return out.assign(**extra) if extra else out
 
     def get_issue_summary(self, issue_name: str | None = None) -> pd.DataFrame:
-        """``issue_type``, ``score`` (in [0, 1], lower = more severe) and ``num_issues`` of every
-        type checked, or of one."""
+        """``issue_type``, ``score`` and ``num_issues`` of every type checked, or of one.
+
+        ``score`` is in [0, 1], lower = more severe.
+
+        Parameters
+        ----------
+        issue_name:
+            One issue type, or None for all.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per issue type.
+
+        Raises
+        ------
+        ValueError
+            Before :meth:`find_issues`, or for a type it did not check.
+
+        Examples
+        --------
+        >>> import numpy as np, fastcarto
+        >>> X = np.random.default_rng(0).normal(size=(40, 2))
+        >>> X[3] = np.nan
+        >>> lab = fastcarto.Datalab(data={"y": ["a", "b"] * 20}, label_name="y", verbosity=0)
+        >>> lab.find_issues(features=X, issue_types={"null": {}})
+        >>> lab.get_issue_summary("null")
+          issue_type  score  num_issues
+        0       null  0.975           1
+        """
         if not self._results:
             raise ValueError("no issues yet: call find_issues() first")
         summary = self.issue_summary
@@ -341,7 +419,34 @@ class Datalab:
     def get_info(self, issue_name: str | None = None) -> dict[str, Any]:
         """Statistics and intermediate results of one issue type (``"statistics"``: of the
         dataset), or everything (None). Label codes in ``given_label``/``predicted_label`` are
-        shown as the user's labels, as cleanlab shows them."""
+        shown as the user's labels, as cleanlab shows them.
+
+        Parameters
+        ----------
+        issue_name:
+            An issue type, ``"statistics"``, or None for everything.
+
+        Returns
+        -------
+        dict
+            The type's statistics by name (for None: one dict per type, and
+            ``"statistics"``).
+
+        Raises
+        ------
+        ValueError
+            An issue type that has not been checked.
+
+        Examples
+        --------
+        >>> import numpy as np, fastcarto
+        >>> X = np.random.default_rng(0).normal(size=(40, 2))
+        >>> X[3] = np.nan
+        >>> lab = fastcarto.Datalab(data={"y": ["a", "b"] * 20}, label_name="y", verbosity=0)
+        >>> lab.find_issues(features=X, issue_types={"null": {}})
+        >>> lab.get_info("statistics")["class_names"]
+        ['a', 'b']
+        """
         if issue_name is None:
             out: dict[str, Any] = {"statistics": self._statistics()}
             out.update({name: dict(r.info) for name, r in self._results.items()})
@@ -385,7 +490,26 @@ class Datalab:
         show_summary_score: bool = False,
         show_all_issues: bool = False,
     ) -> None:
-        """Prints the report of :meth:`get_report` (cleanlab's ``Datalab.report``)."""
+        """Prints the report of :meth:`get_report` (cleanlab's ``Datalab.report``).
+
+        Parameters
+        ----------
+        num_examples, verbosity, include_description, show_summary_score, show_all_issues:
+            As in :meth:`get_report`.
+
+        Examples
+        --------
+        >>> import numpy as np, fastcarto
+        >>> X = np.random.default_rng(0).normal(size=(40, 2))
+        >>> X[3] = np.nan
+        >>> lab = fastcarto.Datalab(data={"y": ["a", "b"] * 20}, label_name="y", verbosity=0)
+        >>> lab.find_issues(features=X, issue_types={"null": {}})
+        >>> lab.report(include_description=False)  # doctest: +ELLIPSIS
+        Dataset Information: num_examples: 40, num_classes: 2
+        <BLANKLINE>
+        Here is a summary of various issues found in your data:
+        ...
+        """
         print(
             self.get_report(
                 num_examples=num_examples,
@@ -408,7 +532,36 @@ class Datalab:
         """The audit as text, as cleanlab writes it: the summary table (types with the most
         issues first), then for each type its description, count, summary score and the
         ``num_examples`` most severe examples. With dynamics, the label section also shows
-        each example's data-map region."""
+        each example's data-map region.
+
+        Parameters
+        ----------
+        num_examples:
+            How many of the most severe examples each section lists.
+        verbosity:
+            cleanlab's levels (0 to 4: more statistics); None for the Datalab's own.
+        include_description:
+            Describe each issue type.
+        show_summary_score:
+            Show each type's score in its section.
+        show_all_issues:
+            Also list the types that found no issue.
+
+        Returns
+        -------
+        str
+            The report.
+
+        Examples
+        --------
+        >>> import numpy as np, fastcarto
+        >>> X = np.random.default_rng(0).normal(size=(40, 2))
+        >>> X[3] = np.nan
+        >>> lab = fastcarto.Datalab(data={"y": ["a", "b"] * 20}, label_name="y", verbosity=0)
+        >>> lab.find_issues(features=X, issue_types={"null": {}})
+        >>> print(lab.get_report(include_description=False).splitlines()[2])
+        Here is a summary of various issues found in your data:
+        """
         from ._audit import _report
 
         if not self._results:
@@ -437,7 +590,39 @@ class Datalab:
         as cleanlab's tutorial draws them: each example in the colour of the first type (in the
         summary's order) that flags it, unflagged examples in grey. Up to ``max_points``
         examples are drawn (a seeded random subsample above that; flagged ones always).
-        Returns the ``matplotlib.figure.Figure``."""
+
+        Parameters
+        ----------
+        max_points:
+            The most examples drawn.
+        seed:
+            Seed of the subsample.
+        title:
+            The figure's title.
+        save:
+            A path to write the figure to.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            The figure.
+
+        Raises
+        ------
+        ValueError
+            :meth:`find_issues` was not given ``features``.
+
+        Examples
+        --------
+        >>> import matplotlib.pyplot as plt, numpy as np, fastcarto
+        >>> X = np.random.default_rng(0).normal(size=(40, 2))
+        >>> lab = fastcarto.Datalab(data={"y": [0, 1] * 20}, label_name="y", verbosity=0)
+        >>> lab.find_issues(features=X, issue_types={"outlier": {"k": 5}})
+        >>> fig = lab.plot(title="outliers")
+        >>> len(fig.axes) >= 1
+        True
+        >>> plt.close(fig)
+        """
         from ._audit import _plots
 
         if self._features is None:

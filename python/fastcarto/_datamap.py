@@ -32,6 +32,16 @@ class DataMap(MetricTable):
     Built by :func:`fastcarto.compute` or :meth:`fastcarto.Accumulator.finalize`; the columns are
     documented in ``docs/metrics.md``. Speaks pandas, pyarrow and polars, and the Arrow PyCapsule
     interface, so ``pl.DataFrame(datamap)`` and ``pa.table(datamap)`` work without copies.
+    ``dm[name]`` reads one column as a numpy array (nullable integers as float with NaN).
+
+    Parameters
+    ----------
+    table:
+        The metrics, a ``pyarrow.Table`` or ``RecordBatch`` (rarely built by hand).
+    kind:
+        ``"logits"`` or ``"probs"``: what the metrics were computed from.
+    compat:
+        The published convention the table follows, or None for fastcarto's own.
 
     Examples
     --------
@@ -47,7 +57,21 @@ class DataMap(MetricTable):
     __slots__ = ()
 
     def to_pandas(self) -> pd.DataFrame:
-        """The metrics as a ``pandas.DataFrame``; optional integers use the nullable ``Int64``."""
+        """The metrics as a ``pandas.DataFrame``; optional integers use the nullable ``Int64``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per row of the map, one column per metric.
+
+        Examples
+        --------
+        >>> import numpy as np, fastcarto
+        >>> p = np.array([[[.9, .1], [.2, .8], [.6, .4], [.5, .5]]] * 2)
+        >>> dm = fastcarto.compute(p, [0, 0, 0, 1], kind="probs")
+        >>> dm.to_pandas()[["id", "label", "confidence"]].values.tolist()
+        [[0.0, 0.0, 0.9], [1.0, 0.0, 0.2], [2.0, 0.0, 0.6], [3.0, 1.0, 0.5]]
+        """
         import pandas as pd
 
         df = self._table.to_pandas()
@@ -62,7 +86,21 @@ class DataMap(MetricTable):
         return df
 
     def to_polars(self) -> pl.DataFrame:
-        """The metrics as a ``polars.DataFrame`` (requires polars)."""
+        """The metrics as a ``polars.DataFrame`` (requires polars).
+
+        Returns
+        -------
+        polars.DataFrame
+            One row per row of the map, one column per metric (no copy).
+
+        Examples
+        --------
+        >>> import numpy as np, fastcarto
+        >>> p = np.array([[[.9, .1], [.2, .8], [.6, .4], [.5, .5]]] * 2)
+        >>> dm = fastcarto.compute(p, [0, 0, 0, 1], kind="probs")
+        >>> dm.to_polars()["confidence"].to_list()
+        [0.9, 0.2, 0.6, 0.5]
+        """
         import polars as pl
 
         out = pl.from_arrow(self._table)
@@ -103,8 +141,27 @@ class DataMap(MetricTable):
         ``RegionRule(variability_quantile=..., variability=..., confidence=...)`` to change it.
         Examples with no finite confidence/variability get no region (NA).
 
-        Returns a categorical ``pandas.Series`` named ``region``, aligned with the map's rows.
+        Parameters
+        ----------
+        rule:
+            The thresholds; None for the default :class:`fastcarto.RegionRule`.
 
+        Returns
+        -------
+        pandas.Series
+            Categorical, named ``region``, aligned with the map's rows.
+
+        Raises
+        ------
+        ValueError
+            The map has no ``confidence`` or ``variability`` column.
+
+        See Also
+        --------
+        RegionRule, select, query
+
+        Examples
+        --------
         >>> import numpy as np, fastcarto
         >>> p = np.array([[[.9, .1], [.2, .8], [.6, .4]], [[.95, .05], [.9, .1], [.3, .7]]])
         >>> dm = fastcarto.compute(p, [0, 0, 1], kind="probs")
@@ -137,12 +194,34 @@ class DataMap(MetricTable):
         easy-to-learn subset). ``both_ends=True`` takes 70% of the selection from the top of the
         ranking and the rest from the bottom, as cartography does.
 
-        Returns the selected rows, in ranking order, as a :class:`DataMap`
-        (``.select(...)["id"]`` gives the ids). Deliberate differences from cartography: exactly
-        ``int(fraction * len(self))`` rows (its writer takes ``head(n + 1)``, one row more),
-        ties ranked in row order (a stable sort; pandas' default sort is not stable), and
-        examples whose metric is NaN (never observed) never selected.
+        Deliberate differences from cartography: exactly ``int(fraction * len(self))`` rows
+        (its writer takes ``head(n + 1)``, one row more), ties ranked in row order (a stable
+        sort; pandas' default sort is not stable), and examples whose metric is NaN (never
+        observed) never selected.
 
+        Parameters
+        ----------
+        metric:
+            The column to rank by (one of those listed above).
+        fraction:
+            The share of the examples to select, in [0, 1].
+        worst:
+            Reverse the ranking.
+        both_ends:
+            Take 70% from the top of the ranking and 30% from the bottom.
+
+        Returns
+        -------
+        DataMap
+            The selected rows, in ranking order (``.select(...)["id"]`` gives the ids).
+
+        Raises
+        ------
+        ValueError
+            An unknown metric, a column the map lacks, or a fraction outside [0, 1].
+
+        Examples
+        --------
         >>> import numpy as np, fastcarto
         >>> p = np.array([[[.9, .1], [.2, .8], [.6, .4], [.5, .5]]] * 2)
         >>> dm = fastcarto.compute(p, [0, 0, 0, 1], kind="probs")
@@ -170,6 +249,28 @@ class DataMap(MetricTable):
         ``region=`` keeps one region or several (by ``rule``, default :class:`RegionRule`).
         ``forgetfulness`` (cartography's) may be queried even when the table has no such column.
 
+        Parameters
+        ----------
+        region:
+            A region name or several (``"easy-to-learn"``, ``"ambiguous"``,
+            ``"hard-to-learn"``).
+        rule:
+            The rule that assigns regions (default :class:`RegionRule`).
+        conditions:
+            ``column=condition`` pairs, as above.
+
+        Returns
+        -------
+        DataMap
+            The matching rows, in the map's order.
+
+        Raises
+        ------
+        ValueError
+            An unknown column or region, or a condition of the wrong form.
+
+        Examples
+        --------
         >>> import numpy as np, fastcarto
         >>> p = np.array([[[.9, .1], [.2, .8], [.6, .4], [.5, .5]]] * 2)
         >>> dm = fastcarto.compute(p, [0, 0, 0, 1], kind="probs")
@@ -231,6 +332,34 @@ class DataMap(MetricTable):
         99th) of the threshold samples' AUM are flagged. The threshold samples are not judged
         (``is_label_issue`` False, ``label_score`` NaN, ``suggested_label`` NA).
 
+        Parameters
+        ----------
+        method:
+            ``"count"``, ``"aum"`` or ``"threshold"``; None picks ``"threshold"`` when
+            ``threshold_mask`` is given, else ``"count"``.
+        threshold_mask:
+            The threshold samples (a boolean mask or row positions) of
+            :func:`fastcarto.threshold_samples`.
+        percentile:
+            The threshold samples' AUM percentile that separates the flagged examples.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The columns above, one row per row of the map.
+
+        Raises
+        ------
+        ValueError
+            An unknown method, ``method="threshold"`` without ``threshold_mask``, a mask of
+            the wrong length, or a map without the ``aum`` column.
+
+        See Also
+        --------
+        fastcarto.Datalab : the same columns from out-of-sample probabilities.
+
+        Examples
+        --------
         >>> import numpy as np, fastcarto
         >>> p = np.array([[[.9, .1], [.8, .2], [.2, .8], [.3, .7], [.6, .4]]] * 3)
         >>> dm = fastcarto.compute(p, [0, 0, 0, 1, 1], kind="probs")
@@ -247,9 +376,37 @@ class DataMap(MetricTable):
         )
 
     def aum_threshold(self, threshold_mask: npt.ArrayLike, *, percentile: float = 99.0) -> float:
-        """The mislabeling threshold of Pleiss et al. (2020): the ``percentile`` (default 99th)
-        of the AUM of the threshold samples ``threshold_mask`` (see
-        :func:`fastcarto.threshold_samples`; a boolean mask or row positions)."""
+        """The mislabeling threshold of Pleiss et al. (2020).
+
+        The ``percentile`` (default 99th) of the AUM of the threshold samples
+        ``threshold_mask`` (see :func:`fastcarto.threshold_samples`).
+
+        Parameters
+        ----------
+        threshold_mask:
+            The threshold samples: a boolean mask over the rows, or row positions.
+        percentile:
+            In [0, 100].
+
+        Returns
+        -------
+        float
+            Examples whose AUM is below it are flagged by ``label_issues(method="threshold")``.
+
+        Raises
+        ------
+        ValueError
+            A mask of the wrong length, no threshold samples, or samples that do not all carry
+            the extra class.
+
+        Examples
+        --------
+        >>> import numpy as np, fastcarto
+        >>> p = np.array([[[.9, .05, .05], [.1, .8, .1], [.2, .2, .6], [.1, .3, .6]]] * 2)
+        >>> dm = fastcarto.compute(p, [0, 1, 2, 2], kind="probs")
+        >>> round(dm.aum_threshold([False, False, True, True], percentile=50.0), 2)
+        0.35
+        """
         return _label_issues.aum_threshold(self, threshold_mask, percentile=percentile)
 
     def class_summary(
@@ -265,8 +422,32 @@ class DataMap(MetricTable):
         One row per given label (per ``class`` for multi-label maps): ``examples``,
         ``label_issues`` (by :meth:`label_issues`), ``label_noise`` (their fraction), the count
         in each region (by :meth:`regions`), ``mean_confidence`` and ``mean_label_score``;
-        sorted by ``label_noise``, worst first. Threshold samples are left out. ``method``,
-        ``threshold_mask`` and ``percentile`` choose the rule as in :meth:`label_issues`.
+        sorted by ``label_noise``, worst first. Threshold samples are left out.
+
+        Parameters
+        ----------
+        rule:
+            The region rule (default :class:`RegionRule`).
+        method, threshold_mask, percentile:
+            The label-issue rule, as in :meth:`label_issues`.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per class, indexed by it.
+
+        Raises
+        ------
+        ValueError
+            As :meth:`label_issues` and :meth:`regions`.
+
+        Examples
+        --------
+        >>> import numpy as np, fastcarto
+        >>> p = np.array([[[.9, .1], [.8, .2], [.2, .8], [.3, .7], [.6, .4]]] * 3)
+        >>> dm = fastcarto.compute(p, [0, 0, 0, 1, 1], kind="probs")
+        >>> dm.class_summary()[["examples", "label_issues"]].values.tolist()
+        [[3, 1], [2, 0]]
         """
         return _label_issues.class_summary(
             self,
@@ -284,8 +465,31 @@ class DataMap(MetricTable):
         threshold_mask: npt.ArrayLike | None = None,
         percentile: float = 99.0,
     ) -> str:
-        """A short text summary: region counts and rule, label issues, never-learned and
-        forgotten examples, and the classes with the most label issues."""
+        """A short text summary of the map.
+
+        Region counts and rule, label issues, never-learned and forgotten examples, and the
+        classes with the most label issues.
+
+        Parameters
+        ----------
+        rule:
+            The region rule (default :class:`RegionRule`).
+        method, threshold_mask, percentile:
+            The label-issue rule, as in :meth:`label_issues`.
+
+        Returns
+        -------
+        str
+            Several lines of plain text.
+
+        Examples
+        --------
+        >>> import numpy as np, fastcarto
+        >>> p = np.array([[[.9, .1], [.8, .2], [.2, .8], [.3, .7], [.6, .4]]] * 3)
+        >>> dm = fastcarto.compute(p, [0, 0, 0, 1, 1], kind="probs")
+        >>> print(dm.report().splitlines()[4])
+        never learned: 2 (40.0%); forgotten at least once: 0 (0.0%)
+        """
         return _label_issues.report(
             self,
             rule=rule,
@@ -318,8 +522,48 @@ class DataMap(MetricTable):
         the histograms always count every example. ``by_class=True`` draws one panel per class
         instead (same axes, thresholds of the whole map). ``save`` writes the figure (PNG, PDF,
         SVG, ... by suffix). ``issues`` (a :class:`fastcarto.Datalab` over the same examples,
-        after ``find_issues``) marks its outliers and near-duplicates on the map. Returns the
-        ``matplotlib.figure.Figure``.
+        after ``find_issues``) marks its outliers and near-duplicates on the map.
+
+        Parameters
+        ----------
+        by_class:
+            One panel per class.
+        mode:
+            ``"auto"``, ``"scatter"`` (every point) or ``"density"``.
+        max_points:
+            The most points drawn one by one.
+        seed:
+            Seed of the subsample drawn above ``max_points``.
+        rule:
+            The region rule (default :class:`RegionRule`).
+        title:
+            The figure's title (default: what the map was computed from).
+        save:
+            A path to write the figure to.
+        issues:
+            A :class:`fastcarto.Datalab` whose outliers and near-duplicates to mark.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            The figure (never shown: call ``plt.show()`` or ``fig.savefig``).
+
+        Raises
+        ------
+        ValueError
+            A map without confidence/variability, an unknown mode, or ``issues`` over another
+            number of examples.
+
+        Examples
+        --------
+        >>> import matplotlib.pyplot as plt, numpy as np, fastcarto
+        >>> p = np.array([[[.9, .1], [.2, .8], [.6, .4], [.5, .5]],
+        ...               [[.8, .2], [.4, .6], [.3, .7], [.4, .6]]])
+        >>> dm = fastcarto.compute(p, [0, 0, 0, 1], kind="probs")
+        >>> fig = dm.plot(title="four examples")
+        >>> fig.axes[0].get_xlabel()
+        'variability (std. of p(gold) over epochs)'
+        >>> plt.close(fig)
         """
         return _plots.plot_datamap(
             self,
@@ -342,9 +586,44 @@ class DataMap(MetricTable):
         title: str | None = None,
         save: str | os.PathLike[str] | None = None,
     ) -> Figure:
-        """Histogram of the AUM with the mislabeling threshold: the threshold samples' and the
-        other examples' AUM apart, and the ``percentile`` threshold, when ``threshold_mask`` is
-        given; else AUM = 0, the threshold of ``label_issues(method="aum")``."""
+        """Histogram of the AUM with the mislabeling threshold.
+
+        With ``threshold_mask``, the threshold samples' and the other examples' AUM apart, and
+        the ``percentile`` threshold; else AUM = 0, the threshold of
+        ``label_issues(method="aum")``.
+
+        Parameters
+        ----------
+        threshold_mask, percentile:
+            As in :meth:`label_issues`.
+        bins:
+            Number of histogram bins.
+        title:
+            The figure's title.
+        save:
+            A path to write the figure to.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            The figure.
+
+        Raises
+        ------
+        ValueError
+            A map without the ``aum`` column, or a bad ``threshold_mask``.
+
+        Examples
+        --------
+        >>> import matplotlib.pyplot as plt, numpy as np, fastcarto
+        >>> p = np.array([[[.9, .1], [.2, .8], [.6, .4], [.5, .5]],
+        ...               [[.8, .2], [.4, .6], [.3, .7], [.4, .6]]])
+        >>> dm = fastcarto.compute(p, [0, 0, 0, 1], kind="probs")
+        >>> fig = dm.plot_aum(bins=10)
+        >>> len(fig.axes)
+        1
+        >>> plt.close(fig)
+        """
         return _plots.plot_aum(
             self,
             threshold_mask=threshold_mask,
@@ -361,8 +640,40 @@ class DataMap(MetricTable):
         title: str | None = None,
         save: str | os.PathLike[str] | None = None,
     ) -> Figure:
-        """How many examples were forgotten 0, 1, 2, ... times (Toneva et al., 2019), with the
-        never-learned examples as a bar of their own."""
+        """How many examples were forgotten 0, 1, 2, ... times (Toneva et al., 2019).
+
+        The never-learned examples are a bar of their own.
+
+        Parameters
+        ----------
+        log:
+            A logarithmic count axis.
+        title:
+            The figure's title.
+        save:
+            A path to write the figure to.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            The figure.
+
+        Raises
+        ------
+        ValueError
+            A map without the ``forgetting`` column.
+
+        Examples
+        --------
+        >>> import matplotlib.pyplot as plt, numpy as np, fastcarto
+        >>> p = np.array([[[.9, .1], [.2, .8], [.6, .4], [.5, .5]],
+        ...               [[.8, .2], [.4, .6], [.3, .7], [.4, .6]]])
+        >>> dm = fastcarto.compute(p, [0, 0, 0, 1], kind="probs")
+        >>> fig = dm.plot_forgetting(log=True)
+        >>> len(fig.axes)
+        1
+        >>> plt.close(fig)
+        """
         return _plots.plot_forgetting(self, log=log, title=title, save=save)
 
     def plot_trajectories(
@@ -374,9 +685,42 @@ class DataMap(MetricTable):
         title: str | None = None,
         save: str | os.PathLike[str] | None = None,
     ) -> Figure:
-        """p(gold) over the epochs for ``ids``, read back from ``source`` (the outputs this
-        map was computed from; see :func:`fastcarto.plot_trajectories`). ``labels`` default to
-        this map's ``label`` column for array and ``.npy`` sources."""
+        """p(gold) over the epochs for some examples, read back from their outputs.
+
+        Parameters
+        ----------
+        ids:
+            The examples to draw.
+        source:
+            The outputs this map was computed from (see :func:`fastcarto.plot_trajectories`).
+        labels:
+            Gold labels; default this map's ``label`` column for array and ``.npy`` sources.
+        title:
+            The figure's title.
+        save:
+            A path to write the figure to.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            The figure.
+
+        Raises
+        ------
+        ValueError
+            No ``labels`` for a multi-label map, or a ``source`` of another size.
+
+        Examples
+        --------
+        >>> import matplotlib.pyplot as plt, numpy as np, fastcarto
+        >>> p = np.array([[[.9, .1], [.2, .8], [.6, .4], [.5, .5]],
+        ...               [[.8, .2], [.4, .6], [.3, .7], [.4, .6]]])
+        >>> dm = fastcarto.compute(p, [0, 0, 0, 1], kind="probs")
+        >>> fig = dm.plot_trajectories([1, 2], p)
+        >>> len(fig.axes[0].lines) >= 2
+        True
+        >>> plt.close(fig)
+        """
         if labels is None and not _trajectories.is_table_source(source):
             if "label" not in self.columns or "class" in self.columns:
                 raise ValueError("pass labels= (this map has no single-label 'label' column)")

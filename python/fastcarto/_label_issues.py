@@ -66,6 +66,14 @@ def threshold_samples(
         ``targets`` (int64, the labels with the chosen examples set to ``n_classes``) and the
         boolean ``mask`` of the chosen examples.
 
+    Raises
+    ------
+    TypeError
+        Labels or ``n_classes`` that are not integers.
+    ValueError
+        Labels that are not 1-D or out of range, an ``exclude`` mask of another shape, or
+        too few examples (or too few left after ``exclude``) to draw ``N // (C + 1)``.
+
     Examples
     --------
     >>> import numpy as np, fastcarto

@@ -40,6 +40,7 @@ class MetricTable:
 
     @property
     def columns(self) -> list[str]:
+        """The column names, in table order."""
         return list(self._table.column_names)
 
     def __len__(self) -> int:
@@ -55,5 +56,18 @@ class MetricTable:
         return np.asarray(col.to_numpy())
 
     def to_arrow(self) -> pa.Table:
-        """The metrics as a ``pyarrow.Table`` (no copy)."""
+        """The metrics as a ``pyarrow.Table`` (no copy).
+
+        Returns
+        -------
+        pyarrow.Table
+            The columns documented in ``docs/metrics.md``.
+
+        Examples
+        --------
+        >>> import numpy as np, fastcarto
+        >>> dm = fastcarto.compute(np.array([[[.9, .1], [.3, .7]]]), [0, 1], kind="probs")
+        >>> dm.to_arrow().num_rows
+        2
+        """
         return self._table

@@ -327,6 +327,7 @@ class Recorder:
 
     @property
     def kind(self) -> str:
+        """``"logits"`` or ``"probs"``: the outputs column's name."""
         return self._kind
 
     @property
@@ -336,6 +337,7 @@ class Recorder:
 
     @property
     def n_examples(self) -> int | None:
+        """The size of the training set, or None when not given."""
         return self._n_examples
 
     @property
@@ -365,6 +367,7 @@ class Recorder:
 
     @property
     def closed(self) -> bool:
+        """Whether :meth:`close` has been called (or the ``with`` block left)."""
         return self._closed
 
     @property
@@ -388,6 +391,13 @@ class Recorder:
         :meth:`fastcarto.Accumulator.update`, in the same order; ``epoch`` and ``ids`` are
         required, by keyword.
 
+        Every row is checked before anything is kept: shapes, dtypes, a class count that
+        matches earlier calls, finite outputs, probabilities that lie in [0, 1] and sum to 1
+        (``kind="probs"``), labels in range, and ids not seen before in this epoch (within the
+        call, and across the epoch's calls while ``check_duplicates`` is on). A call that raises
+        records nothing. Labels that change between epochs, and duplicates across separate runs
+        of an epoch, are found by the reader (or by the live accumulator).
+
         Parameters
         ----------
         outputs:
@@ -409,7 +419,30 @@ class Recorder:
         ids:
             Shape ``(rows,)``: integer ids (int64 range; ``[0, n_examples)`` when
             ``n_examples`` is set) or strings, the same type in every call.
+        args:
+            Refused: a third positional argument raises ``TypeError`` naming the call's
+            form (``epoch`` and ``ids`` are keyword-only).
 
+        Raises
+        ------
+        TypeError
+            ``epoch`` or ``ids`` missing, extra positional arguments, or arrays of the wrong
+            type.
+        ValueError
+            Shapes or a class count that do not match, or a closed recorder.
+        fastcarto.EpochOrderError
+            An id recorded twice in the epoch.
+        fastcarto.FastcartoError
+            An id outside ``[0, n_examples)``.
+        fastcarto.NonFiniteError
+            A NaN or infinite output.
+        fastcarto.InvalidProbabilitiesError
+            ``kind="probs"`` rows outside [0, 1] or not summing to 1.
+        fastcarto.LabelError
+            A label out of range (or, with a live accumulator, one that changed).
+
+        Notes
+        -----
         Every row is checked before it is kept: shapes, dtypes and a class count that matches
         earlier calls at the call; finite outputs, probabilities that lie in [0, 1] and sum to 1
         (``kind="probs"``), labels in range, and ids not seen before in this epoch (within the
@@ -419,6 +452,17 @@ class Recorder:
         raises at the call records nothing. Labels that change between epochs, and duplicates
         across separate runs of an epoch, are found by the reader (or by the live
         accumulator).
+
+        Examples
+        --------
+        >>> import tempfile, numpy as np, fastcarto
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> rec = fastcarto.Recorder(tmp.name, kind="probs", n_examples=2, accumulator=True)
+        >>> rec.record(np.array([[0.9, 0.1], [0.3, 0.7]]), [0, 1], epoch=0, ids=[0, 1])
+        >>> rec.rows_buffered
+        2
+        >>> rec.close()
+        >>> tmp.cleanup()
         """
         # `epoch` and `ids` default to None only so that a positional call in the order
         # record(epoch, ids, outputs, labels) gets this message rather than Python's
@@ -599,8 +643,28 @@ class Recorder:
     def end_epoch(self, epoch: int | None = None) -> None:
         """Publishes the buffered rows: call after an epoch's last :meth:`record`.
 
-        ``epoch``, when given, must be the epoch of the buffered rows (a check that the loop
-        and the recorder agree).
+        Parameters
+        ----------
+        epoch:
+            When given, must be the epoch of the buffered rows (a check that the loop and the
+            recorder agree).
+
+        Raises
+        ------
+        ValueError
+            ``epoch`` differs from the buffered rows', or the recorder is closed.
+
+        Examples
+        --------
+        >>> import tempfile, numpy as np, fastcarto
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> rec = fastcarto.Recorder(tmp.name, kind="probs", n_examples=2, accumulator=True)
+        >>> rec.record(np.array([[0.9, 0.1], [0.3, 0.7]]), [0, 1], epoch=0, ids=[0, 1])
+        >>> rec.end_epoch(0)
+        >>> rec.rows_written, rec.rows_buffered
+        (2, 0)
+        >>> rec.close()
+        >>> tmp.cleanup()
         """
         self._check_open()
         self._record_copied(wait=True)
@@ -615,7 +679,25 @@ class Recorder:
             self._flush()  # the good rows, even when a batch of the block was bad
 
     def flush(self) -> None:
-        """Publishes the buffered rows as a segment now (nothing happens when none are)."""
+        """Publishes the buffered rows as a segment now (nothing happens when none are).
+
+        Raises
+        ------
+        ValueError
+            The recorder is closed.
+
+        Examples
+        --------
+        >>> import tempfile, numpy as np, fastcarto
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> rec = fastcarto.Recorder(tmp.name, kind="probs", n_examples=2, accumulator=True)
+        >>> rec.record(np.array([[0.9, 0.1], [0.3, 0.7]]), [0, 1], epoch=0, ids=[0, 1])
+        >>> rec.flush()
+        >>> [p.name for p in rec.segments]
+        ['epoch-000000-part-00000.arrows']
+        >>> rec.close()
+        >>> tmp.cleanup()
+        """
         self._check_open()
         self._record_copied(wait=True)
         try:
@@ -624,7 +706,19 @@ class Recorder:
             self._flush()
 
     def close(self) -> None:
-        """Publishes the buffered rows and closes the recorder (calling it again does nothing)."""
+        """Publishes the buffered rows and closes the recorder (calling it again does nothing).
+
+        Examples
+        --------
+        >>> import tempfile, numpy as np, fastcarto
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> rec = fastcarto.Recorder(tmp.name, kind="probs", n_examples=2, accumulator=True)
+        >>> rec.record(np.array([[0.9, 0.1], [0.3, 0.7]]), [0, 1], epoch=0, ids=[0, 1])
+        >>> rec.close()
+        >>> rec.closed, rec.rows_written
+        (True, 2)
+        >>> tmp.cleanup()
+        """
         if self._closed:
             return
         try:
@@ -639,7 +733,40 @@ class Recorder:
                     self._closed = True
 
     def datamap(self, *, ddof: int = 0) -> DataMap:
-        """The map of everything recorded so far, from the live accumulator (no reading)."""
+        """The map of everything recorded so far, from the live accumulator (no reading).
+
+        Parameters
+        ----------
+        ddof:
+            As in :meth:`fastcarto.Accumulator.finalize`.
+
+        Returns
+        -------
+        DataMap
+            One row per example of ``0..n_examples-1``.
+
+        Raises
+        ------
+        ValueError
+            The recorder has no live accumulator (``accumulator=True`` and ``n_examples``).
+        fastcarto.EmptyInputError
+            Nothing has been recorded yet.
+
+        See Also
+        --------
+        fastcarto.compute : the map read back from the directory.
+
+        Examples
+        --------
+        >>> import tempfile, numpy as np, fastcarto
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> rec = fastcarto.Recorder(tmp.name, kind="probs", n_examples=2, accumulator=True)
+        >>> rec.record(np.array([[0.9, 0.1], [0.3, 0.7]]), [0, 1], epoch=0, ids=[0, 1])
+        >>> rec.datamap().to_pandas()["confidence"].tolist()
+        [0.9, 0.7]
+        >>> rec.close()
+        >>> tmp.cleanup()
+        """
         if self._acc is None:
             if self._live:
                 raise _core.EmptyInputError("nothing has been recorded yet")

@@ -73,6 +73,21 @@ class RegionRule:
     their fixed-fraction subsets use :meth:`DataMap.select`. Examples with a non-finite
     confidence or variability (never observed, or one epoch with ``ddof=1``) get no region.
 
+    Parameters
+    ----------
+    variability_quantile:
+        The quantile of the map's variability above which examples are ambiguous, in [0, 1]
+        (used when ``variability`` is None).
+    variability:
+        A fixed variability threshold instead of the quantile.
+    confidence:
+        The confidence threshold between easy-to-learn and hard-to-learn.
+
+    Raises
+    ------
+    ValueError
+        ``variability_quantile`` outside [0, 1], or a threshold that is not a finite number.
+
     Examples
     --------
     >>> import numpy as np
@@ -96,8 +111,23 @@ class RegionRule:
             raise ValueError(f"confidence must be a finite number, got {self.confidence!r}")
 
     def thresholds(self, variability: npt.ArrayLike) -> tuple[float, float]:
-        """``(v, c)``: the variability and confidence thresholds this rule uses on a map whose
-        variability column is ``variability`` (NaN where there is none)."""
+        """The variability and confidence thresholds this rule uses on a map.
+
+        Parameters
+        ----------
+        variability:
+            The map's variability column (NaN where there is none).
+
+        Returns
+        -------
+        tuple of float
+            ``(v, c)``: ``v`` is ``inf`` when no variability is finite.
+
+        Examples
+        --------
+        >>> RegionRule(variability_quantile=0.5).thresholds([0.1, 0.2, 0.3])
+        (0.2, 0.5)
+        """
         if self.variability is not None:
             return float(self.variability), float(self.confidence)
         v = np.asarray(variability, dtype=np.float64)
@@ -107,7 +137,24 @@ class RegionRule:
         return float(np.quantile(finite, self.variability_quantile)), float(self.confidence)
 
     def codes(self, confidence: npt.ArrayLike, variability: npt.ArrayLike) -> npt.NDArray[np.int8]:
-        """Region of each example as a code: its position in :data:`REGIONS`, or -1 for none."""
+        """Region of each example as a code: its position in :data:`REGIONS`, or -1 for none.
+
+        Parameters
+        ----------
+        confidence, variability:
+            The map's columns, one value per example.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``int8`` codes: 0 easy-to-learn, 1 ambiguous, 2 hard-to-learn, -1 none.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> RegionRule(variability=0.2).codes([0.9, 0.1, 0.5, np.nan], [0.0, 0.0, 0.3, 0.0])
+        array([ 0,  2,  1, -1], dtype=int8)
+        """
         conf = np.asarray(confidence, dtype=np.float64)
         var = np.asarray(variability, dtype=np.float64)
         v, c = self.thresholds(var)
@@ -117,13 +164,47 @@ class RegionRule:
         return codes.astype(np.int8, copy=False)
 
     def assign(self, confidence: npt.ArrayLike, variability: npt.ArrayLike) -> pd.Categorical:
-        """Region of each example, as a ``pandas.Categorical`` over :data:`REGIONS`."""
+        """Region of each example, as a ``pandas.Categorical`` over :data:`REGIONS`.
+
+        Parameters
+        ----------
+        confidence, variability:
+            The map's columns, one value per example.
+
+        Returns
+        -------
+        pandas.Categorical
+            NaN where an example has no region.
+
+        Examples
+        --------
+        >>> RegionRule(variability=0.2).assign([0.9, 0.1], [0.0, 0.3]).tolist()
+        ['easy-to-learn', 'ambiguous']
+        """
         import pandas as pd
 
         return pd.Categorical.from_codes(self.codes(confidence, variability), categories=REGIONS)
 
     def describe(self, variability: npt.ArrayLike) -> str:
-        """The rule in words, with the thresholds it takes on this map."""
+        """The rule in words, with the thresholds it takes on this map.
+
+        Parameters
+        ----------
+        variability:
+            The map's variability column.
+
+        Returns
+        -------
+        str
+            One line.
+
+        Examples
+        --------
+        >>> for part in RegionRule(variability=0.2).describe([0.1, 0.3]).split("; "):
+        ...     print(part)
+        ambiguous: variability >= 0.2 (given)
+        otherwise easy-to-learn: confidence >= 0.5, else hard-to-learn
+        """
         v, c = self.thresholds(variability)
         source = (
             "given"

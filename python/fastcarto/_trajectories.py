@@ -76,6 +76,38 @@ def trajectories(
     examples are read. p(gold) at each epoch is the engine's ``confidence`` of that single
     observation, so it agrees with the map exactly.
 
+    Parameters
+    ----------
+    ids:
+        The examples: row positions for a dense source, ``id`` values for a long table.
+    source:
+        The outputs, as above.
+    labels:
+        The examples' labels, for a dense source (a long table carries its own).
+    kind:
+        ``"logits"`` or ``"probs"``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by epoch, one column per id, in the order given.
+
+    Raises
+    ------
+    ValueError
+        No ``labels`` for a dense source, labels of the wrong length, or ids that are not in
+        a long table.
+    IndexError
+        A row position outside a dense source.
+    fastcarto.FileFormatError
+        A file that is not in a format fastcarto reads.
+
+    See Also
+    --------
+    plot_trajectories, DataMap.plot_trajectories
+
+    Examples
+    --------
     >>> import numpy as np, fastcarto
     >>> z = np.array([[[2.0, 0.0], [0.0, 1.0]], [[0.0, 0.0], [1.0, 0.0]]])
     >>> fastcarto.trajectories([1], z, [1, 1], kind="logits").round(3)[1].tolist()
@@ -311,8 +343,39 @@ def plot_trajectories(
     title: str | None = None,
     save: str | os.PathLike[str] | None = None,
 ) -> Figure:
-    """p(gold) over the epochs for the examples ``ids`` (read back from ``source`` as in
-    :func:`fastcarto.trajectories`), one line each. Returns the Figure; ``save`` writes it."""
+    """p(gold) over the epochs for some examples, one line each.
+
+    The values are read back from ``source`` as in :func:`fastcarto.trajectories`; above ten
+    examples the lines are grey and their mean is drawn.
+
+    Parameters
+    ----------
+    ids, source, labels, kind:
+        As in :func:`fastcarto.trajectories`.
+    title:
+        The figure's title.
+    save:
+        A path to write the figure to (PNG, PDF, SVG, ... by suffix).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+
+    Raises
+    ------
+    ValueError, IndexError
+        As :func:`fastcarto.trajectories`.
+
+    Examples
+    --------
+    >>> import matplotlib.pyplot as plt, numpy as np, fastcarto
+    >>> z = np.array([[[2.0, 0.0], [0.0, 1.0]], [[0.0, 0.0], [1.0, 0.0]]])
+    >>> fig = fastcarto.plot_trajectories([0, 1], z, [0, 1], kind="logits")
+    >>> len(fig.axes[0].lines)
+    3
+    >>> plt.close(fig)
+    """
     check_choice("kind", kind, KINDS)
     frame, label_of = _trajectories(ids, source, labels, kind=kind)
     fig = _figure((6.8, 4.2), layout="constrained")

@@ -55,6 +55,34 @@ def datamap(
         labels (``model.classes_`` values).
     every, path, mode:
         As in :func:`fastcarto.xgboost.datamap`.
+    Returns
+    -------
+    DataMap
+        One row per row of ``X``; ``n_epochs`` is the number of epochs of ``every`` rounds.
+
+    Raises
+    ------
+    TypeError
+        A model of another kind, or ``X`` given as a ``Pool``.
+    ValueError
+        An unfitted model, an objective that is not a classifier's, labels that are not the
+        model's classes, or ``X`` and ``y`` of different lengths.
+    FileExistsError
+        A recording ``path`` that already holds one (``mode="create"``).
+
+    See Also
+    --------
+    fastcarto.compute : maps outputs recorded any other way.
+
+    Examples
+    --------
+    >>> import numpy as np, catboost, fastcarto.catboost
+    >>> X, y = np.array([[0.0], [1.0], [2.0], [3.0]]), np.array([0, 0, 1, 1])
+    >>> model = catboost.CatBoostClassifier(iterations=4, depth=1, verbose=0,
+    ...                                     allow_writing_files=False).fit(X, y)
+    >>> dm = fastcarto.catboost.datamap(model, X, y, every=2)
+    >>> dm.to_pandas()["n_epochs"].tolist()
+    [2, 2, 2, 2]
     """
     import catboost
 

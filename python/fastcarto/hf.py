@@ -29,11 +29,24 @@ ID_COLUMNS = ("id", "idx")
 
 
 class DynamicsMixin:
-    """Adds training-dynamics recording to a ``transformers.Trainer`` subclass: put it first,
-    ``class MyTrainer(fastcarto.hf.DynamicsMixin, MyTrainerBase)``.
+    """Adds training-dynamics recording to a ``transformers.Trainer`` subclass.
 
-    Parameters (keyword arguments, the others go to the Trainer)
-    ----------------------------------------------------------
+    Put it first: ``class MyTrainer(fastcarto.hf.DynamicsMixin, MyTrainerBase)``.
+
+    What is recorded: for each training micro-batch (gradient accumulation records each one
+    as it comes), the model's ``logits`` (shape ``(batch, classes)``; float16/bfloat16 under
+    mixed precision are widened to float32), the batch's ``labels`` and ids, at the epoch the
+    Trainer is in. Evaluation passes are not recorded. The first record of an (epoch, id)
+    wins: repeats of an example in one epoch (a sampler with replacement, a distributed
+    sampler padding the last batch) are dropped, and across ranks the lower rank's record
+    wins (each rank sees the others' ids of the step: one small all-gather per step when
+    there are several processes). Recording reads the outputs only: the weights are
+    bit-identical with and without it.
+
+    Parameters
+    ----------
+    args, kwargs:
+        The Trainer's own arguments (``model``, ``args``, ``train_dataset``, ...).
     dynamics_dir:
         Directory of the recording (a :class:`fastcarto.Recorder`'s segments; with several
         processes, one shard per rank).
@@ -47,15 +60,39 @@ class DynamicsMixin:
         recording, ``"overwrite"`` replaces it. ``trainer.train(resume_from_checkpoint=...)``
         continues the recording instead (``mode="append"``), from the epoch of the checkpoint.
 
-    What is recorded: for each training micro-batch (gradient accumulation records each one
-    as it comes), the model's ``logits`` (shape ``(batch, classes)``; float16/bfloat16 under
-    mixed precision are widened to float32), the batch's ``labels`` and ids, at the epoch the
-    Trainer is in. Evaluation passes are not recorded. The first record of an (epoch, id)
-    wins: repeats of an example in one epoch (a sampler with replacement, a distributed
-    sampler padding the last batch) are dropped, and across ranks the lower rank's record
-    wins (each rank sees the others' ids of the step: one small all-gather per step when
-    there are several processes). Recording reads the outputs only: the weights are
-    bit-identical with and without it.
+    Raises
+    ------
+    TypeError
+        No ``dynamics_dir``.
+    ValueError
+        An unknown ``dynamics_mode``, no ``train_dataset``, an id column the dataset lacks,
+        or examples with no id and no position. While training: a batch without the ids or
+        the labels (a custom collator must keep them), or a model output without
+        ``logits``.
+    FileExistsError
+        ``dynamics_dir`` already holds a recording (``dynamics_mode="create"``).
+
+    Examples
+    --------
+    A Trainer subclass of your own gains recording; examples without an id column are
+    numbered by position:
+
+    >>> import tempfile, torch, transformers, fastcarto, fastcarto.hf
+    >>> config = transformers.BertConfig(vocab_size=20, hidden_size=8, num_hidden_layers=1,
+    ...     num_attention_heads=2, intermediate_size=8, max_position_embeddings=4, num_labels=2)
+    >>> _ = torch.manual_seed(0)
+    >>> model = transformers.BertForSequenceClassification(config)
+    >>> data = [{"input_ids": torch.tensor([i, 1, 2, 3]), "labels": i % 2} for i in range(8)]
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> args = transformers.TrainingArguments(tmp.name, num_train_epochs=2, report_to=[],
+    ...     per_device_train_batch_size=4, save_strategy="no", use_cpu=True, disable_tqdm=True)
+    >>> class MyTrainer(fastcarto.hf.DynamicsMixin, transformers.Trainer):
+    ...     pass
+    >>> trainer = MyTrainer(model=model, args=args, train_dataset=data,
+    ...                     dynamics_dir=tmp.name + "/dynamics")
+    >>> trainer.train_dataset[5]["idx"]
+    5
+    >>> tmp.cleanup()
     """
 
     if TYPE_CHECKING:  # what transformers.Trainer provides to this mixin
@@ -129,10 +166,12 @@ class DynamicsMixin:
     # -- recording -----------------------------------------------------------------------------
 
     def train(self, resume_from_checkpoint: Any = None, *args: Any, **kwargs: Any) -> Any:
+        """Trains as the Trainer does; resuming a checkpoint continues the recording."""
         self._dyn_resuming = resume_from_checkpoint not in (None, False)
         return super().train(resume_from_checkpoint, *args, **kwargs)  # type: ignore[misc]
 
     def training_step(self, model: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        """The Trainer's step, with the batch's ids taken out before the model sees it."""
         # The ids leave the batch here, on the host, before it moves to the device.
         inputs = dict(inputs)
         self._dyn_ids = inputs.pop(self._dyn_column, None)
@@ -149,6 +188,7 @@ class DynamicsMixin:
     def compute_loss(
         self, model: Any, inputs: Any, return_outputs: bool = False, **kwargs: Any
     ) -> Any:
+        """The Trainer's loss; records the logits of each training micro-batch."""
         ids = self._dyn_ids
         inputs = {k: v for k, v in inputs.items() if k != self._dyn_column}
         if ids is None or not model.training:  # evaluation
@@ -170,6 +210,7 @@ class DynamicsMixin:
         return (loss, outputs) if return_outputs else loss
 
     def prediction_step(self, model: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        """The Trainer's evaluation step, without the id column (nothing is recorded)."""
         inputs = {k: v for k, v in inputs.items() if k != self._dyn_column}
         return super().prediction_step(model, inputs, *args, **kwargs)  # type: ignore[misc]
 
@@ -187,8 +228,39 @@ class DynamicsMixin:
 
 
 class DynamicsTrainer(DynamicsMixin, transformers.Trainer):  # type: ignore[misc]
-    """``transformers.Trainer`` that records training dynamics to ``dynamics_dir``; see
-    :class:`DynamicsMixin` for the arguments and what is recorded."""
+    """``transformers.Trainer`` that records training dynamics to ``dynamics_dir``.
+
+    See :class:`DynamicsMixin` for what is recorded and the errors raised.
+
+    Parameters
+    ----------
+    args, kwargs:
+        The Trainer's own arguments (``model``, ``args``, ``train_dataset``, ...).
+    dynamics_dir, dynamics_id_column, dynamics_mode:
+        As in :class:`DynamicsMixin`.
+
+    Examples
+    --------
+    A two-epoch run of a tiny BERT built from a config (no download):
+
+    >>> import tempfile, torch, transformers, fastcarto, fastcarto.hf
+    >>> config = transformers.BertConfig(vocab_size=20, hidden_size=8, num_hidden_layers=1,
+    ...     num_attention_heads=2, intermediate_size=8, max_position_embeddings=4, num_labels=2)
+    >>> _ = torch.manual_seed(0)
+    >>> model = transformers.BertForSequenceClassification(config)
+    >>> data = [{"input_ids": torch.tensor([i, 1, 2, 3]), "labels": i % 2} for i in range(8)]
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> args = transformers.TrainingArguments(tmp.name, num_train_epochs=2, report_to=[],
+    ...     per_device_train_batch_size=4, save_strategy="no", use_cpu=True, disable_tqdm=True)
+    >>> trainer = fastcarto.hf.DynamicsTrainer(model=model, args=args, train_dataset=data,
+    ...                                        dynamics_dir=tmp.name + "/dynamics")
+    >>> trainer.remove_callback(transformers.PrinterCallback)  # no metrics printed
+    >>> _ = trainer.train()
+    >>> dm = fastcarto.compute(tmp.name + "/dynamics")
+    >>> len(dm), dm.to_pandas()["n_epochs"].unique().tolist()
+    (8, [2])
+    >>> tmp.cleanup()
+    """
 
 
 class _EpochCallback(transformers.TrainerCallback):  # type: ignore[misc]

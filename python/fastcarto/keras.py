@@ -21,9 +21,10 @@ __all__ = ["DynamicsCallback"]
 
 
 class DynamicsCallback(keras.callbacks.Callback):  # type: ignore[misc]
-    """At the end of every epoch, predicts ``x`` (in order, unshuffled, in inference mode) and
-    records the outputs with labels ``y`` and ids ``0..len(x)-1`` to ``path`` through
-    :class:`fastcarto.Recorder`.
+    """Records the model's outputs on the training set at the end of every epoch.
+
+    Predicts ``x`` (in order, unshuffled, in inference mode) and records the outputs with
+    labels ``y`` and ids ``0..len(x)-1`` to ``path`` through :class:`fastcarto.Recorder`.
 
     This is an epoch-end pass (as Data-IQ does), not the outputs of the training steps: Keras
     does not hand those to callbacks. The prediction does not disturb training: Python's,
@@ -45,6 +46,31 @@ class DynamicsCallback(keras.callbacks.Callback):  # type: ignore[misc]
     mode:
         The recorder's ``mode``; ``"append"`` continues an earlier recording (a resumed
         ``fit(initial_epoch=...)``: the epochs are Keras's).
+
+    Raises
+    ------
+    ValueError
+        Labels that are not one per example, ``batch_size < 1``; during training, a model
+        that predicts another number of rows than ``y`` has.
+    FileExistsError
+        ``path`` already holds a recording (``mode="create"``).
+
+    Examples
+    --------
+    >>> import tempfile, keras, numpy as np, fastcarto, fastcarto.keras
+    >>> keras.utils.set_random_seed(0)
+    >>> x = np.random.default_rng(0).normal(size=(8, 2)).astype("float32")
+    >>> y = (x[:, 0] > 0).astype("int64")
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(4, activation="relu"),
+    ...                           keras.layers.Dense(2)])
+    >>> model.compile(optimizer="sgd",
+    ...               loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     callback = fastcarto.keras.DynamicsCallback(tmp + "/dynamics", x, y)
+    ...     _ = model.fit(x, y, epochs=2, batch_size=4, verbose=0, callbacks=[callback])
+    ...     dm = fastcarto.compute(tmp + "/dynamics")
+    >>> callback.recorder.kind, len(dm), dm.to_pandas()["n_epochs"].unique().tolist()
+    ('logits', 8, [2])
     """
 
     def __init__(
@@ -75,12 +101,14 @@ class DynamicsCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self.recorder: Recorder | None = None
 
     def on_train_begin(self, logs: Any = None) -> None:
+        """Opens the recording (its ``kind`` from the model's last activation if not given)."""
         kind = self.kind or _kind_of(self.model)
         n = self.labels.shape[0]
         self.recorder = Recorder(self.path, kind=kind, n_examples=n, mode=self.mode)
         self._ids = np.arange(n, dtype=np.int64)
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        """Predicts ``x`` and records the outputs as epoch ``epoch``."""
         assert self.recorder is not None
         state = _random_states()
         try:
@@ -99,6 +127,7 @@ class DynamicsCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self.recorder.end_epoch(int(epoch))
 
     def on_train_end(self, logs: Any = None) -> None:
+        """Closes the recording."""
         if self.recorder is not None:
             self.recorder.close()
 

@@ -61,6 +61,33 @@ def datamap(
         classifier, ``0..classes-1`` for a ``Booster``).
     every, path, mode:
         As in :func:`fastcarto.xgboost.datamap`.
+    Returns
+    -------
+    DataMap
+        One row per row of ``X``; ``n_epochs`` is the number of epochs of ``every`` rounds.
+
+    Raises
+    ------
+    TypeError
+        A model of another kind.
+    ValueError
+        An unfitted model, an objective that is not a classifier's, labels that are not the
+        model's classes, or ``X`` and ``y`` of different lengths.
+    FileExistsError
+        A recording ``path`` that already holds one (``mode="create"``).
+
+    See Also
+    --------
+    fastcarto.compute : maps outputs recorded any other way.
+
+    Examples
+    --------
+    >>> import numpy as np, lightgbm, fastcarto.lightgbm
+    >>> X, y = np.arange(40.0).reshape(20, 2), np.arange(20) % 2
+    >>> model = lightgbm.LGBMClassifier(n_estimators=4, min_child_samples=2, verbose=-1)
+    >>> dm = fastcarto.lightgbm.datamap(model.fit(X, y), X, y, every=2)
+    >>> len(dm), int(dm.to_pandas()["n_epochs"].max())
+    (20, 2)
     """
     import lightgbm as lgb
 

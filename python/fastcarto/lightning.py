@@ -46,6 +46,46 @@ class DynamicsCallback(lightning.Callback):  # type: ignore[misc]
         ``"create"`` (default) refuses a directory that holds a recording, ``"overwrite"``
         replaces it. ``trainer.fit(..., ckpt_path=...)`` continues the recording instead
         (``mode="append"`` from the checkpoint's epoch).
+    logits_key, labels_key, ids_key:
+        The keys of the logits, labels and ids in ``training_step``'s dict.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``mode``; during training, a ``training_step`` that returns no dict or
+        one without the three keys.
+    FileExistsError
+        ``path`` already holds a recording (``mode="create"``).
+
+    Examples
+    --------
+    >>> import tempfile, lightning, torch, fastcarto, fastcarto.lightning
+    >>> from fastcarto.torch import IndexedDataset
+    >>> class Net(lightning.LightningModule):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.net = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.ReLU(),
+    ...                                        torch.nn.Linear(4, 2))
+    ...     def training_step(self, batch, batch_idx):
+    ...         x, y, ids = batch
+    ...         logits = self.net(x)
+    ...         loss = torch.nn.functional.cross_entropy(logits, y)
+    ...         return {"loss": loss, "logits": logits, "labels": y, "ids": ids}
+    ...     def configure_optimizers(self):
+    ...         return torch.optim.SGD(self.parameters(), lr=0.1)
+    >>> _ = torch.manual_seed(0)
+    >>> x = torch.randn(8, 2)
+    >>> data = IndexedDataset(torch.utils.data.TensorDataset(x, (x[:, 0] > 0).long()))
+    >>> loader = torch.utils.data.DataLoader(data, batch_size=4, shuffle=True)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     trainer = lightning.Trainer(
+    ...         max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+    ...         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp,
+    ...         callbacks=[fastcarto.lightning.DynamicsCallback(tmp + "/dynamics")])
+    ...     trainer.fit(Net(), loader)
+    ...     dm = fastcarto.compute(tmp + "/dynamics")
+    >>> len(dm), dm.to_pandas()["n_epochs"].unique().tolist()
+    (8, [2])
     """
 
     def __init__(
@@ -66,6 +106,7 @@ class DynamicsCallback(lightning.Callback):  # type: ignore[misc]
     def on_train_batch_end(
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        """Records the batch's logits, labels and ids at the trainer's current epoch."""
         logits_key, labels_key, ids_key = self.keys
         if not isinstance(outputs, Mapping):
             raise ValueError(
@@ -99,13 +140,16 @@ class DynamicsCallback(lightning.Callback):  # type: ignore[misc]
         )
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        """Publishes the epoch's recorded rows."""
         if self._rec is not None:
             self._rec.end_epoch(int(trainer.current_epoch))
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        """Closes the recording."""
         self._close()
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        """Closes the recording, so what was recorded before the error stays readable."""
         self._close()  # what was recorded before the error stays readable
 
     def _close(self) -> None:

@@ -67,6 +67,34 @@ def fit_epochs(
         that an earlier call trained: epochs are numbered after the recorded ones).
     **fit_params:
         Passed to every ``partial_fit`` call (``sample_weight=...``).
+
+    Returns
+    -------
+    DataMap
+        One row per example of ``X``, with ``epochs`` epochs.
+
+    Raises
+    ------
+    TypeError
+        An estimator without ``partial_fit``, or without ``predict_proba`` and
+        ``decision_function``.
+    ValueError
+        ``y`` of another length than ``X``, labels outside ``classes``, or ``epochs < 1``.
+    FileExistsError
+        A recording ``path`` that already holds one (``mode="create"``).
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, fastcarto, fastcarto.sklearn
+    >>> from sklearn.naive_bayes import GaussianNB
+    >>> X, y = np.array([[0.0], [0.2], [1.0], [1.2]]), np.array([0, 0, 1, 1])
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     dm = fastcarto.sklearn.fit_epochs(GaussianNB(), X, y, epochs=3, path=tmp)
+    ...     again = fastcarto.compute(tmp)
+    >>> dm.to_pandas()["n_epochs"].tolist()
+    [3, 3, 3, 3]
+    >>> bool((again["confidence"] == dm["confidence"]).all())
+    True
     """
     epochs = check_positive("epochs", epochs)
     if not callable(getattr(estimator, "partial_fit", None)):

@@ -35,6 +35,21 @@ class IndexedDataset(torch.utils.data.Dataset):  # type: ignore[misc]
         positions: make it yield an id with each example instead.
     key:
         The id's key in dict examples (default ``"idx"``).
+
+    Raises
+    ------
+    TypeError
+        An iterable-style dataset (it has no positions).
+    ValueError
+        On access: a dict example that already has a ``key`` field.
+
+    Examples
+    --------
+    >>> import torch, fastcarto.torch
+    >>> data = [{"x": torch.tensor([1.0])}, {"x": torch.tensor([2.0])}]
+    >>> indexed = fastcarto.torch.IndexedDataset(data, key="id")
+    >>> len(indexed), indexed[1]["id"]
+    (2, 1)
     """
 
     def __init__(self, dataset: Any, *, key: str = "idx") -> None:

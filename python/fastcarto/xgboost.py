@@ -67,6 +67,33 @@ def datamap(
         Also record the margins to this directory through :class:`fastcarto.Recorder`.
     mode:
         The recorder's ``mode``.
+    Returns
+    -------
+    DataMap
+        One row per row of ``X``; ``n_epochs`` is the number of epochs of ``every`` rounds.
+
+    Raises
+    ------
+    TypeError
+        A model of another kind, or ``X`` given as a ``DMatrix``.
+    ValueError
+        An unfitted model, an objective that is not a classifier's, labels that are not the
+        model's classes, or ``X`` and ``y`` of different lengths.
+    FileExistsError
+        A recording ``path`` that already holds one (``mode="create"``).
+
+    See Also
+    --------
+    fastcarto.compute : maps outputs recorded any other way.
+
+    Examples
+    --------
+    >>> import numpy as np, xgboost, fastcarto.xgboost
+    >>> X, y = np.array([[0.0], [1.0], [2.0], [3.0]]), np.array([0, 0, 1, 1])
+    >>> model = xgboost.XGBClassifier(n_estimators=4, max_depth=1).fit(X, y)
+    >>> dm = fastcarto.xgboost.datamap(model, X, y, every=2)
+    >>> dm.to_pandas()["n_epochs"].tolist()
+    [2, 2, 2, 2]
     """
     import xgboost as xgb
 

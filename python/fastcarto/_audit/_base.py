@@ -35,6 +35,18 @@ class KnnGraph:
     metric:
         ``"euclidean"`` or ``"cosine"`` (cosine distance, ``1 - cos``), or None if unknown
         (a graph the user gave).
+
+    See Also
+    --------
+    fastcarto.knn : computes one from features.
+
+    Examples
+    --------
+    >>> import numpy as np, fastcarto
+    >>> g = fastcarto.KnnGraph(np.array([[1.0], [1.0], [2.0]], dtype=np.float32),
+    ...                        np.array([[1], [0], [1]]), metric="euclidean")
+    >>> g.k
+    1
     """
 
     distances: npt.NDArray[np.float32]
@@ -43,6 +55,7 @@ class KnnGraph:
 
     @property
     def k(self) -> int:
+        """The number of neighbours per row."""
         return int(self.indices.shape[1])
 
     @classmethod
@@ -52,6 +65,29 @@ class KnnGraph:
         ``NearestNeighbors.kneighbors_graph(mode="distance")`` gives). A row with no entries
         is a row left out of the search (distance ``inf``, index ``-1``).
 
+        Parameters
+        ----------
+        matrix:
+            A ``scipy.sparse`` ``(n, n)`` matrix with the same number of entries in every
+            non-empty row.
+        metric:
+            The metric the distances were computed with, if known.
+
+        Returns
+        -------
+        KnnGraph
+            The same neighbours, as ``(n, k)`` arrays.
+
+        Raises
+        ------
+        TypeError
+            ``matrix`` is not a scipy sparse matrix.
+        ValueError
+            Not square, rows with different numbers of neighbours, negative or non-finite
+            distances, rows not sorted by distance, or a row listing itself.
+
+        Examples
+        --------
         >>> import numpy as np, scipy.sparse as sp
         >>> m = sp.csr_matrix(([1.0, 1.0, 2.0], [1, 0, 1], [0, 1, 2, 3]), shape=(3, 3))
         >>> KnnGraph.from_csr(m).indices.ravel().tolist()
@@ -100,8 +136,21 @@ class KnnGraph:
         return cls(distances, indices, metric)
 
     def to_csr(self) -> Any:
-        """The graph as cleanlab's ``knn_graph``: a ``scipy.sparse.csr_matrix`` of shape
-        ``(n, n)``, each row's distances in ascending order; rows left out have no entries."""
+        """The graph as cleanlab's ``knn_graph``.
+
+        Returns
+        -------
+        scipy.sparse.csr_matrix
+            ``(n, n)``, each row's distances in ascending order; rows left out have no
+            entries.
+
+        Examples
+        --------
+        >>> import numpy as np, fastcarto
+        >>> g = fastcarto.knn(np.array([[0.0], [1.0], [3.0]]), k=1)
+        >>> g.to_csr().toarray().tolist()
+        [[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 2.0, 0.0]]
+        """
         import scipy.sparse as sp
 
         n = self.indices.shape[0]

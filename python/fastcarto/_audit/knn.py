@@ -71,6 +71,20 @@ def knn(
     seed:
         Seeds the approximate index.
 
+    Returns
+    -------
+    KnnGraph
+        ``(n, k)`` distances (ascending along each row) and indices.
+
+    Raises
+    ------
+    TypeError
+        ``k`` is not an int, or features that are not numeric.
+    ValueError
+        An unknown metric, ``k`` outside ``1 <= k < n``, or features that are not 2-D.
+
+    Examples
+    --------
     >>> import numpy as np
     >>> g = knn(np.array([[0.0], [1.0], [3.0]]), k=1)
     >>> g.indices.ravel().tolist(), g.distances.ravel().tolist()

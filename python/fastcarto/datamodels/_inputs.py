@@ -119,6 +119,39 @@ def statistics(
     The result is additive: statistics of shards of models, trained in several batches or on
     several machines, combine with ``merge``; pass them to :func:`fit_statistics`.
 
+    Parameters
+    ----------
+    masks:
+        ``(M, N)`` bool (or uint8 0/1) masks of the training examples each model saw, or
+        uint8 rows of ``numpy.packbits(masks, axis=1)`` with ``n_train=N``; an array, a
+        memory map or a ``.npy`` path.
+    outputs:
+        ``(M, K)`` (or ``(M,)``) float outputs of each model on the targets.
+    n_train:
+        ``N``, for bit-packed masks.
+    bitorder:
+        The ``bitorder`` the masks were packed with.
+    threads:
+        Worker threads (default: ``FASTCARTO_NUM_THREADS`` or all cores).
+
+    Returns
+    -------
+    DatamodelStats
+        ``XᵀX``, ``XᵀY``, ``ΣY`` and ``ΣY²`` of the models, with their count.
+
+    Raises
+    ------
+    TypeError
+        Masks that are not bool/uint8 (bit-packed: uint8), or outputs that are not float.
+    ValueError
+        Arrays of the wrong shape, or masks and outputs of different numbers of models.
+    FileNotFoundError
+        A ``.npy`` path that does not exist.
+    fastcarto.FastcartoError
+        An output that is NaN or infinite.
+
+    Examples
+    --------
     >>> import numpy as np, fastcarto.datamodels as fdm
     >>> rng = np.random.default_rng(0)
     >>> masks = rng.random((200, 30)) < 0.5

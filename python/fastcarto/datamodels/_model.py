@@ -39,8 +39,29 @@ _ARRAYS = (
 
 
 class Influential(NamedTuple):
-    """The training examples with the largest positive (``helpful``) and negative (``harmful``)
-    weights of one target, strongest first, with their weights."""
+    """The training examples with the largest positive and negative weights of one target.
+
+    What :meth:`Datamodel.most_influential` returns.
+
+    Attributes
+    ----------
+    helpful:
+        ``int64`` training examples with positive weights, strongest first.
+    helpful_weights:
+        Their weights.
+    harmful:
+        ``int64`` training examples with negative weights, most negative first.
+    harmful_weights:
+        Their weights.
+
+    Examples
+    --------
+    >>> import fastcarto.datamodels as fdm
+    >>> dm = fdm.Datamodel.from_weights([[0.5], [-0.25], [0.0]], bias=[1.0])
+    >>> helpful, helpful_weights, harmful, harmful_weights = dm.most_influential(0)
+    >>> helpful.tolist(), harmful.tolist()
+    ([0], [1])
+    """
 
     helpful: np.ndarray[Any, np.dtype[np.int64]]
     helpful_weights: np.ndarray[Any, np.dtype[np.float32]]
@@ -49,7 +70,25 @@ class Influential(NamedTuple):
 
 
 class Similar(NamedTuple):
-    """For each target, the ``k`` most similar targets by their datamodel embeddings."""
+    """For each target, the ``k`` most similar targets by their datamodel embeddings.
+
+    What :meth:`Datamodel.similar` returns.
+
+    Attributes
+    ----------
+    indices:
+        ``(K, k)`` ``int64`` target indices, most similar first.
+    similarity:
+        ``(K, k)`` ``float32`` cosine similarities of the embeddings.
+
+    Examples
+    --------
+    >>> import fastcarto.datamodels as fdm
+    >>> dm = fdm.Datamodel.from_weights([[1.0, 1.0, 0.0], [0.0, 0.1, 1.0]], bias=[0, 0, 0])
+    >>> indices, similarity = dm.similar(k=1)
+    >>> indices.ravel().tolist()
+    [1, 0, 1]
+    """
 
     indices: np.ndarray[Any, np.dtype[np.int64]]
     similarity: np.ndarray[Any, np.dtype[np.float32]]
@@ -57,20 +96,40 @@ class Similar(NamedTuple):
 
 @dataclass(frozen=True, eq=False)
 class Datamodel:
-    """Fitted datamodels: for each target ``k``, the output of a model trained on the subset
-    ``x`` (a 0/1 mask over the ``N`` training examples) is predicted as
-    ``x @ weights[:, k] + bias[k]``.
+    """Fitted datamodels, one linear model per target.
 
-    Attributes:
-        weights: ``(N, K)`` float32, in raw mask units.
-        bias: ``(K,)``.
-        lam: ``(K,)`` the λ of each target (NaN for a constant target, whose weights are zero).
-        lambdas, val_mse: ``(K, n_lambdas)`` each target's λ path and validation mean squared
-            error along it (NaN past the early stop; empty when λ was given).
-        gap: ``(K,)`` duality gap of the final solve, in units of the lasso objective.
-        converged: ``(K,)`` whether the final solve met the tolerance.
-        constant_columns: training examples in every model or in none: their weights are zero.
-        mean_output: ``(K,)`` the mean output over the models fitted on.
+    For each target ``k``, the output of a model trained on the subset ``x`` (a 0/1 mask over
+    the ``N`` training examples) is predicted as ``x @ weights[:, k] + bias[k]``. Made by
+    :func:`fit`, :func:`fit_statistics`, :meth:`from_weights` or :meth:`load`.
+
+    Attributes
+    ----------
+    weights:
+        ``(N, K)`` float32, in raw mask units.
+    bias:
+        ``(K,)``.
+    lam:
+        ``(K,)`` the λ of each target (NaN for a constant target, whose weights are zero).
+    lambdas, val_mse:
+        ``(K, n_lambdas)`` each target's λ path and validation mean squared error along it
+        (NaN past the early stop; empty when λ was given).
+    gap:
+        ``(K,)`` duality gap of the final solve, in units of the lasso objective.
+    converged:
+        ``(K,)`` whether the final solve met the tolerance.
+    constant_columns:
+        Training examples in every model or in none: their weights are zero.
+    mean_output:
+        ``(K,)`` the mean output over the models fitted on.
+
+    Examples
+    --------
+    >>> import numpy as np, fastcarto.datamodels as fdm
+    >>> dm = fdm.Datamodel.from_weights([[0.5, 0.0], [-0.25, 0.1], [0.0, 0.3]], bias=[1.0, 0.0])
+    >>> dm.n_train, dm.n_targets
+    (3, 2)
+    >>> dm.predict(np.array([[True, True, False]])).round(2).tolist()
+    [[1.25, 0.1]]
     """
 
     weights: np.ndarray[Any, np.dtype[np.float32]]
@@ -106,8 +165,37 @@ class Datamodel:
         n_train: int | None = None,
         bitorder: Literal["big", "little"] = "big",
     ) -> np.ndarray[Any, np.dtype[np.float64]]:
-        """Predicted outputs ``(M', K)`` of models trained on ``masks`` (bool ``(M', N)``, or
-        bit-packed with ``n_train``; arrays, memory maps or ``.npy`` paths)."""
+        """Predicted outputs of models trained on some subsets.
+
+        Parameters
+        ----------
+        masks:
+            Bool ``(M', N)`` masks (or uint8 rows bit-packed with ``n_train``): arrays, memory
+            maps or ``.npy`` paths.
+        n_train:
+            ``N``, for bit-packed masks.
+        bitorder:
+            The ``bitorder`` the masks were packed with.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(M', K)`` float64 predictions.
+
+        Raises
+        ------
+        ValueError
+            Masks over another number of training examples, or of the wrong shape.
+        TypeError
+            Masks that are not bool/uint8.
+
+        Examples
+        --------
+        >>> import numpy as np, fastcarto.datamodels as fdm
+        >>> dm = fdm.Datamodel.from_weights([[0.5, 0.0], [-0.25, 0.1], [0.0, 0.3]], bias=[1.0, 0.0])
+        >>> dm.predict(np.packbits([[1, 0, 1]], axis=1), n_train=3).round(2).tolist()
+        [[1.5, 0.3]]
+        """
         m = load(masks, "masks")
         n = check_masks(m, n_train)
         if n != self.n_train:
@@ -125,6 +213,29 @@ class Datamodel:
         """Predicted change of the target's output when the training examples ``remove`` are
         left out of the training set: ``-Σ_{i ∈ remove} weights[i, target]``.
 
+        Parameters
+        ----------
+        target:
+            The target's index (negative counts from the end).
+        remove:
+            Training example ids, or a boolean mask over the ``N`` examples.
+
+        Returns
+        -------
+        float
+            The predicted change of the output.
+
+        Raises
+        ------
+        IndexError
+            A target or an id out of range.
+        TypeError
+            Ids that are not integers.
+        ValueError
+            Repeated ids, or a boolean mask of the wrong length.
+
+        Examples
+        --------
         >>> import numpy as np
         >>> dm = Datamodel.from_weights(np.array([[0.5], [-0.25], [0.0]]), bias=[1.0])
         >>> dm.counterfactual(0, remove=[0, 1])
@@ -165,6 +276,28 @@ class Datamodel:
         average margin). For a positive output the examples are those with the largest
         positive weights, strongest first; for a negative one, the most negative.
 
+        Parameters
+        ----------
+        target:
+            The target's index.
+        output:
+            The output to flip; None for the mean output over the models.
+
+        Returns
+        -------
+        numpy.ndarray or None
+            The training example ids, strongest first (empty for an output of 0), or None
+            when removing every example of the right sign does not reach the margin.
+
+        Raises
+        ------
+        IndexError
+            A target out of range.
+        ValueError
+            A non-finite output.
+
+        Examples
+        --------
         >>> import numpy as np
         >>> dm = Datamodel.from_weights(np.array([[0.5], [0.2], [0.4], [-1.0]]), bias=[0.0])
         >>> dm.brittleness(0, output=0.8).tolist()
@@ -184,8 +317,38 @@ class Datamodel:
         return order[: k + 1] if k < order.size else None
 
     def most_influential(self, target: int, k: int = 10) -> Influential:
-        """The ``k`` training examples with the largest positive and the ``k`` with the most
-        negative weights for ``target`` (fewer when fewer weights are non-zero)."""
+        """The training examples that help and hurt one target most.
+
+        The ``k`` with the largest positive and the ``k`` with the most negative weights
+        (fewer when fewer weights are non-zero).
+
+        Parameters
+        ----------
+        target:
+            The target's index.
+        k:
+            How many of each, at least 1.
+
+        Returns
+        -------
+        Influential
+            ``helpful``, ``helpful_weights``, ``harmful``, ``harmful_weights``.
+
+        Raises
+        ------
+        IndexError
+            A target out of range.
+        ValueError
+            ``k < 1``.
+
+        Examples
+        --------
+        >>> import numpy as np, fastcarto.datamodels as fdm
+        >>> dm = fdm.Datamodel.from_weights([[0.5, 0.0], [-0.25, 0.1], [0.0, 0.3]], bias=[1.0, 0.0])
+        >>> top = dm.most_influential(1, k=2)
+        >>> top.helpful.tolist(), top.harmful.tolist()
+        ([2, 1], [])
+        """
         t = self._target(target)
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
@@ -208,7 +371,36 @@ class Datamodel:
         """For each target, the ``k`` targets (of ``among``, default all; never itself) with
         the most similar datamodel embeddings (cosine). When targets include the training
         examples (``among`` = their target indices), these are the training examples that
-        behave alike: near-copies, and train-test leakage (Ilyas et al., 2022, section 4)."""
+        behave alike: near-copies, and train-test leakage (Ilyas et al., 2022, section 4).
+
+        Parameters
+        ----------
+        k:
+            Neighbours per target.
+        among:
+            The candidate target indices; None for all.
+
+        Returns
+        -------
+        Similar
+            ``indices`` and ``similarity``, ``(K, k)``, most similar first.
+
+        Raises
+        ------
+        IndexError
+            ``among`` holds indices out of range.
+        ValueError
+            ``k`` outside ``[1, number of candidates]``.
+
+        Examples
+        --------
+        >>> import fastcarto.datamodels as fdm
+        >>> dm = fdm.Datamodel.from_weights([[1.0, 0.9, 0.0], [0.0, 0.1, 1.0]], bias=[0, 0, 0])
+        >>> dm.similar(k=1).indices.ravel().tolist()
+        [1, 0, 1]
+        >>> dm.similar(k=1, among=[2]).indices.ravel().tolist()
+        [2, 2, 2]
+        """
         e = self.embeddings
         pool = np.arange(self.n_targets) if among is None else np.asarray(among, dtype=np.int64)
         if pool.ndim != 1 or (pool.size and (pool.min() < 0 or pool.max() >= self.n_targets)):
@@ -225,7 +417,32 @@ class Datamodel:
 
     @classmethod
     def from_weights(cls, weights: npt.ArrayLike, bias: npt.ArrayLike) -> Datamodel:
-        """Datamodels with given weights ``(N, K)`` and bias ``(K,)`` (no fit information)."""
+        """Datamodels with given weights and bias (no fit information).
+
+        Parameters
+        ----------
+        weights:
+            ``(N, K)``, stored as float32.
+        bias:
+            ``(K,)``.
+
+        Returns
+        -------
+        Datamodel
+            ``lam`` NaN, empty λ paths, ``mean_output`` equal to ``bias``.
+
+        Raises
+        ------
+        ValueError
+            Shapes that do not match.
+
+        Examples
+        --------
+        >>> import numpy as np, fastcarto.datamodels as fdm
+        >>> dm = fdm.Datamodel.from_weights([[0.5, 0.0], [-0.25, 0.1], [0.0, 0.3]], bias=[1.0, 0.0])
+        >>> dm.weights.dtype, dm.mean_output.tolist()
+        (dtype('float32'), [1.0, 0.0])
+        """
         w = np.asarray(weights, dtype=np.float32)
         b = np.asarray(bias, dtype=np.float64)
         if w.ndim != 2 or b.shape != (w.shape[1],):
@@ -244,8 +461,24 @@ class Datamodel:
         )
 
     def save(self, path: str | Path) -> None:
-        """Writes the datamodels to the directory ``path`` (one ``.npy`` per array and a
-        ``datamodel.json``); :meth:`load` reads them back."""
+        """Writes the datamodels to a directory; :meth:`load` reads them back.
+
+        Parameters
+        ----------
+        path:
+            The directory (created if missing): one ``.npy`` per array and a
+            ``datamodel.json``.
+
+        Examples
+        --------
+        >>> import numpy as np, fastcarto.datamodels as fdm
+        >>> dm = fdm.Datamodel.from_weights([[0.5, 0.0], [-0.25, 0.1], [0.0, 0.3]], bias=[1.0, 0.0])
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     dm.save(tmp)
+        ...     fdm.Datamodel.load(tmp).weights.shape
+        (3, 2)
+        """
         d = Path(path)
         d.mkdir(parents=True, exist_ok=True)
         for name in _ARRAYS:
@@ -260,7 +493,35 @@ class Datamodel:
 
     @classmethod
     def load(cls, path: str | Path) -> Datamodel:
-        """Reads datamodels written by :meth:`save`."""
+        """Reads datamodels written by :meth:`save`.
+
+        Parameters
+        ----------
+        path:
+            The directory :meth:`save` wrote.
+
+        Returns
+        -------
+        Datamodel
+            The saved datamodels.
+
+        Raises
+        ------
+        FileNotFoundError
+            The directory holds no ``datamodel.json``.
+        fastcarto.FileFormatError
+            Not a fastcarto datamodel of this format version, or arrays that do not match.
+
+        Examples
+        --------
+        >>> import numpy as np, fastcarto.datamodels as fdm
+        >>> dm = fdm.Datamodel.from_weights([[0.5, 0.0], [-0.25, 0.1], [0.0, 0.3]], bias=[1.0, 0.0])
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     dm.save(tmp)
+        ...     fdm.Datamodel.load(tmp).predict(np.ones((1, 3), dtype=bool)).round(2).tolist()
+        [[1.25, 0.4]]
+        """
         d = Path(path)
         meta_path = d / "datamodel.json"
         if not meta_path.is_file():
@@ -315,7 +576,47 @@ def fit_statistics(
     max_iter: int = 1000,
     threads: int | None = None,
 ) -> Datamodel:
-    """:func:`fit` on statistics (see :func:`statistics`): λ chosen on ``val``, or given."""
+    """:func:`fit` on statistics (see :func:`statistics`): λ chosen on ``val``, or given.
+
+    Parameters
+    ----------
+    train:
+        Statistics of the training models.
+    val:
+        Statistics of the validation models, on which λ is chosen; the final fit uses both.
+        Not needed with ``lam``.
+    lam, n_lambdas, lambda_ratio, patience, step, tol, max_iter, threads:
+        As in :func:`fit`.
+
+    Returns
+    -------
+    Datamodel
+        One datamodel per target.
+
+    Raises
+    ------
+    ValueError
+        Neither ``val`` nor ``lam``, or ``patience`` or ``step`` below 1.
+    fastcarto.IncompatibleStateError
+        ``train`` and ``val`` of different shapes.
+
+    Warns
+    -----
+    DatamodelWarning
+        Fewer models than training examples, or examples in every model or in none.
+
+    Examples
+    --------
+    >>> import numpy as np, fastcarto.datamodels as fdm
+    >>> rng = np.random.default_rng(0)
+    >>> masks = rng.random((600, 20)) < 0.5
+    >>> outputs = masks[:, [2]] * 1.0 + rng.normal(0, 0.1, (600, 1))
+    >>> train = fdm.statistics(masks[:500], outputs[:500])
+    >>> val = fdm.statistics(masks[500:], outputs[500:])
+    >>> model = fdm.fit_statistics(train, val)
+    >>> model.most_influential(0, k=1).helpful.tolist()
+    [2]
+    """
     parts = [train] if val is None else [train, val]
     total = sum(p.n_rows for p in parts)
     sums = sum(p.parts()[3] for p in parts)
@@ -378,6 +679,64 @@ def fit(
     value or one per target) there is no path: every model is fitted at that λ. λ is scikit-learn's
     ``Lasso(alpha=λ)`` on ``StandardScaler``-ed masks (see ``docs/datamodels.md``).
 
+    Parameters
+    ----------
+    masks:
+        ``(M, N)`` bool masks (or bit-packed uint8 with ``n_train``): arrays, memory maps or
+        ``.npy`` paths.
+    outputs:
+        ``(M, K)`` (or ``(M,)``) float outputs.
+    val_fraction:
+        The share of the models (the last ones) held out to choose λ, in (0, 1).
+    lam:
+        A fixed λ (one, or one per target) instead of the path.
+    n_lambdas:
+        Length of the λ path.
+    lambda_ratio:
+        The smallest λ of the path as a fraction of the largest.
+    patience:
+        Stop the path after this many λ in a row without improvement (None: never).
+    step:
+        Visit every ``step``-th λ first, then refine around the best.
+    tol:
+        Duality-gap tolerance of each solve.
+    max_iter:
+        Coordinate-descent passes per solve.
+    n_train:
+        ``N``, for bit-packed masks.
+    bitorder:
+        The ``bitorder`` the masks were packed with.
+    threads:
+        Worker threads (default: ``FASTCARTO_NUM_THREADS`` or all cores).
+
+    Returns
+    -------
+    Datamodel
+        One datamodel per target.
+
+    Raises
+    ------
+    TypeError
+        Masks that are not bool/uint8 (bit-packed: uint8), or outputs that are not float.
+    ValueError
+        Arrays of the wrong shape, masks and outputs of different numbers of models,
+        ``val_fraction`` outside (0, 1), or too few models to hold some out.
+    FileNotFoundError
+        A ``.npy`` path that does not exist.
+    fastcarto.FastcartoError
+        An output that is NaN or infinite.
+
+    Warns
+    -----
+    DatamodelWarning
+        Fewer models than training examples, or examples in every model or in none.
+
+    See Also
+    --------
+    lds : scores the datamodels on held-out models.
+
+    Examples
+    --------
     >>> import numpy as np, fastcarto.datamodels as fdm
     >>> rng = np.random.default_rng(0)
     >>> masks = rng.random((2000, 50)) < 0.5
@@ -452,7 +811,39 @@ def lds(
     """The linear datamodeling score: the Spearman correlation, over held-out models, between
     predicted and actual outputs, averaged over targets (Park et al., 2023; Ilyas et al., 2022).
     Targets whose outputs or predictions are constant have no correlation (NaN) and are left
-    out of the mean. ``per_target=True`` returns the ``(K,)`` correlations instead."""
+    out of the mean.
+
+    Parameters
+    ----------
+    model:
+        The fitted datamodels.
+    masks, outputs:
+        Held-out models (not those fitted on), as in :func:`fit`; at least 3.
+    per_target:
+        Return each target's correlation instead of the mean.
+    n_train, bitorder:
+        For bit-packed masks, as in :func:`fit`.
+
+    Returns
+    -------
+    float or numpy.ndarray
+        The mean correlation (NaN when no target has one), or the ``(K,)`` correlations.
+
+    Raises
+    ------
+    ValueError
+        Masks or outputs that do not match the datamodels, or fewer than 3 models.
+    fastcarto.NonFiniteError
+        A held-out output that is NaN or infinite.
+
+    Examples
+    --------
+    >>> import numpy as np, fastcarto.datamodels as fdm
+    >>> dm = fdm.Datamodel.from_weights([[1.0], [0.5], [0.0]], bias=[0.0])
+    >>> masks = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 1]], dtype=bool)
+    >>> fdm.lds(dm, masks, np.array([0.9, 0.6, 1.4, 0.1]))
+    1.0
+    """
     pred = model.predict(masks, n_train=n_train, bitorder=bitorder)
     y = check_outputs(load(outputs, "outputs"), pred.shape[0]).astype(np.float64)
     if y.shape[1] != model.n_targets:

@@ -26,9 +26,10 @@ def _margins(
         if s.ndim == 1:  # binary: the score of classes_[1]
             s = np.stack([-s, s], axis=1) / 2
     else:
-        with np.errstate(divide="ignore"):
-            s = np.log(np.asarray(est.predict_proba(X), dtype=np.float64))
-        s = np.maximum(s, np.finfo(np.float64).min / 4)
+        # A probability of 0 scores log(tiny) = -708: finite, and margins of such scores still
+        # fit the float32 outputs (a floor near float64's lowest overflowed them to inf).
+        tiny = np.finfo(np.float64).tiny
+        s = np.log(np.maximum(np.asarray(est.predict_proba(X), dtype=np.float64), tiny))
     full = np.empty((X.shape[0], classes.size))
     full[:] = s.min(axis=1, keepdims=True)
     full[:, np.searchsorted(classes, est.classes_)] = s
@@ -59,14 +60,44 @@ def _train(
 
 
 class Subsets:
-    """Trains ``estimator`` on ``n_models`` random subsets of ``(X, y)`` (each of
+    """Trains an estimator on many random subsets: the data datamodels are fitted on.
+
+    Trains ``estimator`` on ``n_models`` random subsets of ``(X, y)`` (each of
     ``round(alpha * N)`` examples, drawn without replacement) and records every model's
     correct-class margin on ``(X_targets, y_targets)``, in the directory ``out``:
     ``masks.npy`` ``(n_models, N)`` bool, ``outputs.npy`` ``(n_models, K)`` float32 and
     ``done.npy`` (which models are trained), all memory maps, so a run stopped half way
     resumes where it stopped (:meth:`run` again with the same arguments). Models train in
-    parallel with joblib (``n_jobs``).
+    parallel with joblib (``n_jobs``). The margin is the true class's score minus the best
+    other class's (``decision_function``, else log ``predict_proba``).
 
+    Parameters
+    ----------
+    estimator:
+        A scikit-learn classifier (cloned for each model).
+    X, y:
+        The ``N`` training examples and their labels.
+    X_targets, y_targets:
+        The ``K`` targets whose margins are recorded, and their labels (classes of ``y``).
+    n_models:
+        How many models to train.
+    out:
+        The directory of the memory maps (created if missing).
+    alpha:
+        The share of the training examples in each subset, in (0, 1).
+    seed:
+        Seed of the subsets.
+    n_jobs:
+        joblib's ``n_jobs`` (None: one process, unless in a ``parallel_config``).
+
+    Raises
+    ------
+    ValueError
+        ``X``/``y`` or ``X_targets``/``y_targets`` of mismatched lengths, ``alpha`` outside
+        (0, 1), ``n_models < 1``, or a target class that ``y`` lacks.
+
+    Examples
+    --------
     >>> import numpy as np, tempfile, fastcarto.datamodels as fdm
     >>> from sklearn.linear_model import LogisticRegression
     >>> rng = np.random.default_rng(0)
@@ -163,7 +194,37 @@ class Subsets:
     def run(
         self, *, batch: int = 64, progress: bool = False
     ) -> tuple[np.memmap[Any, Any], np.memmap[Any, Any]]:
-        """Trains the models not trained yet; returns the ``(masks, outputs)`` memory maps."""
+        """Trains the models not trained yet.
+
+        Parameters
+        ----------
+        batch:
+            Models handed to joblib at a time (and written to disk after each batch).
+        progress:
+            Show a progress bar (tqdm).
+
+        Returns
+        -------
+        tuple of numpy.memmap
+            ``(masks, outputs)``: ``(n_models, N)`` bool and ``(n_models, K)`` float32, ready
+            for :func:`fit`.
+
+        Raises
+        ------
+        ValueError
+            ``out`` holds a run with other settings.
+
+        Examples
+        --------
+        >>> import numpy as np, tempfile, fastcarto.datamodels as fdm
+        >>> from sklearn.naive_bayes import GaussianNB
+        >>> X = np.arange(20.0).reshape(10, 2); y = np.arange(10) % 2
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     subsets = fdm.Subsets(GaussianNB(), X, y, X[:2], y[:2], n_models=3, out=d)
+        ...     masks, outputs = subsets.run(batch=2)
+        ...     masks.shape, outputs.shape, bool(np.isfinite(outputs).all())
+        ((3, 10), (3, 2), True)
+        """
         from joblib import Parallel, delayed  # type: ignore[import-untyped]
 
         masks, outputs, done = self._open()
