@@ -415,16 +415,20 @@ def scale_child(part: str, d: Path) -> None:
     base = dict(peak.stop())  # the interpreter with numpy and fastcarto loaded
     peak = PeakMemory()
     out: dict[str, Any] = {"part": part, **{f"base_{k}": v for k, v in base.items()}}
+    cpu0 = _cpu_seconds()
     t0 = time.perf_counter()
-    if part in ("stats", "stats-packed"):
+    if part in ("stats", "stats-packed", "stats-k1"):
         packed = part == "stats-packed"
         masks = np.load(d / ("masks_packed.npy" if packed else "masks.npy"), mmap_mode="r")
         outputs = np.load(d / "outputs.npy", mmap_mode="r")
+        if part == "stats-k1":  # one target: the cost of XᵀX alone
+            outputs = outputs[:, :1]
         opts: dict[str, Any] = {"n_train": n} if packed else {}
         train = fdm.statistics(masks[: m - n_val], outputs[: m - n_val], **opts)
         val = fdm.statistics(masks[m - n_val :], outputs[m - n_val :], **opts)
         out["seconds"] = time.perf_counter() - t0
-        if not packed:
+        out["cpu_seconds"] = _cpu_seconds() - cpu0
+        if part == "stats":
             for name, st in (("train", train), ("val", val)):
                 for i, a in enumerate(st.parts()):
                     np.save(d / f"stats_{name}_{i}.npy", np.asarray(a))
@@ -437,9 +441,11 @@ def scale_child(part: str, d: Path) -> None:
             )
             for name in ("train", "val")
         ]
+        cpu0 = _cpu_seconds()
         t0 = time.perf_counter()
         model = fdm.fit_statistics(*parts)
         out["seconds"] = time.perf_counter() - t0
+        out["cpu_seconds"] = _cpu_seconds() - cpu0
         w_true = np.load(d / "true_weights.npy")
         nnz = (model.weights != 0).sum(0)
         out["median_nnz"] = int(np.median(nnz))
@@ -450,6 +456,17 @@ def scale_child(part: str, d: Path) -> None:
         raise ValueError(f"unknown scale step {part!r}")
     out.update(peak.stop())
     print(json.dumps(out), flush=True)
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process, all threads: on a shared machine, the wall time this step
+    would take alone is about this divided by the cores it keeps busy."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _secs(r: dict[str, Any]) -> str:
+    return f"{r['seconds']:.1f} s wall, {r['cpu_seconds']:.1f} CPU-s"
 
 
 def _run_child(part: str, d: Path) -> dict[str, Any]:
@@ -464,8 +481,8 @@ def _run_child(part: str, d: Path) -> dict[str, Any]:
 
 def _mem(r: dict[str, Any]) -> str:
     return (
-        f"peak RSS {r['peak_rss_gib']:.2f} GiB (allocated {r['peak_anon_gib']:.2f} GiB; "
-        f"the bare interpreter {r['base_peak_anon_gib']:.2f})"
+        f"peak RSS {r['peak_rss_gib']:.2f} GiB, of which allocated {r['peak_anon_gib']:.2f} GiB "
+        f"(the bare interpreter: {r['base_peak_rss_gib']:.2f}, {r['base_peak_anon_gib']:.2f})"
     )
 
 
@@ -481,14 +498,16 @@ def scale(
     d = root / f"scale-{n}-{m}-{k}"
     make_scale_data(d, n, m, k)
     st = _run_child("stats", d)
-    print(f"  statistics pass, bool masks: {st['seconds']:.1f} s, {_mem(st)}")
+    print(f"  statistics pass, bool masks: {_secs(st)}, {_mem(st)}")
     sp = _run_child("stats-packed", d)
     if sp["xtx_sum"] != st["xtx_sum"]:
         raise AssertionError("bit-packed and bool masks gave different statistics")
-    print(f"  statistics pass, bit-packed masks: {sp['seconds']:.1f} s, {_mem(sp)}")
+    print(f"  statistics pass, bit-packed masks: {_secs(sp)}, {_mem(sp)}")
+    k1 = _run_child("stats-k1", d)
+    print(f"  statistics pass, bool masks, one target (XᵀX alone): {_secs(k1)}, {_mem(k1)}")
     fit = _run_child("fit", d)
     print(
-        f"  fit: {fit['seconds']:.1f} s, {_mem(fit)}; median {fit['median_nnz']} non-zero weights "
+        f"  fit: {_secs(fit)}, {_mem(fit)}; median {fit['median_nnz']} non-zero weights "
         f"per target (true {fit['true_nnz']}), correlation with the true weights "
         f"{fit['weights_corr']:.3f}, {fit['converged']}/{k} converged"
     )
@@ -497,7 +516,12 @@ def scale(
         sd = root / f"scale-{stream_n}-{sm}-{stream_k}"
         make_scale_data(sd, stream_n, sm, stream_k)
         r = _run_child("stats", sd)
-        print(f"    M={sm}: {r['seconds']:.1f} s, {_mem(r)}")
+        print(f"    M={sm}: {_secs(r)}, {_mem(r)}")
+    r = _run_child("fit", sd)
+    print(
+        f"  fit at N={stream_n}, M={stream_ms[-1]}, K={stream_k}: {_secs(r)}, {_mem(r)}; "
+        f"median {r['median_nnz']} non-zero weights per target (true {r['true_nnz']})"
+    )
 
 
 # --- the command line -----------------------------------------------------------------------

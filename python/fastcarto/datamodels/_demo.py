@@ -182,7 +182,7 @@ def _figure(
         image(ax, Xt[t], "black")
         right = "right" if model.mean_output[t] > 0 else "wrong"
         ax.set_title(
-            f"test #{tid[t]}: a {yt[t]}\nmean margin {model.mean_output[t]:+.2f} ({right})",
+            f"test #{tid[t]}: a {yt[t]}\nmargin {model.mean_output[t]:+.2f} ({right})",
             fontsize=8,
             fontweight="bold",
         )
