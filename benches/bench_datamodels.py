@@ -23,8 +23,11 @@ averaged over them). ``--figure`` draws predicted against actual change.
 ``--scale`` writes synthetic masks (N = 10,000 training examples, M = 50,000 models, as bool and
 bit-packed ``.npy``) and outputs (K = 1,000 targets from sparse true datamodels plus noise) to
 disk, then times the statistics pass (from the memory-mapped files) and the fit, each in a child
-process that reports its peak memory; and runs the statistics pass at smaller N for several M
-(``--stream-models``) to check that it streams.
+process that reports its wall and CPU time (on a shared machine, CPU seconds over the cores is
+the better guide) and its peak memory: peak RSS, which counts the pages of the memory-mapped
+inputs that were read, and the peak of what the process allocated (``RssAnon``); it runs the
+statistics pass at smaller N for several M (``--stream-models``) to check that it streams, then
+the bit-packed and one-target (``XᵀX`` alone) passes at full size.
 """
 
 from __future__ import annotations
@@ -428,6 +431,7 @@ def scale_child(part: str, d: Path) -> None:
         val = fdm.statistics(masks[m - n_val :], outputs[m - n_val :], **opts)
         out["seconds"] = time.perf_counter() - t0
         out["cpu_seconds"] = _cpu_seconds() - cpu0
+        out.update(peak.stop())  # before the copies below
         if part == "stats":
             for name, st in (("train", train), ("val", val)):
                 for i, a in enumerate(st.parts()):
@@ -452,9 +456,9 @@ def scale_child(part: str, d: Path) -> None:
         out["true_nnz"] = int(np.median((w_true != 0).sum(0)))
         out["weights_corr"] = float(np.corrcoef(model.weights.ravel(), w_true.ravel())[0, 1])
         out["converged"] = int(model.converged.sum())
+        out.update(peak.stop())
     else:
         raise ValueError(f"unknown scale step {part!r}")
-    out.update(peak.stop())
     print(json.dumps(out), flush=True)
 
 
@@ -486,6 +490,14 @@ def _mem(r: dict[str, Any]) -> str:
     )
 
 
+def _print_fit(label: str, r: dict[str, Any], k: int) -> None:
+    print(
+        f"  {label}: {_secs(r)}, {_mem(r)}; median {r['median_nnz']} non-zero weights per "
+        f"target (true {r['true_nnz']}), correlation with the true weights "
+        f"{r['weights_corr']:.3f}, {r['converged']}/{k} converged"
+    )
+
+
 def scale(
     root: Path, size: tuple[int, int, int], stream_n: int, stream_k: int, stream_ms: list[int]
 ) -> None:
@@ -499,29 +511,22 @@ def scale(
     make_scale_data(d, n, m, k)
     st = _run_child("stats", d)
     print(f"  statistics pass, bool masks: {_secs(st)}, {_mem(st)}")
-    sp = _run_child("stats-packed", d)
-    if sp["xtx_sum"] != st["xtx_sum"]:
-        raise AssertionError("bit-packed and bool masks gave different statistics")
-    print(f"  statistics pass, bit-packed masks: {_secs(sp)}, {_mem(sp)}")
-    k1 = _run_child("stats-k1", d)
-    print(f"  statistics pass, bool masks, one target (XᵀX alone): {_secs(k1)}, {_mem(k1)}")
-    fit = _run_child("fit", d)
-    print(
-        f"  fit: {_secs(fit)}, {_mem(fit)}; median {fit['median_nnz']} non-zero weights "
-        f"per target (true {fit['true_nnz']}), correlation with the true weights "
-        f"{fit['weights_corr']:.3f}, {fit['converged']}/{k} converged"
-    )
+    _print_fit("fit", _run_child("fit", d), k)
     print(f"  streaming: the statistics pass at N={stream_n}, K={stream_k} for M in {stream_ms}")
     for sm in stream_ms:
         sd = root / f"scale-{stream_n}-{sm}-{stream_k}"
         make_scale_data(sd, stream_n, sm, stream_k)
         r = _run_child("stats", sd)
         print(f"    M={sm}: {_secs(r)}, {_mem(r)}")
-    r = _run_child("fit", sd)
-    print(
-        f"  fit at N={stream_n}, M={stream_ms[-1]}, K={stream_k}: {_secs(r)}, {_mem(r)}; "
-        f"median {r['median_nnz']} non-zero weights per target (true {r['true_nnz']})"
+    _print_fit(
+        f"fit at N={stream_n}, M={stream_ms[-1]}, K={stream_k}", _run_child("fit", sd), stream_k
     )
+    sp = _run_child("stats-packed", d)
+    if sp["xtx_sum"] != st["xtx_sum"]:
+        raise AssertionError("bit-packed and bool masks gave different statistics")
+    print(f"  statistics pass, bit-packed masks: {_secs(sp)}, {_mem(sp)}")
+    k1 = _run_child("stats-k1", d)
+    print(f"  statistics pass, bool masks, one target (XᵀX alone): {_secs(k1)}, {_mem(k1)}")
 
 
 # --- the command line -----------------------------------------------------------------------
