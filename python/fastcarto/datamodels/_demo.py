@@ -101,7 +101,7 @@ def run_demo(
     )
     say(f"LDS on {n_heldout} held-out models: {score:.3f}")
     model.save(out / "model")
-    shown = _figure(model, X, y, Xt, yt, out / "influence.png")
+    shown = _figure(model, X, y, Xt, yt, out / "influence.png", target_ids=te, train_ids=tr)
     for t in shown:
         inf = model.most_influential(t, k=3)
         say(
@@ -113,35 +113,110 @@ def run_demo(
     return DemoResult(model, score, seconds, tr, te)
 
 
+def _shown_targets(model: Datamodel, yt: Any, n: int = 4) -> list[int]:
+    """Test digits worth a look: the least confidently right ones (average margin just above
+    0), one per class, and the most confidently wrong one when a digit is wrong on average."""
+    margin = model.mean_output
+    shown: list[int] = []
+    for t in np.argsort(np.where(margin > 0, margin, np.inf)):
+        if margin[t] <= 0 or len(shown) == n - 1:
+            break
+        if all(yt[t] != yt[s] for s in shown):
+            shown.append(int(t))
+    wrong = np.flatnonzero(margin < 0)
+    if wrong.size:
+        shown.append(int(wrong[np.argmin(margin[wrong])]))
+    return shown
+
+
 def _figure(
-    model: Datamodel, X: Any, y: Any, Xt: Any, yt: Any, path: Path, k: int = 4
+    model: Datamodel,
+    X: Any,
+    y: Any,
+    Xt: Any,
+    yt: Any,
+    path: Path,
+    k: int = 4,
+    target_ids: Any = None,
+    train_ids: Any = None,
 ) -> list[int]:
-    """Three test digits (the least confidently right ones) with their ``k`` most helpful and
-    ``k`` most harmful training images; returns the targets shown."""
+    """A few test digits (:func:`_shown_targets`), each with its ``k`` most helpful (largest
+    positive weight: removing them lowers the margin) and ``k`` most harmful (most negative
+    weight) training images, with their labels and weights; returns the targets shown."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    margin = model.mean_output
-    shown = [int(t) for t in np.argsort(np.where(margin > 0, margin, np.inf))[:3]]
-    fig, axes = plt.subplots(len(shown), 1 + 2 * k, figsize=(1.3 * (1 + 2 * k), 1.6 * len(shown)))
-    for row, t in zip(np.atleast_2d(axes), shown, strict=True):
+    helpful_c, harmful_c = "#1a7f37", "#c2185b"
+    shown = _shown_targets(model, yt)
+    n_rows = len(shown)
+    widths = [1.0, 0.35] + [1.0] * k + [0.35] + [1.0] * k
+    fig = plt.figure(figsize=(0.95 * sum(widths) + 0.4, 1.55 * n_rows + 0.9))
+    grid = fig.add_gridspec(
+        n_rows,
+        len(widths),
+        width_ratios=widths,
+        wspace=0.12,
+        hspace=0.6,
+        left=0.045,
+        right=0.99,
+        top=1 - 0.85 / (1.55 * n_rows + 0.9),
+        bottom=0.02,
+    )
+
+    def image(ax: Any, pixels: Any, colour: str) -> None:
+        ax.imshow(pixels.reshape(8, 8), cmap="gray_r", vmin=0, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_edgecolor(colour)
+            spine.set_linewidth(2.5)
+
+    tid = target_ids if target_ids is not None else np.arange(len(yt))
+    trid = train_ids if train_ids is not None else np.arange(len(y))
+    heads: dict[str, list[Any]] = {"helpful": [], "harmful": []}
+    for row, t in enumerate(shown):
         inf = model.most_influential(t, k=k)
-        row[0].imshow(Xt[t].reshape(8, 8), cmap="gray_r")
-        row[0].set_title(f"target: {yt[t]}", fontsize=8)
-        for j in range(k):
-            for ax, ids, ws, name in (
-                (row[1 + j], inf.helpful, inf.helpful_weights, "+"),
-                (row[1 + k + j], inf.harmful, inf.harmful_weights, "-"),
-            ):
-                if j < len(ids):
-                    ax.imshow(X[ids[j]].reshape(8, 8), cmap="Greens" if name == "+" else "Reds")
-                    ax.set_title(f"{name} {y[ids[j]]} ({ws[j]:+.2f})", fontsize=7)
-        for ax in row:
-            ax.set_axis_off()
-    fig.suptitle("most helpful (green) and most harmful (red) training digits", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+        ax = fig.add_subplot(grid[row, 0])
+        image(ax, Xt[t], "black")
+        right = "right" if model.mean_output[t] > 0 else "wrong"
+        ax.set_title(
+            f"test #{tid[t]}: a {yt[t]}\nmargin {model.mean_output[t]:+.2f} ({right})",
+            fontsize=8,
+            fontweight="bold",
+        )
+        for name, ids, ws, first, colour in (
+            ("helpful", inf.helpful, inf.helpful_weights, 2, helpful_c),
+            ("harmful", inf.harmful, inf.harmful_weights, 3 + k, harmful_c),
+        ):
+            for j in range(k):
+                ax = fig.add_subplot(grid[row, first + j])
+                if row == 0:
+                    heads[name].append(ax)
+                if j >= len(ids):
+                    ax.set_axis_off()
+                    continue
+                image(ax, X[ids[j]], colour)
+                ax.set_title(
+                    f"#{trid[ids[j]]}: a {y[ids[j]]}\nw = {ws[j]:+.3f}", fontsize=7.5, color=colour
+                )
+    fig.canvas.draw()
+    for name, colour, text in (
+        ("helpful", helpful_c, "most helpful: removing them lowers the margin"),
+        ("harmful", harmful_c, "most harmful: removing them raises the margin"),
+    ):
+        boxes = [ax.get_position() for ax in heads[name]]
+        fig.text(
+            (boxes[0].x0 + boxes[-1].x1) / 2,
+            1 - 0.3 / (1.55 * n_rows + 0.9),
+            text,
+            ha="center",
+            va="center",
+            fontsize=9,
+            color=colour,
+            fontweight="bold",
+        )
+    fig.savefig(path, dpi=150)
     plt.close(fig)
     return shown
