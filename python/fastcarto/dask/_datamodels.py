@@ -90,7 +90,7 @@ def datamodel_statistics(
     in a binary tree in shard order. The counts (``n_rows``, the mask Gram matrix) equal
     :func:`~fastcarto.datamodels.statistics` on all the models exactly; the float sums
     (``XᵀY``, ``ΣY``, ``ΣY²``) are added in another order than one pass adds them, so they
-    agree to rounding (relative ``1e-15`` of ``Σ|y|`` per entry), and a given sharding gives
+    agree to rounding (within ``1e-14 · Σ|y|`` per entry), and a given sharding gives
     the same bits on every run. ``client`` is a ``distributed.Client`` (default: Dask's
     current scheduler).
 
