@@ -33,6 +33,9 @@ __all__ = [
     "discover",
     "inspect_npy",
     "knn",
+    "knn_block",
+    "knn_finish",
+    "knn_merge",
     "knn_outliers",
     "knn_pred_probs",
     "label_issues",
@@ -138,6 +141,32 @@ def knn(
     seed: int = 0,
     threads: int | None = None,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
+
+# A part of the exact graph in blocks: (start, distances (q, k) float64, indices (q, k) int64,
+# dups (q, k) int64, n_dups (q,) uint64, searchable (q,) bool, n_reference, n_reference_searchable).
+_KnnPart = tuple[
+    int,
+    npt.NDArray[np.float64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.uint64],
+    npt.NDArray[np.bool_],
+    int,
+    int,
+]
+
+def knn_block(
+    queries: npt.NDArray[np.float32] | npt.NDArray[np.float64],
+    q_start: int,
+    reference: npt.NDArray[np.float32] | npt.NDArray[np.float64],
+    r_start: int,
+    k: int,
+    *,
+    metric: str = "cosine",
+    threads: int | None = None,
+) -> _KnnPart: ...
+def knn_merge(a: _KnnPart, b: _KnnPart) -> _KnnPart: ...
+def knn_finish(part: _KnnPart, n: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
 def prob_sum_tolerance(n_classes: int, itemsize: int) -> float: ...
 
 _Columns = tuple[str, str, str, str | None]

@@ -38,6 +38,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(datamodels::datamodels_fit, m)?)?;
     m.add_function(wrap_pyfunction!(datamodels::datamodels_fit_fixed, m)?)?;
     m.add_function(wrap_pyfunction!(knn::knn, m)?)?;
+    m.add_function(wrap_pyfunction!(knn::knn_block, m)?)?;
+    m.add_function(wrap_pyfunction!(knn::knn_merge, m)?)?;
+    m.add_function(wrap_pyfunction!(knn::knn_finish, m)?)?;
     audit::register_geometry(m)?;
     files::register(m)?;
     errors::register(m)?;

@@ -6,6 +6,7 @@
 //!   (cosine: `1 − x̂·ŷ` on unit rows), a short list of `k + EXTRA` candidates per row, then
 //!   the final distances recomputed exactly in `f64` from the input rows (so cancellation in the
 //!   dot-product form can neither make a distance negative nor reorder near-duplicates).
+//! - [`knn_block`], [`KnnPart`]: the exact search in blocks of rows, for a cluster.
 //! - [`ivf`](self::ivf): approximate, above [`EXACT_MAX_ROWS`] rows: k-means cells, each row
 //!   searched exactly (same kernel) among the rows of the cells nearest to it.
 //!
@@ -14,11 +15,14 @@
 //! then put first at distance 0 as cleanlab's `correct_knn_distances_and_indices` does
 //! ([`dups`](self::dups)).
 
+mod blocks;
 mod dups;
 mod exact;
 mod ivf;
 mod pack;
 mod topk;
+
+pub use blocks::{KnnPart, knn_block};
 
 use crate::error::{Error, Result};
 use crate::kernel::math::Real;

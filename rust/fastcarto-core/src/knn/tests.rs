@@ -1,4 +1,5 @@
 use super::*;
+use crate::Result;
 use ndarray::Array2;
 use proptest::prelude::*;
 
@@ -234,6 +235,109 @@ proptest! {
         if !cosine {
             // Euclidean ties at exactly equal distances: the lower row first, as brute force.
             prop_assert_eq!(g.indices, brute(&x, k, metric).1);
+        }
+    }
+}
+
+/// The graph searched in blocks of rows (`cuts` bound the blocks), each query block's parts
+/// merged in the order `order` gives.
+fn blockwise<T: Real>(x: ArrayView2<'_, T>, cuts: &[usize], k: usize, metric: Metric, rev: bool) -> Result<KnnGraph> {
+    let n = x.nrows();
+    let mut bounds: Vec<usize> = cuts.iter().copied().filter(|&c| c > 0 && c < n).collect();
+    bounds.extend([0, n]);
+    bounds.sort_unstable();
+    bounds.dedup();
+    let blocks: Vec<(usize, usize)> = bounds.windows(2).map(|w| (w[0], w[1])).collect();
+    let (mut distances, mut indices) = (Vec::new(), Vec::new());
+    for &(q0, q1) in &blocks {
+        let mut refs: Vec<(usize, usize)> = blocks.clone();
+        if rev {
+            refs.reverse();
+        }
+        let mut part: Option<KnnPart> = None;
+        for (r0, r1) in refs {
+            let p = knn_block(
+                x.slice(ndarray::s![q0..q1, ..]),
+                q0,
+                x.slice(ndarray::s![r0..r1, ..]),
+                r0,
+                k,
+                metric,
+                Some(2),
+            )?;
+            match part.as_mut() {
+                None => part = Some(p),
+                Some(acc) => acc.merge(&p)?,
+            }
+        }
+        let g = part.expect("one block at least").finish(n)?;
+        distances.extend(g.distances);
+        indices.extend(g.indices);
+    }
+    Ok(KnnGraph { n, k, distances, indices })
+}
+
+#[test]
+fn blocks_give_the_exact_graph() {
+    let x = clustered(900, 12, 6, 11);
+    for metric in [Metric::Euclidean, Metric::Cosine] {
+        let whole = knn(x.view(), opts(10, metric, true)).unwrap();
+        assert_eq!(blockwise(x.view(), &[300, 600], 10, metric, false).unwrap(), whole);
+        assert_eq!(blockwise(x.view(), &[7, 450, 451, 899], 10, metric, true).unwrap(), whole);
+    }
+}
+
+#[test]
+fn blocks_bad_input_is_an_error() {
+    let x = random(20, 3, 12);
+    let v = x.view();
+    let s = |a: usize, b: usize| x.slice(ndarray::s![a..b, ..]);
+    // k too large for the rows, and the k ≥ n check happens once every block is merged.
+    assert!(blockwise(v, &[10], 20, Metric::Euclidean, false).is_err());
+    assert!(knn_block(v, 0, random(5, 4, 1).view(), 0, 2, Metric::Euclidean, None).is_err());
+    assert!(knn_block(v, 0, v, 0, 0, Metric::Euclidean, None).is_err());
+    // A reference block merged twice, a block missing, parts of different query blocks.
+    let mut a = knn_block(s(0, 10), 0, s(0, 10), 0, 3, Metric::Euclidean, None).unwrap();
+    let twice = a.clone();
+    assert!(a.merge(&twice).is_err());
+    assert!(a.finish(20).is_err());
+    let other = knn_block(s(10, 20), 10, s(0, 10), 0, 3, Metric::Euclidean, None).unwrap();
+    assert!(a.merge(&other).is_err());
+    let mut inf = x.clone();
+    inf[[4, 0]] = f64::INFINITY;
+    assert!(knn_block(v, 0, inf.view(), 0, 2, Metric::Euclidean, None).is_err());
+    let mut broken = a.clone();
+    broken.dups.pop();
+    assert!(a.merge(&broken).is_err());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+    #[test]
+    fn blocks_match_the_whole_search(
+        n in 3usize..60, d in 1usize..5, seed in any::<u64>(), dup in 0usize..12, nan in 0usize..3,
+        cosine in any::<bool>(), cuts in proptest::collection::vec(0usize..60, 0..4), rev in any::<bool>(),
+    ) {
+        // Coarse values (ties), repeated rows and scaled copies (cosine distance 0), NaN rows.
+        let mut x = random(n, d, seed).mapv(|v| (v * 4.0).round() / 4.0);
+        for r in 0..dup.min(n - 1) {
+            let src = x.row((r * 7 + 1) % n).to_owned();
+            let scale = if r % 3 == 0 { 2.0 } else { 1.0 };
+            x.row_mut(r).assign(&src.mapv(|v| v * scale));
+        }
+        for r in 0..nan.min(n - 2) {
+            x[[(r * 5 + 2) % n, 0]] = f64::NAN;
+        }
+        let metric = if cosine { Metric::Cosine } else { Metric::Euclidean };
+        let m = (0..n).filter(|&r| !x[[r, 0]].is_nan()).count();
+        let k = 1 + (seed as usize % (n - 1));
+        let whole = knn(x.view(), opts(k, metric, true));
+        let parts = blockwise(x.view(), &cuts, k, metric, rev);
+        prop_assert_eq!(whole.is_ok(), k < m);
+        match (whole, parts) {
+            (Ok(w), Ok(p)) => prop_assert_eq!(w, p),
+            (Err(_), Err(_)) => {}
+            (w, p) => prop_assert!(false, "whole {:?} vs blocks {:?}", w.is_ok(), p.is_ok()),
         }
     }
 }
