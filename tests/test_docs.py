@@ -8,6 +8,7 @@ that the site is configured to build offline, and the offline check itself.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -126,3 +127,30 @@ def test_the_offline_check_reads_stylesheets(tmp_path: Path) -> None:
         "img/local.png",
     ]
     assert remote_assets(tmp_path) == ["a.css: https://cdn.example.org/t.css"]
+
+
+def test_the_api_reference_covers_every_public_name() -> None:
+    import fastcarto
+
+    directives = "".join(
+        page.read_text(encoding="utf-8") for page in sorted((DOCS / "reference").glob("*.md"))
+    )
+    documented = set(re.findall(r"^::: ([\w.]+)", directives, re.MULTILINE))
+    missing = sorted(name for name in fastcarto.__all__ if f"fastcarto.{name}" not in documented)
+    assert not missing, f"public names without a `::: fastcarto.NAME` in docs/reference/: {missing}"
+    # The public modules imported on their own (each integration imports its framework).
+    modules = {
+        f"fastcarto.{name}"
+        for name in (
+            "datamodels",
+            "sklearn",
+            "xgboost",
+            "lightgbm",
+            "catboost",
+            "torch",
+            "hf",
+            "lightning",
+            "keras",
+        )
+    }
+    assert modules <= documented, sorted(modules - documented)
