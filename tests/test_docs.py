@@ -151,6 +151,7 @@ def test_the_api_reference_covers_every_public_name() -> None:
             "hf",
             "lightning",
             "keras",
+            "dask",
         )
     }
     assert modules <= documented, sorted(modules - documented)
