@@ -276,3 +276,20 @@ def test_two_processes_and_a_worker_killed_mid_run(tmp_path) -> None:
         finally:
             _compute._read_part = original
         assert os.path.exists(marker)
+
+
+def test_cli_map_on_a_scheduler(tmp_path, client) -> None:
+    from fastcarto import cli
+
+    d = by_epoch(tmp_path / "run")
+    out = tmp_path / "map.parquet"
+    assert cli.main(["map", str(d), "--dask", client.scheduler.address, "-o", str(out), "-q"]) == 0
+    same_bits(pq.read_table(out), pq.read_table(_written(tmp_path, d)))
+
+
+def _written(tmp_path: Path, d: Path) -> Path:
+    from fastcarto import cli
+
+    out = tmp_path / "local.parquet"
+    assert cli.main(["map", str(d), "-o", str(out), "-q"]) == 0
+    return out
