@@ -293,3 +293,21 @@ def _written(tmp_path: Path, d: Path) -> Path:
     out = tmp_path / "local.parquet"
     assert cli.main(["map", str(d), "-o", str(out), "-q"]) == 0
     return out
+
+
+@pytest.mark.slow
+def test_forked_workers_after_the_pool_started(tmp_path) -> None:
+    """Workers forked from a process whose engine pool already runs (Dask spawns by default;
+    fork is its option): each child builds its own pool instead of waiting on the parent's."""
+    import dask
+
+    d = by_epoch(tmp_path / "run")
+    want = fastcarto.compute(str(d), progress=False, threads=2)  # starts the pool here
+    with (
+        dask.config.set({"distributed.worker.multiprocessing-method": "fork"}),
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=2, processes=True, dashboard_address=":0"
+        ) as cluster,
+        distributed.Client(cluster) as c,
+    ):
+        same_bits(fdask.compute(str(d), client=c, threads=2), want)
