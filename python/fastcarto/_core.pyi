@@ -25,12 +25,14 @@ __all__ = [
     "NonFiniteError",
     "State",
     "__version__",
+    "check_keyed_parts",
     "class_imbalance",
     "compute_npy_epochs",
     "datamodels_fit",
     "datamodels_fit_fixed",
     "dbscan",
     "discover",
+    "epoch_in_name",
     "inspect_npy",
     "knn",
     "knn_block",
@@ -40,12 +42,14 @@ __all__ = [
     "knn_pred_probs",
     "label_issues",
     "map_dense",
+    "merge_by_id",
     "near_duplicates",
     "non_iid",
     "null_scan",
     "prob_outliers",
     "prob_sum_tolerance",
     "read_keyed",
+    "read_keyed_part",
     "thread_count",
     "underperforming_groups",
 ]
@@ -172,6 +176,10 @@ def prob_sum_tolerance(n_classes: int, itemsize: int) -> float: ...
 _Columns = tuple[str, str, str, str | None]
 _Progress = Callable[[int, int, int], None]
 
+def merge_by_id(
+    a: State, a_ids: pa.Array | None, b: State, b_ids: pa.Array | None
+) -> tuple[State, pa.Array | None]: ...
+
 # source: a file, directory or glob (str), or Arrow data (__arrow_c_stream__/__arrow_c_array__).
 def read_keyed(
     source: str | Any,
@@ -184,6 +192,25 @@ def read_keyed(
     progress: _Progress | None = None,
     threads: int | None = None,
 ) -> tuple[State, pa.Array]: ...
+def read_keyed_part(
+    source: str | Any,
+    *,
+    kind: str,
+    columns: _Columns,
+    nan_policy: str,
+    epochs: _Epochs = None,
+    threads: int | None = None,
+) -> tuple[State | None, pa.Array | None, list[int], int]: ...
+def epoch_in_name(path: str) -> int | None: ...
+def check_keyed_parts(
+    state: State | None,
+    ids: pa.Array | None,
+    *,
+    rows: int,
+    epochs_present: list[int],
+    epochs: _Epochs = None,
+    require_complete: bool,
+) -> None: ...
 
 @final
 class BatchChecker:

@@ -280,6 +280,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="IMAGE",
         help="also draw the data map to IMAGE (.png, .pdf or .svg); not with --compat",
     )
+    m.add_argument(
+        "--dask",
+        metavar="SCHEDULER",
+        help="compute on the Dask cluster whose scheduler is at this address "
+        "(tcp://host:8786), with fastcarto.dask.compute; SOURCE may then be an fsspec URL "
+        "(s3://, gs://...). Needs the dask extra",
+    )
     _add_quiet_argument(m)
     m.set_defaults(handler=_run_map)
 
@@ -721,6 +728,9 @@ def _compute_source(args: argparse.Namespace) -> DataMap:
         "ddof": args.ddof,
         "threads": args.threads,
     }
+    scheduler = getattr(args, "dask", None)
+    if scheduler is not None:
+        return _compute_on_dask(scheduler, source, labels, options)
     if path.suffix.lower() == ".npy" and not path.is_dir():
         _check_readable_file(path)
         if labels is None or args.kind is None:
@@ -737,6 +747,20 @@ def _compute_source(args: argparse.Namespace) -> DataMap:
     progress = not args.quiet and sys.stderr.isatty()
     with _one_line_warnings():
         return compute(source, labels, progress=progress, **options)
+
+
+def _compute_on_dask(
+    scheduler: str, source: str, labels: str | None, options: dict[str, Any]
+) -> DataMap:
+    """``map --dask SCHEDULER``: :func:`fastcarto.dask.compute` on that cluster."""
+    try:
+        from distributed import Client
+
+        from .dask import compute as dask_compute
+    except ImportError as err:
+        raise ValueError("--dask needs the dask extra: pip install 'fastcarto[dask]'") from err
+    with Client(scheduler) as client, _one_line_warnings():
+        return dask_compute(source, labels, client=client, **options)
 
 
 @contextlib.contextmanager

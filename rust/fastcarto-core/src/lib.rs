@@ -38,5 +38,6 @@ pub use fold::{EpochView, IntValue, KeyedState, accumulate, compute_dense, compu
 pub use kernel::math::Real;
 pub use kernel::prob_sum_tolerance;
 pub use metrics::{Compat, ExampleState, Kind, NONE, NanPolicy, Observation, Sums, Task};
+pub use state::by_id::merge_by_id;
 pub use state::{State, serialize};
 pub use table::{CARTOGRAPHY_NEVER_LEARNED, FinalizeOptions, finalize, take_table};

@@ -11,3 +11,11 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DATA_SUFFIXES", pyo3::types::PyTuple::new(m.py(), dotted(DATA_SUFFIXES))?)?;
     Ok(())
 }
+
+/// The epoch a data file's path names (`epoch_3.parquet`, `epoch=3/part-0.parquet`,
+/// `dynamics_epoch_3.jsonl`), or None: what `discover` reads from a path relative to the
+/// directory it walks, for files listed elsewhere (object storage through fsspec).
+#[pyfunction]
+pub(crate) fn epoch_in_name(path: &str) -> Option<u32> {
+    fastcarto_core::read::epoch_from_name(std::path::Path::new(path))
+}

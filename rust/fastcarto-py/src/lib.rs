@@ -27,12 +27,16 @@ use pyo3::prelude::*;
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<state::PyState>()?;
+    m.add_function(wrap_pyfunction!(state::merge_by_id, m)?)?;
     m.add_function(wrap_pyfunction!(dense::map_dense, m)?)?;
     m.add_function(wrap_pyfunction!(dense::inspect_npy, m)?)?;
     m.add_function(wrap_pyfunction!(pool::thread_count, m)?)?;
     m.add_function(wrap_pyfunction!(read::read_keyed, m)?)?;
     m.add_function(wrap_pyfunction!(read::discover, m)?)?;
     m.add_function(wrap_pyfunction!(read::compute_npy_epochs, m)?)?;
+    m.add_function(wrap_pyfunction!(read::read_keyed_part, m)?)?;
+    m.add_function(wrap_pyfunction!(read::check_keyed_parts, m)?)?;
+    m.add_function(wrap_pyfunction!(files::epoch_in_name, m)?)?;
     m.add_class::<checks::PyBatchChecker>()?;
     m.add_class::<datamodels::PyStats>()?;
     m.add_function(wrap_pyfunction!(datamodels::datamodels_fit, m)?)?;

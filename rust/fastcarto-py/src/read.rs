@@ -128,3 +128,82 @@ pub(crate) fn compute_npy_epochs(
         .map_err(to_py)?;
     Ok(PyState::new(state))
 }
+
+/// What `read_keyed_part` returns: the state and its ids (`None`, `None` when the part has no
+/// rows in the selected epochs), the epochs it holds, and its rows.
+type Part = (Option<PyState>, Py<PyAny>, Vec<u32>, u64);
+
+/// Reads one part of a keyed read split over several processes (`fastcarto.dask`): as
+/// `read_keyed`, without the checks on the whole read (`check_keyed_parts` makes them once every
+/// part is read and merged with `merge_by_id`).
+#[pyfunction]
+#[pyo3(signature = (source, *, kind, columns, nan_policy, epochs=None, threads=None))]
+pub(crate) fn read_keyed_part<'py>(
+    py: Python<'py>,
+    source: KeyedSource,
+    kind: &str,
+    columns: (String, String, String, Option<String>),
+    nan_policy: &str,
+    epochs: Option<Epochs<'py>>,
+    threads: Option<usize>,
+) -> PyResult<Part> {
+    let opts = read_options(kind, columns, nan_policy, part_filter(Epochs::filter(epochs)?), false, None)?;
+    let fold = || {
+        let state = match source {
+            KeyedSource::Path(path) => read::read_path_part(&path, &opts),
+            KeyedSource::Arrow(reader) => read::read_batches_part(reader, &opts),
+        }?;
+        let (epochs, rows) = (state.epochs().collect::<Vec<_>>(), state.rows());
+        if rows == 0 && state.n_examples() == 0 {
+            return Ok((None, epochs, rows));
+        }
+        Ok::<_, fastcarto_core::Error>((Some(state.into_state()?), epochs, rows))
+    };
+    let (state, epochs, rows) = py.detach(|| pool::run(threads, usize::MAX, fold)).map_err(to_py)?.map_err(to_py)?;
+    Ok(match state {
+        None => (None, py.None(), epochs, rows),
+        Some((state, ids)) => {
+            let ids = match ids {
+                Some(ids) => PyArray::from_array_ref(ids).to_pyarrow(py)?.unbind(),
+                None => py.None(),
+            };
+            (Some(PyState::new(state)), ids, epochs, rows)
+        }
+    })
+}
+
+/// "The first k epochs" selects `0..k` in each part; that all of them are present is checked on
+/// the whole (`check_keyed_parts`).
+fn part_filter(filter: EpochFilter) -> EpochFilter {
+    match filter {
+        EpochFilter::First(k) => EpochFilter::Range { start: 0, stop: Some(k), step: 1 },
+        other => other,
+    }
+}
+
+/// The checks on the whole of a read split into parts (`read_keyed_part`), after the parts are
+/// merged into `state` with `ids`: some rows, every selected epoch present (`epochs`: the union
+/// of the parts'), and with `require_complete` every example seen at each of them.
+#[pyfunction]
+#[pyo3(signature = (state, ids, *, rows, epochs_present, epochs=None, require_complete))]
+pub(crate) fn check_keyed_parts<'py>(
+    py: Python<'py>,
+    state: Option<PyRef<'py, PyState>>,
+    ids: Option<PyArray>,
+    rows: u64,
+    epochs_present: Vec<u32>,
+    epochs: Option<Epochs<'py>>,
+    require_complete: bool,
+) -> PyResult<()> {
+    let mut opts = ReadOptions::new(Kind::Logits);
+    opts.epochs = Epochs::filter(epochs)?;
+    let ids = ids.map(|ids| ids.into_inner().0);
+    let n_epochs = epochs_present.len() as u32;
+    read::check_parts(rows, &epochs_present, &opts).map_err(to_py)?;
+    match state {
+        Some(state) if require_complete => state
+            .with_state(py, |s| fastcarto_core::state::by_id::check_complete(s, ids.as_ref(), n_epochs))
+            .map_err(to_py),
+        _ => Ok(()),
+    }
+}

@@ -30,6 +30,11 @@ impl PyState {
         PyState { inner: Mutex::new(state) }
     }
 
+    /// Runs `f` on the state (for the binding's other modules), with the GIL released.
+    pub(crate) fn with_state<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&mut State) -> R + Send) -> R {
+        self.with(py, f)
+    }
+
     /// Runs `f` on the state, with the GIL released while waiting for the lock and running.
     fn with<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&mut State) -> R + Send) -> R {
         py.detach(|| f(&mut lock(&self.inner)))
@@ -236,4 +241,43 @@ fn arrow_concat(
     batches: &[arrow_array::RecordBatch],
 ) -> PyResult<arrow_array::RecordBatch> {
     arrow_select::concat::concat_batches(schema, batches).map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+/// Merges two states of examples known by id (what `read_keyed` returns: the state and its ids,
+/// `None` for `0..n`) into the state of the union of their ids and those ids
+/// (`fastcarto_core::merge_by_id`), with the GIL released.
+#[pyfunction]
+pub(crate) fn merge_by_id(
+    py: Python<'_>,
+    a: PyRef<'_, PyState>,
+    a_ids: Option<PyArray>,
+    b: PyRef<'_, PyState>,
+    b_ids: Option<PyArray>,
+) -> PyResult<(PyState, Py<PyAny>)> {
+    let a_ids = a_ids.map(|ids| ids.into_inner().0);
+    let b_ids = b_ids.map(|ids| ids.into_inner().0);
+    let (this, that) = (&a.inner, &b.inner);
+    let (state, ids) = py
+        .detach(|| {
+            if std::ptr::eq(this, that) {
+                let state = lock(this);
+                return fastcarto_core::merge_by_id(&state, a_ids.as_ref(), &state, b_ids.as_ref());
+            }
+            // Two locks, always taken in address order (as `merge`), so that two threads
+            // merging the same pair in opposite orders cannot each hold one and wait.
+            let (first, second) = if (this as *const Mutex<State>) < (that as *const Mutex<State>) {
+                let first = lock(this);
+                (first, lock(that))
+            } else {
+                let second = lock(that);
+                (lock(this), second)
+            };
+            fastcarto_core::merge_by_id(&first, a_ids.as_ref(), &second, b_ids.as_ref())
+        })
+        .map_err(to_py)?;
+    let ids = match ids {
+        Some(ids) => PyArray::from_array_ref(ids).to_pyarrow(py)?.unbind(),
+        None => py.None(),
+    };
+    Ok((PyState::new(state), ids))
 }

@@ -151,6 +151,44 @@ pub fn read_files(files: &[DataFile], opts: &ReadOptions<'_>) -> Result<KeyedSta
     if files.is_empty() {
         return Err(Error::Empty("no data files to read".into()));
     }
+    checked(fold_all(files, opts)?, opts, "the files hold no rows")
+}
+
+/// Reads `source` (as [`read_path`]) as one part of a read split over several processes: the
+/// checks on the whole read (some rows, the selected epochs present, `require_complete`) are
+/// left to [`check_parts`] once every part is read, so a part may hold no rows, or only some of
+/// the epochs. `opts.epochs` of [`EpochFilter::First`] selects here without checking.
+pub fn read_path_part(source: &str, opts: &ReadOptions<'_>) -> Result<KeyedState> {
+    let files = discover(source)?;
+    if files.iter().any(|f| f.format == FileFormat::Npy) {
+        return Err(Error::invalid(format!("{source}: holds .npy arrays, not long tables")));
+    }
+    fold_all(&files, opts)
+}
+
+/// [`read_batches`] as one part of a split read (see [`read_path_part`]).
+pub fn read_batches_part(
+    batches: impl Iterator<Item = std::result::Result<RecordBatch, arrow_schema::ArrowError>>,
+    opts: &ReadOptions<'_>,
+) -> Result<KeyedState> {
+    fold_batches(batches, opts)
+}
+
+/// The checks on the whole of a read split into parts: `rows` rows in all, and `epochs` the
+/// union of the parts' epochs (see [`read_path_part`]; `require_complete` is
+/// [`crate::state::by_id::check_complete`] on the merged state).
+pub fn check_parts(rows: u64, epochs: &[u32], opts: &ReadOptions<'_>) -> Result<()> {
+    if rows == 0 {
+        return Err(Error::Empty(match opts.epochs {
+            EpochFilter::All => "the parts hold no rows".to_string(),
+            _ => "no rows in the selected epochs".to_string(),
+        }));
+    }
+    opts.epochs.check_present(epochs.iter().copied())
+}
+
+/// Folds every file, in order; one epoch at a time when some example's epochs interleave.
+fn fold_all(files: &[DataFile], opts: &ReadOptions<'_>) -> Result<KeyedState> {
     let total: u64 = files.iter().map(|f| f.size).sum();
     let first = fold_pass(files, opts, total);
     let state = match first {
@@ -165,7 +203,7 @@ pub fn read_files(files: &[DataFile], opts: &ReadOptions<'_>) -> Result<KeyedSta
         }
         other => other?,
     };
-    checked(state, opts, "the files hold no rows")
+    Ok(state)
 }
 
 /// The checks every read ends with, on the whole state: some rows (`no_rows` is the message
@@ -283,6 +321,13 @@ pub fn read_batches(
     batches: impl Iterator<Item = std::result::Result<RecordBatch, arrow_schema::ArrowError>>,
     opts: &ReadOptions<'_>,
 ) -> Result<KeyedState> {
+    checked(fold_batches(batches, opts)?, opts, "the stream holds no rows")
+}
+
+fn fold_batches(
+    batches: impl Iterator<Item = std::result::Result<RecordBatch, arrow_schema::ArrowError>>,
+    opts: &ReadOptions<'_>,
+) -> Result<KeyedState> {
     let mut state = KeyedState::new(opts.kind, opts.nan_policy);
     let keep = |e| opts.epochs.keeps(e);
     for (i, batch) in batches.enumerate() {
@@ -300,7 +345,7 @@ pub fn read_batches(
             progress(0, 0, state.rows());
         }
     }
-    checked(state, opts, "the stream holds no rows")
+    Ok(state)
 }
 
 /// Reads whatever `source` names: a file, a directory, or a glob pattern of long-table files.

@@ -2,6 +2,7 @@
 //! [`packed`]), the structure-of-arrays states of a run of consecutive examples that the kernel
 //! updates ([`runs`]), and their serialization ([`serialize`]).
 
+pub mod by_id;
 pub(crate) mod packed;
 pub(crate) mod runs;
 pub mod serialize;

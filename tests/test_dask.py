@@ -1,0 +1,313 @@
+"""fastcarto.dask: the same table as fastcarto.compute, bit for bit, on a Dask cluster.
+
+Shards are written split by epoch, by example and both; the cluster reads them in any order it
+likes. Equality is checked column by column on the bits (NaNs included).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import fastcarto
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+distributed = pytest.importorskip("distributed")
+fdask = pytest.importorskip("fastcarto.dask")
+
+N, C, EPOCHS = 300, 3, 5
+
+
+def same_bits(a: Any, b: Any) -> None:
+    """Every column of two tables equal bit for bit, nulls and NaNs included."""
+    ta, tb = pa.table(a), pa.table(b)
+    assert ta.schema == tb.schema
+    assert ta.num_rows == tb.num_rows
+    for name in ta.column_names:
+        ca, cb = ta[name].combine_chunks(), tb[name].combine_chunks()
+        assert ca.null_count == cb.null_count, name
+        assert ca.is_null().equals(cb.is_null()), name
+        if pa.types.is_floating(ca.type):
+            va = ca.fill_null(0).to_numpy(zero_copy_only=False).view(np.uint64)
+            vb = cb.fill_null(0).to_numpy(zero_copy_only=False).view(np.uint64)
+            np.testing.assert_array_equal(va, vb, err_msg=name)
+        else:
+            assert ca.equals(cb), name
+
+
+def rows(epochs: list[int], ids: np.ndarray, seed: int = 0, nan: bool = False) -> pa.Table:
+    """A long table of the given epochs and ids; the outputs depend only on (epoch, id)."""
+    ep = np.repeat(np.array(epochs, dtype=np.int64), len(ids))
+    ix = np.tile(ids, len(epochs))
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(EPOCHS, N, C)) * 2
+    logits = base[ep, ix]
+    if nan:
+        logits[(ep == 1) & (ix % 37 == 0), 0] = np.nan
+    return pa.table(
+        {
+            "epoch": ep,
+            "id": ix,
+            "label": (ix * 7) % C,
+            "logits": pa.FixedSizeListArray.from_arrays(pa.array(logits.ravel()), C),
+        }
+    )
+
+
+def write(path: Path, table: pa.Table) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".parquet":
+        pq.write_table(table, path, row_group_size=97)
+    else:
+        with pa.OSFile(str(path), "wb") as f, pa.ipc.new_stream(f, table.schema) as w:
+            w.write_table(table, max_chunksize=89)
+
+
+def by_epoch(d: Path, suffix: str = ".parquet") -> Path:
+    ids = np.random.default_rng(1).permutation(N)
+    for e in range(EPOCHS):
+        write(d / f"epoch_{e}{suffix}", rows([e], ids))
+    return d
+
+
+def by_example(d: Path) -> Path:
+    for s, part in enumerate(np.array_split(np.random.default_rng(2).permutation(N), 4)):
+        write(d / f"shard-{s}.parquet", rows(list(range(EPOCHS)), np.sort(part)))
+    return d
+
+
+def by_both(d: Path) -> Path:
+    """The Recorder's layout: one file per (epoch, rank), ranks reshuffled every epoch (as a
+    DistributedSampler does), in Hive-style epoch folders."""
+    for e in range(EPOCHS):
+        perm = np.random.default_rng(10 + e).permutation(N)
+        for r, part in enumerate(np.array_split(perm, 3)):
+            write(d / f"epoch={e}" / f"rank-{r}.arrows", rows([e], part).drop(["epoch"]))
+    return d
+
+
+@pytest.fixture(scope="module")
+def client() -> Any:
+    with distributed.Client(
+        processes=False, n_workers=2, threads_per_worker=1, dashboard_address=":0"
+    ) as c:
+        yield c
+
+
+@pytest.mark.parametrize("layout", [by_epoch, by_example, by_both])
+@pytest.mark.parametrize("compat", [None, "cartography", "toneva"])
+def test_layouts_equal_compute_bit_for_bit(tmp_path, client, layout, compat) -> None:
+    d = layout(tmp_path / "run")
+    want = fastcarto.compute(str(d), compat=compat, progress=False)
+    got = fdask.compute(str(d), compat=compat, client=client)
+    same_bits(got, want)
+
+
+def test_files_given_out_of_order_and_options(tmp_path, client) -> None:
+    d = by_epoch(tmp_path / "run", ".arrows")
+    files = [str(p) for p in sorted(d.iterdir(), reverse=True)]
+    for kw in (
+        {"epochs": 3},
+        {"epochs": slice(1, None, 2)},
+        {"epochs": [0, 4]},
+        {"ddof": 1},
+        {"require_complete": True},
+    ):
+        want = fastcarto.compute(str(d), progress=False, **kw)
+        same_bits(fdask.compute(files, client=client, **kw), want)
+
+
+def test_nan_policy_and_string_ids(tmp_path, client) -> None:
+    d = tmp_path / "run"
+    for e in range(EPOCHS):
+        t = rows([e], np.arange(N), nan=True)
+        t = t.set_column(1, "id", pa.array([f"ex-{i:04d}" for i in t["id"].to_pylist()]))
+        write(d / f"epoch_{e}.parquet", t)
+    with pytest.raises(fastcarto.NonFiniteError):
+        fdask.compute(str(d), client=client)
+    want = fastcarto.compute(str(d), nan_policy="omit", progress=False)
+    same_bits(fdask.compute(str(d), nan_policy="omit", client=client), want)
+
+
+def test_epoch_ranges_merge_in_epoch_order(tmp_path, client) -> None:
+    """Files of several epochs each: counts and forgetting exact, floats to rounding."""
+    d = tmp_path / "run"
+    ids = np.arange(N)
+    write(d / "b.parquet", rows([3, 4], ids))
+    write(d / "a.parquet", rows([0, 1, 2], ids))
+    want = fastcarto.compute(str(d), progress=False).to_pandas()
+    got = fdask.compute(str(d), client=client).to_pandas()
+    for col in want.columns:
+        if want[col].dtype.kind == "f":
+            np.testing.assert_allclose(got[col], want[col], rtol=1e-12, atol=1e-15, err_msg=col)
+        else:
+            assert got[col].equals(want[col]), col
+
+
+def test_overlapping_and_interleaved_epochs_are_refused(tmp_path, client) -> None:
+    d = tmp_path / "overlap"
+    write(d / "a.parquet", rows([0, 1, 2], np.arange(N)))
+    write(d / "b.parquet", rows([2, 3], np.arange(N)))
+    with pytest.raises(fastcarto.FastcartoError, match="merging"):
+        fdask.compute(str(d), client=client)
+    d = tmp_path / "interleave"
+    write(d / "a.parquet", rows([0, 2], np.arange(N)))
+    write(d / "b.parquet", rows([1, 3], np.arange(N)))
+    with pytest.raises(fastcarto.InterleavedEpochsError):
+        fdask.compute(str(d), client=client)
+
+
+def test_bad_input_is_a_clear_error(tmp_path, client) -> None:
+    with pytest.raises(fastcarto.EmptyInputError):
+        fdask.compute([], client=client)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(fastcarto.EmptyInputError):
+        fdask.compute(str(tmp_path / "empty"), client=client)
+    with pytest.raises(ValueError, match="fsspec cannot open"):
+        fdask.compute("nosuchscheme://bucket/run", client=client)
+    mixed = tmp_path / "mixed"
+    write(mixed / "epoch_0.parquet", rows([0], np.arange(10)))
+    probs = rows([1], np.arange(10)).drop(["logits"])
+    flat = pa.array(np.full(10 * C, 1 / C))
+    probs = probs.append_column("probs", pa.FixedSizeListArray.from_arrays(flat, C))
+    write(mixed / "epoch_1.parquet", probs)
+    with pytest.raises(ValueError, match="same kind"):
+        fdask.compute(str(mixed), client=client)
+    np.save(tmp_path / "x.npy", np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="npy"):
+        fdask.compute(str(tmp_path / "x.npy"), client=client)
+    with pytest.raises(ValueError, match="labels"):
+        fdask.compute(str(mixed), np.zeros(10), client=client)
+    with pytest.raises(ValueError, match="compat"):
+        fdask.compute(str(mixed), compat="nope", client=client)
+    d = by_epoch(tmp_path / "run")
+    with pytest.raises(ValueError, match="first 7 epochs"):
+        fdask.compute(str(d), epochs=7, client=client)
+    with pytest.raises(fastcarto.EmptyInputError, match="selected epochs"):
+        fdask.compute(str(d), epochs=[9], client=client)
+
+
+def test_memory_urls_through_fsspec(tmp_path, client) -> None:
+    fsspec = pytest.importorskip("fsspec")
+    d = by_both(tmp_path / "run")
+    fs = fsspec.filesystem("memory")
+    for p in sorted(d.rglob("*.arrows")):
+        fs.pipe(f"/fastcarto-test/run/{p.relative_to(d).as_posix()}", p.read_bytes())
+    try:
+        got = fdask.compute("memory://fastcarto-test/run", client=client)
+        same_bits(got, fastcarto.compute(str(d), progress=False))
+        got = fdask.compute(f"file://{d}", client=client)
+        same_bits(got, fastcarto.compute(str(d), progress=False))
+    finally:
+        fs.rm("/fastcarto-test", recursive=True)
+
+
+def test_dask_dataframe(tmp_path, client) -> None:
+    dd = pytest.importorskip("dask.dataframe")
+
+    table = pa.concat_tables([rows([e], np.arange(N)) for e in range(EPOCHS)])
+    import pandas as pd
+
+    # Arrow-backed columns: the list column stays a list of floats in every partition.
+    frame = table.to_pandas(types_mapper=pd.ArrowDtype)
+    ddf = dd.from_pandas(frame, npartitions=EPOCHS, sort=False)
+    got = fdask.compute(ddf, client=client)
+    same_bits(got, fastcarto.compute(frame))
+
+
+def test_accumulators_merged_on_the_cluster(client) -> None:
+    labels = np.arange(N) % C
+
+    def shard(rank: int) -> fastcarto.Accumulator:
+        acc = fastcarto.Accumulator(n_examples=N, n_classes=C, kind="logits")
+        rng = np.random.default_rng(rank)
+        ids = np.arange(rank, N, 3)
+        for epoch in range(EPOCHS):
+            acc.update(rng.normal(size=(len(ids), C)), labels[ids], epoch=epoch, ids=ids)
+        return acc
+
+    futures = [client.submit(shard, r, pure=False) for r in range(3)]
+    merged = fdask.merge_accumulators(futures, client=client)
+    local = [shard(r) for r in range(3)]
+    want = local[0]
+    for other in local[1:]:
+        want.merge(other)
+    same_bits(merged.finalize(), want.finalize())
+    with pytest.raises(TypeError):
+        fdask.merge_accumulators([futures[0], client.submit(lambda: 3)], client=client)
+    with pytest.raises(ValueError, match="no accumulators"):
+        fdask.merge_accumulators([], client=client)
+
+
+@pytest.mark.slow
+def test_two_processes_and_a_worker_killed_mid_run(tmp_path) -> None:
+    """Real worker processes (the Rust pool in forked/spawned workers), one of which dies in the
+    middle of the read: Dask runs its tasks again and the table is the same."""
+    d = by_both(tmp_path / "run")
+    want = fastcarto.compute(str(d), progress=False)
+    marker = str(tmp_path / "killed")
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
+        distributed.Client(cluster) as c,
+    ):
+        same_bits(fdask.compute(str(d), client=c), want)
+        # The first read task to run kills its worker process (the marker file remembers it);
+        # the nanny starts a new worker and Dask runs the lost tasks again.
+        from fastcarto.dask import _compute
+
+        original = _compute._read_part
+
+        def dying(*args: Any, **kwargs: Any) -> Any:
+            if not os.path.exists(marker):
+                with open(marker, "w") as f:
+                    f.write("killed")
+                os._exit(1)
+            return original(*args, **kwargs)
+
+        _compute._read_part = dying
+        try:
+            same_bits(fdask.compute(str(d), client=c), want)
+        finally:
+            _compute._read_part = original
+        assert os.path.exists(marker)
+
+
+def test_cli_map_on_a_scheduler(tmp_path, client) -> None:
+    from fastcarto import cli
+
+    d = by_epoch(tmp_path / "run")
+    out = tmp_path / "map.parquet"
+    assert cli.main(["map", str(d), "--dask", client.scheduler.address, "-o", str(out), "-q"]) == 0
+    same_bits(pq.read_table(out), pq.read_table(_written(tmp_path, d)))
+
+
+def _written(tmp_path: Path, d: Path) -> Path:
+    from fastcarto import cli
+
+    out = tmp_path / "local.parquet"
+    assert cli.main(["map", str(d), "-o", str(out), "-q"]) == 0
+    return out
+
+
+@pytest.mark.slow
+def test_forked_workers_after_the_pool_started(tmp_path) -> None:
+    """Workers forked from a process whose engine pool already runs (Dask spawns by default;
+    fork is its option): each child builds its own pool instead of waiting on the parent's."""
+    import dask
+
+    d = by_epoch(tmp_path / "run")
+    want = fastcarto.compute(str(d), progress=False, threads=2)  # starts the pool here
+    with (
+        dask.config.set({"distributed.worker.multiprocessing-method": "fork"}),
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=2, processes=True, dashboard_address=":0"
+        ) as cluster,
+        distributed.Client(cluster) as c,
+    ):
+        same_bits(fdask.compute(str(d), client=c, threads=2), want)
