@@ -41,6 +41,16 @@ def merge_accumulators(accumulators: Sequence[Any], *, client: Any = None) -> Ac
     client:
         The ``distributed.Client`` to run on (default: the current one).
 
+    Returns
+    -------
+    Accumulator
+        One accumulator holding every input's epochs.
+
+    Raises
+    ------
+    ValueError
+        No accumulators, or accumulators of different examples, classes or kind.
+
     Examples
     --------
     >>> import numpy as np, fastcarto, fastcarto.dask

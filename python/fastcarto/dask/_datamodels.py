@@ -79,21 +79,48 @@ def datamodel_statistics(
     """:func:`fastcarto.datamodels.statistics` on a Dask cluster: the sufficient statistics of
     models sharded across workers, for :func:`fastcarto.datamodels.fit_statistics`.
 
-    ``masks`` and ``outputs`` are ``dask.array`` s with the same number of rows (one per model;
-    each block of rows is one task), or two lists of shards of models, shard ``i`` of both
-    describing the same models: arrays, ``.npy`` paths (memory-mapped where the task runs) or
-    fsspec URLs (``s3://``, ``gs://``, ``memory://``...). Masks are bool (or uint8 0/1, or
-    bit-packed uint8 rows with ``n_train``), as :func:`~fastcarto.datamodels.fit` takes them.
-
     Each task folds its shard in the Rust core (``threads`` threads each: Dask already runs
     one task per worker thread), the shards' statistics travel as numpy arrays and are added
     in a binary tree in shard order. The counts (``n_rows``, the mask Gram matrix) equal
     :func:`~fastcarto.datamodels.statistics` on all the models exactly; the float sums
     (``XᵀY``, ``ΣY``, ``ΣY²``) are added in another order than one pass adds them, so they
     agree to rounding (within ``1e-14 · Σ|y|`` per entry), and a given sharding gives
-    the same bits on every run. ``client`` is a ``distributed.Client`` (default: Dask's
-    current scheduler).
+    the same bits on every run.
 
+    Parameters
+    ----------
+    masks:
+        A ``dask.array`` with one row per model (each block of rows is one task), or a list of
+        shards: arrays, ``.npy`` paths (memory-mapped where the task runs) or fsspec URLs
+        (``s3://``, ``gs://``, ``memory://``...). Bool, uint8 0/1, or bit-packed uint8 rows
+        with ``n_train``, as :func:`~fastcarto.datamodels.fit` takes them.
+    outputs:
+        The models' outputs on the targets, ``(models, targets)``, in the same form and the
+        same shards (shard ``i`` of both describes the same models).
+    client:
+        A ``distributed.Client`` (default: Dask's current scheduler).
+    n_train:
+        The number of training examples, for bit-packed masks.
+    bitorder:
+        The bit order of bit-packed masks (numpy's ``packbits``).
+    threads:
+        Rust threads per task.
+
+    Returns
+    -------
+    DatamodelStats
+        The statistics of all the models, as :func:`fastcarto.datamodels.statistics` returns.
+
+    Raises
+    ------
+    ValueError
+        Shards of different numbers of training examples, masks and outputs of different
+        numbers of models or shards, non-finite outputs.
+    TypeError
+        ``masks`` a ``dask.array`` and ``outputs`` not (or the reverse).
+
+    Examples
+    --------
     >>> import numpy as np, dask.array as da, fastcarto.datamodels as fdm
     >>> from fastcarto.dask import datamodel_statistics
     >>> rng = np.random.default_rng(0)

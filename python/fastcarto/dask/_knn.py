@@ -55,16 +55,44 @@ def knn(
     """:func:`fastcarto.knn` with ``exact=True`` on a Dask cluster: each row's ``k`` nearest
     other rows, for :meth:`fastcarto.Datalab.find_issues` (``knn_graph=``).
 
-    ``features`` is an ``(n, d)`` ``dask.array`` (each block of rows is a block of the
-    search; columns are put in one block) or a numpy array (cut into ``block_rows`` rows).
     Every query block is searched against every reference block in one task each (the core's
-    exact search, ``threads`` threads per task), the parts of a query block merge in a binary
-    tree by (distance, row number), and cleanlab's exact-duplicate correction is applied from
-    the identical rows each part reports. The graph equals ``fastcarto.knn(features, k,
-    exact=True)``: same neighbours in the same order, same ``float32`` distances (each is
-    computed in ``float64`` from its two rows alone, whatever the blocks). ``metric`` is
-    ``"euclidean"`` or ``"cosine"`` (None: cleanlab's choice by the number of columns).
+    exact search), the parts of a query block merge in a binary tree by (distance, row
+    number), and cleanlab's exact-duplicate correction is applied from the identical rows each
+    part reports. The graph equals ``fastcarto.knn(features, k, exact=True)``: same
+    neighbours in the same order, same ``float32`` distances (each is computed in ``float64``
+    from its two rows alone, whatever the blocks).
 
+    Parameters
+    ----------
+    features:
+        An ``(n, d)`` ``dask.array`` (each block of rows is a block of the search; columns are
+        put in one block) or a numpy array (cut into ``block_rows`` rows).
+    k:
+        Neighbours per row, fewer than the number of rows.
+    client:
+        A ``distributed.Client`` (default: Dask's current scheduler).
+    metric:
+        ``"euclidean"`` or ``"cosine"`` (None: cleanlab's choice by the number of columns).
+    block_rows:
+        Rows per block when ``features`` is a numpy array.
+    threads:
+        Rust threads per task.
+
+    Returns
+    -------
+    KnnGraph
+        The neighbour graph, as :func:`fastcarto.knn` returns it.
+
+    Raises
+    ------
+    TypeError
+        ``k`` not an integer.
+    ValueError
+        ``features`` not 2-D, ``k`` not below the number of rows, ``block_rows`` below 1, an
+        unknown metric.
+
+    Examples
+    --------
     >>> import numpy as np, fastcarto
     >>> from fastcarto.dask import knn
     >>> x = np.random.default_rng(0).normal(size=(500, 8))
