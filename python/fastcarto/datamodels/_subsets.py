@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,13 @@ def _margins(
     return margin
 
 
+@functools.cache
+def _threadpool_controller() -> Any:
+    from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
+
+    return ThreadpoolController()
+
+
 def _train(
     estimator: Any,
     X: np.ndarray[Any, Any],
@@ -50,11 +58,11 @@ def _train(
     classes: np.ndarray[Any, Any],
 ) -> np.ndarray[Any, np.dtype[np.float32]]:
     from sklearn.base import clone
-    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
     # One BLAS thread per model: models already run in parallel, and a BLAS pool per small fit
-    # costs more than the fit (10x on 2 cores).
-    with threadpool_limits(1):
+    # costs more than the fit (10x on 2 cores). The controller is built once per process:
+    # building it (threadpool_limits does, each time) inspects every loaded library, ~6 ms.
+    with _threadpool_controller().limit(limits=1):
         est = clone(estimator).fit(X[mask], y[mask])
         return _margins(est, X_t, y_t, classes)
 
