@@ -273,6 +273,7 @@ struct Snap {
 
 impl<'a> Block<'a> {
     /// `lanes` holds `(c̃, var(y), w₀)` of up to [`B`] targets; missing lanes are empty.
+    #[allow(clippy::needless_range_loop)] // column `j` of every lane-interleaved array
     fn new(d: &'a Design, lanes: &[(Vec<f64>, f64, Vec<f64>)]) -> Self {
         debug_assert!(lanes.len() <= B);
         let n = d.n;
@@ -295,6 +296,7 @@ impl<'a> Block<'a> {
     }
 
     /// Starts lane `b` on a new target from zero weights.
+    #[allow(clippy::needless_range_loop)] // column `j` of every lane-interleaved array
     fn load(&mut self, b: usize, c: &[f64], var: f64) {
         for j in 0..self.d.n {
             self.c[j][b] = c[j];
@@ -455,6 +457,7 @@ impl<'a> Val<'a> {
     /// `ks[b]`, for the lanes in `live`: `Σ_m (y_m − b − x_m·β)² / n_v`, expanded so that only
     /// the statistics are needed. `XᵀX β` is accumulated for the whole block in one pass per
     /// [`GROUP`] non-zero rows.
+    #[allow(clippy::needless_range_loop)] // row `i` of every lane's weights
     fn mse(&self, ks: &[usize], beta: &[Vec<f64>], bias: &Lanes, live: &[bool; B]) -> Lanes {
         let s = self.stats;
         let (n, kk) = (s.n_cols(), s.n_targets());
@@ -552,6 +555,7 @@ struct Job {
 /// targets whose solutions are dense, and a sweep costs what the union of its lanes' changes
 /// does, so a target that gets dense (more than `N/8` non-zero weights) is set aside while
 /// other targets remain, and the dense ones then share blocks.
+#[allow(clippy::needless_range_loop)] // lane `b` of the block and of its jobs
 fn path_chunk(d: &Design, train: &Stats, val: &Val<'_>, ks: &[usize], opts: &FitOptions) -> Vec<PathOut> {
     let (n_l, step) = (opts.n_lambdas, opts.step.max(1));
     let tol = opts.path_tol;
@@ -715,6 +719,9 @@ fn advance(
     }
 }
 
+/// A refitted target: `(raw weights, bias, gap, converged)`.
+type Refit = (Vec<f64>, f64, f64, bool);
+
 /// Solves targets `ks` on `d` at `lam`, warm-started from raw weights `beta0`:
 /// `(raw weights, bias, gap, converged)` per target.
 fn refit_block(
@@ -724,7 +731,7 @@ fn refit_block(
     lam: &[f64],
     beta0: &[&[f64]],
     opts: &FitOptions,
-) -> Vec<(Vec<f64>, f64, f64, bool)> {
+) -> Vec<Refit> {
     let nb = ks.len();
     let mut lanes = Vec::with_capacity(nb);
     let (mut ybar, mut lams, mut live) = ([0.0; B], [0.0; B], [false; B]);
@@ -760,8 +767,8 @@ fn refit_all(
     lam: &[f64],
     beta0: &[&[f64]],
     opts: &FitOptions,
-) -> Vec<(Vec<f64>, f64, f64, bool)> {
-    let blocks: Vec<Vec<(Vec<f64>, f64, f64, bool)>> = order
+) -> Vec<Refit> {
+    let blocks: Vec<Vec<Refit>> = order
         .par_chunks(B)
         .map(|ks| {
             let l: Vec<f64> = ks.iter().map(|&k| lam[k]).collect();
@@ -769,7 +776,7 @@ fn refit_all(
             refit_block(d, parts, ks, &l, &b0, opts)
         })
         .collect();
-    let mut out: Vec<Option<(Vec<f64>, f64, f64, bool)>> = (0..lam.len()).map(|_| None).collect();
+    let mut out: Vec<Option<Refit>> = (0..lam.len()).map(|_| None).collect();
     for (&k, r) in order.iter().zip(blocks.into_iter().flatten()) {
         out[k] = Some(r);
     }
@@ -784,7 +791,7 @@ fn check_parts(parts: &[&Stats]) -> Result<()> {
     Ok(())
 }
 
-fn assemble(d: &Design, k: usize, fits: Vec<(Vec<f64>, f64, f64, bool)>, lam: Vec<f64>) -> Fit {
+fn assemble(d: &Design, k: usize, fits: Vec<Refit>, lam: Vec<f64>) -> Fit {
     let n = d.n;
     let mut weights = Array2::zeros((n, k));
     let (mut bias, mut gap, mut converged) = (Vec::with_capacity(k), Vec::with_capacity(k), Vec::with_capacity(k));
