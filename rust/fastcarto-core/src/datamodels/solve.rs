@@ -435,77 +435,115 @@ impl<'a> Block<'a> {
     }
 }
 
-/// The validation models' statistics, with `XᵀX` widened once for the validation error.
+/// The validation models' statistics, with `XᵀX` converted once for the validation error.
+///
+/// The counts are stored as `f32`, exact up to `2²⁴` models, so that the pass over `XᵀX` that
+/// every λ visited makes reads half the bytes of `f64` (it is bound by memory); more models
+/// keep `f64`.
 struct Val<'a> {
     stats: &'a Stats,
-    xtx: Vec<f64>,
+    xtx: Xtx,
+}
+
+enum Xtx {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
 }
 
 impl<'a> Val<'a> {
     fn new(stats: &'a Stats) -> Result<Self> {
         let n = stats.n_cols();
-        let mut xtx = Vec::new();
-        xtx.try_reserve_exact(n * n).map_err(|_| Error::OutOfMemory {
-            what: "the validation Gram matrix".into(),
-            bytes: (n * n * 8) as u128,
-        })?;
-        xtx.extend(stats.xtx().iter().map(|&v| f64::from(v)));
+        let oom =
+            |w: usize| Error::OutOfMemory { what: "the validation Gram matrix".into(), bytes: (n * n * w) as u128 };
+        let xtx = if stats.n_rows() < 1 << 24 {
+            let mut v = Vec::new();
+            v.try_reserve_exact(n * n).map_err(|_| oom(4))?;
+            // Exact: every count is below 2²⁴.
+            v.extend(stats.xtx().iter().map(|&c| c as f32));
+            Xtx::F32(v)
+        } else {
+            let mut v = Vec::new();
+            v.try_reserve_exact(n * n).map_err(|_| oom(8))?;
+            v.extend(stats.xtx().iter().map(|&c| f64::from(c)));
+            Xtx::F64(v)
+        };
         Ok(Val { stats, xtx })
     }
 
-    /// The validation mean squared error of raw weights `beta[b]` and `bias[b]` for target
-    /// `ks[b]`, for the lanes in `live`: `Σ_m (y_m − b − x_m·β)² / n_v`, expanded so that only
-    /// the statistics are needed. `XᵀX β` is accumulated for the whole block in one pass per
-    /// [`GROUP`] non-zero rows.
-    #[allow(clippy::needless_range_loop)] // row `i` of every lane's weights
-    fn mse(&self, ks: &[usize], beta: &[Vec<f64>], bias: &Lanes, live: &[bool; B]) -> Lanes {
+    /// `(Σ_j XᵀX_ij β_j, XᵀX_ii)`, over `nz` (the non-zero `β_j`) or, when `dense`, over every `j`.
+    fn row_dot(&self, i: usize, beta: &[f64], nz: &[usize], dense: bool) -> (f64, f64) {
+        let n = beta.len();
+        match &self.xtx {
+            Xtx::F32(x) => {
+                let row = &x[i * n..(i + 1) * n];
+                let d = if dense { dot32(row, beta) } else { nz.iter().map(|&j| f64::from(row[j]) * beta[j]).sum() };
+                (d, f64::from(row[i]))
+            }
+            Xtx::F64(x) => {
+                let row = &x[i * n..(i + 1) * n];
+                let d = if dense { dot(row, beta) } else { nz.iter().map(|&j| row[j] * beta[j]).sum() };
+                (d, row[i])
+            }
+        }
+    }
+
+    /// The validation mean squared error of raw weights `beta` and `bias` for target `k`:
+    /// `Σ_m (y_m − b − x_m·β)² / n_v`, expanded so that only the statistics are needed. The
+    /// quadratic term `βᵀ(XᵀX)β` is a dot product of row `i` with `β` per non-zero `β_i`
+    /// (contiguous and vectorized when `β` is dense, over the non-zero entries only when it is
+    /// sparse).
+    fn mse(&self, k: usize, beta: &[f64], bias: f64) -> f64 {
         let s = self.stats;
         let (n, kk) = (s.n_cols(), s.n_targets());
         let nv = s.n_rows() as f64;
-        let mut acc = vec![[0.0; B]; n];
-        let mut js = [0usize; GROUP];
-        let mut neg = [[0.0; B]; GROUP];
-        let mut pending = 0;
-        let flush = |acc: &mut Vec<Lanes>, js: &[usize; GROUP], neg: &[Lanes; GROUP], pending: usize| {
-            let mut d = [[0.0; B]; GROUP];
-            d[..pending].copy_from_slice(&neg[..pending]);
-            let rows: [&[f64]; GROUP] =
-                std::array::from_fn(|t| &self.xtx[js[if t < pending { t } else { 0 }] * n..][..n]);
-            rank_group(acc, &rows, &d);
-        };
-        for i in 0..n {
-            let bi: Lanes = std::array::from_fn(|b| if live[b] { -beta[b][i] } else { 0.0 });
-            if bi.iter().any(|v| *v != 0.0) {
-                js[pending] = i;
-                neg[pending] = bi;
-                pending += 1;
-                if pending == GROUP {
-                    flush(&mut acc, &js, &neg, pending);
-                    pending = 0;
-                }
-            }
+        let nz: Vec<usize> = (0..n).filter(|&i| beta[i] != 0.0).collect();
+        let dense = 4 * nz.len() >= n;
+        let (sy, syy) = (s.sum_y()[k], s.sum_y2()[k]);
+        let (mut lin, mut quad, mut sx) = (0.0, 0.0, 0.0);
+        for &i in &nz {
+            let w = beta[i];
+            let (rb, diag) = self.row_dot(i, beta, &nz, dense);
+            lin += w * s.xty()[i * kk + k];
+            sx += w * diag;
+            quad += w * rb;
         }
-        if pending > 0 {
-            flush(&mut acc, &js, &neg, pending);
-        }
-        let mut out = [f64::NAN; B];
-        for b in (0..ks.len()).filter(|&b| live[b]) {
-            let k = ks[b];
-            let (sy, syy) = (s.sum_y()[k], s.sum_y2()[k]);
-            let (mut lin, mut quad, mut sx) = (0.0, 0.0, 0.0);
-            for (i, &w) in beta[b].iter().enumerate() {
-                if w != 0.0 {
-                    lin += w * s.xty()[i * kk + k];
-                    sx += w * self.xtx[i * n + i];
-                    quad += w * acc[i][b];
-                }
-            }
-            let bias = bias[b];
-            let sse = syy - 2.0 * lin - 2.0 * bias * sy + quad + 2.0 * bias * sx + nv * bias * bias;
-            out[b] = sse.max(0.0) / nv;
-        }
-        out
+        let sse = syy - 2.0 * lin - 2.0 * bias * sy + quad + 2.0 * bias * sx + nv * bias * bias;
+        sse.max(0.0) / nv
     }
+}
+
+/// `Σ_i a_i b_i` with `a` widened to `f64`, in independent partial sums so that it vectorizes.
+#[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+fn dot32(a: &[f32], b: &[f64]) -> f64 {
+    const L: usize = 16;
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0; L];
+    let (ca, cb) = (a.chunks_exact(L), b.chunks_exact(L));
+    let tail: f64 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| f64::from(*x) * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for l in 0..L {
+            acc[l] += f64::from(x[l]) * y[l];
+        }
+    }
+    acc.iter().sum::<f64>() + tail
+}
+
+/// `Σ_i a_i b_i`, in independent partial sums so that it vectorizes.
+#[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    const L: usize = 16;
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0; L];
+    let (ca, cb) = (a.chunks_exact(L), b.chunks_exact(L));
+    let tail: f64 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for l in 0..L {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    acc.iter().sum::<f64>() + tail
 }
 
 /// One target's path: `(raw weights at the best λ, best λ, λ path, validation curve)`.
@@ -658,9 +696,7 @@ fn advance(
     patience: Option<usize>,
 ) -> bool {
     let (beta, bias) = block.d.raw(&block.lane(b), job.ybar);
-    let mut one = [false; B];
-    one[0] = true;
-    let err = val.mse(&[job.k], std::slice::from_ref(&beta), &[bias; B], &one)[0];
+    let err = val.mse(job.k, &beta, bias);
     let i = job.idx;
     job.curve[i] = err;
     let improved = err < job.best.err;
