@@ -287,6 +287,7 @@ def datamodels_fit(
     lambda_ratio: float = 1e-3,
     patience: int | None = ...,
     tol: float = 1e-4,
+    path_tol: float | None = None,
     max_iter: int = 1000,
     step: int = 4,
     threads: int | None = None,

@@ -573,6 +573,7 @@ def fit_statistics(
     patience: int | None = 5,
     step: int = 4,
     tol: float = 1e-4,
+    path_tol: float | None = None,
     max_iter: int = 1000,
     threads: int | None = None,
 ) -> Datamodel:
@@ -639,6 +640,7 @@ def fit_statistics(
             lambda_ratio=lambda_ratio,
             patience=patience,
             tol=tol,
+            path_tol=path_tol,
             max_iter=max_iter,
             step=step,
             threads=threads,
@@ -657,6 +659,7 @@ def fit(
     patience: int | None = 5,
     step: int = 4,
     tol: float = 1e-4,
+    path_tol: float | None = None,
     max_iter: int = 1000,
     n_train: int | None = None,
     bitorder: Literal["big", "little"] = "big",
@@ -675,9 +678,12 @@ def fit(
     the lowest validation error is chosen (the path stops once ``patience`` λ in a row did not
     improve it), and the model is refit on all models at that λ. The path visits every
     ``step``-th λ first, then every λ around the best of those (``step=1``: every λ, as
-    scikit-learn's ``lasso_path``); ``val_mse`` is NaN at the λ not visited. With ``lam`` (one
-    value or one per target) there is no path: every model is fitted at that λ. λ is scikit-learn's
-    ``Lasso(alpha=λ)`` on ``StandardScaler``-ed masks (see ``docs/datamodels.md``).
+    scikit-learn's ``lasso_path``); ``val_mse`` is NaN at the λ not visited. The solves along
+    the path only choose λ and stop at ``path_tol`` (default ``10 * tol``); the refit meets
+    ``tol`` (scikit-learn's convergence tests; the duality gap is reported as ``gap``). With
+    ``lam`` (one value or one per target) there is no path: every model is fitted at that λ.
+    λ is scikit-learn's ``Lasso(alpha=λ)`` on ``StandardScaler``-ed masks (see
+    ``docs/datamodels.md``).
 
     Parameters
     ----------
@@ -777,6 +783,7 @@ def fit(
         patience=patience,
         step=step,
         tol=tol,
+        path_tol=path_tol,
         max_iter=max_iter,
         threads=threads,
     )

@@ -95,7 +95,7 @@ fn solve_soft(z: f64, lam: f64) -> f64 {
 }
 
 fn tight() -> FitOptions {
-    FitOptions { tol: 1e-13, max_iter: 100_000, ..FitOptions::default() }
+    FitOptions { tol: 1e-13, path_tol: 1e-13, max_iter: 100_000, ..FitOptions::default() }
 }
 
 #[test]
@@ -235,6 +235,35 @@ proptest! {
             prop_assert!((fit.bias[t] - bias).abs() < 1e-7);
             prop_assert!(fit.converged[t]);
             prop_assert!(fit.gap[t] >= -1e-12 && fit.gap[t] < 1e-9);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+    /// Targets share blocks (lanes, grouped updates, dense targets set aside and resumed), yet
+    /// each is solved as if alone: the same path, λ and weights as a fit of that target only.
+    #[test]
+    fn targets_fitted_together_match_each_fitted_alone(
+        k in 1usize..14, n in 4usize..40, seed in 0u64..1000, step in 1usize..5,
+    ) {
+        let (x, y) = random(400, n, k, seed);
+        let split = |r: std::ops::Range<usize>, y: &Array2<f64>| stats_of(&x.slice(s![r.clone(), ..]).to_owned(), &y.slice(s![r, ..]).to_owned());
+        let opts = FitOptions { step, n_lambdas: 30, ..tight() };
+        let all = fit(&split(0..340, &y), &split(340..400, &y), &opts, Some(2)).unwrap();
+        for t in 0..k {
+            let yt = y.slice(s![.., t..t + 1]).to_owned();
+            let one = fit(&split(0..340, &yt), &split(340..400, &yt), &opts, Some(1)).unwrap();
+            prop_assert!(all.lam[t] == one.lam[0] || (all.lam[t].is_nan() && one.lam[0].is_nan()), "{t}: {} vs {}", all.lam[t], one.lam[0]);
+            for i in 0..30 {
+                let (a, b) = (all.val_mse[(t, i)], one.val_mse[(0, i)]);
+                prop_assert!((a.is_nan() && b.is_nan()) || (a - b).abs() <= 1e-9 * b.abs().max(1e-12), "{t} {i}: {a} vs {b}");
+            }
+            for j in 0..n {
+                prop_assert!((all.weights[(j, t)] - one.weights[(j, 0)]).abs() < 1e-9);
+            }
+            prop_assert!((all.bias[t] - one.bias[0]).abs() < 1e-9);
+            prop_assert!(all.converged[t] && all.gap[t] < 1e-9);
         }
     }
 }
