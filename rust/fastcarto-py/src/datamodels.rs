@@ -10,7 +10,33 @@ use std::sync::{Mutex, MutexGuard};
 
 /// Sufficient statistics of masks and outputs (`XᵀX`, `XᵀY`, `ΣY`, `ΣY²`), additive.
 ///
-/// Behind a lock taken with the GIL released, like `State`.
+/// Built by :func:`fastcarto.datamodels.statistics`, or empty and updated model by model;
+/// statistics of shards of models merge exactly. Behind a lock taken with the GIL released,
+/// like `State`.
+///
+/// Parameters
+/// ----------
+/// n_cols:
+///     The number of training examples ``N`` (mask columns).
+/// n_targets:
+///     The number of targets ``K`` (output columns).
+///
+/// Raises
+/// ------
+/// fastcarto.EmptyInputError
+///     No training example or no target.
+/// MemoryError
+///     Matrices that would not fit in memory.
+///
+/// Examples
+/// --------
+/// >>> import numpy as np, fastcarto.datamodels as fdm
+/// >>> masks = np.array([[True, False, True], [False, True, True]])
+/// >>> outputs = np.array([[1.0], [0.5]])
+/// >>> stats = fdm.DatamodelStats(3, 1)
+/// >>> stats.update(masks, outputs)
+/// >>> stats.n_rows, stats.n_cols, stats.n_targets
+/// (2, 3, 1)
 #[pyclass(name = "DatamodelStats", module = "fastcarto._core", frozen)]
 pub(crate) struct PyStats {
     inner: Mutex<Stats>,
@@ -79,6 +105,33 @@ impl PyStats {
     }
 
     /// Folds in models whose masks are one bool (or uint8, nonzero is true) per training example.
+    ///
+    /// Parameters
+    /// ----------
+    /// masks:
+    ///     ``(M, N)`` bool or uint8 numpy array: the training examples each model saw.
+    /// outputs:
+    ///     ``(M, K)`` float32 or float64 numpy array: each model's outputs on the targets.
+    /// threads:
+    ///     Worker threads (default: ``FASTCARTO_NUM_THREADS`` or all cores).
+    ///
+    /// Raises
+    /// ------
+    /// TypeError
+    ///     Masks or outputs of another dtype.
+    /// fastcarto.FastcartoError
+    ///     Shapes that do not match the statistics or each other, or an output that is NaN or
+    ///     infinite (nothing is folded in).
+    ///
+    /// Examples
+    /// --------
+    /// >>> import numpy as np, fastcarto.datamodels as fdm
+    /// >>> masks = np.array([[True, False, True], [False, True, True]])
+    /// >>> outputs = np.array([[1.0], [0.5]])
+    /// >>> stats = fdm.DatamodelStats(3, 1)
+    /// >>> stats.update(masks, outputs)
+    /// >>> stats.parts()[1].tolist()
+    /// [[1, 0, 1], [0, 1, 1], [1, 1, 2]]
     #[pyo3(signature = (masks, outputs, *, threads=None))]
     fn update(
         &self,
@@ -98,6 +151,35 @@ impl PyStats {
     }
 
     /// Folds in models whose masks are `numpy.packbits(masks, axis=1, bitorder=...)` rows.
+    ///
+    /// Parameters
+    /// ----------
+    /// packed:
+    ///     ``(M, ceil(N / 8))`` uint8 rows of packed bits.
+    /// outputs:
+    ///     ``(M, K)`` float32 or float64 outputs.
+    /// n_cols:
+    ///     ``N``, the number of training examples (the bits past it are ignored).
+    /// little:
+    ///     ``True`` for ``bitorder="little"``.
+    /// threads:
+    ///     Worker threads.
+    ///
+    /// Raises
+    /// ------
+    /// TypeError, fastcarto.FastcartoError
+    ///     As :meth:`update`.
+    ///
+    /// Examples
+    /// --------
+    /// >>> import numpy as np, fastcarto.datamodels as fdm
+    /// >>> masks = np.array([[True, False, True], [False, True, True]])
+    /// >>> outputs = np.array([[1.0], [0.5]])
+    /// >>> a, b = fdm.DatamodelStats(3, 1), fdm.DatamodelStats(3, 1)
+    /// >>> a.update(masks, outputs)
+    /// >>> b.update_packed(np.packbits(masks, axis=1), outputs, n_cols=3)
+    /// >>> all(np.array_equal(x, y) for x, y in zip(a.parts(), b.parts()))
+    /// True
     #[pyo3(signature = (packed, outputs, *, n_cols, little=false, threads=None))]
     fn update_packed(
         &self,
@@ -112,6 +194,28 @@ impl PyStats {
     }
 
     /// Adds the statistics of other models.
+    ///
+    /// Parameters
+    /// ----------
+    /// other:
+    ///     Statistics of the same training examples and targets (may be this object).
+    ///
+    /// Raises
+    /// ------
+    /// fastcarto.IncompatibleStateError
+    ///     Statistics of another shape.
+    ///
+    /// Examples
+    /// --------
+    /// >>> import numpy as np, fastcarto.datamodels as fdm
+    /// >>> masks = np.array([[True, False, True], [False, True, True]])
+    /// >>> outputs = np.array([[1.0], [0.5]])
+    /// >>> a, b = fdm.DatamodelStats(3, 1), fdm.DatamodelStats(3, 1)
+    /// >>> a.update(masks[:1], outputs[:1])
+    /// >>> b.update(masks[1:], outputs[1:])
+    /// >>> a.merge(b)
+    /// >>> a.n_rows
+    /// 2
     fn merge(&self, py: Python<'_>, other: &Bound<'_, PyStats>) -> PyResult<()> {
         if std::ptr::eq(self, other.get()) {
             let copy = self.snapshot(py);
@@ -133,26 +237,61 @@ impl PyStats {
     }
 
     /// A copy.
+    ///
+    /// Returns
+    /// -------
+    /// DatamodelStats
+    ///     Independent of this object.
+    ///
+    /// Examples
+    /// --------
+    /// >>> import numpy as np, fastcarto.datamodels as fdm
+    /// >>> masks = np.array([[True, False, True], [False, True, True]])
+    /// >>> outputs = np.array([[1.0], [0.5]])
+    /// >>> stats = fdm.statistics(masks, outputs)
+    /// >>> copy = stats.copy()
+    /// >>> stats.merge(stats)
+    /// >>> stats.n_rows, copy.n_rows
+    /// (4, 2)
     fn copy(&self, py: Python<'_>) -> Self {
         PyStats { inner: Mutex::new(self.snapshot(py)) }
     }
 
+    /// The number of models folded in.
     #[getter]
     fn n_rows(&self, py: Python<'_>) -> u64 {
         py.detach(|| lock(&self.inner).n_rows())
     }
 
+    /// The number of training examples ``N``.
     #[getter]
     fn n_cols(&self, py: Python<'_>) -> usize {
         py.detach(|| lock(&self.inner).n_cols())
     }
 
+    /// The number of targets ``K``.
     #[getter]
     fn n_targets(&self, py: Python<'_>) -> usize {
         py.detach(|| lock(&self.inner).n_targets())
     }
 
     /// `(n_rows, xtx, xty, sum_y, sum_y2)` as numpy arrays.
+    ///
+    /// Returns
+    /// -------
+    /// tuple
+    ///     ``n_rows`` (int), ``xtx`` ``(N, N)`` uint32, ``xty`` ``(N, K)`` float64, ``sum_y`` and
+    ///     ``sum_y2`` ``(K,)`` float64: what :meth:`from_parts` takes to rebuild the statistics
+    ///     (to save them, or send them between processes).
+    ///
+    /// Examples
+    /// --------
+    /// >>> import numpy as np, fastcarto.datamodels as fdm
+    /// >>> masks = np.array([[True, False, True], [False, True, True]])
+    /// >>> outputs = np.array([[1.0], [0.5]])
+    /// >>> n_rows, xtx, xty, sum_y, sum_y2 = fdm.statistics(masks, outputs).parts()
+    /// >>> n_rows, xty.ravel().tolist(), sum_y.tolist(), sum_y2.tolist()
+    /// (2, [1.0, 0.5, 1.5], [1.5], [1.25])
     #[allow(clippy::type_complexity)]
     fn parts<'py>(
         &self,
@@ -169,6 +308,37 @@ impl PyStats {
     }
 
     /// Statistics from the arrays `parts` gives, checked.
+    ///
+    /// Parameters
+    /// ----------
+    /// n_rows:
+    ///     The number of models.
+    /// xtx:
+    ///     ``(N, N)`` uint32 ``XᵀX``, symmetric.
+    /// xty:
+    ///     ``(N, K)`` float64 ``XᵀY``.
+    /// sum_y, sum_y2:
+    ///     ``(K,)`` float64 sums of the outputs and of their squares.
+    ///
+    /// Returns
+    /// -------
+    /// DatamodelStats
+    ///     Equal to the statistics the arrays came from.
+    ///
+    /// Raises
+    /// ------
+    /// fastcarto.FastcartoError
+    ///     Arrays of inconsistent shapes, an ``xtx`` that is not a matrix of co-occurrence
+    ///     counts, or non-finite sums.
+    ///
+    /// Examples
+    /// --------
+    /// >>> import numpy as np, fastcarto.datamodels as fdm
+    /// >>> masks = np.array([[True, False, True], [False, True, True]])
+    /// >>> outputs = np.array([[1.0], [0.5]])
+    /// >>> again = fdm.DatamodelStats.from_parts(*fdm.statistics(masks, outputs).parts())
+    /// >>> again.n_rows, again.n_cols
+    /// (2, 3)
     #[staticmethod]
     fn from_parts(
         n_rows: u64,
