@@ -7,6 +7,8 @@ likes. Equality is checked column by column on the bits (NaNs included).
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -295,14 +297,14 @@ def _written(tmp_path: Path, d: Path) -> Path:
     return out
 
 
-@pytest.mark.slow
-def test_forked_workers_after_the_pool_started(tmp_path) -> None:
-    """Workers forked from a process whose engine pool already runs (Dask spawns by default;
-    fork is its option): each child builds its own pool instead of waiting on the parent's."""
-    import dask
+FORKED_WORKERS = """
+import sys
+import dask, distributed, fastcarto, fastcarto.dask as fdask
+import pyarrow as pa, pyarrow.parquet as pq
 
-    d = by_epoch(tmp_path / "run")
-    want = fastcarto.compute(str(d), progress=False, threads=2)  # starts the pool here
+run = sys.argv[1]
+want = fastcarto.compute(run, progress=False, threads=2)  # starts the engine's pool here
+if __name__ == "__main__":
     with (
         dask.config.set({"distributed.worker.multiprocessing-method": "fork"}),
         distributed.LocalCluster(
@@ -310,4 +312,29 @@ def test_forked_workers_after_the_pool_started(tmp_path) -> None:
         ) as cluster,
         distributed.Client(cluster) as c,
     ):
-        same_bits(fdask.compute(str(d), client=c, threads=2), want)
+        got = fdask.compute(run, client=c, threads=2)
+    pq.write_table(pa.table(got), "got.parquet")
+    pq.write_table(pa.table(want), "want.parquet")
+"""
+
+
+@pytest.mark.slow
+def test_forked_workers_after_the_pool_started(tmp_path) -> None:
+    """Workers forked from a process whose engine pool already runs (Dask spawns by default;
+    fork is its option): each child builds its own pool instead of waiting on the parent's.
+
+    Run in a fresh interpreter: forking the test process itself would also fork whatever
+    the other tests left running (torch's and BLAS's thread pools), which is not what this
+    checks, and a hang must fail the test rather than the suite."""
+    d = by_epoch(tmp_path / "run")
+    script = tmp_path / "forked.py"
+    script.write_text(FORKED_WORKERS)
+    done = subprocess.run(
+        [sys.executable, str(script), str(d)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    same_bits(pq.read_table(tmp_path / "got.parquet"), pq.read_table(tmp_path / "want.parquet"))
