@@ -13,7 +13,7 @@ import fastcarto.datamodels as fdm
 import numpy as np
 import pytest
 from fastcarto import _core
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 da = pytest.importorskip("dask.array")
@@ -172,7 +172,6 @@ def test_knn_equals_the_exact_search(client: Any, metric: str) -> None:
         assert got.metric == metric
 
 
-@settings(max_examples=15)
 @given(
     n=st.integers(3, 50),
     d=st.integers(1, 5),

@@ -96,7 +96,8 @@ def prepare_directory(
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"{path} exists and is not a directory")
     if not path.exists():
-        path.mkdir(parents=True)
+        # exist_ok: the ranks of a distributed run create their shared directory concurrently
+        path.mkdir(parents=True, exist_ok=True)
         if fsync:
             fsync_dir(path.parent)
         return []

@@ -586,7 +586,7 @@ def fit_statistics(
     val:
         Statistics of the validation models, on which λ is chosen; the final fit uses both.
         Not needed with ``lam``.
-    lam, n_lambdas, lambda_ratio, patience, step, tol, max_iter, threads:
+    lam, n_lambdas, lambda_ratio, patience, step, tol, path_tol, max_iter, threads:
         As in :func:`fit`.
 
     Returns
@@ -706,6 +706,9 @@ def fit(
         Visit every ``step``-th λ first, then refine around the best.
     tol:
         Duality-gap tolerance of each solve.
+    path_tol:
+        Tolerance of the path's solves, which only choose λ (None: ``10 * tol``); the refit
+        at the chosen λ meets ``tol``.
     max_iter:
         Coordinate-descent passes per solve.
     n_train:
