@@ -17,6 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 distributed = pytest.importorskip("distributed")
 fdask = pytest.importorskip("fastcarto.dask")
@@ -102,11 +104,54 @@ def client() -> Any:
 
 @pytest.mark.parametrize("layout", [by_epoch, by_example, by_both])
 @pytest.mark.parametrize("compat", [None, "cartography", "toneva"])
-def test_layouts_equal_compute_bit_for_bit(tmp_path, client, layout, compat) -> None:
+@pytest.mark.parametrize("split", ["examples", "files"])
+def test_layouts_equal_compute_bit_for_bit(tmp_path, client, layout, compat, split) -> None:
     d = layout(tmp_path / "run")
     want = fastcarto.compute(str(d), compat=compat, progress=False)
-    got = fdask.compute(str(d), compat=compat, client=client)
+    got = fdask.compute(str(d), compat=compat, client=client, split=split)
     same_bits(got, want)
+    if split == "examples":
+        for partitions in (1, 3, 7):
+            got = fdask.compute(str(d), compat=compat, client=client, partitions=partitions)
+            same_bits(got, want)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(1, 60),
+    epochs=st.integers(1, 4),
+    files_per_epoch=st.integers(1, 3),
+    partitions=st.integers(1, 6),
+    string_ids=st.booleans(),
+    spread=st.sampled_from([1, 3, 1 << 40]),
+    seed=st.integers(0, 2**16),
+)
+def test_ranges_of_any_ids_equal_compute(
+    tmp_path_factory, client, n, epochs, files_per_epoch, partitions, string_ids, spread, seed
+) -> None:
+    """Any ids (negative, sparse, strings), shuffled every epoch and spread over several files
+    per epoch, in any number of ranges: compute's table bit for bit."""
+    rng = np.random.default_rng(seed)
+    d = tmp_path_factory.mktemp("ranges")
+    ids = (np.arange(n, dtype=np.int64) - n // 2) * spread
+    labels = rng.integers(0, C, size=n)
+    for e in range(epochs):
+        perm = rng.permutation(n)
+        for f, part in enumerate(np.array_split(perm, files_per_epoch)):
+            key = ids[part]
+            table = pa.table(
+                {
+                    "epoch": np.full(len(part), e, dtype=np.int64),
+                    "id": [f"x{k}" for k in key] if string_ids else key,
+                    "label": labels[part],
+                    "logits": pa.FixedSizeListArray.from_arrays(
+                        pa.array(rng.normal(size=len(part) * C)), C
+                    ),
+                }
+            )
+            write(d / f"epoch_{e}" / f"part-{f}.arrows", table)
+    want = fastcarto.compute(str(d), progress=False)
+    same_bits(fdask.compute(str(d), client=client, partitions=partitions), want)
 
 
 def test_files_given_out_of_order_and_options(tmp_path, client) -> None:
@@ -136,13 +181,15 @@ def test_nan_policy_and_string_ids(tmp_path, client) -> None:
 
 
 def test_epoch_ranges_merge_in_epoch_order(tmp_path, client) -> None:
-    """Files of several epochs each: counts and forgetting exact, floats to rounding."""
+    """Files of several epochs each: split by example, bit for bit; split by file, counts and
+    forgetting exact, floats to rounding."""
     d = tmp_path / "run"
     ids = np.arange(N)
     write(d / "b.parquet", rows([3, 4], ids))
     write(d / "a.parquet", rows([0, 1, 2], ids))
+    same_bits(fdask.compute(str(d), client=client), fastcarto.compute(str(d), progress=False))
     want = fastcarto.compute(str(d), progress=False).to_pandas()
-    got = fdask.compute(str(d), client=client).to_pandas()
+    got = fdask.compute(str(d), client=client, split="files").to_pandas()
     for col in want.columns:
         if want[col].dtype.kind == "f":
             np.testing.assert_allclose(got[col], want[col], rtol=1e-12, atol=1e-15, err_msg=col)
@@ -150,17 +197,103 @@ def test_epoch_ranges_merge_in_epoch_order(tmp_path, client) -> None:
             assert got[col].equals(want[col]), col
 
 
-def test_overlapping_and_interleaved_epochs_are_refused(tmp_path, client) -> None:
+def test_overlapping_and_interleaved_epochs_are_refused_when_split_by_file(
+    tmp_path, client
+) -> None:
     d = tmp_path / "overlap"
     write(d / "a.parquet", rows([0, 1, 2], np.arange(N)))
     write(d / "b.parquet", rows([2, 3], np.arange(N)))
     with pytest.raises(fastcarto.FastcartoError, match="merging"):
+        fdask.compute(str(d), client=client, split="files")
+    # Split by example, each task reads as compute does: compute's error.
+    with pytest.raises(fastcarto.FastcartoError, match="duplicate row"):
         fdask.compute(str(d), client=client)
+    with pytest.raises(fastcarto.FastcartoError, match="duplicate row"):
+        fastcarto.compute(str(d), progress=False)
     d = tmp_path / "interleave"
     write(d / "a.parquet", rows([0, 2], np.arange(N)))
     write(d / "b.parquet", rows([1, 3], np.arange(N)))
     with pytest.raises(fastcarto.InterleavedEpochsError):
-        fdask.compute(str(d), client=client)
+        fdask.compute(str(d), client=client, split="files")
+    # compute folds interleaved epochs one epoch at a time, and so does every range.
+    same_bits(fdask.compute(str(d), client=client), fastcarto.compute(str(d), progress=False))
+
+
+def test_a_range_that_interleaves_makes_every_range_fold_by_epoch(tmp_path, client) -> None:
+    # Only the examples of the upper half interleave their epochs (3 before 1): compute then
+    # folds everything one epoch at a time, and the lower half (whose rows come in reverse
+    # epoch order, which one pass also accepts) must be folded the same way to match it.
+    low, high = np.arange(N // 2), np.arange(N // 2, N)
+    d = tmp_path / "mixed"
+    write(d / "a.parquet", pa.concat_tables([rows([2], low), rows([0, 2], high)]))
+    write(d / "b.parquet", pa.concat_tables([rows([1], low), rows([1, 3], high)]))
+    write(d / "c.parquet", rows([0], low))
+    want = fastcarto.compute(str(d), progress=False)
+    for partitions in (1, 2, 3):
+        same_bits(fdask.compute(str(d), client=client, partitions=partitions), want)
+
+
+def test_bad_split_options(tmp_path, client) -> None:
+    d = by_epoch(tmp_path / "run")
+    with pytest.raises(ValueError, match="split"):
+        fdask.compute(str(d), client=client, split="rows")  # type: ignore[arg-type]
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="partitions"):
+            fdask.compute(str(d), client=client, partitions=bad)  # type: ignore[arg-type]
+    # More ranges than distinct ids: the split points stop at the ids there are.
+    same_bits(
+        fdask.compute(str(d), client=client, partitions=10 * N),
+        fastcarto.compute(str(d), progress=False),
+    )
+
+
+def test_id_ranges_in_the_engine(tmp_path) -> None:
+    from fastcarto import _core
+
+    d = by_epoch(tmp_path / "run")
+    names = ("epoch", "id", "label", None)
+    files = [(str(p), e) for e, p in enumerate(sorted(d.iterdir()))]
+    points = _core.id_split_points(files[0], kind="logits", columns=names, parts=3)
+    assert points == [N // 3, 2 * N // 3]
+    kw: dict[str, Any] = {"kind": "logits", "columns": names, "nan_policy": "raise"}
+    state, ids, epochs, n_rows, by_epoch_ = _core.read_keyed_part(
+        files, id_range=(points[0], points[1]), **kw
+    )
+    assert state is not None and state.n_examples == N // 3
+    assert ids.to_pylist() == list(range(N // 3, 2 * N // 3))
+    assert (epochs, n_rows, by_epoch_) == (list(range(EPOCHS)), EPOCHS * (N // 3), False)
+    with pytest.raises(ValueError, match="ids are integers but the id range's ends are not"):
+        _core.read_keyed_part(files, id_range=("a", None), **kw)
+    with pytest.raises(ValueError, match="not below"):
+        _core.read_keyed_part(files, id_range=(5, 5), **kw)
+    with pytest.raises(ValueError, match="Arrow stream"):
+        _core.read_keyed_part(rows([0], np.arange(3)), id_range=(0, None), **kw)
+    with pytest.raises(ValueError, match="at least one part"):
+        _core.id_split_points(files[0], kind="logits", columns=names, parts=0)
+
+
+def test_tables_travel_through_the_scheduler_off_the_clients_machine(tmp_path) -> None:
+    from fastcarto.dask import _compute
+
+    d = by_epoch(tmp_path / "run")
+    files = _compute._files(str(d), {})
+    opts: dict[str, Any] = {
+        "kind": None,
+        "names": ("epoch", "id", "label", None),
+        "nan_policy": "raise",
+        "epochs": None,
+        "threads": 1,
+    }
+    part = _compute._read_range(files, None, **opts)
+    kw: dict[str, Any] = {"rows": part.rows, "epochs_present": list(part.epochs)}
+    kw |= {"require_complete": True, "compat": None, "ddof": 0}
+    there = _compute._range_table(part, client_host="another machine", **kw)
+    assert isinstance(there, pa.RecordBatch)
+    here = _compute._range_table(part, client_host=_compute._host_id(), **kw)
+    assert isinstance(here, _compute._Handoff) and os.path.exists(here.path)
+    same_bits(_compute._take_handoff(here), there)
+    assert not os.path.exists(here.path)
+    same_bits(there, fastcarto.compute(str(d), progress=False))
 
 
 def test_bad_input_is_a_clear_error(tmp_path, client) -> None:
@@ -263,21 +396,24 @@ def test_two_processes_and_a_worker_killed_mid_run(tmp_path) -> None:
         # the nanny starts a new worker and Dask runs the lost tasks again.
         from fastcarto.dask import _compute
 
-        original = _compute._read_part
+        # The task each split submits (pickled by value when it is this test's function).
+        for split, task in (("examples", "_read_range"), ("files", "_read_part")):
+            original = getattr(_compute, task)
 
-        def dying(*args: Any, **kwargs: Any) -> Any:
-            if not os.path.exists(marker):
-                with open(marker, "w") as f:
-                    f.write("killed")
-                os._exit(1)
-            return original(*args, **kwargs)
+            def dying(*args: Any, original: Any = original, **kwargs: Any) -> Any:
+                if not os.path.exists(marker):
+                    with open(marker, "w") as f:
+                        f.write("killed")
+                    os._exit(1)
+                return original(*args, **kwargs)
 
-        _compute._read_part = dying
-        try:
-            same_bits(fdask.compute(str(d), client=c), want)
-        finally:
-            _compute._read_part = original
-        assert os.path.exists(marker)
+            setattr(_compute, task, dying)
+            try:
+                same_bits(fdask.compute(str(d), client=c, split=split), want)
+            finally:
+                setattr(_compute, task, original)
+            assert os.path.exists(marker)
+            os.remove(marker)
 
 
 def test_cli_map_on_a_scheduler(tmp_path, client) -> None:

@@ -33,6 +33,7 @@ __all__ = [
     "dbscan",
     "discover",
     "epoch_in_name",
+    "id_split_points",
     "inspect_npy",
     "knn",
     "knn_block",
@@ -192,15 +193,22 @@ def read_keyed(
     progress: _Progress | None = None,
     threads: int | None = None,
 ) -> tuple[State, pa.Array]: ...
+# source: a path (str), a list of (file path, epoch in its name) read in that order, or Arrow
+# data; returns (state, ids, epochs, rows, folded one epoch at a time).
 def read_keyed_part(
-    source: str | Any,
+    source: str | list[tuple[str, int | None]] | Any,
     *,
     kind: str,
     columns: _Columns,
     nan_policy: str,
     epochs: _Epochs = None,
     threads: int | None = None,
-) -> tuple[State | None, pa.Array | None, list[int], int]: ...
+    id_range: tuple[int | str | None, int | str | None] | None = None,
+    epoch_at_a_time: bool = False,
+) -> tuple[State | None, pa.Array | None, list[int], int, bool]: ...
+def id_split_points(
+    file: tuple[str, int | None], *, kind: str, columns: _Columns, parts: int
+) -> list[int] | list[str]: ...
 def epoch_in_name(path: str) -> int | None: ...
 def check_keyed_parts(
     state: State | None,

@@ -36,6 +36,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(read::compute_npy_epochs, m)?)?;
     m.add_function(wrap_pyfunction!(read::read_keyed_part, m)?)?;
     m.add_function(wrap_pyfunction!(read::check_keyed_parts, m)?)?;
+    m.add_function(wrap_pyfunction!(read::id_split_points, m)?)?;
     m.add_function(wrap_pyfunction!(files::epoch_in_name, m)?)?;
     m.add_class::<checks::PyBatchChecker>()?;
     m.add_class::<datamodels::PyStats>()?;

@@ -6,6 +6,7 @@ use crate::arrow_ffi::{AnyRecordBatch, PyArray};
 use crate::errors::to_py;
 use crate::state::PyState;
 use arrow_array::RecordBatchReader;
+use fastcarto_core::read::id_range::{IdBound, IdRange};
 use fastcarto_core::read::long::Columns;
 use fastcarto_core::read::{self, EpochFilter, ReadOptions};
 use fastcarto_core::sys::pool;
@@ -31,6 +32,8 @@ fn read_options<'a>(
         epochs,
         require_complete,
         progress,
+        id_range: None,
+        epoch_at_a_time: false,
     })
 }
 
@@ -48,6 +51,8 @@ fn progress_fn(cb: &Option<Py<PyAny>>) -> Option<impl Fn(u64, u64, u64) + Sync +
 /// (anything with `__arrow_c_stream__` or `__arrow_c_array__`).
 pub(crate) enum KeyedSource {
     Path(String),
+    /// Files in the order to read them, each with the epoch its name gives.
+    Files(Vec<(PathBuf, Option<u32>)>),
     Arrow(Box<dyn RecordBatchReader + Send>),
 }
 
@@ -55,10 +60,13 @@ impl<'py> FromPyObject<'_, 'py> for KeyedSource {
     type Error = PyErr;
 
     fn extract(obj: Borrowed<'_, 'py, PyAny>) -> PyResult<Self> {
-        match obj.cast::<PyString>() {
-            Ok(path) => Ok(Self::Path(path.to_cow()?.into_owned())),
-            Err(_) => Ok(Self::Arrow(obj.extract::<AnyRecordBatch>()?.into_reader()?)),
+        if let Ok(path) = obj.cast::<PyString>() {
+            return Ok(Self::Path(path.to_cow()?.into_owned()));
         }
+        if obj.cast::<pyo3::types::PyList>().is_ok() {
+            return Ok(Self::Files(obj.extract()?));
+        }
+        Ok(Self::Arrow(obj.extract::<AnyRecordBatch>()?.into_reader()?))
     }
 }
 
@@ -84,6 +92,7 @@ pub(crate) fn read_keyed<'py>(
     let fold = || {
         let state = match source {
             KeyedSource::Path(path) => read::read_path(&path, &opts),
+            KeyedSource::Files(list) => read::read_files(&listed_files(list)?, &opts),
             KeyedSource::Arrow(reader) => read::read_batches(reader, &opts),
         }?;
         state.into_state()
@@ -130,14 +139,37 @@ pub(crate) fn compute_npy_epochs(
 }
 
 /// What `read_keyed_part` returns: the state and its ids (`None`, `None` when the part has no
-/// rows in the selected epochs), the epochs it holds, and its rows.
-type Part = (Option<PyState>, Py<PyAny>, Vec<u32>, u64);
+/// rows in the selected epochs), the epochs it holds, its rows, and whether it was folded one
+/// epoch at a time.
+type Part = (Option<PyState>, Py<PyAny>, Vec<u32>, u64, bool);
+
+fn listed_files(list: Vec<(PathBuf, Option<u32>)>) -> fastcarto_core::Result<Vec<read::DataFile>> {
+    list.into_iter().map(|(path, epoch)| read::DataFile::at(path, epoch)).collect()
+}
+
+/// One end of an id range as Python gives it: an int or a str.
+#[derive(FromPyObject)]
+pub(crate) enum PyIdBound {
+    Int(i64),
+    Str(String),
+}
+
+impl From<PyIdBound> for IdBound {
+    fn from(b: PyIdBound) -> Self {
+        match b {
+            PyIdBound::Int(v) => IdBound::Int(v),
+            PyIdBound::Str(v) => IdBound::Str(v),
+        }
+    }
+}
 
 /// Reads one part of a keyed read split over several processes (`fastcarto.dask`): as
 /// `read_keyed`, without the checks on the whole read (`check_keyed_parts` makes them once every
-/// part is read and merged with `merge_by_id`).
+/// part is read and merged with `merge_by_id`). With `id_range=(lo, hi)` (either end `None`),
+/// only the examples with `lo <= id < hi` are folded.
 #[pyfunction]
-#[pyo3(signature = (source, *, kind, columns, nan_policy, epochs=None, threads=None))]
+#[pyo3(signature = (source, *, kind, columns, nan_policy, epochs=None, threads=None, id_range=None, epoch_at_a_time=false))]
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn read_keyed_part<'py>(
     py: Python<'py>,
     source: KeyedSource,
@@ -146,30 +178,68 @@ pub(crate) fn read_keyed_part<'py>(
     nan_policy: &str,
     epochs: Option<Epochs<'py>>,
     threads: Option<usize>,
+    id_range: Option<(Option<PyIdBound>, Option<PyIdBound>)>,
+    epoch_at_a_time: bool,
 ) -> PyResult<Part> {
-    let opts = read_options(kind, columns, nan_policy, part_filter(Epochs::filter(epochs)?), false, None)?;
+    let mut opts = read_options(kind, columns, nan_policy, part_filter(Epochs::filter(epochs)?), false, None)?;
+    opts.id_range = match id_range {
+        None => None,
+        Some((lo, hi)) => Some(IdRange::new(lo.map(Into::into), hi.map(Into::into)).map_err(to_py)?),
+    };
+    opts.epoch_at_a_time = epoch_at_a_time;
+    if opts.id_range.is_some() && matches!(source, KeyedSource::Arrow(_)) {
+        return Err(pyo3::exceptions::PyValueError::new_err(
+            "id_range splits a read of files; an Arrow stream is one part as it is",
+        ));
+    }
     let fold = || {
-        let state = match source {
+        let (state, by_epoch) = match source {
             KeyedSource::Path(path) => read::read_path_part(&path, &opts),
-            KeyedSource::Arrow(reader) => read::read_batches_part(reader, &opts),
+            KeyedSource::Files(list) => read::read_files_part(&listed_files(list)?, &opts),
+            KeyedSource::Arrow(reader) => read::read_batches_part(reader, &opts).map(|s| (s, false)),
         }?;
         let (epochs, rows) = (state.epochs().collect::<Vec<_>>(), state.rows());
         if rows == 0 && state.n_examples() == 0 {
-            return Ok((None, epochs, rows));
+            return Ok((None, epochs, rows, by_epoch));
         }
-        Ok::<_, fastcarto_core::Error>((Some(state.into_state()?), epochs, rows))
+        Ok::<_, fastcarto_core::Error>((Some(state.into_state()?), epochs, rows, by_epoch))
     };
-    let (state, epochs, rows) = py.detach(|| pool::run(threads, usize::MAX, fold)).map_err(to_py)?.map_err(to_py)?;
+    let (state, epochs, rows, by_epoch) =
+        py.detach(|| pool::run(threads, usize::MAX, fold)).map_err(to_py)?.map_err(to_py)?;
     Ok(match state {
-        None => (None, py.None(), epochs, rows),
+        None => (None, py.None(), epochs, rows, by_epoch),
         Some((state, ids)) => {
             let ids = match ids {
                 Some(ids) => PyArray::from_array_ref(ids).to_pyarrow(py)?.unbind(),
                 None => py.None(),
             };
-            (Some(PyState::new(state)), ids, epochs, rows)
+            (Some(PyState::new(state)), ids, epochs, rows, by_epoch)
         }
     })
+}
+
+/// Split points that divide the distinct ids of one file (`(path, epoch in its name)`) into
+/// `parts` ranges of about equal size (`read_keyed_part`'s `id_range`): increasing ints or strs,
+/// fewer than `parts - 1` when the file has few distinct ids.
+#[pyfunction]
+#[pyo3(signature = (file, *, kind, columns, parts))]
+pub(crate) fn id_split_points(
+    py: Python<'_>,
+    file: (PathBuf, Option<u32>),
+    kind: &str,
+    columns: (String, String, String, Option<String>),
+    parts: usize,
+) -> PyResult<Vec<Py<PyAny>>> {
+    let opts = read_options(kind, columns, "raise", EpochFilter::All, false, None)?;
+    let file = read::DataFile::at(file.0, file.1).map_err(to_py)?;
+    let points = py.detach(|| read::id_range::split_points(&file, &opts, parts)).map_err(to_py)?;
+    points
+        .into_iter()
+        .map(|p| match p {
+            IdBound::Int(v) => Ok(v.into_pyobject(py)?.into_any().unbind()),
+            IdBound::Str(v) => Ok(PyString::new(py, &v).into_any().unbind()),
+        })
+        .collect()
 }
 
 /// "The first k epochs" selects `0..k` in each part; that all of them are present is checked on

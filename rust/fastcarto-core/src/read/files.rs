@@ -132,6 +132,17 @@ fn data_file(path: PathBuf, root: &Path, format: FileFormat) -> Result<DataFile>
     Ok(DataFile { path, format, name_epoch, size: meta.len() })
 }
 
+impl DataFile {
+    /// One file whose epoch in name is already known (`name_epoch`: found by [`discover`] on
+    /// the folder the file was listed from), as a process reading a list of files sees it.
+    pub fn at(path: PathBuf, name_epoch: Option<u32>) -> Result<DataFile> {
+        let format = format_of(&path)?
+            .ok_or_else(|| path_error(&path, format!("not a data file ({})", listed(DATA_SUFFIXES))))?;
+        let meta = std::fs::metadata(&path).map_err(|e| Error::Io { path: path.clone(), source: e })?;
+        Ok(DataFile { path, format, name_epoch, size: meta.len() })
+    }
+}
+
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::Io { path: dir.into(), source: e })?;
     for entry in entries {

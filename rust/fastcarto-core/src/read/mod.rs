@@ -13,6 +13,7 @@
 //! epoch at a time, skipping batches that do not hold that epoch.
 
 mod files;
+pub mod id_range;
 mod ipc;
 mod jsonl;
 pub mod long;
@@ -118,6 +119,12 @@ pub struct ReadOptions<'a> {
     pub require_complete: bool,
     /// Called after each batch with (bytes done, bytes in all, rows folded).
     pub progress: Option<&'a (dyn Fn(u64, u64, u64) + Sync)>,
+    /// Fold only the examples whose id is in this range (one part of a read split by example:
+    /// [`id_range`]).
+    pub id_range: Option<id_range::IdRange>,
+    /// Fold one epoch at a time from the start, as a read does once it finds that some
+    /// example's epochs interleave (see [`read_path_part`]).
+    pub epoch_at_a_time: bool,
 }
 
 impl<'a> ReadOptions<'a> {
@@ -129,6 +136,8 @@ impl<'a> ReadOptions<'a> {
             epochs: EpochFilter::All,
             require_complete: false,
             progress: None,
+            id_range: None,
+            epoch_at_a_time: false,
         }
     }
 }
@@ -158,12 +167,22 @@ pub fn read_files(files: &[DataFile], opts: &ReadOptions<'_>) -> Result<KeyedSta
 /// checks on the whole read (some rows, the selected epochs present, `require_complete`) are
 /// left to [`check_parts`] once every part is read, so a part may hold no rows, or only some of
 /// the epochs. `opts.epochs` of [`EpochFilter::First`] selects here without checking.
-pub fn read_path_part(source: &str, opts: &ReadOptions<'_>) -> Result<KeyedState> {
-    let files = discover(source)?;
-    if files.iter().any(|f| f.format == FileFormat::Npy) {
-        return Err(Error::invalid(format!("{source}: holds .npy arrays, not long tables")));
+///
+/// Also says whether the part was folded one epoch at a time (some example's epochs interleave
+/// in it, or `opts.epoch_at_a_time`): a read split by example ([`ReadOptions::id_range`]) gives
+/// the single read's states bit for bit only if every part folds the way the single read does,
+/// so when one part reports `true`, the others are read again with `epoch_at_a_time`.
+pub fn read_path_part(source: &str, opts: &ReadOptions<'_>) -> Result<(KeyedState, bool)> {
+    read_files_part(&discover(source)?, opts)
+}
+
+/// [`read_path_part`] of these files, in this order (a list a client made with [`discover`]
+/// and [`DataFile::at`]).
+pub fn read_files_part(files: &[DataFile], opts: &ReadOptions<'_>) -> Result<(KeyedState, bool)> {
+    if let Some(f) = files.iter().find(|f| f.format == FileFormat::Npy) {
+        return Err(Error::invalid(format!("{}: holds .npy arrays, not long tables", f.path.display())));
     }
-    fold_all(&files, opts)
+    fold_all_reporting(files, opts)
 }
 
 /// [`read_batches`] as one part of a split read (see [`read_path_part`]).
@@ -189,21 +208,25 @@ pub fn check_parts(rows: u64, epochs: &[u32], opts: &ReadOptions<'_>) -> Result<
 
 /// Folds every file, in order; one epoch at a time when some example's epochs interleave.
 fn fold_all(files: &[DataFile], opts: &ReadOptions<'_>) -> Result<KeyedState> {
+    fold_all_reporting(files, opts).map(|(state, _)| state)
+}
+
+/// [`fold_all`], also saying whether it folded one epoch at a time.
+fn fold_all_reporting(files: &[DataFile], opts: &ReadOptions<'_>) -> Result<(KeyedState, bool)> {
     let total: u64 = files.iter().map(|f| f.size).sum();
-    let first = fold_pass(files, opts, total);
-    let state = match first {
-        Err(e) if matches!(e.root(), Error::InterleavedEpochs { .. }) => {
-            // Some example's epochs interleave across files or batches: fold one epoch at a time.
-            let (ranges, all) = epoch_ranges(files, opts)?;
-            let mut state = KeyedState::new(opts.kind, opts.nan_policy);
-            for e in all.into_iter().filter(|&e| opts.epochs.keeps(e)) {
-                fold_files(files, opts, total, &mut state, &|x| x == e, Some((&ranges, e)))?;
-            }
-            state
+    if !opts.epoch_at_a_time {
+        match fold_pass(files, opts, total) {
+            // Some example's epochs interleave across files or batches: start again below.
+            Err(e) if matches!(e.root(), Error::InterleavedEpochs { .. }) => {}
+            other => return other.map(|state| (state, false)),
         }
-        other => other?,
-    };
-    Ok(state)
+    }
+    let (ranges, all) = epoch_ranges(files, opts)?;
+    let mut state = KeyedState::new(opts.kind, opts.nan_policy);
+    for e in all.into_iter().filter(|&e| opts.epochs.keeps(e)) {
+        fold_files(files, opts, total, &mut state, &|x| x == e, Some((&ranges, e)))?;
+    }
+    Ok((state, true))
 }
 
 /// The checks every read ends with, on the whole state: some rows (`no_rows` is the message
@@ -282,7 +305,15 @@ fn fold_files(
         };
         for_each_batch(file, opts, &wanted, &mut |b, fraction| {
             let lb = decode_batch(file, &b, opts)?;
-            state.fold(&lb, keep).map_err(|e| e.located(file.batch_location(&b)))?;
+            let folded = match &opts.id_range {
+                None => state.fold(&lb, keep),
+                Some(range) => range.select(&lb.ids).and_then(|rows| {
+                    // Every row in range (a whole batch of one part's examples): the plain fold.
+                    let select = (rows.len() < lb.rows).then_some(rows.as_slice());
+                    state.fold_selected(&lb, keep, select)
+                }),
+            };
+            folded.map_err(|e| e.located(file.batch_location(&b)))?;
             if let Some(progress) = opts.progress {
                 progress(done + (file.size as f64 * fraction) as u64, total, state.rows());
             }

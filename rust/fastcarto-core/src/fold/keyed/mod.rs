@@ -109,7 +109,17 @@ impl KeyedState {
     /// Folds the rows of `batch` for which `keep(epoch)` holds. Rows of several epochs are
     /// folded epoch by epoch, in increasing order. On error the state may be partly updated.
     pub fn fold(&mut self, batch: &LongBatch, keep: &dyn Fn(u32) -> bool) -> Result<()> {
-        if batch.rows == 0 {
+        self.fold_selected(batch, keep, None)
+    }
+
+    /// [`KeyedState::fold`] of the rows `select` only (increasing row numbers; `None`: all).
+    pub fn fold_selected(
+        &mut self,
+        batch: &LongBatch,
+        keep: &dyn Fn(u32) -> bool,
+        select: Option<&[u32]>,
+    ) -> Result<()> {
+        if batch.rows == 0 || select.is_some_and(<[u32]>::is_empty) {
             return Ok(());
         }
         self.check_shape(batch)?;
@@ -117,12 +127,13 @@ impl KeyedState {
         match batch.epochs.range(batch.rows) {
             Some((lo, hi)) if lo == hi => {
                 if keep(lo) {
-                    self.fold_epoch(batch, lo, None)?;
+                    self.fold_epoch(batch, lo, select)?;
                 }
             }
             _ => {
-                // Several epochs in one batch: fold each epoch's rows in epoch order.
-                let mut order: Vec<u32> = (0..batch.rows as u32).collect();
+                // Several epochs in one batch: fold each epoch's rows in epoch order (a stable
+                // sort: each epoch's rows stay in batch order).
+                let mut order: Vec<u32> = select.map_or_else(|| (0..batch.rows as u32).collect(), <[u32]>::to_vec);
                 order.sort_by_key(|&r| batch.epochs.get(r as usize));
                 rows = order;
                 for run in rows.chunk_by(|&a, &b| batch.epochs.get(a as usize) == batch.epochs.get(b as usize)) {

@@ -136,7 +136,15 @@ impl KeyedState {
         let values = match rows {
             None => values,
             Some(r) => {
-                gathered = r.iter().flat_map(|&i| &values[i as usize * c..(i as usize + 1) * c]).copied().collect();
+                let mut g = vec![T::ZERO; r.len() * c];
+                if c > 0 {
+                    g.par_chunks_mut(PART * c).zip(r.par_chunks(PART)).for_each(|(out, rows)| {
+                        for (o, &i) in out.chunks_exact_mut(c).zip(rows) {
+                            o.copy_from_slice(&values[i as usize * c..(i as usize + 1) * c]);
+                        }
+                    });
+                }
+                gathered = g;
                 &gathered
             }
         };
