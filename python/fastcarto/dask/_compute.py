@@ -310,7 +310,9 @@ def _range_table(
     # not through the scheduler's sockets: an order of magnitude faster for large tables.
     import pyarrow as pa
 
-    fd, path = tempfile.mkstemp(prefix="fastcarto-dask-", suffix=".arrow")
+    # Memory (tmpfs) where the system has it: the file only lives until the client maps it.
+    shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+    fd, path = tempfile.mkstemp(prefix="fastcarto-dask-", suffix=".arrow", dir=shm)
     try:
         with os.fdopen(fd, "wb") as f, pa.ipc.new_file(f, batch.schema) as writer:
             writer.write_batch(batch)

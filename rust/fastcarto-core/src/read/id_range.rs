@@ -90,24 +90,28 @@ impl IdRange {
     }
 }
 
+/// The least number of ids the split points are taken from (a strided sample beyond twice this).
+const SAMPLE: usize = 1 << 16;
+
 /// `parts - 1` increasing split points that divide the distinct ids of `file` (the first a
 /// read visits) into `parts` ranges of about equal size: the ranges `(-inf, s_1), [s_1, s_2),
-/// ..., [s_{parts-1}, +inf)`. Fewer points when the file has fewer distinct ids; none for an
-/// empty file.
+/// ..., [s_{parts-1}, +inf)`, from every k-th of its ids (k doubling
+/// so that 65,536 to 131,072 are kept). Fewer
+/// points when the file has fewer distinct ids; none for an empty file.
 pub fn split_points(file: &DataFile, opts: &ReadOptions<'_>, parts: usize) -> Result<Vec<IdBound>> {
     if parts == 0 {
         return Err(Error::invalid("a read is split into at least one part"));
     }
-    let mut ints: Vec<i64> = Vec::new();
-    let mut strs: Vec<String> = Vec::new();
+    let (mut ints, mut strs) = (Strided::default(), Strided::default());
     for_each_batch(file, opts, &|_| true, &mut |b, _| {
         let lb = decode_batch(file, &b, opts)?;
         match &lb.ids {
-            Ids::Int(a) => ints.extend_from_slice(a.values()),
-            Ids::Str(a) => strs.extend((0..a.len()).map(|i| a.value(i).to_string())),
+            Ids::Int(a) => a.values().iter().for_each(|&v| ints.push(|| v)),
+            Ids::Str(a) => (0..a.len()).for_each(|i| strs.push(|| a.value(i).to_string())),
         }
         Ok(())
     })?;
+    let (mut ints, mut strs) = (ints.sample, strs.sample);
     let points = if strs.is_empty() {
         ints.sort_unstable();
         ints.dedup();
@@ -118,6 +122,37 @@ pub fn split_points(file: &DataFile, opts: &ReadOptions<'_>, parts: usize) -> Re
         quantiles(&strs, parts).into_iter().map(IdBound::Str).collect()
     };
     Ok(points)
+}
+
+/// Every `stride`-th value pushed, the stride doubling whenever the sample reaches twice
+/// [`SAMPLE`] (so it stays between one and two times that).
+struct Strided<T> {
+    sample: Vec<T>,
+    stride: usize,
+    seen: usize,
+}
+
+impl<T> Default for Strided<T> {
+    fn default() -> Self {
+        Strided { sample: Vec::new(), stride: 1, seen: 0 }
+    }
+}
+
+impl<T> Strided<T> {
+    fn push(&mut self, value: impl FnOnce() -> T) {
+        if self.seen.is_multiple_of(self.stride) {
+            self.sample.push(value());
+            if self.sample.len() >= 2 * SAMPLE {
+                let mut k = 0;
+                self.sample.retain(|_| {
+                    k += 1;
+                    k % 2 == 1
+                });
+                self.stride *= 2;
+            }
+        }
+        self.seen += 1;
+    }
 }
 
 /// The distinct values `sorted[k * n / parts]` for `k = 1..parts` (all above the first value,
@@ -176,6 +211,17 @@ mod tests {
             }
         }
         assert!(seen.iter().all(|&c| c == 1));
+    }
+
+    #[test]
+    fn the_sample_is_every_kth_value() {
+        let mut s = Strided::default();
+        (0..1_000_003usize).for_each(|v| s.push(|| v));
+        assert!(s.sample.len() >= SAMPLE && s.sample.len() < 2 * SAMPLE, "{}", s.sample.len());
+        assert!(s.sample.iter().enumerate().all(|(i, &v)| v == i * s.stride));
+        let mut few = Strided::default();
+        (0..10usize).for_each(|v| few.push(|| v));
+        assert_eq!(few.sample, (0..10).collect::<Vec<_>>());
     }
 
     #[test]
