@@ -5,7 +5,9 @@ GPU tensor is copied off the device without stalling training)."""
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 from typing import Any
 
 import numpy as np
@@ -55,7 +57,8 @@ class BatchRecorder:
         or arrays. In a single process the recorder drops the repeats itself, a block of rows
         at a time (``Recorder._first``); with several, every rank's ids of the step decide
         which rows this rank keeps, at the call."""
-        import torch
+        # The framework calling this has imported torch; `import torch` would cost a lookup.
+        torch = sys.modules.get("torch") or importlib.import_module("torch")
 
         if logits.ndim != 2:
             raise ValueError(
