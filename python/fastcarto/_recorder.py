@@ -684,7 +684,8 @@ class Recorder:
             except Exception:
                 pass
             else:
-                self._buffer(epoch, _Chunk(ids, lab, out), owned=True)
+                if out.shape[0]:  # (first-wins may have dropped every row)
+                    self._buffer(epoch, _Chunk(ids, lab, out), owned=True)
                 self._buffered_blocks.append(stage)
                 return
         # One batch or more is bad: find them, keeping the others, in order.
@@ -695,8 +696,9 @@ class Recorder:
                 if error is None or call < error[1]:
                     error = (exc, call)
                 continue
-            piece = _Chunk(ids[start:stop], lab[start:stop], out[start:stop])
-            self._buffer(epoch, piece, owned=True)
+            if stop > start:
+                piece = _Chunk(ids[start:stop], lab[start:stop], out[start:stop])
+                self._buffer(epoch, piece, owned=True)
         self._buffered_blocks.append(stage)
         if error is not None:
             raise _named(error[0], epoch, error[1])
