@@ -18,8 +18,8 @@ from fastcarto._first_wins import FirstWins
 from hypothesis import given
 from hypothesis import strategies as st
 
-FLOATS = (np.float16, np.float32, np.float64)
-INTS = (np.int64, np.int32, np.uint8, np.int16)
+FLOATS = (np.float16, np.float32, np.float64, np.dtype(">f4"))
+INTS = (np.int64, np.int32, np.uint8, np.int16, np.dtype(">i8"))
 
 
 def read_back(path: Path) -> pa.Table:
@@ -34,7 +34,7 @@ def read_back(path: Path) -> pa.Table:
 def as_given(array: np.ndarray[Any, Any], how: int) -> Any:
     """``array`` as a numpy array (0), a CPU torch tensor (1), one that requires grad (2), or a
     Python list (3); torch only when installed."""
-    if how in (1, 2):
+    if how in (1, 2) and array.dtype.isnative:  # (torch takes native byte order only)
         torch = pytest.importorskip("torch")
         t = torch.from_numpy(array.copy())
         if how == 2 and t.is_floating_point():
@@ -68,8 +68,8 @@ def recordings(draw: Any, *, repeats: bool = False) -> dict[str, Any]:
             if repeats and len(ids) and draw(st.booleans()):
                 extra = rng.choice(order[:start], size=int(rng.integers(1, 6)))
                 ids = rng.permutation(np.concatenate([ids, extra]))
-            fdt = FLOATS[draw(st.integers(0, 2))]
-            idt = INTS[draw(st.integers(0, 1 if n > 255 else 3))]
+            fdt = FLOATS[draw(st.integers(0, 3))]
+            idt = INTS[draw(st.sampled_from([0, 1, 4] if n > 255 else [0, 1, 2, 3, 4]))]
             outputs = rng.normal(size=(len(ids), classes)).astype(fdt)
             labels = rng.integers(0, max(classes, 2), size=len(ids)).astype(idt)
             how = [draw(st.integers(0, 3)) for _ in range(3)]

@@ -300,8 +300,10 @@ class Recorder:
         # one published block ready for reuse.
         self._buffered_blocks: list[_Stage] = []
         self._spare: _Stage | None = None
-        # The (dtypes, shapes) of batches `_simple_batch` accepted: `record`'s fast path.
+        # The (dtypes, shapes) of batches `_simple_batch` accepted: `record`'s fast path; the
+        # last one's dtypes (2-D outputs of the recording's classes, 1-D labels and ids).
         self._simple: set[tuple[Any, ...]] = set()
+        self._last_simple: tuple[Any, Any, Any] = (None, None, None)
         # Set by the framework integrations (`_training.BatchRecorder`): the first record of an
         # (epoch, id) wins, later ones are dropped instead of refused as duplicates; applied to
         # a block at once, in the order of the calls.
@@ -506,20 +508,33 @@ class Recorder:
             and o is not None
             and lab is not None
             and i is not None
-            and not self._copies
+            and not self._copies.queue
         ):
             # The common call: into the block being filled, as the general path below would
             # (a batch of the block's types and shape that fits; `_simple_batch` decides once
-            # per combination of dtypes and shapes).
+            # per combination of dtypes and shapes, and the last one is compared first, by
+            # identity: numpy's built-in dtypes are singletons).
             rows = o.shape[0]
             start = stage.rows
             stop = start + rows
+            last = self._last_simple
             if (
                 0 < rows
                 and stop < stage.capacity
                 and lab.shape[0] == rows
                 and i.shape[0] == rows
-                and (o.dtype, o.shape[1:], lab.dtype, lab.ndim, i.dtype, i.ndim) in self._simple
+                and (
+                    (
+                        o.dtype is last[0]
+                        and lab.dtype is last[1]
+                        and i.dtype is last[2]
+                        and o.ndim == 2
+                        and lab.ndim == 1
+                        and i.ndim == 1
+                        and o.shape[1] == self._n_classes
+                    )
+                    or self._is_simple(o, lab, i)
+                )
             ):
                 stage.outputs[start:stop] = o
                 stage.labels[start:stop] = lab
@@ -538,6 +553,14 @@ class Recorder:
             self._record_copied(wait=True)  # a host batch keeps its place after GPU ones
         self._record_host(o, lab, epoch, i, call)
 
+    def _is_simple(self, o: Any, lab: Any, i: Any) -> bool:
+        """Whether numpy arrays of these dtypes and shapes were accepted by `_simple_batch`
+        before (then the last accepted)."""
+        if _signature(o, lab, i) not in self._simple:
+            return False
+        self._last_simple = (o.dtype, lab.dtype, i.dtype)
+        return True
+
     def _record_copied(self, *, wait: bool) -> None:
         """Records the GPU batches whose copies to the host are complete (all, with ``wait``)."""
         for item in self._copies.ready(wait=wait):
@@ -548,16 +571,8 @@ class Recorder:
             simple = _simple_batch(outputs, labels, ids, self._n_classes)
             if simple and self._stage_rows(outputs, labels, ids, epoch, call):
                 # `record`'s fast path takes batches of these types and shape from now on.
-                self._simple.add(
-                    (
-                        outputs.dtype,
-                        outputs.shape[1:],
-                        labels.dtype,
-                        labels.ndim,
-                        ids.dtype,
-                        ids.ndim,
-                    )
-                )
+                self._simple.add(_signature(outputs, labels, ids))
+                self._last_simple = (outputs.dtype, labels.dtype, ids.dtype)
                 return
         arr, n_classes, float_dt = self._outputs(outputs)
         rows = arr.shape[0]
@@ -1265,6 +1280,11 @@ def _first_records(
     at = np.concatenate([[0], np.cumsum(keep)])
     renumbered = [(int(at[start]), int(at[stop]), call) for start, stop, call in calls]
     return out[keep], lab[keep], ids[keep], renumbered, error
+
+
+def _signature(o: Any, lab: Any, i: Any) -> tuple[Any, ...]:
+    """What `_simple_batch` decides on, besides matching row counts."""
+    return (o.dtype, o.shape[1:], lab.dtype, lab.ndim, i.dtype, i.ndim)
 
 
 def _named(exc: Exception, epoch: int, call: int) -> Exception:
