@@ -212,6 +212,39 @@ def test_keras_prediction_in_slices_equals_predict(tmp_path: Path) -> None:
     assert_maps_equal(fastcarto.compute(tmp_path / "sliced"), want, exact=True)
 
 
+def test_keras_prediction_of_a_dataset_of_batches(tmp_path: Path) -> None:
+    """``x`` that is not arrays (a ``keras.utils.PyDataset`` of the input batches, in order) is
+    predicted by ``model.predict``, as before: the recording equals it."""
+    fk = pytest.importorskip("fastcarto.keras")
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "torch":
+        pytest.skip("keras runs on another backend in this process")
+    x, y = (t.numpy() for t in data())
+
+    class Inputs(keras.utils.PyDataset):  # type: ignore[misc]
+        def __len__(self) -> int:
+            return -(-N // 16)
+
+        def __getitem__(self, i: int) -> Any:
+            return x[16 * i : 16 * (i + 1)]
+
+    predicted: list[Any] = []
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    model.compile(
+        optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    by_hand = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: predicted.append(
+            np.asarray(model.predict(x, batch_size=32, verbose=0))
+        )
+    )
+    callback = fk.DynamicsCallback(tmp_path / "ds", Inputs(), y)
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[callback, by_hand])
+    want = fastcarto.compute(np.stack(predicted), y, kind="logits")
+    assert_maps_equal(fastcarto.compute(tmp_path / "ds"), want, exact=True)
+
+
 def test_keras_bad_input(tmp_path: Path) -> None:
     fk = pytest.importorskip("fastcarto.keras")
     x, y = (t.numpy() for t in data())

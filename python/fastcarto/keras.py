@@ -131,7 +131,11 @@ class DynamicsCallback(keras.callbacks.Callback):  # type: ignore[misc]
         ``batch_size`` rows (the values ``predict`` gives, without its per-call machinery of
         data adapters, iterators and callbacks, which costs more than a small model's pass)."""
         leaves = keras.tree.flatten(self.x)
-        n = len(leaves[0]) if leaves else 0  # x's rows (checked against y's afterwards)
+        if not leaves or not all(hasattr(a, "shape") for a in leaves):
+            # Not arrays (a keras.utils.PyDataset, a tf.data.Dataset of batches in order):
+            # `predict` iterates it.
+            return np.asarray(self.model.predict(self.x, batch_size=self.batch_size, verbose=0))
+        n = len(leaves[0])  # x's rows (checked against y's afterwards)
         chunks = []
         for start in range(0, max(n, 1), self.batch_size):
             part = keras.tree.map_structure(
