@@ -36,8 +36,9 @@ class DynamicsCallback(keras.callbacks.Callback):  # type: ignore[misc]
     path:
         Directory of the recording.
     x, y:
-        The training inputs (an array, or a dict/list of arrays for several inputs) and their
-        integer labels (one-hot labels: pass ``y.argmax(1)``).
+        The training inputs (an array, or a dict/list of arrays for several inputs; or a
+        ``keras.utils.PyDataset`` of the input batches in order, predicted with
+        ``model.predict``) and their integer labels (one-hot labels: pass ``y.argmax(1)``).
     kind:
         ``"logits"`` or ``"probs"``; by default ``"probs"`` when the last layer's activation
         is softmax or sigmoid, else ``"logits"``.
