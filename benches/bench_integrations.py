@@ -22,10 +22,10 @@ Method (robust to a shared, noisy machine):
 - ``--threads`` sets torch's intra-op threads (1 by default: on a shared machine more threads
   mostly measure contention).
 
-Segments are written with fsync off (``--fsync`` turns it on; they are published atomically
-either way, see docs/recorder.md). Boosters are mapped after training: their line compares the
-mapping with the training time, and the accumulated per-round contributions with predicting
-every prefix from scratch.
+Segments are written with fsync off, by the integrations too (``--fsync`` turns it on; they are
+published atomically either way, see docs/recorder.md). Boosters are mapped after training:
+their line compares the mapping with the training time, and the accumulated per-round
+contributions with predicting every prefix from scratch.
 """
 
 from __future__ import annotations
@@ -490,6 +490,21 @@ BENCHES = {
 BOOSTERS = ("xgboost", "lightgbm", "catboost")
 
 
+def integrations_fsync(on: bool) -> None:
+    """The integrations' recorders sync each epoch's segment to disk (the Recorder's default,
+    about 8 ms per epoch on the development machine's disk); the bench gives them ``--fsync``
+    as it gives the PyTorch loop's recorder, so that every row measures the same work."""
+    import fastcarto._recorder
+
+    init = fastcarto._recorder.Recorder.__init__
+
+    def with_fsync(self: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("fsync", on)
+        init(self, *args, **kwargs)
+
+    fastcarto._recorder.Recorder.__init__ = with_fsync  # type: ignore[method-assign]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("which", nargs="*", choices=[*BENCHES, []], default=list(BENCHES))
@@ -515,6 +530,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     except ImportError:
         pass
+    integrations_fsync(args.fsync)
     which = args.which or list(BENCHES)
     frameworks = [w for w in which if w not in BOOSTERS]
     boosters = [w for w in which if w in BOOSTERS]

@@ -10,6 +10,7 @@ from typing import Any
 
 import fastcarto
 import numpy as np
+import pyarrow as pa
 import pytest
 from helpers import assert_maps_equal, raises
 
@@ -177,6 +178,71 @@ def test_keras_callback(tmp_path: Path, softmax: bool) -> None:
     assert (dm.to_pandas()["n_epochs"] == EPOCHS).all()
     kind = "probs" if softmax else "logits"
     assert_maps_equal(dm, fastcarto.compute(np.stack(gathered), y, kind=kind), exact=True)
+
+
+def test_keras_prediction_in_slices_equals_predict(tmp_path: Path) -> None:
+    """The epoch-end pass goes through ``predict_on_batch`` in slices of ``batch_size`` rows (7:
+    several slices and a partial last one; a dict of named inputs is sliced alike): what is
+    recorded equals ``model.predict`` on the same weights, bit for bit."""
+    fk = pytest.importorskip("fastcarto.keras")
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "torch":
+        pytest.skip("keras runs on another backend in this process")
+    x, y = (t.numpy() for t in data())
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((4,), name="features")
+    hidden = keras.layers.Dense(8, activation="relu")(inp)
+    model = keras.Model({"features": inp}, keras.layers.Dense(3)(keras.layers.Dropout(0.2)(hidden)))
+    model.compile(
+        optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    inputs = {"features": x}
+    predicted: list[Any] = []
+    by_hand = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: predicted.append(
+            np.asarray(model.predict(inputs, batch_size=32, verbose=0))
+        )
+    )
+    sliced = fk.DynamicsCallback(tmp_path / "sliced", inputs, y, batch_size=7)
+    model.fit(inputs, y, epochs=EPOCHS, batch_size=8, verbose=0, callbacks=[sliced, by_hand])
+    table = pa.ipc.open_stream(sorted((tmp_path / "sliced").glob("*.arrows"))[-1]).read_all()
+    last = np.stack(table.column("logits").to_numpy(zero_copy_only=False))
+    np.testing.assert_array_equal(last, predicted[-1])
+    want = fastcarto.compute(np.stack(predicted), y, kind="logits")
+    assert_maps_equal(fastcarto.compute(tmp_path / "sliced"), want, exact=True)
+
+
+def test_keras_prediction_of_a_dataset_of_batches(tmp_path: Path) -> None:
+    """``x`` that is not arrays (a ``keras.utils.PyDataset`` of the input batches, in order) is
+    predicted by ``model.predict``, as before: the recording equals it."""
+    fk = pytest.importorskip("fastcarto.keras")
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "torch":
+        pytest.skip("keras runs on another backend in this process")
+    x, y = (t.numpy() for t in data())
+
+    class Inputs(keras.utils.PyDataset):  # type: ignore[misc]
+        def __len__(self) -> int:
+            return -(-N // 16)
+
+        def __getitem__(self, i: int) -> Any:
+            return x[16 * i : 16 * (i + 1)]
+
+    predicted: list[Any] = []
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    model.compile(
+        optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    by_hand = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: predicted.append(
+            np.asarray(model.predict(x, batch_size=32, verbose=0))
+        )
+    )
+    callback = fk.DynamicsCallback(tmp_path / "ds", Inputs(), y)
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[callback, by_hand])
+    want = fastcarto.compute(np.stack(predicted), y, kind="logits")
+    assert_maps_equal(fastcarto.compute(tmp_path / "ds"), want, exact=True)
 
 
 def test_keras_bad_input(tmp_path: Path) -> None:

@@ -47,25 +47,26 @@ class CopyQueue:
     """Batches in the order they were recorded, each handed back once its copy is complete."""
 
     def __init__(self) -> None:
-        self._queue: deque[Pending] = deque()
+        # Read directly by `Recorder.record`'s fast path (an empty deque: no copy in flight).
+        self.queue: deque[Pending] = deque()
 
     def __len__(self) -> int:
-        return len(self._queue)
+        return len(self.queue)
 
     def push(self, item: Pending) -> None:
-        self._queue.append(item)
+        self.queue.append(item)
 
     def ready(self, *, wait: bool) -> Iterator[Pending]:
         """The batches at the front whose copies are complete (all of them, waiting for each,
         with ``wait``). A batch is removed before it is handed back, so an error in recording
         it does not hand it back twice."""
-        while self._queue:
-            head = self._queue[0]
+        while self.queue:
+            head = self.queue[0]
             if wait:
                 head.event.synchronize()
             elif not head.event.query():
                 return
-            self._queue.popleft()
+            self.queue.popleft()
             yield head
 
 

@@ -27,6 +27,7 @@ from . import _core
 from ._accumulator import Accumulator
 from ._datamap import DataMap
 from ._device import CopyQueue, start_copy, torch_gpu_tensor
+from ._first_wins import FirstWins
 from ._inputs import (
     KINDS,
     MAX_CLASSES,
@@ -294,6 +295,19 @@ class Recorder:
         self._buf_bytes = 0
         # Rows recorded but not yet checked: one block of one epoch, filled call by call.
         self._stage: _Stage | None = None
+        # Blocks whose rows are all in the buffer (their memory is reused once published: a
+        # fresh block's pages would otherwise be faulted in by the calls that fill it), and
+        # one published block ready for reuse.
+        self._buffered_blocks: list[_Stage] = []
+        self._spare: _Stage | None = None
+        # The (dtypes, shapes) of batches `_simple_batch` accepted: `record`'s fast path; the
+        # last one's dtypes (2-D outputs of the recording's classes, 1-D labels and ids).
+        self._simple: set[tuple[Any, ...]] = set()
+        self._last_simple: tuple[Any, Any, Any] = (None, None, None)
+        # Set by the framework integrations (`_training.BatchRecorder`): the first record of an
+        # (epoch, id) wins, later ones are dropped instead of refused as duplicates; applied to
+        # a block at once, in the order of the calls.
+        self._first: FirstWins | None = None
         # Which call of its epoch a batch is (named by errors found later).
         self._call_epoch: int | None = None
         self._call_index = 0
@@ -478,7 +492,8 @@ class Recorder:
                     else f"; {'epoch=' if epoch is None else 'ids='} is missing"
                 )
             )
-        self._check_open()
+        if self._closed:
+            self._check_open()
         if type(epoch) is not int or not 0 <= epoch < 2**32 - 1:
             epoch = check_epoch(epoch)
         if epoch != self._call_epoch:
@@ -486,6 +501,47 @@ class Recorder:
         call = self._call_index
         self._call_index += 1
         o, lab, i = _fast_host(outputs), _fast_host(labels), _fast_host(ids)
+        stage = self._stage
+        if (
+            stage is not None
+            and stage.epoch == epoch
+            and o is not None
+            and lab is not None
+            and i is not None
+            and not self._copies.queue
+        ):
+            # The common call: into the block being filled, as the general path below would
+            # (a batch of the block's types and shape that fits; `_simple_batch` decides once
+            # per combination of dtypes and shapes, and the last one is compared first, by
+            # identity: numpy's built-in dtypes are singletons).
+            rows = o.shape[0]
+            start = stage.rows
+            stop = start + rows
+            last = self._last_simple
+            if (
+                0 < rows
+                and stop < stage.capacity
+                and lab.shape[0] == rows
+                and i.shape[0] == rows
+                and (
+                    (
+                        o.dtype is last[0]
+                        and lab.dtype is last[1]
+                        and i.dtype is last[2]
+                        and o.ndim == 2
+                        and lab.ndim == 1
+                        and i.ndim == 1
+                        and o.shape[1] == self._n_classes
+                    )
+                    or self._is_simple(o, lab, i)
+                )
+            ):
+                stage.outputs[start:stop] = o
+                stage.labels[start:stop] = lab
+                stage.ids[start:stop] = i
+                stage.calls.append((start, stop, call))
+                stage.rows = stop
+                return
         if o is None or lab is None or i is None:
             if torch_gpu_tensor(outputs) or torch_gpu_tensor(labels) or torch_gpu_tensor(ids):
                 # Copied off the GPU without stalling training; recorded once the copy is done.
@@ -497,6 +553,14 @@ class Recorder:
             self._record_copied(wait=True)  # a host batch keeps its place after GPU ones
         self._record_host(o, lab, epoch, i, call)
 
+    def _is_simple(self, o: Any, lab: Any, i: Any) -> bool:
+        """Whether numpy arrays of these dtypes and shapes were accepted by `_simple_batch`
+        before (then the last accepted)."""
+        if _signature(o, lab, i) not in self._simple:
+            return False
+        self._last_simple = (o.dtype, lab.dtype, i.dtype)
+        return True
+
     def _record_copied(self, *, wait: bool) -> None:
         """Records the GPU batches whose copies to the host are complete (all, with ``wait``)."""
         for item in self._copies.ready(wait=wait):
@@ -506,6 +570,9 @@ class Recorder:
         if not self._eager and self._schema is not None and self._id_type == "int64":
             simple = _simple_batch(outputs, labels, ids, self._n_classes)
             if simple and self._stage_rows(outputs, labels, ids, epoch, call):
+                # `record`'s fast path takes batches of these types and shape from now on.
+                self._simple.add(_signature(outputs, labels, ids))
+                self._last_simple = (outputs.dtype, labels.dtype, ids.dtype)
                 return
         arr, n_classes, float_dt = self._outputs(outputs)
         rows = arr.shape[0]
@@ -522,6 +589,12 @@ class Recorder:
         # Checked at this call: the first batch (it fixes the recording's types), string ids,
         # empty batches, batches larger than a block, and everything with eager_checks.
         self._commit_stage()
+        if self._first is not None:
+            if not isinstance(id_arr, np.ndarray):
+                raise TypeError("example ids must be integers, got strings")
+            keep = self._first.keep(id_arr, epoch)
+            if not keep.all():
+                arr, lab, id_arr = arr[keep], lab[keep], id_arr[keep]
         self._record_now(arr, lab, id_arr, id_type, n_classes, float_dt, epoch)
 
     def _record_now(
@@ -581,7 +654,18 @@ class Recorder:
             capacity = min(BLOCK_ROWS, BLOCK_BYTES // row_bytes, self._room(row_bytes))
             if rows > capacity:
                 return False
-            stage = self._stage = _Stage.empty(epoch, capacity, self._n_classes, self._float)
+            stage = self._spare
+            if (
+                stage is not None
+                and stage.capacity == capacity
+                and stage.outputs.shape[1] == self._n_classes
+                and stage.outputs.dtype == self._float
+            ):
+                self._spare = None
+                stage.epoch, stage.rows, stage.calls = epoch, 0, []
+            else:
+                stage = _Stage.empty(epoch, capacity, self._n_classes, self._float)
+            self._stage = stage
         start = stage.rows
         stop = start + rows
         stage.outputs[start:stop] = outputs
@@ -605,24 +689,32 @@ class Recorder:
             self._flush()  # the previous epoch's rows (on an error the block stays)
         self._stage = None
         out, lab, ids = stage.outputs[:n], stage.labels[:n], stage.ids[:n]
-        try:
-            self._admit(out, lab, ids, epoch)
-        except Exception:
-            pass
-        else:
-            self._buffer(epoch, _Chunk(ids, lab, out), owned=True)
-            return
-        # One batch or more is bad: find them, keeping the others, in order.
+        calls = stage.calls
         error: tuple[Exception, int] | None = None
-        for start, stop, call in stage.calls:
+        if self._first is not None:
+            out, lab, ids, calls, error = _first_records(self._first, out, lab, ids, calls, epoch)
+        if error is None:
+            try:
+                self._admit(out, lab, ids, epoch)
+            except Exception:
+                pass
+            else:
+                if out.shape[0]:  # (first-wins may have dropped every row)
+                    self._buffer(epoch, _Chunk(ids, lab, out), owned=True)
+                self._buffered_blocks.append(stage)
+                return
+        # One batch or more is bad: find them, keeping the others, in order.
+        for start, stop, call in calls:
             try:
                 self._admit(out[start:stop], lab[start:stop], ids[start:stop], epoch)
             except Exception as exc:
-                if error is None:
+                if error is None or call < error[1]:
                     error = (exc, call)
                 continue
-            piece = _Chunk(ids[start:stop], lab[start:stop], out[start:stop])
-            self._buffer(epoch, piece, owned=True)
+            if stop > start:
+                piece = _Chunk(ids[start:stop], lab[start:stop], out[start:stop])
+                self._buffer(epoch, piece, owned=True)
+        self._buffered_blocks.append(stage)
         if error is not None:
             raise _named(error[0], epoch, error[1])
 
@@ -1074,6 +1166,11 @@ class Recorder:
         self._buf_rows = 0
         self._buf_bytes = 0
         self._buf_epoch = None
+        # Every block whose rows were all buffered is published now: nothing refers to its
+        # memory any more (the segment was written from it; the accumulator copies).
+        if self._buffered_blocks:
+            self._spare = self._buffered_blocks[-1]
+            self._buffered_blocks = []
 
     def _batches(self, epoch: int) -> Iterator[pa.RecordBatch]:
         """The buffered rows as record batches of about ``BATCH_ROWS`` rows."""
@@ -1147,6 +1244,47 @@ def _simple_batch(outputs: Any, labels: Any, ids: Any, n_classes: int | None) ->
         and labels.dtype != np.uint64  # could wrap to negative in the int64 copy
         and ids.dtype != np.uint64
     )
+
+
+def _first_records(
+    first: FirstWins,
+    out: npt.NDArray[np.floating[Any]],
+    lab: npt.NDArray[np.int64],
+    ids: npt.NDArray[np.int64],
+    calls: list[tuple[int, int, int]],
+    epoch: int,
+) -> tuple[
+    npt.NDArray[np.floating[Any]],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    list[tuple[int, int, int]],
+    tuple[Exception, int] | None,
+]:
+    """A block's rows without the repeats of an (epoch, id) recorded before (the first record
+    wins, in the order of the calls), the calls' rows renumbered, and the first call whose ids
+    ``first`` refused (its rows are dropped) with its error."""
+    error: tuple[Exception, int] | None = None
+    try:
+        keep = first.keep(ids, epoch)  # the whole block at once: rows are in call order
+    except Exception:
+        # Some call's ids are refused (checked before anything is remembered): call by call.
+        keep = np.zeros(ids.shape[0], dtype=bool)
+        for start, stop, call in calls:
+            try:
+                keep[start:stop] = first.keep(ids[start:stop], epoch)
+            except Exception as exc:
+                if error is None:
+                    error = (exc, call)
+    if keep.all():
+        return out, lab, ids, calls, error
+    at = np.concatenate([[0], np.cumsum(keep)])
+    renumbered = [(int(at[start]), int(at[stop]), call) for start, stop, call in calls]
+    return out[keep], lab[keep], ids[keep], renumbered, error
+
+
+def _signature(o: Any, lab: Any, i: Any) -> tuple[Any, ...]:
+    """What `_simple_batch` decides on, besides matching row counts."""
+    return (o.dtype, o.shape[1:], lab.dtype, lab.ndim, i.dtype, i.ndim)
 
 
 def _named(exc: Exception, epoch: int, call: int) -> Exception:

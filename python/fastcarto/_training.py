@@ -5,7 +5,9 @@ GPU tensor is copied off the device without stalling training)."""
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 from typing import Any
 
 import numpy as np
@@ -47,11 +49,16 @@ class BatchRecorder:
             **recorder_options,
         )
         self._first = FirstWins()
+        if world_size == 1:
+            self.recorder._first = self._first
 
     def record(self, logits: Any, labels: Any, ids: Any, epoch: int, *, where: str) -> None:
         """``logits`` of shape (rows, classes), ``labels`` and ``ids`` (rows,): torch tensors
-        (``ids`` on the host; it decides which rows are kept) or arrays."""
-        import torch
+        or arrays. In a single process the recorder drops the repeats itself, a block of rows
+        at a time (``Recorder._first``); with several, every rank's ids of the step decide
+        which rows this rank keeps, at the call."""
+        # The framework calling this has imported torch; `import torch` would cost a lookup.
+        torch = sys.modules.get("torch") or importlib.import_module("torch")
 
         if logits.ndim != 2:
             raise ValueError(
@@ -59,14 +66,16 @@ class BatchRecorder:
                 "class scores per example, shape (batch, classes) (a sequence-classification "
                 "head, not per-token outputs)"
             )
+        if logits.dtype == torch.bfloat16 and not logits.is_cuda:
+            logits = logits.detach().float()  # mixed precision: numpy has no bfloat16
+        if self.world_size == 1:
+            self.recorder.record(logits, labels, epoch=epoch, ids=ids)
+            return
         logits = logits.detach()
         if logits.dtype in (torch.bfloat16, torch.float16):
-            logits = logits.float()  # mixed precision: numpy has no bfloat16
+            logits = logits.float()
         ids_host = np.asarray(ids.cpu() if isinstance(ids, torch.Tensor) else ids)
-        if self.world_size > 1:
-            keep = self._first.keep_across(self._gather(ids_host), self.rank, epoch)
-        else:
-            keep = self._first.keep(ids_host, epoch)
+        keep = self._first.keep_across(self._gather(ids_host), self.rank, epoch)
         if not keep.all():
             rows = torch.as_tensor(np.flatnonzero(keep), device=logits.device)
             logits = logits.index_select(0, rows)

@@ -36,13 +36,15 @@ class DynamicsCallback(keras.callbacks.Callback):  # type: ignore[misc]
     path:
         Directory of the recording.
     x, y:
-        The training inputs (an array, or a dict/list of arrays for several inputs) and their
-        integer labels (one-hot labels: pass ``y.argmax(1)``).
+        The training inputs (an array, or a dict/list of arrays for several inputs; or a
+        ``keras.utils.PyDataset`` of the input batches in order, predicted with
+        ``model.predict``) and their integer labels (one-hot labels: pass ``y.argmax(1)``).
     kind:
         ``"logits"`` or ``"probs"``; by default ``"probs"`` when the last layer's activation
         is softmax or sigmoid, else ``"logits"``.
     batch_size:
-        Batch size of the prediction.
+        Rows per forward pass of the prediction (``predict_on_batch``; default 1024: larger
+        passes cost less per row, as long as they fit in the device's memory).
     mode:
         The recorder's ``mode``; ``"append"`` continues an earlier recording (a resumed
         ``fit(initial_epoch=...)``: the epochs are Keras's).
@@ -80,7 +82,7 @@ class DynamicsCallback(keras.callbacks.Callback):  # type: ignore[misc]
         y: Any,
         *,
         kind: Literal["logits", "probs"] | None = None,
-        batch_size: int = 256,
+        batch_size: int = 1024,
         mode: Mode = "create",
     ) -> None:
         super().__init__()
@@ -112,10 +114,9 @@ class DynamicsCallback(keras.callbacks.Callback):  # type: ignore[misc]
         assert self.recorder is not None
         state = _random_states()
         try:
-            out = self.model.predict(self.x, batch_size=self.batch_size, verbose=0)
+            out = self._predict()
         finally:
             _restore(state)
-        out = np.asarray(out)
         if out.ndim == 1:
             out = out[:, None]
         if out.shape[0] != self.labels.shape[0]:
@@ -125,6 +126,24 @@ class DynamicsCallback(keras.callbacks.Callback):  # type: ignore[misc]
             )
         self.recorder.record(out, self.labels, epoch=int(epoch), ids=self._ids)
         self.recorder.end_epoch(int(epoch))
+
+    def _predict(self) -> np.ndarray[Any, Any]:
+        """The model's outputs on ``x``, in order: ``predict_on_batch`` on slices of
+        ``batch_size`` rows (the values ``predict`` gives, without its per-call machinery of
+        data adapters, iterators and callbacks, which costs more than a small model's pass)."""
+        leaves = keras.tree.flatten(self.x)
+        if not leaves or not all(hasattr(a, "shape") for a in leaves):
+            # Not arrays (a keras.utils.PyDataset, a tf.data.Dataset of batches in order):
+            # `predict` iterates it.
+            return np.asarray(self.model.predict(self.x, batch_size=self.batch_size, verbose=0))
+        n = len(leaves[0])  # x's rows (checked against y's afterwards)
+        chunks = []
+        for start in range(0, max(n, 1), self.batch_size):
+            part = keras.tree.map_structure(
+                lambda a, start=start: a[start : start + self.batch_size], self.x
+            )
+            chunks.append(np.asarray(keras.ops.convert_to_numpy(self.model.predict_on_batch(part))))
+        return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
 
     def on_train_end(self, logs: Any = None) -> None:
         """Closes the recording."""

@@ -108,14 +108,20 @@ class DynamicsCallback(lightning.Callback):  # type: ignore[misc]
     ) -> None:
         """Records the batch's logits, labels and ids at the trainer's current epoch."""
         logits_key, labels_key, ids_key = self.keys
-        if not isinstance(outputs, Mapping):
+        # `type(...) is dict` first: Lightning hands over training_step's own dict, and the
+        # abstract-class check costs more than the rest of this hook's Python.
+        if type(outputs) is dict or isinstance(outputs, Mapping):
+            logits = outputs.get(logits_key)
+            labels = outputs.get(labels_key)
+            ids = outputs.get(ids_key)
+        else:
             raise ValueError(
                 "DynamicsCallback: training_step must return a dict with 'loss' and the batch's "
                 f"{logits_key!r}, {labels_key!r} and {ids_key!r}, got "
                 f"{type(outputs).__name__}"
             )
-        missing = [k for k in self.keys if outputs.get(k) is None]
-        if missing:
+        if logits is None or labels is None or ids is None:
+            missing = [k for k in self.keys if outputs.get(k) is None]
             raise ValueError(
                 f"DynamicsCallback: training_step's dict has no {missing}: return "
                 f'{{"loss": loss, "{logits_key}": logits, "{labels_key}": y, "{ids_key}": ids}} '
@@ -131,13 +137,7 @@ class DynamicsCallback(lightning.Callback):  # type: ignore[misc]
                 mode="append" if resuming else self.mode,
                 resume_epoch=epoch if resuming else None,
             )
-        self._rec.record(
-            outputs[logits_key],
-            outputs[labels_key],
-            outputs[ids_key],
-            epoch,
-            where="DynamicsCallback",
-        )
+        self._rec.record(logits, labels, ids, epoch, where="DynamicsCallback")
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         """Publishes the epoch's recorded rows."""
