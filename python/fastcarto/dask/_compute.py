@@ -1,24 +1,25 @@
 """`fastcarto.dask.compute`: the data map of files on a Dask cluster, with ``compute``'s numbers.
 
-The plan, all of it fixed before any task runs except the grouping of the merges:
+Two plans (``split=``), both fixed before any task runs:
 
-1. **Parts.** Each data file (or each partition of a ``dask.dataframe``) is one task,
-   ``fastcarto-read-…``: the worker folds it into a partial state with the engine
-   (``_core.read_keyed_part``, the GIL released, the Rust pool sized to the worker's threads).
-   A remote file is first copied to a local temporary directory through fsspec (the readers
-   memory-map local files and read the epoch of Hive-style ``epoch=3/`` folders from the path).
-2. **Merges.** The parts are merged by id (``_core.merge_by_id``) in the order ``compute`` reads
-   the files (by the epoch in their name, then by path): consecutive parts that each hold one
-   and the same epoch are merged as a pairwise tree (their examples cannot share an epoch), and
-   those groups are folded left to right, ``fastcarto-merge-…`` tasks. A state merged with one
-   more epoch of an example is exactly ``compute``'s update, so files of one epoch each (the
-   Recorder's, cartography's, shards per rank and epoch) and files of disjoint examples give
-   ``compute``'s table bit for bit; files that each hold several epochs of one example merge
-   with the pairwise update (counts exact, floats to rounding; see ``docs/dask.md``).
-3. **Checks and table.** The client checks the whole (some rows, the selected epochs present,
-   ``require_complete``) with the engine's checks and writes the table.
+``"examples"`` (the default for files):
+1. **Split points** (``fastcarto-split-…``): quantiles of a sample of the first file's ids cut
+   the id space into one range per worker.
+2. **Reads** (``fastcarto-read-…``, one per range): every file, in ``compute``'s order, folding
+   only the range's examples (``_core.read_keyed_part(id_range=)``, the GIL released, the Rust
+   pool sized to the worker's threads). Each example meets its rows in ``compute``'s order, so
+   its state is ``compute``'s bit for bit; a range that had to fold one epoch at a time (some
+   example's epochs interleave) makes the others read again that way.
+3. **Tables** (``fastcarto-table-…``): after the client's checks on the whole, each range's
+   table is built where its state is and concatenated in range order on the client (through a
+   mapped file when the worker shares the client's machine).
 
-States travel between workers pickled, which is their Arrow IPC stream (``State.to_ipc``).
+``"files"`` (and every ``dask.dataframe``): one task per file or partition, folded into a
+partial state; the states (pickled: their Arrow IPC stream) merge by id (``_core.merge_by_id``)
+in the order ``compute`` reads the files: consecutive parts that each hold one and the same
+epoch as a pairwise tree, those groups left to right. Files of one epoch each and files of
+disjoint examples give ``compute``'s table bit for bit; files that each hold several epochs of
+one example merge with the pairwise update (counts exact, floats to rounding; ``docs/dask.md``).
 """
 
 from __future__ import annotations
@@ -587,7 +588,7 @@ def _by_example(
     ddof: int,
 ) -> DataMap:
     """``split="examples"``: a task per range of ids reads every file; the tables concatenate."""
-    workers = sorted(client.scheduler_info()["workers"])
+    workers = sorted(client.nthreads())
     n = partitions or max(1, len(workers))
     points: list[Any] = []
     if n > 1:
@@ -598,13 +599,15 @@ def _by_example(
 
     def read(i: int, id_range: tuple[Any, Any], **more: Any) -> Any:
         # Range i starts on worker i (spread evenly; any worker may take it over).
-        where = {"workers": [workers[i % len(workers)]], "allow_other_workers": True}
+        where: dict[str, Any] = {}
+        if workers:
+            where = {"workers": [workers[i % len(workers)]], "allow_other_workers": True}
         return client.submit(
             _read_range,
             files,
             id_range,
             key=f"fastcarto-read-{token}-{i}{'-by-epoch' if more else ''}",
-            **where if workers else {},
+            **where,
             **opts,
             **more,
         )
