@@ -17,7 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import given, settings
+from conftest import FEWEST_EXAMPLES
+from hypothesis import given
 from hypothesis import strategies as st
 
 distributed = pytest.importorskip("distributed")
@@ -116,7 +117,7 @@ def test_layouts_equal_compute_bit_for_bit(tmp_path, client, layout, compat, spl
             same_bits(got, want)
 
 
-@settings(max_examples=25, deadline=None)
+@FEWEST_EXAMPLES
 @given(
     n=st.integers(1, 60),
     epochs=st.integers(1, 4),

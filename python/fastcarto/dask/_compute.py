@@ -229,8 +229,16 @@ class _local_copies:
             if self.tmp is None:
                 self.tmp = tempfile.mkdtemp(prefix="fastcarto-dask-")
             path = os.path.join(self.tmp, f"{i:06d}-{PurePosixPath(f.relative).name}")
-            with fsspec.open(f.url, "rb", **f.storage_options) as src, open(path, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
+            fs, remote = fsspec.core.url_to_fs(f.url, **f.storage_options)
+            protocols = (fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol
+            if "memory" in protocols:
+                # fsspec's memory filesystem hands every opener one shared file object, whose
+                # position threads reading at once would move under each other.
+                with open(path, "wb") as dst:
+                    dst.write(fs.cat_file(remote))
+            else:
+                with fs.open(remote, "rb") as src, open(path, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
             out.append((path, epoch))
         return out
 
