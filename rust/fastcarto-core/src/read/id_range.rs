@@ -66,8 +66,27 @@ impl IdRange {
                     Some(IdBound::Int(v)) => Some(v),
                     _ => None,
                 };
-                let inside = |v: i64| v >= lo && hi.is_none_or(|h| v < h);
-                a.values().iter().enumerate().filter(|&(_, &v)| inside(v)).map(|(i, _)| i as u32).collect()
+                // Branch-free: shuffled ids make "is this row in range" a coin flip that a
+                // branch would mispredict half the time.
+                let values = a.values();
+                let mut out = vec![0u32; values.len()];
+                let mut k = 0;
+                match hi {
+                    Some(h) => {
+                        for (i, &v) in values.iter().enumerate() {
+                            out[k] = i as u32;
+                            k += usize::from(v >= lo && v < h);
+                        }
+                    }
+                    None => {
+                        for (i, &v) in values.iter().enumerate() {
+                            out[k] = i as u32;
+                            k += usize::from(v >= lo);
+                        }
+                    }
+                }
+                out.truncate(k);
+                out
             }
             Ids::Str(a) => {
                 let lo = match &self.lo {
