@@ -42,6 +42,7 @@ fn main() {
     if let Ok(t) = std::env::var("PATH_TOL") {
         opts.path_tol = t.parse().unwrap();
     }
+    opts.path_f64 = std::env::var("PATH_F64").is_ok();
     let t0 = Instant::now();
     let f = fit(&train, &val, &opts, Some(threads)).unwrap();
     let secs = t0.elapsed().as_secs_f64();

@@ -390,7 +390,7 @@ pub(crate) fn datamodels_fit<'py>(
     threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let path_tol = path_tol.unwrap_or(10.0 * tol);
-    let opts = FitOptions { n_lambdas, lambda_ratio, patience, tol, path_tol, max_iter, step };
+    let opts = FitOptions { n_lambdas, lambda_ratio, patience, tol, path_tol, max_iter, step, ..FitOptions::default() };
     let fit = with_locked(py, &[train.get(), val.get()], |s| dm::fit(s[0], s[1], &opts, threads)).map_err(to_py)?;
     fit_dict(py, fit)
 }

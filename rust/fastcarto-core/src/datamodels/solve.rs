@@ -58,6 +58,8 @@ pub struct FitOptions {
     /// The path first visits every `step`-th λ, then every λ between the two neighbours of the
     /// best of those (1: every λ in order, as scikit-learn's `lasso_path`).
     pub step: usize,
+    /// Run the path in `f64` rather than `f32` (it always does when `path_tol` is below `1e-5`).
+    pub path_f64: bool,
 }
 
 impl Default for FitOptions {
@@ -70,6 +72,7 @@ impl Default for FitOptions {
             path_tol: 1e-3,
             max_iter: 1000,
             step: 4,
+            path_f64: false,
         }
     }
 }
@@ -116,14 +119,14 @@ pub struct Fit {
 }
 
 /// The standardized design of a set of models, shared by every target.
-struct Design {
-    n: usize,
+pub(super) struct Design {
+    pub(super) n: usize,
     rows: f64,
     mean: Vec<f64>,
     /// `σ_j`, zero for a constant column.
-    scale: Vec<f64>,
+    pub(super) scale: Vec<f64>,
     /// `N x N` row-major standardized Gram matrix (divided by `n`); zero rows for constant columns.
-    gram: Vec<f64>,
+    pub(super) gram: Vec<f64>,
 }
 
 impl Design {
@@ -167,7 +170,7 @@ impl Design {
     }
 
     /// `(c̃, ȳ, var(y))` of target `k`.
-    fn target(&self, parts: &[&Stats], k: usize) -> (Vec<f64>, f64, f64) {
+    pub(super) fn target(&self, parts: &[&Stats], k: usize) -> (Vec<f64>, f64, f64) {
         let kk = parts[0].n_targets();
         let sy: f64 = parts.iter().map(|s| s.sum_y()[k]).sum();
         let syy: f64 = parts.iter().map(|s| s.sum_y2()[k]).sum();
@@ -186,7 +189,7 @@ impl Design {
     }
 
     /// Raw weights and bias from standardized weights.
-    fn raw(&self, w: &[f64], ybar: f64) -> (Vec<f64>, f64) {
+    pub(super) fn raw(&self, w: &[f64], ybar: f64) -> (Vec<f64>, f64) {
         let beta: Vec<f64> = w.iter().zip(&self.scale).map(|(w, s)| if *s == 0.0 { 0.0 } else { w / s }).collect();
         let bias = ybar - beta.iter().zip(&self.mean).map(|(b, m)| b * m).sum::<f64>();
         (beta, bias)
@@ -199,10 +202,6 @@ type Lanes = [f64; B];
 
 /// Columns whose changes are applied to `q` together (see [`Block::sweep`]).
 const GROUP: usize = 4;
-
-/// Targets per task of the path: enough to keep a block's lanes busy, few enough to share
-/// the targets evenly among threads.
-const CHUNK: usize = 16 * B;
 
 /// `q_i -= g_i δ` for every row `i`: the rank-1 update of a block's residual correlations
 /// after coordinate `j` changed by `δ` (one value per target), `g` being row `j` of `G̃`.
@@ -264,13 +263,6 @@ struct Solved {
     converged: bool,
 }
 
-/// One lane's weights and residual correlations, to restart the path from.
-#[derive(Clone)]
-struct Snap {
-    w: Vec<f64>,
-    q: Vec<f64>,
-}
-
 impl<'a> Block<'a> {
     /// `lanes` holds `(c̃, var(y), w₀)` of up to [`B`] targets; missing lanes are empty.
     #[allow(clippy::needless_range_loop)] // column `j` of every lane-interleaved array
@@ -293,28 +285,6 @@ impl<'a> Block<'a> {
             }
         }
         Block { d, c, w, q, var }
-    }
-
-    /// Starts lane `b` on a new target from zero weights.
-    #[allow(clippy::needless_range_loop)] // column `j` of every lane-interleaved array
-    fn load(&mut self, b: usize, c: &[f64], var: f64) {
-        for j in 0..self.d.n {
-            self.c[j][b] = c[j];
-            self.w[j][b] = 0.0;
-            self.q[j][b] = c[j];
-        }
-        self.var[b] = var;
-    }
-
-    fn snap(&self, b: usize) -> Snap {
-        Snap { w: self.w.iter().map(|v| v[b]).collect(), q: self.q.iter().map(|v| v[b]).collect() }
-    }
-
-    fn restore(&mut self, b: usize, s: &Snap) {
-        for j in 0..self.d.n {
-            self.w[j][b] = s.w[j];
-            self.q[j][b] = s.q[j];
-        }
     }
 
     fn lane(&self, b: usize) -> Vec<f64> {
@@ -440,7 +410,7 @@ impl<'a> Block<'a> {
 /// The counts are stored as `f32`, exact up to `2²⁴` models, so that the pass over `XᵀX` that
 /// every λ visited makes reads half the bytes of `f64` (it is bound by memory); more models
 /// keep `f64`.
-struct Val<'a> {
+pub(super) struct Val<'a> {
     stats: &'a Stats,
     xtx: Xtx,
 }
@@ -492,7 +462,7 @@ impl<'a> Val<'a> {
     /// quadratic term `βᵀ(XᵀX)β` is a dot product of row `i` with `β` per non-zero `β_i`
     /// (contiguous and vectorized when `β` is dense, over the non-zero entries only when it is
     /// sparse).
-    fn mse(&self, k: usize, beta: &[f64], bias: f64) -> f64 {
+    pub(super) fn mse(&self, k: usize, beta: &[f64], bias: f64) -> f64 {
         let s = self.stats;
         let (n, kk) = (s.n_cols(), s.n_targets());
         let nv = s.n_rows() as f64;
@@ -547,213 +517,7 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 }
 
 /// One target's path: `(raw weights at the best λ, best λ, λ path, validation curve)`.
-type PathOut = (Vec<f64>, f64, Vec<f64>, Vec<f64>);
-
-struct Best {
-    err: f64,
-    i: usize,
-    beta: Vec<f64>,
-}
-
-/// Where a lane is on its target's path.
-#[derive(Clone, Copy, PartialEq)]
-enum Phase {
-    /// Every `step`-th λ from `λ_max`, until `patience` runs out.
-    Coarse,
-    /// The λ between the coarse λ before the best and the best, from the solution before it.
-    Below,
-    /// The λ between the best coarse λ and the next, from the solution at the best.
-    Above,
-}
-
-/// One target walking its path in a lane of a [`Block`].
-struct Job {
-    pos: usize,
-    k: usize,
-    ybar: f64,
-    lams: Vec<f64>,
-    curve: Vec<f64>,
-    best: Best,
-    /// The λ index being solved.
-    idx: usize,
-    phase: Phase,
-    /// The best coarse index, once the coarse phase is over.
-    coarse: usize,
-    prev: Option<Snap>,
-    before_best: Option<Snap>,
-    at_best: Option<Snap>,
-    /// Sweeps of the current solve.
-    sweeps: usize,
-}
-
-/// The paths of targets `ks` (see the module's documentation), [`B`] at a time in the lanes
-/// of one [`Block`]. Lanes are not in lockstep: the block sweeps without pause, a lane whose
-/// solve has converged moves on to its next λ (or its next target) before the next sweep, so
-/// every sweep serves as many targets as there are lanes. Most of the work is in the few
-/// targets whose solutions are dense, and a sweep costs what the union of its lanes' changes
-/// does, so a target that gets dense (more than `N/8` non-zero weights) is set aside while
-/// other targets remain, and the dense ones then share blocks.
-#[allow(clippy::needless_range_loop)] // lane `b` of the block and of its jobs
-fn path_chunk(d: &Design, train: &Stats, val: &Val<'_>, ks: &[usize], opts: &FitOptions) -> Vec<PathOut> {
-    let (n_l, step) = (opts.n_lambdas, opts.step.max(1));
-    let tol = opts.path_tol;
-    let mut out: Vec<Option<PathOut>> = (0..ks.len()).map(|_| None).collect();
-    let mut queue = ks.iter().copied().enumerate();
-    let mut block = Block::new(d, &[]);
-    let mut jobs: [Option<Job>; B] = std::array::from_fn(|_| None);
-    // Targets whose solutions got dense wait here, to share a block with other dense ones.
-    let mut parked: Vec<(Job, Snap)> = Vec::new();
-    let dense = d.n / 8;
-    loop {
-        for b in 0..B {
-            while jobs[b].is_none() {
-                let Some((pos, k)) = queue.next() else {
-                    if let Some((job, snap)) = parked.pop() {
-                        let (c, _, var) = d.target(&[train], job.k);
-                        block.load(b, &c, var);
-                        block.restore(b, &snap);
-                        jobs[b] = Some(job);
-                    }
-                    break;
-                };
-                let (c, ybar, var) = d.target(&[train], k);
-                let lam_max = c.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-                let lams: Vec<f64> =
-                    (0..n_l)
-                        .map(|i| {
-                            if n_l == 1 {
-                                lam_max
-                            } else {
-                                lam_max * opts.lambda_ratio.powf(i as f64 / (n_l - 1) as f64)
-                            }
-                        })
-                        .collect();
-                let curve = vec![f64::NAN; n_l];
-                if !(lam_max > 0.0 && var > 0.0) {
-                    // A constant target (or one no column correlates with): nothing to select.
-                    out[pos] = Some((vec![0.0; d.n], f64::NAN, lams, curve));
-                    continue;
-                }
-                block.load(b, &c, var);
-                let best = Best { err: f64::INFINITY, i: 0, beta: vec![0.0; d.n] };
-                jobs[b] = Some(Job {
-                    pos,
-                    k,
-                    ybar,
-                    lams,
-                    curve,
-                    best,
-                    idx: 0,
-                    phase: Phase::Coarse,
-                    coarse: 0,
-                    prev: None,
-                    before_best: None,
-                    at_best: None,
-                    sweeps: 0,
-                });
-            }
-        }
-        let run: [bool; B] = std::array::from_fn(|b| jobs[b].is_some());
-        if !run.iter().any(|r| *r) {
-            break;
-        }
-        let lam: Lanes = std::array::from_fn(|b| jobs[b].as_ref().map_or(0.0, |j| j.lams[j.idx]));
-        let (mut dmax, mut wmax) = ([0.0; B], [0.0; B]);
-        block.sweep(&lam, &run, &mut dmax, &mut wmax);
-        for b in 0..B {
-            let Some(job) = jobs[b].as_mut() else { continue };
-            job.sweeps += 1;
-            let last = job.sweeps >= opts.max_iter;
-            if !(wmax[b] == 0.0 || dmax[b] <= tol * wmax[b] || last) {
-                continue;
-            }
-            if !(block.gap(b, lam[b]) <= tol * block.var[b] || last) {
-                continue;
-            }
-            job.sweeps = 0;
-            if !advance(&mut block, b, job, val, n_l, step, opts.patience) {
-                let job = jobs[b].take().expect("a running lane has a job");
-                let lam = job.lams[job.best.i];
-                out[job.pos] = Some((job.best.beta, lam, job.lams, job.curve));
-            } else if queue.len() > 0 && block.w.iter().filter(|w| w[b] != 0.0).count() > dense {
-                let job = jobs[b].take().expect("a running lane has a job");
-                parked.push((job, block.snap(b)));
-            }
-        }
-    }
-    out.into_iter().map(|o| o.expect("every target walks its path")).collect()
-}
-
-/// Scores lane `b`'s solution at its λ on the validation models and moves the lane to its next
-/// λ; `false` when its path is over.
-fn advance(
-    block: &mut Block<'_>,
-    b: usize,
-    job: &mut Job,
-    val: &Val<'_>,
-    n_l: usize,
-    step: usize,
-    patience: Option<usize>,
-) -> bool {
-    let (beta, bias) = block.d.raw(&block.lane(b), job.ybar);
-    let err = val.mse(job.k, &beta, bias);
-    let i = job.idx;
-    job.curve[i] = err;
-    let improved = err < job.best.err;
-    if improved {
-        job.best = Best { err, i, beta };
-    }
-    match job.phase {
-        Phase::Coarse => {
-            let stop = !improved && patience.is_some_and(|p| i - job.best.i >= p);
-            if improved {
-                job.before_best = job.prev.take();
-                job.at_best = Some(block.snap(b));
-            }
-            if step > 1 {
-                job.prev = Some(block.snap(b));
-            }
-            if !stop && i + step < n_l {
-                job.idx += step;
-                return true;
-            }
-            if step == 1 {
-                return false;
-            }
-            job.coarse = job.best.i;
-            job.prev = None;
-            if let Some(s) = job.before_best.take() {
-                block.restore(b, &s);
-                job.idx = job.coarse + 1 - step;
-                job.phase = Phase::Below;
-                return true;
-            }
-        }
-        Phase::Below => {
-            if i + 1 < job.coarse {
-                job.idx += 1;
-                return true;
-            }
-        }
-        Phase::Above => {
-            if i + 1 < (job.coarse + step).min(n_l) {
-                job.idx += 1;
-                return true;
-            }
-            return false;
-        }
-    }
-    // From the coarse phase or from below: on to the λ above the best coarse one.
-    match job.at_best.take() {
-        Some(s) if job.coarse + 1 < n_l => {
-            block.restore(b, &s);
-            job.idx = job.coarse + 1;
-            job.phase = Phase::Above;
-            true
-        }
-        _ => false,
-    }
-}
+pub(super) type PathOut = (Vec<f64>, f64, Vec<f64>, Vec<f64>);
 
 /// A refitted target: `(raw weights, bias, gap, converged)`.
 type Refit = (Vec<f64>, f64, f64, bool);
@@ -868,7 +632,7 @@ pub fn fit(train: &Stats, val: &Stats, opts: &FitOptions, threads: Option<usize>
         let val = Val::new(val)?;
         crate::sys::pool::run(threads, work, || {
             let ks: Vec<usize> = (0..k).collect();
-            ks.par_chunks(CHUNK).flat_map_iter(|ks| path_chunk(&d, train, &val, ks, opts)).collect::<Vec<_>>()
+            super::path::paths(&d, train, &val, &ks, opts)
         })?
     };
     let parts = [train, val];
