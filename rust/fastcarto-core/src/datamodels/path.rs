@@ -157,6 +157,12 @@ fn flush<T: Real>(n: usize, g: &[T], q: &mut [T], js: &[usize; GROUP], dl: &[[T;
     }
 }
 
+/// [`flush`] compiled for the machine's vector instructions, for callers outside [`sweep`].
+#[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+fn flush_simd<T: Real>(n: usize, g: &[T], q: &mut [T], js: &[usize; GROUP], dl: &[[T; PB]; GROUP], pending: usize) {
+    flush(n, g, q, js, dl, pending);
+}
+
 /// One sweep over the columns `cols` for the lanes in `run` (see the module's documentation),
 /// accumulating `max |Δw|` and `max |w|` per lane.
 #[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
@@ -515,7 +521,7 @@ pub(super) fn paths_in<T: Real>(
     let n = d.n;
     let g: Vec<T> = d.gram.iter().map(|&v| T::of(v)).collect();
     let diag: Vec<T> = (0..n).map(|j| g[j * n + j]).collect();
-    let cols: Vec<usize> = (0..n).filter(|&j| d.scale[j] != 0.0 && d.gram[j * n + j] > 0.0).collect();
+    let cols = d.columns();
     let queue = Mutex::new(Queue { next: 0, parked: Vec::new() });
     let workers = rayon::current_num_threads().min(ks.len().div_ceil(PB)).max(1);
     let parts: Vec<Vec<(usize, PathOut)>> =
@@ -525,4 +531,87 @@ pub(super) fn paths_in<T: Real>(
         out[pos] = Some(p);
     }
     out.into_iter().map(|o| o.expect("every target walks its path")).collect()
+}
+
+/// A refitted target: `(raw weights, bias, gap, converged)`.
+pub(super) type Refit = (Vec<f64>, f64, f64, bool);
+
+/// Solves targets `ks` (at most [`PB`]) on `d` in `f64` at `lam`, warm-started from raw weights
+/// `beta0`. A lane stops when the largest change of a sweep is below `tol` times its largest
+/// weight and its duality gap is below `tol · var(y)` (scikit-learn's tests), or after
+/// `max_iter` sweeps.
+#[allow(clippy::needless_range_loop)] // lane `b` of the block
+pub(super) fn refit_block(
+    d: &Design,
+    cols: &[usize],
+    parts: &[&Stats],
+    ks: &[usize],
+    lam: &[f64],
+    beta0: &[&[f64]],
+    opts: &FitOptions,
+) -> Vec<Refit> {
+    let n = d.n;
+    let g = &d.gram[..];
+    let diag: Vec<f64> = (0..n).map(|j| g[j * n + j]).collect();
+    let mut lanes = Lanes { d, c: vec![0.0; PB * n], w: vec![0.0; PB * n], q: vec![0.0; PB * n], var: [0.0; PB] };
+    let (mut ybar, mut lams, mut run) = ([0.0; PB], [0.0; PB], [false; PB]);
+    for (b, &k) in ks.iter().enumerate() {
+        let (c, yb, var) = d.target(parts, k);
+        ybar[b] = yb;
+        run[b] = !(lam[b].is_nan() || lam[b] <= 0.0 || var <= 0.0);
+        lams[b] = if run[b] { lam[b] } else { 0.0 };
+        lanes.load(b, &c, var);
+        if !run[b] {
+            continue;
+        }
+        // q = c̃ − G̃ w₀, the columns of w₀ applied four at a time.
+        let r = b * n..(b + 1) * n;
+        let (w, q) = (&mut lanes.w[r.clone()], &mut lanes.q[r]);
+        let mut js = [0usize; GROUP];
+        let mut dl = [[0.0; PB]; GROUP];
+        let mut pending = 0;
+        for &j in cols {
+            let v = beta0[b][j] * d.scale[j];
+            if v == 0.0 {
+                continue;
+            }
+            w[j] = v;
+            js[pending] = j;
+            dl[pending][0] = v;
+            pending += 1;
+            if pending == GROUP {
+                flush_simd(n, g, q, &js, &dl, pending);
+                pending = 0;
+            }
+        }
+        flush_simd(n, g, q, &js, &dl, pending);
+    }
+    let live = run;
+    let mut out = [(0.0, true); PB];
+    let mut sweeps = 0;
+    while run.iter().any(|r| *r) {
+        let (mut dmax, mut wmax) = ([0.0; PB], [0.0; PB]);
+        sweep(n, g, &diag, cols, &mut lanes.q, &mut lanes.w, &lams, &run, &mut dmax, &mut wmax);
+        sweeps += 1;
+        for b in 0..PB {
+            if run[b] && (wmax[b] == 0.0 || dmax[b] <= opts.tol * wmax[b] || sweeps >= opts.max_iter) {
+                let gap = lanes.gap(b, lams[b]);
+                let converged = gap <= opts.tol * lanes.var[b];
+                if converged || sweeps >= opts.max_iter {
+                    out[b] = (gap, converged);
+                    run[b] = false;
+                }
+            }
+        }
+    }
+    (0..ks.len())
+        .map(|b| {
+            if live[b] {
+                let (beta, bias) = d.raw(&lanes.weights(b), ybar[b]);
+                (beta, bias, out[b].0, out[b].1)
+            } else {
+                (vec![0.0; n], ybar[b], 0.0, true)
+            }
+        })
+        .collect()
 }

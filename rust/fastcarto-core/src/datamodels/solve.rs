@@ -165,8 +165,9 @@ impl Design {
         Ok(Design { n, rows: rows_f, mean, scale, gram })
     }
 
-    fn row(&self, j: usize) -> &[f64] {
-        &self.gram[j * self.n..(j + 1) * self.n]
+    /// The columns a solve visits: not constant, with a positive diagonal.
+    pub(super) fn columns(&self) -> Vec<usize> {
+        (0..self.n).filter(|&j| self.scale[j] != 0.0 && self.gram[j * self.n + j] > 0.0).collect()
     }
 
     /// `(c̃, ȳ, var(y))` of target `k`.
@@ -193,215 +194,6 @@ impl Design {
         let beta: Vec<f64> = w.iter().zip(&self.scale).map(|(w, s)| if *s == 0.0 { 0.0 } else { w / s }).collect();
         let bias = ybar - beta.iter().zip(&self.mean).map(|(b, m)| b * m).sum::<f64>();
         (beta, bias)
-    }
-}
-
-/// Targets solved together: one read of a Gram row serves this many of them.
-const B: usize = 4;
-type Lanes = [f64; B];
-
-/// Columns whose changes are applied to `q` together (see [`Block::sweep`]).
-const GROUP: usize = 4;
-
-/// `q_i -= g_i δ` for every row `i`: the rank-1 update of a block's residual correlations
-/// after coordinate `j` changed by `δ` (one value per target), `g` being row `j` of `G̃`.
-#[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
-fn rank1(q: &mut [Lanes], g: &[f64], delta: &Lanes) {
-    let delta = *delta;
-    for (q, &g) in q.iter_mut().zip(g) {
-        for b in 0..B {
-            q[b] -= g * delta[b];
-        }
-    }
-}
-
-/// `q_i -= Σ_t g_t,i δ_t`: [`GROUP`] rank-1 updates in one pass over `q`.
-#[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
-fn rank_group(q: &mut [Lanes], rows: &[&[f64]; GROUP], delta: &[Lanes; GROUP]) {
-    let n = q.len();
-    let (r0, r1, r2, r3) = (&rows[0][..n], &rows[1][..n], &rows[2][..n], &rows[3][..n]);
-    let [d0, d1, d2, d3] = *delta;
-    for (i, q) in q.iter_mut().enumerate() {
-        let (g0, g1, g2, g3) = (r0[i], r1[i], r2[i], r3[i]);
-        for b in 0..B {
-            q[b] -= g0 * d0[b] + g1 * d1[b] + g2 * d2[b] + g3 * d3[b];
-        }
-    }
-}
-
-fn soft(z: f64, lam: f64) -> f64 {
-    if z > lam {
-        z - lam
-    } else if z < -lam {
-        z + lam
-    } else {
-        0.0
-    }
-}
-
-/// Coordinate descent on a block of up to [`B`] targets ("lanes") at once.
-///
-/// Each lane keeps `q = c̃ − G̃ w` on every column, stored lane-interleaved (`N x B`), so that
-/// changing coordinate `j` is one rank-1 update reading row `j` of `G̃` once for the whole
-/// block, and the KKT check of a column is the coordinate update itself (`q` is always
-/// exact, as in scikit-learn, so there is no separate active-set bookkeeping). In the dense
-/// regime of datamodels (hundreds of non-zero weights per target) this does the work of an
-/// active-set solver with a quarter of the reads of `G̃` and no gathers of `G̃_AA`; a
-/// coordinate that no lane changes costs `O(B)`.
-struct Block<'a> {
-    d: &'a Design,
-    c: Vec<Lanes>,
-    w: Vec<Lanes>,
-    q: Vec<Lanes>,
-    var: Lanes,
-}
-
-/// How a solve ended.
-#[derive(Clone, Copy)]
-struct Solved {
-    gap: f64,
-    converged: bool,
-}
-
-impl<'a> Block<'a> {
-    /// `lanes` holds `(c̃, var(y), w₀)` of up to [`B`] targets; missing lanes are empty.
-    #[allow(clippy::needless_range_loop)] // column `j` of every lane-interleaved array
-    fn new(d: &'a Design, lanes: &[(Vec<f64>, f64, Vec<f64>)]) -> Self {
-        debug_assert!(lanes.len() <= B);
-        let n = d.n;
-        let (mut c, mut w) = (vec![[0.0; B]; n], vec![[0.0; B]; n]);
-        let mut var = [0.0; B];
-        for (b, (cb, vb, wb)) in lanes.iter().enumerate() {
-            var[b] = *vb;
-            for j in 0..n {
-                c[j][b] = cb[j];
-                w[j][b] = wb[j];
-            }
-        }
-        let mut q = c.clone();
-        for j in 0..n {
-            if w[j].iter().any(|v| *v != 0.0) {
-                rank1(&mut q, d.row(j), &w[j]);
-            }
-        }
-        Block { d, c, w, q, var }
-    }
-
-    fn lane(&self, b: usize) -> Vec<f64> {
-        self.w.iter().map(|v| v[b]).collect()
-    }
-
-    /// One sweep over every column for the lanes in `run`, accumulating `max |Δw|` and
-    /// `max |w|` per lane.
-    ///
-    /// Changes are applied to `q` in groups of [`GROUP`] columns (one pass over `q` per group
-    /// instead of per column, which is what bounds the speed: a load and a store of `q` per
-    /// few multiply-adds). Within a group, `q_j` is first corrected by the pending changes of
-    /// the columns before it (`q_j − Σ_t G̃_{j,j_t} δ_t`), so every update sees exactly the `q`
-    /// of plain cyclic coordinate descent.
-    fn sweep(&mut self, lam: &Lanes, run: &[bool; B], dmax: &mut Lanes, wmax: &mut Lanes) {
-        let d = self.d;
-        let n = d.n;
-        let mut js = [0usize; GROUP];
-        let mut deltas = [[0.0; B]; GROUP];
-        let mut pending = 0;
-        for j in 0..n {
-            let gjj = d.gram[j * n + j];
-            if d.scale[j] == 0.0 || gjj <= 0.0 {
-                continue;
-            }
-            let mut qj = self.q[j];
-            for t in 0..pending {
-                let g = d.gram[js[t] * n + j];
-                for b in 0..B {
-                    qj[b] -= g * deltas[t][b];
-                }
-            }
-            let (mut delta, mut any) = ([0.0; B], false);
-            let wj = &mut self.w[j];
-            for b in 0..B {
-                if !run[b] {
-                    continue;
-                }
-                let old = wj[b];
-                let new = soft(qj[b] + gjj * old, lam[b]) / gjj;
-                if new != old {
-                    wj[b] = new;
-                    delta[b] = new - old;
-                    any = true;
-                    dmax[b] = dmax[b].max((new - old).abs());
-                }
-                wmax[b] = wmax[b].max(new.abs());
-            }
-            if any {
-                js[pending] = j;
-                deltas[pending] = delta;
-                pending += 1;
-                if pending == GROUP {
-                    self.flush(&js, &deltas, pending);
-                    pending = 0;
-                }
-            }
-        }
-        self.flush(&js, &deltas, pending);
-    }
-
-    /// Applies the first `pending` changes of a group to `q`.
-    fn flush(&mut self, js: &[usize; GROUP], deltas: &[Lanes; GROUP], pending: usize) {
-        if pending == 0 {
-            return;
-        }
-        // Padding with a zero change of the first column keeps one kernel for every size.
-        let mut d = [[0.0; B]; GROUP];
-        d[..pending].copy_from_slice(&deltas[..pending]);
-        let rows: [&[f64]; GROUP] = std::array::from_fn(|t| self.d.row(js[if t < pending { t } else { 0 }]));
-        rank_group(&mut self.q, &rows, &d);
-    }
-
-    /// The duality gap of lane `b` at `lam` (scikit-learn's, divided by `n`).
-    fn gap(&self, b: usize, lam: f64) -> f64 {
-        let (mut wc, mut wq, mut l1, mut qmax) = (0.0, 0.0, 0.0, 0.0f64);
-        for j in 0..self.d.n {
-            let (w, q) = (self.w[j][b], self.q[j][b]);
-            wc += w * self.c[j][b];
-            wq += w * q;
-            l1 += w.abs();
-            if self.d.scale[j] != 0.0 {
-                qmax = qmax.max(q.abs());
-            }
-        }
-        // ‖r‖²/n = var − 2 wᵀc̃ + wᵀG̃w, and wᵀG̃w = wᵀ(c̃ − q).
-        let var = self.var[b];
-        let r2 = (var - 2.0 * wc + (wc - wq)).max(0.0);
-        let ry = var - wc;
-        let cst = if qmax > lam { lam / qmax } else { 1.0 };
-        0.5 * r2 * (1.0 + cst * cst) + lam * l1 - cst * ry
-    }
-
-    /// Solves the lanes in `live` at their `lam`, warm-started; the other lanes are left as
-    /// they are. A lane stops when the largest change of a sweep is below `tol` times its
-    /// largest weight and its duality gap is below `tol · var(y)` (scikit-learn's tests), or
-    /// after `max_iter` sweeps.
-    fn solve(&mut self, lam: &Lanes, live: [bool; B], opts: &FitOptions) -> [Solved; B] {
-        let mut out = [Solved { gap: 0.0, converged: true }; B];
-        let mut run = live;
-        let mut sweeps = 0;
-        while run.iter().any(|r| *r) {
-            let (mut dmax, mut wmax) = ([0.0; B], [0.0; B]);
-            self.sweep(lam, &run, &mut dmax, &mut wmax);
-            sweeps += 1;
-            for b in 0..B {
-                if run[b] && (wmax[b] == 0.0 || dmax[b] <= opts.tol * wmax[b] || sweeps >= opts.max_iter) {
-                    let gap = self.gap(b, lam[b]);
-                    let converged = gap <= opts.tol * self.var[b];
-                    if converged || sweeps >= opts.max_iter {
-                        out[b] = Solved { gap, converged };
-                        run[b] = false;
-                    }
-                }
-            }
-        }
-        out
     }
 }
 
@@ -440,28 +232,38 @@ impl<'a> Val<'a> {
         Ok(Val { stats, xtx })
     }
 
-    /// `(Σ_j XᵀX_ij β_j, XᵀX_ii)`, over `nz` (the non-zero `β_j`) or, when `dense`, over every `j`.
-    fn row_dot(&self, i: usize, beta: &[f64], nz: &[usize], dense: bool) -> (f64, f64) {
+    /// `(Σ_{j>i} XᵀX_ij β_j, XᵀX_ii)`, over `above` (the non-zero `β_j`, `j > i`) or, when
+    /// `dense`, over every `j > i`.
+    fn row_dot(&self, i: usize, beta: &[f64], above: &[usize], dense: bool) -> (f64, f64) {
         let n = beta.len();
         match &self.xtx {
             Xtx::F32(x) => {
                 let row = &x[i * n..(i + 1) * n];
-                let d = if dense { dot32(row, beta) } else { nz.iter().map(|&j| f64::from(row[j]) * beta[j]).sum() };
+                let d = if dense {
+                    dot32(&row[i + 1..], &beta[i + 1..])
+                } else {
+                    above.iter().map(|&j| f64::from(row[j]) * beta[j]).sum()
+                };
                 (d, f64::from(row[i]))
             }
             Xtx::F64(x) => {
                 let row = &x[i * n..(i + 1) * n];
-                let d = if dense { dot(row, beta) } else { nz.iter().map(|&j| row[j] * beta[j]).sum() };
+                let d = if dense {
+                    dot(&row[i + 1..], &beta[i + 1..])
+                } else {
+                    above.iter().map(|&j| row[j] * beta[j]).sum()
+                };
                 (d, row[i])
             }
         }
     }
 
-    /// The validation mean squared error of raw weights `beta` and `bias` for target `k`:
+    /// The validation mean squared error of raw weights `beta` and bias `bias` for target `k`:
     /// `Σ_m (y_m − b − x_m·β)² / n_v`, expanded so that only the statistics are needed. The
-    /// quadratic term `βᵀ(XᵀX)β` is a dot product of row `i` with `β` per non-zero `β_i`
-    /// (contiguous and vectorized when `β` is dense, over the non-zero entries only when it is
-    /// sparse).
+    /// quadratic term `βᵀ(XᵀX)β = Σ_i β_i² XᵀX_ii + 2 Σ_{i<j} β_i XᵀX_ij β_j` reads the upper
+    /// triangle only: per non-zero `β_i` a dot product of row `i` right of the diagonal with
+    /// `β` (contiguous and vectorized when `β` is dense, over the non-zero entries only when
+    /// it is sparse).
     pub(super) fn mse(&self, k: usize, beta: &[f64], bias: f64) -> f64 {
         let s = self.stats;
         let (n, kk) = (s.n_cols(), s.n_targets());
@@ -470,12 +272,12 @@ impl<'a> Val<'a> {
         let dense = 4 * nz.len() >= n;
         let (sy, syy) = (s.sum_y()[k], s.sum_y2()[k]);
         let (mut lin, mut quad, mut sx) = (0.0, 0.0, 0.0);
-        for &i in &nz {
+        for (p, &i) in nz.iter().enumerate() {
             let w = beta[i];
-            let (rb, diag) = self.row_dot(i, beta, &nz, dense);
+            let (rb, diag) = self.row_dot(i, beta, &nz[p + 1..], dense);
             lin += w * s.xty()[i * kk + k];
             sx += w * diag;
-            quad += w * rb;
+            quad += w * (w * diag + 2.0 * rb);
         }
         let sse = syy - 2.0 * lin - 2.0 * bias * sy + quad + 2.0 * bias * sx + nv * bias * bias;
         sse.max(0.0) / nv
@@ -519,46 +321,9 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 /// One target's path: `(raw weights at the best λ, best λ, λ path, validation curve)`.
 pub(super) type PathOut = (Vec<f64>, f64, Vec<f64>, Vec<f64>);
 
-/// A refitted target: `(raw weights, bias, gap, converged)`.
-type Refit = (Vec<f64>, f64, f64, bool);
+use super::path::{PB, Refit, refit_block};
 
-/// Solves targets `ks` on `d` at `lam`, warm-started from raw weights `beta0`:
-/// `(raw weights, bias, gap, converged)` per target.
-fn refit_block(
-    d: &Design,
-    parts: &[&Stats],
-    ks: &[usize],
-    lam: &[f64],
-    beta0: &[&[f64]],
-    opts: &FitOptions,
-) -> Vec<Refit> {
-    let nb = ks.len();
-    let mut lanes = Vec::with_capacity(nb);
-    let (mut ybar, mut lams, mut live) = ([0.0; B], [0.0; B], [false; B]);
-    for (b, &k) in ks.iter().enumerate() {
-        let (c, yb, var) = d.target(parts, k);
-        ybar[b] = yb;
-        live[b] = !(lam[b].is_nan() || lam[b] <= 0.0 || var <= 0.0);
-        lams[b] = if live[b] { lam[b] } else { 0.0 };
-        let w0 = if live[b] { beta0[b].iter().zip(&d.scale).map(|(b, s)| b * s).collect() } else { vec![0.0; d.n] };
-        lanes.push((c, var, w0));
-    }
-    let mut block = Block::new(d, &lanes);
-    drop(lanes);
-    let solved = block.solve(&lams, live, opts);
-    (0..nb)
-        .map(|b| {
-            if live[b] {
-                let (beta, bias) = d.raw(&block.lane(b), ybar[b]);
-                (beta, bias, solved[b].gap, solved[b].converged)
-            } else {
-                (vec![0.0; d.n], ybar[b], 0.0, true)
-            }
-        })
-        .collect()
-}
-
-/// Refits targets in blocks of [`B`], `order` grouping targets of similar cost together;
+/// Refits targets in blocks of [`PB`], `order` grouping targets of similar cost together;
 /// results in target order.
 fn refit_all(
     d: &Design,
@@ -568,12 +333,13 @@ fn refit_all(
     beta0: &[&[f64]],
     opts: &FitOptions,
 ) -> Vec<Refit> {
+    let cols = d.columns();
     let blocks: Vec<Vec<Refit>> = order
-        .par_chunks(B)
+        .par_chunks(PB)
         .map(|ks| {
             let l: Vec<f64> = ks.iter().map(|&k| lam[k]).collect();
             let b0: Vec<&[f64]> = ks.iter().map(|&k| beta0[k]).collect();
-            refit_block(d, parts, ks, &l, &b0, opts)
+            refit_block(d, &cols, parts, ks, &l, &b0, opts)
         })
         .collect();
     let mut out: Vec<Option<Refit>> = (0..lam.len()).map(|_| None).collect();
