@@ -71,7 +71,7 @@ impl Default for FitOptions {
             tol: 1e-4,
             path_tol: 1e-3,
             max_iter: 1000,
-            step: 4,
+            step: 8,
             path_f64: false,
         }
     }
@@ -136,7 +136,7 @@ impl Design {
         if rows == 0 {
             return Err(Error::Empty("no models to fit datamodels on".into()));
         }
-        let count = |i: usize, j: usize| parts.iter().map(|s| u64::from(s.xtx()[i * n + j])).sum::<u64>();
+        let count = |i: usize, j: usize| parts.iter().map(|s| u64::from(s.xtx_at(i, j))).sum::<u64>();
         let rows_f = rows as f64;
         let mut mean = Vec::with_capacity(n);
         let mut scale = Vec::with_capacity(n);
@@ -221,12 +221,12 @@ impl<'a> Val<'a> {
             let mut v = Vec::new();
             v.try_reserve_exact(n * n).map_err(|_| oom(4))?;
             // Exact: every count is below 2²⁴.
-            v.extend(stats.xtx().iter().map(|&c| c as f32));
+            v.extend(stats.xtx_upper().iter().map(|&c| c as f32));
             Xtx::F32(v)
         } else {
             let mut v = Vec::new();
             v.try_reserve_exact(n * n).map_err(|_| oom(8))?;
-            v.extend(stats.xtx().iter().map(|&c| f64::from(c)));
+            v.extend(stats.xtx_upper().iter().map(|&c| f64::from(c)));
             Xtx::F64(v)
         };
         Ok(Val { stats, xtx })

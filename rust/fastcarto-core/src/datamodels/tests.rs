@@ -358,3 +358,18 @@ fn f32_path_chooses_the_f64_lambda() {
         }
     }
 }
+
+/// The statistics keep `XᵀX`'s upper triangle only; `parts` gives the whole symmetric matrix
+/// and `from_parts` takes it back to the same statistics, after updates in several chunks.
+#[test]
+fn parts_round_trip_the_upper_triangle() {
+    let (x, y) = random(300, 70, 3, 21);
+    let mut s = Stats::new(70, 3).unwrap();
+    for r in [0..64, 64..200, 200..300] {
+        s.update(Masks::Bytes(x.slice(s![r.clone(), ..])), y.slice(s![r, ..]), Some(2)).unwrap();
+    }
+    let (rows, xtx, xty, sy, syy) = s.parts();
+    let xf = x.mapv(f64::from);
+    assert_eq!(xtx.mapv(f64::from), xf.t().dot(&xf));
+    assert_eq!(Stats::from_parts(rows, xtx, xty, sy, syy).unwrap(), s);
+}
