@@ -389,23 +389,36 @@ struct Queue<T> {
     parked: Vec<(usize, Job<T>, Snap<T>)>,
 }
 
+/// What every worker of [`paths_in`] reads.
+struct Ctx<'a, T> {
+    d: &'a Design,
+    /// `G̃` in the path's precision, and its diagonal.
+    g: &'a [T],
+    diag: &'a [T],
+    /// The columns a solve visits.
+    cols: &'a [usize],
+    train: &'a Stats,
+    val: &'a Val<'a>,
+    ks: &'a [usize],
+    queue: &'a Mutex<Queue<T>>,
+    opts: &'a FitOptions,
+}
+
+impl<T> Clone for Ctx<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Ctx<'_, T> {}
+
 /// One worker: a block of [`PB`] lanes taking targets from the shared queue until none is
 /// left. Lanes are not in lockstep: a lane whose solve has converged moves on to its next λ
 /// (or its next target) before the next sweep. A target whose solution gets dense (more than
 /// `N/8` non-zero weights) is set aside while targets remain that have not started, so that
 /// blocks of sparse targets stay cheap and the dense ones end up sharing blocks.
 #[allow(clippy::needless_range_loop)] // lane `b` of the block and of its jobs
-fn worker<T: Real>(
-    d: &Design,
-    g: &[T],
-    diag: &[T],
-    cols: &[usize],
-    train: &Stats,
-    val: &Val<'_>,
-    ks: &[usize],
-    queue: &Mutex<Queue<T>>,
-    opts: &FitOptions,
-) -> Vec<(usize, PathOut)> {
+fn worker<T: Real>(ctx: &Ctx<'_, T>) -> Vec<(usize, PathOut)> {
+    let Ctx { d, g, diag, cols, train, val, ks, queue, opts } = *ctx;
     let n = d.n;
     let n_l = opts.n_lambdas;
     let tol = opts.path_tol;
@@ -523,9 +536,9 @@ pub(super) fn paths_in<T: Real>(
     let diag: Vec<T> = (0..n).map(|j| g[j * n + j]).collect();
     let cols = d.columns();
     let queue = Mutex::new(Queue { next: 0, parked: Vec::new() });
+    let ctx = Ctx { d, g: &g, diag: &diag, cols: &cols, train, val, ks, queue: &queue, opts };
     let workers = rayon::current_num_threads().min(ks.len().div_ceil(PB)).max(1);
-    let parts: Vec<Vec<(usize, PathOut)>> =
-        (0..workers).into_par_iter().map(|_| worker(d, &g, &diag, &cols, train, val, ks, &queue, opts)).collect();
+    let parts: Vec<Vec<(usize, PathOut)>> = (0..workers).into_par_iter().map(|_| worker(&ctx)).collect();
     let mut out: Vec<Option<PathOut>> = (0..ks.len()).map(|_| None).collect();
     for (pos, p) in parts.into_iter().flatten() {
         out[pos] = Some(p);

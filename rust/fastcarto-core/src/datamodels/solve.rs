@@ -15,23 +15,24 @@
 //! `j` of `G̃`. A column that is all ones or all zeros (`σ_j = 0`) cannot be told apart from the
 //! bias: its weight is zero.
 //!
-//! Targets are solved [`B`] at a time in the lanes of a [`Block`]: `q` and `w` are stored
-//! lane-interleaved, a sweep visits every column (the coordinate update is also the KKT check,
-//! as `q` is kept exact on every column), and the changes of [`GROUP`] columns are applied to
-//! `q` in one pass that reads their rows of `G̃` once for all lanes. A solve stops when the
-//! largest change of a sweep is below `tol` times the largest weight *and* the duality gap is
-//! below `tol` times the variance of `y` (scikit-learn's two tests, in units of the `1/n`
-//! objective). The results are those of plain cyclic coordinate descent, target by target.
+//! Targets are solved [`PB`] at a time in the lanes of a block (see [`super::path`]): a sweep
+//! visits every column (the coordinate update is also the KKT check, as `q` is kept exact on
+//! every column), and the changes of a group of columns are applied lane by lane with rows of
+//! `G̃` read once for the block. A solve stops when the largest change of a sweep is below `tol`
+//! times the largest weight *and* the duality gap is below `tol` times the variance of `y`
+//! (scikit-learn's two tests, in units of the `1/n` objective). The results are those of plain
+//! cyclic coordinate descent, target by target.
 //!
 //! [`fit`] follows the datamodels protocol (Ilyas et al., 2022, appendix): a log-spaced path of
 //! `n_lambdas` values from `λ_max = max_j |c̃_j|` (where every weight is zero) down to
 //! `lambda_ratio · λ_max`, warm-started; the validation error of each λ from the validation
 //! models' statistics; early stop when it has not improved for `patience` values; and a refit
 //! on training and validation models together at the chosen λ. The path first visits every
-//! `step`-th λ, then every λ between the two neighbours of the best of those, warm-started from
-//! them: the same choice as the full path whenever the validation curve has one minimum at
-//! that resolution, in about a third of the solves. The solves along the path only choose λ,
-//! so they stop at `path_tol` (default `10 · tol`); the refit meets `tol`.
+//! `step`-th λ (and the last), then the grid λ nearest the vertex of the parabola through the
+//! best of those and its two neighbours, warm-started from the best: the validation curve is
+//! smooth and flat at its minimum, so this lands next to the full path's choice in a fraction
+//! of the solves. The solves along the path only choose λ, so they stop at `path_tol` (default
+//! `10 · tol`) and run in `f32`; the refit is `f64` and meets `tol`.
 
 use super::stats::Stats;
 use crate::error::{Error, Result};
