@@ -184,34 +184,31 @@ fn sweep<T: Real>(
     let mut pending = 0;
     for &j in cols {
         let gjj = diag[j];
+        // Branch-free across lanes (a lane that is not running keeps its weight), so that the
+        // lanes' arithmetic vectorizes; a zero pending change is an exact no-op.
+        let mut qj: [T; PB] = std::array::from_fn(|b| q[b * n + j]);
+        for t in 0..pending {
+            let gt = g[js[t] * n + j];
+            for b in 0..PB {
+                qj[b] = dl[t][b].neg().fma(gt, qj[b]);
+            }
+        }
         let mut delta = [T::ZERO; PB];
-        let mut any = false;
         for b in 0..PB {
-            if !run[b] {
-                continue;
-            }
-            let mut qj = q[b * n + j];
-            for t in 0..pending {
-                if dl[t][b] != T::ZERO {
-                    qj = dl[t][b].neg().fma(g[js[t] * n + j], qj);
-                }
-            }
             let old = w[b * n + j];
-            let new = soft(qj.add(gjj.mul(old)), lam[b]).div(gjj);
-            if new != old {
-                w[b * n + j] = new;
-                let dd = new.sub(old);
-                delta[b] = dd;
-                any = true;
-                if dd.abs() > dmax[b] {
-                    dmax[b] = dd.abs();
-                }
+            let new = soft(qj[b].add(gjj.mul(old)), lam[b]).div(gjj);
+            let new = if run[b] { new } else { old };
+            w[b * n + j] = new;
+            let dd = new.sub(old);
+            delta[b] = dd;
+            if dd.abs() > dmax[b] {
+                dmax[b] = dd.abs();
             }
             if new.abs() > wmax[b] {
                 wmax[b] = new.abs();
             }
         }
-        if any {
+        if delta.iter().any(|d| *d != T::ZERO) {
             js[pending] = j;
             dl[pending] = delta;
             pending += 1;
