@@ -297,7 +297,7 @@ def datamodels_fit(
     tol: float = 1e-4,
     path_tol: float | None = None,
     max_iter: int = 1000,
-    step: int = 4,
+    step: int = 8,
     threads: int | None = None,
 ) -> dict[str, npt.NDArray[Any]]: ...
 def datamodels_fit_fixed(

@@ -571,7 +571,7 @@ def fit_statistics(
     n_lambdas: int = 100,
     lambda_ratio: float = 1e-3,
     patience: int | None = 5,
-    step: int = 4,
+    step: int = 8,
     tol: float = 1e-4,
     path_tol: float | None = None,
     max_iter: int = 1000,
@@ -657,7 +657,7 @@ def fit(
     n_lambdas: int = 100,
     lambda_ratio: float = 1e-3,
     patience: int | None = 5,
-    step: int = 4,
+    step: int = 8,
     tol: float = 1e-4,
     path_tol: float | None = None,
     max_iter: int = 1000,
@@ -677,9 +677,11 @@ def fit(
     ``lambda_ratio`` times it; the last ``val_fraction`` of the models are held out, the λ with
     the lowest validation error is chosen (the path stops once ``patience`` λ in a row did not
     improve it), and the model is refit on all models at that λ. The path visits every
-    ``step``-th λ first, then every λ around the best of those (``step=1``: every λ, as
-    scikit-learn's ``lasso_path``); ``val_mse`` is NaN at the λ not visited. The solves along
-    the path only choose λ and stop at ``path_tol`` (default ``10 * tol``); the refit meets
+    ``step``-th λ first, then the λ nearest the vertex of the parabola through the best of
+    those and its two neighbours (``step=1``: every λ, as scikit-learn's ``lasso_path``);
+    ``val_mse`` is NaN at the λ not visited. The solves along the path only choose λ and stop
+    at ``path_tol`` (default ``10 * tol``; in ``float32`` when it is at least ``1e-5``); the
+    refit (``float64``) meets
     ``tol`` (scikit-learn's convergence tests; the duality gap is reported as ``gap``). With
     ``lam`` (one value or one per target) there is no path: every model is fitted at that λ.
     λ is scikit-learn's ``Lasso(alpha=λ)`` on ``StandardScaler``-ed masks (see
@@ -703,7 +705,8 @@ def fit(
     patience:
         Stop the path after this many λ in a row without improvement (None: never).
     step:
-        Visit every ``step``-th λ first, then refine around the best.
+        Visit every ``step``-th λ first, then the one nearest the validation curve's
+        parabolic minimum.
     tol:
         Duality-gap tolerance of each solve.
     path_tol:

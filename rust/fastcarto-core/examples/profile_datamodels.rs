@@ -1,8 +1,20 @@
 //! Profiling driver for the datamodels solver: `cargo run --release --example profile_datamodels
 //! -- DIR THREADS [STEP]`, where `DIR` holds `train.*` and `val.*` statistics as raw
 //! little-endian files (`.hdr` = `[n_rows, n_cols, n_targets]` u64, `.xtx` u32, `.xty`, `.sy`,
-//! `.syy` f64), as `Stats::parts` gives them. Prints the fit's time, the chosen λ and the LDS
-//! inputs' checksum so that two solvers can be compared.
+//! `.syy` f64), as `Stats::parts` gives them, e.g. for the first 4,500 models as training and
+//! the rest as validation models (`fit`'s split of 5,000):
+//!
+//! ```text
+//! for name, rows in [("train", slice(0, 4500)), ("val", slice(4500, None))]:
+//!     n, xtx, xty, sy, syy = fdm.statistics(masks[rows], outputs[rows]).parts()
+//!     np.array([n, *xty.shape[:1], xty.shape[1]], "<u8").tofile(f"{d}/{name}.hdr")
+//!     for ext, a in [("xtx", xtx), ("xty", xty), ("sy", sy), ("syy", syy)]:
+//!         a.tofile(f"{d}/{name}.{ext}")
+//! ```
+//!
+//! `STEP` defaults to `FitOptions`'s. Environment: `PATH_TOL` sets `path_tol`, `PATH_F64` runs
+//! the path in `f64`, `SAVE=file` writes `λ`, the weights and the biases as raw `f64`. Prints
+//! the fit's time, the median number of non-zero weights and the largest gap.
 
 use fastcarto_core::datamodels::{FitOptions, Stats, fit};
 use ndarray::Array2;
@@ -36,12 +48,13 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let dir = args.next().expect("DIR");
     let threads: usize = args.next().map_or(1, |t| t.parse().expect("threads"));
-    let step: usize = args.next().map_or(4, |t| t.parse().expect("step"));
+    let step: usize = args.next().map_or(FitOptions::default().step, |t| t.parse().expect("step"));
     let (train, val) = (load(&dir, "train"), load(&dir, "val"));
     let mut opts = FitOptions { step, ..FitOptions::default() };
     if let Ok(t) = std::env::var("PATH_TOL") {
         opts.path_tol = t.parse().unwrap();
     }
+    opts.path_f64 = std::env::var("PATH_F64").is_ok();
     let t0 = Instant::now();
     let f = fit(&train, &val, &opts, Some(threads)).unwrap();
     let secs = t0.elapsed().as_secs_f64();

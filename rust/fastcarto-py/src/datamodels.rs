@@ -374,7 +374,7 @@ fn fit_dict<'py>(py: Python<'py>, fit: dm::Fit) -> PyResult<Bound<'py, PyDict>> 
 
 /// Datamodels with λ chosen per target on the validation statistics, refit on both.
 #[pyfunction]
-#[pyo3(signature = (train, val, *, n_lambdas=100, lambda_ratio=1e-3, patience=Some(5), tol=1e-4, path_tol=None, max_iter=1000, step=4, threads=None))]
+#[pyo3(signature = (train, val, *, n_lambdas=100, lambda_ratio=1e-3, patience=Some(5), tol=1e-4, path_tol=None, max_iter=1000, step=8, threads=None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn datamodels_fit<'py>(
     py: Python<'py>,
@@ -390,7 +390,7 @@ pub(crate) fn datamodels_fit<'py>(
     threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let path_tol = path_tol.unwrap_or(10.0 * tol);
-    let opts = FitOptions { n_lambdas, lambda_ratio, patience, tol, path_tol, max_iter, step };
+    let opts = FitOptions { n_lambdas, lambda_ratio, patience, tol, path_tol, max_iter, step, ..FitOptions::default() };
     let fit = with_locked(py, &[train.get(), val.get()], |s| dm::fit(s[0], s[1], &opts, threads)).map_err(to_py)?;
     fit_dict(py, fit)
 }

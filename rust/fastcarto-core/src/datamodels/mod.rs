@@ -5,6 +5,7 @@
 //! `stats` folds masks and outputs into sufficient statistics (one pass, additive across
 //! shards); `solve` fits every target's lasso from them, in parallel over targets.
 
+mod path;
 mod solve;
 mod stats;
 

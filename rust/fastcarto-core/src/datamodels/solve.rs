@@ -15,23 +15,24 @@
 //! `j` of `G̃`. A column that is all ones or all zeros (`σ_j = 0`) cannot be told apart from the
 //! bias: its weight is zero.
 //!
-//! Targets are solved [`B`] at a time in the lanes of a [`Block`]: `q` and `w` are stored
-//! lane-interleaved, a sweep visits every column (the coordinate update is also the KKT check,
-//! as `q` is kept exact on every column), and the changes of [`GROUP`] columns are applied to
-//! `q` in one pass that reads their rows of `G̃` once for all lanes. A solve stops when the
-//! largest change of a sweep is below `tol` times the largest weight *and* the duality gap is
-//! below `tol` times the variance of `y` (scikit-learn's two tests, in units of the `1/n`
-//! objective). The results are those of plain cyclic coordinate descent, target by target.
+//! Targets are solved [`PB`] at a time in the lanes of a block (see [`super::path`]): a sweep
+//! visits every column (the coordinate update is also the KKT check, as `q` is kept exact on
+//! every column), and the changes of a group of columns are applied lane by lane with rows of
+//! `G̃` read once for the block. A solve stops when the largest change of a sweep is below `tol`
+//! times the largest weight *and* the duality gap is below `tol` times the variance of `y`
+//! (scikit-learn's two tests, in units of the `1/n` objective). The results are those of plain
+//! cyclic coordinate descent, target by target.
 //!
 //! [`fit`] follows the datamodels protocol (Ilyas et al., 2022, appendix): a log-spaced path of
 //! `n_lambdas` values from `λ_max = max_j |c̃_j|` (where every weight is zero) down to
 //! `lambda_ratio · λ_max`, warm-started; the validation error of each λ from the validation
 //! models' statistics; early stop when it has not improved for `patience` values; and a refit
 //! on training and validation models together at the chosen λ. The path first visits every
-//! `step`-th λ, then every λ between the two neighbours of the best of those, warm-started from
-//! them: the same choice as the full path whenever the validation curve has one minimum at
-//! that resolution, in about a third of the solves. The solves along the path only choose λ,
-//! so they stop at `path_tol` (default `10 · tol`); the refit meets `tol`.
+//! `step`-th λ (and the last), then the grid λ nearest the vertex of the parabola through the
+//! best of those and its two neighbours, warm-started from the best: the validation curve is
+//! smooth and flat at its minimum, so this lands next to the full path's choice in a fraction
+//! of the solves. The solves along the path only choose λ, so they stop at `path_tol` (default
+//! `10 · tol`) and run in `f32`; the refit is `f64` and meets `tol`.
 
 use super::stats::Stats;
 use crate::error::{Error, Result};
@@ -58,6 +59,8 @@ pub struct FitOptions {
     /// The path first visits every `step`-th λ, then every λ between the two neighbours of the
     /// best of those (1: every λ in order, as scikit-learn's `lasso_path`).
     pub step: usize,
+    /// Run the path in `f64` rather than `f32` (it always does when `path_tol` is below `1e-5`).
+    pub path_f64: bool,
 }
 
 impl Default for FitOptions {
@@ -69,7 +72,8 @@ impl Default for FitOptions {
             tol: 1e-4,
             path_tol: 1e-3,
             max_iter: 1000,
-            step: 4,
+            step: 8,
+            path_f64: false,
         }
     }
 }
@@ -116,14 +120,14 @@ pub struct Fit {
 }
 
 /// The standardized design of a set of models, shared by every target.
-struct Design {
-    n: usize,
+pub(super) struct Design {
+    pub(super) n: usize,
     rows: f64,
     mean: Vec<f64>,
     /// `σ_j`, zero for a constant column.
-    scale: Vec<f64>,
+    pub(super) scale: Vec<f64>,
     /// `N x N` row-major standardized Gram matrix (divided by `n`); zero rows for constant columns.
-    gram: Vec<f64>,
+    pub(super) gram: Vec<f64>,
 }
 
 impl Design {
@@ -133,7 +137,7 @@ impl Design {
         if rows == 0 {
             return Err(Error::Empty("no models to fit datamodels on".into()));
         }
-        let count = |i: usize, j: usize| parts.iter().map(|s| u64::from(s.xtx()[i * n + j])).sum::<u64>();
+        let count = |i: usize, j: usize| parts.iter().map(|s| u64::from(s.xtx_at(i, j))).sum::<u64>();
         let rows_f = rows as f64;
         let mut mean = Vec::with_capacity(n);
         let mut scale = Vec::with_capacity(n);
@@ -162,12 +166,13 @@ impl Design {
         Ok(Design { n, rows: rows_f, mean, scale, gram })
     }
 
-    fn row(&self, j: usize) -> &[f64] {
-        &self.gram[j * self.n..(j + 1) * self.n]
+    /// The columns a solve visits: not constant, with a positive diagonal.
+    pub(super) fn columns(&self) -> Vec<usize> {
+        (0..self.n).filter(|&j| self.scale[j] != 0.0 && self.gram[j * self.n + j] > 0.0).collect()
     }
 
     /// `(c̃, ȳ, var(y))` of target `k`.
-    fn target(&self, parts: &[&Stats], k: usize) -> (Vec<f64>, f64, f64) {
+    pub(super) fn target(&self, parts: &[&Stats], k: usize) -> (Vec<f64>, f64, f64) {
         let kk = parts[0].n_targets();
         let sy: f64 = parts.iter().map(|s| s.sum_y()[k]).sum();
         let syy: f64 = parts.iter().map(|s| s.sum_y2()[k]).sum();
@@ -186,252 +191,10 @@ impl Design {
     }
 
     /// Raw weights and bias from standardized weights.
-    fn raw(&self, w: &[f64], ybar: f64) -> (Vec<f64>, f64) {
+    pub(super) fn raw(&self, w: &[f64], ybar: f64) -> (Vec<f64>, f64) {
         let beta: Vec<f64> = w.iter().zip(&self.scale).map(|(w, s)| if *s == 0.0 { 0.0 } else { w / s }).collect();
         let bias = ybar - beta.iter().zip(&self.mean).map(|(b, m)| b * m).sum::<f64>();
         (beta, bias)
-    }
-}
-
-/// Targets solved together: one read of a Gram row serves this many of them.
-const B: usize = 4;
-type Lanes = [f64; B];
-
-/// Columns whose changes are applied to `q` together (see [`Block::sweep`]).
-const GROUP: usize = 4;
-
-/// Targets per task of the path: enough to keep a block's lanes busy, few enough to share
-/// the targets evenly among threads.
-const CHUNK: usize = 16 * B;
-
-/// `q_i -= g_i δ` for every row `i`: the rank-1 update of a block's residual correlations
-/// after coordinate `j` changed by `δ` (one value per target), `g` being row `j` of `G̃`.
-#[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
-fn rank1(q: &mut [Lanes], g: &[f64], delta: &Lanes) {
-    let delta = *delta;
-    for (q, &g) in q.iter_mut().zip(g) {
-        for b in 0..B {
-            q[b] -= g * delta[b];
-        }
-    }
-}
-
-/// `q_i -= Σ_t g_t,i δ_t`: [`GROUP`] rank-1 updates in one pass over `q`.
-#[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
-fn rank_group(q: &mut [Lanes], rows: &[&[f64]; GROUP], delta: &[Lanes; GROUP]) {
-    let n = q.len();
-    let (r0, r1, r2, r3) = (&rows[0][..n], &rows[1][..n], &rows[2][..n], &rows[3][..n]);
-    let [d0, d1, d2, d3] = *delta;
-    for (i, q) in q.iter_mut().enumerate() {
-        let (g0, g1, g2, g3) = (r0[i], r1[i], r2[i], r3[i]);
-        for b in 0..B {
-            q[b] -= g0 * d0[b] + g1 * d1[b] + g2 * d2[b] + g3 * d3[b];
-        }
-    }
-}
-
-fn soft(z: f64, lam: f64) -> f64 {
-    if z > lam {
-        z - lam
-    } else if z < -lam {
-        z + lam
-    } else {
-        0.0
-    }
-}
-
-/// Coordinate descent on a block of up to [`B`] targets ("lanes") at once.
-///
-/// Each lane keeps `q = c̃ − G̃ w` on every column, stored lane-interleaved (`N x B`), so that
-/// changing coordinate `j` is one rank-1 update reading row `j` of `G̃` once for the whole
-/// block, and the KKT check of a column is the coordinate update itself (`q` is always
-/// exact, as in scikit-learn, so there is no separate active-set bookkeeping). In the dense
-/// regime of datamodels (hundreds of non-zero weights per target) this does the work of an
-/// active-set solver with a quarter of the reads of `G̃` and no gathers of `G̃_AA`; a
-/// coordinate that no lane changes costs `O(B)`.
-struct Block<'a> {
-    d: &'a Design,
-    c: Vec<Lanes>,
-    w: Vec<Lanes>,
-    q: Vec<Lanes>,
-    var: Lanes,
-}
-
-/// How a solve ended.
-#[derive(Clone, Copy)]
-struct Solved {
-    gap: f64,
-    converged: bool,
-}
-
-/// One lane's weights and residual correlations, to restart the path from.
-#[derive(Clone)]
-struct Snap {
-    w: Vec<f64>,
-    q: Vec<f64>,
-}
-
-impl<'a> Block<'a> {
-    /// `lanes` holds `(c̃, var(y), w₀)` of up to [`B`] targets; missing lanes are empty.
-    #[allow(clippy::needless_range_loop)] // column `j` of every lane-interleaved array
-    fn new(d: &'a Design, lanes: &[(Vec<f64>, f64, Vec<f64>)]) -> Self {
-        debug_assert!(lanes.len() <= B);
-        let n = d.n;
-        let (mut c, mut w) = (vec![[0.0; B]; n], vec![[0.0; B]; n]);
-        let mut var = [0.0; B];
-        for (b, (cb, vb, wb)) in lanes.iter().enumerate() {
-            var[b] = *vb;
-            for j in 0..n {
-                c[j][b] = cb[j];
-                w[j][b] = wb[j];
-            }
-        }
-        let mut q = c.clone();
-        for j in 0..n {
-            if w[j].iter().any(|v| *v != 0.0) {
-                rank1(&mut q, d.row(j), &w[j]);
-            }
-        }
-        Block { d, c, w, q, var }
-    }
-
-    /// Starts lane `b` on a new target from zero weights.
-    #[allow(clippy::needless_range_loop)] // column `j` of every lane-interleaved array
-    fn load(&mut self, b: usize, c: &[f64], var: f64) {
-        for j in 0..self.d.n {
-            self.c[j][b] = c[j];
-            self.w[j][b] = 0.0;
-            self.q[j][b] = c[j];
-        }
-        self.var[b] = var;
-    }
-
-    fn snap(&self, b: usize) -> Snap {
-        Snap { w: self.w.iter().map(|v| v[b]).collect(), q: self.q.iter().map(|v| v[b]).collect() }
-    }
-
-    fn restore(&mut self, b: usize, s: &Snap) {
-        for j in 0..self.d.n {
-            self.w[j][b] = s.w[j];
-            self.q[j][b] = s.q[j];
-        }
-    }
-
-    fn lane(&self, b: usize) -> Vec<f64> {
-        self.w.iter().map(|v| v[b]).collect()
-    }
-
-    /// One sweep over every column for the lanes in `run`, accumulating `max |Δw|` and
-    /// `max |w|` per lane.
-    ///
-    /// Changes are applied to `q` in groups of [`GROUP`] columns (one pass over `q` per group
-    /// instead of per column, which is what bounds the speed: a load and a store of `q` per
-    /// few multiply-adds). Within a group, `q_j` is first corrected by the pending changes of
-    /// the columns before it (`q_j − Σ_t G̃_{j,j_t} δ_t`), so every update sees exactly the `q`
-    /// of plain cyclic coordinate descent.
-    fn sweep(&mut self, lam: &Lanes, run: &[bool; B], dmax: &mut Lanes, wmax: &mut Lanes) {
-        let d = self.d;
-        let n = d.n;
-        let mut js = [0usize; GROUP];
-        let mut deltas = [[0.0; B]; GROUP];
-        let mut pending = 0;
-        for j in 0..n {
-            let gjj = d.gram[j * n + j];
-            if d.scale[j] == 0.0 || gjj <= 0.0 {
-                continue;
-            }
-            let mut qj = self.q[j];
-            for t in 0..pending {
-                let g = d.gram[js[t] * n + j];
-                for b in 0..B {
-                    qj[b] -= g * deltas[t][b];
-                }
-            }
-            let (mut delta, mut any) = ([0.0; B], false);
-            let wj = &mut self.w[j];
-            for b in 0..B {
-                if !run[b] {
-                    continue;
-                }
-                let old = wj[b];
-                let new = soft(qj[b] + gjj * old, lam[b]) / gjj;
-                if new != old {
-                    wj[b] = new;
-                    delta[b] = new - old;
-                    any = true;
-                    dmax[b] = dmax[b].max((new - old).abs());
-                }
-                wmax[b] = wmax[b].max(new.abs());
-            }
-            if any {
-                js[pending] = j;
-                deltas[pending] = delta;
-                pending += 1;
-                if pending == GROUP {
-                    self.flush(&js, &deltas, pending);
-                    pending = 0;
-                }
-            }
-        }
-        self.flush(&js, &deltas, pending);
-    }
-
-    /// Applies the first `pending` changes of a group to `q`.
-    fn flush(&mut self, js: &[usize; GROUP], deltas: &[Lanes; GROUP], pending: usize) {
-        if pending == 0 {
-            return;
-        }
-        // Padding with a zero change of the first column keeps one kernel for every size.
-        let mut d = [[0.0; B]; GROUP];
-        d[..pending].copy_from_slice(&deltas[..pending]);
-        let rows: [&[f64]; GROUP] = std::array::from_fn(|t| self.d.row(js[if t < pending { t } else { 0 }]));
-        rank_group(&mut self.q, &rows, &d);
-    }
-
-    /// The duality gap of lane `b` at `lam` (scikit-learn's, divided by `n`).
-    fn gap(&self, b: usize, lam: f64) -> f64 {
-        let (mut wc, mut wq, mut l1, mut qmax) = (0.0, 0.0, 0.0, 0.0f64);
-        for j in 0..self.d.n {
-            let (w, q) = (self.w[j][b], self.q[j][b]);
-            wc += w * self.c[j][b];
-            wq += w * q;
-            l1 += w.abs();
-            if self.d.scale[j] != 0.0 {
-                qmax = qmax.max(q.abs());
-            }
-        }
-        // ‖r‖²/n = var − 2 wᵀc̃ + wᵀG̃w, and wᵀG̃w = wᵀ(c̃ − q).
-        let var = self.var[b];
-        let r2 = (var - 2.0 * wc + (wc - wq)).max(0.0);
-        let ry = var - wc;
-        let cst = if qmax > lam { lam / qmax } else { 1.0 };
-        0.5 * r2 * (1.0 + cst * cst) + lam * l1 - cst * ry
-    }
-
-    /// Solves the lanes in `live` at their `lam`, warm-started; the other lanes are left as
-    /// they are. A lane stops when the largest change of a sweep is below `tol` times its
-    /// largest weight and its duality gap is below `tol · var(y)` (scikit-learn's tests), or
-    /// after `max_iter` sweeps.
-    fn solve(&mut self, lam: &Lanes, live: [bool; B], opts: &FitOptions) -> [Solved; B] {
-        let mut out = [Solved { gap: 0.0, converged: true }; B];
-        let mut run = live;
-        let mut sweeps = 0;
-        while run.iter().any(|r| *r) {
-            let (mut dmax, mut wmax) = ([0.0; B], [0.0; B]);
-            self.sweep(lam, &run, &mut dmax, &mut wmax);
-            sweeps += 1;
-            for b in 0..B {
-                if run[b] && (wmax[b] == 0.0 || dmax[b] <= opts.tol * wmax[b] || sweeps >= opts.max_iter) {
-                    let gap = self.gap(b, lam[b]);
-                    let converged = gap <= opts.tol * self.var[b];
-                    if converged || sweeps >= opts.max_iter {
-                        out[b] = Solved { gap, converged };
-                        run[b] = false;
-                    }
-                }
-            }
-        }
-        out
     }
 }
 
@@ -440,7 +203,7 @@ impl<'a> Block<'a> {
 /// The counts are stored as `f32`, exact up to `2²⁴` models, so that the pass over `XᵀX` that
 /// every λ visited makes reads half the bytes of `f64` (it is bound by memory); more models
 /// keep `f64`.
-struct Val<'a> {
+pub(super) struct Val<'a> {
     stats: &'a Stats,
     xtx: Xtx,
 }
@@ -459,40 +222,50 @@ impl<'a> Val<'a> {
             let mut v = Vec::new();
             v.try_reserve_exact(n * n).map_err(|_| oom(4))?;
             // Exact: every count is below 2²⁴.
-            v.extend(stats.xtx().iter().map(|&c| c as f32));
+            v.extend(stats.xtx_upper().iter().map(|&c| c as f32));
             Xtx::F32(v)
         } else {
             let mut v = Vec::new();
             v.try_reserve_exact(n * n).map_err(|_| oom(8))?;
-            v.extend(stats.xtx().iter().map(|&c| f64::from(c)));
+            v.extend(stats.xtx_upper().iter().map(|&c| f64::from(c)));
             Xtx::F64(v)
         };
         Ok(Val { stats, xtx })
     }
 
-    /// `(Σ_j XᵀX_ij β_j, XᵀX_ii)`, over `nz` (the non-zero `β_j`) or, when `dense`, over every `j`.
-    fn row_dot(&self, i: usize, beta: &[f64], nz: &[usize], dense: bool) -> (f64, f64) {
+    /// `(Σ_{j>i} XᵀX_ij β_j, XᵀX_ii)`, over `above` (the non-zero `β_j`, `j > i`) or, when
+    /// `dense`, over every `j > i`.
+    fn row_dot(&self, i: usize, beta: &[f64], above: &[usize], dense: bool) -> (f64, f64) {
         let n = beta.len();
         match &self.xtx {
             Xtx::F32(x) => {
                 let row = &x[i * n..(i + 1) * n];
-                let d = if dense { dot32(row, beta) } else { nz.iter().map(|&j| f64::from(row[j]) * beta[j]).sum() };
+                let d = if dense {
+                    dot32(&row[i + 1..], &beta[i + 1..])
+                } else {
+                    above.iter().map(|&j| f64::from(row[j]) * beta[j]).sum()
+                };
                 (d, f64::from(row[i]))
             }
             Xtx::F64(x) => {
                 let row = &x[i * n..(i + 1) * n];
-                let d = if dense { dot(row, beta) } else { nz.iter().map(|&j| row[j] * beta[j]).sum() };
+                let d = if dense {
+                    dot(&row[i + 1..], &beta[i + 1..])
+                } else {
+                    above.iter().map(|&j| row[j] * beta[j]).sum()
+                };
                 (d, row[i])
             }
         }
     }
 
-    /// The validation mean squared error of raw weights `beta` and `bias` for target `k`:
+    /// The validation mean squared error of raw weights `beta` and bias `bias` for target `k`:
     /// `Σ_m (y_m − b − x_m·β)² / n_v`, expanded so that only the statistics are needed. The
-    /// quadratic term `βᵀ(XᵀX)β` is a dot product of row `i` with `β` per non-zero `β_i`
-    /// (contiguous and vectorized when `β` is dense, over the non-zero entries only when it is
-    /// sparse).
-    fn mse(&self, k: usize, beta: &[f64], bias: f64) -> f64 {
+    /// quadratic term `βᵀ(XᵀX)β = Σ_i β_i² XᵀX_ii + 2 Σ_{i<j} β_i XᵀX_ij β_j` reads the upper
+    /// triangle only: per non-zero `β_i` a dot product of row `i` right of the diagonal with
+    /// `β` (contiguous and vectorized when `β` is dense, over the non-zero entries only when
+    /// it is sparse).
+    pub(super) fn mse(&self, k: usize, beta: &[f64], bias: f64) -> f64 {
         let s = self.stats;
         let (n, kk) = (s.n_cols(), s.n_targets());
         let nv = s.n_rows() as f64;
@@ -500,12 +273,12 @@ impl<'a> Val<'a> {
         let dense = 4 * nz.len() >= n;
         let (sy, syy) = (s.sum_y()[k], s.sum_y2()[k]);
         let (mut lin, mut quad, mut sx) = (0.0, 0.0, 0.0);
-        for &i in &nz {
+        for (p, &i) in nz.iter().enumerate() {
             let w = beta[i];
-            let (rb, diag) = self.row_dot(i, beta, &nz, dense);
+            let (rb, diag) = self.row_dot(i, beta, &nz[p + 1..], dense);
             lin += w * s.xty()[i * kk + k];
             sx += w * diag;
-            quad += w * rb;
+            quad += w * (w * diag + 2.0 * rb);
         }
         let sse = syy - 2.0 * lin - 2.0 * bias * sy + quad + 2.0 * bias * sx + nv * bias * bias;
         sse.max(0.0) / nv
@@ -547,254 +320,11 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 }
 
 /// One target's path: `(raw weights at the best λ, best λ, λ path, validation curve)`.
-type PathOut = (Vec<f64>, f64, Vec<f64>, Vec<f64>);
+pub(super) type PathOut = (Vec<f64>, f64, Vec<f64>, Vec<f64>);
 
-struct Best {
-    err: f64,
-    i: usize,
-    beta: Vec<f64>,
-}
+use super::path::{PB, Refit, refit_block};
 
-/// Where a lane is on its target's path.
-#[derive(Clone, Copy, PartialEq)]
-enum Phase {
-    /// Every `step`-th λ from `λ_max`, until `patience` runs out.
-    Coarse,
-    /// The λ between the coarse λ before the best and the best, from the solution before it.
-    Below,
-    /// The λ between the best coarse λ and the next, from the solution at the best.
-    Above,
-}
-
-/// One target walking its path in a lane of a [`Block`].
-struct Job {
-    pos: usize,
-    k: usize,
-    ybar: f64,
-    lams: Vec<f64>,
-    curve: Vec<f64>,
-    best: Best,
-    /// The λ index being solved.
-    idx: usize,
-    phase: Phase,
-    /// The best coarse index, once the coarse phase is over.
-    coarse: usize,
-    prev: Option<Snap>,
-    before_best: Option<Snap>,
-    at_best: Option<Snap>,
-    /// Sweeps of the current solve.
-    sweeps: usize,
-}
-
-/// The paths of targets `ks` (see the module's documentation), [`B`] at a time in the lanes
-/// of one [`Block`]. Lanes are not in lockstep: the block sweeps without pause, a lane whose
-/// solve has converged moves on to its next λ (or its next target) before the next sweep, so
-/// every sweep serves as many targets as there are lanes. Most of the work is in the few
-/// targets whose solutions are dense, and a sweep costs what the union of its lanes' changes
-/// does, so a target that gets dense (more than `N/8` non-zero weights) is set aside while
-/// other targets remain, and the dense ones then share blocks.
-#[allow(clippy::needless_range_loop)] // lane `b` of the block and of its jobs
-fn path_chunk(d: &Design, train: &Stats, val: &Val<'_>, ks: &[usize], opts: &FitOptions) -> Vec<PathOut> {
-    let (n_l, step) = (opts.n_lambdas, opts.step.max(1));
-    let tol = opts.path_tol;
-    let mut out: Vec<Option<PathOut>> = (0..ks.len()).map(|_| None).collect();
-    let mut queue = ks.iter().copied().enumerate();
-    let mut block = Block::new(d, &[]);
-    let mut jobs: [Option<Job>; B] = std::array::from_fn(|_| None);
-    // Targets whose solutions got dense wait here, to share a block with other dense ones.
-    let mut parked: Vec<(Job, Snap)> = Vec::new();
-    let dense = d.n / 8;
-    loop {
-        for b in 0..B {
-            while jobs[b].is_none() {
-                let Some((pos, k)) = queue.next() else {
-                    if let Some((job, snap)) = parked.pop() {
-                        let (c, _, var) = d.target(&[train], job.k);
-                        block.load(b, &c, var);
-                        block.restore(b, &snap);
-                        jobs[b] = Some(job);
-                    }
-                    break;
-                };
-                let (c, ybar, var) = d.target(&[train], k);
-                let lam_max = c.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-                let lams: Vec<f64> =
-                    (0..n_l)
-                        .map(|i| {
-                            if n_l == 1 {
-                                lam_max
-                            } else {
-                                lam_max * opts.lambda_ratio.powf(i as f64 / (n_l - 1) as f64)
-                            }
-                        })
-                        .collect();
-                let curve = vec![f64::NAN; n_l];
-                if !(lam_max > 0.0 && var > 0.0) {
-                    // A constant target (or one no column correlates with): nothing to select.
-                    out[pos] = Some((vec![0.0; d.n], f64::NAN, lams, curve));
-                    continue;
-                }
-                block.load(b, &c, var);
-                let best = Best { err: f64::INFINITY, i: 0, beta: vec![0.0; d.n] };
-                jobs[b] = Some(Job {
-                    pos,
-                    k,
-                    ybar,
-                    lams,
-                    curve,
-                    best,
-                    idx: 0,
-                    phase: Phase::Coarse,
-                    coarse: 0,
-                    prev: None,
-                    before_best: None,
-                    at_best: None,
-                    sweeps: 0,
-                });
-            }
-        }
-        let run: [bool; B] = std::array::from_fn(|b| jobs[b].is_some());
-        if !run.iter().any(|r| *r) {
-            break;
-        }
-        let lam: Lanes = std::array::from_fn(|b| jobs[b].as_ref().map_or(0.0, |j| j.lams[j.idx]));
-        let (mut dmax, mut wmax) = ([0.0; B], [0.0; B]);
-        block.sweep(&lam, &run, &mut dmax, &mut wmax);
-        for b in 0..B {
-            let Some(job) = jobs[b].as_mut() else { continue };
-            job.sweeps += 1;
-            let last = job.sweeps >= opts.max_iter;
-            if !(wmax[b] == 0.0 || dmax[b] <= tol * wmax[b] || last) {
-                continue;
-            }
-            if !(block.gap(b, lam[b]) <= tol * block.var[b] || last) {
-                continue;
-            }
-            job.sweeps = 0;
-            if !advance(&mut block, b, job, val, n_l, step, opts.patience) {
-                let job = jobs[b].take().expect("a running lane has a job");
-                let lam = job.lams[job.best.i];
-                out[job.pos] = Some((job.best.beta, lam, job.lams, job.curve));
-            } else if queue.len() > 0 && block.w.iter().filter(|w| w[b] != 0.0).count() > dense {
-                let job = jobs[b].take().expect("a running lane has a job");
-                parked.push((job, block.snap(b)));
-            }
-        }
-    }
-    out.into_iter().map(|o| o.expect("every target walks its path")).collect()
-}
-
-/// Scores lane `b`'s solution at its λ on the validation models and moves the lane to its next
-/// λ; `false` when its path is over.
-fn advance(
-    block: &mut Block<'_>,
-    b: usize,
-    job: &mut Job,
-    val: &Val<'_>,
-    n_l: usize,
-    step: usize,
-    patience: Option<usize>,
-) -> bool {
-    let (beta, bias) = block.d.raw(&block.lane(b), job.ybar);
-    let err = val.mse(job.k, &beta, bias);
-    let i = job.idx;
-    job.curve[i] = err;
-    let improved = err < job.best.err;
-    if improved {
-        job.best = Best { err, i, beta };
-    }
-    match job.phase {
-        Phase::Coarse => {
-            let stop = !improved && patience.is_some_and(|p| i - job.best.i >= p);
-            if improved {
-                job.before_best = job.prev.take();
-                job.at_best = Some(block.snap(b));
-            }
-            if step > 1 {
-                job.prev = Some(block.snap(b));
-            }
-            if !stop && i + step < n_l {
-                job.idx += step;
-                return true;
-            }
-            if step == 1 {
-                return false;
-            }
-            job.coarse = job.best.i;
-            job.prev = None;
-            if let Some(s) = job.before_best.take() {
-                block.restore(b, &s);
-                job.idx = job.coarse + 1 - step;
-                job.phase = Phase::Below;
-                return true;
-            }
-        }
-        Phase::Below => {
-            if i + 1 < job.coarse {
-                job.idx += 1;
-                return true;
-            }
-        }
-        Phase::Above => {
-            if i + 1 < (job.coarse + step).min(n_l) {
-                job.idx += 1;
-                return true;
-            }
-            return false;
-        }
-    }
-    // From the coarse phase or from below: on to the λ above the best coarse one.
-    match job.at_best.take() {
-        Some(s) if job.coarse + 1 < n_l => {
-            block.restore(b, &s);
-            job.idx = job.coarse + 1;
-            job.phase = Phase::Above;
-            true
-        }
-        _ => false,
-    }
-}
-
-/// A refitted target: `(raw weights, bias, gap, converged)`.
-type Refit = (Vec<f64>, f64, f64, bool);
-
-/// Solves targets `ks` on `d` at `lam`, warm-started from raw weights `beta0`:
-/// `(raw weights, bias, gap, converged)` per target.
-fn refit_block(
-    d: &Design,
-    parts: &[&Stats],
-    ks: &[usize],
-    lam: &[f64],
-    beta0: &[&[f64]],
-    opts: &FitOptions,
-) -> Vec<Refit> {
-    let nb = ks.len();
-    let mut lanes = Vec::with_capacity(nb);
-    let (mut ybar, mut lams, mut live) = ([0.0; B], [0.0; B], [false; B]);
-    for (b, &k) in ks.iter().enumerate() {
-        let (c, yb, var) = d.target(parts, k);
-        ybar[b] = yb;
-        live[b] = !(lam[b].is_nan() || lam[b] <= 0.0 || var <= 0.0);
-        lams[b] = if live[b] { lam[b] } else { 0.0 };
-        let w0 = if live[b] { beta0[b].iter().zip(&d.scale).map(|(b, s)| b * s).collect() } else { vec![0.0; d.n] };
-        lanes.push((c, var, w0));
-    }
-    let mut block = Block::new(d, &lanes);
-    drop(lanes);
-    let solved = block.solve(&lams, live, opts);
-    (0..nb)
-        .map(|b| {
-            if live[b] {
-                let (beta, bias) = d.raw(&block.lane(b), ybar[b]);
-                (beta, bias, solved[b].gap, solved[b].converged)
-            } else {
-                (vec![0.0; d.n], ybar[b], 0.0, true)
-            }
-        })
-        .collect()
-}
-
-/// Refits targets in blocks of [`B`], `order` grouping targets of similar cost together;
+/// Refits targets in blocks of [`PB`], `order` grouping targets of similar cost together;
 /// results in target order.
 fn refit_all(
     d: &Design,
@@ -804,12 +334,13 @@ fn refit_all(
     beta0: &[&[f64]],
     opts: &FitOptions,
 ) -> Vec<Refit> {
+    let cols = d.columns();
     let blocks: Vec<Vec<Refit>> = order
-        .par_chunks(B)
+        .par_chunks(PB)
         .map(|ks| {
             let l: Vec<f64> = ks.iter().map(|&k| lam[k]).collect();
             let b0: Vec<&[f64]> = ks.iter().map(|&k| beta0[k]).collect();
-            refit_block(d, parts, ks, &l, &b0, opts)
+            refit_block(d, &cols, parts, ks, &l, &b0, opts)
         })
         .collect();
     let mut out: Vec<Option<Refit>> = (0..lam.len()).map(|_| None).collect();
@@ -868,7 +399,7 @@ pub fn fit(train: &Stats, val: &Stats, opts: &FitOptions, threads: Option<usize>
         let val = Val::new(val)?;
         crate::sys::pool::run(threads, work, || {
             let ks: Vec<usize> = (0..k).collect();
-            ks.par_chunks(CHUNK).flat_map_iter(|ks| path_chunk(&d, train, &val, ks, opts)).collect::<Vec<_>>()
+            super::path::paths(&d, train, &val, &ks, opts)
         })?
     };
     let parts = [train, val];

@@ -70,7 +70,9 @@ pub struct Stats {
     n_rows: u64,
     n_cols: usize,
     n_targets: usize,
-    /// `N x N` row-major, symmetric; the diagonal holds the column sums.
+    /// `N x N` row-major, the upper triangle of the symmetric `XᵀX` (the diagonal holds the
+    /// column sums); the strictly lower triangle is zero. Mirroring it after every chunk of
+    /// models would cost `N²/2` scattered writes per chunk; readers take `(min, max)` instead.
     xtx: Vec<u32>,
     /// `N x K` row-major.
     xty: Vec<f64>,
@@ -136,6 +138,9 @@ impl Stats {
                 return Err(Error::invalid(format!("column {i} counts more models than n_rows ({n_rows})")));
             }
         }
+        for i in 0..n {
+            s.xtx[i * n..i * n + i].fill(0);
+        }
         if s.xty.iter().chain(&s.sum_y).chain(&s.sum_y2).any(|v| !v.is_finite()) {
             return Err(Error::invalid("statistics hold a NaN or infinite value"));
         }
@@ -147,7 +152,7 @@ impl Stats {
         let (n, k) = (self.n_cols, self.n_targets);
         (
             self.n_rows,
-            Array2::from_shape_vec((n, n), self.xtx.clone()).expect("n x n"),
+            Array2::from_shape_fn((n, n), |(i, j)| self.xtx_at(i, j)),
             Array2::from_shape_vec((n, k), self.xty.clone()).expect("n x k"),
             self.sum_y.clone(),
             self.sum_y2.clone(),
@@ -163,8 +168,13 @@ impl Stats {
     pub fn n_targets(&self) -> usize {
         self.n_targets
     }
-    pub(crate) fn xtx(&self) -> &[u32] {
+    /// `XᵀX`'s upper triangle, row-major (the strictly lower triangle is zero).
+    pub(crate) fn xtx_upper(&self) -> &[u32] {
         &self.xtx
+    }
+    /// `(XᵀX)_ij`.
+    pub(crate) fn xtx_at(&self, i: usize, j: usize) -> u32 {
+        self.xtx[i.min(j) * self.n_cols + i.max(j)]
     }
     pub(crate) fn xty(&self) -> &[f64] {
         &self.xty
@@ -285,7 +295,7 @@ fn try_zeroed<T: Default + Clone>(len: usize, what: &str) -> Result<Vec<T>> {
     Ok(v)
 }
 
-/// Adds the chunk's co-occurrence counts to `xtx` (both triangles).
+/// Adds the chunk's co-occurrence counts to `xtx` (its upper triangle).
 fn fold_gram(xtx: &mut [u32], masks: Masks<'_>, n: usize) {
     let r = masks.n_rows();
     let words = r.div_ceil(64);
@@ -308,11 +318,6 @@ fn fold_gram(xtx: &mut [u32], masks: Masks<'_>, n: usize) {
         let ci = &cols[i * words..(i + 1) * words];
         popcount_row(ci, cols, words, i, row);
     });
-    for i in 0..n {
-        for j in 0..i {
-            xtx[i * n + j] = xtx[j * n + i];
-        }
-    }
 }
 
 #[multiversion(targets("x86_64+avx2+fma+popcnt", "x86_64+popcnt", "aarch64+neon"))]
