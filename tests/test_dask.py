@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -295,6 +296,23 @@ def test_tables_travel_through_the_scheduler_off_the_clients_machine(tmp_path) -
     same_bits(_compute._take_handoff(here), there)
     assert not os.path.exists(here.path)
     same_bits(there, fastcarto.compute(str(d), progress=False))
+
+
+def test_a_failing_range_leaves_no_handed_off_file(tmp_path, client) -> None:
+    # The upper range's examples miss an epoch: require_complete fails there, while the lower
+    # range hands its table over through a file, which must not be left behind.
+    d = tmp_path / "run"
+    for e in range(EPOCHS):
+        ids = np.arange(N) if e < EPOCHS - 1 else np.arange(N // 3)
+        write(d / f"epoch_{e}.parquet", rows([e], ids))
+    shm = Path("/dev/shm") if os.access("/dev/shm", os.W_OK) else Path(tempfile.gettempdir())
+    before = set(shm.glob("fastcarto-dask-*"))
+    with pytest.raises(ValueError, match="every example must have all of them") as got:
+        fdask.compute(str(d), client=client, partitions=2, require_complete=True)
+    with pytest.raises(ValueError) as want:
+        fastcarto.compute(str(d), progress=False, require_complete=True)
+    assert str(got.value) == str(want.value)
+    assert set(shm.glob("fastcarto-dask-*")) == before
 
 
 def test_bad_input_is_a_clear_error(tmp_path, client) -> None:
