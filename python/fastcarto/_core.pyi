@@ -193,6 +193,7 @@ def read_keyed(
     progress: _Progress | None = None,
     threads: int | None = None,
 ) -> tuple[State, pa.Array]: ...
+
 # source: a path (str), a list of (file path, epoch in its name) read in that order, or Arrow
 # data; returns (state, ids, epochs, rows, folded one epoch at a time).
 def read_keyed_part(

@@ -49,6 +49,13 @@ impl IdRange {
 
     /// The rows of a batch whose id is in the range, in batch order.
     pub fn select(&self, ids: &Ids) -> Result<Vec<u32>> {
+        let mut out = Vec::new();
+        self.select_into(ids, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`IdRange::select`] into `out` (a buffer reused from batch to batch).
+    pub fn select_into(&self, ids: &Ids, out: &mut Vec<u32>) -> Result<()> {
         let same_type = |b: &Option<IdBound>| b.as_ref().is_none_or(|b| b.is_string() == ids.is_string());
         if !same_type(&self.lo) || !same_type(&self.hi) {
             return Err(Error::invalid(format!(
@@ -56,7 +63,8 @@ impl IdRange {
                 if ids.is_string() { "strings" } else { "integers" }
             )));
         }
-        Ok(match ids {
+        out.clear();
+        match ids {
             Ids::Int(a) => {
                 let lo = match self.lo {
                     Some(IdBound::Int(v)) => v,
@@ -69,7 +77,7 @@ impl IdRange {
                 // Branch-free: shuffled ids make "is this row in range" a coin flip that a
                 // branch would mispredict half the time.
                 let values = a.values();
-                let mut out = vec![0u32; values.len()];
+                out.resize(values.len(), 0);
                 let mut k = 0;
                 match hi {
                     Some(h) => {
@@ -86,7 +94,6 @@ impl IdRange {
                     }
                 }
                 out.truncate(k);
-                out
             }
             Ids::Str(a) => {
                 let lo = match &self.lo {
@@ -97,15 +104,17 @@ impl IdRange {
                     Some(IdBound::Str(v)) => Some(v.as_str()),
                     _ => None,
                 };
-                (0..a.len())
-                    .filter(|&i| {
-                        let v = a.value(i);
-                        lo.is_none_or(|l| v >= l) && hi.is_none_or(|h| v < h)
-                    })
-                    .map(|i| i as u32)
-                    .collect()
+                out.extend(
+                    (0..a.len())
+                        .filter(|&i| {
+                            let v = a.value(i);
+                            lo.is_none_or(|l| v >= l) && hi.is_none_or(|h| v < h)
+                        })
+                        .map(|i| i as u32),
+                );
             }
-        })
+        }
+        Ok(())
     }
 }
 

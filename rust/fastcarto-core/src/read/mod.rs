@@ -298,6 +298,7 @@ fn fold_files(
     only: Option<(&Ranges, u32)>,
 ) -> Result<()> {
     let mut done = 0u64;
+    let mut selected = Vec::new();
     for (f, file) in files.iter().enumerate() {
         let wanted = |i: usize| match only {
             None => true,
@@ -307,9 +308,9 @@ fn fold_files(
             let lb = decode_batch(file, &b, opts)?;
             let folded = match &opts.id_range {
                 None => state.fold(&lb, keep),
-                Some(range) => range.select(&lb.ids).and_then(|rows| {
+                Some(range) => range.select_into(&lb.ids, &mut selected).and_then(|()| {
                     // Every row in range (a whole batch of one part's examples): the plain fold.
-                    let select = (rows.len() < lb.rows).then_some(rows.as_slice());
+                    let select = (selected.len() < lb.rows).then_some(selected.as_slice());
                     state.fold_selected(&lb, keep, select)
                 }),
             };

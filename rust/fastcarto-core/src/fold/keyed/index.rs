@@ -48,7 +48,10 @@ impl KeyedState {
         if let (Index::Direct, Ids::Int(a)) = (&self.index, ids) {
             // One parallel pass (with many threads a serial pass over every row would bound the
             // whole fold): each id becomes its slot, and the ids' range says whether that holds.
-            let mut slots = vec![0u32; n];
+            // The buffer of the previous batch (`fold_epoch_rows` gives it back), not fresh pages.
+            let mut slots = std::mem::take(&mut self.slot_buffer);
+            slots.clear();
+            slots.resize(n, 0);
             let (min, max) = slots
                 .par_chunks_mut(PART)
                 .enumerate()

@@ -59,6 +59,18 @@ pub struct KeyedState {
     /// Scratch: the current batch's per-row observations, routed to their slots' blocks (kept
     /// to reuse the allocations).
     parts: Vec<Part>,
+    /// Scratch: the outputs of a selection of a batch's rows (kept, as `parts`: a fresh buffer
+    /// per batch is fresh pages per batch where the allocator returns freed memory at once, as
+    /// Dask's workers configure it).
+    gathered: Gathered,
+    /// Scratch: a batch's slots under direct addressing (kept, as `gathered`).
+    slot_buffer: Vec<u32>,
+}
+
+#[derive(Default)]
+struct Gathered {
+    f32: Vec<f32>,
+    f64: Vec<f64>,
 }
 
 impl KeyedState {
@@ -76,6 +88,8 @@ impl KeyedState {
             epochs: BTreeSet::new(),
             rows: 0,
             parts: Vec::new(),
+            gathered: Gathered::default(),
+            slot_buffer: Vec::new(),
         }
     }
 
@@ -203,10 +217,20 @@ impl KeyedState {
         self.slots.hold(epoch, 0)?;
         let slots = self.assign(&batch.ids, rows)?;
         let c = batch.n_classes;
-        match &batch.outputs {
-            Outputs::F32(v) => self.scatter(v, c, rows, &slots, epoch, &batch.labels)?,
-            Outputs::F64(v) => self.scatter(v, c, rows, &slots, epoch, &batch.labels)?,
-        }
+        let mut buf = std::mem::take(&mut self.gathered);
+        let folded = match &batch.outputs {
+            Outputs::F32(v) => {
+                let values = route::gather(v, c, rows, &mut buf.f32);
+                self.scatter(values, c, rows, &slots, epoch, &batch.labels)
+            }
+            Outputs::F64(v) => {
+                let values = route::gather(v, c, rows, &mut buf.f64);
+                self.scatter(values, c, rows, &slots, epoch, &batch.labels)
+            }
+        };
+        self.gathered = buf;
+        self.slot_buffer = slots;
+        folded?;
         self.maybe_direct()?;
         self.epochs.insert(epoch);
         self.rows += n as u64;

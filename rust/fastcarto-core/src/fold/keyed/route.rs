@@ -117,8 +117,10 @@ impl Routed {
 }
 
 impl KeyedState {
-    /// Observes the rows of one epoch (`values`, `c` columns; `rows`: which ones, `None`: all)
-    /// and merges row `i`'s observation (with label `labels[i]`) into slot `slots[i]`, in
+    /// Observes the rows of one epoch (`values`: the outputs of the rows folded, contiguous, `c`
+    /// columns, as [`gather`] gives them; `rows`: which rows of the batch they are, for their
+    /// labels, `None`: all) and merges row `i`'s observation (with label `labels[i]`) into slot
+    /// `slots[i]`, in
     /// parallel over parts of rows, then over chunks of slots. Each part checks its own labels
     /// (a pass of its own over each batch, with a parallel phase of its own, took 31 of ≈ 400 ms
     /// for 10M rows in an instrumented build), and the error of the first failing part is
@@ -132,22 +134,6 @@ impl KeyedState {
         epoch: u32,
         labels: &Labels,
     ) -> Result<()> {
-        let gathered: Vec<T>;
-        let values = match rows {
-            None => values,
-            Some(r) => {
-                let mut g = vec![T::ZERO; r.len() * c];
-                if c > 0 {
-                    g.par_chunks_mut(PART * c).zip(r.par_chunks(PART)).for_each(|(out, rows)| {
-                        for (o, &i) in out.chunks_exact_mut(c).zip(rows) {
-                            o.copy_from_slice(&values[i as usize * c..(i as usize + 1) * c]);
-                        }
-                    });
-                }
-                gathered = g;
-                &gathered
-            }
-        };
         let n_buckets = (self.slots.len() / CHUNK) << (CHUNK_BITS - BUCKET_BITS);
         let mut parts = std::mem::take(&mut self.parts);
         let (kind, nan_policy, allow, task) = (self.kind, self.nan_policy, self.allow_label_change, self.task);
@@ -184,6 +170,22 @@ impl KeyedState {
         self.parts = parts;
         done
     }
+}
+
+/// The outputs of rows `rows` (all rows when `None`), contiguous: `values` itself, or the rows
+/// copied into `buf` (kept by the caller, so that its pages are not allocated again per batch).
+pub(super) fn gather<'a, T: Real>(values: &'a [T], c: usize, rows: Option<&[u32]>, buf: &'a mut Vec<T>) -> &'a [T] {
+    let Some(r) = rows else { return values };
+    buf.clear();
+    buf.resize(r.len() * c, T::ZERO);
+    if c > 0 {
+        buf.par_chunks_mut(PART * c).zip(r.par_chunks(PART)).for_each(|(out, rows)| {
+            for (o, &i) in out.chunks_exact_mut(c).zip(rows) {
+                o.copy_from_slice(&values[i as usize * c..(i as usize + 1) * c]);
+            }
+        });
+    }
+    buf
 }
 
 /// Merges the routed rows of one epoch (`parts`, in row order) into their slots, in parallel
