@@ -255,15 +255,22 @@ def test_id_ranges_in_the_engine(tmp_path) -> None:
     d = by_epoch(tmp_path / "run")
     names = ("epoch", "id", "label", None)
     files = [(str(p), e) for e, p in enumerate(sorted(d.iterdir()))]
-    points = _core.id_split_points(files[0], kind="logits", columns=names, parts=3)
-    assert points == [N // 3, 2 * N // 3]
+    points = _core.id_split_points(files[:1], kind="logits", columns=names, parts=3)
+    # From the first batch (a parquet row group of 97 shuffled ids): about N/3 and 2N/3.
+    assert len(points) == 2 and N // 6 < points[0] < N // 2 < points[1] < 5 * N // 6
+    # Shards of examples: each file's first batch is its own block of ids, so the points come
+    # from all of them and still cut the ids evenly.
+    shards = by_example(tmp_path / "shards")
+    listed = [(str(p), None) for p in sorted(shards.iterdir())]
+    (middle,) = _core.id_split_points(listed, kind="logits", columns=names, parts=2)
+    assert N // 4 < middle < 3 * N // 4
     kw: dict[str, Any] = {"kind": "logits", "columns": names, "nan_policy": "raise"}
     state, ids, epochs, n_rows, by_epoch_ = _core.read_keyed_part(
         files, id_range=(points[0], points[1]), **kw
     )
-    assert state is not None and state.n_examples == N // 3
-    assert ids.to_pylist() == list(range(N // 3, 2 * N // 3))
-    assert (epochs, n_rows, by_epoch_) == (list(range(EPOCHS)), EPOCHS * (N // 3), False)
+    assert state is not None and state.n_examples == points[1] - points[0]
+    assert ids.to_pylist() == list(range(points[0], points[1]))
+    assert (epochs, n_rows, by_epoch_) == (list(range(EPOCHS)), EPOCHS * len(ids), False)
     with pytest.raises(ValueError, match="ids are integers but the id range's ends are not"):
         _core.read_keyed_part(files, id_range=("a", None), **kw)
     with pytest.raises(ValueError, match="not below"):
@@ -271,7 +278,7 @@ def test_id_ranges_in_the_engine(tmp_path) -> None:
     with pytest.raises(ValueError, match="Arrow stream"):
         _core.read_keyed_part(rows([0], np.arange(3)), id_range=(0, None), **kw)
     with pytest.raises(ValueError, match="at least one part"):
-        _core.id_split_points(files[0], kind="logits", columns=names, parts=0)
+        _core.id_split_points(files, kind="logits", columns=names, parts=0)
 
 
 def test_tables_travel_through_the_scheduler_off_the_clients_machine(tmp_path) -> None:

@@ -202,11 +202,15 @@ def _files_kind(files: list[Any], kind: Kind | None, outputs: str | None) -> Kin
     return _tables._files_kind(files, outputs)
 
 
-def _split_points(file: _File, *, names: tuple[str, str, str, str | None], parts: int) -> list[Any]:
-    """A task: split points that divide the ids of ``file`` into ``parts`` even ranges."""
-    with _local_copies([file]) as listed:
-        kind = _files_kind(_core.discover(listed[0][0]), None, names[3])
-        return _core.id_split_points(listed[0], kind=kind, columns=names, parts=parts)
+def _split_points(
+    files: Sequence[_File], *, names: tuple[str, str, str, str | None], parts: int
+) -> list[Any]:
+    """A task: split points that divide the ids of the files' first batches into ``parts`` even
+    ranges (of a remote source, the first file's only: the others are not fetched for it)."""
+    sample = files if all(f.local for f in files) else files[:1]
+    with _local_copies(sample) as listed:
+        kind = _files_kind([_core.discover(p)[0] for p, _ in listed], None, names[3])
+        return _core.id_split_points(listed, kind=kind, columns=names, parts=parts)
 
 
 class _local_copies:
@@ -601,7 +605,7 @@ def _by_example(
     points: list[Any] = []
     if n > 1:
         points = client.submit(
-            _split_points, files[0], names=opts["names"], parts=n, key=f"fastcarto-split-{token}"
+            _split_points, files, names=opts["names"], parts=n, key=f"fastcarto-split-{token}"
         ).result()
     ranges = list(zip([None, *points], [*points, None], strict=True))
 

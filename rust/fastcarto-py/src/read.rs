@@ -218,21 +218,21 @@ pub(crate) fn read_keyed_part<'py>(
     })
 }
 
-/// Split points that divide the distinct ids of one file (`(path, epoch in its name)`) into
-/// `parts` ranges of about equal size (`read_keyed_part`'s `id_range`): increasing ints or strs,
-/// fewer than `parts - 1` when the file has few distinct ids.
+/// Split points that divide the ids of the first batch of each file (`[(path, epoch in its
+/// name)]`) into `parts` ranges of about equal size (`read_keyed_part`'s `id_range`):
+/// increasing ints or strs, fewer than `parts - 1` when there are few distinct ids.
 #[pyfunction]
-#[pyo3(signature = (file, *, kind, columns, parts))]
+#[pyo3(signature = (files, *, kind, columns, parts))]
 pub(crate) fn id_split_points(
     py: Python<'_>,
-    file: (PathBuf, Option<u32>),
+    files: Vec<(PathBuf, Option<u32>)>,
     kind: &str,
     columns: (String, String, String, Option<String>),
     parts: usize,
 ) -> PyResult<Vec<Py<PyAny>>> {
     let opts = read_options(kind, columns, "raise", EpochFilter::All, false, None)?;
-    let file = read::DataFile::at(file.0, file.1).map_err(to_py)?;
-    let points = py.detach(|| read::id_range::split_points(&file, &opts, parts)).map_err(to_py)?;
+    let files = listed_files(files).map_err(to_py)?;
+    let points = py.detach(|| read::id_range::split_points(&files, &opts, parts)).map_err(to_py)?;
     points
         .into_iter()
         .map(|p| match p {

@@ -121,24 +121,30 @@ impl IdRange {
 /// The least number of ids the split points are taken from (a strided sample beyond twice this).
 const SAMPLE: usize = 1 << 16;
 
-/// `parts - 1` increasing split points that divide the distinct ids of `file` (the first a
-/// read visits) into `parts` ranges of about equal size: the ranges `(-inf, s_1), [s_1, s_2),
-/// ..., [s_{parts-1}, +inf)`, from every k-th of its ids (k doubling
-/// so that 65,536 to 131,072 are kept). Fewer
-/// points when the file has fewer distinct ids; none for an empty file.
-pub fn split_points(file: &DataFile, opts: &ReadOptions<'_>, parts: usize) -> Result<Vec<IdBound>> {
+/// `parts - 1` increasing split points that divide the distinct ids of the first batch of each
+/// of `files` into `parts` ranges of about equal size: the ranges `(-inf, s_1), [s_1, s_2), ...,
+/// [s_{parts-1}, +inf)`, from every k-th of those ids (k doubling so that 65,536 to 131,072 are
+/// kept). A first batch of every file represents both usual layouts: files of one epoch each
+/// (each holds every id) and shards of examples (each holds its own ids). Fewer points when
+/// there are fewer distinct ids; none without rows.
+pub fn split_points(files: &[DataFile], opts: &ReadOptions<'_>, parts: usize) -> Result<Vec<IdBound>> {
     if parts == 0 {
         return Err(Error::invalid("a read is split into at least one part"));
     }
     let (mut ints, mut strs) = (Strided::default(), Strided::default());
-    for_each_batch(file, opts, &|_| true, &mut |b, _| {
-        let lb = decode_batch(file, &b, opts)?;
-        match &lb.ids {
-            Ids::Int(a) => a.values().iter().for_each(|&v| ints.push(|| v)),
-            Ids::Str(a) => (0..a.len()).for_each(|i| strs.push(|| a.value(i).to_string())),
-        }
-        Ok(())
-    })?;
+    for file in files {
+        for_each_batch(file, opts, &|i| i == 0, &mut |b, _| {
+            if b.index != 0 {
+                return Ok(());
+            }
+            let lb = decode_batch(file, &b, opts)?;
+            match &lb.ids {
+                Ids::Int(a) => a.values().iter().for_each(|&v| ints.push(|| v)),
+                Ids::Str(a) => (0..a.len()).for_each(|i| strs.push(|| a.value(i).to_string())),
+            }
+            Ok(())
+        })?;
+    }
     let (mut ints, mut strs) = (ints.sample, strs.sample);
     let points = if strs.is_empty() {
         ints.sort_unstable();
