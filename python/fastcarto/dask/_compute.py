@@ -3,7 +3,7 @@
 Two plans (``split=``), both fixed before any task runs:
 
 ``"examples"`` (the default for files):
-1. **Split points** (``fastcarto-split-…``): quantiles of a sample of the first file's ids cut
+1. **Split points** (``fastcarto-split-…``): quantiles of the ids of every file's first batch cut
    the id space into one range per worker.
 2. **Reads** (``fastcarto-read-…``, one per range): every file, in ``compute``'s order, folding
    only the range's examples (``_core.read_keyed_part(id_range=)``, the GIL released, the Rust
@@ -474,14 +474,14 @@ def compute(
         Passed to fsspec for URLs (credentials, endpoints).
     split:
         How the work is shared. ``"examples"`` (files and directories; the default): the ids
-        are split into ``partitions`` ranges (from the ids of the first file), and one task per
-        range reads every file and folds only its examples, in ``compute``'s order: each
-        example's state is ``compute``'s, always, and the ranges' tables concatenate; every task
-        reads all the data (a remote file is fetched by each). ``"files"``: one task per file,
-        partial states merged by id; as exact as ``compute`` when every file holds one epoch or
-        files hold disjoint examples (several epochs of one example in two files merge with the
-        pairwise update: counts exact, sums to rounding). A ``dask.dataframe`` is always read
-        one part per partition, as ``"files"``.
+        are split into ``partitions`` ranges (from the ids of every file's first batch), and
+        one task per range reads every file and folds only its examples, in ``compute``'s
+        order: each example's state is ``compute``'s, always, and the ranges' tables
+        concatenate; every task reads all the data (a remote file is fetched by each).
+        ``"files"``: one task per file, partial states merged by id; as exact as ``compute``
+        when every file holds one epoch or files hold disjoint examples (several epochs of one
+        example in two files merge with the pairwise update: counts exact, sums to rounding).
+        A ``dask.dataframe`` is always read one part per partition, as ``"files"``.
     partitions:
         Ranges of ids for ``split="examples"`` (default: the number of workers).
 
