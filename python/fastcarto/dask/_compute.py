@@ -28,7 +28,8 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any, Literal
@@ -65,6 +66,11 @@ class _File:
     order: tuple[int, int, str]
     relative: str
     storage_options: Mapping[str, Any]
+
+    @property
+    def epoch(self) -> int | None:
+        """The epoch the file's name (or folder) gives."""
+        return self.order[1] if self.order[0] == 1 else None
 
 
 @dataclass(frozen=True)
@@ -213,26 +219,21 @@ def _split_points(
         return _core.id_split_points(listed, kind=kind, columns=names, parts=parts)
 
 
-class _local_copies:
+@contextmanager
+def _local_copies(files: Sequence[_File]) -> Iterator[list[tuple[str, int | None]]]:
     """The files as ``[(local path, epoch in name)]`` in order: local files as they are,
     remote ones copied to a temporary directory removed on exit."""
-
-    def __init__(self, files: Sequence[_File]) -> None:
-        self.files = files
-        self.tmp: str | None = None
-
-    def __enter__(self) -> list[tuple[str, int | None]]:
+    tmp = None
+    try:
         out = []
-        for i, f in enumerate(self.files):
-            epoch = f.order[1] if f.order[0] == 1 else None
+        for i, f in enumerate(files):
             if f.local:
-                out.append((f.url, epoch))
+                out.append((f.url, f.epoch))
                 continue
             import fsspec
 
-            if self.tmp is None:
-                self.tmp = tempfile.mkdtemp(prefix="fastcarto-dask-")
-            path = os.path.join(self.tmp, f"{i:06d}-{PurePosixPath(f.relative).name}")
+            tmp = tmp or tempfile.mkdtemp(prefix="fastcarto-dask-")
+            path = os.path.join(tmp, f"{i:06d}-{PurePosixPath(f.relative).name}")
             fs, remote = fsspec.core.url_to_fs(f.url, **f.storage_options)
             protocols = (fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol
             if "memory" in protocols:
@@ -243,12 +244,11 @@ class _local_copies:
             else:
                 with fs.open(remote, "rb") as src, open(path, "wb") as dst:
                     shutil.copyfileobj(src, dst, 1 << 20)
-            out.append((path, epoch))
-        return out
-
-    def __exit__(self, *exc: object) -> None:
-        if self.tmp is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+            out.append((path, f.epoch))
+        yield out
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _read_part(file: _File, **opts: Any) -> _Part:
@@ -668,10 +668,13 @@ def _by_example(
     from distributed import wait
 
     wait(tables)
-    # Every handed-off file is taken (mapped and removed) before any error is raised.
-    handed = [_take_handoff(t.result()) if t.status == "finished" else t for t in tables]
-    batches = [b.result() if isinstance(b, type(tables[0])) else b for b in handed]
-    batches = [b for b in batches if b is not None]
+    # Every handed-off file is taken (mapped and removed) before the first error, in range
+    # order, is raised.
+    taken = [_take_handoff(t.result()) for t in tables if t.status == "finished"]
+    for t in tables:
+        if t.status != "finished":
+            t.result()
+    batches = [b for b in taken if b is not None]
     import numpy as np
     import pyarrow as pa
 
