@@ -118,6 +118,27 @@ def test_layouts_equal_compute_bit_for_bit(tmp_path, client, layout, compat, spl
             same_bits(got, want)
 
 
+def test_a_table_in_chunks_works_as_one(tmp_path, client) -> None:
+    """Ranges give a table of one chunk per range (the client copies nothing): every method
+    gives what it gives on compute's table of one chunk."""
+    import pandas as pd
+
+    d = by_epoch(tmp_path / "run")
+    for compat in (None, "cartography"):
+        want = fastcarto.compute(str(d), compat=compat, progress=False)
+        got = fdask.compute(str(d), compat=compat, client=client, partitions=3)
+        assert got.to_arrow().column(0).num_chunks == 3
+        pd.testing.assert_frame_equal(got.to_pandas(), want.to_pandas())
+        pd.testing.assert_frame_equal(got.to_polars().to_pandas(), want.to_polars().to_pandas())
+        pd.testing.assert_series_equal(got.regions(), want.regions())
+        if compat is None:
+            pd.testing.assert_frame_equal(got.label_issues(), want.label_issues())
+        same_bits(
+            got.select("confidence", 0.3).to_arrow(), want.select("confidence", 0.3).to_arrow()
+        )
+        np.testing.assert_array_equal(got["confidence"], want["confidence"])
+
+
 @FEWEST_EXAMPLES
 @given(
     n=st.integers(1, 60),

@@ -3,16 +3,17 @@
 Two plans (``split=``), both fixed before any task runs:
 
 ``"examples"`` (the default for files):
-1. **Split points** (``fastcarto-split-…``): quantiles of the ids of every file's first batch cut
-   the id space into one range per worker.
+1. **Split points**: quantiles of the ids of every file's first batch cut the id space into one
+   range per worker (read by the client for local files, by a task, ``fastcarto-split-…``, for
+   remote ones).
 2. **Reads** (``fastcarto-read-…``, one per range): every file, in ``compute``'s order, folding
    only the range's examples (``_core.read_keyed_part(id_range=)``, the GIL released, the Rust
    pool sized to the worker's threads). Each example meets its rows in ``compute``'s order, so
    its state is ``compute``'s bit for bit; a range that had to fold one epoch at a time (some
    example's epochs interleave) makes the others read again that way.
 3. **Tables** (``fastcarto-table-…``): after the client's checks on the whole, each range's
-   table is built where its state is and concatenated in range order on the client (through a
-   mapped file when the worker shares the client's machine).
+   table is built where its state is; the result holds them in range order, one chunk each
+   (each through a mapped file when the worker shares the client's machine).
 
 ``"files"`` (and every ``dask.dataframe``): one task per file or partition, folded into a
 partial state; the states (pickled: their Arrow IPC stream) merge by id (``_core.merge_by_id``)
@@ -603,7 +604,11 @@ def _by_example(
     workers = sorted(client.nthreads())
     n = partitions or max(1, len(workers))
     points: list[Any] = []
-    if n > 1:
+    if n > 1 and all(f.local for f in files):
+        # The client listed these files, so it reads their first batches itself (a few ms):
+        # a task would add a round trip through the scheduler.
+        points = _split_points(files, names=opts["names"], parts=n)
+    elif n > 1:
         points = client.submit(
             _split_points, files, names=opts["names"], parts=n, key=f"fastcarto-split-{token}"
         ).result()
@@ -678,7 +683,8 @@ def _by_example(
     import numpy as np
     import pyarrow as pa
 
-    table = batches[0] if len(batches) == 1 else pa.concat_batches(batches)
+    # One chunk per range, as they came (no copy of the whole table on the client).
+    table = pa.Table.from_batches(batches)
     if compat == "cartography" and len(batches) > 1:
         # cartography's ``index`` is the row's position in the whole table, which each range
         # numbered from 0.

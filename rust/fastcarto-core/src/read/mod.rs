@@ -206,6 +206,16 @@ pub fn check_parts(rows: u64, epochs: &[u32], opts: &ReadOptions<'_>) -> Result<
     opts.epochs.check_present(epochs.iter().copied())
 }
 
+/// An empty state for a read with `opts`: one of a range of integer ids from `lo` up starts its
+/// slots at `lo`.
+fn new_state(opts: &ReadOptions<'_>) -> KeyedState {
+    let state = KeyedState::new(opts.kind, opts.nan_policy);
+    match opts.id_range.as_ref().and_then(|r| r.lo.as_ref()) {
+        Some(id_range::IdBound::Int(lo)) => state.with_id_base(*lo),
+        _ => state,
+    }
+}
+
 /// Folds every file, in order; one epoch at a time when some example's epochs interleave.
 fn fold_all(files: &[DataFile], opts: &ReadOptions<'_>) -> Result<KeyedState> {
     fold_all_reporting(files, opts).map(|(state, _)| state)
@@ -222,7 +232,7 @@ fn fold_all_reporting(files: &[DataFile], opts: &ReadOptions<'_>) -> Result<(Key
         }
     }
     let (ranges, all) = epoch_ranges(files, opts)?;
-    let mut state = KeyedState::new(opts.kind, opts.nan_policy);
+    let mut state = new_state(opts);
     for e in all.into_iter().filter(|&e| opts.epochs.keeps(e)) {
         fold_files(files, opts, total, &mut state, &|x| x == e, Some((&ranges, e)))?;
     }
@@ -247,7 +257,7 @@ fn checked(state: KeyedState, opts: &ReadOptions<'_>, no_rows: &str) -> Result<K
 }
 
 fn fold_pass(files: &[DataFile], opts: &ReadOptions<'_>, total: u64) -> Result<KeyedState> {
-    let mut state = KeyedState::new(opts.kind, opts.nan_policy);
+    let mut state = new_state(opts);
     fold_files(files, opts, total, &mut state, &|e| opts.epochs.keeps(e), None)?;
     Ok(state)
 }
@@ -360,7 +370,7 @@ fn fold_batches(
     batches: impl Iterator<Item = std::result::Result<RecordBatch, arrow_schema::ArrowError>>,
     opts: &ReadOptions<'_>,
 ) -> Result<KeyedState> {
-    let mut state = KeyedState::new(opts.kind, opts.nan_policy);
+    let mut state = new_state(opts);
     let keep = |e| opts.epochs.keeps(e);
     for (i, batch) in batches.enumerate() {
         let location = format!("batch {i} of the stream");

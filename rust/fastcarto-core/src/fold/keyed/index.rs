@@ -24,7 +24,8 @@ fn hasher() -> foldhash::fast::FixedState {
 
 /// How ids become slots.
 pub(super) enum Index {
-    /// Ids are non-negative integers used as slots; nothing has been seen yet when `None`.
+    /// Integer ids at or above [`KeyedState`]'s `base` are their own slot, less `base` (0
+    /// unless the read is one range of ids: its state then starts at the range's first id).
     Direct,
     /// Integer ids through [`ID_PARTS`] hash tables, one per partition of the ids' hashes.
     Int {
@@ -49,6 +50,7 @@ impl KeyedState {
             // One parallel pass (with many threads a serial pass over every row would bound the
             // whole fold): each id becomes its slot, and the ids' range says whether that holds.
             // The buffer of the previous batch (`fold_epoch_rows` gives it back), not fresh pages.
+            let base = self.base;
             let mut slots = std::mem::take(&mut self.slot_buffer);
             slots.clear();
             slots.resize(n, 0);
@@ -60,14 +62,14 @@ impl KeyedState {
                     for (j, slot) in out.iter_mut().enumerate() {
                         let id = a.value(pick(k * PART + j));
                         range = (range.0.min(id), range.1.max(id));
-                        *slot = id as u32;
+                        *slot = id.wrapping_sub(base) as u32;
                     }
                     range
                 })
                 .reduce(|| (i64::MAX, i64::MIN), |a, b| (a.0.min(b.0), a.1.max(b.1)));
-            let (min, max) = if n == 0 { (0, 0) } else { (min, max) };
-            if dense_enough(min, max, self.present + n as u64) {
-                self.grow(max as usize + 1)?;
+            let (min, max) = if n == 0 { (base, base) } else { (min, max) };
+            if dense_enough(min.saturating_sub(base), max.saturating_sub(base), self.present + n as u64) {
+                self.grow((max - base) as usize + 1)?;
                 return Ok(slots);
             }
             self.switch_to_hashed()?;
@@ -117,7 +119,7 @@ impl KeyedState {
         if !matches!(self.index, Index::Direct) {
             return Ok(());
         }
-        let h = hasher();
+        let (h, base) = (hasher(), self.base);
         let mut tables: Vec<HashTable<u32>> = (0..ID_PARTS).map(|_| HashTable::new()).collect();
         let mut ids = Vec::with_capacity(self.len);
         // Compact the used slots to the front, in place (slot order is id order).
@@ -128,8 +130,9 @@ impl KeyedState {
                 let s = v[slot];
                 if used(&s.get()) {
                     let new = ids.len() as u32;
-                    let hash = h.hash_one(slot as i64);
-                    ids.push(slot as i64);
+                    let id = slot as i64 + base;
+                    let hash = h.hash_one(id);
+                    ids.push(id);
                     tables[id_part(hash)].insert_unique(hash, new, |&s: &u32| h.hash_one(ids_at(&ids, s)));
                     v[kept] = s;
                     kept += 1;
@@ -139,7 +142,7 @@ impl KeyedState {
             kept
         });
         self.len = kept;
-        let span = (0, ids.last().copied().unwrap_or(-1));
+        let span = (base, ids.last().copied().unwrap_or(base - 1));
         self.index = Index::Int { tables, ids, span };
         Ok(())
     }
@@ -151,7 +154,8 @@ impl KeyedState {
     /// size (plus what is left of 4 bytes per hashed id), never at two copies of the state.
     pub(super) fn maybe_direct(&mut self) -> Result<()> {
         let Index::Int { ref ids, span: (min, max), .. } = self.index else { return Ok(()) };
-        if ids.is_empty() || !dense_enough(min, max, ids.len() as u64) {
+        let base = self.base;
+        if ids.is_empty() || !dense_enough(min.saturating_sub(base), max.saturating_sub(base), ids.len() as u64) {
             return Ok(());
         }
         let Index::Int { ids, .. } = std::mem::replace(&mut self.index, Index::Direct) else {
@@ -161,7 +165,7 @@ impl KeyedState {
         // as plain integers, in parallel, without looking ids up at random. `dense_enough`
         // keeps the ids within 0..NONE.
         let mut pairs: Vec<u64> =
-            ids.par_iter().enumerate().map(|(slot, &id)| ((id as u64) << 32) | slot as u64).collect();
+            ids.par_iter().enumerate().map(|(slot, &id)| (((id - base) as u64) << 32) | slot as u64).collect();
         drop(ids);
         crate::sys::alloc::release_free_memory(); // the hash table and the 64-bit ids
         pairs.par_sort_unstable();
@@ -172,7 +176,7 @@ impl KeyedState {
         with_slots!(&mut self.slots, v => permute_in_place(&mut v[..count], order));
         // ... then spread them to their ids' slots, last first, over slots not written before
         // (so pages are touched only as they are filled, by all threads).
-        let span = max as usize + 1;
+        let span = (max - base) as usize + 1;
         let target = span.div_ceil(CHUNK) * CHUNK;
         with_slots!(&mut self.slots, v => {
             let add = target.saturating_sub(v.len());
@@ -299,8 +303,9 @@ fn assign_int(
     Ok(out)
 }
 
-/// Whether integer ids in `min..=max`, `count` of them distinct, are worth addressing
-/// directly (slot = id): at least half the slots used, give or take `DIRECT_SLACK`.
+/// Whether integer ids in `min..=max` (less the state's `base`), `count` of them distinct, are
+/// worth addressing directly (slot = id - base): at least half the slots used, give or take
+/// `DIRECT_SLACK`.
 fn dense_enough(min: i64, max: i64, count: u64) -> bool {
     min >= 0 && (max as u64) < (2 * count + DIRECT_SLACK).min(NONE as u64)
 }

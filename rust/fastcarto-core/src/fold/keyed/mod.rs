@@ -45,6 +45,8 @@ pub struct KeyedState {
     nan_policy: NanPolicy,
     allow_label_change: bool,
     index: Index,
+    /// The id of slot 0 under direct addressing (the first id of a read's range of ids).
+    base: i64,
     /// Whether ids are strings (fixed by the first batch).
     string_ids: Option<bool>,
     /// The states (packed until an epoch or class needs the wide form); a whole number of
@@ -81,6 +83,7 @@ impl KeyedState {
             nan_policy,
             allow_label_change: false,
             index: Index::Direct,
+            base: 0,
             string_ids: None,
             slots: Slots::Packed(BigVec::new()),
             len: 0,
@@ -95,6 +98,14 @@ impl KeyedState {
 
     pub fn with_label_changes(mut self, allow: bool) -> Self {
         self.allow_label_change = allow;
+        self
+    }
+
+    /// A state whose direct addressing starts at id `base` (slot = id - base): a read of the ids
+    /// from `base` up keeps no empty slots for the ids below (a state half empty costs its
+    /// pages, and a scan of them when the final state is compacted).
+    pub fn with_id_base(mut self, base: i64) -> Self {
+        self.base = base.max(0);
         self
     }
 
@@ -263,7 +274,7 @@ impl KeyedState {
 
     fn id_display(&self, slot: usize) -> String {
         match &self.index {
-            Index::Direct => slot.to_string(),
+            Index::Direct => (slot as i64 + self.base).to_string(),
             Index::Int { ids, .. } => ids[slot].to_string(),
             Index::Str { ids, .. } => format!("{:?}", ids[slot]),
         }
@@ -275,12 +286,15 @@ impl KeyedState {
         if self.present == 0 && self.rows == 0 {
             return Err(Error::Empty("no rows: the input holds no observations".into()));
         }
-        let KeyedState { task, kind, allow_label_change, index, mut slots, len, present, .. } = self;
+        let KeyedState { task, kind, allow_label_change, index, base, mut slots, len, present, .. } = self;
         with_slots!(&mut slots, v => v.truncate(len));
         let ids: Option<ArrayRef> = match index {
             // Every id below the largest was seen (a whole dataset): nothing to compact, and
             // the ids are the table's default ones.
-            Index::Direct if present == len as u64 => None,
+            Index::Direct if present == len as u64 && base == 0 => None,
+            Index::Direct if present == len as u64 => {
+                Some(Arc::new(Int64Array::from_iter_values(base..base + len as i64)))
+            }
             Index::Direct => with_slots!(&mut slots, v => {
                 // Compact in place: slot order is id order.
                 let mut ids = Vec::new();
@@ -288,7 +302,7 @@ impl KeyedState {
                 for slot in 0..len {
                     if used(&v[slot].get()) {
                         v[kept] = v[slot];
-                        ids.push(slot as i64);
+                        ids.push(slot as i64 + base);
                         kept += 1;
                     }
                 }
@@ -445,6 +459,30 @@ mod tests {
             assert_eq!(wide.stored(), one.stored());
             assert_eq!(wide.stored().get(5).last_epoch, 5000);
             assert_eq!(wide.stored().get(5).first_epoch, 0);
+        }
+    }
+
+    /// A state based at an id (one range of a split read) holds the states of a state based at
+    /// 0, with the ids spelled out: from the first id (no compaction), below it (an empty slot
+    /// compacted), and above it (ids below the base go hashed, then back to direct).
+    #[test]
+    fn a_state_based_at_an_id_matches_one_based_at_zero() {
+        let ids: Vec<i64> = (1000..1000 + 3 * PART as i64).collect();
+        let mut shuffled_ids = ids.clone();
+        shuffled(&mut shuffled_ids, 3);
+        let batches = [batch(0, &shuffled_ids), batch(1, &ids)];
+        let (want, want_ids) = read(&batches);
+        for base in [1000, 999, 1500, 0] {
+            let mut keyed = KeyedState::new(Kind::Logits, NanPolicy::Raise).with_id_base(base);
+            for b in &batches {
+                keyed.fold(b, &|_| true).unwrap();
+            }
+            if base == 1000 {
+                assert_eq!(keyed.slots.len(), (3 * PART).div_ceil(CHUNK) * CHUNK, "no slots below the base");
+            }
+            let (got, got_ids) = keyed.into_state().unwrap();
+            assert_eq!(got.stored(), want.stored(), "base {base}");
+            assert_eq!(got_ids.unwrap().to_data(), want_ids.as_ref().unwrap().to_data(), "base {base}");
         }
     }
 
