@@ -84,24 +84,30 @@ def same_bits(a: object, b: object) -> bool:
 
 
 def breakdown(client: object, source: str, repeat: int) -> dict[str, float]:
-    """Best times of `fastcarto.dask.compute` with its table tasks replaced: building each
-    range's table and dropping it (no handoff to the client), and returning nothing (no table
-    built). The difference to a full run is what building and handing over the table costs."""
+    """Best times of `fastcarto.dask.compute` with its range tasks replaced by ones that read
+    their range and build its table but drop it (no handoff to the client), and by ones that
+    build no table. The differences to a full run are what handing over and building the table
+    cost."""
     from fastcarto.dask import _compute
 
-    real = _compute._range_table
+    real = _compute._read_range_table
 
-    def built(part: Any, **_: Any) -> None:
+    # Defined here, so that Dask sends them to the workers by value.
+    def built(files: Any, id_range: Any, *, compat: Any, ddof: int, **opts: Any) -> Any:
+        opts.pop("client_host")
+        part = _compute._read_range(files, id_range, **opts)
         if part.state is not None:
-            part.state.finalize(compat=None, ddof=0, ids=part.ids)
+            part.state.finalize(compat=compat, ddof=ddof, ids=part.ids)
+        return _compute._meta(part), None
 
-    def nothing(part: Any, **_: Any) -> None:
-        return None
+    def read_only(files: Any, id_range: Any, *, compat: Any, ddof: int, **opts: Any) -> Any:
+        opts.pop("client_host")
+        return _compute._meta(_compute._read_range(files, id_range, **opts)), None
 
     out: dict[str, float] = {}
     try:
-        for name, fake in (("built_not_handed_s", built), ("no_tables_s", nothing)):
-            _compute._range_table = fake  # type: ignore[assignment]
+        for name, fake in (("built_not_handed_s", built), ("no_tables_s", read_only)):
+            _compute._read_range_table = fake
             times = []
             for _ in range(repeat):
                 t0 = time.perf_counter()
@@ -112,7 +118,7 @@ def breakdown(client: object, source: str, repeat: int) -> dict[str, float]:
                 times.append(time.perf_counter() - t0)
             out[name] = min(times)
     finally:
-        _compute._range_table = real
+        _compute._read_range_table = real
     return out
 
 

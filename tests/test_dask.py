@@ -342,6 +342,29 @@ def test_a_failing_range_leaves_no_handed_off_file(tmp_path, client) -> None:
     assert str(got.value) == str(want.value)
     assert set(shm.glob("fastcarto-dask-*")) == before
 
+    # Without require_complete each range's task builds its table as it reads: an upper range
+    # that fails (a label out of range) leaves no file of the lower range's table either, and
+    # nor does a check on the whole that fails after every range succeeded (epochs=).
+    bad = tmp_path / "bad"
+    for e in range(EPOCHS):
+        table = rows([e], np.arange(N))
+        if e == 2:
+            label = np.asarray(table["label"]).copy()
+            label[-5] = 99
+            table = table.set_column(2, "label", pa.array(label))
+        write(bad / f"epoch_{e}.parquet", table)
+    with pytest.raises(ValueError, match="label 99") as got:
+        fdask.compute(str(bad), client=client, partitions=2)
+    with pytest.raises(ValueError) as want:
+        fastcarto.compute(str(bad), progress=False)
+    assert str(got.value) == str(want.value)
+    with pytest.raises(ValueError, match="epoch") as got:
+        fdask.compute(str(d), client=client, partitions=2, epochs=EPOCHS + 2)
+    with pytest.raises(ValueError) as want:
+        fastcarto.compute(str(d), progress=False, epochs=EPOCHS + 2)
+    assert str(got.value) == str(want.value)
+    assert set(shm.glob("fastcarto-dask-*")) == before
+
 
 def test_bad_input_is_a_clear_error(tmp_path, client) -> None:
     with pytest.raises(fastcarto.EmptyInputError):
@@ -444,7 +467,7 @@ def test_two_processes_and_a_worker_killed_mid_run(tmp_path) -> None:
         from fastcarto.dask import _compute
 
         # The task each split submits (pickled by value when it is this test's function).
-        for split, task in (("examples", "_read_range"), ("files", "_read_part")):
+        for split, task in (("examples", "_read_range_table"), ("files", "_read_part")):
             original = getattr(_compute, task)
 
             def dying(*args: Any, original: Any = original, **kwargs: Any) -> Any:

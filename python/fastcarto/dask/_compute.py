@@ -6,14 +6,17 @@ Two plans (``split=``), both fixed before any task runs:
 1. **Split points**: quantiles of the ids of every file's first batch cut the id space into one
    range per worker (read by the client for local files, by a task, ``fastcarto-split-…``, for
    remote ones).
-2. **Reads** (``fastcarto-read-…``, one per range): every file, in ``compute``'s order, folding
-   only the range's examples (``_core.read_keyed_part(id_range=)``, the GIL released, the Rust
-   pool sized to the worker's threads). Each example meets its rows in ``compute``'s order, so
-   its state is ``compute``'s bit for bit; a range that had to fold one epoch at a time (some
-   example's epochs interleave) makes the others read again that way.
-3. **Tables** (``fastcarto-table-…``): after the client's checks on the whole, each range's
-   table is built where its state is; the result holds them in range order, one chunk each
-   (each through a mapped file when the worker shares the client's machine).
+2. **Reads and tables** (``fastcarto-range-…``, one per range): every file, in ``compute``'s
+   order, folding only the range's examples (``_core.read_keyed_part(id_range=)``, the GIL
+   released, the Rust pool sized to the worker's threads), then the range's table (handed to
+   the client through a mapped file when the worker shares the client's machine). Each example
+   meets its rows in ``compute``'s order, so its state is ``compute``'s bit for bit.
+3. **Checks** on the whole, on the client; the result holds the tables in range order, one
+   chunk each. When some range had to fold one epoch at a time (some example's epochs
+   interleave), or with ``require_complete`` (a check that needs every range's epochs), the
+   reads (``fastcarto-read-…``) keep their states instead, the client checks, the ranges that
+   folded in one pass are read again one epoch at a time, and table tasks
+   (``fastcarto-table-…``) build the tables.
 
 ``"files"`` (and every ``dask.dataframe``): one task per file or partition, folded into a
 partial state; the states (pickled: their Arrow IPC stream) merge by id (``_core.merge_by_id``)
@@ -600,7 +603,8 @@ def _by_example(
     compat: Compat | None,
     ddof: int,
 ) -> DataMap:
-    """``split="examples"``: a task per range of ids reads every file; the tables concatenate."""
+    """``split="examples"``: a task per range of ids reads every file; its table is a chunk of
+    the result."""
     workers = sorted(client.nthreads())
     n = partitions or max(1, len(workers))
     points: list[Any] = []
@@ -615,19 +619,41 @@ def _by_example(
     ranges = list(zip([None, *points], [*points, None], strict=True))
 
     def read(i: int, id_range: tuple[Any, Any], **more: Any) -> Any:
-        # Range i starts on worker i (spread evenly; any worker may take it over).
-        where: dict[str, Any] = {}
-        if workers:
-            where = {"workers": [workers[i % len(workers)]], "allow_other_workers": True}
         return client.submit(
             _read_range,
             files,
             id_range,
             key=f"fastcarto-read-{token}-{i}{'-by-epoch' if more else ''}",
-            **where,
+            **_placed(workers, i),
             **opts,
             **more,
         )
+
+    host = _host_id()
+    if not require_complete:
+        # The common case: each range's task also builds its table, so the whole read is one
+        # round of tasks. Its checks on the whole (and the rare re-read of some ranges one
+        # epoch at a time) come after, from what the tasks report.
+        fused = [
+            client.submit(
+                _read_range_table,
+                files,
+                r,
+                compat=compat,
+                ddof=ddof,
+                client_host=host,
+                key=f"fastcarto-range-{token}-{i}",
+                **_placed(workers, i),
+                **opts,
+            )
+            for i, r in enumerate(ranges)
+        ]
+        results = _collect(fused, lambda r: r[1], lambda r, t: (r[0], t))
+        metas = [m for m, _ in results]
+        if all(m.by_epoch == metas[0].by_epoch for m in metas):
+            _check_whole(metas, opts["epochs"])
+            return _datamap([t for _, t in results], metas, compat)
+        # Some range's examples interleave their epochs: read as below (its tables dropped).
 
     futures = [read(i, r) for i, r in enumerate(ranges)]
     metas = [
@@ -643,18 +669,7 @@ def _by_example(
         for i, m in enumerate(metas):
             if not m.by_epoch:
                 futures[i] = read(i, ranges[i], epoch_at_a_time=True)
-    kinds = {m.kind for m in metas}
-    assert len(kinds) == 1, "every range reads the same files, so they declare one kind"
-    rows = sum(m.rows for m in metas)
-    epochs_present = sorted({e for m in metas for e in m.epochs})
-    _core.check_keyed_parts(
-        None,
-        None,
-        rows=rows,
-        epochs_present=epochs_present,
-        epochs=opts["epochs"],
-        require_complete=False,
-    )
+    rows, epochs_present = _check_whole(metas, opts["epochs"])
     tables = [
         client.submit(
             _range_table,
@@ -664,26 +679,89 @@ def _by_example(
             require_complete=require_complete,
             compat=compat,
             ddof=ddof,
-            client_host=_host_id(),
+            client_host=host,
             key=f"fastcarto-table-{token}-{i}",
         )
         for i, f in enumerate(futures)
     ]
-    # In range order, so that an error names the example compute's would.
+    return _datamap(_collect(tables), metas, compat)
+
+
+def _placed(workers: list[Any], i: int) -> dict[str, Any]:
+    """Range ``i`` starts on worker ``i`` (spread evenly; any worker may take it over)."""
+    if not workers:
+        return {}
+    return {"workers": [workers[i % len(workers)]], "allow_other_workers": True}
+
+
+def _read_range_table(
+    files: Sequence[_File],
+    id_range: tuple[Any, Any] | None,
+    *,
+    compat: Compat | None,
+    ddof: int,
+    client_host: str,
+    **opts: Any,
+) -> tuple[_Part, Any]:
+    """A task: one range read and its table built (``_read_range``, then ``_range_table``
+    without ``require_complete``); returns the part's metadata and the table."""
+    part = _read_range(files, id_range, **opts)
+    table = _range_table(
+        part,
+        rows=part.rows,
+        epochs_present=list(part.epochs),
+        require_complete=False,
+        compat=compat,
+        ddof=ddof,
+        client_host=client_host,
+    )
+    return _meta(part), table
+
+
+def _collect(
+    futures: list[Any],
+    table_of: Any = lambda r: r,
+    with_table: Any = lambda r, t: t,
+) -> list[Any]:
+    """The results of table tasks in range order, each handed-off table taken (mapped and its
+    file removed). Every handed-off file is taken before the first error, in range order (so
+    that it names the example compute's would), is raised."""
     from distributed import wait
 
-    wait(tables)
-    # Every handed-off file is taken (mapped and removed) before the first error, in range
-    # order, is raised.
-    taken = [_take_handoff(t.result()) for t in tables if t.status == "finished"]
-    for t in tables:
-        if t.status != "finished":
-            t.result()
-    batches = [b for b in taken if b is not None]
+    wait(futures)
+    results = [f.result() if f.status == "finished" else None for f in futures]
+    taken = [None if r is None else with_table(r, _take_handoff(table_of(r))) for r in results]
+    for f in futures:
+        if f.status != "finished":
+            f.result()
+    return taken
+
+
+def _check_whole(metas: Sequence[_Part], epochs: Any) -> tuple[int, list[int]]:
+    """The checks on the whole read (some rows, the selected epochs present); returns the rows
+    and the epochs present."""
+    kinds = {m.kind for m in metas}
+    assert len(kinds) == 1, "every range reads the same files, so they declare one kind"
+    rows = sum(m.rows for m in metas)
+    epochs_present = sorted({e for m in metas for e in m.epochs})
+    _core.check_keyed_parts(
+        None,
+        None,
+        rows=rows,
+        epochs_present=epochs_present,
+        epochs=epochs,
+        require_complete=False,
+    )
+    return rows, epochs_present
+
+
+def _datamap(tables: Sequence[Any], metas: Sequence[_Part], compat: Compat | None) -> DataMap:
+    """The ranges' tables, in range order, as one map: one chunk per range, as they came (no
+    copy of the whole table on the client)."""
     import numpy as np
     import pyarrow as pa
 
-    # One chunk per range, as they came (no copy of the whole table on the client).
+    batches = [b for b in tables if b is not None]
     table = pa.Table.from_batches(batches)
     if compat == "cartography" and len(batches) > 1:
         # cartography's ``index`` is the row's position in the whole table, which each range
@@ -691,7 +769,7 @@ def _by_example(
         i = table.schema.get_field_index("index")
         position = pa.array(np.arange(table.num_rows, dtype=np.int64))
         table = table.set_column(i, table.schema.field(i), position)
-    chosen_kind: Kind = "logits" if kinds.pop() == "logits" else "probs"
+    chosen_kind: Kind = "logits" if metas[0].kind == "logits" else "probs"
     return DataMap(table, kind=chosen_kind, compat=compat)
 
 
