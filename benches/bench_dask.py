@@ -4,6 +4,7 @@ on the same files, in one process, alternating (so the ratios share the machine'
     python benches/bench_dask.py                        # N=1,000,000, E=8, C=10, one file per epoch
     python benches/bench_dask.py --examples 200000 --repeat 3 --workers 1 2 4
     python benches/bench_dask.py --layout shards        # files of disjoint examples, every epoch
+    python benches/bench_dask.py --layout shards --split files   # each file read by one task
 
 Each run checks that the Dask table equals `compute`'s bit for bit. Reports, per worker count,
 the best of `--repeat` runs, its ratio to `compute` (the overhead: 1.10 is 10% slower), the
@@ -129,6 +130,7 @@ def main() -> None:
     ap.add_argument("--classes", type=int, default=10)
     ap.add_argument("--layout", choices=["epochs", "shards"], default="epochs")
     ap.add_argument("--files", type=int, default=8, help="shards (layout=shards)")
+    ap.add_argument("--split", choices=["examples", "files"], default="examples")
     ap.add_argument("--workers", type=int, nargs="+", default=None)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--dir", default=os.path.join(tempfile.gettempdir(), "fastcarto-bench-dask"))
@@ -162,14 +164,15 @@ def main() -> None:
             ) as cluster,
             Client(cluster) as client,
         ):
-            assert same_bits(fastcarto.dask.compute(str(d), client=client), want)
+            run = {"client": client, "split": args.split}
+            assert same_bits(fastcarto.dask.compute(str(d), **run), want)
             local, dist = [], []
             for _ in range(args.repeat):
                 t0 = time.perf_counter()
                 fastcarto.compute(str(d), progress=False, threads=w)
                 local.append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
-                fastcarto.dask.compute(str(d), client=client)
+                fastcarto.dask.compute(str(d), **run)
                 dist.append(time.perf_counter() - t0)
             extra = breakdown(client, str(d), args.repeat) if args.breakdown else {}
         # Each repeat's two runs are back to back: the median of their ratios is less moved by a

@@ -139,6 +139,36 @@ def test_a_table_in_chunks_works_as_one(tmp_path, client) -> None:
         np.testing.assert_array_equal(got["confidence"], want["confidence"])
 
 
+@pytest.mark.parametrize("compat", [None, "cartography"])
+def test_shards_of_disjoint_id_blocks_merge_nothing(tmp_path, client, compat) -> None:
+    """split="files" on shards that each hold one block of ids (named against id order): each
+    shard's table is built where it was read, one chunk each, in id order; no state merges. A
+    require_complete failure names the example compute's names."""
+    d = tmp_path / "run"
+    for s, part in enumerate(np.array_split(np.arange(N), 4)):
+        write(d / f"shard-{3 - s}.parquet", rows(list(range(EPOCHS)), part))
+    want = fastcarto.compute(str(d), compat=compat, progress=False)
+    got = fdask.compute(str(d), client=client, split="files", compat=compat)
+    same_bits(got, want)
+    assert got.to_arrow().column(0).num_chunks == 4
+
+    # String ids, one shard short of an epoch for its examples.
+    d = tmp_path / "short"
+    for s, part in enumerate(np.array_split(np.arange(N), 3)):
+        table = rows(list(range(EPOCHS - (s == 1))), part)
+        ids = pa.array([f"x{i:04d}" for i in np.asarray(table["id"])])
+        write(d / f"shard-{s}.parquet", table.set_column(1, "id", ids))
+    same_bits(
+        fdask.compute(str(d), client=client, split="files"),
+        fastcarto.compute(str(d), progress=False),
+    )
+    with pytest.raises(ValueError, match="every example must have all of them") as got_err:
+        fdask.compute(str(d), client=client, split="files", require_complete=True)
+    with pytest.raises(ValueError) as want_err:
+        fastcarto.compute(str(d), progress=False, require_complete=True)
+    assert str(got_err.value) == str(want_err.value)
+
+
 @FEWEST_EXAMPLES
 @given(
     n=st.integers(1, 60),

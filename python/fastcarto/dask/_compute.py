@@ -24,10 +24,13 @@ in the order ``compute`` reads the files: consecutive parts that each hold one a
 epoch as a pairwise tree, those groups left to right. Files of one epoch each and files of
 disjoint examples give ``compute``'s table bit for bit; files that each hold several epochs of
 one example merge with the pairwise update (counts exact, floats to rounding; ``docs/dask.md``).
+When the parts' id spans do not overlap, nothing merges: each part's table is built where it is
+(``fastcarto-table-…``) and the tables, in id order, are the result.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import tempfile
@@ -89,6 +92,8 @@ class _Part:
     name: str
     #: Folded one epoch at a time (some example's epochs interleave in the part).
     by_epoch: bool = False
+    #: The smallest and largest id of the part's examples (``None``: no examples).
+    span: tuple[Any, Any] | None = None
 
 
 def _client(client: Any) -> Any:
@@ -573,6 +578,28 @@ def compute(
     metas = client.gather(
         [client.submit(_meta, f, key=f"fastcarto-meta-{token}-{i}") for i, f in enumerate(futures)]
     )
+    order = _disjoint_order(metas)
+    if order is not None:
+        # No example is in two parts (shards of disjoint examples): each part's states are the
+        # merged ones, so each part's table is built where it is, and the tables in id order
+        # are the result. Nothing merges, nothing but the tables moves.
+        ordered = [metas[i] for i in order]
+        rows, epochs_present = _check_whole(ordered, chosen_epochs)
+        tables = [
+            client.submit(
+                _range_table,
+                futures[i],
+                rows=rows,
+                epochs_present=epochs_present,
+                require_complete=require_complete,
+                compat=compat,
+                ddof=int(ddof),
+                client_host=_host_id(),
+                key=f"fastcarto-table-{token}-{k}",
+            )
+            for k, i in enumerate(order)
+        ]
+        return _datamap(_collect(tables), ordered, compat)
     merged = _merge_plan(client, futures, _groups(metas), token)
     final: _Part = merged.result()
     _core.check_keyed_parts(
@@ -589,7 +616,34 @@ def compute(
 
 
 def _meta(part: _Part) -> _Part:
-    return _Part(None, None, part.epochs, part.rows, part.kind, part.name, part.by_epoch)
+    """What the client needs of a part to plan the rest: all but its states."""
+    span = None
+    if part.state is not None and part.ids is None:
+        # Ids 0..n-1, the default ids of a table.
+        n = part.state.n_examples
+        span = (0, n - 1) if n else None
+    elif part.state is not None and len(part.ids):
+        # Sorted: a state's examples are in increasing id order.
+        span = (part.ids[0].as_py(), part.ids[-1].as_py())
+    return _Part(None, None, part.epochs, part.rows, part.kind, part.name, part.by_epoch, span)
+
+
+def _disjoint_order(metas: Sequence[_Part]) -> list[int] | None:
+    """The parts that hold examples, in increasing id order, when their id spans do not
+    overlap (no example in two parts), all parts hold one kind of outputs and ids, and all
+    folded the same way (one pass, or one epoch at a time); otherwise ``None``."""
+    held = [(m.span, i) for i, m in enumerate(metas) if m.span is not None]
+    if not held:
+        return None
+    if len({metas[i].kind for _, i in held}) != 1 or len({type(s[0]) for s, _ in held}) != 1:
+        return None
+    if len({m.by_epoch for m in metas}) != 1:
+        return None
+    held.sort(key=lambda t: t[0][0])
+    for (a, _), (b, _) in itertools.pairwise(held):
+        if b[0] <= a[1]:
+            return None
+    return [i for _, i in held]
 
 
 def _by_example(
