@@ -684,6 +684,7 @@ def _by_example(
         )
 
     host = _host_id()
+    again: dict[str, Any] = {}
     if not require_complete:
         # The common case: each range's task also builds its table, so the whole read is one
         # round of tasks. Its checks on the whole (and the rare re-read of some ranges one
@@ -707,9 +708,11 @@ def _by_example(
         if all(m.by_epoch == metas[0].by_epoch for m in metas):
             _check_whole(metas, opts["epochs"])
             return _datamap([t for _, t in results], metas, compat)
-        # Some range's examples interleave their epochs: read as below (its tables dropped).
+        # Some range's examples interleave their epochs, so compute folds everything one epoch
+        # at a time: every range is read again that way (the tables are dropped).
+        again = {"epoch_at_a_time": True}
 
-    futures = [read(i, r) for i, r in enumerate(ranges)]
+    futures = [read(i, r, **again) for i, r in enumerate(ranges)]
     metas = [
         f.result()
         for f in [
