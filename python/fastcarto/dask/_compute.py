@@ -585,20 +585,16 @@ def compute(
         # are the result. Nothing merges, nothing but the tables moves.
         ordered = [metas[i] for i in order]
         rows, epochs_present = _check_whole(ordered, chosen_epochs)
-        tables = [
-            client.submit(
-                _range_table,
-                futures[i],
-                rows=rows,
-                epochs_present=epochs_present,
-                require_complete=require_complete,
-                compat=compat,
-                ddof=int(ddof),
-                client_host=_host_id(),
-                key=f"fastcarto-table-{token}-{k}",
-            )
-            for k, i in enumerate(order)
-        ]
+        tables = _table_tasks(
+            client,
+            [futures[i] for i in order],
+            token,
+            rows=rows,
+            epochs_present=epochs_present,
+            require_complete=require_complete,
+            compat=compat,
+            ddof=int(ddof),
+        )
         return _datamap(_collect(tables), ordered, compat)
     merged = _merge_plan(client, futures, _groups(metas), token)
     final: _Part = merged.result()
@@ -703,7 +699,7 @@ def _by_example(
             )
             for i, r in enumerate(ranges)
         ]
-        results = _collect(fused, lambda r: r[1], lambda r, t: (r[0], t))
+        results = _collect(fused, lambda r: (r[0], _take_handoff(r[1])))
         metas = [m for m, _ in results]
         if all(m.by_epoch == metas[0].by_epoch for m in metas):
             _check_whole(metas, opts["epochs"])
@@ -727,21 +723,28 @@ def _by_example(
             if not m.by_epoch:
                 futures[i] = read(i, ranges[i], epoch_at_a_time=True)
     rows, epochs_present = _check_whole(metas, opts["epochs"])
-    tables = [
-        client.submit(
-            _range_table,
-            f,
-            rows=rows,
-            epochs_present=epochs_present,
-            require_complete=require_complete,
-            compat=compat,
-            ddof=ddof,
-            client_host=host,
-            key=f"fastcarto-table-{token}-{i}",
-        )
-        for i, f in enumerate(futures)
-    ]
+    tables = _table_tasks(
+        client,
+        futures,
+        token,
+        rows=rows,
+        epochs_present=epochs_present,
+        require_complete=require_complete,
+        compat=compat,
+        ddof=ddof,
+    )
     return _datamap(_collect(tables), metas, compat)
+
+
+def _table_tasks(client: Any, parts: Sequence[Any], token: str, **table: Any) -> list[Any]:
+    """One ``_range_table`` task per part (futures, in the result's order)."""
+    host = _host_id()
+    return [
+        client.submit(
+            _range_table, f, client_host=host, key=f"fastcarto-table-{token}-{i}", **table
+        )
+        for i, f in enumerate(parts)
+    ]
 
 
 def _placed(workers: list[Any], i: int) -> dict[str, Any]:
@@ -775,19 +778,14 @@ def _read_range_table(
     return _meta(part), table
 
 
-def _collect(
-    futures: list[Any],
-    table_of: Any = lambda r: r,
-    with_table: Any = lambda r, t: t,
-) -> list[Any]:
-    """The results of table tasks in range order, each handed-off table taken (mapped and its
-    file removed). Every handed-off file is taken before the first error, in range order (so
-    that it names the example compute's would), is raised."""
+def _collect(futures: list[Any], take: Any = _take_handoff) -> list[Any]:
+    """The results of table tasks in range order, each through ``take`` (which takes a handed-off
+    table: maps it and removes its file). Every handed-off file is taken before the first error,
+    in range order (so that it names the example compute's would), is raised."""
     from distributed import wait
 
     wait(futures)
-    results = [f.result() if f.status == "finished" else None for f in futures]
-    taken = [None if r is None else with_table(r, _take_handoff(table_of(r))) for r in results]
+    taken = [take(f.result()) if f.status == "finished" else None for f in futures]
     for f in futures:
         if f.status != "finished":
             f.result()
